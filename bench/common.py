@@ -1,0 +1,208 @@
+"""Shared helpers of the benchmark scripts: start/stop a ``jobyard serve`` subprocess in
+a fresh data directory, read its credentials, and summarise numbers.
+
+Run the scripts with the project's virtualenv, e.g. ``.venv/bin/python bench/w1_throughput.py``.
+They are measurements, not tests: nothing here is imported by the test suite.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+HEALTH_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def jobyard_command() -> list[str]:
+    """``jobyard`` of the interpreter running the benchmark (the venv's script)."""
+    beside = Path(sys.executable).parent / "jobyard"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("jobyard")
+    if found is None:
+        sys.exit("cannot find the jobyard command: run with the project's .venv/bin/python")
+    return [found]
+
+
+@dataclass
+class Server:
+    """A running ``jobyard serve`` and what a client needs to talk to it."""
+
+    proc: subprocess.Popen[bytes]
+    home: Path
+    url: str
+    api_key: str
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def client(self, timeout_s: float = 30.0) -> httpx.Client:
+        """A keep-alive HTTP client authenticated with the admin key."""
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            timeout=timeout_s,
+        )
+
+
+def _server_env(home: Path, extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
+    env["JOBYARD_HOME"] = str(home)
+    env.update(extra or {})
+    return env
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    """Poll ``/healthz`` until it answers 200; exit with the server log if it dies."""
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    with httpx.Client(base_url=url, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                sys.exit(f"jobyard serve exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+    stop_server(proc)
+    sys.exit(f"jobyard serve did not become healthy in {HEALTH_TIMEOUT_S} s")
+
+
+def read_credentials(home: Path) -> tuple[str, str]:
+    """(url, api_key) from ``<home>/credentials.json``."""
+    data = json.loads((home / "credentials.json").read_text())
+    return str(data["url"]), str(data["api_key"])
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, then wait (SIGKILL only if it does not stop in time)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            print(f"jobyard serve (pid {proc.pid}) ignored SIGTERM; killing it", file=sys.stderr)
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+@contextmanager
+def running_server(
+    *,
+    slots: int,
+    database_url: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    keep: bool = False,
+) -> Iterator[Server]:
+    """Start ``jobyard serve`` in a fresh temporary data dir on a free port; yield it once
+    ``/healthz`` answers; stop it (SIGTERM, wait) and remove the data dir afterwards."""
+    home = Path(tempfile.mkdtemp(prefix="jobyard-bench-"))
+    log_path = home / "server.log"
+    port = free_port()
+    cmd = [*jobyard_command(), "serve", "--port", str(port), "--slots", str(slots)]
+    if database_url:
+        cmd += ["--database-url", database_url]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            env=_server_env(home, extra_env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_healthy(proc, f"http://127.0.0.1:{port}", log_path)
+        url, api_key = read_credentials(home)
+        yield Server(proc=proc, home=home, url=url, api_key=api_key, log_path=log_path)
+    finally:
+        code = stop_server(proc)
+        if code not in (0, -signal.SIGTERM):
+            print(f"jobyard serve exited with {code}; log: {log_path}", file=sys.stderr)
+        elif not keep:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def parse_time(text: str) -> datetime:
+    """An API timestamp (``…Z``) as an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def all_jobs(client: httpx.Client, **params: str) -> list[dict[str, object]]:
+    """Every job matching ``params``, following ``next_cursor`` 500 at a time."""
+    items: list[dict[str, object]] = []
+    cursor: str | None = None
+    while True:
+        query = {**params, "limit": "500", **({"cursor": cursor} if cursor else {})}
+        resp = client.get("/v1/jobs", params=query)
+        resp.raise_for_status()
+        page = resp.json()
+        items.extend(page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return items
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The ``pct`` percentile (0–100) with linear interpolation between ranks."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * pct / 100
+    lo, hi = math.floor(rank), math.ceil(rank)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
+
+
+@dataclass(frozen=True)
+class Spread:
+    median: float
+    low: float
+    high: float
+
+    def fmt(self, digits: int = 2) -> str:
+        return f"{self.median:.{digits}f} ({self.low:.{digits}f}–{self.high:.{digits}f})"
+
+
+def spread(values: Sequence[float]) -> Spread:
+    """Median with min–max of repeated measurements."""
+    return Spread(statistics.median(values), min(values), max(values))
+
+
+def describe_python(path: str) -> str:
+    """``path`` (and what it resolves to) with its version, for the record."""
+    version = subprocess.run(
+        [path, "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    real = os.path.realpath(path)
+    via = f" -> {real}" if real != path else ""
+    return f"{path}{via} (Python {version})"

@@ -1,0 +1,36 @@
+# Sourced by scripts/serve and scripts/test: make .venv with the locked dependencies.
+# Usage: ensure_venv "" | ensure_venv "[dev]"
+set -euo pipefail
+
+find_python() {
+  for candidate in "${PYTHON:-}" python3 python3.13 python3.12 python3.11 python; do
+    [ -n "$candidate" ] || continue
+    if command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  echo "jobyard needs Python 3.11 or newer on PATH (or set PYTHON=/path/to/python3)" >&2
+  return 1
+}
+
+ensure_venv() {
+  local extra="$1"
+  local py
+  if [ ! -x .venv/bin/python ]; then
+    py=$(find_python)
+    echo "jobyard: creating .venv with $("$py" --version)" >&2
+    "$py" -m venv .venv
+  fi
+  local stamp=".venv/.jobyard-installed${extra}"
+  local want
+  want=$(cat requirements.lock pyproject.toml | cksum)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "jobyard: installing dependencies from requirements.lock${extra:+ (with ${extra})}" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+      -c requirements.lock -e ".${extra}" >&2
+    echo "$want" > "$stamp"
+  fi
+}

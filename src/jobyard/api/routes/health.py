@@ -1,0 +1,26 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from jobyard.api.deps import RuntimeDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process serves")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database answers")
+def readyz(runtime: RuntimeDep) -> JSONResponse:
+    if runtime.db.ping():
+        return JSONResponse({"status": "ready"})
+    return JSONResponse(
+        {"code": "STORE_UNAVAILABLE", "message": "the database does not answer", "details": {}},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )

@@ -1,0 +1,170 @@
+"""``/v1/jobs``: submit, read, list, cancel, logs and timeline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
+
+from fastapi import APIRouter, Body, Header, Query, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from jobyard import errors
+from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.schemas import (
+    CancelRequest,
+    ErrorOut,
+    EventList,
+    EventOut,
+    JobCreate,
+    JobList,
+    JobOut,
+    JobSummary,
+)
+from jobyard.domain.jobs import JobFilter
+from jobyard.domain.priorities import Priority
+from jobyard.domain.states import JobState
+
+FOLLOW_POLL_S = 0.05
+E = TypeVar("E", JobState, Priority)
+
+ERRORS = {code: {"model": ErrorOut} for code in (401, 404, 409, 422, 503)}
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)  # type: ignore[arg-type]
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
+
+
+def _enum_set(kind: type[E], values: list[str] | None, field: str) -> frozenset[E]:
+    out = set()
+    for v in _split(values):
+        try:
+            out.add(kind(v.lower()))
+        except ValueError:
+            allowed = ", ".join(m.value for m in kind)
+            raise errors.InvalidInput(
+                f"{field}: {v!r} is not one of {allowed}", field=field
+            ) from None
+    return frozenset(out)
+
+
+def _aware(v: datetime | None) -> datetime | None:
+    return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Submit a job")
+def submit_job(
+    body: JobCreate,
+    response: Response,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobOut:
+    job, created = runtime.jobs.submit(principal, body.to_spec(idempotency_key))
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return JobOut.from_job(job, runtime.clock.now())
+
+
+@router.get("", summary="List jobs, newest first")
+def list_jobs(
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    status_: Annotated[
+        list[str] | None, Query(alias="status", description="One or more states")
+    ] = None,
+    priority: Annotated[list[str] | None, Query()] = None,
+    job_type: str | None = None,
+    submitted_by: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JobList:
+    flt = JobFilter(
+        states=_enum_set(JobState, status_, "status"),
+        priorities=_enum_set(Priority, priority, "priority"),
+        job_type=job_type,
+        submitted_by=submitted_by,
+        created_from=_aware(created_from),
+        created_to=_aware(created_to),
+    )
+    page = runtime.jobs.list_jobs(principal, flt, limit=limit, cursor=cursor)
+    now = runtime.clock.now()
+    return JobList(
+        items=[JobOut.from_job(j, now) for j in page.items],
+        next_cursor=page.next_cursor,
+        summary=JobSummary(total=sum(page.by_status.values()), by_status=page.by_status),
+    )
+
+
+@router.get("/{job_id}", summary="Get a job")
+def get_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut:
+    return JobOut.from_job(runtime.jobs.get(principal, job_id), runtime.clock.now())
+
+
+@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, summary="Cancel a job")
+def cancel_job(
+    job_id: str,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    body: Annotated[CancelRequest | None, Body()] = None,
+) -> JobOut:
+    req = body or CancelRequest()
+    job = runtime.jobs.cancel(principal, job_id, force=req.force, reason=req.reason)
+    return JobOut.from_job(job, runtime.clock.now())
+
+
+@router.get("/{job_id}/events", summary="The job's timeline")
+def job_events(
+    job_id: str,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    after: Annotated[int | None, Query(ge=0)] = None,
+) -> EventList:
+    return EventList(
+        items=[EventOut.from_event(e) for e in runtime.jobs.events(principal, job_id, after)]
+    )
+
+
+@router.get(
+    "/{job_id}/logs",
+    summary="The job's output (stdout and stderr)",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Log text"}},
+)
+def job_logs(
+    job_id: str,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
+    follow: bool = False,
+    attempt: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    chunk = runtime.jobs.read_log(principal, job_id, offset=offset, tail=tail, attempt=attempt)
+    headers = {"X-Log-Offset": str(chunk.offset), "X-Log-Next-Offset": str(chunk.next_offset)}
+    if not follow:
+        return Response(chunk.data, media_type="text/plain; charset=utf-8", headers=headers)
+
+    async def stream() -> AsyncIterator[bytes]:
+        if chunk.data:
+            yield chunk.data
+        pos, pinned = chunk.next_offset, attempt
+        while True:
+            poll = await run_in_threadpool(
+                runtime.jobs.poll_log, principal, job_id, offset=pos, attempt=pinned
+            )
+            pinned = poll.attempt
+            if poll.data:
+                pos = poll.next_offset
+                yield poll.data
+            elif poll.done:
+                return
+            else:
+                await asyncio.sleep(FOLLOW_POLL_S)
+
+    return StreamingResponse(stream(), media_type="text/plain; charset=utf-8", headers=headers)

@@ -1,0 +1,116 @@
+"""The job commands besides ``submit``: ``status``, ``list``, ``logs`` and ``cancel``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from jobyard.cli import common, exitcodes, parsing, render
+from jobyard.cli.common import ApiKeyOption, JsonOption, Priority, UrlOption
+from jobyard.sdk.models import JobPage
+
+
+def status(
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
+    json_out: JsonOption = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Show one job."""
+    with common.handle_errors(), common.make_client(url, api_key) as client:
+        job = client.get(job_id)
+    if json_out:
+        typer.echo(job.model_dump_json(indent=2))
+    else:
+        common.out().print(render.job_panel(job))
+
+
+def list_jobs(
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", help="Only these statuses (repeat or comma-separate)."),
+    ] = None,
+    priority: Annotated[Priority | None, typer.Option(help="Only this priority.")] = None,
+    job_type: Annotated[str | None, typer.Option("--type", help="Only this job type.")] = None,
+    submitted_by: Annotated[str | None, typer.Option(help="Only jobs submitted by.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Jobs per page.")] = 50,
+    all_pages: Annotated[
+        bool, typer.Option("--all", help="Every page, not only the first.")
+    ] = False,
+    json_out: JsonOption = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """List jobs, newest first, with counts by status."""
+    filters: dict[str, Any] = {
+        "status": parsing.split_csv(status or []) or None,
+        "priority": priority.value if priority is not None else None,
+        "job_type": job_type,
+        "submitted_by": submitted_by,
+        "limit": limit,
+    }
+    with common.handle_errors(), common.make_client(url, api_key) as client:
+        page = client.list(**filters)
+        items = list(page.items)
+        cursor = page.next_cursor
+        while all_pages and cursor:
+            more = client.list(cursor=cursor, **filters)
+            items.extend(more.items)
+            cursor = more.next_cursor if more.next_cursor != cursor else None
+    result = JobPage(items=items, next_cursor=cursor, summary=page.summary)
+    if json_out:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    out = common.out()
+    if items:
+        out.print(render.jobs_table(items))
+    else:
+        out.print("No jobs.")
+    out.print(render.summary_text(result.summary))
+    if cursor:
+        out.print(f"[dim]showing {len(items)}; more with --all or --limit[/dim]")
+
+
+def logs(
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")
+    ] = False,
+    tail: Annotated[int | None, typer.Option(min=0, help="Only the last N lines.")] = None,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Print a job's output (stdout and stderr)."""
+    try:
+        with common.handle_errors(), common.make_client(url, api_key) as client:
+            offset = 0
+            if tail is not None or not follow:
+                chunk = client.read_logs(job_id, tail=tail)
+                _write(chunk.text)
+                offset = chunk.next_offset
+            if follow:
+                for piece in client.follow_logs(job_id, offset=offset):
+                    _write(piece)
+    except KeyboardInterrupt:
+        raise typer.Exit(exitcodes.INTERRUPTED) from None
+
+
+def _write(text: str) -> None:
+    """Log text as is (``typer.echo`` would strip colour codes when piped)."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def cancel(
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
+    force: Annotated[bool, typer.Option("--force", help="Kill at once (SIGKILL).")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the job's events).")] = None,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Cancel a job; a running job goes to `cancelling`, then `cancelled`."""
+    with common.handle_errors(), common.make_client(url, api_key) as client:
+        job = client.cancel(job_id, force=force, reason=reason)
+    common.out().print(render.job_line(job))

@@ -1,0 +1,170 @@
+"""``jobyard submit``: build a submission from the command line, submit, optionally wait."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from jobyard.cli import common, exitcodes, parsing, render
+from jobyard.cli.common import ApiKeyOption, Priority, UrlOption
+from jobyard.sdk.client import Client
+from jobyard.sdk.models import Job
+
+T = TypeVar("T")
+
+POLL_INTERVAL_S = 0.2  #: first poll interval of ``--wait`` (tests set it to 0)
+
+
+def _parsed(hint: str, parse: Callable[..., T], *args: Any) -> T:
+    """``parse(*args)``; a ``ValueError`` becomes a usage error (exit code 2)."""
+    try:
+        return parse(*args)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
+
+
+def build_submission(
+    argv: list[str] | None,
+    command: str | None,
+    *,
+    params: list[str],
+    params_file: Path | None,
+    env: list[str],
+    metadata: list[str],
+    timeout: float | None,
+    at: str | None,
+) -> dict[str, Any]:
+    """The keyword arguments of :meth:`Client.submit` from the command line."""
+    if argv and command is not None:
+        raise typer.BadParameter("give -c/--command or CMD after --, not both", param_hint="CMD")
+    if not argv and command is None:
+        raise typer.BadParameter(
+            "a command is required: -- CMD [ARG…] or -c/--command 'shell string'",
+            param_hint="CMD",
+        )
+    if timeout is not None and timeout <= 0:
+        raise typer.BadParameter("must be greater than 0", param_hint="--timeout")
+    base = _parsed("--params-file", parsing.load_params_file, params_file) if params_file else {}
+    return {
+        "entrypoint": command if command is not None else list(argv or []),
+        "parameters": _parsed("--param", parsing.parse_params, params, base) or None,
+        "env": _parsed("--env", parsing.parse_pairs, env, "--env") or None,
+        "metadata": _parsed("--metadata", parsing.parse_pairs, metadata, "--metadata") or None,
+        "timeout_s": timeout,
+        "scheduled_at": _parsed("--at", parsing.parse_time, at) if at is not None else None,
+    }
+
+
+def submit(
+    argv: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="CMD", help="The command as an argv (no shell).", show_default=False
+        ),
+    ] = None,
+    command: Annotated[
+        str | None, typer.Option("--command", "-c", help="A shell command string (/bin/sh -c).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Job name.")] = None,
+    description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    job_type: Annotated[str | None, typer.Option("--type", help="Job type label.")] = None,
+    priority: Annotated[Priority, typer.Option(help="Priority.")] = Priority.normal,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", metavar="K=V", help="A parameter; V is parsed as JSON if valid."),
+    ] = None,
+    params_file: Annotated[
+        Path | None,
+        typer.Option("--params-file", metavar="FILE.json", help="Parameters from a JSON object."),
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", metavar="K=V", help="Environment variable.")
+    ] = None,
+    metadata: Annotated[
+        list[str] | None, typer.Option("--metadata", metavar="K=V", help="Metadata label.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", metavar="SECONDS", help="Running-time limit.")
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", metavar="ISO-TIME", help="Start at this time.")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="Submit at most once per key.")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the job ends.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the job id.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Submit a job: `jobyard submit [OPTIONS] -- CMD [ARG…]` or `-c "shell string"`.
+
+    With --wait the exit code tells how the job ended: 0 succeeded, 1 failed,
+    3 timed out, 4 cancelled.
+    """
+    kwargs = build_submission(
+        argv,
+        command,
+        params=param or [],
+        params_file=params_file,
+        env=env or [],
+        metadata=metadata or [],
+        timeout=timeout,
+        at=at,
+    )
+    with common.handle_errors(), common.make_client(url, api_key) as client:
+        job = client.submit(
+            name=name,
+            description=description,
+            job_type=job_type,
+            priority=priority.value,
+            idempotency_key=idempotency_key,
+            **kwargs,
+        )
+        if not wait:
+            _print_submitted(job, quiet=quiet, json_out=json_out)
+            return
+        if quiet and not json_out:
+            typer.echo(job.id)
+        final = _wait(client, job, live=not (quiet or json_out) and common.err().is_terminal)
+    if json_out:
+        typer.echo(final.model_dump_json(indent=2))
+    elif not quiet:
+        common.out().print(render.final_text(final))
+    raise typer.Exit(exitcodes.for_status(final.status))
+
+
+def _print_submitted(job: Job, *, quiet: bool, json_out: bool) -> None:
+    if json_out:
+        typer.echo(job.model_dump_json(indent=2))
+    elif quiet:
+        typer.echo(job.id)
+    else:
+        common.out().print(render.job_line(job))
+
+
+def _wait(client: Client, job: Job, *, live: bool) -> Job:
+    """Wait for the job, with a spinner, its status and the elapsed time on stderr."""
+    try:
+        if not live:
+            return client.wait(job.id, poll_interval=POLL_INTERVAL_S)
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        with Progress(*columns, console=common.err(), transient=True) as progress:
+            task = progress.add_task(f"job {job.id} [cyan]{job.status}")
+
+            def update(current: Job) -> None:
+                style = render.STATUS_STYLES.get(current.status) or "default"
+                progress.update(task, description=f"job {job.id} [{style}]{current.status}")
+
+            return client.wait(job.id, poll_interval=POLL_INTERVAL_S, on_update=update)
+    except KeyboardInterrupt:
+        typer.echo(
+            f"stopped waiting; job {job.id} keeps running (jobyard cancel {job.id} stops it)",
+            err=True,
+        )
+        raise typer.Exit(exitcodes.INTERRUPTED) from None

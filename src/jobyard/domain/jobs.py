@@ -1,0 +1,115 @@
+"""Job values: what a submission asks for and what a job is."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from jobyard.domain.priorities import Priority
+from jobyard.domain.states import TERMINAL, JobState
+
+DEFAULT_TENANT_ID = "default"
+
+
+class ErrorType(StrEnum):
+    """Why a job failed, named like Ray's ``JobErrorType``."""
+
+    ENTRYPOINT_COMMAND_ERROR = "ENTRYPOINT_COMMAND_ERROR"
+    ENTRYPOINT_COMMAND_START_ERROR = "ENTRYPOINT_COMMAND_START_ERROR"
+    TIMEOUT = "TIMEOUT"
+    NODE_LOST = "NODE_LOST"
+    CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """A validated submission: everything the submitter chose."""
+
+    entrypoint: str | None = None  #: run through ``/bin/sh -c``
+    argv: tuple[str, ...] | None = None  #: run without a shell
+    name: str | None = None
+    description: str | None = None
+    job_type: str | None = None
+    priority: Priority = Priority.NORMAL
+    parameters: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    timeout_s: float | None = None
+    scheduled_at: datetime | None = None
+    submitted_by: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResourceUsage:
+    """What the process tree of a job used (psutil samples)."""
+
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None
+    peak_rss_bytes: int | None = None
+    cpu_time_s: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """One job as stored."""
+
+    id: str
+    seq: int
+    tenant_id: str
+    spec: JobSpec
+    state: JobState
+    attempt: int
+    lease_epoch: int
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    exit_code: int | None
+    error_type: str | None
+    message: str | None
+    pid: int | None
+    node_id: str | None
+    cancel_force: bool
+    usage: ResourceUsage
+    request_hash: str | None = None
+    pid_create_time: float | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    def evolve(self, **changes: Any) -> Job:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobEvent:
+    """One line of a job's timeline."""
+
+    seq: int
+    job_id: str
+    at: datetime
+    kind: str  #: "state" for transitions; later kinds add progress, cells, …
+    from_state: str | None
+    to_state: str | None
+    message: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobFilter:
+    """What a job listing asks for (all conditions must hold)."""
+
+    states: frozenset[JobState] = frozenset()
+    priorities: frozenset[Priority] = frozenset()
+    job_type: str | None = None
+    submitted_by: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None

@@ -1,0 +1,66 @@
+"""The executor interface: how a node starts, watches and stops a job's process.
+
+The dispatcher only talks to these protocols; the local executor runs a
+subprocess per job, a Ray executor (later) hands the job to a Ray cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from jobyard.domain.jobs import ResourceUsage
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaunchSpec:
+    """Everything an executor needs to start one attempt of a job."""
+
+    job_id: str
+    attempt: int
+    entrypoint: str | None  #: a command string, run through ``/bin/sh -c``
+    argv: tuple[str, ...] | None  #: an argument vector, run without a shell
+    workdir: Path  #: the job's private working directory (exists)
+    log_path: Path  #: stdout and stderr are appended here
+    env: Mapping[str, str]  #: the complete environment of the process
+
+
+class Handle(Protocol):
+    """A started attempt."""
+
+    @property
+    def pid(self) -> int:
+        """Process id of the job's main process (leader of its process group)."""
+
+    @property
+    def create_time(self) -> float:
+        """psutil create time of the main process (to recognise it after a restart)."""
+
+    def wait(self, timeout: float | None) -> int | None:
+        """Wait up to ``timeout`` seconds; the exit code (negative: killed by that signal)
+        once the main process has exited, else ``None``."""
+
+    def stop(self, grace_s: float, *, force: bool = False) -> int:
+        """Stop the whole process group: SIGTERM, up to ``grace_s`` for it to exit, then
+        SIGKILL (at once when ``force``). Returns the exit code."""
+
+    def sample(self) -> ResourceUsage:
+        """Resource use of the process tree now; ``peak_rss_bytes`` and ``cpu_time_s``
+        accumulate over the samples taken so far."""
+
+    def cleanup(self) -> None:
+        """After the main process exited: kill whatever is left of its process group."""
+
+
+class Executor(Protocol):
+    """Starts attempts."""
+
+    def start(self, spec: LaunchSpec) -> Handle:
+        """Start the attempt; raises :class:`jobyard.errors.ExecutorError` with a clear
+        message when the process cannot be started."""
+
+    def kill_orphan(self, pid: int, create_time: float) -> bool:
+        """Kill the process group led by ``pid`` if that process still exists with the
+        same create time (left over from a previous server life). True if one was killed."""

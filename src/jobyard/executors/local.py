@@ -1,0 +1,224 @@
+"""The local executor: one subprocess per attempt, in its own process group.
+
+The job's main process leads a new session (``start_new_session=True``), so the whole
+tree it starts can be signalled with :func:`os.killpg` and found again after a server
+restart by ``pid`` + psutil ``create_time``. Output goes to the attempt's log file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from jobyard.domain.jobs import ResourceUsage
+from jobyard.errors import ExecutorError
+from jobyard.executors.base import LaunchSpec
+
+_POLL_S = 0.02  #: polling slice while waiting for a process group to go away
+_KILL_DEADLINE_S = 5.0  #: how long SIGKILL may take before we give up
+_CREATE_TIME_TOLERANCE_S = 0.01
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process is in process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # kill(0) also succeeds for zombies waiting to be reaped by their parent (or init).
+    for pid in psutil.pids():
+        try:
+            if os.getpgid(pid) == pgid and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (OSError, psutil.Error):
+            continue
+    return False
+
+
+class LocalHandle:
+    """A job attempt running as a local subprocess (leader of its process group)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], log_path: Path, root: psutil.Process):
+        self._popen = popen
+        self._root = root
+        self._create_time = root.create_time()
+        self.log_path = log_path
+        self._lock = threading.Lock()
+        self._group_gone = False  # once True, the pgid may be reused: never signal it again
+        self._procs: dict[int, psutil.Process] = {}
+        self._cpu_seen: dict[int, float] = {}  # last CPU time seen per tracked pid
+        self._cpu_exited = 0.0  # CPU time of tracked processes that have vanished
+        self._last = ResourceUsage(cpu_percent=0.0, rss_bytes=0, peak_rss_bytes=0, cpu_time_s=0.0)
+
+    @property
+    def pid(self) -> int:
+        """Process id of the main process (and id of its process group)."""
+        return self._popen.pid
+
+    @property
+    def create_time(self) -> float:
+        """psutil create time of the main process."""
+        return self._create_time
+
+    def wait(self, timeout: float | None) -> int | None:
+        """The exit code once the main process exited, ``None`` if still running."""
+        try:
+            return self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, grace_s: float, *, force: bool = False) -> int:
+        """SIGTERM the group, give it ``grace_s`` seconds, then SIGKILL what is left."""
+        if not force and not self._finished():
+            self._signal(signal.SIGTERM)
+            self._signal(signal.SIGCONT)  # a stopped process must run to handle SIGTERM
+            self._wait_finished(grace_s)
+        if not self._finished():
+            self._signal(signal.SIGKILL)
+            if not self._wait_finished(_KILL_DEADLINE_S):
+                raise ExecutorError(
+                    f"process group {self.pid} survived SIGKILL for {_KILL_DEADLINE_S} s",
+                    pid=self.pid,
+                )
+        code = self._popen.returncode
+        assert code is not None  # _finished() reaped the main process
+        return code
+
+    def cleanup(self) -> None:
+        """SIGKILL whatever is left in the process group (e.g. background processes)."""
+        with contextlib.suppress(ExecutorError):  # the pgid is no longer ours
+            self._signal(signal.SIGKILL)
+        self._wait_finished(_KILL_DEADLINE_S)
+
+    def sample(self) -> ResourceUsage:
+        """Resource use of the main process and its descendants (never raises)."""
+        with self._lock:
+            if self._popen.poll() is not None:
+                return self._last
+            try:
+                tree = [self._root, *self._root.children(recursive=True)]
+            except psutil.Error:
+                return self._last
+            cpu_percent, rss, cpu_live = 0.0, 0, 0.0
+            alive: dict[int, psutil.Process] = {}
+            for fresh in tree:
+                proc = self._procs.get(fresh.pid)
+                if proc is None or proc != fresh:  # new process, or pid reused
+                    self._forget(fresh.pid)
+                    proc = fresh
+                try:
+                    with proc.oneshot():
+                        pct = proc.cpu_percent(None)
+                        mem = proc.memory_info().rss
+                        times = proc.cpu_times()
+                except psutil.Error:
+                    continue
+                alive[proc.pid] = proc
+                cpu_percent += pct
+                rss += mem
+                self._cpu_seen[proc.pid] = times.user + times.system
+                cpu_live += self._cpu_seen[proc.pid]
+            for pid in set(self._procs) - set(alive):
+                self._forget(pid)
+            self._procs = alive
+            last = self._last
+            self._last = ResourceUsage(
+                cpu_percent=cpu_percent,
+                rss_bytes=rss,
+                peak_rss_bytes=max(last.peak_rss_bytes or 0, rss),
+                cpu_time_s=max(last.cpu_time_s or 0.0, self._cpu_exited + cpu_live),
+            )
+            return self._last
+
+    def _forget(self, pid: int) -> None:
+        """Stop tracking ``pid``, keeping the CPU time it used."""
+        self._cpu_exited += self._cpu_seen.pop(pid, 0.0)
+        self._procs.pop(pid, None)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._group_gone:
+            return
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            pass
+        except OSError as exc:
+            raise ExecutorError(f"cannot signal process group {self.pid}: {exc}") from exc
+
+    def _finished(self) -> bool:
+        """True once the main process is reaped and its group has no live member."""
+        if self._group_gone:
+            return True
+        if self._popen.poll() is None or _group_alive(self.pid):
+            return False
+        self._group_gone = True
+        return True
+
+    def _wait_finished(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self._finished():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_S)
+        return True
+
+
+class LocalExecutor:
+    """Runs each attempt as a local subprocess in its own session / process group."""
+
+    def start(self, spec: LaunchSpec) -> LocalHandle:
+        """Start the attempt; :class:`ExecutorError` (also written to the log) on failure."""
+        if spec.argv:
+            args = list(spec.argv)
+        elif spec.entrypoint is not None:
+            args = ["/bin/sh", "-c", spec.entrypoint]
+        else:
+            raise ExecutorError("the launch spec has neither argv nor entrypoint")
+        try:
+            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = spec.log_path.open("ab")
+        except OSError as exc:
+            raise ExecutorError(f"cannot open log {spec.log_path}: {exc}") from exc
+        with log:
+            try:
+                popen = subprocess.Popen(  # noqa: S603 - argv comes from the job spec
+                    args,
+                    cwd=spec.workdir,
+                    env=dict(spec.env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    close_fds=True,
+                    start_new_session=True,
+                )
+            except (OSError, ValueError) as exc:
+                message = f"jobyard: cannot start {args[0]!r}: {exc}"
+                log.write(message.encode("utf-8", "replace") + b"\n")
+                raise ExecutorError(message, program=args[0]) from exc
+        # The child is not reaped yet, so its /proc entry exists even if it already exited.
+        return LocalHandle(popen, spec.log_path, psutil.Process(popen.pid))
+
+    def kill_orphan(self, pid: int, create_time: float) -> bool:
+        """SIGKILL the group led by ``pid`` if that process has ``create_time``."""
+        try:
+            actual = psutil.Process(pid).create_time()
+        except psutil.Error:
+            return False
+        if abs(actual - create_time) > _CREATE_TIME_TOLERANCE_S:
+            return False
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        except OSError as exc:
+            raise ExecutorError(f"cannot kill process group {pid}: {exc}") from exc
+        return True

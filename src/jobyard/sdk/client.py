@@ -1,0 +1,294 @@
+"""``Client``: a synchronous client of the jobyard ``/v1`` API (see ``docs/api.md``)."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from jobyard.sdk.config import find_server
+from jobyard.sdk.errors import APIError, ConnectionFailed, raise_for_response
+from jobyard.sdk.models import Job, JobEvent, JobPage, LogChunk
+
+M = TypeVar("M", bound=BaseModel)
+
+_MAX_POLL_INTERVAL_S = 2.0
+
+
+def _iso(value: datetime | str) -> str:
+    """An ISO 8601 UTC time; a naive datetime is taken as local time."""
+    if isinstance(value, str):
+        return value
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _path(job_id: str, suffix: str = "") -> str:
+    return f"/v1/jobs/{quote(str(job_id), safe='')}{suffix}"
+
+
+class Client:
+    """Talks to a jobyard server.
+
+    Without ``url``/``token`` it finds them like the CLI: ``JOBYARD_URL`` /
+    ``JOBYARD_API_KEY``, then ``credentials.json`` in ``$JOBYARD_HOME``.
+    Errors are :class:`jobyard.sdk.errors.APIError` subclasses.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url, token = find_server(url, token)
+        self._timeout = timeout
+        headers = {"Accept": "application/json", "User-Agent": "jobyard-sdk"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r})"
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _connection_error(self, exc: httpx.TransportError) -> ConnectionFailed:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            message = (
+                f"cannot reach the jobyard server at {self.url} ({exc}); "
+                "start it with `jobyard serve` or set JOBYARD_URL"
+            )
+        else:
+            message = f"request to the jobyard server at {self.url} failed: {exc!r}"
+        return ConnectionFailed(message, code="CONNECTION_FAILED")
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            resp = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._connection_error(exc) from exc
+        raise_for_response(resp)
+        return resp
+
+    def _parse(self, model: type[M], resp: httpx.Response) -> M:
+        try:
+            return model.model_validate(resp.json())
+        except (ValueError, ValidationError) as exc:
+            raise APIError(
+                f"the server at {self.url} sent an unexpected answer: {exc}",
+                status_code=resp.status_code,
+                code="BAD_RESPONSE",
+            ) from exc
+
+    # -- jobs -------------------------------------------------------------------
+
+    def submit(
+        self,
+        entrypoint: str | Sequence[str],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        job_type: str | None = None,
+        priority: str = "normal",
+        parameters: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        scheduled_at: datetime | None = None,
+        submitted_by: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Submit a job. A ``str`` entrypoint runs through ``/bin/sh -c``; a sequence is
+        an argv run without a shell. With ``idempotency_key`` a repeated submission
+        returns the existing job."""
+        body: dict[str, Any] = {
+            "entrypoint": entrypoint if isinstance(entrypoint, str) else list(entrypoint),
+            "priority": priority,
+        }
+        optional: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "job_type": job_type,
+            "parameters": dict(parameters) if parameters is not None else None,
+            "metadata": dict(metadata) if metadata is not None else None,
+            "env": dict(env) if env is not None else None,
+            "timeout_s": timeout_s,
+            "scheduled_at": _iso(scheduled_at) if scheduled_at is not None else None,
+            "submitted_by": submitted_by,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._parse(Job, self._request("POST", "/v1/jobs", json=body, headers=headers))
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id (:class:`NotFound` if there is none)."""
+        return self._parse(Job, self._request("GET", _path(job_id)))
+
+    def list(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        priority: str | None = None,
+        job_type: str | None = None,
+        submitted_by: str | None = None,
+        created_from: datetime | str | None = None,
+        created_to: datetime | str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """One page of jobs, newest first; pass ``next_cursor`` as ``cursor`` for the next."""
+        params: builtins.list[tuple[str, str | int]] = []
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else status
+            params.extend(("status", s) for s in statuses)
+        for key, value in (
+            ("priority", priority),
+            ("job_type", job_type),
+            ("submitted_by", submitted_by),
+            ("cursor", cursor),
+        ):
+            if value is not None:
+                params.append((key, value))
+        if created_from is not None:
+            params.append(("created_from", _iso(created_from)))
+        if created_to is not None:
+            params.append(("created_to", _iso(created_to)))
+        params.append(("limit", limit))
+        return self._parse(JobPage, self._request("GET", "/v1/jobs", params=params))
+
+    def iter_jobs(self, **filters: Any) -> Iterator[Job]:
+        """Every job matching the filters of :meth:`list`, following the cursors."""
+        cursor: str | None = filters.pop("cursor", None)
+        while True:
+            page = self.list(cursor=cursor, **filters)
+            yield from page.items
+            if not page.next_cursor or page.next_cursor == cursor:
+                return
+            cursor = page.next_cursor
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = 0.2,
+        on_update: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll until the job has ended and return it.
+
+        The interval starts at ``poll_interval`` and grows up to 2 s. ``on_update`` is
+        called with every polled job. Raises :class:`TimeoutError` after ``timeout`` s.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = poll_interval
+        while True:
+            job = self.get(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job.is_terminal:
+                return job
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job.status} after {timeout:g} s")
+            time.sleep(interval if deadline is None else min(interval, deadline - now))
+            interval = min(interval * 1.5, max(poll_interval, _MAX_POLL_INTERVAL_S))
+
+    def cancel(self, job_id: str, *, force: bool = False, reason: str | None = None) -> Job:
+        """Ask the server to cancel the job; returns it (``cancelling`` or ``cancelled``)."""
+        body: dict[str, Any] = {"force": force}
+        if reason is not None:
+            body["reason"] = reason
+        return self._parse(Job, self._request("POST", _path(job_id, "/cancel"), json=body))
+
+    def read_logs(
+        self, job_id: str, *, offset: int = 0, tail: int | None = None, attempt: int | None = None
+    ) -> LogChunk:
+        """Part of the log with its byte offsets (``next_offset`` is where to continue)."""
+        params: dict[str, int] = {}
+        if tail is not None:
+            params["tail"] = tail
+        if offset or tail is None:
+            params["offset"] = offset
+        if attempt is not None:
+            params["attempt"] = attempt
+        resp = self._request("GET", _path(job_id, "/logs"), params=params)
+        start = _int_header(resp, "X-Log-Offset", offset)
+        end = _int_header(resp, "X-Log-Next-Offset", start + len(resp.content))
+        return LogChunk(text=resp.text, offset=start, next_offset=end)
+
+    def logs(self, job_id: str, *, offset: int = 0, tail: int | None = None) -> str:
+        """The job's stdout and stderr from byte ``offset``, or its last ``tail`` lines."""
+        return self.read_logs(job_id, offset=offset, tail=tail).text
+
+    def follow_logs(self, job_id: str, *, offset: int = 0) -> Iterator[str]:
+        """Stream the log from byte ``offset`` until the job has ended and it is drained."""
+        params: dict[str, str | int] = {"follow": "true", "offset": offset}
+        try:
+            with self._http.stream(
+                "GET",
+                _path(job_id, "/logs"),
+                params=params,
+                timeout=httpx.Timeout(self._timeout, read=None),
+            ) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise_for_response(resp)
+                yield from resp.iter_text()
+        except httpx.TransportError as exc:
+            raise self._connection_error(exc) from exc
+
+    def events(self, job_id: str, *, after: int | None = None) -> builtins.list[JobEvent]:
+        """The job's timeline, oldest first; with ``after`` only events with a larger seq."""
+        params = {"after": after} if after is not None else None
+        resp = self._request("GET", _path(job_id, "/events"), params=params)
+        try:
+            items = resp.json()["items"]
+            return [JobEvent.model_validate(item) for item in items]
+        except (ValueError, KeyError, TypeError, ValidationError) as exc:
+            raise APIError(
+                f"the server at {self.url} sent an unexpected answer: {exc}",
+                status_code=resp.status_code,
+                code="BAD_RESPONSE",
+            ) from exc
+
+    # -- misc -------------------------------------------------------------------
+
+    def health(self) -> bool:
+        """Whether the server answers ``GET /healthz`` with 200."""
+        try:
+            return self._http.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _int_header(resp: httpx.Response, name: str, default: int) -> int:
+    try:
+        return int(resp.headers[name])
+    except (KeyError, ValueError):
+        return default

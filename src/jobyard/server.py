@@ -1,0 +1,63 @@
+"""``jobyard serve``: one process with the API, the dispatcher and a local executor."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from jobyard.api.app import create_app
+from jobyard.runtime import build_runtime
+from jobyard.sdk.config import read_credentials, write_credentials
+from jobyard.settings import Settings
+
+log = logging.getLogger("jobyard")
+
+
+def _announce(settings: Settings, new_key: str | None) -> None:
+    creds_dir = settings.data_dir
+    existing = read_credentials(creds_dir)
+    key = new_key or existing.get("api_key")
+    if key:
+        path = write_credentials(creds_dir, settings.api_url, str(key))
+        print(f"jobyard: credentials for local clients in {path}", file=sys.stderr)
+    if new_key:
+        print(
+            "jobyard: first start: created the default tenant and an admin API key "
+            f"(shown once, also saved in {creds_dir / 'credentials.json'}):\n  {new_key}",
+            file=sys.stderr,
+        )
+    elif not key:
+        print(
+            "jobyard: API keys exist but no credentials.json here; set JOBYARD_API_KEY for clients",
+            file=sys.stderr,
+        )
+
+
+def serve(settings: Settings) -> None:
+    """Run until interrupted (SIGINT/SIGTERM), then stop the jobs and the dispatcher."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    runtime = build_runtime(settings)
+    new_key = runtime.start()
+    _announce(settings, new_key)
+    print(
+        f"jobyard: serving on {settings.api_url} (node {runtime.node_id}, {settings.slots} slots, "
+        f"database {runtime.db.engine.url.render_as_string(hide_password=True)}); docs at "
+        f"{settings.api_url}/docs",
+        file=sys.stderr,
+    )
+    config = uvicorn.Config(
+        create_app(runtime),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        runtime.close()

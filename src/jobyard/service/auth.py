@@ -1,0 +1,109 @@
+"""API keys: creation, the first-start bootstrap, and authenticating a bearer key.
+
+A key reads ``jy_<key id>_<secret>``: the key id is public and indexed, the secret
+(about 238 bits) is stored only as its SHA-256 and compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+import threading
+from datetime import datetime, timedelta
+
+from jobyard import errors
+from jobyard.clock import Clock
+from jobyard.domain.auth import ApiKey, Principal, Role
+from jobyard.domain.jobs import DEFAULT_TENANT_ID
+from jobyard.store.auth import AuthStore
+
+KEY_PREFIX = "jy"
+_ALPHABET = string.ascii_letters + string.digits
+_ID_LEN = 12
+_SECRET_LEN = 40
+#: ``last_used_at`` is written at most this often per key (a write per request is costly)
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+def _random(n: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(n))
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_key(raw: str) -> tuple[str, str]:
+    """Split ``jy_<id>_<secret>``; raises Unauthenticated when it is not a jobyard key."""
+    parts = raw.strip().split("_")
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+        raise errors.Unauthenticated("the API key is malformed (expected jy_<id>_<secret>)")
+    return parts[1], parts[2]
+
+
+class AuthService:
+    def __init__(self, store: AuthStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self._touched: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def create_key(
+        self, *, tenant_id: str, name: str, role: Role, expires_at: datetime | None = None
+    ) -> tuple[ApiKey, str]:
+        """Create a key; returns it with the full secret key string (shown once)."""
+        key_id, secret = _random(_ID_LEN), _random(_SECRET_LEN)
+        key = ApiKey(
+            id=key_id,
+            tenant_id=tenant_id,
+            name=name,
+            role=role,
+            secret_hash=hash_secret(secret),
+            created_at=self.clock.now(),
+            last_used_at=None,
+            expires_at=expires_at,
+            revoked_at=None,
+        )
+        self.store.insert_key(key)
+        return key, f"{KEY_PREFIX}_{key_id}_{secret}"
+
+    def bootstrap(self) -> str | None:
+        """On first start: the default tenant and an admin key. Returns the new key's
+        secret, or None when keys already exist."""
+        now = self.clock.now()
+        self.store.ensure_tenant(DEFAULT_TENANT_ID, "Default tenant", now)
+        if self.store.count_keys() > 0:
+            return None
+        _key, secret = self.create_key(tenant_id=DEFAULT_TENANT_ID, name="admin", role=Role.ADMIN)
+        return secret
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The principal of an ``Authorization: Bearer <key>`` header value."""
+        if not authorization:
+            raise errors.Unauthenticated()
+        scheme, _, raw = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not raw.strip():
+            raise errors.Unauthenticated("use the header Authorization: Bearer <api key>")
+        key_id, secret = parse_key(raw)
+        key = self.store.get_key(key_id)
+        if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
+            raise errors.Unauthenticated("the API key is not valid")
+        now = self.clock.now()
+        if key.revoked_at is not None:
+            raise errors.Unauthenticated("the API key has been revoked")
+        if key.expires_at is not None and key.expires_at <= now:
+            raise errors.Unauthenticated("the API key has expired")
+        if not self.store.tenant_active(key.tenant_id):
+            raise errors.Unauthenticated("the API key's tenant is deactivated")
+        self._touch(key.id, now)
+        return Principal(tenant_id=key.tenant_id, key_id=key.id, key_name=key.name, role=key.role)
+
+    def _touch(self, key_id: str, now: datetime) -> None:
+        with self._lock:
+            last = self._touched.get(key_id)
+            if last is not None and now - last < TOUCH_INTERVAL:
+                return
+            self._touched[key_id] = now
+        self.store.touch_key(key_id, now)

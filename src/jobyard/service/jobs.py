@@ -1,0 +1,227 @@
+"""Job use cases: submit, read, list, cancel, timeline and logs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from jobyard import errors
+from jobyard.clock import Clock
+from jobyard.domain import priorities, states
+from jobyard.domain.auth import Principal
+from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec
+from jobyard.domain.states import JobState
+from jobyard.service.wakeup import Wakeup
+from jobyard.storage import logs
+from jobyard.storage.workspace import Workspace
+from jobyard.store.jobs import JobStore
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ENV_PREFIX = "JOBYARD_"
+MAX_LIST_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class JobPage:
+    items: list[Job]
+    next_cursor: str | None
+    by_status: dict[str, int]
+
+
+@dataclass(frozen=True)
+class LogPoll:
+    data: bytes
+    next_offset: int
+    attempt: int
+    done: bool
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    data: bytes
+    offset: int
+    next_offset: int
+
+
+class JobService:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        workspace: Workspace,
+        clock: Clock,
+        wakeup: Wakeup,
+        aging_step_s: float,
+    ) -> None:
+        self.store = store
+        self.workspace = workspace
+        self.clock = clock
+        self.wakeup = wakeup
+        self.aging_step_s = aging_step_s
+
+    # ---- submit --------------------------------------------------------------------
+    def submit(self, principal: Principal, spec: JobSpec) -> tuple[Job, bool]:
+        """Accept a job; returns (job, created). Idempotent on ``spec.idempotency_key``."""
+        _validate(spec)
+        if spec.submitted_by is None:
+            spec = replace(spec, submitted_by=principal.key_name)
+        now = self.clock.now()
+        scheduled = spec.scheduled_at is not None and spec.scheduled_at > now
+        state = JobState.SCHEDULED if scheduled else JobState.QUEUED
+        eligible = spec.scheduled_at if scheduled and spec.scheduled_at else now
+        job, created = self.store.insert(
+            tenant_id=principal.tenant_id,
+            spec=spec,
+            state=state,
+            sort_key=priorities.sort_key(eligible, spec.priority, self.aging_step_s),
+            now=now,
+            request_hash=_request_hash(spec),
+            message=(
+                f"Job scheduled for {eligible.isoformat()}."
+                if scheduled
+                else "Job submitted and queued."
+            ),
+        )
+        if not created:
+            if job.request_hash != _request_hash(spec):
+                raise errors.IdempotencyConflict(
+                    f"idempotency key {spec.idempotency_key!r} was already used for job {job.id}"
+                    " with a different request",
+                    job_id=job.id,
+                )
+            return job, False
+        if state is JobState.QUEUED:
+            self.wakeup.job_queued()
+        return job, True
+
+    # ---- reads ---------------------------------------------------------------------
+    def get(self, principal: Principal, job_id: str) -> Job:
+        return self.store.get(principal.tenant_id, job_id)
+
+    def list_jobs(
+        self, principal: Principal, flt: JobFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise errors.InvalidInput(
+                f"limit must be between 1 and {MAX_LIST_LIMIT}", field="limit"
+            )
+        items, next_cursor = self.store.list_jobs(
+            principal.tenant_id, flt, limit=limit, cursor=cursor
+        )
+        return JobPage(items, next_cursor, self.store.count_by_state(principal.tenant_id, flt))
+
+    def events(self, principal: Principal, job_id: str, after: int | None = None) -> list[JobEvent]:
+        self.store.get(principal.tenant_id, job_id)
+        return self.store.events(principal.tenant_id, job_id, after=after)
+
+    # ---- cancel --------------------------------------------------------------------
+    def cancel(
+        self, principal: Principal, job_id: str, *, force: bool = False, reason: str | None = None
+    ) -> Job:
+        """Cancel a job: at once when it waits, by stopping its process when it runs."""
+        who = f" by {principal.key_name}"
+        why = f": {reason}" if reason else ""
+        for _ in range(5):
+            job = self.store.get(principal.tenant_id, job_id)
+            if job.state in states.TERMINAL:
+                raise errors.InvalidTransition(
+                    f"job {job_id} has already ended ({job.state.value}); it cannot be cancelled",
+                    current=job.state.value,
+                )
+            if job.state is JobState.CANCELLING:
+                return job
+            now = self.clock.now()
+            try:
+                if job.state in states.PENDING:
+                    return self.store.transition(
+                        job,
+                        JobState.CANCELLED,
+                        now=now,
+                        message=f"Job cancelled{who}{why}.",
+                        values={"error_type": "CANCELLED"},
+                    )
+                job = self.store.transition(
+                    job,
+                    JobState.CANCELLING,
+                    now=now,
+                    message=f"Cancel requested{who}{' (forced)' if force else ''}{why}.",
+                    values={"cancel_force": force},
+                )
+            except errors.StaleState:
+                continue
+            self.wakeup.cancel_requested(job.id)
+            return job
+        raise errors.StaleState(f"job {job_id} keeps changing; retry the cancel")
+
+    # ---- logs ----------------------------------------------------------------------
+    def _log_path(self, job: Job, attempt: int | None) -> Path:
+        if attempt is not None and not 1 <= attempt <= max(job.attempt, 1):
+            raise errors.NotFound(f"job {job.id} has no attempt {attempt}", field="attempt")
+        return self.workspace.log_path(job.id, attempt or max(job.attempt, 1))
+
+    def read_log(
+        self,
+        principal: Principal,
+        job_id: str,
+        *,
+        offset: int = 0,
+        tail: int | None = None,
+        attempt: int | None = None,
+    ) -> LogChunk:
+        job = self.store.get(principal.tenant_id, job_id)
+        path = self._log_path(job, attempt)
+        if offset < 0:
+            raise errors.InvalidInput("offset must be >= 0", field="offset")
+        if tail is not None:
+            if tail < 0:
+                raise errors.InvalidInput("tail must be >= 0", field="tail")
+            offset = logs.tail_offset(path, tail)
+        data = logs.read_range(path, offset)
+        return LogChunk(data, offset, offset + len(data))
+
+    def poll_log(
+        self, principal: Principal, job_id: str, *, offset: int = 0, attempt: int | None = None
+    ) -> LogPoll:
+        """One non-blocking step of following a log: the bytes written since ``offset``
+        and whether the log is complete (the job has ended and all was read). Pass the
+        returned ``attempt`` back so a retry's new log does not mix with the old one."""
+        job = self.store.get(principal.tenant_id, job_id)
+        current = max(job.attempt, 1)
+        pinned = attempt or current
+        data = logs.read_range(self._log_path(job, pinned), offset)
+        if data:
+            return LogPoll(data, offset + len(data), pinned, done=False)
+        if pinned < current and job.state is not JobState.QUEUED:
+            return LogPoll(b"", offset, pinned, done=True)
+        return LogPoll(b"", offset, pinned, done=job.state in states.TERMINAL)
+
+
+def _validate(spec: JobSpec) -> None:
+    if (spec.entrypoint is None) == (spec.argv is None):
+        raise errors.InvalidInput(
+            "entrypoint is required: a command string or an argv list", field="entrypoint"
+        )
+    if spec.entrypoint is not None and not spec.entrypoint.strip():
+        raise errors.InvalidInput("entrypoint must not be empty", field="entrypoint")
+    if spec.argv is not None and (not spec.argv or not spec.argv[0]):
+        raise errors.InvalidInput("entrypoint argv must not be empty", field="entrypoint")
+    if spec.timeout_s is not None and spec.timeout_s <= 0:
+        raise errors.InvalidInput("timeout_s must be greater than 0", field="timeout_s")
+    for name in spec.env:
+        if not ENV_NAME.match(name):
+            raise errors.InvalidInput(f"env: {name!r} is not a valid variable name", field="env")
+        if name.upper().startswith(RESERVED_ENV_PREFIX):
+            raise errors.InvalidInput(
+                f"env: {name!r} is reserved (JOBYARD_* variables are set by jobyard)", field="env"
+            )
+
+
+def _request_hash(spec: JobSpec) -> str:
+    body = asdict(spec)
+    body.pop("idempotency_key", None)
+    body.pop("submitted_by", None)
+    text = json.dumps(body, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,85 @@
+"""Server settings: built once by the entry point and passed down, never global."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "JOBYARD_"
+
+
+def default_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The data directory: ``$JOBYARD_HOME`` or ``./.jobyard``."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("JOBYARD_HOME") or ".jobyard")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything ``jobyard serve`` can be told. Units are part of the names."""
+
+    data_dir: Path = field(default_factory=default_home)
+    database_url: str | None = None  #: default: SQLite file ``<data_dir>/jobyard.db``
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None  #: URL given to jobs and clients; default from host/port
+    slots: int = field(default_factory=lambda: os.cpu_count() or 1)
+    executor: str = "local"
+    ray_address: str | None = None
+    node_id: str | None = None  #: default: kept in ``<data_dir>/node_id``
+    run_dispatcher: bool = True  #: False: API only
+    run_api: bool = True  #: False: worker only
+    heartbeat_interval_s: float = 2.0
+    lease_ttl_s: float = 20.0
+    poll_interval_s: float = 1.0
+    stop_grace_s: float = 10.0
+    aging_step_s: float = 300.0
+    sample_interval_s: float = 1.0
+    reap_interval_s: float = 5.0
+    log_tail_lines: int = 10
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'jobyard.db').resolve()}"
+
+    @property
+    def api_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``JOBYARD_*`` variables (``JOBYARD_HOME`` is the data dir),
+        then ``overrides`` that are not None."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {"data_dir": default_home(env)}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None or f.name == "data_dir":
+                continue
+            values[f.name] = _coerce(f.type, raw)
+        base = cls(**values)
+        return base.with_(**overrides)
+
+
+def _coerce(type_name: Any, raw: str) -> Any:
+    text = str(type_name)
+    if "bool" in text:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if "int" in text and "float" not in text:
+        return int(raw)
+    if "float" in text:
+        return float(raw)
+    if "Path" in text:
+        return Path(raw)
+    return raw

@@ -1,0 +1,66 @@
+"""Reading a job's append-only log file: ranges, tails."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+MAX_READ_BYTES = 8 * 1024 * 1024
+
+
+def size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def read_range(path: Path, offset: int, limit: int = MAX_READ_BYTES) -> bytes:
+    """Up to ``limit`` bytes from ``offset`` (nothing if the file does not exist yet)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            return f.read(limit)
+    except FileNotFoundError:
+        return b""
+
+
+def tail_offset(path: Path, lines: int) -> int:
+    """The byte offset where the last ``lines`` lines of the file start."""
+    end = size(path)
+    if lines <= 0 or end == 0:
+        return end
+    block = 64 * 1024
+    pos = end
+    newlines = 0
+    with path.open("rb") as f:
+        # a trailing newline ends the last line; it does not start another
+        f.seek(end - 1)
+        skip_last = f.read(1) == b"\n"
+        while pos > 0:
+            start = max(0, pos - block)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            for i in range(len(chunk) - 1, -1, -1):
+                if chunk[i] != 0x0A:
+                    continue
+                if skip_last and start + i == end - 1:
+                    continue
+                newlines += 1
+                if newlines == lines:
+                    return start + i + 1
+            pos = start
+    return 0
+
+
+def last_lines(path: Path, lines: int, max_chars: int = 20_000) -> str:
+    """The last ``lines`` lines as text, at most ``max_chars`` characters."""
+    offset = tail_offset(path, lines)
+    data = read_range(path, offset, max_chars * 4).decode("utf-8", errors="replace")
+    return data[-max_chars:]
+
+
+def ensure_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o644)
+    os.close(fd)

@@ -1,0 +1,66 @@
+"""The database handle: an engine plus short read and write transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import Engine
+
+from jobyard import errors
+from jobyard.store import dialects
+
+
+class Database:
+    """Owns the engine; every statement runs inside :meth:`read` or :meth:`write`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = dialects.make_engine(url)
+        self.dialect = self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
+        with translate_errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(**{dialects.WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """A read-only transaction."""
+        with translate_errors(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            with self.read() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return True
+        except errors.StoreUnavailable:
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn driver errors that mean "database unavailable" into StoreUnavailable."""
+    try:
+        yield
+    except exc.IntegrityError:
+        raise
+    except (exc.OperationalError, exc.InterfaceError) as e:
+        raise errors.StoreUnavailable(
+            f"the database is unavailable ({type(e.orig).__name__ if e.orig else 'error'});"
+            " retry the request"
+        ) from e
+    except exc.DBAPIError as e:
+        if e.connection_invalidated:
+            raise errors.StoreUnavailable("the database connection was lost; retry") from e
+        raise

@@ -1,0 +1,75 @@
+"""The differences between SQLite and PostgreSQL, and nothing else.
+
+* connection set-up (SQLite pragmas; ``BEGIN IMMEDIATE`` for write transactions),
+* claiming rows (PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite has one writer, so the
+  ``BEGIN IMMEDIATE`` transaction already serialises claims),
+* ``INSERT … ON CONFLICT DO NOTHING``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+WRITE_OPTION = "jobyard_write"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url`` configured for jobyard's transactions."""
+    if url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url[len("postgres://") :]
+    elif url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=kwargs.pop("pool_size", 20),
+            max_overflow=kwargs.pop("max_overflow", 20),
+            **kwargs,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=kwargs.pop("pool_size", 10),
+        max_overflow=kwargs.pop("max_overflow", 20),
+        **kwargs,
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: sa.Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def lock_for_claim(stmt: sa.Select[Any], dialect_name: str) -> sa.Select[Any]:
+    """Make a SELECT of candidate rows skip rows other nodes are claiming."""
+    if dialect_name == "postgresql":
+        return stmt.with_for_update(skip_locked=True)
+    return stmt
+
+
+def insert_ignoring_conflicts(table: sa.Table, dialect_name: str) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING`` for the engine's dialect."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()

@@ -1,0 +1,437 @@
+"""Job rows: insert, read, list, and every state change as compare-and-set + event."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from jobyard import errors
+from jobyard.domain import states
+from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec, ResourceUsage
+from jobyard.domain.priorities import Priority
+from jobyard.domain.states import JobState
+from jobyard.store import dialects
+from jobyard.store.database import Database
+from jobyard.store.tables import job_events, jobs
+
+_USAGE_COLUMNS = ("cpu_percent", "rss_bytes", "peak_rss_bytes", "cpu_time_s")
+
+
+def job_from_row(row: Mapping[Any, Any]) -> Job:
+    argv = row["argv"]
+    spec = JobSpec(
+        entrypoint=row["entrypoint"],
+        argv=tuple(argv) if argv is not None else None,
+        name=row["name"],
+        description=row["description"],
+        job_type=row["job_type"],
+        priority=Priority(row["priority"]),
+        parameters=row["parameters"] or {},
+        metadata=row["metadata"] or {},
+        env=row["env"] or {},
+        timeout_s=row["timeout_s"],
+        scheduled_at=row["scheduled_at"],
+        submitted_by=row["submitted_by"],
+        idempotency_key=row["idempotency_key"],
+    )
+    return Job(
+        id=row["id"],
+        seq=row["seq"],
+        tenant_id=row["tenant_id"],
+        spec=spec,
+        state=JobState(row["state"]),
+        attempt=row["attempt"],
+        lease_epoch=row["lease_epoch"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=row["lease_expires_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        queued_at=row["queued_at"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        exit_code=row["exit_code"],
+        error_type=row["error_type"],
+        message=row["message"],
+        pid=row["pid"],
+        node_id=row["node_id"],
+        cancel_force=row["cancel_force"],
+        usage=ResourceUsage(**{c: row[c] for c in _USAGE_COLUMNS}),
+        request_hash=row["request_hash"],
+        pid_create_time=row["pid_create_time"],
+    )
+
+
+def _event_row(job: Job | Mapping[str, Any], **values: Any) -> dict[str, Any]:
+    tenant_id = job.tenant_id if isinstance(job, Job) else job["tenant_id"]
+    job_id = job.id if isinstance(job, Job) else job["id"]
+    return {"tenant_id": tenant_id, "job_id": job_id, "data": {}, **values}
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("s"):
+            raise ValueError(text)
+        return int(text[1:])
+    except (ValueError, UnicodeDecodeError, binascii.Error) as e:
+        raise errors.InvalidInput(
+            "cursor is not valid: pass the next_cursor of a previous page", field="cursor"
+        ) from e
+
+
+class JobStore:
+    """All SQL about jobs and their events."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ---- submission -------------------------------------------------------------
+    def insert(
+        self,
+        *,
+        tenant_id: str,
+        spec: JobSpec,
+        state: JobState,
+        sort_key: float,
+        now: datetime,
+        request_hash: str | None,
+        message: str,
+    ) -> tuple[Job, bool]:
+        """Insert a new job with its first event; with an idempotency key already used by
+        this tenant, return that job instead. Returns (job, created)."""
+        job_id = str(uuid.uuid4())
+        values = {
+            "id": job_id,
+            "tenant_id": tenant_id,
+            "name": spec.name,
+            "description": spec.description,
+            "job_type": spec.job_type,
+            "priority": spec.priority.value,
+            "entrypoint": spec.entrypoint,
+            "argv": list(spec.argv) if spec.argv is not None else None,
+            "parameters": spec.parameters,
+            "metadata": spec.metadata,
+            "env": spec.env,
+            "timeout_s": spec.timeout_s,
+            "scheduled_at": spec.scheduled_at,
+            "submitted_by": spec.submitted_by,
+            "idempotency_key": spec.idempotency_key,
+            "request_hash": request_hash,
+            "state": state.value,
+            "sort_key": sort_key,
+            "created_at": now,
+            "updated_at": now,
+            "queued_at": now if state is JobState.QUEUED else None,
+        }
+        try:
+            with self.db.write() as conn:
+                conn.execute(jobs.insert().values(**values))
+                conn.execute(
+                    job_events.insert().values(
+                        tenant_id=tenant_id,
+                        job_id=job_id,
+                        at=now,
+                        kind="state",
+                        from_state=None,
+                        to_state=state.value,
+                        message=message,
+                        data={},
+                    )
+                )
+        except exc.IntegrityError:
+            if spec.idempotency_key is None:
+                raise
+            existing = self.find_by_idempotency_key(tenant_id, spec.idempotency_key)
+            if existing is None:
+                raise
+            return existing, False
+        return self.get(tenant_id, job_id), True
+
+    def find_by_idempotency_key(self, tenant_id: str, key: str) -> Job | None:
+        with self.db.read() as conn:
+            row = (
+                conn.execute(
+                    sa.select(jobs).where(
+                        jobs.c.tenant_id == tenant_id, jobs.c.idempotency_key == key
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return job_from_row(row) if row else None
+
+    # ---- reads -------------------------------------------------------------------
+    def get(self, tenant_id: str, job_id: str) -> Job:
+        """The tenant's job, or NotFound."""
+        with self.db.read() as conn:
+            row = (
+                conn.execute(
+                    sa.select(jobs).where(jobs.c.id == job_id, jobs.c.tenant_id == tenant_id)
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise errors.NotFound(f"job {job_id} does not exist", kind="job", id=job_id)
+        return job_from_row(row)
+
+    def get_unscoped(self, job_id: str) -> Job | None:
+        """A job by id across tenants: for the dispatcher, never for API reads."""
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        return job_from_row(row) if row else None
+
+    def _where(self, tenant_id: str, flt: JobFilter, *, with_states: bool) -> list[Any]:
+        cond: list[Any] = [jobs.c.tenant_id == tenant_id]
+        if with_states and flt.states:
+            cond.append(jobs.c.state.in_(sorted(s.value for s in flt.states)))
+        if flt.priorities:
+            cond.append(jobs.c.priority.in_(sorted(p.value for p in flt.priorities)))
+        if flt.job_type is not None:
+            cond.append(jobs.c.job_type == flt.job_type)
+        if flt.submitted_by is not None:
+            cond.append(jobs.c.submitted_by == flt.submitted_by)
+        if flt.created_from is not None:
+            cond.append(jobs.c.created_at >= flt.created_from)
+        if flt.created_to is not None:
+            cond.append(jobs.c.created_at <= flt.created_to)
+        return cond
+
+    def list_jobs(
+        self, tenant_id: str, flt: JobFilter, *, limit: int, cursor: str | None
+    ) -> tuple[list[Job], str | None]:
+        """Newest first; a page of at most ``limit`` and the cursor of the next page."""
+        cond = self._where(tenant_id, flt, with_states=True)
+        if cursor:
+            cond.append(jobs.c.seq < decode_cursor(cursor))
+        stmt = sa.select(jobs).where(*cond).order_by(jobs.c.seq.desc()).limit(limit + 1)
+        with self.db.read() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        items = [job_from_row(r) for r in rows[:limit]]
+        next_cursor = encode_cursor(items[-1].seq) if len(rows) > limit and items else None
+        return items, next_cursor
+
+    def count_by_state(self, tenant_id: str, flt: JobFilter) -> dict[str, int]:
+        """Counts by state of the jobs matching the filter, ignoring its states."""
+        cond = self._where(tenant_id, flt, with_states=False)
+        stmt = sa.select(jobs.c.state, sa.func.count()).where(*cond).group_by(jobs.c.state)
+        with self.db.read() as conn:
+            return {state: int(n) for state, n in conn.execute(stmt).all()}
+
+    def events(self, tenant_id: str, job_id: str, *, after: int | None = None) -> list[JobEvent]:
+        cond = [job_events.c.job_id == job_id, job_events.c.tenant_id == tenant_id]
+        if after is not None:
+            cond.append(job_events.c.seq > after)
+        stmt = sa.select(job_events).where(*cond).order_by(job_events.c.seq)
+        with self.db.read() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [
+            JobEvent(
+                seq=r["seq"],
+                job_id=r["job_id"],
+                at=r["at"],
+                kind=r["kind"],
+                from_state=r["from_state"],
+                to_state=r["to_state"],
+                message=r["message"],
+                data=r["data"] or {},
+            )
+            for r in rows
+        ]
+
+    # ---- state changes -------------------------------------------------------------
+    def transition(
+        self,
+        job: Job,
+        to: JobState,
+        *,
+        now: datetime,
+        message: str,
+        epoch: int | None = None,
+        values: Mapping[str, Any] | None = None,
+        event_data: Mapping[str, Any] | None = None,
+        conn: sa.Connection | None = None,
+    ) -> Job:
+        """Move ``job`` from the state it was read in to ``to``: a compare-and-set on its
+        state (and lease epoch when given) plus an event row, in one transaction.
+        Raises InvalidTransition if the table forbids it, StaleState if the job changed."""
+        states.check_transition(job.state, to)
+        if conn is None:
+            with self.db.write() as c:
+                return self.transition(
+                    job,
+                    to,
+                    now=now,
+                    message=message,
+                    epoch=epoch,
+                    values=values,
+                    event_data=event_data,
+                    conn=c,
+                )
+        cond = [jobs.c.id == job.id, jobs.c.state == job.state.value]
+        if epoch is not None:
+            cond.append(jobs.c.lease_epoch == epoch)
+        update = {"state": to.value, "updated_at": now, "message": message, **(values or {})}
+        if to in states.TERMINAL:
+            update.setdefault("ended_at", now)
+            update.setdefault("lease_owner", None)
+            update.setdefault("lease_expires_at", None)
+        if to is JobState.QUEUED:
+            update.setdefault("queued_at", now)
+        row = (
+            conn.execute(jobs.update().where(*cond).values(**update).returning(*jobs.c))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise errors.StaleState(
+                f"job {job.id} is no longer {job.state.value}", id=job.id, expected=job.state.value
+            )
+        conn.execute(
+            job_events.insert().values(
+                _event_row(
+                    job,
+                    at=now,
+                    kind="state",
+                    from_state=job.state.value,
+                    to_state=to.value,
+                    message=message,
+                    data=dict(event_data or {}),
+                )
+            )
+        )
+        return job_from_row(row)
+
+    def add_event(
+        self, job: Job, *, now: datetime, kind: str, message: str | None, data: Mapping[str, Any]
+    ) -> None:
+        """Append a non-state event (cells, progress, …) to the timeline."""
+        with self.db.write() as conn:
+            conn.execute(
+                job_events.insert().values(
+                    _event_row(job, at=now, kind=kind, message=message, data=dict(data))
+                )
+            )
+
+    # ---- dispatcher --------------------------------------------------------------------
+    def claim_next(self, *, node_id: str, now: datetime, lease_ttl_s: float) -> Job | None:
+        """Claim the first queued job in queue order (queued → starting), bumping its
+        lease epoch and attempt, or None when the queue is empty."""
+        with self.db.write() as conn:
+            stmt = (
+                sa.select(jobs)
+                .where(jobs.c.state == JobState.QUEUED.value)
+                .order_by(jobs.c.sort_key, jobs.c.seq)
+                .limit(1)
+            )
+            row = conn.execute(dialects.lock_for_claim(stmt, self.db.dialect)).mappings().first()
+            if row is None:
+                return None
+            job = job_from_row(row)
+            return self.transition(
+                job,
+                JobState.STARTING,
+                now=now,
+                message=f"Job claimed by node {node_id}.",
+                values={
+                    "attempt": job.attempt + 1,
+                    "lease_epoch": job.lease_epoch + 1,
+                    "lease_owner": node_id,
+                    "node_id": node_id,
+                    "lease_expires_at": now + timedelta(seconds=lease_ttl_s),
+                    "exit_code": None,
+                    "error_type": None,
+                    "started_at": None,
+                    "ended_at": None,
+                },
+                event_data={"node_id": node_id, "attempt": job.attempt + 1},
+                conn=conn,
+            )
+
+    def due_scheduled(self, now: datetime, limit: int = 100) -> list[Job]:
+        stmt = (
+            sa.select(jobs)
+            .where(jobs.c.state == JobState.SCHEDULED.value, jobs.c.scheduled_at <= now)
+            .order_by(jobs.c.scheduled_at)
+            .limit(limit)
+        )
+        with self.db.read() as conn:
+            return [job_from_row(r) for r in conn.execute(stmt).mappings().all()]
+
+    def renew_leases(
+        self, *, node_id: str, leases: Iterable[tuple[str, int]], expires_at: datetime
+    ) -> dict[str, Job]:
+        """Extend the leases this node holds; returns the jobs still held (by id) with
+        their current state. A job missing from the answer is no longer this node's."""
+        leases = list(leases)
+        if not leases:
+            return {}
+        held: dict[str, Job] = {}
+        with self.db.write() as conn:
+            for job_id, epoch in leases:
+                row = (
+                    conn.execute(
+                        jobs.update()
+                        .where(
+                            jobs.c.id == job_id,
+                            jobs.c.lease_owner == node_id,
+                            jobs.c.lease_epoch == epoch,
+                            jobs.c.state.in_([s.value for s in states.ACTIVE]),
+                        )
+                        .values(lease_expires_at=expires_at)
+                        .returning(*jobs.c)
+                    )
+                    .mappings()
+                    .first()
+                )
+                if row is not None:
+                    held[job_id] = job_from_row(row)
+        return held
+
+    def expired_leases(self, now: datetime, limit: int = 100) -> list[Job]:
+        stmt = (
+            sa.select(jobs)
+            .where(
+                jobs.c.state.in_([s.value for s in states.ACTIVE]),
+                jobs.c.lease_expires_at < now,
+            )
+            .limit(limit)
+        )
+        with self.db.read() as conn:
+            return [job_from_row(r) for r in conn.execute(stmt).mappings().all()]
+
+    def owned_by(self, node_id: str) -> list[Job]:
+        stmt = sa.select(jobs).where(
+            jobs.c.state.in_([s.value for s in states.ACTIVE]), jobs.c.lease_owner == node_id
+        )
+        with self.db.read() as conn:
+            return [job_from_row(r) for r in conn.execute(stmt).mappings().all()]
+
+    def record_usage(self, job_id: str, epoch: int, usage: ResourceUsage) -> None:
+        values = {c: getattr(usage, c) for c in _USAGE_COLUMNS}
+        with self.db.write() as conn:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.lease_epoch == epoch)
+                .values(**values)
+            )
+
+    def count_active(self, states_: Sequence[JobState]) -> int:
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(jobs)
+            .where(jobs.c.state.in_([s.value for s in states_]))
+        )
+        with self.db.read() as conn:
+            return int(conn.execute(stmt).scalar_one())

@@ -1,0 +1,193 @@
+"""Shared fixtures: one ``db_url`` fixture parametrised over a SQLite file and PostgreSQL,
+runtimes with fast timings, and a real HTTP server on an ephemeral port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import uvicorn
+
+from jobyard import Client
+from jobyard.api.app import create_app
+from jobyard.clock import Clock
+from jobyard.domain.auth import Role
+from jobyard.runtime import Runtime, build_runtime
+from jobyard.settings import Settings
+from jobyard.store.database import Database
+from jobyard.store.migrate import upgrade
+from jobyard.store.tables import metadata
+
+PG_URL = os.environ.get(
+    "JOBYARD_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
+)
+REQUIRE_PG = os.environ.get("JOBYARD_REQUIRE_POSTGRES") == "1"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+        time.sleep(interval)
+
+
+def _pg_reason() -> str | None:
+    try:
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as e:
+        return f"PostgreSQL not reachable at {PG_URL} ({type(e).__name__}); set JOBYARD_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated once."""
+    reason = _pg_reason()
+    if reason:
+        if REQUIRE_PG:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    name = f"jobyard_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    db = Database(url)
+    upgrade(db)
+    db.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate(url: str) -> None:
+    db = Database(url)
+    names = ", ".join(t.name for t in metadata.sorted_tables)
+    with db.write() as conn:
+        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    db.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty, migrated database: a SQLite file, or the session's PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jobyard.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    _truncate(url)
+    return url
+
+
+def fast_settings(data_dir: Path, db_url: str, **overrides: Any) -> Settings:
+    base = Settings(
+        data_dir=data_dir,
+        database_url=db_url,
+        slots=2,
+        node_id="test-node",
+        heartbeat_interval_s=0.2,
+        lease_ttl_s=3.0,
+        poll_interval_s=0.2,
+        stop_grace_s=1.0,
+        sample_interval_s=0.2,
+        reap_interval_s=0.5,
+    )
+    return base.with_(**overrides)
+
+
+RuntimeFactory = Callable[..., Runtime]
+
+
+@pytest.fixture
+def make_runtime(tmp_path: Path, db_url: str) -> Iterator[RuntimeFactory]:
+    """Build (and by default start) runtimes on the test database; closed at teardown."""
+    made: list[Runtime] = []
+
+    def make(*, start: bool = True, clock: Clock | None = None, **overrides: Any) -> Runtime:
+        data_dir = overrides.pop("data_dir", tmp_path / f"data{len(made)}")
+        settings = fast_settings(data_dir, db_url, **overrides)
+        runtime = build_runtime(settings, clock=clock)
+        made.append(runtime)
+        if start:
+            runtime.start()
+        else:
+            upgrade(runtime.db)
+            runtime.auth.bootstrap()
+        return runtime
+
+    yield make
+    for runtime in reversed(made):
+        runtime.close()
+
+
+class LiveServer:
+    """A real uvicorn server on 127.0.0.1 in a background thread."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(create_app(runtime), log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+        _, self.admin_key = runtime.auth.create_key(
+            tenant_id="default", name="tester", role=Role.ADMIN
+        )
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        wait_for(lambda: self.server.started, timeout=10)
+        return self
+
+    def client(self, token: str | None = None) -> Client:
+        return Client(self.url, token or self.admin_key)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Runtime], LiveServer]]:
+    servers: list[LiveServer] = []
+
+    def start(runtime: Runtime) -> LiveServer:
+        server = LiveServer(runtime).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def live(make_runtime: RuntimeFactory, serve: Callable[[Runtime], LiveServer]) -> LiveServer:
+    """A started runtime (2 slots) behind a real HTTP server."""
+    return serve(make_runtime())
+
+
+@pytest.fixture
+def client(live: LiveServer) -> Iterator[Client]:
+    with live.client() as c:
+        yield c
