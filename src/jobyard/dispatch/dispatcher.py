@@ -337,7 +337,7 @@ class Dispatcher:
                     self._heartbeat()
                 if mono >= next_reap:
                     next_reap = mono + self.settings.reap_interval_s
-                    self._reap()
+                    self.reap_expired()
             except Exception:
                 log.exception("supervisor error")
 
@@ -382,7 +382,8 @@ class Dispatcher:
             elif current.state is JobState.CANCELLING:
                 self._request_stop(run, "cancel", force=current.cancel_force)
 
-    def _reap(self) -> None:
+    def reap_expired(self) -> None:
+        """Fail (or finish cancelling) the jobs of other nodes whose lease expired."""
         now = self.clock.now()
         for job in self.store.expired_leases(now):
             with self._lock:

@@ -1,0 +1,168 @@
+"""Listing, filters, pagination, logs and the error shape over real HTTP."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from jobyard import Client
+from tests.conftest import LiveServer, RuntimeFactory
+
+PY = sys.executable
+
+
+@pytest.fixture
+def idle(make_runtime: RuntimeFactory, serve) -> LiveServer:  # type: ignore[no-untyped-def]
+    """A server whose dispatcher does not run: submitted jobs stay queued."""
+    return serve(make_runtime(start=False))
+
+
+def test_pagination_filters_and_summary(idle: LiveServer) -> None:
+    with idle.client() as c:
+        made = []
+        for i in range(7):
+            made.append(
+                c.submit(
+                    "true",
+                    name=f"j{i}",
+                    priority="high" if i % 2 else "low",
+                    job_type="etl" if i < 3 else "report",
+                    submitted_by="alice" if i < 5 else "bob",
+                )
+            )
+        c.cancel(made[0].id)
+        page1 = c.list(limit=3)
+        assert [j.name for j in page1.items] == ["j6", "j5", "j4"]
+        assert page1.summary.total == 7
+        assert page1.summary.by_status == {"queued": 6, "cancelled": 1}
+        page2 = c.list(limit=3, cursor=page1.next_cursor)
+        page3 = c.list(limit=3, cursor=page2.next_cursor)
+        assert [j.name for j in page2.items + page3.items] == ["j3", "j2", "j1", "j0"]
+        assert page3.next_cursor is None
+        assert [j.name for j in c.iter_jobs(limit=2)] == [f"j{i}" for i in range(6, -1, -1)]
+
+        assert {j.name for j in c.list(status="cancelled").items} == {"j0"}
+        assert len(c.list(status=["queued", "cancelled"]).items) == 7
+        assert len(c.list(status="queued,cancelled").items) == 7
+        assert {j.name for j in c.list(priority="high").items} == {"j1", "j3", "j5"}
+        assert {j.name for j in c.list(job_type="etl").items} == {"j0", "j1", "j2"}
+        by_bob = c.list(submitted_by="bob")
+        assert {j.name for j in by_bob.items} == {"j5", "j6"}
+        assert by_bob.summary.total == 2
+        # the summary ignores the status filter, so a UI can show counts per tab
+        assert c.list(status="cancelled").summary.by_status == {"queued": 6, "cancelled": 1}
+        future = datetime.now(UTC) + timedelta(hours=1)
+        assert c.list(created_from=future).items == []
+        assert len(c.list(created_to=future).items) == 7
+
+
+def _raw(live: LiveServer, method: str, path: str, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"Bearer {live.admin_key}", **kw.pop("headers", {})}
+    return httpx.request(method, live.url + path, headers=headers, timeout=10, **kw)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"entrypoint": "true", "priority": "urgent"}, "body.priority"),
+        ({"entrypoint": "true", "status": "succeeded"}, "body.status"),
+        ({"entrypoint": "true", "timeout_s": -1}, "body.timeout_s"),
+        ({"entrypoint": ""}, "body.entrypoint"),
+        ({"entrypoint": []}, "body.entrypoint"),
+        ({"name": "no entrypoint"}, "body.entrypoint"),
+        ({"entrypoint": "true", "parameters": [1, 2]}, "body.parameters"),
+        ({"entrypoint": "true", "metadata": {"a": 1}}, "body.metadata.a"),
+        ({"entrypoint": "true", "env": {"JOBYARD_JOB_ID": "x"}}, "env"),
+        ({"entrypoint": "true", "env": {"1BAD": "x"}}, "env"),
+    ],
+)
+def test_validation_errors_name_the_field(idle: LiveServer, body: dict, field: str) -> None:  # type: ignore[type-arg]
+    r = _raw(idle, "POST", "/v1/jobs", json=body)
+    assert r.status_code == 422, r.text
+    err = r.json()
+    assert set(err) == {"code", "message", "details"}
+    assert err["code"] in ("VALIDATION_ERROR", "INVALID_INPUT")
+    assert field in err["message"]
+    assert _raw(idle, "GET", "/v1/jobs").json()["summary"]["total"] == 0
+
+
+def test_bad_query_values(idle: LiveServer) -> None:
+    for query, field in [
+        ("status=bogus", "status"),
+        ("priority=urgent", "priority"),
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("cursor=%%%", "cursor"),
+        ("created_from=yesterday", "created_from"),
+    ]:
+        r = _raw(idle, "GET", f"/v1/jobs?{query}")
+        assert r.status_code == 422, (query, r.text)
+        assert field in r.json()["message"]
+
+
+def test_not_json_and_too_large(idle: LiveServer) -> None:
+    r = _raw(
+        idle, "POST", "/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
+    r = _raw(idle, "POST", "/v1/jobs", json={"entrypoint": "x" * 2_000_000})
+    assert r.status_code == 413
+    assert r.json()["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_auth_and_not_found(idle: LiveServer) -> None:
+    assert httpx.get(idle.url + "/v1/jobs").status_code == 401
+    r = httpx.get(idle.url + "/v1/jobs", headers={"Authorization": "Bearer jy_nope_nope"})
+    assert r.status_code == 401 and r.json()["code"] == "UNAUTHENTICATED"
+    r = httpx.get(idle.url + "/v1/jobs", headers={"Authorization": "Basic abc"})
+    assert r.status_code == 401
+    key_id = idle.admin_key.split("_")[1]
+    forged = f"jy_{key_id}_{'x' * 40}"
+    assert (
+        httpx.get(idle.url + "/v1/jobs", headers={"Authorization": f"Bearer {forged}"}).status_code
+        == 401
+    )
+    for path in ("/v1/jobs/nope", "/v1/jobs/nope/logs", "/v1/jobs/nope/events"):
+        r = _raw(idle, "GET", path)
+        assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND"
+    assert _raw(idle, "POST", "/v1/jobs/nope/cancel").status_code == 404
+    assert _raw(idle, "GET", "/v1/nothing-here").json()["code"] == "NOT_FOUND"
+    assert httpx.get(idle.url + "/healthz").json() == {"status": "ok"}
+    assert httpx.get(idle.url + "/readyz").status_code == 200
+    assert httpx.get(idle.url + "/openapi.json").json()["info"]["title"] == "jobyard"
+    assert httpx.get(idle.url + "/docs").status_code == 200
+
+
+def test_revoked_and_expired_keys(idle: LiveServer) -> None:
+    runtime = idle.runtime
+    from jobyard.domain.auth import Role
+
+    key, secret = runtime.auth.create_key(tenant_id="default", name="temp", role=Role.MEMBER)
+    ok = httpx.get(idle.url + "/v1/jobs", headers={"Authorization": f"Bearer {secret}"})
+    assert ok.status_code == 200
+    runtime.auth.store.revoke_key("default", key.id, runtime.clock.now())
+    r = httpx.get(idle.url + "/v1/jobs", headers={"Authorization": f"Bearer {secret}"})
+    assert r.status_code == 401 and "revoked" in r.json()["message"]
+    past = runtime.clock.now() - timedelta(seconds=1)
+    _, expired = runtime.auth.create_key(
+        tenant_id="default", name="old", role=Role.MEMBER, expires_at=past
+    )
+    r = httpx.get(idle.url + "/v1/jobs", headers={"Authorization": f"Bearer {expired}"})
+    assert r.status_code == 401 and "expired" in r.json()["message"]
+
+
+def test_logs_offset_tail_and_follow(client: Client) -> None:
+    code = "import time\nfor i in range(8):\n    print(f'line {i}', flush=True); time.sleep(0.05)"
+    job = client.submit([PY, "-c", code])
+    streamed = "".join(client.follow_logs(job.id))
+    assert streamed.splitlines() == [f"line {i}" for i in range(8)]
+    assert client.get(job.id).status == "succeeded"
+    assert client.logs(job.id, tail=2).splitlines() == ["line 6", "line 7"]
+    chunk = client.read_logs(job.id, offset=7)
+    assert chunk.offset == 7 and chunk.text.startswith("line 1")
+    assert chunk.next_offset == len(streamed.encode())
+    assert client.logs(job.id, offset=chunk.next_offset) == ""
+    assert "".join(client.follow_logs(job.id, offset=chunk.next_offset)) == ""

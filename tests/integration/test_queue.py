@@ -1,0 +1,146 @@
+"""Queue order, aging, capacity, concurrent claims and leases, on both databases."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from jobyard import errors
+from jobyard.clock import ManualClock
+from jobyard.domain.auth import Principal, Role
+from jobyard.domain.jobs import JobSpec
+from jobyard.domain.priorities import Priority
+from jobyard.domain.states import JobState
+from jobyard.store.database import Database
+from jobyard.store.jobs import JobStore
+from tests.conftest import RuntimeFactory, wait_for
+
+PY = sys.executable
+ADMIN = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)
+
+
+def _run_order(runtime, ids: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    """The ids in the order the dispatcher claimed them (event order, not clock time)."""
+    for i in ids:
+        wait_for(lambda i=i: _ended(runtime, i), timeout=30)
+    claimed = {
+        i: next(e.seq for e in runtime.jobs.events(ADMIN, i) if e.to_state == "starting")
+        for i in ids
+    }
+    return sorted(ids, key=claimed.__getitem__)
+
+
+def _ended(runtime, job_id: str):  # type: ignore[no-untyped-def]
+    job = runtime.jobs.get(ADMIN, job_id)
+    return job if job.is_terminal else None
+
+
+def _submit(runtime, priority: str, name: str = "", **kw):  # type: ignore[no-untyped-def]
+    spec = JobSpec(argv=(PY, "-c", "pass"), priority=Priority(priority), name=name, **kw)
+    return runtime.jobs.submit(ADMIN, spec)[0]
+
+
+def test_priority_order(make_runtime: RuntimeFactory) -> None:
+    runtime = make_runtime(start=False, slots=1)
+    low = _submit(runtime, "low")
+    normal = _submit(runtime, "normal")
+    critical = _submit(runtime, "critical")
+    high = _submit(runtime, "high")
+    normal2 = _submit(runtime, "normal")
+    assert runtime.dispatcher is not None
+    runtime.dispatcher.start()
+    order = _run_order(runtime, [low.id, normal.id, critical.id, high.id, normal2.id])
+    assert order == [critical.id, high.id, normal.id, normal2.id, low.id]
+
+
+def test_aging_lets_old_low_priority_jobs_run_first(make_runtime: RuntimeFactory) -> None:
+    clock = ManualClock()
+    runtime = make_runtime(start=False, slots=1, clock=clock, aging_step_s=10.0)
+    low = _submit(runtime, "low")  # key T0
+    clock.advance(5)
+    high = _submit(runtime, "high")  # key T0+5-20: younger but far more urgent
+    clock.advance(36)
+    critical = _submit(runtime, "critical")  # key T0+41-30: the low job has waited long enough
+    assert runtime.dispatcher is not None
+    runtime.dispatcher.start()
+    assert _run_order(runtime, [low.id, high.id, critical.id]) == [high.id, low.id, critical.id]
+
+
+def test_capacity_limits_running_jobs(make_runtime: RuntimeFactory, tmp_path: Path) -> None:
+    runtime = make_runtime(slots=2)
+    barrier = tmp_path / "release"
+    code = f"import os,time\nwhile not os.path.exists({str(barrier)!r}): time.sleep(0.02)"
+    ids = [runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", code)))[0].id for _ in range(3)]
+    wait_for(lambda: sum(runtime.jobs.get(ADMIN, i).state is JobState.RUNNING for i in ids) == 2)
+    states = [runtime.jobs.get(ADMIN, i).state for i in ids]
+    assert states.count(JobState.QUEUED) == 1
+    assert runtime.dispatcher is not None and runtime.dispatcher.running_count() == 2
+    barrier.touch()
+    for i in ids:
+        assert wait_for(lambda i=i: _ended(runtime, i)).state is JobState.SUCCEEDED
+
+
+def test_concurrent_claims_never_start_a_job_twice(make_runtime: RuntimeFactory) -> None:
+    runtime = make_runtime(start=False)
+    n = 60
+    for _ in range(n):
+        _submit(runtime, "normal")
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        db = Database(runtime.db.url)
+        store = JobStore(db)
+        try:
+            while True:
+                job = store.claim_next(node_id=f"n{k}", now=runtime.clock.now(), lease_ttl_s=30)
+                if job is None:
+                    return
+                with lock:
+                    claimed.append(job.id)
+        finally:
+            db.dispose()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(claimed) == n
+    assert len(set(claimed)) == n
+    for job_id in claimed:
+        job = runtime.jobs.get(ADMIN, job_id)
+        assert (job.state, job.attempt, job.lease_epoch) == (JobState.STARTING, 1, 1)
+        events = runtime.jobs.events(ADMIN, job_id)
+        assert [e.to_state for e in events] == ["queued", "starting"]
+
+
+def test_expired_lease_fails_job_and_fences_the_old_owner(make_runtime: RuntimeFactory) -> None:
+    clock = ManualClock()
+    runtime = make_runtime(start=False, clock=clock, lease_ttl_s=5.0)
+    job = _submit(runtime, "normal")
+    store = runtime.jobs.store
+    claimed = store.claim_next(node_id="dead-node", now=clock.now(), lease_ttl_s=5.0)
+    assert claimed is not None and claimed.id == job.id
+    running = store.transition(claimed, JobState.RUNNING, now=clock.now(), message="run", epoch=1)
+    assert runtime.dispatcher is not None
+    runtime.dispatcher.reap_expired()
+    assert runtime.jobs.get(ADMIN, job.id).state is JobState.RUNNING  # lease still valid
+    clock.advance(6)
+    runtime.dispatcher.reap_expired()
+    lost = runtime.jobs.get(ADMIN, job.id)
+    assert lost.state is JobState.FAILED
+    assert lost.error_type == "NODE_LOST"
+    assert "dead-node" in (lost.message or "") and "lease expired" in (lost.message or "")
+    # the old owner comes back: its heartbeat and its completion are refused
+    held = store.renew_leases(
+        node_id="dead-node", leases=[(job.id, 1)], expires_at=clock.now() + timedelta(seconds=5)
+    )
+    assert held == {}
+    with pytest.raises(errors.StaleState):
+        store.transition(running, JobState.SUCCEEDED, now=clock.now(), message="late", epoch=1)
+    assert runtime.jobs.get(ADMIN, job.id).state is JobState.FAILED
