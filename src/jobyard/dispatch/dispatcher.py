@@ -29,6 +29,7 @@ from jobyard.settings import Settings
 from jobyard.storage import logs
 from jobyard.storage.workspace import Workspace
 from jobyard.store.jobs import JobStore
+from jobyard.store.listen import QueueListener
 from jobyard.store.nodes import NodeStore
 
 log = logging.getLogger("jobyard.dispatch")
@@ -74,6 +75,9 @@ class Dispatcher:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_renewal = time.monotonic()
+        self._listener = (
+            QueueListener(store.db, self.job_queued) if store.db.dialect == "postgresql" else None
+        )
 
     # ---- Wakeup -----------------------------------------------------------------------
     def job_queued(self) -> None:
@@ -101,12 +105,16 @@ class Dispatcher:
             t = threading.Thread(target=target, name=f"jobyard-{name}", daemon=True)
             t.start()
             self._threads.append(t)
+        if self._listener is not None:
+            self._listener.start()
         self._wake.set()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming, stop the running jobs (they fail as NODE_LOST), and wait."""
         self._stopping.set()
         self._wake.set()
+        if self._listener is not None:
+            self._listener.stop()
         for t in self._threads:
             t.join(timeout)
         with self._lock:

@@ -73,3 +73,14 @@ def insert_ignoring_conflicts(table: sa.Table, dialect_name: str) -> Any:
     if dialect_name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+QUEUE_CHANNEL = "jobyard_queue"
+
+
+def notify_queue(conn: sa.Connection) -> None:
+    """Tell listening nodes that a job became runnable (PostgreSQL ``NOTIFY``, delivered
+    only if the transaction commits; identical notifications fold into one). SQLite runs
+    on one host, where the in-process wakeup suffices."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"NOTIFY {QUEUE_CHANNEL}")

@@ -149,6 +149,8 @@ class JobStore:
                         data={},
                     )
                 )
+                if state is JobState.QUEUED:
+                    dialects.notify_queue(conn)
         except exc.IntegrityError:
             if spec.idempotency_key is None:
                 raise
@@ -289,6 +291,7 @@ class JobStore:
             update.setdefault("lease_expires_at", None)
         if to is JobState.QUEUED:
             update.setdefault("queued_at", now)
+            dialects.notify_queue(conn)
         row = (
             conn.execute(jobs.update().where(*cond).values(**update).returning(*jobs.c))
             .mappings()
