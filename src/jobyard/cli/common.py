@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -40,7 +41,8 @@ def make_client(url: str | None, api_key: str | None) -> Client:
 
 
 def out() -> Console:
-    return Console(highlight=False)
+    # piped output is not cut to 80 columns: scripts and logs get whole ids
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def err() -> Console:

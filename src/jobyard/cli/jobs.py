@@ -6,6 +6,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from jobyard.cli import common, exitcodes, parsing, render
 from jobyard.cli.common import ApiKeyOption, JsonOption, Priority, UrlOption
@@ -68,7 +69,10 @@ def list_jobs(
         out.print(render.jobs_table(items))
     else:
         out.print("No jobs.")
-    out.print(render.summary_text(result.summary))
+    summary = render.summary_text(result.summary)
+    if status:
+        summary = Text(f"{len(items)} shown; all statuses: ").append_text(summary)
+    out.print(summary)
     if cursor:
         out.print(f"[dim]showing {len(items)}; more with --all or --limit[/dim]")
 
