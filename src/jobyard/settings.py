@@ -23,6 +23,8 @@ class Settings:
 
     data_dir: Path = field(default_factory=default_home)
     database_url: str | None = None  #: default: SQLite file ``<data_dir>/jobyard.db``
+    storage_url: str | None = None  #: fsspec URL of folders/blobs; default ``<data_dir>/storage``
+    max_upload_bytes: int = 1024 * 1024 * 1024
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = None  #: URL given to jobs and clients; default from host/port
@@ -46,6 +48,12 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'jobyard.db').resolve()}"
+
+    @property
+    def storage(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        return str((self.data_dir / "storage").resolve())
 
     @property
     def api_url(self) -> str:

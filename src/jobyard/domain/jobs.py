@@ -41,6 +41,16 @@ class JobSpec:
     scheduled_at: datetime | None = None
     submitted_by: str | None = None
     idempotency_key: str | None = None
+    # registry, environment and data (all optional: a plain command job has none)
+    model_version_id: str | None = None
+    model_sha256: str | None = None
+    environment_id: str | None = None
+    input_folder_id: str | None = None
+    output_folder_id: str | None = None
+    input_bindings: tuple[dict[str, Any], ...] = ()  #: {"role", "folder_id" | "value"}
+    definition_id: str | None = None
+    continue_on_error: bool = False
+    slots: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -89,6 +89,16 @@ jobs = sa.Table(
     sa.Column("queued_at", UtcDateTime),
     sa.Column("started_at", UtcDateTime),
     sa.Column("ended_at", UtcDateTime),
+    # what it runs with (registry, environment, data)
+    sa.Column("model_version_id", sa.String(36)),
+    sa.Column("model_sha256", sa.String(64)),
+    sa.Column("environment_id", sa.String(36)),
+    sa.Column("input_folder_id", sa.String(36)),
+    sa.Column("output_folder_id", sa.String(36)),
+    sa.Column("input_bindings", sa.JSON),
+    sa.Column("definition_id", sa.String(36)),
+    sa.Column("continue_on_error", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("slots", sa.Integer, nullable=False, server_default="1"),
     # how it went
     sa.Column("node_id", sa.String(64)),
     sa.Column("pid", sa.Integer),
@@ -118,6 +128,8 @@ jobs = sa.Table(
     sa.Index("ix_jobs_tenant_id_seq", "tenant_id", "seq"),
     sa.Index("ix_jobs_tenant_id_state", "tenant_id", "state"),
     sa.Index("ix_jobs_state_lease_owner", "state", "lease_owner"),
+    sa.Index("ix_jobs_environment_id_state", "environment_id", "state"),
+    sa.Index("ix_jobs_model_version_id", "model_version_id"),
 )
 
 job_events = sa.Table(
@@ -135,4 +147,134 @@ job_events = sa.Table(
     sa.Column("message", sa.Text),
     sa.Column("data", sa.JSON, nullable=False),
     sa.Index("ix_job_events_job_id_seq", "job_id", "seq"),
+)
+
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("expected_interval_minutes", sa.Integer),
+    sa.Column("retention_hours", sa.Integer),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("tenant_id", "name"),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("model_id", sa.String(36), sa.ForeignKey("models.id"), nullable=False),
+    sa.Column("version", sa.String(100), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("entrypoint", sa.Text),
+    sa.Column("artifact_sha256", sa.String(64)),
+    sa.Column("artifact_name", sa.String(255)),
+    sa.Column("artifact_size", sa.BigInteger),
+    sa.Column("artifact_is_archive", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("input_roles", sa.JSON, nullable=False),
+    sa.Column("output_roles", sa.JSON, nullable=False),
+    sa.Column("parameters_schema", sa.JSON),
+    sa.Column("default_parameters", sa.JSON, nullable=False),
+    sa.Column("default_environment_id", sa.String(36)),
+    sa.Column("deprecated", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("model_id", "version"),
+)
+
+environments = sa.Table(
+    "environments",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("env_vars", sa.JSON, nullable=False),
+    sa.Column("pip_requirements", sa.JSON, nullable=False),
+    sa.Column("files", sa.JSON, nullable=False),
+    sa.Column("cpu_slots", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("memory_limit_mb", sa.Integer),
+    sa.Column("max_concurrent_jobs", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("tenant_id", "name"),
+)
+
+folders = sa.Table(
+    "folders",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("tenant_id", "name"),
+)
+
+folder_files = sa.Table(
+    "folder_files",
+    metadata,
+    sa.Column(
+        "folder_id",
+        sa.String(36),
+        sa.ForeignKey("folders.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("path", sa.String(1024), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+job_definitions = sa.Table(
+    "job_definitions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column(
+        "model_version_id", sa.String(36), sa.ForeignKey("model_versions.id"), nullable=False
+    ),
+    sa.Column("role_bindings", sa.JSON, nullable=False),
+    sa.Column("default_parameters", sa.JSON, nullable=False),
+    sa.Column("environment_id", sa.String(36)),
+    sa.Column("output_folder_id", sa.String(36)),
+    sa.Column("priority", sa.String(10), nullable=False, server_default="normal"),
+    sa.Column("timeout_s", sa.Float),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("schedule", sa.String(100)),
+    sa.Column("next_run_at", UtcDateTime),
+    sa.Column("last_run_at", UtcDateTime),
+    sa.Column("last_job_id", sa.String(36)),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_job_definitions_active_next_run_at", "active", "next_run_at"),
+)
+
+job_artifacts = sa.Table(
+    "job_artifacts",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column(
+        "job_id", sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("type", sa.String(20), nullable=False),
+    sa.Column("format", sa.String(20), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("record_count", sa.Integer),
+    sa.Column("role", sa.String(100)),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("job_id", "path"),
 )

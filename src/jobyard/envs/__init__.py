@@ -1,0 +1,1 @@
+"""Job environments: cached virtualenvs with an environment configuration's pip requirements."""

@@ -1,0 +1,113 @@
+"""Files on fsspec storage: a local directory by default, any fsspec URL (s3://…)
+by configuration. Paths given by users are checked here so nothing escapes its root."""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import unicodedata
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import fsspec
+
+from jobyard import errors
+
+CHUNK = 1024 * 1024
+
+
+def safe_relpath(path: str, field: str = "path") -> str:
+    """Normalise a user-given relative path (``/``-separated) or raise InvalidInput.
+
+    Refuses absolute paths, ``..``, empty segments after normalisation, NUL and control
+    characters, backslashes and drive letters."""
+    if not path or len(path) > 1024:
+        raise errors.InvalidInput(f"{field} must be 1 to 1024 characters", field=field)
+    text = unicodedata.normalize("NFC", path)
+    if any(ord(c) < 32 for c in text) or "\\" in text:
+        raise errors.InvalidInput(f"{field} {path!r} contains forbidden characters", field=field)
+    if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+        raise errors.InvalidInput(f"{field} {path!r} must be relative", field=field)
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." for p in parts):
+        raise errors.InvalidInput(f"{field} {path!r} must not contain '..'", field=field)
+    return "/".join(parts)
+
+
+class Storage:
+    """An fsspec filesystem rooted at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.fs, root = fsspec.core.url_to_fs(self.url)
+        self.root: str = root.rstrip("/")
+        self.is_local = getattr(self.fs, "protocol", None) in ("file", ("file", "local"))
+        if self.is_local:
+            self.fs.makedirs(self.root, exist_ok=True)
+
+    def full(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def write_stream(
+        self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None
+    ) -> tuple[int, str]:
+        """Write ``chunks`` to ``key`` (atomically on local storage); returns (size, sha256).
+        Raises InvalidInput (nothing written) when more than ``max_bytes`` arrive."""
+        target = self.full(key)
+        tmp = target + ".part"
+        self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with self.fs.open(tmp, "wb") as f:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if max_bytes is not None and size > max_bytes:
+                        raise errors.InvalidInput(
+                            f"the file is larger than the limit of {max_bytes} bytes", field="file"
+                        )
+                    digest.update(chunk)
+                    f.write(chunk)
+            self.fs.mv(tmp, target)
+        except BaseException:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+            raise
+        return size, digest.hexdigest()
+
+    def open_read(self, key: str) -> IO[bytes]:
+        f: IO[bytes] = self.fs.open(self.full(key), "rb")
+        return f
+
+    def read_chunks(self, key: str) -> Iterator[bytes]:
+        with self.open_read(key) as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self.full(key)))
+
+    def download(self, key: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.fs.get_file(self.full(key), str(dest))
+
+    def delete_tree(self, key: str) -> None:
+        path = self.full(key)
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+
+    def delete(self, key: str) -> None:
+        path = self.full(key)
+        if self.fs.exists(path):
+            self.fs.rm(path)
+
+    def info(self, key: str) -> dict[str, Any]:
+        info: dict[str, Any] = self.fs.info(self.full(key))
+        return info
+
+
+def file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
