@@ -12,15 +12,21 @@ from jobyard.clock import Clock, SystemClock
 from jobyard.dispatch.dispatcher import Dispatcher
 from jobyard.executors.base import Executor
 from jobyard.service.auth import AuthService
+from jobyard.service.folders import FolderService
 from jobyard.service.jobs import JobService
+from jobyard.service.registry import RegistryService
 from jobyard.service.wakeup import NoWakeup, Wakeup
 from jobyard.settings import Settings
+from jobyard.storage.blobs import BlobStore
+from jobyard.storage.fs import Storage
 from jobyard.storage.workspace import Workspace
 from jobyard.store import migrate
 from jobyard.store.auth import AuthStore
 from jobyard.store.database import Database
+from jobyard.store.folders import FolderStore
 from jobyard.store.jobs import JobStore
 from jobyard.store.nodes import NodeStore
+from jobyard.store.registry import RegistryStore
 
 
 @dataclass
@@ -30,6 +36,10 @@ class Runtime:
     db: Database
     jobs: JobService
     auth: AuthService
+    folders: FolderService
+    registry: RegistryService
+    storage: Storage
+    blobs: BlobStore
     dispatcher: Dispatcher | None
     node_id: str
 
@@ -77,6 +87,9 @@ def build_runtime(
     db = Database(settings.db_url)
     store = JobStore(db)
     workspace = Workspace(settings.data_dir)
+    storage = Storage(settings.storage)
+    blobs = BlobStore(storage)
+    limit = settings.max_upload_bytes
     node_id = node_id_for(settings)
     dispatcher: Dispatcher | None = None
     wakeup: Wakeup = NoWakeup()
@@ -104,6 +117,14 @@ def build_runtime(
         db=db,
         jobs=jobs,
         auth=AuthService(AuthStore(db), clock),
+        folders=FolderService(
+            store=FolderStore(db), storage=storage, jobs=store, clock=clock, max_upload_bytes=limit
+        ),
+        registry=RegistryService(
+            store=RegistryStore(db), blobs=blobs, jobs=store, clock=clock, max_upload_bytes=limit
+        ),
+        storage=storage,
+        blobs=blobs,
         dispatcher=dispatcher,
         node_id=node_id,
     )

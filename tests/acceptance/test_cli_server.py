@@ -26,6 +26,8 @@ import httpx
 import psutil
 import pytest
 
+from jobyard.store.database import Database
+from jobyard.store.jobs import JobStore
 from tests.acceptance.conftest import SERVER_LOGS
 from tests.conftest import wait_for
 
@@ -456,3 +458,29 @@ def test_unknown_job_and_unreachable_server(server: Server) -> None:
     down = jobyard(server, "list")
     assert down.returncode == 7, _describe(down)
     _assert_one_line_error(down)
+
+
+def test_sigterm_stops_running_jobs(server: Server) -> None:
+    """`jobyard serve` stops its jobs on SIGTERM, like on Ctrl-C (they fail as NODE_LOST)."""
+    job_id = _submit_quiet(server, PY, "-c", "import time; time.sleep(600)")
+    pid = server.wait_status(job_id, {"running"})["pid"]
+    assert server.proc is not None
+    server.stop()  # SIGTERM; asserts that the server exits within 15 s
+    code = server.proc.returncode
+    try:
+        alive = not _gone(pid)
+        assert not alive, (
+            f"PRODUCT BUG: jobyard serve exited with code {code} on SIGTERM and left the "
+            f"running job's process {pid} behind (its Dispatcher.stop() never ran)"
+        )
+    finally:
+        if not _gone(pid):
+            os.killpg(pid, signal.SIGKILL)
+    db = Database(server.db_url)
+    try:
+        job = JobStore(db).get_unscoped(job_id)
+    finally:
+        db.dispose()
+    assert job is not None
+    assert (job.state.value, job.error_type) == ("failed", "NODE_LOST"), job
+    assert "shut down" in (job.message or ""), job.message

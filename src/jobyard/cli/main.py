@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from jobyard.cli import jobs, submit
+from jobyard.cli import envs, folders, jobs, models, submit
 from jobyard.settings import Settings
 
 app = typer.Typer(
@@ -111,6 +111,9 @@ app.command()(jobs.status)
 app.command("list")(jobs.list_jobs)
 app.command()(jobs.logs)
 app.command()(jobs.cancel)
+app.add_typer(models.app, name="models")
+app.add_typer(envs.app, name="envs")
+app.add_typer(folders.app, name="folders")
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from subprocess import DEVNULL, PIPE, STDOUT
 from typing import IO, BinaryIO
 
 from jobyard.errors import ExecutorError
@@ -34,12 +35,12 @@ from jobyard.errors import ExecutorError
 READY_MARKER = ".jobyard-ready"
 _POLL_S = 0.05
 _COMMENT = re.compile(r"(^|\s+)#.*$")  # pip's rule for comments in requirement files
+_PIP_FLAGS = ("--disable-pip-version-check", "--no-input")
 
 
 class EnvSetupError(ExecutorError):
     """The job's environment could not be set up."""
 
-    code = "RUNTIME_ENV_SETUP_FAILED"
     error_type = "RUNTIME_ENV_SETUP_FAILED"
 
 
@@ -55,15 +56,13 @@ def normalise_requirements(requirements: Sequence[str]) -> list[str]:
     return sorted(line for line in lines if line)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _python_version(python: str) -> str:
     """``major.minor.micro`` of the interpreter ``python`` (asked once per path)."""
     if python == sys.executable:
-        return "{}.{}.{}".format(*sys.version_info[:3])
-    out = subprocess.run(  # noqa: S603 - a configured interpreter, no shell
-        [python, "-c", "import sys;print('{}.{}.{}'.format(*sys.version_info[:3]))"],
-        capture_output=True, text=True, check=True, timeout=60,
-    )
+        return sys.version.split()[0]
+    argv = [python, "-c", "import sys; print(sys.version.split()[0])"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60)  # noqa: S603
     return out.stdout.strip()
 
 
@@ -91,123 +90,115 @@ class VenvCache:
     ) -> Path:
         """The ``bin/python`` of a ready venv with ``requirements``, building it if needed.
 
-        Progress and pip's output are appended to ``log``. ``timeout_s`` bounds the whole
-        call, waiting for another builder included. Raises :class:`EnvSetupError` (pip
-        failed, timeout) or :class:`EnvSetupCancelled` (``cancel`` was set).
-        """
+        Progress and pip's output are appended to ``log``; ``timeout_s`` bounds the whole
+        call (waiting for another builder too). Raises :class:`EnvSetupError` (pip failed,
+        timeout) or :class:`EnvSetupCancelled` (``cancel`` was set)."""
         reqs = normalise_requirements(requirements)
         key = requirements_key(reqs, self.python)
         env_dir = self.root / key
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        with _open_log(log) as out:
-            if (env_dir / READY_MARKER).exists():
-                _say(out, f"jobyard: reusing cached environment {key}")
-                return env_dir / "bin" / "python"
-            self.root.mkdir(parents=True, exist_ok=True)
-            with _locked(self.root / f"{key}.lock", cancel, deadline):
-                if (env_dir / READY_MARKER).exists():
-                    _say(out, f"jobyard: reusing cached environment {key}")
-                    return env_dir / "bin" / "python"
-                shutil.rmtree(env_dir, ignore_errors=True)  # leftover of a crashed build
-                try:
-                    self._build(env_dir, key, reqs, out, cancel, deadline, pip_args)
-                except BaseException:
-                    shutil.rmtree(env_dir, ignore_errors=True)
-                    raise
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(log.open("ab")) if isinstance(log, Path) else log
+            step = _Steps(out, cancel, deadline)
+            if not (env_dir / READY_MARKER).exists():
+                self.root.mkdir(parents=True, exist_ok=True)
+                with step.locked(self.root / f"{key}.lock"):
+                    if not (env_dir / READY_MARKER).exists():  # nobody built it meanwhile
+                        self._build(env_dir, key, reqs, step, pip_args)
+                        return env_dir / "bin" / "python"
+            step.say(f"jobyard: reusing cached environment {key}")
         return env_dir / "bin" / "python"
 
     def _build(
-        self, env_dir: Path, key: str, reqs: list[str], out: IO[bytes],
-        cancel: threading.Event | None, deadline: float | None, pip_args: Sequence[str],
+        self, env_dir: Path, key: str, reqs: list[str], step: _Steps, pip_args: Sequence[str]
     ) -> None:
-        _say(out, f"jobyard: creating environment {key} with {len(reqs)} requirements")
-        venv_cmd = [self.python, "-m", "venv", str(env_dir)]
-        if _run(venv_cmd, out, cancel, deadline) != 0:
-            raise EnvSetupError("could not create the environment's virtualenv; see the job log")
-        python = env_dir / "bin" / "python"
-        if reqs:
-            req_file = env_dir / "jobyard-requirements.txt"
-            req_file.write_text("".join(f"{line}\n" for line in reqs))
-            pip_cmd = [str(python), "-m", "pip", "install", "--disable-pip-version-check",
-                       "--no-input", *pip_args, "-r", str(req_file)]
-            _say(out, f"jobyard: {shlex.join(pip_cmd)}")
-            code = _run(pip_cmd, out, cancel, deadline)
-            if code != 0:
-                raise EnvSetupError(
-                    "pip could not install the environment's requirements "
-                    f"(exit code {code}); see the job log"
-                )
-        (env_dir / READY_MARKER).write_text(f"{key}\n")
-        _say(out, f"jobyard: environment {key} is ready")
+        """Build the venv in ``env_dir`` (lock held); remove it again unless it got ready."""
+        shutil.rmtree(env_dir, ignore_errors=True)  # leftover of a crashed build
+        step.say(f"jobyard: creating environment {key} with {len(reqs)} requirements")
+        try:
+            if step.run([self.python, "-m", "venv", str(env_dir)]) != 0:
+                raise EnvSetupError("python -m venv failed; see the job log")
+            if reqs:
+                req_file = env_dir / "jobyard-requirements.txt"
+                req_file.write_text("".join(f"{line}\n" for line in reqs))
+                python = str(env_dir / "bin" / "python")
+                pip = [python, "-m", "pip", "install", *_PIP_FLAGS, *pip_args, "-r", str(req_file)]
+                step.say(f"jobyard: {shlex.join(pip)}")
+                if (code := step.run(pip)) != 0:
+                    raise EnvSetupError(
+                        "pip could not install the environment's requirements "
+                        f"(exit code {code}); see the job log"
+                    )
+            (env_dir / READY_MARKER).write_text(f"{key}\n")
+        except BaseException:
+            shutil.rmtree(env_dir, ignore_errors=True)
+            raise
+        step.say(f"jobyard: environment {key} is ready")
 
 
-@contextlib.contextmanager
-def _open_log(log: BinaryIO | Path) -> Iterator[IO[bytes]]:
-    if isinstance(log, Path):
-        with log.open("ab") as f:
-            yield f
-    else:
-        yield log
+class _Steps:
+    """The log, cancel event and deadline of one :meth:`VenvCache.ensure` call."""
 
+    def __init__(self, out: IO[bytes], cancel: threading.Event | None, deadline: float | None):
+        self.out = out
+        self.cancel = cancel
+        self.deadline = deadline
 
-def _say(out: IO[bytes], line: str) -> None:
-    out.write(f"{line}\n".encode())
-    out.flush()
+    def say(self, line: str) -> None:
+        self.out.write(f"{line}\n".encode())
+        self.out.flush()
 
+    def check(self) -> None:
+        """Raise if the call was cancelled or its deadline has passed."""
+        if self.cancel is not None and self.cancel.is_set():
+            self.say("jobyard: environment setup cancelled")
+            raise EnvSetupCancelled("the environment setup was cancelled")
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.say("jobyard: environment setup timed out")
+            raise EnvSetupError("the environment setup timed out")
 
-def _check(cancel: threading.Event | None, deadline: float | None) -> None:
-    """Raise if ``cancel`` is set or ``deadline`` has passed."""
-    if cancel is not None and cancel.is_set():
-        raise EnvSetupCancelled("the environment setup was cancelled")
-    if deadline is not None and time.monotonic() >= deadline:
-        raise EnvSetupError("the environment setup timed out")
+    @contextlib.contextmanager
+    def locked(self, path: Path) -> Iterator[None]:
+        """Hold an exclusive flock on ``path``; waiting honours cancel and deadline."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children
+        try:
+            while True:
+                self.check()
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(_POLL_S)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
+    def run(self, cmd: list[str]) -> int:
+        """Run ``cmd`` in its own process group with its output copied to the log; kill the
+        group (and raise) on cancel or timeout. Returns the exit code."""
+        self.check()
+        proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            cmd, stdin=DEVNULL, stdout=PIPE, stderr=STDOUT, start_new_session=True
+        )
+        assert proc.stdout is not None
+        pump = threading.Thread(target=self._copy, args=(proc.stdout.fileno(),), daemon=True)
+        pump.start()
+        try:
+            while proc.poll() is None:
+                self.check()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(_POLL_S)
+        finally:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            pump.join(timeout=5)
+            if not pump.is_alive():  # else a straggler holds the pipe open: leave it be
+                proc.stdout.close()
+        return proc.returncode
 
-@contextlib.contextmanager
-def _locked(path: Path, cancel: threading.Event | None, deadline: float | None) -> Iterator[None]:
-    """Hold an exclusive flock on ``path``; waiting for it honours cancel and deadline."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        while True:
-            _check(cancel, deadline)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                time.sleep(_POLL_S)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _run(cmd: list[str], out: IO[bytes], cancel: threading.Event | None,
-         deadline: float | None) -> int:
-    """Run ``cmd`` in its own process group, output into ``out``; kill the group on
-    cancel or timeout (then raise). Returns the exit code."""
-    _check(cancel, deadline)
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    assert proc.stdout is not None
-    pump = threading.Thread(target=_copy, args=(proc.stdout, out), daemon=True)
-    pump.start()
-    try:
-        while proc.poll() is None:
-            _check(cancel, deadline)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(_POLL_S)
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        pump.join(timeout=5)
-        proc.stdout.close()
-    return proc.returncode
-
-
-def _copy(src: IO[bytes], dst: IO[bytes]) -> None:
-    for chunk in iter(lambda: src.read1(65536), b""):  # type: ignore[attr-defined]
-        dst.write(chunk)
-        dst.flush()
+    def _copy(self, fd: int) -> None:
+        for chunk in iter(lambda: os.read(fd, 65536), b""):
+            self.out.write(chunk)
+            self.out.flush()

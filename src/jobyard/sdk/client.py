@@ -14,8 +14,10 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from jobyard.sdk.config import find_server
-from jobyard.sdk.errors import APIError, ConnectionFailed, raise_for_response
+from jobyard.sdk.errors import APIError, raise_for_response
+from jobyard.sdk.folders import FoldersMixin
 from jobyard.sdk.models import Job, JobEvent, JobPage, LogChunk
+from jobyard.sdk.registry import RegistryMixin
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -33,7 +35,7 @@ def _path(job_id: str, suffix: str = "") -> str:
     return f"/v1/jobs/{quote(str(job_id), safe='')}{suffix}"
 
 
-class Client:
+class Client(FoldersMixin, RegistryMixin):
     """Talks to a jobyard server.
 
     Without ``url``/``token`` it finds them like the CLI: ``JOBYARD_URL`` /
@@ -60,36 +62,6 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(url={self.url!r})"
-
-    # -- plumbing ---------------------------------------------------------------
-
-    def _connection_error(self, exc: httpx.TransportError) -> ConnectionFailed:
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            message = (
-                f"cannot reach the jobyard server at {self.url} ({exc}); "
-                "start it with `jobyard serve` or set JOBYARD_URL"
-            )
-        else:
-            message = f"request to the jobyard server at {self.url} failed: {exc!r}"
-        return ConnectionFailed(message, code="CONNECTION_FAILED")
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            resp = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise self._connection_error(exc) from exc
-        raise_for_response(resp)
-        return resp
-
-    def _parse(self, model: type[M], resp: httpx.Response) -> M:
-        try:
-            return model.model_validate(resp.json())
-        except (ValueError, ValidationError) as exc:
-            raise APIError(
-                f"the server at {self.url} sent an unexpected answer: {exc}",
-                status_code=resp.status_code,
-                code="BAD_RESPONSE",
-            ) from exc
 
     # -- jobs -------------------------------------------------------------------
 

@@ -456,3 +456,31 @@ class JobStore:
         )
         with self.db.read() as conn:
             return int(conn.execute(stmt).scalar_one())
+
+    def count_unfinished_using(
+        self, tenant_id: str, *, folder_id: str | None = None, environment_id: str | None = None
+    ) -> int:
+        """Jobs not yet ended that use the folder (as input or output) or environment."""
+        cond = [
+            jobs.c.tenant_id == tenant_id,
+            jobs.c.state.notin_([s.value for s in states.TERMINAL]),
+        ]
+        if folder_id is not None:
+            cond.append(
+                sa.or_(jobs.c.input_folder_id == folder_id, jobs.c.output_folder_id == folder_id)
+            )
+        if environment_id is not None:
+            cond.append(jobs.c.environment_id == environment_id)
+        stmt = sa.select(sa.func.count()).select_from(jobs).where(*cond)
+        with self.db.read() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def count_using_version(self, tenant_id: str, version_id: str) -> int:
+        """Jobs (any state) that pinned this model version."""
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(jobs)
+            .where(jobs.c.tenant_id == tenant_id, jobs.c.model_version_id == version_id)
+        )
+        with self.db.read() as conn:
+            return int(conn.execute(stmt).scalar_one())
