@@ -10,6 +10,8 @@ from pathlib import Path
 
 from jobyard.clock import Clock, SystemClock
 from jobyard.dispatch.dispatcher import Dispatcher
+from jobyard.dispatch.prepare import Preparer
+from jobyard.envs.venv import VenvCache
 from jobyard.executors.base import Executor
 from jobyard.service.auth import AuthService
 from jobyard.service.folders import FolderService
@@ -21,6 +23,7 @@ from jobyard.storage.blobs import BlobStore
 from jobyard.storage.fs import Storage
 from jobyard.storage.workspace import Workspace
 from jobyard.store import migrate
+from jobyard.store.artifacts import ArtifactStore
 from jobyard.store.auth import AuthStore
 from jobyard.store.database import Database
 from jobyard.store.folders import FolderStore
@@ -86,19 +89,36 @@ def build_runtime(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url)
     store = JobStore(db)
+    registry_store = RegistryStore(db)
     workspace = Workspace(settings.data_dir)
     storage = Storage(settings.storage)
     blobs = BlobStore(storage)
     limit = settings.max_upload_bytes
+    folders = FolderService(
+        store=FolderStore(db), storage=storage, jobs=store, clock=clock, max_upload_bytes=limit
+    )
+    registry = RegistryService(
+        store=registry_store, blobs=blobs, jobs=store, clock=clock, max_upload_bytes=limit
+    )
     node_id = node_id_for(settings)
     dispatcher: Dispatcher | None = None
     wakeup: Wakeup = NoWakeup()
     if settings.run_dispatcher:
+        preparer = Preparer(
+            workspace=workspace,
+            registry=registry_store,
+            blobs=blobs,
+            folders=folders,
+            venvs=VenvCache(settings.data_dir / "envs"),
+            api_url=settings.api_url,
+        )
         dispatcher = Dispatcher(
             store=store,
             nodes=NodeStore(db),
             executor=executor or make_executor(settings),
             workspace=workspace,
+            preparer=preparer,
+            artifacts=ArtifactStore(db),
             clock=clock,
             settings=settings,
             node_id=node_id,
@@ -110,6 +130,8 @@ def build_runtime(
         clock=clock,
         wakeup=wakeup,
         aging_step_s=settings.aging_step_s,
+        registry=registry,
+        folders=folders,
     )
     return Runtime(
         settings=settings,
@@ -117,12 +139,8 @@ def build_runtime(
         db=db,
         jobs=jobs,
         auth=AuthService(AuthStore(db), clock),
-        folders=FolderService(
-            store=FolderStore(db), storage=storage, jobs=store, clock=clock, max_upload_bytes=limit
-        ),
-        registry=RegistryService(
-            store=RegistryStore(db), blobs=blobs, jobs=store, clock=clock, max_upload_bytes=limit
-        ),
+        folders=folders,
+        registry=registry,
         storage=storage,
         blobs=blobs,
         dispatcher=dispatcher,

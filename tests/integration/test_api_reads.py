@@ -72,7 +72,7 @@ def _raw(live: LiveServer, method: str, path: str, **kw) -> httpx.Response:  # t
         ({"entrypoint": "true", "timeout_s": -1}, "body.timeout_s"),
         ({"entrypoint": ""}, "body.entrypoint"),
         ({"entrypoint": []}, "body.entrypoint"),
-        ({"name": "no entrypoint"}, "body.entrypoint"),
+        ({"name": "no entrypoint"}, "entrypoint is required"),
         ({"entrypoint": "true", "parameters": [1, 2]}, "body.parameters"),
         ({"entrypoint": "true", "metadata": {"a": 1}}, "body.metadata.a"),
         ({"entrypoint": "true", "env": {"JOBYARD_JOB_ID": "x"}}, "env"),

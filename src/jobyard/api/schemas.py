@@ -9,15 +9,40 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobyard.domain.jobs import Job, JobEvent, JobSpec
 from jobyard.domain.priorities import Priority
+from jobyard.service.submission import JobRequest, RoleBinding
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RoleBindingIn(Strict):
+    role: str = Field(max_length=100)
+    folder: str | None = Field(None, max_length=200, description="A folder id or name.")
+    value: Any = None
+
+
 class JobCreate(Strict):
-    entrypoint: str | list[str] = Field(
-        description="A command string (run by /bin/sh -c) or an argv list (run without a shell)."
+    entrypoint: str | list[str] | None = Field(
+        None,
+        description="A command string (run by /bin/sh -c) or an argv list (run without a shell). "
+        "Required unless a model is given.",
+    )
+    model: str | None = Field(
+        None,
+        max_length=300,
+        description="A model version: `name:version`, `name` (newest) or its id.",
+    )
+    environment: str | None = Field(None, max_length=200, description="Environment id or name.")
+    input_folder: str | None = Field(
+        None, max_length=200, description="Folder id or name, read-only."
+    )
+    output_folder: str | None = Field(
+        None, max_length=200, description="Folder id or name (must exist)."
+    )
+    role_bindings: list[RoleBindingIn] = Field(default_factory=list, max_length=100)
+    continue_on_error: bool = Field(
+        False, description="Notebooks: run the remaining cells after a failure."
     )
     name: str | None = Field(None, max_length=200)
     description: str | None = Field(None, max_length=10_000)
@@ -40,7 +65,9 @@ class JobCreate(Strict):
 
     @field_validator("entrypoint")
     @classmethod
-    def _entrypoint(cls, v: str | list[str]) -> str | list[str]:
+    def _entrypoint(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if v is None:
+            return v
         if isinstance(v, str):
             if not v.strip():
                 raise ValueError("must not be empty")
@@ -56,6 +83,18 @@ class JobCreate(Strict):
         if v is not None and v.tzinfo is None:
             return v.replace(tzinfo=UTC)
         return v
+
+    def to_request(self, idempotency_key: str | None) -> JobRequest:
+        return JobRequest(
+            spec=self.to_spec(idempotency_key),
+            model=self.model,
+            environment=self.environment,
+            input_folder=self.input_folder,
+            output_folder=self.output_folder,
+            bindings=tuple(
+                RoleBinding(role=b.role, folder=b.folder, value=b.value) for b in self.role_bindings
+            ),
+        )
 
     def to_spec(self, idempotency_key: str | None) -> JobSpec:
         ep = self.entrypoint
@@ -73,6 +112,7 @@ class JobCreate(Strict):
             scheduled_at=self.scheduled_at,
             submitted_by=self.submitted_by,
             idempotency_key=idempotency_key or self.submission_id,
+            continue_on_error=self.continue_on_error,
         )
 
 
@@ -104,6 +144,14 @@ class JobOut(BaseModel):
     scheduled_at: datetime | None
     submitted_by: str | None
     submission_id: str | None
+    model_version_id: str | None
+    model_sha256: str | None
+    environment_id: str | None
+    input_folder_id: str | None
+    output_folder_id: str | None
+    definition_id: str | None
+    continue_on_error: bool
+    slots: int
     attempt: int
     exit_code: int | None
     error_type: str | None
@@ -138,6 +186,14 @@ class JobOut(BaseModel):
             scheduled_at=s.scheduled_at,
             submitted_by=s.submitted_by,
             submission_id=s.idempotency_key,
+            model_version_id=s.model_version_id,
+            model_sha256=s.model_sha256,
+            environment_id=s.environment_id,
+            input_folder_id=s.input_folder_id,
+            output_folder_id=s.output_folder_id,
+            definition_id=s.definition_id,
+            continue_on_error=s.continue_on_error,
+            slots=s.slots,
             attempt=job.attempt,
             exit_code=job.exit_code,
             error_type=job.error_type,

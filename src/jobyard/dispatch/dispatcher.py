@@ -21,13 +21,16 @@ from typing import Any
 
 from jobyard import errors
 from jobyard.clock import Clock
-from jobyard.dispatch import jobenv, messages
+from jobyard.dispatch import messages, outputs
+from jobyard.dispatch.prepare import Preparer, SetupError
+from jobyard.dispatch.scanner import LogScanner
 from jobyard.domain.jobs import ErrorType, Job, ResourceUsage
 from jobyard.domain.states import JobState
 from jobyard.executors.base import Executor, Handle, LaunchSpec
 from jobyard.settings import Settings
 from jobyard.storage import logs
 from jobyard.storage.workspace import Workspace
+from jobyard.store.artifacts import ArtifactStore
 from jobyard.store.jobs import JobStore
 from jobyard.store.listen import QueueListener
 from jobyard.store.nodes import NodeStore
@@ -40,11 +43,17 @@ TICK_S = 0.05
 @dataclass
 class _Run:
     job: Job
-    handle: Handle
-    deadline: datetime | None
+    handle: Handle | None = None  #: None while the job is being set up
+    launch: LaunchSpec | None = None
+    deadline: datetime | None = None
+    memory_limit_bytes: int | None = None
     stop_reason: str | None = None
+    stop_force: bool = False
+    cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    scanner: LogScanner | None = None
     usage: ResourceUsage = field(default_factory=ResourceUsage)
+    summary: str | None = None  #: what a notebook runner said about its failed cells
 
 
 class Dispatcher:
@@ -57,6 +66,8 @@ class Dispatcher:
         nodes: NodeStore,
         executor: Executor,
         workspace: Workspace,
+        preparer: Preparer,
+        artifacts: ArtifactStore,
         clock: Clock,
         settings: Settings,
         node_id: str,
@@ -65,6 +76,8 @@ class Dispatcher:
         self.nodes = nodes
         self.executor = executor
         self.workspace = workspace
+        self.preparer = preparer
+        self.artifacts = artifacts
         self.clock = clock
         self.settings = settings
         self.node_id = node_id
@@ -165,53 +178,88 @@ class Dispatcher:
             except errors.StaleState:
                 continue
 
+    def _free_slots(self) -> int:
+        with self._lock:
+            return self.slots - sum(r.job.spec.slots for r in self._runs.values())
+
     def _fill_slots(self) -> None:
         while not self._stopping.is_set():
-            with self._lock:
-                if len(self._runs) >= self.slots:
-                    return
+            free = self._free_slots()
+            if free <= 0:
+                return
             job = self.store.claim_next(
-                node_id=self.node_id, now=self.clock.now(), lease_ttl_s=self.settings.lease_ttl_s
+                node_id=self.node_id,
+                now=self.clock.now(),
+                lease_ttl_s=self.settings.lease_ttl_s,
+                max_slots=free,
             )
             if job is None:
                 return
-            self._launch(job)
-
-    def _launch(self, job: Job) -> None:
-        workdir = self.workspace.prepare(job.id, job.attempt, job.spec.parameters)
-        log_path = self.workspace.log_path(job.id, job.attempt)
-        env = jobenv.build_env(
-            job_id=job.id,
-            attempt=job.attempt,
-            api_url=self.settings.api_url,
-            workdir=workdir,
-            parameters=job.spec.parameters,
-            user_env=job.spec.env,
-        )
-        spec = LaunchSpec(
-            job_id=job.id,
-            attempt=job.attempt,
-            entrypoint=job.spec.entrypoint,
-            argv=job.spec.argv,
-            workdir=workdir,
-            log_path=log_path,
-            env=env,
-        )
-        try:
-            handle = self.executor.start(spec)
-        except errors.ExecutorError as e:
-            self._complete_from(
-                job,
-                JobState.FAILED,
-                message=messages.start_error(e.message),
-                values={"error_type": ErrorType.ENTRYPOINT_COMMAND_START_ERROR.value},
+            run = _Run(job=job)
+            with self._lock:
+                self._runs[job.id] = run
+            run.thread = threading.Thread(
+                target=self._run_job, args=(run,), name=f"jobyard-job-{job.id[:8]}", daemon=True
             )
-            return
+            run.thread.start()
+
+    # ---- one job --------------------------------------------------------------------------
+    def _run_job(self, run: _Run) -> None:
+        try:
+            code = self._start_and_wait(run)
+            if code is not None:
+                self._collect_results(run)
+                self._finish(run, code)
+        except Exception:
+            log.exception("job %s: unexpected error in the dispatcher", run.job.id)
+        finally:
+            with self._lock:
+                self._runs.pop(run.job.id, None)
+            self._wake.set()
+
+    def _say(self, run: _Run, line: str) -> None:
+        path = self.workspace.log_path(run.job.id, run.job.attempt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(line.rstrip("\n") + "\n")
+
+    def _start_and_wait(self, run: _Run) -> int | None:
+        """Set the job up, start it, wait for it; the exit code, or None when it ended
+        without running (setup failure, cancelled while starting)."""
+        job = run.job
+        try:
+            prepared = self.preparer.prepare(job, run.cancel, lambda line: self._say(run, line))
+        except SetupError as e:
+            self._say(run, f"jobyard: {e.message}")
+            self._end_unstarted(run, JobState.FAILED, e.message, e.error_type)
+            return None
+        if run.stop_reason is not None:
+            self._end_unstarted(run, JobState.FAILED, "", "")
+            return None
+        run.launch = prepared.launch
+        run.memory_limit_bytes = prepared.memory_limit_bytes
+        run.scanner = LogScanner(prepared.launch.log_path)
+        try:
+            handle = self.executor.start(prepared.launch)
+        except errors.ExecutorError as e:
+            self._end_unstarted(
+                run,
+                JobState.FAILED,
+                messages.start_error(e.message),
+                ErrorType.ENTRYPOINT_COMMAND_START_ERROR.value,
+            )
+            return None
         now = self.clock.now()
-        deadline = now + timedelta(seconds=job.spec.timeout_s) if job.spec.timeout_s else None
-        run = _Run(job=job, handle=handle, deadline=deadline)
         with self._lock:
-            self._runs[job.id] = run
+            run.handle = handle
+            run.deadline = (
+                now + timedelta(seconds=job.spec.timeout_s) if job.spec.timeout_s else None
+            )
+            pending_stop = run.stop_reason
+        if pending_stop is not None:  # a stop arrived while the process was being started
+            self._stop_async(
+                handle, 0.0 if run.stop_force else self.settings.stop_grace_s, run.stop_force
+            )
         try:
             run.job = self.store.transition(
                 job,
@@ -232,27 +280,74 @@ class Dispatcher:
                 self._request_stop(run, "cancel", force=current.cancel_force)
             else:
                 self._request_stop(run, "lost", force=True)
-        run.thread = threading.Thread(
-            target=self._watch, args=(run,), name=f"jobyard-job-{job.id[:8]}", daemon=True
-        )
-        run.thread.start()
-
-    # ---- one job --------------------------------------------------------------------------
-    def _watch(self, run: _Run) -> None:
-        code = run.handle.wait(None)
+        code = handle.wait(None)
         assert code is not None
-        run.handle.cleanup()
+        handle.cleanup()
+        self._scan(run)
+        return code
+
+    def _end_unstarted(self, run: _Run, target: JobState, message: str, error_type: str) -> None:
+        if run.stop_reason == "lost":
+            return
+        if run.stop_reason == "shutdown":
+            target, message = (
+                JobState.FAILED,
+                messages.node_lost(self.node_id, "the node shut down"),
+            )
+            error_type = ErrorType.NODE_LOST.value
+        self._complete_from(run.job, target, message=message, values={"error_type": error_type})
+
+    def _collect_results(self, run: _Run) -> None:
+        """Record the output directory's files as results (also after a failure or a
+        cancel: what was written is kept) and upload them to the output folder."""
+        if run.stop_reason == "lost" or run.launch is None:
+            return
+        job = run.job
+        output_dir = run.launch.workdir / "output"
         try:
-            self._finish(run, code)
-        except Exception:
-            log.exception("could not record the end of job %s", run.job.id)
-        finally:
-            with self._lock:
-                self._runs.pop(run.job.id, None)
-            self._wake.set()
+            roles = self.preparer.output_roles(job)
+            found = outputs.collect(
+                job_id=job.id,
+                output_dir=output_dir,
+                blobs=self.preparer.blobs,
+                roles=roles,
+                now=self.clock.now(),
+            )
+            self.artifacts.replace(job.tenant_id, job.id, found)
+            folder = self.preparer.output_folder(job)
+            if folder is not None and found:
+                self.preparer.folders.ingest(folder, output_dir)
+        except Exception as e:  # results are best effort; the job's outcome stands
+            log.exception("job %s: results could not be recorded", job.id)
+            self._say(run, f"jobyard: results could not be recorded: {e}")
+
+    def _scan(self, run: _Run) -> None:
+        """Apply the marker lines the job printed since the last scan."""
+        if run.scanner is None:
+            return
+        for marker in run.scanner.poll():
+            self._apply_marker(run, marker)
+
+    def _apply_marker(self, run: _Run, marker: dict[str, Any]) -> None:
+        kind = marker["type"]
+        if kind in ("cell", "paragraph"):
+            index = marker.get("index")
+            status = marker.get("status", "")
+            error = f": {marker['error']}" if marker.get("error") else ""
+            title = f" ({marker['title']})" if marker.get("title") else ""
+            text = f"{kind.capitalize()} {index}{title} {status}{error}"
+            self.store.add_event(
+                run.job, now=self.clock.now(), kind=kind, message=text, data=marker
+            )
+        elif kind in ("notebook", "note"):
+            run.summary = str(marker.get("message") or "") or None
+            self.store.add_event(
+                run.job, now=self.clock.now(), kind=kind, message=run.summary, data=marker
+            )
 
     def _finish(self, run: _Run, code: int) -> None:
         job = run.job
+        assert run.handle is not None
         usage = run.handle.sample()
         values: dict[str, Any] = {
             "exit_code": code,
@@ -264,7 +359,14 @@ class Dispatcher:
         reason = run.stop_reason
         if reason == "lost":
             return  # the job is no longer ours: write nothing (fenced by the epoch anyway)
-        if reason == "timeout":
+        if reason == "memory":
+            target = JobState.FAILED
+            limit = (run.memory_limit_bytes or 0) // (1024 * 1024)
+            message = (
+                f"Job used more memory than its environment's limit of {limit} MB and was killed."
+            )
+            values["error_type"] = ErrorType.MEMORY_LIMIT_EXCEEDED.value
+        elif reason == "timeout":
             target, message = JobState.TIMED_OUT, messages.timed_out(job)
             values["error_type"] = ErrorType.TIMEOUT.value
         elif reason == "shutdown":
@@ -279,7 +381,7 @@ class Dispatcher:
             tail = logs.last_lines(
                 self.workspace.log_path(job.id, job.attempt), self.settings.log_tail_lines
             )
-            target, message = JobState.FAILED, messages.failed(code, tail)
+            target, message = JobState.FAILED, messages.failed(code, tail, run.summary)
             values["error_type"] = ErrorType.ENTRYPOINT_COMMAND_ERROR.value
         self._complete_from(job, target, message=message, values=values)
 
@@ -315,12 +417,15 @@ class Dispatcher:
             if run.stop_reason is not None and not (force and reason == "cancel"):
                 return
             run.stop_reason = run.stop_reason or reason
-        grace = 0.0 if force else self.settings.stop_grace_s
+            run.stop_force = run.stop_force or force
+            run.cancel.set()
+            handle = run.handle
+        if handle is not None:  # else the setup thread sees the flag before starting
+            self._stop_async(handle, 0.0 if force else self.settings.stop_grace_s, force)
+
+    def _stop_async(self, handle: Handle, grace: float, force: bool) -> None:
         threading.Thread(
-            target=self._stop_quietly,
-            args=(run.handle, grace, force),
-            name="jobyard-stop",
-            daemon=True,
+            target=self._stop_quietly, args=(handle, grace, force), name="jobyard-stop", daemon=True
         ).start()
 
     @staticmethod
@@ -337,6 +442,7 @@ class Dispatcher:
             mono = time.monotonic()
             try:
                 self._check_timeouts()
+                self._scan_all()
                 if mono >= next_sample:
                     next_sample = mono + self.settings.sample_interval_s
                     self._sample()
@@ -352,15 +458,29 @@ class Dispatcher:
     def _check_timeouts(self) -> None:
         now = self.clock.now()
         with self._lock:
-            late = [r for r in self._runs.values() if r.deadline is not None and now >= r.deadline]
+            late = [
+                r
+                for r in self._runs.values()
+                if r.deadline is not None and now >= r.deadline and r.stop_reason is None
+            ]
         for run in late:
             self._request_stop(run, "timeout", force=False)
 
+    def _scan_all(self) -> None:
+        with self._lock:
+            runs = [r for r in self._runs.values() if r.handle is not None]
+        for run in runs:
+            self._scan(run)
+
     def _sample(self) -> None:
         with self._lock:
-            runs = list(self._runs.values())
+            runs = [r for r in self._runs.values() if r.handle is not None]
         for run in runs:
+            assert run.handle is not None
             run.usage = run.handle.sample()
+            limit = run.memory_limit_bytes
+            if limit is not None and (run.usage.rss_bytes or 0) > limit:
+                self._request_stop(run, "memory", force=True)
 
     def _heartbeat(self) -> None:
         with self._lock:
@@ -374,7 +494,8 @@ class Dispatcher:
             )
             self.nodes.heartbeat(self.node_id, now)
             for run in runs.values():
-                self.store.record_usage(run.job.id, run.job.lease_epoch, run.usage)
+                if run.handle is not None:
+                    self.store.record_usage(run.job.id, run.job.lease_epoch, run.usage)
         except errors.StoreUnavailable:
             if time.monotonic() - self._last_renewal > self.settings.lease_ttl_s / 2:
                 log.error("cannot renew leases: stopping every job on this node (self-fencing)")
@@ -385,7 +506,7 @@ class Dispatcher:
         for job_id, run in runs.items():
             current = held.get(job_id)
             if current is None:
-                if run.handle.wait(0) is None:  # still running but no longer ours
+                if run.handle is None or run.handle.wait(0) is None:  # running, but not ours
                     self._request_stop(run, "lost", force=True)
             elif current.state is JobState.CANCELLING:
                 self._request_stop(run, "cancel", force=current.cancel_force)

@@ -9,12 +9,14 @@ def succeeded() -> str:
     return "Job finished successfully."
 
 
-def failed(exit_code: int, last_log: str) -> str:
+def failed(exit_code: int, last_log: str, summary: str | None = None) -> str:
     how = (
         f"was killed by signal {-exit_code}"
         if exit_code < 0
         else f"failed with exit code {exit_code}"
     )
+    if summary:
+        how += f" ({summary})"
     tail = f", last available logs (truncated to 20,000 chars):\n{last_log}" if last_log else "."
     return f"Job entrypoint command {how}{tail}"
 

@@ -22,6 +22,8 @@ class ErrorType(StrEnum):
     TIMEOUT = "TIMEOUT"
     NODE_LOST = "NODE_LOST"
     CANCELLED = "CANCELLED"
+    RUNTIME_ENV_SETUP_FAILED = "RUNTIME_ENV_SETUP_FAILED"
+    MEMORY_LIMIT_EXCEEDED = "MEMORY_LIMIT_EXCEEDED"
 
 
 @dataclass(frozen=True, kw_only=True)

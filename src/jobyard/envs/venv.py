@@ -1,13 +1,10 @@
-"""Virtualenvs for pip requirements, built once per requirement set and reused.
+"""Virtualenvs with pip requirements, built once per requirement set and then reused.
 
-The venv of a requirement set lives in ``root/<key>`` (:func:`requirements_key`) and is
-ready once ``root/<key>/.jobyard-ready`` exists. A venv cannot be moved after creation
-(``pyvenv.cfg``, script shebangs and ``activate`` embed its absolute path), so it is
-built in place: the builder holds an exclusive :func:`fcntl.flock` on ``root/<key>.lock``
-(other threads and processes wanting the same key wait, then find it ready), removes any
-unmarked leftover of a crashed build, runs ``python -m venv`` and pip there, and writes the
-marker only after both succeeded. On any failure, cancel or timeout the directory is
-removed, so a half-built venv is never marked ready and the next job retries cleanly.
+A set's venv is ``root/<key>`` (:func:`requirements_key`), ready once it holds
+``.jobyard-ready``. Venvs embed their absolute path, so one is built in place, not renamed:
+the builder holds an exclusive flock on ``root/<key>.lock`` (others wait, then reuse it),
+clears unmarked leftovers, runs ``python -m venv`` and pip, and writes the marker last. On
+failure, cancel or timeout the directory is removed, so the next job retries cleanly.
 """
 
 from __future__ import annotations
@@ -35,7 +32,7 @@ from jobyard.errors import ExecutorError
 READY_MARKER = ".jobyard-ready"
 _POLL_S = 0.05
 _COMMENT = re.compile(r"(^|\s+)#.*$")  # pip's rule for comments in requirement files
-_PIP_FLAGS = ("--disable-pip-version-check", "--no-input")
+_PIP_INSTALL = ("-m", "pip", "install", "--disable-pip-version-check", "--no-input")
 
 
 class EnvSetupError(ExecutorError):
@@ -52,8 +49,7 @@ class EnvSetupCancelled(EnvSetupError):
 
 def normalise_requirements(requirements: Sequence[str]) -> list[str]:
     """Requirement lines without comments, blanks and surrounding space, sorted."""
-    lines = (_COMMENT.sub("", line).strip() for line in requirements)
-    return sorted(line for line in lines if line)
+    return sorted(filter(None, (_COMMENT.sub("", line).strip() for line in requirements)))
 
 
 @functools.cache
@@ -62,7 +58,10 @@ def _python_version(python: str) -> str:
     if python == sys.executable:
         return sys.version.split()[0]
     argv = [python, "-c", "import sys; print(sys.version.split()[0])"]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60)  # noqa: S603
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60)  # noqa: S603
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EnvSetupError(f"cannot run the environments' base Python {python}: {exc}") from exc
     return out.stdout.strip()
 
 
@@ -76,7 +75,7 @@ class VenvCache:
     """Virtualenvs under ``root`` made from the interpreter ``python``."""
 
     def __init__(self, root: Path, python: str = sys.executable) -> None:
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # venvs and the returned path must be absolute
         self.python = python
 
     def ensure(
@@ -112,8 +111,7 @@ class VenvCache:
     def _build(
         self, env_dir: Path, key: str, reqs: list[str], step: _Steps, pip_args: Sequence[str]
     ) -> None:
-        """Build the venv in ``env_dir`` (lock held); remove it again unless it got ready."""
-        shutil.rmtree(env_dir, ignore_errors=True)  # leftover of a crashed build
+        shutil.rmtree(env_dir, ignore_errors=True)  # lock held: a leftover of a crashed build
         step.say(f"jobyard: creating environment {key} with {len(reqs)} requirements")
         try:
             if step.run([self.python, "-m", "venv", str(env_dir)]) != 0:
@@ -121,8 +119,7 @@ class VenvCache:
             if reqs:
                 req_file = env_dir / "jobyard-requirements.txt"
                 req_file.write_text("".join(f"{line}\n" for line in reqs))
-                python = str(env_dir / "bin" / "python")
-                pip = [python, "-m", "pip", "install", *_PIP_FLAGS, *pip_args, "-r", str(req_file)]
+                pip = [f"{env_dir}/bin/python", *_PIP_INSTALL, *pip_args, "-r", str(req_file)]
                 step.say(f"jobyard: {shlex.join(pip)}")
                 if (code := step.run(pip)) != 0:
                     raise EnvSetupError(
@@ -130,8 +127,9 @@ class VenvCache:
                         f"(exit code {code}); see the job log"
                     )
             (env_dir / READY_MARKER).write_text(f"{key}\n")
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(env_dir, ignore_errors=True)
+            step.say(f"jobyard: environment {key} failed: {exc}")
             raise
         step.say(f"jobyard: environment {key} is ready")
 
@@ -151,10 +149,8 @@ class _Steps:
     def check(self) -> None:
         """Raise if the call was cancelled or its deadline has passed."""
         if self.cancel is not None and self.cancel.is_set():
-            self.say("jobyard: environment setup cancelled")
             raise EnvSetupCancelled("the environment setup was cancelled")
         if self.deadline is not None and time.monotonic() >= self.deadline:
-            self.say("jobyard: environment setup timed out")
             raise EnvSetupError("the environment setup timed out")
 
     @contextlib.contextmanager
@@ -164,11 +160,10 @@ class _Steps:
         try:
             while True:
                 self.check()
-                try:
+                with contextlib.suppress(BlockingIOError):
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
-                except BlockingIOError:
-                    time.sleep(_POLL_S)
+                time.sleep(_POLL_S)
             yield
         finally:
             os.close(fd)  # releases the lock

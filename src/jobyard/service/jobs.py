@@ -14,6 +14,7 @@ from jobyard.domain import priorities, states
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec
 from jobyard.domain.states import JobState
+from jobyard.service import submission
 from jobyard.service.wakeup import Wakeup
 from jobyard.storage import logs
 from jobyard.storage.workspace import Workspace
@@ -55,14 +56,35 @@ class JobService:
         clock: Clock,
         wakeup: Wakeup,
         aging_step_s: float,
+        registry: submission.Registry,
+        folders: submission.Folders,
     ) -> None:
         self.store = store
         self.workspace = workspace
         self.clock = clock
         self.wakeup = wakeup
         self.aging_step_s = aging_step_s
+        self.registry = registry
+        self.folders = folders
 
     # ---- submit --------------------------------------------------------------------
+    def submit_request(
+        self, principal: Principal, request: submission.JobRequest
+    ) -> tuple[Job, bool]:
+        """Resolve the request's model, environment and folders, then :meth:`submit`."""
+        if request.spec.idempotency_key:
+            existing = self.store.find_by_idempotency_key(
+                principal.tenant_id, request.spec.idempotency_key
+            )
+            if existing is not None:  # answer a retry even if a referenced object changed since
+                return (
+                    self.submit(principal, request.spec)
+                    if request.model is None
+                    else (existing, False)
+                )
+        spec = submission.resolve(request, principal, self.registry, self.folders)
+        return self.submit(principal, spec)
+
     def submit(self, principal: Principal, spec: JobSpec) -> tuple[Job, bool]:
         """Accept a job; returns (job, created). Idempotent on ``spec.idempotency_key``."""
         _validate(spec)
@@ -200,9 +222,14 @@ class JobService:
 
 
 def _validate(spec: JobSpec) -> None:
-    if (spec.entrypoint is None) == (spec.argv is None):
+    if spec.entrypoint is not None and spec.argv is not None:
         raise errors.InvalidInput(
-            "entrypoint is required: a command string or an argv list", field="entrypoint"
+            "entrypoint: a command string or an argv list, not both", field="entrypoint"
+        )
+    if spec.entrypoint is None and spec.argv is None and spec.model_version_id is None:
+        raise errors.InvalidInput(
+            "entrypoint is required (a command string or an argv list) unless a model is given",
+            field="entrypoint",
         )
     if spec.entrypoint is not None and not spec.entrypoint.strip():
         raise errors.InvalidInput("entrypoint must not be empty", field="entrypoint")

@@ -26,12 +26,10 @@ class Workspace:
     def log_path(self, job_id: str, attempt: int) -> Path:
         return self.job_dir(job_id) / "logs" / f"attempt-{attempt}.log"
 
-    def prepare(self, job_id: str, attempt: int, parameters: Mapping[str, Any]) -> Path:
-        """Create the working directory and write ``parameters.json`` into it."""
+    def write_parameters(self, job_id: str, parameters: Mapping[str, Any]) -> Path:
+        """Write ``parameters.json`` into the job's working directory."""
         work = self.workdir(job_id)
-        work.mkdir(parents=True, exist_ok=True)
-        self.log_path(job_id, attempt).parent.mkdir(parents=True, exist_ok=True)
         tmp = work / ".parameters.json.tmp"
         tmp.write_text(json.dumps(parameters, indent=2, sort_keys=True))
         os.replace(tmp, work / "parameters.json")
-        return work
+        return work / "parameters.json"

@@ -19,8 +19,10 @@ from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.store import dialects
 from jobyard.store.database import Database
-from jobyard.store.tables import job_events, jobs
+from jobyard.store.tables import environments, job_events, jobs
 
+#: queued jobs looked at per claim (jobs of a full environment are skipped)
+CLAIM_SCAN = 50
 _USAGE_COLUMNS = ("cpu_percent", "rss_bytes", "peak_rss_bytes", "cpu_time_s")
 
 
@@ -346,39 +348,69 @@ class JobStore:
             )
 
     # ---- dispatcher --------------------------------------------------------------------
-    def claim_next(self, *, node_id: str, now: datetime, lease_ttl_s: float) -> Job | None:
-        """Claim the first queued job in queue order (queued → starting), bumping its
-        lease epoch and attempt, or None when the queue is empty."""
+    def claim_next(
+        self, *, node_id: str, now: datetime, lease_ttl_s: float, max_slots: int = 1_000_000
+    ) -> Job | None:
+        """Claim the first queued job in queue order that fits in ``max_slots`` and whose
+        environment runs fewer than its ``max_concurrent_jobs`` (queued → starting, lease
+        epoch and attempt bumped), or None."""
         with self.db.write() as conn:
             stmt = (
                 sa.select(jobs)
-                .where(jobs.c.state == JobState.QUEUED.value)
+                .where(jobs.c.state == JobState.QUEUED.value, jobs.c.slots <= max_slots)
                 .order_by(jobs.c.sort_key, jobs.c.seq)
-                .limit(1)
+                .limit(CLAIM_SCAN)
             )
-            row = conn.execute(dialects.lock_for_claim(stmt, self.db.dialect)).mappings().first()
-            if row is None:
-                return None
-            job = job_from_row(row)
-            return self.transition(
-                job,
-                JobState.STARTING,
-                now=now,
-                message=f"Job claimed by node {node_id}.",
-                values={
-                    "attempt": job.attempt + 1,
-                    "lease_epoch": job.lease_epoch + 1,
-                    "lease_owner": node_id,
-                    "node_id": node_id,
-                    "lease_expires_at": now + timedelta(seconds=lease_ttl_s),
-                    "exit_code": None,
-                    "error_type": None,
-                    "started_at": None,
-                    "ended_at": None,
-                },
-                event_data={"node_id": node_id, "attempt": job.attempt + 1},
-                conn=conn,
+            rows = conn.execute(dialects.lock_for_claim(stmt, self.db.dialect)).mappings().all()
+            full: set[str] = set()
+            for row in rows:
+                env_id = row["environment_id"]
+                if env_id is not None and (env_id in full or self._env_full(conn, env_id)):
+                    full.add(env_id)
+                    continue
+                return self._claim(conn, job_from_row(row), node_id, now, lease_ttl_s)
+            return None
+
+    def _env_full(self, conn: sa.Connection, env_id: str) -> bool:
+        """Whether the environment already runs its maximum of jobs. On PostgreSQL the
+        environment row is locked first, so two nodes cannot both take the last place."""
+        limit_stmt = sa.select(environments.c.max_concurrent_jobs).where(
+            environments.c.id == env_id
+        )
+        if self.db.dialect == "postgresql":
+            limit_stmt = limit_stmt.with_for_update()
+        limit = conn.execute(limit_stmt).scalar_one_or_none()
+        if limit is None:
+            return False
+        active = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(jobs)
+            .where(
+                jobs.c.environment_id == env_id, jobs.c.state.in_([s.value for s in states.ACTIVE])
             )
+        ).scalar_one()
+        return int(active) >= int(limit)
+
+    def _claim(self, conn: sa.Connection, job: Job, node_id: str, now: datetime, ttl: float) -> Job:
+        return self.transition(
+            job,
+            JobState.STARTING,
+            now=now,
+            message=f"Job claimed by node {node_id}.",
+            values={
+                "attempt": job.attempt + 1,
+                "lease_epoch": job.lease_epoch + 1,
+                "lease_owner": node_id,
+                "node_id": node_id,
+                "lease_expires_at": now + timedelta(seconds=ttl),
+                "exit_code": None,
+                "error_type": None,
+                "started_at": None,
+                "ended_at": None,
+            },
+            event_data={"node_id": node_id, "attempt": job.attempt + 1},
+            conn=conn,
+        )
 
     def due_scheduled(self, now: datetime, limit: int = 100) -> list[Job]:
         stmt = (

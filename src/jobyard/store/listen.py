@@ -31,7 +31,8 @@ class QueueListener:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.ident is not None:
+            self._thread.join(5)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -63,7 +63,7 @@ def submit_job(
     principal: PrincipalDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
-    job, created = runtime.jobs.submit(principal, body.to_spec(idempotency_key))
+    job, created = runtime.jobs.submit_request(principal, body.to_request(idempotency_key))
     if not created:
         response.status_code = status.HTTP_200_OK
     return JobOut.from_job(job, runtime.clock.now())

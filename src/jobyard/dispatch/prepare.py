@@ -1,0 +1,306 @@
+"""Getting a claimed job ready to start: its working directory with the model artifact,
+environment files, inputs and output directory, its Python environment, its command
+line and its environment variables."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+import sysconfig
+import threading
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from jobyard import errors
+from jobyard.dispatch import jobenv
+from jobyard.domain.folders import Folder, FolderFile
+from jobyard.domain.jobs import ErrorType, Job
+from jobyard.domain.registry import Environment, ModelKind, ModelVersion, OutputRole
+from jobyard.envs.venv import VenvCache
+from jobyard.executors.base import LaunchSpec
+from jobyard.storage.blobs import BlobStore
+from jobyard.storage.fs import safe_relpath
+from jobyard.storage.workspace import Workspace
+from jobyard.store.registry import RegistryStore
+
+RUNTIME_ENV_SETUP_FAILED = ErrorType.RUNTIME_ENV_SETUP_FAILED.value
+
+
+class SetupError(errors.ExecutorError):
+    """The job's environment could not be set up."""
+
+    def __init__(self, message: str, error_type: str = RUNTIME_ENV_SETUP_FAILED) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+@dataclass(frozen=True)
+class Prepared:
+    launch: LaunchSpec
+    memory_limit_bytes: int | None
+
+
+class FolderAccess(Protocol):
+    """What the dispatcher needs of folders (implemented by the folder service)."""
+
+    def get_unscoped(self, folder_id: str) -> Folder | None: ...
+
+    def materialize(self, folder: Folder, dest: Path) -> int: ...
+
+    def ingest(self, folder: Folder, src: Path) -> list[FolderFile]: ...
+
+
+class Preparer:
+    def __init__(
+        self,
+        *,
+        workspace: Workspace,
+        registry: RegistryStore,
+        blobs: BlobStore,
+        folders: FolderAccess,
+        venvs: VenvCache,
+        api_url: str,
+    ) -> None:
+        self.workspace = workspace
+        self.registry = registry
+        self.blobs = blobs
+        self.folders = folders
+        self.venvs = venvs
+        self.api_url = api_url
+
+    def output_roles(self, job: Job) -> tuple[OutputRole, ...]:
+        version = self._version(job)
+        return version.output_roles if version else ()
+
+    def output_folder(self, job: Job) -> Folder | None:
+        if not job.spec.output_folder_id:
+            return None
+        return self.folders.get_unscoped(job.spec.output_folder_id)
+
+    def prepare(self, job: Job, cancel: threading.Event, say: Callable[[str], None]) -> Prepared:
+        """Build everything the job's process needs; raises SetupError with a clear message."""
+        spec = job.spec
+        version = self._version(job)
+        environment = self._environment(job)
+        parameters = dict(spec.parameters)
+        workdir = self.workspace.workdir(job.id)
+        if workdir.exists():  # a retry starts from a clean directory
+            _make_writable(workdir)
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True)
+        log_path = self.workspace.log_path(job.id, job.attempt)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if version is not None and version.artifact_sha256:
+            say(f"jobyard: fetching model {version.ref} ({version.artifact_sha256[:12]})")
+            self._unpack_artifact(version, workdir)
+        if environment is not None:
+            for rel, text in environment.files.items():
+                target = workdir / safe_relpath(rel)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)
+        input_dir, output_dir = workdir / "input", workdir / "output"
+        input_dir.mkdir()
+        output_dir.mkdir()
+        self._inputs(job, input_dir, parameters, say)
+        _make_read_only(input_dir)
+        self.workspace.write_parameters(job.id, parameters)
+        python = sys.executable
+        path_prefix = ""
+        if environment is not None and environment.pip_requirements:
+            say(f"jobyard: preparing Python environment of {environment.name!r}")
+            try:
+                venv_python = self.venvs.ensure(
+                    list(environment.pip_requirements), log_path, cancel=cancel
+                )
+            except errors.ExecutorError as e:
+                raise SetupError(
+                    f"the environment {environment.name!r} could not be set up: {e.message}"
+                ) from e
+            _link_runtime_packages(venv_python)
+            python = str(venv_python)
+            path_prefix = str(venv_python.parent)
+        user_env = {**(environment.env_vars if environment else {}), **spec.env}
+        env = jobenv.build_env(
+            job_id=job.id,
+            attempt=job.attempt,
+            api_url=self.api_url,
+            workdir=workdir,
+            parameters=parameters,
+            user_env=user_env,
+        )
+        env["JOBYARD_INPUT_DIR"] = str(input_dir)
+        env["JOBYARD_OUTPUT_DIR"] = str(output_dir)
+        env["JOBYARD_PYTHON"] = python
+        if path_prefix:
+            env["PATH"] = path_prefix + os.pathsep + env.get("PATH", "")
+            env["VIRTUAL_ENV"] = str(Path(path_prefix).parent)
+        entrypoint, argv = self._command(job, version, python)
+        launch = LaunchSpec(
+            job_id=job.id,
+            attempt=job.attempt,
+            entrypoint=entrypoint,
+            argv=argv,
+            workdir=workdir,
+            log_path=log_path,
+            env=env,
+        )
+        limit = environment.memory_limit_mb if environment else None
+        return Prepared(launch=launch, memory_limit_bytes=limit * 1024 * 1024 if limit else None)
+
+    # ---- parts ------------------------------------------------------------------------
+    def _version(self, job: Job) -> ModelVersion | None:
+        if not job.spec.model_version_id:
+            return None
+        version = self.registry.get_version_unscoped(job.spec.model_version_id)
+        if version is None:
+            raise SetupError(f"model version {job.spec.model_version_id} no longer exists")
+        return version
+
+    def _environment(self, job: Job) -> Environment | None:
+        if not job.spec.environment_id:
+            return None
+        env = self.registry.get_environment_unscoped(job.spec.environment_id)
+        if env is None:
+            raise SetupError(f"environment {job.spec.environment_id} no longer exists")
+        return env
+
+    def _unpack_artifact(self, version: ModelVersion, workdir: Path) -> None:
+        assert version.artifact_sha256 is not None
+        staging = workdir.parent / f"artifact-{version.artifact_sha256[:16]}"
+        try:
+            self.blobs.fetch(version.artifact_sha256, staging)
+        except OSError as e:
+            raise SetupError(f"the artifact of model {version.ref} cannot be read: {e}") from e
+        try:
+            if version.artifact_is_archive:
+                _safe_unzip(staging, workdir)
+            else:
+                shutil.copyfile(
+                    staging, workdir / safe_relpath(version.artifact_name or "artifact")
+                )
+        finally:
+            staging.unlink(missing_ok=True)
+
+    def _inputs(
+        self, job: Job, input_dir: Path, parameters: dict[str, Any], say: Callable[[str], None]
+    ) -> None:
+        if job.spec.input_folder_id:
+            folder = self._folder(job.spec.input_folder_id, "input")
+            size = self.folders.materialize(folder, input_dir)
+            say(f"jobyard: input folder {folder.name!r} copied ({size} bytes)")
+        for binding in job.spec.input_bindings:
+            role = str(binding["role"])
+            if binding.get("folder_id"):
+                folder = self._folder(str(binding["folder_id"]), f"role {role}")
+                dest = input_dir / safe_relpath(role, "role")
+                dest.mkdir(parents=True, exist_ok=True)
+                self.folders.materialize(folder, dest)
+                parameters.setdefault(role, f"input/{role}")
+            else:
+                parameters.setdefault(role, binding.get("value"))
+
+    def _folder(self, folder_id: str, what: str) -> Folder:
+        folder = self.folders.get_unscoped(folder_id)
+        if folder is None:
+            raise SetupError(f"the {what} folder {folder_id} no longer exists")
+        return folder
+
+    @staticmethod
+    def _command(
+        job: Job, version: ModelVersion | None, python: str
+    ) -> tuple[str | None, tuple[str, ...] | None]:
+        if version is None:
+            return job.spec.entrypoint, job.spec.argv
+        target = version.entrypoint or version.artifact_name or ""
+        flag = ("--continue-on-error",) if job.spec.continue_on_error else ()
+        if version.kind is ModelKind.COMMAND:
+            return version.entrypoint, None
+        if version.kind is ModelKind.PYTHON:
+            return None, (python, target)
+        if version.kind is ModelKind.NOTEBOOK:
+            out = "output/" + Path(target).stem + ".executed.ipynb"
+            return None, (
+                python,
+                "-m",
+                "jobyard.runners.jupyter",
+                target,
+                "--parameters",
+                "parameters.json",
+                "--output",
+                out,
+                *flag,
+            )
+        out = "output/" + Path(target).stem + ".executed.zpln"
+        return None, (
+            python,
+            "-m",
+            "jobyard.runners.zeppelin",
+            target,
+            "--parameters",
+            "parameters.json",
+            "--output",
+            out,
+            *flag,
+        )
+
+
+def _safe_unzip(archive: Path, dest: Path) -> None:
+    root = dest.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            name = (
+                safe_relpath(info.filename.rstrip("/") or ".", "artifact member")
+                if info.filename.strip("/")
+                else None
+            )
+            if name is None:
+                continue
+            target = (root / name).resolve()
+            if not target.is_relative_to(root):
+                raise SetupError(
+                    f"the artifact member {info.filename!r} escapes the working directory"
+                )
+            if stat.S_ISLNK(info.external_attr >> 16):
+                continue  # never create symlinks from an archive
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, target.open("wb") as out:
+                shutil.copyfileobj(src, out)
+
+
+def _make_read_only(root: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            p = Path(dirpath) / name
+            if not p.is_symlink():
+                p.chmod(0o444)
+        for name in dirnames:
+            (Path(dirpath) / name).chmod(0o555)
+    root.chmod(0o555)
+
+
+def _make_writable(root: Path) -> None:
+    for dirpath, dirnames, _ in os.walk(root):
+        for name in dirnames:
+            p = Path(dirpath) / name
+            if not p.is_symlink():
+                p.chmod(0o755)
+    root.chmod(0o755)
+
+
+def _link_runtime_packages(venv_python: Path) -> None:
+    """Let a job's virtualenv fall back to jobyard's own packages (the notebook kernel,
+    the in-job helper): a ``.pth`` line appends them after the environment's packages."""
+    purelib = sysconfig.get_paths()["purelib"]
+    venv = venv_python.parent.parent
+    for site in venv.glob("lib/python*/site-packages"):
+        pth = site / "jobyard-runtime.pth"
+        if not pth.exists():
+            pth.write_text(purelib + "\n")

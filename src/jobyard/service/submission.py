@@ -1,0 +1,133 @@
+"""Turning a job request that names things (a model version, an environment, folders,
+role bindings) into a resolved :class:`JobSpec`, with every error naming its field."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from jobyard import errors
+from jobyard.domain.auth import Principal
+from jobyard.domain.folders import Folder
+from jobyard.domain.jobs import JobSpec
+from jobyard.domain.registry import Environment, ModelVersion
+
+
+class Registry(Protocol):
+    def resolve(self, principal: Principal, ref: str) -> ModelVersion: ...
+
+    def check_parameters(
+        self, version: ModelVersion, parameters: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+    def get_environment(self, principal: Principal, ref: str) -> Environment: ...
+
+
+class Folders(Protocol):
+    def get(self, principal: Principal, ref: str) -> Folder: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoleBinding:
+    role: str
+    folder: str | None = None  #: a folder id or name
+    value: Any = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRequest:
+    """A submission as the user wrote it: ``spec`` plus references to resolve."""
+
+    spec: JobSpec
+    model: str | None = None
+    environment: str | None = None
+    input_folder: str | None = None
+    output_folder: str | None = None
+    bindings: Sequence[RoleBinding] = field(default_factory=tuple)
+
+
+def _lookup(what: str, fn: Any, principal: Principal, ref: str) -> Any:
+    try:
+        value = fn(principal, ref)
+    except errors.NotFound as e:
+        raise errors.InvalidInput(f"{what}: {e.message}", field=what) from e
+    return value
+
+
+def resolve(
+    request: JobRequest, principal: Principal, registry: Registry, folders: Folders
+) -> JobSpec:
+    spec = request.spec
+    version: ModelVersion | None = None
+    if request.model is not None:
+        if spec.entrypoint is not None or spec.argv is not None:
+            raise errors.InvalidInput(
+                "entrypoint: give either an entrypoint or a model, not both", field="entrypoint"
+            )
+        version = _lookup("model", registry.resolve, principal, request.model)
+        parameters = registry.check_parameters(version, dict(spec.parameters))
+        spec = replace(
+            spec,
+            model_version_id=version.id,
+            model_sha256=version.artifact_sha256,
+            parameters=parameters,
+        )
+    elif request.bindings:
+        raise errors.InvalidInput(
+            "role_bindings: role bindings need a model", field="role_bindings"
+        )
+    env_ref = request.environment or (version.default_environment_id if version else None)
+    if env_ref is not None:
+        env: Environment = _lookup("environment", registry.get_environment, principal, env_ref)
+        spec = replace(spec, environment_id=env.id, slots=env.cpu_slots)
+    if request.input_folder is not None:
+        folder: Folder = _lookup("input_folder", folders.get, principal, request.input_folder)
+        spec = replace(spec, input_folder_id=folder.id)
+    if request.output_folder is not None:
+        out: Folder = _lookup("output_folder", folders.get, principal, request.output_folder)
+        spec = replace(spec, output_folder_id=out.id)
+    if version is not None:
+        spec = replace(spec, input_bindings=_bindings(request, version, principal, folders))
+    return spec
+
+
+def _bindings(
+    request: JobRequest, version: ModelVersion, principal: Principal, folders: Folders
+) -> tuple[dict[str, Any], ...]:
+    known = {r.role: r for r in version.input_roles}
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for b in request.bindings:
+        if b.role not in known:
+            allowed = ", ".join(sorted(known)) or "none"
+            raise errors.InvalidInput(
+                f"role_bindings: model {version.ref} has no input role {b.role!r}"
+                f" (its roles: {allowed})",
+                field="role_bindings",
+            )
+        if b.role in seen:
+            raise errors.InvalidInput(
+                f"role_bindings: role {b.role!r} is bound twice", field="role_bindings"
+            )
+        seen.add(b.role)
+        if (b.folder is None) == (b.value is None):
+            raise errors.InvalidInput(
+                f"role_bindings: role {b.role!r} needs exactly one of folder or value",
+                field="role_bindings",
+            )
+        if b.folder is not None:
+            folder: Folder = _lookup("role_bindings", folders.get, principal, b.folder)
+            out.append({"role": b.role, "folder_id": folder.id})
+        else:
+            out.append({"role": b.role, "value": b.value})
+    if request.input_folder is None:
+        missing = [r for r in known.values() if r.required and r.role not in seen]
+        if missing:
+            names = ", ".join(r.role for r in missing)
+            raise errors.InvalidInput(
+                f"role_bindings: required input role(s) {names} of model {version.ref} are not"
+                " bound (bind each to a folder or a value, or give an input_folder)",
+                field="role_bindings",
+            )
+    return tuple(out)
