@@ -17,6 +17,7 @@ from jobyard.service.auth import AuthService
 from jobyard.service.folders import FolderService
 from jobyard.service.jobs import JobService
 from jobyard.service.registry import RegistryService
+from jobyard.service.results import ResultService
 from jobyard.service.wakeup import NoWakeup, Wakeup
 from jobyard.settings import Settings
 from jobyard.storage.blobs import BlobStore
@@ -43,6 +44,7 @@ class Runtime:
     registry: RegistryService
     storage: Storage
     blobs: BlobStore
+    results: ResultService
     dispatcher: Dispatcher | None
     node_id: str
 
@@ -90,6 +92,7 @@ def build_runtime(
     db = Database(settings.db_url)
     store = JobStore(db)
     registry_store = RegistryStore(db)
+    artifacts = ArtifactStore(db)
     workspace = Workspace(settings.data_dir)
     storage = Storage(settings.storage)
     blobs = BlobStore(storage)
@@ -118,7 +121,7 @@ def build_runtime(
             executor=executor or make_executor(settings),
             workspace=workspace,
             preparer=preparer,
-            artifacts=ArtifactStore(db),
+            artifacts=artifacts,
             clock=clock,
             settings=settings,
             node_id=node_id,
@@ -143,6 +146,7 @@ def build_runtime(
         registry=registry,
         storage=storage,
         blobs=blobs,
+        results=ResultService(jobs=store, artifacts=artifacts, blobs=blobs),
         dispatcher=dispatcher,
         node_id=node_id,
     )

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request, Response
 
 from jobyard import __version__
 from jobyard.api import errors
-from jobyard.api.routes import environments, folders, health, jobs, models
+from jobyard.api.routes import environments, folders, health, jobs, models, results
 from jobyard.runtime import Runtime
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -25,6 +25,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(results.router)
     app.include_router(models.router)
     app.include_router(environments.router)
     app.include_router(folders.router)
