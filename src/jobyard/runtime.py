@@ -14,8 +14,10 @@ from jobyard.dispatch.prepare import Preparer
 from jobyard.envs.venv import VenvCache
 from jobyard.executors.base import Executor
 from jobyard.service.auth import AuthService
+from jobyard.service.definitions import DefinitionService
 from jobyard.service.folders import FolderService
 from jobyard.service.jobs import JobService
+from jobyard.service.monitoring import Upkeep
 from jobyard.service.registry import RegistryService
 from jobyard.service.results import ResultService
 from jobyard.service.wakeup import NoWakeup, Wakeup
@@ -27,6 +29,7 @@ from jobyard.store import migrate
 from jobyard.store.artifacts import ArtifactStore
 from jobyard.store.auth import AuthStore
 from jobyard.store.database import Database
+from jobyard.store.definitions import DefinitionStore
 from jobyard.store.folders import FolderStore
 from jobyard.store.jobs import JobStore
 from jobyard.store.nodes import NodeStore
@@ -45,6 +48,8 @@ class Runtime:
     storage: Storage
     blobs: BlobStore
     results: ResultService
+    definitions: DefinitionService
+    upkeep: Upkeep
     dispatcher: Dispatcher | None
     node_id: str
 
@@ -54,9 +59,11 @@ class Runtime:
         secret = self.auth.bootstrap()
         if self.dispatcher is not None:
             self.dispatcher.start()
+        self.upkeep.start()
         return secret
 
     def close(self) -> None:
+        self.upkeep.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
         self.db.dispose()
@@ -136,6 +143,14 @@ def build_runtime(
         registry=registry,
         folders=folders,
     )
+    definitions = DefinitionService(store=DefinitionStore(db), jobs=jobs, clock=clock)
+    upkeep = Upkeep(
+        definitions=definitions,
+        jobs=store,
+        workspace=workspace,
+        clock=clock,
+        interval_s=settings.upkeep_interval_s,
+    )
     return Runtime(
         settings=settings,
         clock=clock,
@@ -147,6 +162,8 @@ def build_runtime(
         storage=storage,
         blobs=blobs,
         results=ResultService(jobs=store, artifacts=artifacts, blobs=blobs),
+        definitions=definitions,
+        upkeep=upkeep,
         dispatcher=dispatcher,
         node_id=node_id,
     )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -58,6 +62,26 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=5,
     )
     try:
-        uvicorn.Server(config).run()
+        _Server(config).run()
     finally:
         runtime.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its shutdown, which would end the process before
+    the dispatcher stops its jobs; here SIGINT and SIGTERM only ask the server to exit
+    (a second one forces it), and :func:`serve` then stops the jobs."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -42,6 +42,7 @@ class Settings:
     sample_interval_s: float = 1.0
     reap_interval_s: float = 5.0
     log_tail_lines: int = 10
+    upkeep_interval_s: float = 10.0  #: cron schedules, retention
 
     @property
     def db_url(self) -> str:

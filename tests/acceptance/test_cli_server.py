@@ -67,11 +67,11 @@ def _clean_env(home: Path) -> dict[str, str]:
 class Server:
     """One ``jobyard serve`` subprocess."""
 
-    def __init__(self, home: Path, db_url: str, log_path: Path) -> None:
+    def __init__(self, home: Path, db_url: str, log_path: Path, port: int) -> None:
         self.home = home
         self.db_url = db_url
         self.log_path = log_path
-        self.port = _free_port()
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -149,6 +149,14 @@ class Server:
         return job
 
 
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie not reaped yet counts as gone)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def _job_processes(home: Path) -> list[psutil.Process]:
     """Live processes whose working directory is inside ``home`` (the jobs' workdirs)."""
     found = []
@@ -180,7 +188,10 @@ def start_server(
     def start() -> Server:
         log_path = tmp_path / f"serve-{len(servers)}.log"
         logs.append(log_path)
-        server = Server(home, db_url, log_path)
+        port = _free_port()
+        while port in {s.port for s in servers}:  # a restarted server gets a new port
+            port = _free_port()
+        server = Server(home, db_url, log_path, port)
         servers.append(server)
         return server.start()
 
@@ -389,15 +400,12 @@ def test_cancel_force_running_job(server: Server) -> None:
     assert cancel.returncode == 0, _describe(cancel)
     assert re.search(rf"job {job_id} (cancelling|cancelled)", cancel.stdout), _describe(cancel)
 
-    def cli_status_cancelled() -> bool:
-        result = jobyard(server, "status", job_id)
-        assert result.returncode == 0, _describe(result)
-        return "cancelled" in result.stdout
-
-    wait_for(cli_status_cancelled, timeout=20, interval=0.1)
-    job = server.get_job(job_id)
-    assert job["status"] == "cancelled"
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    server.wait_status(job_id, ENDED)
+    status = jobyard(server, "status", job_id)
+    assert status.returncode == 0, _describe(status)
+    assert re.search(r"status\s+cancelled", status.stdout), _describe(status)
+    assert server.get_job(job_id)["status"] == "cancelled"
+    assert _gone(pid)
 
     again = jobyard(server, "cancel", job_id, "--force")
     assert again.returncode == 5, _describe(again)
@@ -405,13 +413,6 @@ def test_cancel_force_running_job(server: Server) -> None:
 
 
 PID_JOB = "import os, time; open('job.pid', 'w').write(str(os.getpid())); time.sleep(600)"
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def test_restart_fails_orphaned_job_and_kills_its_process(start_server: StartServer) -> None:
@@ -429,15 +430,12 @@ def test_restart_fails_orphaned_job_and_kills_its_process(start_server: StartSer
     assert not _gone(pid), "the job's process should survive SIGKILL of the server"
 
     second = start_server()  # same JOBYARD_HOME (so same node id) and database
-    assert second.url != first.url
+    assert second.url != first.url  # clients find it through the rewritten credentials.json
 
-    def cli_status() -> dict[str, Any] | None:
-        result = jobyard(second, "status", job_id, "--json")
-        assert result.returncode == 0, _describe(result)
-        job: dict[str, Any] = json.loads(result.stdout)
-        return job if job["status"] in ENDED else None
-
-    job = wait_for(cli_status, timeout=20, interval=0.1)
+    second.wait_status(job_id, ENDED)
+    result = jobyard(second, "status", job_id, "--json")
+    assert result.returncode == 0, _describe(result)
+    job = json.loads(result.stdout)
     assert job["status"] == "failed"
     assert job["error_type"] == "NODE_LOST"
     assert "server restarted" in (job["message"] or ""), job["message"]

@@ -8,7 +8,16 @@ from fastapi import FastAPI, Request, Response
 
 from jobyard import __version__
 from jobyard.api import errors
-from jobyard.api.routes import environments, folders, health, jobs, models, results
+from jobyard.api.routes import (
+    definitions,
+    environments,
+    folders,
+    health,
+    jobs,
+    models,
+    monitoring,
+    results,
+)
 from jobyard.runtime import Runtime
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -29,6 +38,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(models.router)
     app.include_router(environments.router)
     app.include_router(folders.router)
+    app.include_router(definitions.router)
+    app.include_router(monitoring.router)
 
     @app.middleware("http")
     async def limit_body(

@@ -19,7 +19,14 @@ from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.store import dialects
 from jobyard.store.database import Database
-from jobyard.store.tables import environments, job_events, jobs
+from jobyard.store.tables import (
+    environments,
+    job_artifacts,
+    job_events,
+    jobs,
+    model_versions,
+    models,
+)
 
 #: queued jobs looked at per claim (jobs of a full environment are skipped)
 CLAIM_SCAN = 50
@@ -516,3 +523,47 @@ class JobStore:
         )
         with self.db.read() as conn:
             return int(conn.execute(stmt).scalar_one())
+
+    def retention_expired(self, now: datetime, limit: int = 500) -> list[Job]:
+        """Ended jobs of models with ``retention_hours`` whose time is up (all tenants)."""
+        stmt = (
+            sa.select(jobs, models.c.retention_hours)
+            .join(model_versions, model_versions.c.id == jobs.c.model_version_id)
+            .join(models, models.c.id == model_versions.c.model_id)
+            .where(
+                models.c.retention_hours.is_not(None),
+                jobs.c.state.in_([s.value for s in states.TERMINAL]),
+                jobs.c.ended_at.is_not(None),
+            )
+            .order_by(jobs.c.ended_at)
+            .limit(limit)
+        )
+        with self.db.read() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [
+            job_from_row(r)
+            for r in rows
+            if r["ended_at"] + timedelta(hours=r["retention_hours"]) <= now
+        ]
+
+    def delete_ended(self, job: Job) -> bool:
+        """Delete an ended job with its events and results rows (never one that runs)."""
+        with self.db.write() as conn:
+            cond = [jobs.c.id == job.id, jobs.c.state.in_([s.value for s in states.TERMINAL])]
+            if conn.execute(sa.select(jobs.c.seq).where(*cond)).first() is None:
+                return False
+            conn.execute(job_events.delete().where(job_events.c.job_id == job.id))
+            conn.execute(job_artifacts.delete().where(job_artifacts.c.job_id == job.id))
+            conn.execute(jobs.delete().where(*cond))
+        return True
+
+    def last_success_by_model(self, tenant_id: str) -> dict[str, datetime]:
+        """The end time of each model's newest succeeded job."""
+        stmt = (
+            sa.select(model_versions.c.model_id, sa.func.max(jobs.c.ended_at))
+            .join(model_versions, model_versions.c.id == jobs.c.model_version_id)
+            .where(jobs.c.tenant_id == tenant_id, jobs.c.state == JobState.SUCCEEDED.value)
+            .group_by(model_versions.c.model_id)
+        )
+        with self.db.read() as conn:
+            return {m: t for m, t in conn.execute(stmt).all() if t is not None}

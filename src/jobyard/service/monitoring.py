@@ -1,0 +1,96 @@
+"""Background upkeep: cron schedules, retention, and overdue models."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from jobyard import errors
+from jobyard.clock import Clock
+from jobyard.domain.auth import Principal
+from jobyard.domain.registry import Model
+from jobyard.service.definitions import DefinitionService
+from jobyard.storage.workspace import Workspace
+from jobyard.store.jobs import JobStore
+
+log = logging.getLogger("jobyard.upkeep")
+
+
+@dataclass(frozen=True)
+class Overdue:
+    model: Model
+    last_success_at: datetime | None
+    due_at: datetime  #: when a successful run was expected at the latest
+
+
+class Upkeep:
+    """Runs :meth:`tick` every ``interval_s`` in a background thread."""
+
+    def __init__(
+        self,
+        *,
+        definitions: DefinitionService,
+        jobs: JobStore,
+        workspace: Workspace,
+        clock: Clock,
+        interval_s: float,
+    ) -> None:
+        self.definitions = definitions
+        self.jobs = jobs
+        self.workspace = workspace
+        self.clock = clock
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="jobyard-upkeep", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.tick()
+            except errors.StoreUnavailable as e:
+                log.warning("upkeep paused: %s", e)
+            except Exception:
+                log.exception("upkeep error")
+
+    def tick(self) -> None:
+        self.definitions.fire_due()
+        self.purge_expired()
+
+    def purge_expired(self) -> int:
+        """Delete the jobs, logs and results rows of models past their retention."""
+        purged = 0
+        for job in self.jobs.retention_expired(self.clock.now()):
+            if self.jobs.delete_ended(job):
+                shutil.rmtree(self.workspace.job_dir(job.id), ignore_errors=True)
+                purged += 1
+        if purged:
+            log.info("retention: purged %d jobs", purged)
+        return purged
+
+
+def overdue_models(
+    principal: Principal, models: list[Model], jobs: JobStore, now: datetime
+) -> list[Overdue]:
+    """Models with ``expected_interval_minutes`` whose last successful job (or, without
+    one, their creation) is older than that interval."""
+    last = jobs.last_success_by_model(principal.tenant_id)
+    found = []
+    for m in models:
+        if not m.expected_interval_minutes:
+            continue
+        since = last.get(m.id) or m.created_at
+        due = since + timedelta(minutes=m.expected_interval_minutes)
+        if due <= now:
+            found.append(Overdue(model=m, last_success_at=last.get(m.id), due_at=due))
+    return found

@@ -1,0 +1,121 @@
+"""Job definition rows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from jobyard import errors
+from jobyard.domain.definitions import JobDefinition
+from jobyard.domain.priorities import Priority
+from jobyard.store.database import Database
+from jobyard.store.tables import job_definitions as t
+
+
+def _row(r: Mapping[Any, Any]) -> JobDefinition:
+    return JobDefinition(
+        id=r["id"],
+        tenant_id=r["tenant_id"],
+        name=r["name"],
+        description=r["description"],
+        model_version_id=r["model_version_id"],
+        role_bindings=tuple(r["role_bindings"] or ()),
+        default_parameters=r["default_parameters"] or {},
+        environment_id=r["environment_id"],
+        output_folder_id=r["output_folder_id"],
+        priority=Priority(r["priority"]),
+        timeout_s=r["timeout_s"],
+        active=r["active"],
+        schedule=r["schedule"],
+        next_run_at=r["next_run_at"],
+        last_run_at=r["last_run_at"],
+        last_job_id=r["last_job_id"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+    )
+
+
+class DefinitionStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def insert(self, tenant_id: str, values: Mapping[str, Any], now: datetime) -> JobDefinition:
+        def_id = str(uuid.uuid4())
+        with self.db.write() as conn:
+            conn.execute(
+                t.insert().values(
+                    id=def_id, tenant_id=tenant_id, created_at=now, updated_at=now, **values
+                )
+            )
+        return self.get(tenant_id, def_id)
+
+    def get(self, tenant_id: str, def_id: str) -> JobDefinition:
+        with self.db.read() as conn:
+            r = (
+                conn.execute(sa.select(t).where(t.c.id == def_id, t.c.tenant_id == tenant_id))
+                .mappings()
+                .first()
+            )
+        if r is None:
+            raise errors.NotFound(
+                f"job definition {def_id} does not exist", kind="definition", id=def_id
+            )
+        return _row(r)
+
+    def list_all(self, tenant_id: str) -> list[JobDefinition]:
+        stmt = sa.select(t).where(t.c.tenant_id == tenant_id).order_by(t.c.created_at, t.c.id)
+        with self.db.read() as conn:
+            return [_row(r) for r in conn.execute(stmt).mappings().all()]
+
+    def update(
+        self, tenant_id: str, def_id: str, values: Mapping[str, Any], now: datetime
+    ) -> JobDefinition:
+        with self.db.write() as conn:
+            res = conn.execute(
+                t.update()
+                .where(t.c.id == def_id, t.c.tenant_id == tenant_id)
+                .values(updated_at=now, **values)
+            )
+        if not res.rowcount:
+            raise errors.NotFound(
+                f"job definition {def_id} does not exist", kind="definition", id=def_id
+            )
+        return self.get(tenant_id, def_id)
+
+    def delete(self, tenant_id: str, def_id: str) -> None:
+        with self.db.write() as conn:
+            res = conn.execute(t.delete().where(t.c.id == def_id, t.c.tenant_id == tenant_id))
+        if not res.rowcount:
+            raise errors.NotFound(
+                f"job definition {def_id} does not exist", kind="definition", id=def_id
+            )
+
+    def due(self, now: datetime, limit: int = 100) -> list[JobDefinition]:
+        """Active scheduled definitions whose next run time has come (all tenants)."""
+        stmt = (
+            sa.select(t)
+            .where(t.c.active.is_(True), t.c.next_run_at.is_not(None), t.c.next_run_at <= now)
+            .order_by(t.c.next_run_at)
+            .limit(limit)
+        )
+        with self.db.read() as conn:
+            return [_row(r) for r in conn.execute(stmt).mappings().all()]
+
+    def advance(self, d: JobDefinition, next_run_at: datetime | None, now: datetime) -> bool:
+        """Move the schedule on, if nobody else did first (compare-and-set on next_run_at):
+        True means this caller owns this run."""
+        with self.db.write() as conn:
+            res = conn.execute(
+                t.update()
+                .where(t.c.id == d.id, t.c.next_run_at == d.next_run_at)
+                .values(next_run_at=next_run_at, last_run_at=now, updated_at=now)
+            )
+        return bool(res.rowcount)
+
+    def set_last_job(self, def_id: str, job_id: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(t.update().where(t.c.id == def_id).values(last_job_id=job_id))
