@@ -165,13 +165,15 @@ def test_build_submission(tmp_path: Path) -> None:
         None,
         params=["threshold=0.7"],
         params_file=params_file,
-        env=["REGION=eu"],
+        env=["REGION=eu", "py-small"],
         metadata=[],
         timeout=5,
         at="2030-01-01T10:00:00+01:00",
     )
     assert kwargs == {
         "entrypoint": ["python3", "-c", "print('hi')"],
+        "model": None,
+        "environment": "py-small",
         "parameters": {"threshold": 0.7, "keep": "yes"},
         "env": {"REGION": "eu"},
         "metadata": None,
@@ -186,6 +188,51 @@ def test_build_submission(tmp_path: Path) -> None:
         submit.build_submission(
             None, None, params=[], params_file=None, env=[], metadata=[], timeout=None, at=None
         )
+    model = submit.build_submission(
+        None,
+        None,
+        params=[],
+        params_file=None,
+        env=[],
+        metadata=[],
+        timeout=None,
+        at=None,
+        model="churn:1.0.0",
+    )
+    assert model["entrypoint"] is None and model["model"] == "churn:1.0.0"
+    with pytest.raises(typer.BadParameter):
+        submit.build_submission(
+            ["x"],
+            None,
+            params=[],
+            params_file=None,
+            env=[],
+            metadata=[],
+            timeout=None,
+            at=None,
+            model="churn:1.0.0",
+        )
+    with pytest.raises(typer.BadParameter):
+        submit.build_submission(
+            ["x"],
+            None,
+            params=[],
+            params_file=None,
+            env=["a", "b"],
+            metadata=[],
+            timeout=None,
+            at=None,
+        )
+
+
+def test_parse_bindings() -> None:
+    assert submit.parse_bindings(["customers=folder:q3-input", "threshold=0.7", "label=eu"]) == [
+        {"role": "customers", "folder": "q3-input"},
+        {"role": "threshold", "value": 0.7},
+        {"role": "label", "value": "eu"},
+    ]
+    with pytest.raises(ValueError):
+        submit.parse_bindings(["novalue"])
 
 
 def test_format_duration() -> None:

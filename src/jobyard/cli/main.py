@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from jobyard.cli import envs, folders, jobs, models, submit
+from jobyard.cli import definitions, envs, folders, jobs, models, results, submit
 from jobyard.settings import Settings
 
 app = typer.Typer(
@@ -111,9 +111,11 @@ app.command()(jobs.status)
 app.command("list")(jobs.list_jobs)
 app.command()(jobs.logs)
 app.command()(jobs.cancel)
+app.command()(results.results)
 app.add_typer(models.app, name="models")
 app.add_typer(envs.app, name="envs")
 app.add_typer(folders.app, name="folders")
+app.add_typer(definitions.app, name="definitions")
 
 
 def main() -> None:

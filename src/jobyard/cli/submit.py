@@ -27,6 +27,30 @@ def _parsed(hint: str, parse: Callable[..., T], *args: Any) -> T:
         raise typer.BadParameter(str(exc), param_hint=hint) from None
 
 
+def parse_bindings(values: list[str]) -> list[dict[str, Any]]:
+    """``ROLE=folder:NAME`` binds a role to a folder; ``ROLE=VALUE`` to a value (JSON if
+    it parses, else the string)."""
+    out: list[dict[str, Any]] = []
+    for raw in values:
+        role, sep, rest = raw.partition("=")
+        if not sep or not role:
+            raise ValueError(f"expected ROLE=folder:NAME or ROLE=VALUE, got {raw!r}")
+        if rest.startswith("folder:"):
+            out.append({"role": role, "folder": rest[len("folder:") :]})
+        else:
+            out.append({"role": role, "value": parsing.parse_params([f"v={rest}"], {})["v"]})
+    return out
+
+
+def split_env(values: list[str]) -> tuple[list[str], str | None]:
+    """``--env`` takes ``K=V`` (a variable) or ``NAME`` (an environment configuration)."""
+    pairs = [v for v in values if "=" in v]
+    names = [v for v in values if "=" not in v]
+    if len(names) > 1:
+        raise ValueError(f"only one environment configuration per job, got {', '.join(names)}")
+    return pairs, (names[0] if names else None)
+
+
 def build_submission(
     argv: list[str] | None,
     command: str | None,
@@ -37,22 +61,29 @@ def build_submission(
     metadata: list[str],
     timeout: float | None,
     at: str | None,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments of :meth:`Client.submit` from the command line."""
     if argv and command is not None:
         raise typer.BadParameter("give -c/--command or CMD after --, not both", param_hint="CMD")
-    if not argv and command is None:
+    if model is not None and (argv or command is not None):
+        raise typer.BadParameter("give --model or a command, not both", param_hint="--model")
+    if not argv and command is None and model is None:
         raise typer.BadParameter(
-            "a command is required: -- CMD [ARG…] or -c/--command 'shell string'",
+            "a command is required: -- CMD [ARG…], -c/--command 'shell string', or --model",
             param_hint="CMD",
         )
+    pairs, environment = _parsed("--env", split_env, env)
     if timeout is not None and timeout <= 0:
         raise typer.BadParameter("must be greater than 0", param_hint="--timeout")
     base = _parsed("--params-file", parsing.load_params_file, params_file) if params_file else {}
+    entrypoint = command if command is not None else (list(argv) if argv else None)
     return {
-        "entrypoint": command if command is not None else list(argv or []),
+        "entrypoint": entrypoint,
+        "model": model,
+        "environment": environment,
         "parameters": _parsed("--param", parsing.parse_params, params, base) or None,
-        "env": _parsed("--env", parsing.parse_pairs, env, "--env") or None,
+        "env": _parsed("--env", parsing.parse_pairs, pairs, "--env") or None,
         "metadata": _parsed("--metadata", parsing.parse_pairs, metadata, "--metadata") or None,
         "timeout_s": timeout,
         "scheduled_at": _parsed("--at", parsing.parse_time, at) if at is not None else None,
@@ -82,8 +113,33 @@ def submit(
         typer.Option("--params-file", metavar="FILE.json", help="Parameters from a JSON object."),
     ] = None,
     env: Annotated[
-        list[str] | None, typer.Option("--env", metavar="K=V", help="Environment variable.")
+        list[str] | None,
+        typer.Option(
+            "--env",
+            metavar="K=V|NAME",
+            help="An environment variable (K=V), or the environment configuration NAME.",
+        ),
     ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", metavar="NAME:VERSION", help="Run this model version.")
+    ] = None,
+    input_folder: Annotated[
+        str | None, typer.Option("--input-folder", metavar="FOLDER", help="Read-only input data.")
+    ] = None,
+    output_folder: Annotated[
+        str | None,
+        typer.Option("--output-folder", metavar="FOLDER", help="Where outputs go (must exist)."),
+    ] = None,
+    bind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bind", metavar="ROLE=folder:NAME|ROLE=VALUE", help="Bind a model input role."
+        ),
+    ] = None,
+    continue_on_error: Annotated[
+        bool,
+        typer.Option("--continue-on-error", help="Notebooks: run the other cells after a failure."),
+    ] = False,
     metadata: Annotated[
         list[str] | None, typer.Option("--metadata", metavar="K=V", help="Metadata label.")
     ] = None,
@@ -116,9 +172,15 @@ def submit(
         metadata=metadata or [],
         timeout=timeout,
         at=at,
+        model=model,
     )
+    bindings = _parsed("--bind", parse_bindings, bind or [])
     with common.handle_errors(), common.make_client(url, api_key) as client:
         job = client.submit(
+            input_folder=input_folder,
+            output_folder=output_folder,
+            role_bindings=bindings or None,
+            continue_on_error=continue_on_error,
             name=name,
             description=description,
             job_type=job_type,

@@ -14,10 +14,12 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from jobyard.sdk.config import find_server
+from jobyard.sdk.definitions import DefinitionsMixin
 from jobyard.sdk.errors import APIError, raise_for_response
 from jobyard.sdk.folders import FoldersMixin
 from jobyard.sdk.models import Job, JobEvent, JobPage, LogChunk
 from jobyard.sdk.registry import RegistryMixin
+from jobyard.sdk.results import ResultsMixin
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -35,7 +37,7 @@ def _path(job_id: str, suffix: str = "") -> str:
     return f"/v1/jobs/{quote(str(job_id), safe='')}{suffix}"
 
 
-class Client(FoldersMixin, RegistryMixin):
+class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin):
     """Talks to a jobyard server.
 
     Without ``url``/``token`` it finds them like the CLI: ``JOBYARD_URL`` /
@@ -67,8 +69,14 @@ class Client(FoldersMixin, RegistryMixin):
 
     def submit(
         self,
-        entrypoint: str | Sequence[str],
+        entrypoint: str | Sequence[str] | None = None,
         *,
+        model: str | None = None,
+        environment: str | None = None,
+        input_folder: str | None = None,
+        output_folder: str | None = None,
+        role_bindings: Sequence[Mapping[str, Any]] | None = None,
+        continue_on_error: bool = False,
         name: str | None = None,
         description: str | None = None,
         job_type: str | None = None,
@@ -82,12 +90,16 @@ class Client(FoldersMixin, RegistryMixin):
         idempotency_key: str | None = None,
     ) -> Job:
         """Submit a job. A ``str`` entrypoint runs through ``/bin/sh -c``; a sequence is
-        an argv run without a shell. With ``idempotency_key`` a repeated submission
-        returns the existing job."""
-        body: dict[str, Any] = {
-            "entrypoint": entrypoint if isinstance(entrypoint, str) else list(entrypoint),
-            "priority": priority,
-        }
+        an argv run without a shell; or give a ``model`` (``name:version``) instead, with
+        an ``environment``, folders and ``role_bindings`` (``{"role", "folder" | "value"}``).
+        With ``idempotency_key`` a repeated submission returns the existing job."""
+        body: dict[str, Any] = {"priority": priority}
+        if entrypoint is not None:
+            body["entrypoint"] = entrypoint if isinstance(entrypoint, str) else list(entrypoint)
+        if continue_on_error:
+            body["continue_on_error"] = True
+        if role_bindings:
+            body["role_bindings"] = [dict(b) for b in role_bindings]
         optional: dict[str, Any] = {
             "name": name,
             "description": description,
@@ -98,6 +110,10 @@ class Client(FoldersMixin, RegistryMixin):
             "timeout_s": timeout_s,
             "scheduled_at": _iso(scheduled_at) if scheduled_at is not None else None,
             "submitted_by": submitted_by,
+            "model": model,
+            "environment": environment,
+            "input_folder": input_folder,
+            "output_folder": output_folder,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None

@@ -1,0 +1,121 @@
+"""``jobyard definitions ...``: job definitions (a model version with its inputs bound,
+default parameters and an optional cron schedule)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from jobyard.cli import common, parsing, render
+from jobyard.cli.common import ApiKeyOption, JsonOption, UrlOption
+from jobyard.cli.submit import parse_bindings
+
+app = typer.Typer(help="Manage job definitions (scheduled or run on demand).", no_args_is_help=True)
+
+
+@app.command()
+def create(
+    name: Annotated[str, typer.Argument(help="Definition name.")],
+    model: Annotated[str, typer.Option("--model", metavar="NAME:VERSION", help="Model version.")],
+    bind: Annotated[
+        list[str] | None,
+        typer.Option("--bind", metavar="ROLE=folder:NAME|ROLE=VALUE", help="Bind an input role."),
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", metavar="K=V", help="Default parameter.")
+    ] = None,
+    env: Annotated[
+        str | None, typer.Option("--env", metavar="NAME", help="Environment configuration.")
+    ] = None,
+    output_folder: Annotated[
+        str | None, typer.Option("--output-folder", help="Output folder.")
+    ] = None,
+    schedule: Annotated[
+        str | None, typer.Option("--schedule", metavar="CRON", help="Cron, UTC.")
+    ] = None,
+    inactive: Annotated[bool, typer.Option("--inactive", help="Create it switched off.")] = False,
+    json_out: JsonOption = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Create a job definition."""
+    try:
+        bindings = parse_bindings(bind or [])
+        params = parsing.parse_params(param or [], {})
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    with common.handle_errors(), common.make_client(url, api_key) as client:
+        d = client.create_definition(
+            name,
+            model,
+            role_bindings=bindings,
+            parameters=params,
+            environment=env,
+            output_folder=output_folder,
+            schedule=schedule,
+            active=not inactive,
+        )
+    if json_out:
+        typer.echo(d.model_dump_json(indent=2))
+    else:
+        nxt = f", next run {d.next_run_at}" if d.next_run_at else ""
+        common.out().print(f"definition {d.id} ({d.name}){nxt}")
+
+
+@app.command("list")
+def list_definitions(
+    json_out: JsonOption = False, url: UrlOption = None, api_key: ApiKeyOption = None
+) -> None:
+    """List job definitions."""
+    with common.handle_errors(), common.make_client(url, api_key) as client:
+        items = client.definitions()
+    if json_out:
+        typer.echo("[" + ",".join(d.model_dump_json() for d in items) + "]")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("id", "name", "active", "schedule", "next run", "last job"):
+        table.add_column(col)
+    for d in items:
+        table.add_row(
+            d.id,
+            d.name,
+            "yes" if d.active else "no",
+            d.schedule or "-",
+            d.next_run_at or "-",
+            d.last_job_id or "-",
+        )
+    common.out().print(table if items else "No job definitions.")
+
+
+@app.command()
+def run(
+    def_id: Annotated[str, typer.Argument(metavar="ID", help="Definition id.")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", metavar="K=V", help="Parameter.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the job id.")] = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Run a job definition now."""
+    try:
+        params = parsing.parse_params(param or [], {})
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    with common.handle_errors(), common.make_client(url, api_key) as client:
+        job = client.run_definition(def_id, params)
+    typer.echo(job.id) if quiet else common.out().print(render.job_line(job))
+
+
+@app.command()
+def delete(
+    def_id: Annotated[str, typer.Argument(metavar="ID", help="Definition id.")],
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Delete a job definition (its jobs stay)."""
+    with common.handle_errors(), common.make_client(url, api_key) as client:
+        client.delete_definition(def_id)
+    common.out().print(f"deleted definition {def_id}")

@@ -1,0 +1,82 @@
+"""SDK methods for job definitions (a model version with bound inputs and a schedule)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict
+
+from jobyard.sdk.base import BaseClient
+from jobyard.sdk.models import Job
+
+
+class Definition(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    name: str
+    model_version_id: str
+    role_bindings: list[dict[str, Any]]
+    parameters: dict[str, Any]
+    active: bool
+    schedule: str | None = None
+    next_run_at: str | None = None
+    last_job_id: str | None = None
+
+
+class DefinitionsMixin(BaseClient):
+    """Job definitions."""
+
+    def create_definition(
+        self,
+        name: str,
+        model: str,
+        *,
+        role_bindings: Sequence[Mapping[str, Any]] = (),
+        parameters: Mapping[str, Any] | None = None,
+        environment: str | None = None,
+        output_folder: str | None = None,
+        schedule: str | None = None,
+        active: bool = True,
+        priority: str = "normal",
+        timeout_s: float | None = None,
+        description: str | None = None,
+    ) -> Definition:
+        body: dict[str, Any] = {
+            "name": name,
+            "model": model,
+            "role_bindings": [dict(b) for b in role_bindings],
+            "parameters": dict(parameters or {}),
+            "active": active,
+            "priority": priority,
+        }
+        for key, value in (
+            ("environment", environment),
+            ("output_folder", output_folder),
+            ("schedule", schedule),
+            ("timeout_s", timeout_s),
+            ("description", description),
+        ):
+            if value is not None:
+                body[key] = value
+        return self._parse(Definition, self._request("POST", "/v1/definitions", json=body))
+
+    def definitions(self) -> list[Definition]:
+        items = self._request("GET", "/v1/definitions").json()["items"]
+        return [Definition.model_validate(i) for i in items]
+
+    def definition(self, def_id: str) -> Definition:
+        return self._parse(
+            Definition, self._request("GET", f"/v1/definitions/{quote(def_id, safe='')}")
+        )
+
+    def delete_definition(self, def_id: str) -> None:
+        self._request("DELETE", f"/v1/definitions/{quote(def_id, safe='')}")
+
+    def run_definition(self, def_id: str, parameters: Mapping[str, Any] | None = None) -> Job:
+        body = {"parameters": dict(parameters or {})}
+        return self._parse(
+            Job, self._request("POST", f"/v1/definitions/{quote(def_id, safe='')}/run", json=body)
+        )
