@@ -51,8 +51,14 @@ def test_priority_order(make_runtime: RuntimeFactory) -> None:
     critical = _submit(runtime, "critical")
     high = _submit(runtime, "high")
     normal2 = _submit(runtime, "normal")
+    reason = runtime.jobs.pending_reason(runtime.jobs.get(ADMIN, low.id))
+    assert reason == "priority: 4 job(s) ahead in the queue"
     assert runtime.dispatcher is not None
     runtime.dispatcher.start()
+    assert (
+        runtime.jobs.pending_reason(runtime.jobs.get(ADMIN, low.id))
+        == "priority: 4 job(s) ahead in the queue"
+    )
     order = _run_order(runtime, [low.id, normal.id, critical.id, high.id, normal2.id])
     assert order == [critical.id, high.id, normal.id, normal2.id, low.id]
 
@@ -78,6 +84,11 @@ def test_capacity_limits_running_jobs(make_runtime: RuntimeFactory, tmp_path: Pa
     wait_for(lambda: sum(runtime.jobs.get(ADMIN, i).state is JobState.RUNNING for i in ids) == 2)
     states = [runtime.jobs.get(ADMIN, i).state for i in ids]
     assert states.count(JobState.QUEUED) == 1
+    waiting = next(
+        runtime.jobs.get(ADMIN, i) for i in ids if states[ids.index(i)] is JobState.QUEUED
+    )
+    reason = runtime.jobs.pending_reason(waiting)
+    assert reason is not None and reason.startswith("capacity: all 2 slots")
     assert runtime.dispatcher is not None and runtime.dispatcher.running_count() == 2
     barrier.touch()
     for i in ids:

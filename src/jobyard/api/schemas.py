@@ -166,9 +166,10 @@ class JobOut(BaseModel):
     queue_time_ms: int | None
     elapsed_time_ms: int | None
     usage: UsageOut
+    pending_reason: str | None = None
 
     @classmethod
-    def from_job(cls, job: Job, now: datetime) -> JobOut:
+    def from_job(cls, job: Job, now: datetime, pending_reason: str | None = None) -> JobOut:
         s = job.spec
         return cls(
             id=job.id,
@@ -211,6 +212,7 @@ class JobOut(BaseModel):
             ),
             elapsed_time_ms=_ms(job.started_at, job.ended_at or now) if job.started_at else None,
             usage=UsageOut(**vars(job.usage)),
+            pending_reason=pending_reason,
         )
 
 

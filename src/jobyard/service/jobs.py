@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 from jobyard import errors
@@ -23,6 +24,8 @@ from jobyard.store.jobs import JobStore
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_ENV_PREFIX = "JOBYARD_"
 MAX_LIST_LIMIT = 500
+#: a node that has not heartbeat for this long does not count as capacity
+NODE_ALIVE = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,28 @@ class JobService:
     # ---- reads ---------------------------------------------------------------------
     def get(self, principal: Principal, job_id: str) -> Job:
         return self.store.get(principal.tenant_id, job_id)
+
+    def pending_reason(self, job: Job) -> str | None:
+        """Why a waiting job does not run yet, in words (None once it runs)."""
+        if job.state is JobState.SCHEDULED and job.spec.scheduled_at is not None:
+            return f"scheduled: waits for its start time {job.spec.scheduled_at.isoformat()}"
+        if job.state is not JobState.QUEUED:
+            return None
+        if job.spec.environment_id:
+            load = self.store.environment_load(job.spec.environment_id)
+            if load is not None and load[1] >= load[2]:
+                name, active, limit = load
+                return (
+                    f"concurrency_limit: environment configuration {name!r} already runs "
+                    f"{active} of its {limit} allowed job(s)"
+                )
+        used, total = self.store.used_and_total_slots(self.clock.now() - NODE_ALIVE)
+        if total and used + job.spec.slots > total:
+            return f"capacity: all {total} slots of the active nodes are in use"
+        ahead = self.store.ahead_in_queue(job)
+        if ahead:
+            return f"priority: {ahead} job(s) ahead in the queue"
+        return None
 
     def list_jobs(
         self, principal: Principal, flt: JobFilter, *, limit: int = 50, cursor: str | None = None

@@ -26,6 +26,7 @@ from jobyard.store.tables import (
     jobs,
     model_versions,
     models,
+    nodes,
 )
 
 #: queued jobs looked at per claim (jobs of a full environment are skipped)
@@ -567,3 +568,54 @@ class JobStore:
         )
         with self.db.read() as conn:
             return {m: t for m, t in conn.execute(stmt).all() if t is not None}
+
+    def environment_load(self, env_id: str) -> tuple[str, int, int] | None:
+        """(name, active jobs, max concurrent jobs) of an environment."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                sa.select(environments.c.name, environments.c.max_concurrent_jobs).where(
+                    environments.c.id == env_id
+                )
+            ).first()
+            if row is None:
+                return None
+            active = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(jobs)
+                .where(
+                    jobs.c.environment_id == env_id,
+                    jobs.c.state.in_([s.value for s in states.ACTIVE]),
+                )
+            ).scalar_one()
+        return str(row[0]), int(active), int(row[1])
+
+    def ahead_in_queue(self, job: Job) -> int:
+        """Queued jobs (all tenants) that come before ``job`` in queue order."""
+        cur = sa.select(jobs.c.sort_key).where(jobs.c.id == job.id).scalar_subquery()
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(jobs)
+            .where(
+                jobs.c.state == JobState.QUEUED.value,
+                sa.or_(
+                    jobs.c.sort_key < cur, sa.and_(jobs.c.sort_key == cur, jobs.c.seq < job.seq)
+                ),
+            )
+        )
+        with self.db.read() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def used_and_total_slots(self, alive_since: datetime) -> tuple[int, int]:
+        """Slots taken by active jobs, and the slots of nodes that heartbeat since then."""
+        with self.db.read() as conn:
+            used = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(jobs.c.slots), 0)).where(
+                    jobs.c.state.in_([s.value for s in states.ACTIVE])
+                )
+            ).scalar_one()
+            total = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(nodes.c.slots), 0)).where(
+                    nodes.c.status == "active", nodes.c.last_heartbeat_at >= alive_since
+                )
+            ).scalar_one()
+        return int(used), int(total)

@@ -103,7 +103,8 @@ def list_jobs(
 
 @router.get("/{job_id}", summary="Get a job")
 def get_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut:
-    return JobOut.from_job(runtime.jobs.get(principal, job_id), runtime.clock.now())
+    job = runtime.jobs.get(principal, job_id)
+    return JobOut.from_job(job, runtime.clock.now(), runtime.jobs.pending_reason(job))
 
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, summary="Cancel a job")
