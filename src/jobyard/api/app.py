@@ -21,6 +21,8 @@ from jobyard.api.routes import (
 from jobyard.runtime import Runtime
 
 MAX_BODY_BYTES = 1024 * 1024
+#: uploads stream to storage with their own size limit
+UPLOAD_PREFIXES = ("/v1/folders/", "/v1/models/")
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -46,7 +48,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        if (
+            length is not None
+            and length.isdigit()
+            and int(length) > MAX_BODY_BYTES
+            and not request.url.path.startswith(UPLOAD_PREFIXES)
+        ):
             return errors.error_response(
                 413, "PAYLOAD_TOO_LARGE", f"the request body is larger than {MAX_BODY_BYTES} bytes"
             )

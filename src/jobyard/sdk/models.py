@@ -112,3 +112,116 @@ class LogChunk(_Model):
     text: str
     offset: int
     next_offset: int
+
+
+class Folder(_Model):
+    """A folder: a named place to exchange files with jobs."""
+
+    id: str
+    name: str
+    description: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    file_count: int = 0
+    total_bytes: int = 0
+
+
+class FolderFile(_Model):
+    """One file of a folder (``path`` is relative, ``/``-separated)."""
+
+    path: str
+    size: int
+    sha256: str
+    updated_at: datetime | None = None
+
+
+# ---- registry: models, model versions, environments ----------------------------------
+
+
+class ModelVersionInfo(_Model):
+    """A version as listed in :class:`Model` (``Client.model(ref).versions``)."""
+
+    id: str | None = None
+    version: str
+    kind: str
+    created_at: datetime | None = None
+    deprecated: bool = False
+
+
+class Model(_Model):
+    """A registered model (a source): mutable metadata; its versions are immutable."""
+
+    id: str
+    name: str
+    description: str | None = None
+    expected_interval_minutes: int | None = None
+    retention_hours: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    versions: list[ModelVersionInfo] = Field(default_factory=list)  #: newest first
+
+
+class InputRole(_Model):
+    """An input a model version expects (bound when a job is set up)."""
+
+    role: str
+    kind: str | None = None
+    metric: str | None = None
+    required: bool = True
+
+
+class OutputRole(_Model):
+    """An output a model version produces."""
+
+    role: str
+    metric: str | None = None
+    unit: str | None = None
+    required: bool = False
+
+
+class Artifact(_Model):
+    """A version's stored file: its original name, sha256 and size."""
+
+    name: str
+    sha256: str
+    size: int
+    archive: bool = False  #: a zip of a directory
+
+
+class ModelVersion(_Model):
+    """An immutable version of a model."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    id: str
+    model: str  #: the model's name
+    model_id: str | None = None
+    ref: str | None = None  #: ``NAME:VERSION``
+    version: str
+    kind: str
+    entrypoint: str | None = None
+    description: str | None = None
+    artifact: Artifact | None = None
+    input_roles: list[InputRole] = Field(default_factory=list)
+    output_roles: list[OutputRole] = Field(default_factory=list)
+    parameters_schema: dict[str, Any] | None = None
+    default_parameters: dict[str, Any] = Field(default_factory=dict)
+    default_environment: str | None = None  #: environment id
+    deprecated: bool = False
+    created_at: datetime | None = None
+
+
+class Environment(_Model):
+    """An environment configuration: env vars, pip requirements, files, resources."""
+
+    id: str
+    name: str
+    description: str | None = None
+    env_vars: dict[str, str] = Field(default_factory=dict)
+    pip_requirements: list[str] = Field(default_factory=list)
+    files: dict[str, str] = Field(default_factory=dict)
+    cpu_slots: int = 1
+    memory_limit_mb: int | None = None
+    max_concurrent_jobs: int = 1
+    created_at: datetime | None = None
+    updated_at: datetime | None = None

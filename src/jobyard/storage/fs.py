@@ -4,6 +4,7 @@ by configuration. Paths given by users are checked here so nothing escapes its r
 from __future__ import annotations
 
 import hashlib
+import uuid
 import posixpath
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -55,7 +56,7 @@ class Storage:
         """Write ``chunks`` to ``key`` (atomically on local storage); returns (size, sha256).
         Raises InvalidInput (nothing written) when more than ``max_bytes`` arrive."""
         target = self.full(key)
-        tmp = target + ".part"
+        tmp = f"{target}.{uuid.uuid4().hex}.part"  # unique: concurrent writers never share it
         self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
         digest = hashlib.sha256()
         size = 0
