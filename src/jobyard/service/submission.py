@@ -88,7 +88,11 @@ def resolve(
         out: Folder = _lookup("output_folder", folders.get, principal, request.output_folder)
         spec = replace(spec, output_folder_id=out.id)
     if version is not None:
-        spec = replace(spec, input_bindings=_bindings(request, version, principal, folders))
+        bindings = _bindings(request, version, principal, folders)
+        bound = {
+            b["role"]: (f"input/{b['role']}" if "folder_id" in b else b["value"]) for b in bindings
+        }
+        spec = replace(spec, input_bindings=bindings, parameters={**bound, **spec.parameters})
     return spec
 
 

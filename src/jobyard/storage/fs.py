@@ -4,9 +4,9 @@ by configuration. Paths given by users are checked here so nothing escapes its r
 from __future__ import annotations
 
 import hashlib
-import uuid
 import posixpath
 import unicodedata
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
