@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
@@ -22,7 +23,7 @@ from jobyard.runtime import Runtime
 
 MAX_BODY_BYTES = 1024 * 1024
 #: uploads stream to storage with their own size limit
-UPLOAD_PREFIXES = ("/v1/folders/", "/v1/models/")
+UPLOAD_PATHS = re.compile(r"^/v1/(folders/[^/]+/files(/.*)?|models/[^/]+/versions/?)$")
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -52,7 +53,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             length is not None
             and length.isdigit()
             and int(length) > MAX_BODY_BYTES
-            and not request.url.path.startswith(UPLOAD_PREFIXES)
+            and not UPLOAD_PATHS.match(request.url.path)
         ):
             return errors.error_response(
                 413, "PAYLOAD_TOO_LARGE", f"the request body is larger than {MAX_BODY_BYTES} bytes"

@@ -297,10 +297,12 @@ def _make_writable(root: Path) -> None:
 
 def _link_runtime_packages(venv_python: Path) -> None:
     """Let a job's virtualenv fall back to jobyard's own packages (the notebook kernel,
-    the in-job helper): a ``.pth`` line appends them after the environment's packages."""
+    the in-job helper): a ``.pth`` line adds them as a site directory after the
+    environment's own packages, with their ``.pth`` files (editable installs) honoured."""
     purelib = sysconfig.get_paths()["purelib"]
+    line = f"import site; site.addsitedir({purelib!r})\n"
     venv = venv_python.parent.parent
-    for site in venv.glob("lib/python*/site-packages"):
-        pth = site / "jobyard-runtime.pth"
-        if not pth.exists():
-            pth.write_text(purelib + "\n")
+    for site_dir in venv.glob("lib/python*/site-packages"):
+        pth = site_dir / "zz-jobyard-runtime.pth"
+        if not pth.exists() or pth.read_text() != line:
+            pth.write_text(line)
