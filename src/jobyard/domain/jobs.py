@@ -53,6 +53,18 @@ class JobSpec:
     definition_id: str | None = None
     continue_on_error: bool = False
     slots: int = 1
+    # retries and notifications
+    max_attempts: int = 1
+    retry_on: tuple[str, ...] = ("failed", "timed_out", "node_lost")
+    retry_backoff_s: float = 10.0
+    retry_of: str | None = None
+    retry_reason: str | None = None
+    notifications: dict[str, Any] | None = (
+        None  #: {"webhooks": [...], "emails": [...], "on": [...]}
+    )
+    inputs_sha256: str | None = None
+    input_bytes: int | None = None
+    items_total: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +75,24 @@ class ResourceUsage:
     rss_bytes: int | None = None
     peak_rss_bytes: int | None = None
     cpu_time_s: float | None = None
+    io_read_ops: int | None = None
+    io_write_ops: int | None = None
+    disk_bytes: int | None = None  #: bytes in the job's output directory
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tracking:
+    """What the job reported about itself while it ran."""
+
+    progress_percent: float | None = None
+    progress_stage: str | None = None
+    progress_updated_at: datetime | None = None
+    records_processed: int | None = None
+    total_records: int | None = None
+    error_count: int = 0
+    warning_count: int = 0
+    items_completed: int = 0
+    items_failed: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +122,9 @@ class Job:
     usage: ResourceUsage
     request_hash: str | None = None
     pid_create_time: float | None = None
+    tracking: Tracking = field(default_factory=Tracking)
+    not_before: datetime | None = None
+    notified_at: datetime | None = None
 
     @property
     def is_terminal(self) -> bool:

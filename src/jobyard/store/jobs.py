@@ -14,7 +14,7 @@ from sqlalchemy import exc
 
 from jobyard import errors
 from jobyard.domain import states
-from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec, ResourceUsage
+from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec, ResourceUsage, Tracking
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.store import dialects
@@ -31,7 +31,26 @@ from jobyard.store.tables import (
 
 #: queued jobs looked at per claim (jobs of a full environment are skipped)
 CLAIM_SCAN = 50
-_USAGE_COLUMNS = ("cpu_percent", "rss_bytes", "peak_rss_bytes", "cpu_time_s")
+_USAGE_COLUMNS = (
+    "cpu_percent",
+    "rss_bytes",
+    "peak_rss_bytes",
+    "cpu_time_s",
+    "io_read_ops",
+    "io_write_ops",
+    "disk_bytes",
+)
+_TRACKING_COLUMNS = (
+    "progress_percent",
+    "progress_stage",
+    "progress_updated_at",
+    "records_processed",
+    "total_records",
+    "error_count",
+    "warning_count",
+    "items_completed",
+    "items_failed",
+)
 
 
 def job_from_row(row: Mapping[Any, Any]) -> Job:
@@ -59,6 +78,15 @@ def job_from_row(row: Mapping[Any, Any]) -> Job:
         definition_id=row["definition_id"],
         continue_on_error=row["continue_on_error"],
         slots=row["slots"],
+        max_attempts=row["max_attempts"],
+        retry_on=tuple(row["retry_on"]) if row["retry_on"] is not None else JobSpec().retry_on,
+        retry_backoff_s=row["retry_backoff_s"],
+        retry_of=row["retry_of"],
+        retry_reason=row["retry_reason"],
+        notifications=row["notifications"],
+        inputs_sha256=row["inputs_sha256"],
+        input_bytes=row["input_bytes"],
+        items_total=row["items_total"],
     )
     return Job(
         id=row["id"],
@@ -84,6 +112,9 @@ def job_from_row(row: Mapping[Any, Any]) -> Job:
         usage=ResourceUsage(**{c: row[c] for c in _USAGE_COLUMNS}),
         request_hash=row["request_hash"],
         pid_create_time=row["pid_create_time"],
+        tracking=Tracking(**{c: row[c] for c in _TRACKING_COLUMNS}),
+        not_before=row["not_before"],
+        notified_at=row["notified_at"],
     )
 
 
@@ -156,6 +187,15 @@ class JobStore:
             "definition_id": spec.definition_id,
             "continue_on_error": spec.continue_on_error,
             "slots": spec.slots,
+            "max_attempts": spec.max_attempts,
+            "retry_on": list(spec.retry_on),
+            "retry_backoff_s": spec.retry_backoff_s,
+            "retry_of": spec.retry_of,
+            "retry_reason": spec.retry_reason,
+            "notifications": spec.notifications,
+            "inputs_sha256": spec.inputs_sha256,
+            "input_bytes": spec.input_bytes,
+            "items_total": spec.items_total,
             "state": state.value,
             "sort_key": sort_key,
             "created_at": now,
@@ -365,7 +405,11 @@ class JobStore:
         with self.db.write() as conn:
             stmt = (
                 sa.select(jobs)
-                .where(jobs.c.state == JobState.QUEUED.value, jobs.c.slots <= max_slots)
+                .where(
+                    jobs.c.state == JobState.QUEUED.value,
+                    jobs.c.slots <= max_slots,
+                    sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now),
+                )
                 .order_by(jobs.c.sort_key, jobs.c.seq)
                 .limit(CLAIM_SCAN)
             )

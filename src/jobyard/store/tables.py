@@ -99,6 +99,29 @@ jobs = sa.Table(
     sa.Column("definition_id", sa.String(36)),
     sa.Column("continue_on_error", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("slots", sa.Integer, nullable=False, server_default="1"),
+    # retries and notifications
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("retry_on", sa.JSON),
+    sa.Column("retry_backoff_s", sa.Float, nullable=False, server_default="10"),
+    sa.Column("not_before", UtcDateTime),
+    sa.Column("retry_of", sa.String(36)),
+    sa.Column("retry_reason", sa.Text),
+    sa.Column("notifications", sa.JSON),
+    sa.Column("notified_at", UtcDateTime),
+    sa.Column("job_token_hash", sa.String(64)),
+    # what the job reports (progress, records, items)
+    sa.Column("progress_percent", sa.Float),
+    sa.Column("progress_stage", sa.String(200)),
+    sa.Column("progress_updated_at", UtcDateTime),
+    sa.Column("records_processed", sa.BigInteger),
+    sa.Column("total_records", sa.BigInteger),
+    sa.Column("error_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("warning_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("items_total", sa.Integer),
+    sa.Column("items_completed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("items_failed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("input_bytes", sa.BigInteger),
+    sa.Column("inputs_sha256", sa.String(64)),
     # how it went
     sa.Column("node_id", sa.String(64)),
     sa.Column("pid", sa.Integer),
@@ -110,6 +133,9 @@ jobs = sa.Table(
     sa.Column("rss_bytes", sa.BigInteger),
     sa.Column("peak_rss_bytes", sa.BigInteger),
     sa.Column("cpu_time_s", sa.Float),
+    sa.Column("io_read_ops", sa.BigInteger),
+    sa.Column("io_write_ops", sa.BigInteger),
+    sa.Column("disk_bytes", sa.BigInteger),
     sa.Index(
         "ix_jobs_queue",
         "sort_key",
@@ -130,6 +156,8 @@ jobs = sa.Table(
     sa.Index("ix_jobs_state_lease_owner", "state", "lease_owner"),
     sa.Index("ix_jobs_environment_id_state", "environment_id", "state"),
     sa.Index("ix_jobs_model_version_id", "model_version_id"),
+    sa.Index("ix_jobs_retry_of", "retry_of"),
+    sa.Index("ix_jobs_notified_at_state", "notified_at", "state"),
 )
 
 job_events = sa.Table(
@@ -255,6 +283,9 @@ job_definitions = sa.Table(
     sa.Column("next_run_at", UtcDateTime),
     sa.Column("last_run_at", UtcDateTime),
     sa.Column("last_job_id", sa.String(36)),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("retry_on", sa.JSON),
+    sa.Column("notifications", sa.JSON),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Index("ix_job_definitions_active_next_run_at", "active", "next_run_at"),
@@ -277,4 +308,90 @@ job_artifacts = sa.Table(
     sa.Column("role", sa.String(100)),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("job_id", "path"),
+)
+
+
+job_attempts = sa.Table(
+    "job_attempts",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column(
+        "job_id", sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("node_id", sa.String(64)),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("started_at", UtcDateTime),
+    sa.Column("ended_at", UtcDateTime, nullable=False),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("error_type", sa.String(64)),
+    sa.Column("message", sa.Text),
+    sa.UniqueConstraint("job_id", "attempt"),
+)
+
+job_items = sa.Table(
+    "job_items",
+    metadata,
+    sa.Column(
+        "job_id", sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+job_warnings = sa.Table(
+    "job_warnings",
+    metadata,
+    sa.Column(
+        "job_id", sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("type", sa.String(100), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("last_message", sa.Text),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+job_samples = sa.Table(
+    "job_samples",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column(
+        "job_id", sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("cpu_percent", sa.Float),
+    sa.Column("rss_bytes", sa.BigInteger),
+    sa.Column("disk_bytes", sa.BigInteger),
+    sa.Column("io_read_ops", sa.BigInteger),
+    sa.Column("io_write_ops", sa.BigInteger),
+    sa.Index("ix_job_samples_job_id_seq", "job_id", "seq"),
+)
+
+notification_deliveries = sa.Table(
+    "notification_deliveries",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column(
+        "job_id", sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("channel", sa.String(20), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("event", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UtcDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("response_status", sa.Integer),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_notification_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    sa.Index("ix_notification_deliveries_job_id", "job_id"),
 )
