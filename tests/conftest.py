@@ -20,11 +20,11 @@ from jobyard import Client
 from jobyard.api.app import create_app
 from jobyard.clock import Clock
 from jobyard.domain.auth import Role
-from jobyard.runtime import Runtime, build_runtime
 from jobyard.settings import Settings
 from jobyard.store.database import Database
 from jobyard.store.migrate import upgrade
 from jobyard.store.tables import metadata
+from jobyard.wiring import Runtime, build_runtime
 
 PG_URL = os.environ.get(
     "JOBYARD_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
@@ -114,6 +114,13 @@ def fast_settings(data_dir: Path, db_url: str, **overrides: Any) -> Settings:
 RuntimeFactory = Callable[..., Runtime]
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 @pytest.fixture
 def make_runtime(tmp_path: Path, db_url: str) -> Iterator[RuntimeFactory]:
     """Build (and by default start) runtimes on the test database; closed at teardown."""
@@ -121,6 +128,9 @@ def make_runtime(tmp_path: Path, db_url: str) -> Iterator[RuntimeFactory]:
 
     def make(*, start: bool = True, clock: Clock | None = None, **overrides: Any) -> Runtime:
         data_dir = overrides.pop("data_dir", tmp_path / f"data{len(made)}")
+        port = _free_port()  # known before the server starts: jobs get JOBYARD_API_URL
+        overrides.setdefault("port", port)
+        overrides.setdefault("public_url", f"http://127.0.0.1:{overrides['port']}")
         settings = fast_settings(data_dir, db_url, **overrides)
         runtime = build_runtime(settings, clock=clock)
         made.append(runtime)
@@ -142,7 +152,8 @@ class LiveServer:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", runtime.settings.port))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         config = uvicorn.Config(create_app(runtime), log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import uvicorn
 
 from jobyard.api.app import create_app
-from jobyard.runtime import build_runtime
 from jobyard.sdk.config import read_credentials, write_credentials
 from jobyard.settings import Settings
+from jobyard.wiring import build_runtime
 
 log = logging.getLogger("jobyard")
 

@@ -19,8 +19,8 @@ from jobyard.cli.main import app as cli_app
 from jobyard.domain.auth import Role
 from jobyard.domain.jobs import JobSpec
 from jobyard.domain.states import JobState
-from jobyard.runtime import Runtime
 from jobyard.sdk import Conflict, InvalidInput, NotFound
+from jobyard.wiring import Runtime
 from tests.conftest import LiveServer, RuntimeFactory
 
 Serve = Callable[[Runtime], LiveServer]

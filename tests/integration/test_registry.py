@@ -23,10 +23,10 @@ from jobyard.domain.jobs import JobSpec
 from jobyard.domain.states import JobState
 from jobyard.errors import InvalidInput
 from jobyard.errors import NotFound as ServiceNotFound
-from jobyard.runtime import Runtime
 from jobyard.sdk.errors import Conflict, NotFound, PayloadTooLarge
 from jobyard.sdk.errors import InvalidInput as SdkInvalidInput
 from jobyard.service.registry import EnvironmentSpec
+from jobyard.wiring import Runtime
 from tests.conftest import LiveServer, RuntimeFactory
 
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)

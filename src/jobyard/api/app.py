@@ -19,7 +19,7 @@ from jobyard.api.routes import (
     monitoring,
     results,
 )
-from jobyard.runtime import Runtime
+from jobyard.wiring import Runtime
 
 MAX_BODY_BYTES = 1024 * 1024
 #: uploads stream to storage with their own size limit

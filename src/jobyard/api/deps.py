@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from jobyard import errors
 from jobyard.domain.auth import Principal
-from jobyard.runtime import Runtime
+from jobyard.wiring import Runtime
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -18,11 +19,20 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_principal(
+def get_caller(
     runtime: RuntimeDep,
     authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
 ) -> Principal:
+    """An API key's principal, or a running job's (its token may only report)."""
     return runtime.auth.authenticate(authorization)
 
 
+def get_principal(caller: Annotated[Principal, Depends(get_caller)]) -> Principal:
+    if caller.job_id is not None:
+        raise errors.Forbidden("a job token may only report progress, metrics and items of its job")
+    return caller
+
+
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+#: accepts job tokens too (the report endpoint only)
+ReporterDep = Annotated[Principal, Depends(get_caller)]

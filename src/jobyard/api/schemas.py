@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobyard.domain.jobs import Job, JobEvent, JobSpec
 from jobyard.domain.priorities import Priority
+from jobyard.domain.tracking import eta
+from jobyard.service.insight import Insight
 from jobyard.service.submission import JobRequest, RoleBinding
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class RetryOutcome(StrEnum):
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    NODE_LOST = "node_lost"
 
 
 class RoleBindingIn(Strict):
@@ -43,6 +52,22 @@ class JobCreate(Strict):
     role_bindings: list[RoleBindingIn] = Field(default_factory=list, max_length=100)
     continue_on_error: bool = Field(
         False, description="Notebooks: run the remaining cells after a failure."
+    )
+    max_attempts: int = Field(
+        1, ge=1, le=20, description="Attempts in all (1: no automatic retry)."
+    )
+    retry_on: list[RetryOutcome] = Field(
+        default_factory=lambda: list(RetryOutcome), description="Outcomes that are retried."
+    )
+    retry_backoff_s: float = Field(
+        10.0, ge=0, le=3600, description="First backoff; doubles per attempt."
+    )
+    inputs: list[Any] | None = Field(
+        None, max_length=100_000, description="Batch items (inputs.jsonl)."
+    )
+    inputs_from_folder: bool = Field(False, description="One batch item per input-folder file.")
+    notifications: dict[str, Any] | None = Field(
+        None, description='{"webhooks": [{"url", "secret"?}], "emails": [...], "on": [states]}'
     )
     name: str | None = Field(None, max_length=200)
     description: str | None = Field(None, max_length=10_000)
@@ -91,6 +116,8 @@ class JobCreate(Strict):
             environment=self.environment,
             input_folder=self.input_folder,
             output_folder=self.output_folder,
+            inputs=self.inputs,
+            inputs_from_folder=self.inputs_from_folder,
             bindings=tuple(
                 RoleBinding(role=b.role, folder=b.folder, value=b.value) for b in self.role_bindings
             ),
@@ -113,6 +140,10 @@ class JobCreate(Strict):
             submitted_by=self.submitted_by,
             idempotency_key=idempotency_key or self.submission_id,
             continue_on_error=self.continue_on_error,
+            max_attempts=self.max_attempts,
+            retry_on=tuple(o.value for o in self.retry_on),
+            retry_backoff_s=self.retry_backoff_s,
+            notifications=self.notifications,
         )
 
 
@@ -126,6 +157,83 @@ class UsageOut(BaseModel):
     rss_bytes: int | None
     peak_rss_bytes: int | None
     cpu_time_s: float | None
+    io_read_ops: int | None = None
+    io_write_ops: int | None = None
+    disk_bytes: int | None = None
+
+
+class ProgressOut(BaseModel):
+    percent: float | None
+    stage: str | None
+    updated_at: datetime | None
+    elapsed_ms: int | None
+    estimated_completion: datetime | None
+
+    @classmethod
+    def of(cls, job: Job, now: datetime) -> ProgressOut:
+        t = job.tracking
+        done = 100.0 if job.state.value == "succeeded" else t.progress_percent
+        end = job.ended_at or now
+        return cls(
+            percent=done,
+            stage=t.progress_stage,
+            updated_at=t.progress_updated_at,
+            elapsed_ms=_ms(job.started_at, end) if job.started_at else None,
+            estimated_completion=None
+            if job.is_terminal
+            else eta(t.progress_percent, job.started_at, now),
+        )
+
+
+class MetricsOut(BaseModel):
+    records_processed: int | None
+    total_records: int | None
+    processing_rate: float | None = Field(description="Records per second of running time.")
+    error_count: int
+    warning_count: int
+
+    @classmethod
+    def of(cls, job: Job, now: datetime) -> MetricsOut:
+        t = job.tracking
+        rate = None
+        if t.records_processed is not None and job.started_at is not None:
+            seconds = ((job.ended_at or now) - job.started_at).total_seconds()
+            rate = round(t.records_processed / seconds, 3) if seconds > 0 else None
+        return cls(
+            records_processed=t.records_processed,
+            total_records=t.total_records,
+            processing_rate=rate,
+            error_count=t.error_count,
+            warning_count=t.warning_count,
+        )
+
+
+class ItemsOut(BaseModel):
+    total: int
+    pending: int
+    completed: int
+    failed: int
+
+    @classmethod
+    def of(cls, job: Job) -> ItemsOut | None:
+        t, total = job.tracking, job.spec.items_total
+        if total is None:
+            return None
+        pending = max(0, total - t.items_completed - t.items_failed)
+        return cls(total=total, pending=pending, completed=t.items_completed, failed=t.items_failed)
+
+
+class DurationOut(BaseModel):
+    median_s: float
+    p90_s: float
+    samples: int
+    basis: str
+
+
+class WarningOut(BaseModel):
+    type: str
+    count: int
+    message: str | None
 
 
 class JobOut(BaseModel):
@@ -166,7 +274,21 @@ class JobOut(BaseModel):
     queue_time_ms: int | None
     elapsed_time_ms: int | None
     usage: UsageOut
+    progress: ProgressOut
+    metrics: MetricsOut
+    items: ItemsOut | None
+    input_bytes: int | None
+    max_attempts: int
+    retry_on: list[str]
+    retry_of: str | None
+    retry_reason: str | None
     pending_reason: str | None = None
+    queue_position: int | None = None
+    estimated_start: datetime | None = None
+    estimated_duration: DurationOut | None = None
+    estimate_note: str | None = None
+    warnings: list[WarningOut] | None = None
+    retries: list[str] | None = None
 
     @classmethod
     def from_job(cls, job: Job, now: datetime, pending_reason: str | None = None) -> JobOut:
@@ -212,7 +334,31 @@ class JobOut(BaseModel):
             ),
             elapsed_time_ms=_ms(job.started_at, job.ended_at or now) if job.started_at else None,
             usage=UsageOut(**vars(job.usage)),
+            progress=ProgressOut.of(job, now),
+            metrics=MetricsOut.of(job, now),
+            items=ItemsOut.of(job),
+            input_bytes=s.input_bytes,
+            max_attempts=s.max_attempts,
+            retry_on=list(s.retry_on),
+            retry_of=s.retry_of,
+            retry_reason=s.retry_reason,
             pending_reason=pending_reason,
+        )
+
+    def with_insight(self, insight: Insight) -> JobOut:
+        d = insight.estimated_duration
+        return self.model_copy(
+            update={
+                "queue_position": insight.position,
+                "estimated_start": insight.estimated_start,
+                "estimated_duration": DurationOut(
+                    median_s=d.median_s, p90_s=d.p90_s, samples=d.samples, basis=d.basis
+                )
+                if d
+                else None,
+                "estimate_note": insight.note
+                or (None if d else "no finished job of this model version or job type yet"),
+            }
         )
 
 
@@ -263,3 +409,31 @@ class ErrorOut(BaseModel):
     code: str
     message: str
     details: dict[str, Any]
+
+
+class RetryRequest(Strict):
+    reason: str | None = Field(None, max_length=1000)
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Changed parameters (merged)."
+    )
+    priority: Priority | None = None
+    timeout_s: float | None = Field(None, gt=0, le=30 * 24 * 3600)
+    immediate: bool = Field(False, description="Put the new job at the front of the queue.")
+
+
+class ReportIn(BaseModel):
+    """One report (``{"type": "progress", ...}``) or ``{"reports": [...]}``."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    state: str
+    node_id: str | None
+    started_at: datetime | None
+    ended_at: datetime
+    exit_code: int | None
+    error_type: str | None
+    message: str | None
+    log_url: str

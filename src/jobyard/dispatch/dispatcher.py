@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,8 @@ from jobyard.clock import Clock
 from jobyard.dispatch import messages, outputs
 from jobyard.dispatch.prepare import Preparer, SetupError
 from jobyard.dispatch.scanner import LogScanner
+from jobyard.domain import retry, tracking
+from jobyard.domain.auth import hash_secret, mint_job_token
 from jobyard.domain.jobs import ErrorType, Job, ResourceUsage
 from jobyard.domain.states import JobState
 from jobyard.executors.base import Executor, Handle, LaunchSpec
@@ -34,6 +36,7 @@ from jobyard.store.artifacts import ArtifactStore
 from jobyard.store.jobs import JobStore
 from jobyard.store.listen import QueueListener
 from jobyard.store.nodes import NodeStore
+from jobyard.store.tracking import TrackingStore
 
 log = logging.getLogger("jobyard.dispatch")
 
@@ -68,6 +71,7 @@ class Dispatcher:
         workspace: Workspace,
         preparer: Preparer,
         artifacts: ArtifactStore,
+        tracking: TrackingStore,
         clock: Clock,
         settings: Settings,
         node_id: str,
@@ -78,6 +82,7 @@ class Dispatcher:
         self.workspace = workspace
         self.preparer = preparer
         self.artifacts = artifacts
+        self.tracking = tracking
         self.clock = clock
         self.settings = settings
         self.node_id = node_id
@@ -227,8 +232,12 @@ class Dispatcher:
         """Set the job up, start it, wait for it; the exit code, or None when it ended
         without running (setup failure, cancelled while starting)."""
         job = run.job
+        token = mint_job_token(job.id)
+        self.tracking.set_token(job, hash_secret(token.rsplit("_", 1)[1]))
         try:
-            prepared = self.preparer.prepare(job, run.cancel, lambda line: self._say(run, line))
+            prepared = self.preparer.prepare(
+                job, run.cancel, lambda line: self._say(run, line), token
+            )
         except SetupError as e:
             self._say(run, f"jobyard: {e.message}")
             self._end_unstarted(run, JobState.FAILED, e.message, e.error_type)
@@ -339,6 +348,11 @@ class Dispatcher:
             self.store.add_event(
                 run.job, now=self.clock.now(), kind=kind, message=text, data=marker
             )
+        elif kind in tracking.REPORT_TYPES:
+            try:
+                self.tracking.apply(run.job.id, [tracking.parse_report(marker)], self.clock.now())
+            except errors.JobyardError as e:  # a malformed marker is output, not a failure
+                log.info("job %s: marker ignored: %s", run.job.id, e)
         elif kind in ("notebook", "note"):
             run.summary = str(marker.get("message") or "") or None
             self.store.add_event(
@@ -349,12 +363,17 @@ class Dispatcher:
         job = run.job
         assert run.handle is not None
         usage = run.handle.sample()
+        if run.launch is not None:
+            usage = replace(usage, disk_bytes=outputs.tree_bytes(run.launch.workdir / "output"))
         values: dict[str, Any] = {
             "exit_code": code,
             "cpu_percent": usage.cpu_percent,
             "rss_bytes": usage.rss_bytes,
             "peak_rss_bytes": usage.peak_rss_bytes,
             "cpu_time_s": usage.cpu_time_s,
+            "io_read_ops": usage.io_read_ops,
+            "io_write_ops": usage.io_write_ops,
+            "disk_bytes": usage.disk_bytes,
         }
         reason = run.stop_reason
         if reason == "lost":
@@ -392,9 +411,7 @@ class Dispatcher:
         Every write is fenced by the lease epoch of this attempt."""
         now = self.clock.now()
         try:
-            self.store.transition(
-                job, target, now=now, epoch=job.lease_epoch, message=message, values=values
-            )
+            self._end(job, target, message=message, values=values, now=now)
             return
         except (errors.StaleState, errors.InvalidTransition):
             pass
@@ -403,14 +420,38 @@ class Dispatcher:
             return
         if current.state is JobState.CANCELLING:
             values = {k: v for k, v in values.items() if k != "error_type"}
-            self.store.transition(
-                current,
+            self._end(
+                current.evolve(started_at=job.started_at or current.started_at),
                 JobState.CANCELLED,
-                now=now,
-                epoch=job.lease_epoch,
                 message=messages.cancelled(current.cancel_force),
                 values={**values, "error_type": ErrorType.CANCELLED.value},
+                now=now,
             )
+
+    def _end(
+        self, job: Job, target: JobState, *, message: str, values: dict[str, Any], now: datetime
+    ) -> Job:
+        """The fenced end of this attempt, requeued at once when its retry policy says so,
+        and the attempt's record."""
+        retry_plan = retry.plan(job, target, values.get("error_type"), now)
+        ended = self.store.transition(
+            job,
+            target,
+            now=now,
+            epoch=job.lease_epoch,
+            message=message,
+            values=values,
+            retry=retry_plan,
+        )
+        self.tracking.record_attempt(
+            job,
+            state=target.value,
+            ended_at=now,
+            exit_code=values.get("exit_code"),
+            error_type=values.get("error_type"),
+            message=message,
+        )
+        return ended
 
     def _request_stop(self, run: _Run, reason: str, *, force: bool) -> None:
         with self._lock:
@@ -493,9 +534,15 @@ class Dispatcher:
                 expires_at=now + timedelta(seconds=self.settings.lease_ttl_s),
             )
             self.nodes.heartbeat(self.node_id, now)
+            sampled = []
             for run in runs.values():
-                if run.handle is not None:
+                if run.handle is not None and run.launch is not None:
+                    run.usage = replace(
+                        run.usage, disk_bytes=outputs.tree_bytes(run.launch.workdir / "output")
+                    )
                     self.store.record_usage(run.job.id, run.job.lease_epoch, run.usage)
+                    sampled.append((run.job, run.usage))
+            self.tracking.add_samples(sampled, now)
         except errors.StoreUnavailable:
             if time.monotonic() - self._last_renewal > self.settings.lease_ttl_s / 2:
                 log.error("cannot renew leases: stopping every job on this node (self-fencing)")
@@ -524,24 +571,25 @@ class Dispatcher:
         now = self.clock.now()
         try:
             if job.state is JobState.CANCELLING:
-                self.store.transition(
+                message = (
+                    messages.cancelled(job.cancel_force)
+                    + " "
+                    + messages.node_lost(job.lease_owner, why)
+                )
+                self._end(
                     job,
                     JobState.CANCELLED,
-                    now=now,
-                    epoch=job.lease_epoch,
-                    message=messages.cancelled(job.cancel_force)
-                    + " "
-                    + messages.node_lost(job.lease_owner, why),
+                    message=message,
                     values={"error_type": ErrorType.CANCELLED.value},
+                    now=now,
                 )
             else:
-                self.store.transition(
+                self._end(
                     job,
                     JobState.FAILED,
-                    now=now,
-                    epoch=job.lease_epoch,
                     message=messages.node_lost(job.lease_owner, why),
                     values={"error_type": ErrorType.NODE_LOST.value},
+                    now=now,
                 )
-        except errors.StaleState:
+        except (errors.StaleState, errors.InvalidTransition):
             pass

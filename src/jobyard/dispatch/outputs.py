@@ -32,6 +32,17 @@ def regular_files(root: Path) -> list[tuple[str, Path]]:
     return sorted(found)
 
 
+def tree_bytes(root: Path, limit: int = 10_000) -> int:
+    """Bytes of the regular files under ``root`` (the first ``limit`` files)."""
+    total = 0
+    for _, path in regular_files(root)[:limit]:
+        try:
+            total += os.lstat(path).st_size
+        except OSError:
+            continue
+    return total
+
+
 def record_count(path: Path, fmt: str) -> int | None:
     """Data rows of a csv/tsv (lines minus the header) or jsonl file; None otherwise."""
     if fmt not in ("csv", "tsv", "jsonl", "ndjson") or path.stat().st_size > MAX_COUNTED_BYTES:

@@ -72,6 +72,7 @@ class Preparer:
         self.folders = folders
         self.venvs = venvs
         self.api_url = api_url
+        self.pylib = write_pylib(workspace.root.parent / "pylib")
 
     def output_roles(self, job: Job) -> tuple[OutputRole, ...]:
         version = self._version(job)
@@ -82,7 +83,9 @@ class Preparer:
             return None
         return self.folders.get_unscoped(job.spec.output_folder_id)
 
-    def prepare(self, job: Job, cancel: threading.Event, say: Callable[[str], None]) -> Prepared:
+    def prepare(
+        self, job: Job, cancel: threading.Event, say: Callable[[str], None], token: str = ""
+    ) -> Prepared:
         """Build everything the job's process needs; raises SetupError with a clear message."""
         spec = job.spec
         version = self._version(job)
@@ -107,6 +110,8 @@ class Preparer:
         input_dir.mkdir()
         output_dir.mkdir()
         self._inputs(job, input_dir, parameters, say)
+        if job.spec.inputs_sha256:
+            self.blobs.fetch(job.spec.inputs_sha256, workdir / "inputs.jsonl")
         _make_read_only(input_dir)
         self.workspace.write_parameters(job.id, parameters)
         python = sys.executable
@@ -132,10 +137,13 @@ class Preparer:
             workdir=workdir,
             parameters=parameters,
             user_env=user_env,
+            job_token=token,
         )
         env["JOBYARD_INPUT_DIR"] = str(input_dir)
         env["JOBYARD_OUTPUT_DIR"] = str(output_dir)
         env["JOBYARD_PYTHON"] = python
+        extra = user_env.get("PYTHONPATH")
+        env["PYTHONPATH"] = str(self.pylib) + (os.pathsep + extra if extra else "")
         if path_prefix:
             env["PATH"] = path_prefix + os.pathsep + env.get("PATH", "")
             env["VIRTUAL_ENV"] = str(Path(path_prefix).parent)
@@ -306,3 +314,25 @@ def _link_runtime_packages(venv_python: Path) -> None:
         pth = site_dir / "zz-jobyard-runtime.pth"
         if not pth.exists() or pth.read_text() != line:
             pth.write_text(line)
+
+
+def write_pylib(root: Path) -> Path:
+    """A directory for jobs' ``PYTHONPATH`` in which ``import jobyard.runtime`` works from
+    any Python 3.11+: a ``jobyard`` package whose modules are this installation's (its
+    ``__init__`` imports nothing, so the job needs none of the server's dependencies)."""
+    package = root / "jobyard"
+    package.mkdir(parents=True, exist_ok=True)
+    real = Path(__file__).resolve().parent.parent
+    text = (
+        '"""jobyard for jobs: the in-job helper ``jobyard.runtime`` and marker lines."""\n'
+        f"__path__ = [{str(real)!r}]\n\n\n"
+        "def __getattr__(name):\n"
+        "    if name == 'Client':\n"
+        "        from jobyard.sdk.client import Client\n\n"
+        "        return Client\n"
+        "    raise AttributeError(name)\n"
+    )
+    init = package / "__init__.py"
+    if not init.exists() or init.read_text() != text:
+        init.write_text(text)
+    return root

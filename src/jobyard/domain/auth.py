@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+
+JOB_TOKEN_PREFIX = "jyt"  # noqa: S105 - a prefix, not a secret
 
 
 class Role(StrEnum):
@@ -37,3 +41,21 @@ class Principal:
     key_id: str
     key_name: str
     role: Role
+    job_id: str | None = None  #: set for a job's own token: it may only report on that job
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def mint_job_token(job_id: str) -> str:
+    """A token for one attempt of a job: ``jyt_<job id>_<secret>``."""
+    return f"{JOB_TOKEN_PREFIX}_{job_id}_{secrets.token_hex(24)}"
+
+
+def parse_job_token(raw: str) -> tuple[str, str] | None:
+    """(job id, secret) of a job token, or None when ``raw`` is not one."""
+    parts = raw.strip().split("_")
+    if len(parts) != 3 or parts[0] != JOB_TOKEN_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]

@@ -57,7 +57,14 @@ class LocalHandle:
         self._procs: dict[int, psutil.Process] = {}
         self._cpu_seen: dict[int, float] = {}  # last CPU time seen per tracked pid
         self._cpu_exited = 0.0  # CPU time of tracked processes that have vanished
-        self._last = ResourceUsage(cpu_percent=0.0, rss_bytes=0, peak_rss_bytes=0, cpu_time_s=0.0)
+        self._last = ResourceUsage(
+            cpu_percent=0.0,
+            rss_bytes=0,
+            peak_rss_bytes=0,
+            cpu_time_s=0.0,
+            io_read_ops=0,
+            io_write_ops=0,
+        )
 
     @property
     def pid(self) -> int:
@@ -109,6 +116,7 @@ class LocalHandle:
             except psutil.Error:
                 return self._last
             cpu_percent, rss, cpu_live = 0.0, 0, 0.0
+            reads = writes = 0
             alive: dict[int, psutil.Process] = {}
             for fresh in tree:
                 proc = self._procs.get(fresh.pid)
@@ -120,8 +128,12 @@ class LocalHandle:
                         pct = proc.cpu_percent(None)
                         mem = proc.memory_info().rss
                         times = proc.cpu_times()
+                        io = proc.io_counters() if hasattr(proc, "io_counters") else None
                 except psutil.Error:
                     continue
+                if io is not None:
+                    reads += io.read_count
+                    writes += io.write_count
                 alive[proc.pid] = proc
                 cpu_percent += pct
                 rss += mem
@@ -136,6 +148,8 @@ class LocalHandle:
                 rss_bytes=rss,
                 peak_rss_bytes=max(last.peak_rss_bytes or 0, rss),
                 cpu_time_s=max(last.cpu_time_s or 0.0, self._cpu_exited + cpu_live),
+                io_read_ops=max(last.io_read_ops or 0, reads),
+                io_write_ops=max(last.io_write_ops or 0, writes),
             )
             return self._last
 

@@ -77,6 +77,12 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin):
         output_folder: str | None = None,
         role_bindings: Sequence[Mapping[str, Any]] | None = None,
         continue_on_error: bool = False,
+        inputs: Sequence[Any] | None = None,
+        inputs_from_folder: bool = False,
+        max_attempts: int | None = None,
+        retry_on: Sequence[str] | None = None,
+        retry_backoff_s: float | None = None,
+        notifications: Mapping[str, Any] | None = None,
         name: str | None = None,
         description: str | None = None,
         job_type: str | None = None,
@@ -114,6 +120,12 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin):
             "environment": environment,
             "input_folder": input_folder,
             "output_folder": output_folder,
+            "inputs": list(inputs) if inputs is not None else None,
+            "inputs_from_folder": inputs_from_folder or None,
+            "max_attempts": max_attempts,
+            "retry_on": list(retry_on) if retry_on is not None else None,
+            "retry_backoff_s": retry_backoff_s,
+            "notifications": dict(notifications) if notifications is not None else None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None

@@ -6,7 +6,6 @@ A key reads ``jy_<key id>_<secret>``: the key id is public and indexed, the secr
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import string
@@ -15,9 +14,11 @@ from datetime import datetime, timedelta
 
 from jobyard import errors
 from jobyard.clock import Clock
-from jobyard.domain.auth import ApiKey, Principal, Role
+from jobyard.domain import states
+from jobyard.domain.auth import ApiKey, Principal, Role, hash_secret, parse_job_token
 from jobyard.domain.jobs import DEFAULT_TENANT_ID
 from jobyard.store.auth import AuthStore
+from jobyard.store.tracking import TrackingStore
 
 KEY_PREFIX = "jy"
 _ALPHABET = string.ascii_letters + string.digits
@@ -31,10 +32,6 @@ def _random(n: int) -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(n))
 
 
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def parse_key(raw: str) -> tuple[str, str]:
     """Split ``jy_<id>_<secret>``; raises Unauthenticated when it is not a jobyard key."""
     parts = raw.strip().split("_")
@@ -44,9 +41,10 @@ def parse_key(raw: str) -> tuple[str, str]:
 
 
 class AuthService:
-    def __init__(self, store: AuthStore, clock: Clock) -> None:
+    def __init__(self, store: AuthStore, clock: Clock, tracking: TrackingStore) -> None:
         self.store = store
         self.clock = clock
+        self.tracking = tracking
         self._touched: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
@@ -86,6 +84,9 @@ class AuthService:
         scheme, _, raw = authorization.partition(" ")
         if scheme.lower() != "bearer" or not raw.strip():
             raise errors.Unauthenticated("use the header Authorization: Bearer <api key>")
+        job_token = parse_job_token(raw)
+        if job_token is not None:
+            return self._job_principal(*job_token)
         key_id, secret = parse_key(raw)
         key = self.store.get_key(key_id)
         if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
@@ -99,6 +100,26 @@ class AuthService:
             raise errors.Unauthenticated("the API key's tenant is deactivated")
         self._touch(key.id, now)
         return Principal(tenant_id=key.tenant_id, key_id=key.id, key_name=key.name, role=key.role)
+
+    def _job_principal(self, job_id: str, secret: str) -> Principal:
+        """A job token is valid while its job runs, for that job only."""
+        found = self.tracking.token_hash(job_id)
+        if (
+            found is None
+            or found[2] is None
+            or not hmac.compare_digest(found[2], hash_secret(secret))
+        ):
+            raise errors.Unauthenticated("the job token is not valid")
+        tenant_id, state, _ = found
+        if state not in {s.value for s in states.ACTIVE}:
+            raise errors.Unauthenticated("the job token has expired: its job has ended")
+        return Principal(
+            tenant_id=tenant_id,
+            key_id=f"job:{job_id}",
+            key_name=f"job {job_id}",
+            role=Role.MEMBER,
+            job_id=job_id,
+        )
 
     def _touch(self, key_id: str, now: datetime) -> None:
         with self._lock:

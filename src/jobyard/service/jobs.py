@@ -5,25 +5,35 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from jobyard import errors
 from jobyard.clock import Clock
-from jobyard.domain import priorities, states
+from jobyard.domain import priorities, states, tracking
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec
+from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
+from jobyard.service import insight as insight_
 from jobyard.service import submission
 from jobyard.service.wakeup import Wakeup
 from jobyard.storage import logs
+from jobyard.storage.blobs import BlobStore
 from jobyard.storage.workspace import Workspace
 from jobyard.store.jobs import JobStore
+from jobyard.store.tracking import TrackingStore
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_ENV_PREFIX = "JOBYARD_"
 MAX_LIST_LIMIT = 500
+MAX_ITEMS = 100_000
+MAX_REPORTS = 1000
+#: an immediate retry jumps ahead of jobs this many aging steps old
+IMMEDIATE_LEAD = 4
 #: a node that has not heartbeat for this long does not count as capacity
 NODE_ALIVE = timedelta(seconds=60)
 
@@ -61,6 +71,8 @@ class JobService:
         aging_step_s: float,
         registry: submission.Registry,
         folders: submission.Folders,
+        tracking: TrackingStore,
+        blobs: BlobStore,
     ) -> None:
         self.store = store
         self.workspace = workspace
@@ -69,6 +81,8 @@ class JobService:
         self.aging_step_s = aging_step_s
         self.registry = registry
         self.folders = folders
+        self.tracking = tracking
+        self.blobs = blobs
 
     # ---- submit --------------------------------------------------------------------
     def submit_request(
@@ -86,9 +100,21 @@ class JobService:
                     else (existing, False)
                 )
         spec = submission.resolve(request, principal, self.registry, self.folders)
-        return self.submit(principal, spec)
+        items = submission.input_items(request, principal, self.folders)
+        if items is not None:
+            spec = self._store_inputs(spec, items)
+        return self.submit(principal, spec, immediate=request.immediate)
 
-    def submit(self, principal: Principal, spec: JobSpec) -> tuple[Job, bool]:
+    def _store_inputs(self, spec: JobSpec, items: list[Any]) -> JobSpec:
+        if len(items) > MAX_ITEMS:
+            raise errors.InvalidInput(f"inputs: at most {MAX_ITEMS} items", field="inputs")
+        body = b"".join(json.dumps(i, sort_keys=True).encode() + b"\n" for i in items)
+        sha, size = self.blobs.put_stream([body])
+        return replace(spec, inputs_sha256=sha, input_bytes=size, items_total=len(items))
+
+    def submit(
+        self, principal: Principal, spec: JobSpec, *, immediate: bool = False
+    ) -> tuple[Job, bool]:
         """Accept a job; returns (job, created). Idempotent on ``spec.idempotency_key``."""
         _validate(spec)
         if spec.submitted_by is None:
@@ -101,7 +127,8 @@ class JobService:
             tenant_id=principal.tenant_id,
             spec=spec,
             state=state,
-            sort_key=priorities.sort_key(eligible, spec.priority, self.aging_step_s),
+            sort_key=priorities.sort_key(eligible, spec.priority, self.aging_step_s)
+            - (IMMEDIATE_LEAD * self.aging_step_s if immediate else 0),
             now=now,
             request_hash=_request_hash(spec),
             message=(
@@ -125,6 +152,78 @@ class JobService:
     # ---- reads ---------------------------------------------------------------------
     def get(self, principal: Principal, job_id: str) -> Job:
         return self.store.get(principal.tenant_id, job_id)
+
+    def report(self, principal: Principal, job_id: str, objects: list[Any]) -> int:
+        """Apply what a running job reports about itself (its token, or a user key)."""
+        if principal.job_id is not None and principal.job_id != job_id:
+            raise errors.Forbidden("a job token may only report on its own job")
+        self.store.get(principal.tenant_id, job_id)
+        if not 1 <= len(objects) <= MAX_REPORTS:
+            raise errors.InvalidInput(f"send 1 to {MAX_REPORTS} reports", field="reports")
+        parsed = []
+        for i, obj in enumerate(objects):
+            try:
+                parsed.append(tracking.parse_report(obj))
+            except errors.InvalidInput as e:
+                field = f"reports[{i}].{e.details.get('field', 'type')}"
+                raise errors.InvalidInput(f"{field}: {e.message}", field=field) from e
+        return self.tracking.apply(job_id, parsed, self.clock.now())
+
+    def insight(self, job: Job) -> insight_.Insight:
+        return insight_.insight(self.store, job, self.clock.now(), self.clock.now() - NODE_ALIVE)
+
+    def warnings(self, principal: Principal, job_id: str) -> list[dict[str, Any]]:
+        self.store.get(principal.tenant_id, job_id)
+        return self.tracking.warnings(principal.tenant_id, job_id)
+
+    def attempts(self, principal: Principal, job_id: str) -> list[Mapping[str, Any]]:
+        self.store.get(principal.tenant_id, job_id)
+        return self.tracking.attempts(principal.tenant_id, job_id)
+
+    def samples(self, principal: Principal, job_id: str) -> list[Mapping[str, Any]]:
+        self.store.get(principal.tenant_id, job_id)
+        return self.tracking.samples(principal.tenant_id, job_id)
+
+    def retries(self, principal: Principal, job_id: str) -> list[str]:
+        return self.store.retries_of(principal.tenant_id, job_id)
+
+    def retry(
+        self,
+        principal: Principal,
+        job_id: str,
+        *,
+        reason: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        priority: Priority | None = None,
+        timeout_s: float | None = None,
+        immediate: bool = False,
+    ) -> Job:
+        """A new job like an ended one, with changes; linked by ``retry_of``."""
+        original = self.store.get(principal.tenant_id, job_id)
+        if not original.is_terminal:
+            raise errors.Conflict(
+                f"job {job_id} is {original.state.value}; only an ended job can be retried"
+                " (cancel it first)",
+                current=original.state.value,
+            )
+        spec = original.spec
+        merged = {**spec.parameters, **(parameters or {})}
+        if spec.model_version_id:
+            version = self.registry.resolve(principal, spec.model_version_id)
+            merged = self.registry.check_parameters(version, merged)
+        spec = replace(
+            spec,
+            parameters=merged,
+            priority=priority or spec.priority,
+            timeout_s=timeout_s if timeout_s is not None else spec.timeout_s,
+            retry_of=original.id,
+            retry_reason=reason,
+            idempotency_key=None,
+            scheduled_at=None,
+            submitted_by=principal.key_name,
+        )
+        job, _ = self.submit(principal, spec, immediate=immediate)
+        return job
 
     def pending_reason(self, job: Job) -> str | None:
         """Why a waiting job does not run yet, in words (None once it runs)."""

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from jobyard import errors
 from jobyard.domain.auth import Principal
-from jobyard.domain.folders import Folder
+from jobyard.domain.folders import Folder, FolderFile
 from jobyard.domain.jobs import JobSpec
 from jobyard.domain.registry import Environment, ModelVersion
 
@@ -26,6 +26,8 @@ class Registry(Protocol):
 
 class Folders(Protocol):
     def get(self, principal: Principal, ref: str) -> Folder: ...
+
+    def files(self, principal: Principal, ref: str) -> list[FolderFile]: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +47,9 @@ class JobRequest:
     input_folder: str | None = None
     output_folder: str | None = None
     bindings: Sequence[RoleBinding] = field(default_factory=tuple)
+    inputs: Sequence[Any] | None = None  #: batch items, one JSON value each
+    inputs_from_folder: bool = False  #: one item per file of the input folder
+    immediate: bool = False  #: to the front of the queue (manual retries)
 
 
 def _lookup(what: str, fn: Any, principal: Principal, ref: str) -> Any:
@@ -87,6 +92,10 @@ def resolve(
     if request.output_folder is not None:
         out: Folder = _lookup("output_folder", folders.get, principal, request.output_folder)
         spec = replace(spec, output_folder_id=out.id)
+    if request.inputs_from_folder and request.input_folder is None:
+        raise errors.InvalidInput(
+            "inputs_from_folder needs an input_folder", field="inputs_from_folder"
+        )
     if version is not None:
         bindings = _bindings(request, version, principal, folders)
         bound = {
@@ -135,3 +144,15 @@ def _bindings(
                 field="role_bindings",
             )
     return tuple(out)
+
+
+def input_items(request: JobRequest, principal: Principal, folders: Folders) -> list[Any] | None:
+    """The batch items of a request: its ``inputs``, or one per input-folder file."""
+    if request.inputs is not None and request.inputs_from_folder:
+        raise errors.InvalidInput("give inputs or inputs_from_folder, not both", field="inputs")
+    if request.inputs_from_folder and request.input_folder is not None:
+        return [
+            {"path": f"input/{f.path}", "size": f.size}
+            for f in folders.files(principal, request.input_folder)
+        ]
+    return list(request.inputs) if request.inputs is not None else None

@@ -16,6 +16,7 @@ from jobyard import errors
 from jobyard.domain import states
 from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec, ResourceUsage, Tracking
 from jobyard.domain.priorities import Priority
+from jobyard.domain.retry import RetryPlan
 from jobyard.domain.states import JobState
 from jobyard.store import dialects
 from jobyard.store.database import Database
@@ -332,14 +333,17 @@ class JobStore:
         values: Mapping[str, Any] | None = None,
         event_data: Mapping[str, Any] | None = None,
         conn: sa.Connection | None = None,
+        retry: RetryPlan | None = None,
     ) -> Job:
         """Move ``job`` from the state it was read in to ``to``: a compare-and-set on its
         state (and lease epoch when given) plus an event row, in one transaction.
-        Raises InvalidTransition if the table forbids it, StaleState if the job changed."""
+        With ``retry``, the ended attempt goes back to ``queued`` in the same transaction
+        (readers never see the intermediate end). Raises InvalidTransition if the table
+        forbids it, StaleState if the job changed."""
         states.check_transition(job.state, to)
         if conn is None:
             with self.db.write() as c:
-                return self.transition(
+                ended = self.transition(
                     job,
                     to,
                     now=now,
@@ -347,6 +351,21 @@ class JobStore:
                     epoch=epoch,
                     values=values,
                     event_data=event_data,
+                    conn=c,
+                )
+                if retry is None:
+                    return ended
+                return self.transition(
+                    ended,
+                    JobState.QUEUED,
+                    now=now,
+                    message=retry.message,
+                    epoch=epoch,
+                    values={"not_before": retry.not_before, "ended_at": None},
+                    event_data={
+                        "not_before": retry.not_before.isoformat(),
+                        "attempt": ended.attempt,
+                    },
                     conn=c,
                 )
         cond = [jobs.c.id == job.id, jobs.c.state == job.state.value]
@@ -663,3 +682,35 @@ class JobStore:
                 )
             ).scalar_one()
         return int(used), int(total)
+
+    def recent_durations(
+        self, *, model_version_id: str | None = None, job_type: str | None = None, limit: int = 50
+    ) -> list[float]:
+        """Running times (s) of the newest succeeded jobs, of a model version, of a job
+        type, or of any job (all tenants: this is a property of the system)."""
+        cond: list[Any] = [
+            jobs.c.state == JobState.SUCCEEDED.value,
+            jobs.c.started_at.is_not(None),
+            jobs.c.ended_at.is_not(None),
+        ]
+        if model_version_id is not None:
+            cond.append(jobs.c.model_version_id == model_version_id)
+        elif job_type is not None:
+            cond.append(jobs.c.job_type == job_type)
+        stmt = (
+            sa.select(jobs.c.started_at, jobs.c.ended_at)
+            .where(*cond)
+            .order_by(jobs.c.ended_at.desc())
+            .limit(limit)
+        )
+        with self.db.read() as conn:
+            return [(e - s).total_seconds() for s, e in conn.execute(stmt).all()]
+
+    def retries_of(self, tenant_id: str, job_id: str) -> list[str]:
+        stmt = (
+            sa.select(jobs.c.id)
+            .where(jobs.c.tenant_id == tenant_id, jobs.c.retry_of == job_id)
+            .order_by(jobs.c.seq)
+        )
+        with self.db.read() as conn:
+            return [r[0] for r in conn.execute(stmt).all()]

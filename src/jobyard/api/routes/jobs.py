@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Header, Query, Response, status
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from jobyard import errors
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ReporterDep, RuntimeDep
 from jobyard.api.schemas import (
+    AttemptOut,
     CancelRequest,
     ErrorOut,
     EventList,
@@ -22,6 +23,9 @@ from jobyard.api.schemas import (
     JobList,
     JobOut,
     JobSummary,
+    ReportIn,
+    RetryRequest,
+    WarningOut,
 )
 from jobyard.domain.jobs import JobFilter
 from jobyard.domain.priorities import Priority
@@ -66,7 +70,8 @@ def submit_job(
     job, created = runtime.jobs.submit_request(principal, body.to_request(idempotency_key))
     if not created:
         response.status_code = status.HTTP_200_OK
-    return JobOut.from_job(job, runtime.clock.now())
+    out = JobOut.from_job(job, runtime.clock.now(), runtime.jobs.pending_reason(job))
+    return out.with_insight(runtime.jobs.insight(job))
 
 
 @router.get("", summary="List jobs, newest first")
@@ -104,7 +109,12 @@ def list_jobs(
 @router.get("/{job_id}", summary="Get a job")
 def get_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut:
     job = runtime.jobs.get(principal, job_id)
-    return JobOut.from_job(job, runtime.clock.now(), runtime.jobs.pending_reason(job))
+    out = JobOut.from_job(job, runtime.clock.now(), runtime.jobs.pending_reason(job))
+    warnings = [WarningOut(**w) for w in runtime.jobs.warnings(principal, job_id)]
+    out = out.model_copy(
+        update={"warnings": warnings, "retries": runtime.jobs.retries(principal, job_id)}
+    )
+    return out.with_insight(runtime.jobs.insight(job))
 
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, summary="Cancel a job")
@@ -117,6 +127,81 @@ def cancel_job(
     req = body or CancelRequest()
     job = runtime.jobs.cancel(principal, job_id, force=req.force, reason=req.reason)
     return JobOut.from_job(job, runtime.clock.now())
+
+
+@router.post(
+    "/{job_id}/report",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Report progress, metrics, warnings or items (the job's own token, or an API key)",
+)
+def report(job_id: str, body: ReportIn, runtime: RuntimeDep, caller: ReporterDep) -> dict[str, int]:
+    raw = body.model_dump()
+    objects = (
+        raw["reports"] if set(raw) == {"reports"} and isinstance(raw["reports"], list) else [raw]
+    )
+    return {"accepted": runtime.jobs.report(caller, job_id, objects)}
+
+
+@router.post(
+    "/{job_id}/retry", status_code=status.HTTP_201_CREATED, summary="Run an ended job again"
+)
+def retry_job(
+    job_id: str,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    body: Annotated[RetryRequest | None, Body()] = None,
+) -> JobOut:
+    req = body or RetryRequest()
+    job = runtime.jobs.retry(
+        principal,
+        job_id,
+        reason=req.reason,
+        parameters=req.parameters,
+        priority=req.priority,
+        timeout_s=req.timeout_s,
+        immediate=req.immediate,
+    )
+    out = JobOut.from_job(job, runtime.clock.now(), runtime.jobs.pending_reason(job))
+    return out.with_insight(runtime.jobs.insight(job))
+
+
+@router.get("/{job_id}/attempts", summary="Every attempt of the job, with its exit code and log")
+def job_attempts(
+    job_id: str, request: Request, runtime: RuntimeDep, principal: PrincipalDep
+) -> dict[str, list[AttemptOut]]:
+    base = str(request.base_url)
+    items = [
+        AttemptOut(
+            attempt=a["attempt"],
+            state=a["state"],
+            node_id=a["node_id"],
+            started_at=a["started_at"],
+            ended_at=a["ended_at"],
+            exit_code=a["exit_code"],
+            error_type=a["error_type"],
+            message=a["message"],
+            log_url=f"{base}v1/jobs/{job_id}/logs?attempt={a['attempt']}",
+        )
+        for a in runtime.jobs.attempts(principal, job_id)
+    ]
+    return {"items": items}
+
+
+@router.get("/{job_id}/metrics", summary="Resource samples of the job (CPU, memory, disk, I/O)")
+def job_metrics(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, Any]:
+    samples = runtime.jobs.samples(principal, job_id)
+    job = runtime.jobs.get(principal, job_id)
+    keys = ("at", "cpu_percent", "rss_bytes", "disk_bytes", "io_read_ops", "io_write_ops")
+    return {
+        "totals": {
+            "cpu_time_s": job.usage.cpu_time_s,
+            "peak_rss_bytes": job.usage.peak_rss_bytes,
+            "io_read_ops": job.usage.io_read_ops,
+            "io_write_ops": job.usage.io_write_ops,
+            "disk_bytes": job.usage.disk_bytes,
+        },
+        "samples": [{k: s[k] for k in keys} for s in samples],
+    }
 
 
 @router.get("/{job_id}/events", summary="The job's timeline")

@@ -1,0 +1,174 @@
+"""The composition root: builds the database, stores, services and dispatcher of one
+jobyard process from its settings."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobyard.clock import Clock, SystemClock
+from jobyard.dispatch.dispatcher import Dispatcher
+from jobyard.dispatch.prepare import Preparer
+from jobyard.envs.venv import VenvCache
+from jobyard.executors.base import Executor
+from jobyard.service.auth import AuthService
+from jobyard.service.definitions import DefinitionService
+from jobyard.service.folders import FolderService
+from jobyard.service.jobs import JobService
+from jobyard.service.monitoring import Upkeep
+from jobyard.service.registry import RegistryService
+from jobyard.service.results import ResultService
+from jobyard.service.wakeup import NoWakeup, Wakeup
+from jobyard.settings import Settings
+from jobyard.storage.blobs import BlobStore
+from jobyard.storage.fs import Storage
+from jobyard.storage.workspace import Workspace
+from jobyard.store import migrate
+from jobyard.store.artifacts import ArtifactStore
+from jobyard.store.auth import AuthStore
+from jobyard.store.database import Database
+from jobyard.store.definitions import DefinitionStore
+from jobyard.store.folders import FolderStore
+from jobyard.store.jobs import JobStore
+from jobyard.store.nodes import NodeStore
+from jobyard.store.registry import RegistryStore
+from jobyard.store.tracking import TrackingStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    db: Database
+    jobs: JobService
+    auth: AuthService
+    folders: FolderService
+    registry: RegistryService
+    storage: Storage
+    blobs: BlobStore
+    results: ResultService
+    definitions: DefinitionService
+    upkeep: Upkeep
+    dispatcher: Dispatcher | None
+    node_id: str
+
+    def start(self) -> str | None:
+        """Migrate, bootstrap (returns a new admin key on first start) and start dispatching."""
+        migrate.upgrade(self.db)
+        secret = self.auth.bootstrap()
+        if self.dispatcher is not None:
+            self.dispatcher.start()
+        self.upkeep.start()
+        return secret
+
+    def close(self) -> None:
+        self.upkeep.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+        self.db.dispose()
+
+
+def node_id_for(settings: Settings) -> str:
+    """The node id: from the settings, else kept in ``<data_dir>/node_id`` so a restarted
+    server recognises the jobs it ran before."""
+    if settings.node_id:
+        return settings.node_id
+    path = Path(settings.data_dir) / "node_id"
+    if path.exists():
+        return path.read_text().strip()
+    node_id = f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(node_id + "\n")
+    return node_id
+
+
+def make_executor(settings: Settings) -> Executor:
+    if settings.executor != "local":
+        raise ValueError(f"executor {settings.executor!r} is not available (use 'local')")
+    from jobyard.executors.local import LocalExecutor
+
+    return LocalExecutor()
+
+
+def build_runtime(
+    settings: Settings, *, clock: Clock | None = None, executor: Executor | None = None
+) -> Runtime:
+    clock = clock or SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    store = JobStore(db)
+    registry_store = RegistryStore(db)
+    artifacts = ArtifactStore(db)
+    tracking = TrackingStore(db)
+    workspace = Workspace(settings.data_dir)
+    storage = Storage(settings.storage)
+    blobs = BlobStore(storage)
+    limit = settings.max_upload_bytes
+    folders = FolderService(
+        store=FolderStore(db), storage=storage, jobs=store, clock=clock, max_upload_bytes=limit
+    )
+    registry = RegistryService(
+        store=registry_store, blobs=blobs, jobs=store, clock=clock, max_upload_bytes=limit
+    )
+    node_id = node_id_for(settings)
+    dispatcher: Dispatcher | None = None
+    wakeup: Wakeup = NoWakeup()
+    if settings.run_dispatcher:
+        preparer = Preparer(
+            workspace=workspace,
+            registry=registry_store,
+            blobs=blobs,
+            folders=folders,
+            venvs=VenvCache(settings.data_dir / "envs"),
+            api_url=settings.api_url,
+        )
+        dispatcher = Dispatcher(
+            store=store,
+            nodes=NodeStore(db),
+            executor=executor or make_executor(settings),
+            workspace=workspace,
+            preparer=preparer,
+            artifacts=artifacts,
+            tracking=tracking,
+            clock=clock,
+            settings=settings,
+            node_id=node_id,
+        )
+        wakeup = dispatcher
+    jobs = JobService(
+        store=store,
+        workspace=workspace,
+        clock=clock,
+        wakeup=wakeup,
+        aging_step_s=settings.aging_step_s,
+        registry=registry,
+        folders=folders,
+        tracking=tracking,
+        blobs=blobs,
+    )
+    definitions = DefinitionService(store=DefinitionStore(db), jobs=jobs, clock=clock)
+    upkeep = Upkeep(
+        definitions=definitions,
+        jobs=store,
+        workspace=workspace,
+        clock=clock,
+        interval_s=settings.upkeep_interval_s,
+    )
+    return Runtime(
+        settings=settings,
+        clock=clock,
+        db=db,
+        jobs=jobs,
+        auth=AuthService(AuthStore(db), clock, tracking),
+        folders=folders,
+        registry=registry,
+        storage=storage,
+        blobs=blobs,
+        results=ResultService(jobs=store, artifacts=artifacts, blobs=blobs),
+        definitions=definitions,
+        upkeep=upkeep,
+        dispatcher=dispatcher,
+        node_id=node_id,
+    )
