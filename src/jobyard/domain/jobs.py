@@ -12,6 +12,7 @@ from jobyard.domain.priorities import Priority
 from jobyard.domain.states import TERMINAL, JobState
 
 DEFAULT_TENANT_ID = "default"
+DEFAULT_PROJECT_ID = "default"
 
 
 class ErrorType(StrEnum):

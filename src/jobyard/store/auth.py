@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from jobyard.domain.auth import ApiKey, Role
 from jobyard.store.database import Database
-from jobyard.store.tables import api_keys, tenants
+from jobyard.domain.jobs import DEFAULT_PROJECT_ID
+from jobyard.store.tables import api_keys, projects, tenants
 
 
 def _key(row: Mapping[Any, Any]) -> ApiKey:
@@ -36,6 +37,14 @@ class AuthStore:
             exists = conn.execute(sa.select(tenants.c.id).where(tenants.c.id == tenant_id)).first()
             if exists is None:
                 conn.execute(tenants.insert().values(id=tenant_id, name=name, created_at=now))
+                conn.execute(
+                    projects.insert().values(
+                        tenant_id=tenant_id,
+                        id=DEFAULT_PROJECT_ID,
+                        name="Default project",
+                        created_at=now,
+                    )
+                )
 
     def tenant_active(self, tenant_id: str) -> bool:
         with self.db.read() as conn:

@@ -27,6 +27,36 @@ tenants = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # quotas (null: the server's default)
+    sa.Column("max_running_jobs", sa.Integer),
+    sa.Column("max_queued_jobs", sa.Integer),
+    sa.Column("max_storage_bytes", sa.BigInteger),
+    sa.Column("max_log_bytes", sa.BigInteger),
+)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),  #: "default" in every tenant
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("tenant_id", "name"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("actor_key_id", sa.String(64)),
+    sa.Column("actor_name", sa.String(200)),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("target", sa.String(300)),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Index("ix_audit_log_tenant_id_seq", "tenant_id", "seq"),
 )
 
 api_keys = sa.Table(
@@ -36,6 +66,7 @@ api_keys = sa.Table(
     sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("project_id", sa.String(64)),
     sa.Column("secret_hash", sa.String(64), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("last_used_at", UtcDateTime),
@@ -61,6 +92,7 @@ jobs = sa.Table(
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(36), nullable=False, unique=True),
     sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("project_id", sa.String(64), nullable=False, server_default="default"),
     # what was asked
     sa.Column("name", sa.String(200)),
     sa.Column("description", sa.Text),
@@ -99,6 +131,8 @@ jobs = sa.Table(
     sa.Column("definition_id", sa.String(36)),
     sa.Column("continue_on_error", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("slots", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("packages", sa.JSON),
+    sa.Column("runtime_env", sa.JSON),
     # retries and notifications
     sa.Column("max_attempts", sa.Integer, nullable=False, server_default="1"),
     sa.Column("retry_on", sa.JSON),
@@ -183,6 +217,7 @@ models = sa.Table(
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("project_id", sa.String(64), nullable=False, server_default="default"),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("description", sa.Text),
     sa.Column("expected_interval_minutes", sa.Integer),
@@ -221,6 +256,7 @@ environments = sa.Table(
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("project_id", sa.String(64), nullable=False, server_default="default"),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("description", sa.Text),
     sa.Column("env_vars", sa.JSON, nullable=False),
@@ -239,6 +275,7 @@ folders = sa.Table(
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("project_id", sa.String(64), nullable=False, server_default="default"),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("description", sa.Text),
     sa.Column("created_at", UtcDateTime, nullable=False),
@@ -267,6 +304,7 @@ job_definitions = sa.Table(
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("project_id", sa.String(64), nullable=False, server_default="default"),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("description", sa.Text),
     sa.Column(
