@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from jobyard.domain.auth import ApiKey, Role
-from jobyard.store.database import Database
 from jobyard.domain.jobs import DEFAULT_PROJECT_ID
+from jobyard.store.database import Database
 from jobyard.store.tables import api_keys, projects, tenants
 
 
