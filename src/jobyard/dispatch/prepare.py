@@ -101,6 +101,7 @@ class Preparer:
         if version is not None and version.artifact_sha256:
             say(f"jobyard: fetching model {version.ref} ({version.artifact_sha256[:12]})")
             self._unpack_artifact(version, workdir)
+        py_paths = self._packages(job, workdir, say)
         if environment is not None:
             for rel, text in environment.files.items():
                 target = workdir / safe_relpath(rel)
@@ -143,7 +144,9 @@ class Preparer:
         env["JOBYARD_OUTPUT_DIR"] = str(output_dir)
         env["JOBYARD_PYTHON"] = python
         extra = user_env.get("PYTHONPATH")
-        env["PYTHONPATH"] = str(self.pylib) + (os.pathsep + extra if extra else "")
+        env["PYTHONPATH"] = os.pathsep.join(
+            [*py_paths, str(self.pylib), *([extra] if extra else [])]
+        )
         if path_prefix:
             env["PATH"] = path_prefix + os.pathsep + env.get("PATH", "")
             env["VIRTUAL_ENV"] = str(Path(path_prefix).parent)
@@ -161,6 +164,35 @@ class Preparer:
         return Prepared(launch=launch, memory_limit_bytes=limit * 1024 * 1024 if limit else None)
 
     # ---- parts ------------------------------------------------------------------------
+    def _packages(self, job: Job, workdir: Path, say: Callable[[str], None]) -> list[str]:
+        """Unpack uploaded packages: a working_dir archive into the working directory, a
+        py_module archive into ``.py_modules/`` (or a wheel as is); returns PYTHONPATH entries."""
+        paths: list[str] = []
+        for pkg in job.spec.packages:
+            key = package_key(pkg["uri"])
+            name = key.rsplit("/", 1)[-1]
+            local = workdir.parent / f"pkg-{name}"
+            try:
+                self.blobs.storage.download(key, local)
+            except (OSError, FileNotFoundError) as e:
+                raise SetupError(f"package {pkg['uri']} is not available: {e}") from e
+            say(f"jobyard: unpacking {pkg['role']} package {name}")
+            if pkg["role"] == "working_dir":
+                _safe_unzip(local, workdir)
+                local.unlink(missing_ok=True)
+            elif name.endswith(".whl"):
+                target = workdir / ".py_modules" / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                local.replace(target)
+                paths.append(str(target))
+            else:
+                target = workdir / ".py_modules" / name.removesuffix(".zip")
+                target.mkdir(parents=True, exist_ok=True)
+                _safe_unzip(local, target)
+                local.unlink(missing_ok=True)
+                paths.append(str(target))
+        return paths
+
     def _version(self, job: Job) -> ModelVersion | None:
         if not job.spec.model_version_id:
             return None
@@ -255,6 +287,14 @@ class Preparer:
             out,
             *flag,
         )
+
+
+def package_key(uri: str) -> str:
+    """Storage key of an uploaded package URI (``gcs://name.zip`` → ``packages/gcs/name.zip``)."""
+    protocol, sep, name = uri.partition("://")
+    if not sep or not protocol.isalnum() or not name or "/" in name or name.startswith("."):
+        raise SetupError(f"not a package URI: {uri!r}")
+    return f"packages/{protocol}/{name}"
 
 
 def _safe_unzip(archive: Path, dest: Path) -> None:

@@ -66,6 +66,10 @@ class JobSpec:
     inputs_sha256: str | None = None
     input_bytes: int | None = None
     items_total: int | None = None
+    #: uploaded code packages (Ray's runtime_env): {"uri": "gcs://_ray_pkg_….zip",
+    #: "role": "working_dir" | "py_module"}, unpacked into the job's directory
+    packages: tuple[dict[str, str], ...] = ()
+    runtime_env: dict[str, Any] | None = None  #: as a Ray client sent it (echoed back)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -88,6 +88,8 @@ def job_from_row(row: Mapping[Any, Any]) -> Job:
         inputs_sha256=row["inputs_sha256"],
         input_bytes=row["input_bytes"],
         items_total=row["items_total"],
+        packages=tuple(row["packages"] or ()),
+        runtime_env=row["runtime_env"],
     )
     return Job(
         id=row["id"],
@@ -197,6 +199,8 @@ class JobStore:
             "inputs_sha256": spec.inputs_sha256,
             "input_bytes": spec.input_bytes,
             "items_total": spec.items_total,
+            "packages": list(spec.packages) or None,
+            "runtime_env": spec.runtime_env,
             "state": state.value,
             "sort_key": sort_key,
             "created_at": now,
