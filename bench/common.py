@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -25,6 +26,8 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+
+import jobyard
 
 HEALTH_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -193,6 +196,20 @@ class Spread:
 def spread(values: Sequence[float]) -> Spread:
     """Median with min–max of repeated measurements."""
     return Spread(statistics.median(values), min(values), max(values))
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (the machine is shared: say how busy it was)."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def machine_line() -> str:
+    """Date, cores, load and the jobyard package measured, to print before the results."""
+    return (
+        f"{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {os.cpu_count()} cores; "
+        f"Python {platform.python_version()}; load average {load_average()}; "
+        f"jobyard {jobyard.__version__} from {Path(jobyard.__file__).parent}"
+    )
 
 
 def describe_python(path: str) -> str:

@@ -12,7 +12,7 @@ import argparse
 import time
 
 import psutil
-from common import running_server
+from common import machine_line, running_server
 
 MB = 1024 * 1024
 
@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--idle-s", type=float, default=5.0, help="idle time before measuring")
     ap.add_argument("--slots", type=int, default=2)
     args = ap.parse_args()
+    print(machine_line())
     with running_server(slots=args.slots) as server:
         time.sleep(args.idle_s)
         root = psutil.Process(server.pid)

@@ -1,8 +1,9 @@
 """W1: 200 jobs of ``python3 -c pass`` submitted at once to a server with 2 slots.
 
-Per round: the floor (``seq 200 | xargs -P 2 -I{} <python> -c pass``) and jobyard's wall
-time from the first submit to the last ``ended_at``, both with the same absolute
-interpreter; the ratio jobyard / floor is the figure (target: <= 1.25).
+Per round: jobyard's wall time from the first submit to the last ``ended_at`` (fresh
+server and data dir each round), and the floor ``seq 200 | xargs -P 2 -I{} <python> -c
+pass`` measured just before and just after it (mean of the two), both with the same
+absolute interpreter; the ratio jobyard / floor is the figure (target: <= 1.25).
 
     .venv/bin/python bench/w1_throughput.py [--rounds 3] [--jobs 200] [--shell]
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -19,10 +21,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from common import all_jobs, describe_python, parse_time, running_server, spread
+import psutil
+from common import (
+    all_jobs,
+    describe_python,
+    load_average,
+    machine_line,
+    parse_time,
+    running_server,
+    spread,
+)
 
 TERMINAL = ("succeeded", "failed", "timed_out", "cancelled")
-POLL_S = 0.02
 DEADLINE_S = 600.0
 SLOTS = 2
 
@@ -32,6 +42,7 @@ class Round:
     floor_s: float
     jobyard_s: float
     submit_s: float
+    server_cpu_s: float
 
     @property
     def ratio(self) -> float:
@@ -50,31 +61,47 @@ def floor_seconds(python: str, jobs: int) -> float:
     return time.perf_counter() - start
 
 
-def wait_all_ended(client: httpx.Client, jobs: int) -> None:
-    """Poll the cheapest list call (limit=1) until ``summary.by_status`` counts them all."""
+def wait_all_ended(client: httpx.Client, jobs: int, poll_s: float) -> None:
+    """Poll the cheapest list call (limit=1) until ``summary.by_status`` counts them all.
+    The poll interval does not bound the result (that is the last ``ended_at``), so it can
+    be slow enough not to steal CPU from the jobs."""
     deadline = time.monotonic() + DEADLINE_S
     params = {"status": ",".join(TERMINAL), "limit": "1"}
     while time.monotonic() < deadline:
         by_status = client.get("/v1/jobs", params=params).json()["summary"]["by_status"]
         if sum(by_status.get(s, 0) for s in TERMINAL) >= jobs:
             return
-        time.sleep(POLL_S)
+        time.sleep(poll_s)
     raise TimeoutError(f"the jobs did not all end within {DEADLINE_S} s")
 
 
-def jobyard_round(python: str, jobs: int, shell: bool) -> tuple[float, float]:
-    """(first submit -> last ended_at, submit phase) in seconds, on a fresh server."""
+def job_path(python: str) -> str:
+    """The server's PATH: the shell form must find the same interpreter as the floor."""
+    return f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin"
+
+
+def cpu_s(proc: psutil.Process) -> float:
+    """CPU time of ``proc`` itself (user + system), without its children."""
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+def jobyard_round(python: str, jobs: int, shell: bool, poll_s: float) -> tuple[float, float, float]:
+    """(first submit -> last ended_at, submit phase, server CPU) in seconds, on a fresh
+    server."""
     entrypoint: str | list[str] = "python3 -c pass" if shell else [python, "-c", "pass"]
-    # Pin PATH so that the shell form finds the same interpreter as the floor.
-    path = f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin"
+    path = job_path(python)
     with running_server(slots=SLOTS, extra_env={"PATH": path}) as server, server.client() as c:
         c.get("/v1/jobs", params={"limit": "1"}).raise_for_status()  # connect + auth warm
+        proc = psutil.Process(server.pid)
+        cpu0 = cpu_s(proc)
         t0 = datetime.now(UTC)
         start = time.perf_counter()
         for _ in range(jobs):
             c.post("/v1/jobs", json={"entrypoint": entrypoint}).raise_for_status()
         submit_s = time.perf_counter() - start
-        wait_all_ended(c, jobs)
+        wait_all_ended(c, jobs, poll_s)
+        server_cpu = cpu_s(proc) - cpu0
         items = all_jobs(c)
     failed = [j for j in items if j["status"] != "succeeded"]
     for j in failed[:10]:
@@ -82,7 +109,7 @@ def jobyard_round(python: str, jobs: int, shell: bool) -> tuple[float, float]:
     assert len(items) == jobs, f"expected {jobs} jobs, the server lists {len(items)}"
     assert not failed, f"{len(failed)} of {jobs} jobs did not succeed"
     last_end = max(parse_time(str(j["ended_at"])) for j in items)
-    return (last_end - t0).total_seconds(), submit_s
+    return (last_end - t0).total_seconds(), submit_s, server_cpu
 
 
 def main() -> None:
@@ -95,25 +122,38 @@ def main() -> None:
         help="absolute interpreter for the floor and the jobs (default: this venv's python)",
     )
     ap.add_argument("--shell", action="store_true", help="submit the string 'python3 -c pass'")
+    ap.add_argument("--poll-ms", type=float, default=100, help="completion poll interval")
     args = ap.parse_args()
     python = os.path.abspath(args.python)
     if args.shell and not (Path(python).parent / "python3").exists():
         sys.exit(f"--shell needs a python3 beside {python}")
-    form = "'python3 -c pass' via /bin/sh (PATH pinned)" if args.shell else "argv list"
+    form = "argv list"
+    if args.shell:
+        found = shutil.which("python3", path=job_path(python))
+        form = f"'python3 -c pass' via /bin/sh, PATH pinned so python3 is {found}"
+    print(machine_line())
     print(f"interpreter: {describe_python(python)}; jobs as {form}; {args.jobs} jobs, 2 slots")
     rounds: list[Round] = []
     for n in range(1, args.rounds + 1):
-        floor = floor_seconds(python, args.jobs)
-        wall, submit = jobyard_round(python, args.jobs, args.shell)
-        rounds.append(Round(floor, wall, submit))
+        # The floor brackets the jobyard run: the machine's load drifts between rounds.
+        before = floor_seconds(python, args.jobs)
+        wall, submit, cpu = jobyard_round(python, args.jobs, args.shell, args.poll_ms / 1000)
+        after = floor_seconds(python, args.jobs)
+        floor = (before + after) / 2
+        rounds.append(Round(floor, wall, submit, cpu))
         print(
-            f"round {n}: floor {floor:.2f} s, jobyard {wall:.2f} s "
-            f"(submits took {submit:.2f} s), ratio {wall / floor:.2f}",
+            f"round {n}: floor {floor:.2f} s (before {before:.2f}, after {after:.2f}), "
+            f"jobyard {wall:.2f} s, ratio {wall / floor:.2f}; submits took {submit:.2f} s; "
+            f"server CPU {cpu:.2f} s ({cpu / args.jobs * 1000:.1f} ms/job)",
             flush=True,
         )
     print(f"floor s:   {spread([r.floor_s for r in rounds]).fmt()}")
     print(f"jobyard s: {spread([r.jobyard_s for r in rounds]).fmt()}")
     print(f"ratio:     {spread([r.ratio for r in rounds]).fmt()}  (target <= 1.25)")
+    print(
+        f"server CPU ms/job: {spread([r.server_cpu_s / args.jobs * 1000 for r in rounds]).fmt(1)}"
+    )
+    print(f"load average at the end: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import httpx
 import psycopg
-from common import percentile, running_server, spread
+from common import load_average, machine_line, percentile, running_server, spread
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
@@ -98,6 +98,7 @@ def main() -> None:
     args = ap.parse_args()
     where = make_url(args.database_url).set(database=BENCH_DB) if args.database_url else None
     store = where.render_as_string(hide_password=True) if where else "SQLite (default data dir)"
+    print(machine_line())
     print(f"{args.submits} submits (+{WARMUP} warm-up) per round on {store}")
     rounds: list[Round] = []
     for n in range(1, args.rounds + 1):
@@ -112,6 +113,7 @@ def main() -> None:
     print(f"p50 ms:    {spread([r.pct(50) for r in rounds]).fmt()}")
     print(f"p99 ms:    {spread([r.pct(99) for r in rounds]).fmt()}  (target <= 5)")
     print(f"max ms:    {spread([max(r.latencies_ms) for r in rounds]).fmt()}")
+    print(f"load average at the end: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from jobyard.api.app import create_app
-from jobyard.sdk.config import read_credentials, write_credentials
+from jobyard.sdk.config import read_credentials, write_credentials  # no httpx: lazy sdk
 from jobyard.settings import Settings
 from jobyard.wiring import build_runtime
 
@@ -61,6 +62,8 @@ def serve(settings: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+    gc.collect()
+    gc.freeze()  # start-up objects leave the collector's work: no long pauses later
     try:
         _Server(config).run()
     finally:

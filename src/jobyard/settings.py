@@ -43,6 +43,17 @@ class Settings:
     reap_interval_s: float = 5.0
     log_tail_lines: int = 10
     upkeep_interval_s: float = 10.0  #: cron schedules, retention
+    # notifications
+    webhook_secret: str | None = field(default=None, repr=False)  #: default: kept in the data dir
+    webhook_allow: str = ""  #: CIDRs/hosts webhooks may reach although private (comma-separated)
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "jobyard@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    notify_interval_s: float = 1.0
+    metrics_public: bool = True  #: False: /metrics needs an admin key of the default tenant
 
     @property
     def db_url(self) -> str:

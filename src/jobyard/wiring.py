@@ -18,6 +18,7 @@ from jobyard.service.definitions import DefinitionService
 from jobyard.service.folders import FolderService
 from jobyard.service.jobs import JobService
 from jobyard.service.monitoring import Upkeep
+from jobyard.service.notifications import NotificationService
 from jobyard.service.registry import RegistryService
 from jobyard.service.results import ResultService
 from jobyard.service.wakeup import NoWakeup, Wakeup
@@ -33,6 +34,7 @@ from jobyard.store.definitions import DefinitionStore
 from jobyard.store.folders import FolderStore
 from jobyard.store.jobs import JobStore
 from jobyard.store.nodes import NodeStore
+from jobyard.store.notifications import NotificationStore
 from jobyard.store.registry import RegistryStore
 from jobyard.store.tracking import TrackingStore
 
@@ -51,6 +53,7 @@ class Runtime:
     results: ResultService
     definitions: DefinitionService
     upkeep: Upkeep
+    notifications: NotificationService
     dispatcher: Dispatcher | None
     node_id: str
 
@@ -61,10 +64,12 @@ class Runtime:
         if self.dispatcher is not None:
             self.dispatcher.start()
         self.upkeep.start()
+        self.notifications.start()
         return secret
 
     def close(self) -> None:
         self.upkeep.stop()
+        self.notifications.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
         self.db.dispose()
@@ -137,6 +142,7 @@ def build_runtime(
             node_id=node_id,
         )
         wakeup = dispatcher
+    notifications = NotificationService(NotificationStore(db), store, clock, settings)
     jobs = JobService(
         store=store,
         workspace=workspace,
@@ -147,6 +153,7 @@ def build_runtime(
         folders=folders,
         tracking=tracking,
         blobs=blobs,
+        validate_notifications=notifications.validate,
     )
     definitions = DefinitionService(store=DefinitionStore(db), jobs=jobs, clock=clock)
     upkeep = Upkeep(
@@ -169,6 +176,7 @@ def build_runtime(
         results=ResultService(jobs=store, artifacts=artifacts, blobs=blobs),
         definitions=definitions,
         upkeep=upkeep,
+        notifications=notifications,
         dispatcher=dispatcher,
         node_id=node_id,
     )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobyard import __version__
 from jobyard.api import errors
+from jobyard.api.compat import prediction
+from jobyard.api.metrics import metrics_route
 from jobyard.api.routes import (
     definitions,
     environments,
@@ -17,7 +19,9 @@ from jobyard.api.routes import (
     jobs,
     models,
     monitoring,
+    notifications,
     results,
+    system,
 )
 from jobyard.wiring import Runtime
 
@@ -34,6 +38,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         "`Authorization: Bearer <api key>`.",
     )
     app.state.runtime = runtime
+    app.add_middleware(BodyLimit)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
@@ -43,21 +48,30 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(folders.router)
     app.include_router(definitions.router)
     app.include_router(monitoring.router)
-
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if (
-            length is not None
-            and length.isdigit()
-            and int(length) > MAX_BODY_BYTES
-            and not UPLOAD_PATHS.match(request.url.path)
-        ):
-            return errors.error_response(
-                413, "PAYLOAD_TOO_LARGE", f"the request body is larger than {MAX_BODY_BYTES} bytes"
-            )
-        return await call_next(request)
+    app.include_router(notifications.router)
+    app.include_router(system.router)
+    metrics_route(app, runtime, public=runtime.settings.metrics_public)
+    app.include_router(prediction.router)
 
     return app
+
+
+class BodyLimit:
+    """413 for a request whose declared body is over the limit (uploads excepted); a
+    plain ASGI middleware, so it costs next to nothing per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not UPLOAD_PATHS.match(scope["path"]):
+            for name, value in scope["headers"]:
+                if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+                    response = errors.error_response(
+                        413,
+                        "PAYLOAD_TOO_LARGE",
+                        f"the request body is larger than {MAX_BODY_BYTES} bytes",
+                    )
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

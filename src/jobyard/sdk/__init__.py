@@ -5,35 +5,75 @@ Independent of the server code: it needs only httpx and pydantic.
 
 from __future__ import annotations
 
-from jobyard.sdk.client import Client
-from jobyard.sdk.config import find_server, write_credentials
-from jobyard.sdk.errors import (
-    APIError,
-    Conflict,
-    ConnectionFailed,
-    Forbidden,
-    IdempotencyConflict,
-    InvalidInput,
-    InvalidTransition,
-    NotFound,
-    PayloadTooLarge,
-    QuotaExceeded,
-    RateLimited,
-    ServerUnavailable,
-    StaleState,
-    StoreUnavailable,
-    Unauthenticated,
-    raise_for_response,
-)
-from jobyard.sdk.models import (
-    TERMINAL_STATUSES,
-    Job,
-    JobEvent,
-    JobPage,
-    JobSummary,
-    LogChunk,
-    Usage,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobyard.sdk.client import (
+        Client,
+    )
+    from jobyard.sdk.config import (
+        find_server,
+        write_credentials,
+    )
+    from jobyard.sdk.errors import (
+        APIError,
+        Conflict,
+        ConnectionFailed,
+        Forbidden,
+        IdempotencyConflict,
+        InvalidInput,
+        InvalidTransition,
+        NotFound,
+        PayloadTooLarge,
+        QuotaExceeded,
+        RateLimited,
+        ServerUnavailable,
+        StaleState,
+        StoreUnavailable,
+        Unauthenticated,
+        raise_for_response,
+    )
+    from jobyard.sdk.models import (
+        TERMINAL_STATUSES,
+        Job,
+        JobEvent,
+        JobPage,
+        JobSummary,
+        LogChunk,
+        Usage,
+    )
+
+#: where each public name lives (imported on first use: the server reads credentials
+#: without loading httpx)
+_WHERE = {
+    "Client": "jobyard.sdk.client",
+    "find_server": "jobyard.sdk.config",
+    "write_credentials": "jobyard.sdk.config",
+    "APIError": "jobyard.sdk.errors",
+    "Conflict": "jobyard.sdk.errors",
+    "ConnectionFailed": "jobyard.sdk.errors",
+    "Forbidden": "jobyard.sdk.errors",
+    "IdempotencyConflict": "jobyard.sdk.errors",
+    "InvalidInput": "jobyard.sdk.errors",
+    "InvalidTransition": "jobyard.sdk.errors",
+    "NotFound": "jobyard.sdk.errors",
+    "PayloadTooLarge": "jobyard.sdk.errors",
+    "QuotaExceeded": "jobyard.sdk.errors",
+    "RateLimited": "jobyard.sdk.errors",
+    "ServerUnavailable": "jobyard.sdk.errors",
+    "StaleState": "jobyard.sdk.errors",
+    "StoreUnavailable": "jobyard.sdk.errors",
+    "Unauthenticated": "jobyard.sdk.errors",
+    "raise_for_response": "jobyard.sdk.errors",
+    "TERMINAL_STATUSES": "jobyard.sdk.models",
+    "Job": "jobyard.sdk.models",
+    "JobEvent": "jobyard.sdk.models",
+    "JobPage": "jobyard.sdk.models",
+    "JobSummary": "jobyard.sdk.models",
+    "LogChunk": "jobyard.sdk.models",
+    "Usage": "jobyard.sdk.models",
+}
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -63,3 +103,9 @@ __all__ = [
     "raise_for_response",
     "write_credentials",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(name)

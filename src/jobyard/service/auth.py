@@ -88,7 +88,8 @@ class AuthService:
         if job_token is not None:
             return self._job_principal(*job_token)
         key_id, secret = parse_key(raw)
-        key = self.store.get_key(key_id)
+        found = self.store.get_active_key(key_id)
+        key, tenant_active = found if found else (None, False)
         if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
             raise errors.Unauthenticated("the API key is not valid")
         now = self.clock.now()
@@ -96,7 +97,7 @@ class AuthService:
             raise errors.Unauthenticated("the API key has been revoked")
         if key.expires_at is not None and key.expires_at <= now:
             raise errors.Unauthenticated("the API key has expired")
-        if not self.store.tenant_active(key.tenant_id):
+        if not tenant_active:
             raise errors.Unauthenticated("the API key's tenant is deactivated")
         self._touch(key.id, now)
         return Principal(tenant_id=key.tenant_id, key_id=key.id, key_name=key.name, role=key.role)

@@ -27,6 +27,9 @@ class Insight:
     estimated_start: datetime | None
     estimated_duration: DurationEstimate | None
     note: str | None  #: why an estimate is missing
+    ahead: int = 0  #: queued jobs before this one
+    used_slots: int = 0
+    total_slots: int = 0
 
 
 def estimate_duration(store: JobStore, job: Job) -> DurationEstimate | None:
@@ -51,19 +54,21 @@ def insight(store: JobStore, job: Job, now: datetime, alive_since: datetime) -> 
     estimate = estimate_duration(store, job)
     if job.state not in (JobState.QUEUED, JobState.SCHEDULED):
         return Insight(None, None, estimate, None)
-    ahead = store.ahead_in_queue(job) if job.state is JobState.QUEUED else 0
-    used, total = store.used_and_total_slots(alive_since)
-    typical = store.recent_durations(limit=100)
     start_floor = max(now, job.not_before or now, job.spec.scheduled_at or now)
     if job.state is JobState.SCHEDULED:
         return Insight(None, start_floor, estimate, None)
+    ahead = store.ahead_in_queue(job)
+    used, total = store.used_and_total_slots(alive_since)
+    counts = {"ahead": ahead, "used_slots": used, "total_slots": total}
     if total == 0:
-        return Insight(ahead + 1, None, estimate, "no active node to run it")
+        return Insight(ahead + 1, None, estimate, "no active node to run it", **counts)
     free = max(0, total - used)
     if ahead < free:
-        return Insight(ahead + 1, start_floor, estimate, None)
+        return Insight(ahead + 1, start_floor, estimate, None, **counts)
+    typical = store.recent_durations(limit=100)
     if not typical:
-        return Insight(ahead + 1, None, estimate, "no history of finished jobs to estimate from")
+        note = "no history of finished jobs to estimate from"
+        return Insight(ahead + 1, None, estimate, note, **counts)
     rounds = (ahead - free) // total + 1
     wait = timedelta(seconds=rounds * statistics.median(typical))
-    return Insight(ahead + 1, max(start_floor, now + wait), estimate, None)
+    return Insight(ahead + 1, max(start_floor, now + wait), estimate, None, **counts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -73,6 +73,7 @@ class JobService:
         folders: submission.Folders,
         tracking: TrackingStore,
         blobs: BlobStore,
+        validate_notifications: Callable[[Any], dict[str, Any]],
     ) -> None:
         self.store = store
         self.workspace = workspace
@@ -83,6 +84,7 @@ class JobService:
         self.folders = folders
         self.tracking = tracking
         self.blobs = blobs
+        self.validate_notifications = validate_notifications
 
     # ---- submit --------------------------------------------------------------------
     def submit_request(
@@ -100,6 +102,8 @@ class JobService:
                     else (existing, False)
                 )
         spec = submission.resolve(request, principal, self.registry, self.folders)
+        if spec.notifications is not None:
+            spec = replace(spec, notifications=self.validate_notifications(spec.notifications))
         items = submission.input_items(request, principal, self.folders)
         if items is not None:
             spec = self._store_inputs(spec, items)
@@ -225,12 +229,21 @@ class JobService:
         job, _ = self.submit(principal, spec, immediate=immediate)
         return job
 
+    def describe(self, job: Job) -> tuple[str | None, insight_.Insight]:
+        """Why a waiting job waits (in words; None once it runs) and its queue insight."""
+        ins = self.insight(job)
+        return self._pending_reason(job, ins), ins
+
     def pending_reason(self, job: Job) -> str | None:
-        """Why a waiting job does not run yet, in words (None once it runs)."""
+        return self.describe(job)[0]
+
+    def _pending_reason(self, job: Job, ins: insight_.Insight) -> str | None:
         if job.state is JobState.SCHEDULED and job.spec.scheduled_at is not None:
             return f"scheduled: waits for its start time {job.spec.scheduled_at.isoformat()}"
         if job.state is not JobState.QUEUED:
             return None
+        if job.not_before is not None and job.not_before > self.clock.now():
+            return f"retry_backoff: the next attempt starts after {job.not_before.isoformat()}"
         if job.spec.environment_id:
             load = self.store.environment_load(job.spec.environment_id)
             if load is not None and load[1] >= load[2]:
@@ -239,12 +252,10 @@ class JobService:
                     f"concurrency_limit: environment configuration {name!r} already runs "
                     f"{active} of its {limit} allowed job(s)"
                 )
-        used, total = self.store.used_and_total_slots(self.clock.now() - NODE_ALIVE)
-        if total and used + job.spec.slots > total:
-            return f"capacity: all {total} slots of the active nodes are in use"
-        ahead = self.store.ahead_in_queue(job)
-        if ahead:
-            return f"priority: {ahead} job(s) ahead in the queue"
+        if ins.total_slots and ins.used_slots + job.spec.slots > ins.total_slots:
+            return f"capacity: all {ins.total_slots} slots of the active nodes are in use"
+        if ins.ahead:
+            return f"priority: {ins.ahead} job(s) ahead in the queue"
         return None
 
     def list_jobs(

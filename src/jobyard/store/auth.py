@@ -78,6 +78,17 @@ class AuthStore:
             )
         return _key(row) if row else None
 
+    def get_active_key(self, key_id: str) -> tuple[ApiKey, bool] | None:
+        """The key and whether its tenant is active, in one query."""
+        stmt = (
+            sa.select(api_keys, tenants.c.active.label("tenant_active"))
+            .join(tenants, tenants.c.id == api_keys.c.tenant_id)
+            .where(api_keys.c.id == key_id)
+        )
+        with self.db.read() as conn:
+            row = conn.execute(stmt).mappings().first()
+        return (_key(row), bool(row["tenant_active"])) if row else None
+
     def touch_key(self, key_id: str, now: datetime) -> None:
         with self.db.write() as conn:
             conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(last_used_at=now))

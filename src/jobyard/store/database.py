@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,11 +23,18 @@ class Database:
         self.url = url
         self.engine: Engine = dialects.make_engine(url)
         self.dialect = self.engine.dialect.name
+        # SQLite has one writer: threads of this process queue here instead of sleeping
+        # in SQLite's busy handler (other processes still wait on BEGIN IMMEDIATE)
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
-        with translate_errors(), self.engine.connect() as conn:
+        with contextlib.ExitStack() as stack:
+            if self._write_lock is not None:
+                stack.enter_context(self._write_lock)
+            stack.enter_context(translate_errors())
+            conn = stack.enter_context(self.engine.connect())
             conn = conn.execution_options(**{dialects.WRITE_OPTION: True})
             with conn.begin():
                 yield conn
@@ -37,6 +47,9 @@ class Database:
 
     def ping(self) -> bool:
         """True when the database answers."""
+        path = self.engine.url.database
+        if self.dialect == "sqlite" and path and path != ":memory:" and not os.path.exists(path):
+            return False  # a pooled connection would still read the vanished file
         try:
             with self.read() as conn:
                 conn.execute(sa.text("SELECT 1"))

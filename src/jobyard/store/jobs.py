@@ -209,7 +209,9 @@ class JobStore:
         }
         try:
             with self.db.write() as conn:
-                conn.execute(jobs.insert().values(**values))
+                row = (
+                    conn.execute(jobs.insert().values(**values).returning(*jobs.c)).mappings().one()
+                )
                 conn.execute(
                     job_events.insert().values(
                         tenant_id=tenant_id,
@@ -231,7 +233,7 @@ class JobStore:
             if existing is None:
                 raise
             return existing, False
-        return self.get(tenant_id, job_id), True
+        return job_from_row(row), True
 
     def find_by_idempotency_key(self, tenant_id: str, key: str) -> Job | None:
         with self.db.read() as conn:

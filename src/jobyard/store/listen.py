@@ -9,8 +9,6 @@ import logging
 import threading
 from collections.abc import Callable
 
-import psycopg
-
 from jobyard.store.database import Database
 from jobyard.store.dialects import QUEUE_CHANNEL
 
@@ -35,6 +33,8 @@ class QueueListener:
             self._thread.join(5)
 
     def _run(self) -> None:
+        import psycopg  # only PostgreSQL nodes pay for it
+
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:

@@ -70,8 +70,8 @@ def submit_job(
     job, created = runtime.jobs.submit_request(principal, body.to_request(idempotency_key))
     if not created:
         response.status_code = status.HTTP_200_OK
-    out = JobOut.from_job(job, runtime.clock.now(), runtime.jobs.pending_reason(job))
-    return out.with_insight(runtime.jobs.insight(job))
+    reason, insight = runtime.jobs.describe(job)
+    return JobOut.from_job(job, runtime.clock.now(), reason).with_insight(insight)
 
 
 @router.get("", summary="List jobs, newest first")
@@ -109,12 +109,13 @@ def list_jobs(
 @router.get("/{job_id}", summary="Get a job")
 def get_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut:
     job = runtime.jobs.get(principal, job_id)
-    out = JobOut.from_job(job, runtime.clock.now(), runtime.jobs.pending_reason(job))
+    reason, insight = runtime.jobs.describe(job)
+    out = JobOut.from_job(job, runtime.clock.now(), reason)
     warnings = [WarningOut(**w) for w in runtime.jobs.warnings(principal, job_id)]
     out = out.model_copy(
         update={"warnings": warnings, "retries": runtime.jobs.retries(principal, job_id)}
     )
-    return out.with_insight(runtime.jobs.insight(job))
+    return out.with_insight(insight)
 
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, summary="Cancel a job")
@@ -161,8 +162,8 @@ def retry_job(
         timeout_s=req.timeout_s,
         immediate=req.immediate,
     )
-    out = JobOut.from_job(job, runtime.clock.now(), runtime.jobs.pending_reason(job))
-    return out.with_insight(runtime.jobs.insight(job))
+    reason, insight = runtime.jobs.describe(job)
+    return JobOut.from_job(job, runtime.clock.now(), reason).with_insight(insight)
 
 
 @router.get("/{job_id}/attempts", summary="Every attempt of the job, with its exit code and log")
