@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from jobyard import __version__
 from jobyard.api import errors
 from jobyard.api.compat import prediction
+from jobyard.api.compat import ray as ray_compat
 from jobyard.api.metrics import metrics_route
 from jobyard.api.routes import (
     definitions,
@@ -21,13 +22,16 @@ from jobyard.api.routes import (
     monitoring,
     notifications,
     results,
+    stream,
     system,
 )
 from jobyard.wiring import Runtime
 
 MAX_BODY_BYTES = 1024 * 1024
 #: uploads stream to storage with their own size limit
-UPLOAD_PATHS = re.compile(r"^/v1/(folders/[^/]+/files(/.*)?|models/[^/]+/versions/?)$")
+UPLOAD_PATHS = re.compile(
+    r"^/(v1/(folders/[^/]+/files(/.*)?|models/[^/]+/versions/?)|api/packages/[^/]+/[^/]+)$"
+)
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -51,7 +55,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(notifications.router)
     app.include_router(system.router)
     metrics_route(app, runtime, public=runtime.settings.metrics_public)
+    app.include_router(stream.router)
     app.include_router(prediction.router)
+    app.include_router(ray_compat.router)
 
     return app
 

@@ -9,23 +9,40 @@ import typer
 from rich.text import Text
 
 from jobyard.cli import common, exitcodes, parsing, render
+from jobyard.cli import watch as jobwatch
 from jobyard.cli.common import ApiKeyOption, JsonOption, Priority, UrlOption
 from jobyard.sdk.models import JobPage
 
 
 def status(
     job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Follow the job until it ends (live progress on stderr); the exit code "
+            "tells how it ended, as with submit --wait.",
+        ),
+    ] = False,
     json_out: JsonOption = False,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Show one job."""
+    """Show one job; with --watch, follow it until it ends."""
     with common.handle_errors(), common.make_client(url, api_key) as client:
         job = client.get(job_id)
+        if watch and not job.is_terminal:
+            live = not json_out and common.err().is_terminal
+            job = jobwatch.follow(client, job, live=live, poll_interval=jobwatch.POLL_INTERVAL_S)
     if json_out:
         typer.echo(job.model_dump_json(indent=2))
+    elif watch:
+        common.out().print(render.final_text(job))
     else:
         common.out().print(render.job_panel(job))
+    if watch:
+        raise typer.Exit(exitcodes.for_status(job.status))
 
 
 def list_jobs(

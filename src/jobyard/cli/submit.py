@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from jobyard.cli import common, exitcodes, parsing, render
+from jobyard.cli import common, exitcodes, parsing, render, watch
 from jobyard.cli.common import ApiKeyOption, Priority, UrlOption
 from jobyard.sdk.client import Client
 from jobyard.sdk.models import Job
@@ -211,22 +210,6 @@ def _print_submitted(job: Job, *, quiet: bool, json_out: bool) -> None:
 
 
 def _wait(client: Client, job: Job, *, live: bool) -> Job:
-    """Wait for the job, with a spinner, its status and the elapsed time on stderr."""
-    try:
-        if not live:
-            return client.wait(job.id, poll_interval=POLL_INTERVAL_S)
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-        with Progress(*columns, console=common.err(), transient=True) as progress:
-            task = progress.add_task(f"job {job.id} [cyan]{job.status}")
-
-            def update(current: Job) -> None:
-                style = render.STATUS_STYLES.get(current.status) or "default"
-                progress.update(task, description=f"job {job.id} [{style}]{current.status}")
-
-            return client.wait(job.id, poll_interval=POLL_INTERVAL_S, on_update=update)
-    except KeyboardInterrupt:
-        typer.echo(
-            f"stopped waiting; job {job.id} keeps running (jobyard cancel {job.id} stops it)",
-            err=True,
-        )
-        raise typer.Exit(exitcodes.INTERRUPTED) from None
+    """Wait for the job: a live status line (spinner, status and stage, progress bar, ETA,
+    elapsed time) on stderr, driven by the job's event stream."""
+    return watch.follow(client, job, live=live, poll_interval=POLL_INTERVAL_S)

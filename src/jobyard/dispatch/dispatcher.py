@@ -25,7 +25,7 @@ from jobyard.dispatch import messages, outputs
 from jobyard.dispatch.prepare import Preparer, SetupError
 from jobyard.dispatch.scanner import LogScanner
 from jobyard.domain import retry, tracking
-from jobyard.domain.auth import hash_secret, mint_job_token
+from jobyard.domain.auth import hash_secret, job_token, new_token_secret
 from jobyard.domain.jobs import ErrorType, Job, ResourceUsage
 from jobyard.domain.states import JobState
 from jobyard.executors.base import Executor, Handle, LaunchSpec
@@ -57,6 +57,8 @@ class _Run:
     scanner: LogScanner | None = None
     usage: ResourceUsage = field(default_factory=ResourceUsage)
     summary: str | None = None  #: what a notebook runner said about its failed cells
+    token: str = ""  #: the job token of this attempt (only its hash is stored)
+    scan_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Dispatcher:
@@ -93,6 +95,7 @@ class Dispatcher:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_renewal = time.monotonic()
+        self._next_promote = 0.0
         self._listener = (
             QueueListener(store.db, self.job_queued) if store.db.dialect == "postgresql" else None
         )
@@ -166,7 +169,9 @@ class Dispatcher:
             if self._stopping.is_set():
                 return
             try:
-                self._promote_scheduled()
+                if time.monotonic() >= self._next_promote:
+                    self._next_promote = time.monotonic() + self.settings.poll_interval_s
+                    self._promote_scheduled()
                 self._fill_slots()
             except errors.StoreUnavailable as e:
                 log.warning("dispatch paused: %s", e)
@@ -192,15 +197,17 @@ class Dispatcher:
             free = self._free_slots()
             if free <= 0:
                 return
+            secret = new_token_secret()
             job = self.store.claim_next(
                 node_id=self.node_id,
                 now=self.clock.now(),
                 lease_ttl_s=self.settings.lease_ttl_s,
                 max_slots=free,
+                token_hash=hash_secret(secret),
             )
             if job is None:
                 return
-            run = _Run(job=job)
+            run = _Run(job=job, token=job_token(job.id, secret))
             with self._lock:
                 self._runs[job.id] = run
             run.thread = threading.Thread(
@@ -232,11 +239,9 @@ class Dispatcher:
         """Set the job up, start it, wait for it; the exit code, or None when it ended
         without running (setup failure, cancelled while starting)."""
         job = run.job
-        token = mint_job_token(job.id)
-        self.tracking.set_token(job, hash_secret(token.rsplit("_", 1)[1]))
         try:
             prepared = self.preparer.prepare(
-                job, run.cancel, lambda line: self._say(run, line), token
+                job, run.cancel, lambda line: self._say(run, line), run.token
             )
         except SetupError as e:
             self._say(run, f"jobyard: {e.message}")
@@ -322,7 +327,8 @@ class Dispatcher:
                 roles=roles,
                 now=self.clock.now(),
             )
-            self.artifacts.replace(job.tenant_id, job.id, found)
+            if found or job.attempt > 1:  # a retry replaces the previous attempt's results
+                self.artifacts.replace(job.tenant_id, job.id, found)
             folder = self.preparer.output_folder(job)
             if folder is not None and found:
                 self.preparer.folders.ingest(folder, output_dir)
@@ -331,11 +337,14 @@ class Dispatcher:
             self._say(run, f"jobyard: results could not be recorded: {e}")
 
     def _scan(self, run: _Run) -> None:
-        """Apply the marker lines the job printed since the last scan."""
+        """Apply the marker lines the job printed since the last scan. The supervisor and
+        the job's watcher both scan; one at a time, and the watcher's last scan (before
+        the job's end is written) waits for a running one to finish applying."""
         if run.scanner is None:
             return
-        for marker in run.scanner.poll():
-            self._apply_marker(run, marker)
+        with run.scan_lock:
+            for marker in run.scanner.poll():
+                self._apply_marker(run, marker)
 
     def _apply_marker(self, run: _Run, marker: dict[str, Any]) -> None:
         kind = marker["type"]
@@ -434,23 +443,26 @@ class Dispatcher:
         """The fenced end of this attempt, requeued at once when its retry policy says so,
         and the attempt's record."""
         retry_plan = retry.plan(job, target, values.get("error_type"), now)
-        ended = self.store.transition(
-            job,
-            target,
-            now=now,
-            epoch=job.lease_epoch,
-            message=message,
-            values=values,
-            retry=retry_plan,
-        )
-        self.tracking.record_attempt(
-            job,
-            state=target.value,
-            ended_at=now,
-            exit_code=values.get("exit_code"),
-            error_type=values.get("error_type"),
-            message=message,
-        )
+        with self.store.db.write() as conn:
+            ended = self.store.transition(
+                job,
+                target,
+                now=now,
+                epoch=job.lease_epoch,
+                message=message,
+                values=values,
+                retry=retry_plan,
+                conn=conn,
+            )
+            self.tracking.record_attempt(
+                conn,
+                job,
+                state=target.value,
+                ended_at=now,
+                exit_code=values.get("exit_code"),
+                error_type=values.get("error_type"),
+                message=message,
+            )
         return ended
 
     def _request_stop(self, run: _Run, reason: str, *, force: bool) -> None:

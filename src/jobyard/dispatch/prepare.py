@@ -169,7 +169,7 @@ class Preparer:
         py_module archive into ``.py_modules/`` (or a wheel as is); returns PYTHONPATH entries."""
         paths: list[str] = []
         for pkg in job.spec.packages:
-            key = package_key(pkg["uri"])
+            key = package_key(pkg["uri"], job.tenant_id)
             name = key.rsplit("/", 1)[-1]
             local = workdir.parent / f"pkg-{name}"
             try:
@@ -289,15 +289,23 @@ class Preparer:
         )
 
 
-def package_key(uri: str) -> str:
-    """Storage key of an uploaded package URI (``gcs://name.zip`` → ``packages/gcs/name.zip``)."""
+def package_key(uri: str, tenant_id: str) -> str:
+    """Storage key of a tenant's uploaded package (``gcs://name.zip`` →
+    ``packages/<tenant>/gcs/name.zip``): packages are never shared between tenants."""
     protocol, sep, name = uri.partition("://")
     if not sep or not protocol.isalnum() or not name or "/" in name or name.startswith("."):
         raise SetupError(f"not a package URI: {uri!r}")
-    return f"packages/{protocol}/{name}"
+    return f"packages/{tenant_id}/{protocol}/{name}"
 
 
 def _safe_unzip(archive: Path, dest: Path) -> None:
+    try:
+        _unzip(archive, dest)
+    except zipfile.BadZipFile as e:
+        raise SetupError(f"{archive.name} is not a valid zip archive: {e}") from e
+
+
+def _unzip(archive: Path, dest: Path) -> None:
     root = dest.resolve()
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,10 @@ class LogScanner:
         self.path = path
         self.offset = 0
         self._partial = b""
-        self._lock = threading.Lock()  # the supervisor and the job's watcher both poll
 
     def poll(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return self._poll()
-
-    def _poll(self) -> list[dict[str, Any]]:
+        """Markers of the complete lines written since the last poll (not thread-safe:
+        callers take turns)."""
         data = logs.read_range(self.path, self.offset, 1024 * 1024)
         if not data:
             return []

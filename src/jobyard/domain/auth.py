@@ -48,9 +48,13 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def mint_job_token(job_id: str) -> str:
-    """A token for one attempt of a job: ``jyt_<job id>_<secret>``."""
-    return f"{JOB_TOKEN_PREFIX}_{job_id}_{secrets.token_hex(24)}"
+def new_token_secret() -> str:
+    return secrets.token_hex(24)
+
+
+def job_token(job_id: str, secret: str) -> str:
+    """The token of one attempt of a job: ``jyt_<job id>_<secret>``."""
+    return f"{JOB_TOKEN_PREFIX}_{job_id}_{secret}"
 
 
 def parse_job_token(raw: str) -> tuple[str, str] | None:

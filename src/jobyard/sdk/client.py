@@ -20,6 +20,7 @@ from jobyard.sdk.folders import FoldersMixin
 from jobyard.sdk.models import Job, JobEvent, JobPage, LogChunk
 from jobyard.sdk.registry import RegistryMixin
 from jobyard.sdk.results import ResultsMixin
+from jobyard.sdk.stream import StreamMixin
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -37,7 +38,7 @@ def _path(job_id: str, suffix: str = "") -> str:
     return f"/v1/jobs/{quote(str(job_id), safe='')}{suffix}"
 
 
-class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin):
+class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, StreamMixin):
     """Talks to a jobyard server.
 
     Without ``url``/``token`` it finds them like the CLI: ``JOBYARD_URL`` /

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
@@ -154,6 +155,20 @@ class JobService:
         return job, True
 
     # ---- reads ---------------------------------------------------------------------
+    def find_by_submission_id(self, principal: Principal, submission_id: str) -> Job | None:
+        """The caller's job whose idempotency key (a Ray submission id) is this one."""
+        return self.store.find_by_idempotency_key(principal.tenant_id, submission_id)
+
+    def delete(self, principal: Principal, job_id: str) -> None:
+        """Delete an ended job with its timeline, results rows and files (logs, work)."""
+        job = self.store.get(principal.tenant_id, job_id)
+        if not job.is_terminal or not self.store.delete_ended(job):
+            raise errors.InvalidTransition(
+                f"job {job_id} has not ended ({job.state.value}); cancel it first",
+                current=job.state.value,
+            )
+        shutil.rmtree(self.workspace.job_dir(job.id), ignore_errors=True)
+
     def get(self, principal: Principal, job_id: str) -> Job:
         return self.store.get(principal.tenant_id, job_id)
 

@@ -25,7 +25,7 @@ class Database:
         self.dialect = self.engine.dialect.name
         # SQLite has one writer: threads of this process queue here instead of sleeping
         # in SQLite's busy handler (other processes still wait on BEGIN IMMEDIATE)
-        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:

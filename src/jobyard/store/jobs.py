@@ -349,7 +349,7 @@ class JobStore:
         states.check_transition(job.state, to)
         if conn is None:
             with self.db.write() as c:
-                ended = self.transition(
+                return self.transition(
                     job,
                     to,
                     now=now,
@@ -358,22 +358,29 @@ class JobStore:
                     values=values,
                     event_data=event_data,
                     conn=c,
+                    retry=retry,
                 )
-                if retry is None:
-                    return ended
-                return self.transition(
-                    ended,
-                    JobState.QUEUED,
-                    now=now,
-                    message=retry.message,
-                    epoch=epoch,
-                    values={"not_before": retry.not_before, "ended_at": None},
-                    event_data={
-                        "not_before": retry.not_before.isoformat(),
-                        "attempt": ended.attempt,
-                    },
-                    conn=c,
-                )
+        if retry is not None:
+            ended = self.transition(
+                job,
+                to,
+                now=now,
+                message=message,
+                epoch=epoch,
+                values=values,
+                event_data=event_data,
+                conn=conn,
+            )
+            return self.transition(
+                ended,
+                JobState.QUEUED,
+                now=now,
+                message=retry.message,
+                epoch=epoch,
+                values={"not_before": retry.not_before, "ended_at": None},
+                event_data={"not_before": retry.not_before.isoformat(), "attempt": ended.attempt},
+                conn=conn,
+            )
         cond = [jobs.c.id == job.id, jobs.c.state == job.state.value]
         if epoch is not None:
             cond.append(jobs.c.lease_epoch == epoch)
@@ -422,7 +429,13 @@ class JobStore:
 
     # ---- dispatcher --------------------------------------------------------------------
     def claim_next(
-        self, *, node_id: str, now: datetime, lease_ttl_s: float, max_slots: int = 1_000_000
+        self,
+        *,
+        node_id: str,
+        now: datetime,
+        lease_ttl_s: float,
+        max_slots: int = 1_000_000,
+        token_hash: str | None = None,
     ) -> Job | None:
         """Claim the first queued job in queue order that fits in ``max_slots`` and whose
         environment runs fewer than its ``max_concurrent_jobs`` (queued → starting, lease
@@ -445,7 +458,7 @@ class JobStore:
                 if env_id is not None and (env_id in full or self._env_full(conn, env_id)):
                     full.add(env_id)
                     continue
-                return self._claim(conn, job_from_row(row), node_id, now, lease_ttl_s)
+                return self._claim(conn, job_from_row(row), node_id, now, lease_ttl_s, token_hash)
             return None
 
     def _env_full(self, conn: sa.Connection, env_id: str) -> bool:
@@ -468,7 +481,15 @@ class JobStore:
         ).scalar_one()
         return int(active) >= int(limit)
 
-    def _claim(self, conn: sa.Connection, job: Job, node_id: str, now: datetime, ttl: float) -> Job:
+    def _claim(
+        self,
+        conn: sa.Connection,
+        job: Job,
+        node_id: str,
+        now: datetime,
+        ttl: float,
+        token_hash: str | None,
+    ) -> Job:
         return self.transition(
             job,
             JobState.STARTING,
@@ -484,6 +505,7 @@ class JobStore:
                 "error_type": None,
                 "started_at": None,
                 "ended_at": None,
+                "job_token_hash": token_hash,
             },
             event_data={"node_id": node_id, "attempt": job.attempt + 1},
             conn=conn,

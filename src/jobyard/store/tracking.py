@@ -31,14 +31,6 @@ class TrackingStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def set_token(self, job: Job, token_hash: str) -> None:
-        with self.db.write() as conn:
-            conn.execute(
-                jobs.update()
-                .where(jobs.c.id == job.id, jobs.c.lease_epoch == job.lease_epoch)
-                .values(job_token_hash=token_hash)
-            )
-
     def token_hash(self, job_id: str) -> tuple[str, str, str | None] | None:
         """(tenant id, state, token hash) of a job, for job-token authentication."""
         with self.db.read() as conn:
@@ -220,8 +212,9 @@ class TrackingStore:
         with self.db.read() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings().all()]
 
+    @staticmethod
     def record_attempt(
-        self,
+        conn: sa.Connection,
         job: Job,
         *,
         state: str,
@@ -230,27 +223,29 @@ class TrackingStore:
         error_type: str | None,
         message: str | None,
     ) -> None:
-        with self.db.write() as conn:
-            exists = conn.execute(
-                sa.select(job_attempts.c.seq).where(
-                    job_attempts.c.job_id == job.id, job_attempts.c.attempt == job.attempt
+        """Keep the outcome of the job's current attempt (in the transaction that ends it)."""
+        if job.attempt <= 0:
+            return
+        exists = conn.execute(
+            sa.select(job_attempts.c.seq).where(
+                job_attempts.c.job_id == job.id, job_attempts.c.attempt == job.attempt
+            )
+        ).first()
+        if exists is None:
+            conn.execute(
+                job_attempts.insert().values(
+                    tenant_id=job.tenant_id,
+                    job_id=job.id,
+                    attempt=job.attempt,
+                    node_id=job.node_id,
+                    state=state,
+                    started_at=job.started_at,
+                    ended_at=ended_at,
+                    exit_code=exit_code,
+                    error_type=error_type,
+                    message=message,
                 )
-            ).first()
-            if exists is None and job.attempt > 0:
-                conn.execute(
-                    job_attempts.insert().values(
-                        tenant_id=job.tenant_id,
-                        job_id=job.id,
-                        attempt=job.attempt,
-                        node_id=job.node_id,
-                        state=state,
-                        started_at=job.started_at,
-                        ended_at=ended_at,
-                        exit_code=exit_code,
-                        error_type=error_type,
-                        message=message,
-                    )
-                )
+            )
 
     def attempts(self, tenant_id: str, job_id: str) -> list[Mapping[str, Any]]:
         stmt = (
