@@ -21,6 +21,7 @@ from jobyard.service.monitoring import Upkeep
 from jobyard.service.notifications import NotificationService
 from jobyard.service.registry import RegistryService
 from jobyard.service.results import ResultService
+from jobyard.service.tenancy import TenancyService
 from jobyard.service.wakeup import NoWakeup, Wakeup
 from jobyard.settings import Settings
 from jobyard.storage.blobs import BlobStore
@@ -36,6 +37,7 @@ from jobyard.store.jobs import JobStore
 from jobyard.store.nodes import NodeStore
 from jobyard.store.notifications import NotificationStore
 from jobyard.store.registry import RegistryStore
+from jobyard.store.tenancy import TenancyStore
 from jobyard.store.tracking import TrackingStore
 
 
@@ -54,6 +56,7 @@ class Runtime:
     definitions: DefinitionService
     upkeep: Upkeep
     notifications: NotificationService
+    tenancy: TenancyService
     dispatcher: Dispatcher | None
     node_id: str
 
@@ -143,6 +146,8 @@ def build_runtime(
         )
         wakeup = dispatcher
     notifications = NotificationService(NotificationStore(db), store, clock, settings)
+    auth = AuthService(AuthStore(db), clock, tracking)
+    tenancy = TenancyService(store=TenancyStore(db), auth=auth, clock=clock)
     jobs = JobService(
         store=store,
         workspace=workspace,
@@ -154,6 +159,7 @@ def build_runtime(
         tracking=tracking,
         blobs=blobs,
         validate_notifications=notifications.validate,
+        audit=tenancy.audit,
     )
     definitions = DefinitionService(store=DefinitionStore(db), jobs=jobs, clock=clock)
     upkeep = Upkeep(
@@ -168,7 +174,7 @@ def build_runtime(
         clock=clock,
         db=db,
         jobs=jobs,
-        auth=AuthService(AuthStore(db), clock, tracking),
+        auth=auth,
         folders=folders,
         registry=registry,
         storage=storage,
@@ -177,6 +183,7 @@ def build_runtime(
         definitions=definitions,
         upkeep=upkeep,
         notifications=notifications,
+        tenancy=tenancy,
         dispatcher=dispatcher,
         node_id=node_id,
     )

@@ -21,18 +21,26 @@ def idle(make_runtime: RuntimeFactory, serve) -> LiveServer:  # type: ignore[no-
 
 
 def test_pagination_filters_and_summary(idle: LiveServer) -> None:
+    from jobyard import Client
+    from jobyard.domain.auth import Role
+
+    auth = idle.runtime.auth
+    keys = {
+        n: auth.create_key(tenant_id="default", name=n, role=Role.MEMBER)[1]
+        for n in ("alice", "bob")
+    }
     with idle.client() as c:
         made = []
         for i in range(7):
-            made.append(
-                c.submit(
-                    "true",
-                    name=f"j{i}",
-                    priority="high" if i % 2 else "low",
-                    job_type="etl" if i < 3 else "report",
-                    submitted_by="alice" if i < 5 else "bob",
+            with Client(idle.url, keys["alice" if i < 5 else "bob"]) as submitter:
+                made.append(
+                    submitter.submit(
+                        "true",
+                        name=f"j{i}",
+                        priority="high" if i % 2 else "low",
+                        job_type="etl" if i < 3 else "report",
+                    )
                 )
-            )
         c.cancel(made[0].id)
         page1 = c.list(limit=3)
         assert [j.name for j in page1.items] == ["j6", "j5", "j4"]

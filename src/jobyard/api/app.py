@@ -9,10 +9,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobyard import __version__
 from jobyard.api import errors
-from jobyard.api.compat import prediction
+from jobyard.api.compat import history, insights_hub, prediction
 from jobyard.api.compat import ray as ray_compat
 from jobyard.api.metrics import metrics_route
 from jobyard.api.routes import (
+    admin,
     definitions,
     environments,
     folders,
@@ -56,7 +57,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(system.router)
     metrics_route(app, runtime, public=runtime.settings.metrics_public)
     app.include_router(stream.router)
+    app.include_router(admin.router)
     app.include_router(prediction.router)
+    app.include_router(insights_hub.router)
+    app.include_router(history.router)
     app.include_router(ray_compat.router)
 
     return app

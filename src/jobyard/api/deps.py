@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from jobyard import errors
-from jobyard.domain.auth import Principal
+from jobyard.domain.auth import Principal, Role
 from jobyard.wiring import Runtime
 
 
@@ -27,10 +27,22 @@ def get_caller(
     return runtime.auth.authenticate(authorization)
 
 
-def get_principal(caller: Annotated[Principal, Depends(get_caller)]) -> Principal:
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def check_user(caller: Principal, method: str) -> Principal:
+    """An API key's principal for a request with this HTTP method: job tokens may only
+    report, viewer keys may only read; finer rules (operator, admin, own jobs) are
+    checked by the services."""
     if caller.job_id is not None:
         raise errors.Forbidden("a job token may only report progress, metrics and items of its job")
+    if caller.role is Role.VIEWER and method not in READ_METHODS:
+        raise errors.Forbidden("a viewer key may only read")
     return caller
+
+
+def get_principal(request: Request, caller: Annotated[Principal, Depends(get_caller)]) -> Principal:
+    return check_user(caller, request.method)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -80,7 +80,6 @@ class JobCreate(Strict):
         None, gt=0, le=30 * 24 * 3600, description="Limit on running time."
     )
     scheduled_at: datetime | None = Field(None, description="Start no earlier than this time.")
-    submitted_by: str | None = Field(None, max_length=200)
     submission_id: str | None = Field(
         None,
         min_length=1,
@@ -137,7 +136,6 @@ class JobCreate(Strict):
             env=self.env,
             timeout_s=self.timeout_s,
             scheduled_at=self.scheduled_at,
-            submitted_by=self.submitted_by,
             idempotency_key=idempotency_key or self.submission_id,
             continue_on_error=self.continue_on_error,
             max_attempts=self.max_attempts,

@@ -12,6 +12,7 @@ JOB_TOKEN_PREFIX = "jyt"  # noqa: S105 - a prefix, not a secret
 
 
 class Role(StrEnum):
+    SUPERUSER = "superuser"  #: server-wide: manages tenants (and is admin of its own)
     ADMIN = "admin"
     OPERATOR = "operator"
     MEMBER = "member"
@@ -31,6 +32,7 @@ class ApiKey:
     last_used_at: datetime | None
     expires_at: datetime | None
     revoked_at: datetime | None
+    project_id: str | None = None  #: a project-scoped key sees only that project
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +43,7 @@ class Principal:
     key_id: str
     key_name: str
     role: Role
+    project_id: str | None = None  #: the key's project scope (None: the whole tenant)
     job_id: str | None = None  #: set for a job's own token: it may only report on that job
 
 

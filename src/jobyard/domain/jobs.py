@@ -42,7 +42,9 @@ class JobSpec:
     env: dict[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
     scheduled_at: datetime | None = None
-    submitted_by: str | None = None
+    submitted_by: str | None = None  #: the submitting key's name (server-set)
+    submitted_key_id: str | None = None  #: the submitting key's id (server-set)
+    project_id: str = DEFAULT_PROJECT_ID
     idempotency_key: str | None = None
     # registry, environment and data (all optional: a plain command job has none)
     model_version_id: str | None = None
@@ -163,3 +165,5 @@ class JobFilter:
     submitted_by: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    project_id: str | None = None  #: set for project-scoped keys
+    model_version_ids: frozenset[str] = frozenset()  #: jobs of these model versions

@@ -49,7 +49,13 @@ class AuthService:
         self._lock = threading.Lock()
 
     def create_key(
-        self, *, tenant_id: str, name: str, role: Role, expires_at: datetime | None = None
+        self,
+        *,
+        tenant_id: str,
+        name: str,
+        role: Role,
+        expires_at: datetime | None = None,
+        project_id: str | None = None,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns it with the full secret key string (shown once)."""
         key_id, secret = _random(_ID_LEN), _random(_SECRET_LEN)
@@ -63,6 +69,7 @@ class AuthService:
             last_used_at=None,
             expires_at=expires_at,
             revoked_at=None,
+            project_id=project_id,
         )
         self.store.insert_key(key)
         return key, f"{KEY_PREFIX}_{key_id}_{secret}"
@@ -74,7 +81,9 @@ class AuthService:
         self.store.ensure_tenant(DEFAULT_TENANT_ID, "Default tenant", now)
         if self.store.count_keys() > 0:
             return None
-        _key, secret = self.create_key(tenant_id=DEFAULT_TENANT_ID, name="admin", role=Role.ADMIN)
+        _key, secret = self.create_key(
+            tenant_id=DEFAULT_TENANT_ID, name="admin", role=Role.SUPERUSER
+        )
         return secret
 
     def authenticate(self, authorization: str | None) -> Principal:
@@ -100,7 +109,13 @@ class AuthService:
         if not tenant_active:
             raise errors.Unauthenticated("the API key's tenant is deactivated")
         self._touch(key.id, now)
-        return Principal(tenant_id=key.tenant_id, key_id=key.id, key_name=key.name, role=key.role)
+        return Principal(
+            tenant_id=key.tenant_id,
+            key_id=key.id,
+            key_name=key.name,
+            role=key.role,
+            project_id=key.project_id,
+        )
 
     def _job_principal(self, job_id: str, secret: str) -> Principal:
         """A job token is valid while its job runs, for that job only."""

@@ -15,12 +15,13 @@ from typing import Any
 from jobyard import errors
 from jobyard.clock import Clock
 from jobyard.domain import priorities, states, tracking
-from jobyard.domain.auth import Principal
+from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.service import insight as insight_
 from jobyard.service import submission
+from jobyard.service.tenancy import ROLE_RANK
 from jobyard.service.wakeup import Wakeup
 from jobyard.storage import logs
 from jobyard.storage.blobs import BlobStore
@@ -75,6 +76,7 @@ class JobService:
         tracking: TrackingStore,
         blobs: BlobStore,
         validate_notifications: Callable[[Any], dict[str, Any]],
+        audit: Callable[[Principal, str, str, Mapping[str, Any]], None],
     ) -> None:
         self.store = store
         self.workspace = workspace
@@ -86,6 +88,7 @@ class JobService:
         self.tracking = tracking
         self.blobs = blobs
         self.validate_notifications = validate_notifications
+        self.audit = audit
 
     # ---- submit --------------------------------------------------------------------
     def submit_request(
@@ -122,8 +125,12 @@ class JobService:
     ) -> tuple[Job, bool]:
         """Accept a job; returns (job, created). Idempotent on ``spec.idempotency_key``."""
         _validate(spec)
-        if spec.submitted_by is None:
-            spec = replace(spec, submitted_by=principal.key_name)
+        spec = replace(
+            spec,
+            submitted_by=principal.key_name,
+            submitted_key_id=principal.key_id,
+            project_id=principal.project_id or spec.project_id,
+        )
         now = self.clock.now()
         scheduled = spec.scheduled_at is not None and spec.scheduled_at > now
         state = JobState.SCHEDULED if scheduled else JobState.QUEUED
@@ -155,13 +162,47 @@ class JobService:
         return job, True
 
     # ---- reads ---------------------------------------------------------------------
+    def _job(self, principal: Principal, job_id: str) -> Job:
+        """The caller's job: its tenant, and its project for a project-scoped key."""
+        return self.store.get(principal.tenant_id, job_id, principal.project_id)
+
+    def _may_change(self, principal: Principal, job: Job, what: str) -> None:
+        """Members change their own jobs; operators and admins anyone's (audited)."""
+        own = job.spec.submitted_key_id in (None, principal.key_id)
+        if own:
+            return
+        if ROLE_RANK[principal.role] < ROLE_RANK[Role.OPERATOR]:
+            raise errors.Forbidden(f"{what} a job submitted by another key needs the operator role")
+        self.audit(
+            principal, f"job.{what.split()[0].lower()}", job.id, {"owner": job.spec.submitted_by}
+        )
+
     def find_by_submission_id(self, principal: Principal, submission_id: str) -> Job | None:
         """The caller's job whose idempotency key (a Ray submission id) is this one."""
         return self.store.find_by_idempotency_key(principal.tenant_id, submission_id)
 
+    def batch_inputs(self, job: Job, *, limit: int | None = None) -> list[Any] | None:
+        """The first ``limit`` batch items of a job (already read with its tenant check),
+        or None when it has none."""
+        if not job.spec.inputs_sha256:
+            return None
+        items: list[Any] = []
+        buf = b""
+        for chunk in self.blobs.read_chunks(job.spec.inputs_sha256):
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    items.append(json.loads(line))
+                if limit is not None and len(items) >= limit:
+                    return items
+        if buf.strip() and (limit is None or len(items) < limit):
+            items.append(json.loads(buf))
+        return items
+
     def delete(self, principal: Principal, job_id: str) -> None:
         """Delete an ended job with its timeline, results rows and files (logs, work)."""
-        job = self.store.get(principal.tenant_id, job_id)
+        job = self._job(principal, job_id)
         if not job.is_terminal or not self.store.delete_ended(job):
             raise errors.InvalidTransition(
                 f"job {job_id} has not ended ({job.state.value}); cancel it first",
@@ -170,13 +211,13 @@ class JobService:
         shutil.rmtree(self.workspace.job_dir(job.id), ignore_errors=True)
 
     def get(self, principal: Principal, job_id: str) -> Job:
-        return self.store.get(principal.tenant_id, job_id)
+        return self._job(principal, job_id)
 
     def report(self, principal: Principal, job_id: str, objects: list[Any]) -> int:
         """Apply what a running job reports about itself (its token, or a user key)."""
         if principal.job_id is not None and principal.job_id != job_id:
             raise errors.Forbidden("a job token may only report on its own job")
-        self.store.get(principal.tenant_id, job_id)
+        self._job(principal, job_id)
         if not 1 <= len(objects) <= MAX_REPORTS:
             raise errors.InvalidInput(f"send 1 to {MAX_REPORTS} reports", field="reports")
         parsed = []
@@ -192,15 +233,15 @@ class JobService:
         return insight_.insight(self.store, job, self.clock.now(), self.clock.now() - NODE_ALIVE)
 
     def warnings(self, principal: Principal, job_id: str) -> list[dict[str, Any]]:
-        self.store.get(principal.tenant_id, job_id)
+        self._job(principal, job_id)
         return self.tracking.warnings(principal.tenant_id, job_id)
 
     def attempts(self, principal: Principal, job_id: str) -> list[Mapping[str, Any]]:
-        self.store.get(principal.tenant_id, job_id)
+        self._job(principal, job_id)
         return self.tracking.attempts(principal.tenant_id, job_id)
 
     def samples(self, principal: Principal, job_id: str) -> list[Mapping[str, Any]]:
-        self.store.get(principal.tenant_id, job_id)
+        self._job(principal, job_id)
         return self.tracking.samples(principal.tenant_id, job_id)
 
     def retries(self, principal: Principal, job_id: str) -> list[str]:
@@ -218,7 +259,8 @@ class JobService:
         immediate: bool = False,
     ) -> Job:
         """A new job like an ended one, with changes; linked by ``retry_of``."""
-        original = self.store.get(principal.tenant_id, job_id)
+        original = self._job(principal, job_id)
+        self._may_change(principal, original, "Retrying")
         if not original.is_terminal:
             raise errors.Conflict(
                 f"job {job_id} is {original.state.value}; only an ended job can be retried"
@@ -280,13 +322,14 @@ class JobService:
             raise errors.InvalidInput(
                 f"limit must be between 1 and {MAX_LIST_LIMIT}", field="limit"
             )
+        flt = replace(flt, project_id=principal.project_id)
         items, next_cursor = self.store.list_jobs(
             principal.tenant_id, flt, limit=limit, cursor=cursor
         )
         return JobPage(items, next_cursor, self.store.count_by_state(principal.tenant_id, flt))
 
     def events(self, principal: Principal, job_id: str, after: int | None = None) -> list[JobEvent]:
-        self.store.get(principal.tenant_id, job_id)
+        self._job(principal, job_id)
         return self.store.events(principal.tenant_id, job_id, after=after)
 
     # ---- cancel --------------------------------------------------------------------
@@ -296,8 +339,9 @@ class JobService:
         """Cancel a job: at once when it waits, by stopping its process when it runs."""
         who = f" by {principal.key_name}"
         why = f": {reason}" if reason else ""
+        self._may_change(principal, self._job(principal, job_id), "Cancelling")
         for _ in range(5):
-            job = self.store.get(principal.tenant_id, job_id)
+            job = self._job(principal, job_id)
             if job.state in states.TERMINAL:
                 raise errors.InvalidTransition(
                     f"job {job_id} has already ended ({job.state.value}); it cannot be cancelled",
@@ -343,7 +387,7 @@ class JobService:
         tail: int | None = None,
         attempt: int | None = None,
     ) -> LogChunk:
-        job = self.store.get(principal.tenant_id, job_id)
+        job = self._job(principal, job_id)
         path = self._log_path(job, attempt)
         if offset < 0:
             raise errors.InvalidInput("offset must be >= 0", field="offset")
@@ -360,7 +404,7 @@ class JobService:
         """One non-blocking step of following a log: the bytes written since ``offset``
         and whether the log is complete (the job has ended and all was read). Pass the
         returned ``attempt`` back so a retry's new log does not mix with the old one."""
-        job = self.store.get(principal.tenant_id, job_id)
+        job = self._job(principal, job_id)
         current = max(job.attempt, 1)
         pinned = attempt or current
         data = logs.read_range(self._log_path(job, pinned), offset)

@@ -54,10 +54,12 @@ def tail_offset(path: Path, lines: int) -> int:
 
 
 def last_lines(path: Path, lines: int, max_chars: int = 20_000) -> str:
-    """The last ``lines`` lines as text, at most ``max_chars`` characters."""
-    offset = tail_offset(path, lines)
+    """The last ``lines`` lines of output as text (marker lines left out), at most
+    ``max_chars`` characters."""
+    offset = tail_offset(path, lines * 4)
     data = read_range(path, offset, max_chars * 4).decode("utf-8", errors="replace")
-    return data[-max_chars:]
+    kept = [line for line in data.splitlines() if not line.startswith("::jobyard::")][-lines:]
+    return "\n".join(kept)[-max_chars:]
 
 
 def ensure_file(path: Path) -> None:

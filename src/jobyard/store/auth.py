@@ -14,7 +14,7 @@ from jobyard.store.database import Database
 from jobyard.store.tables import api_keys, projects, tenants
 
 
-def _key(row: Mapping[Any, Any]) -> ApiKey:
+def key_from_row(row: Mapping[Any, Any]) -> ApiKey:
     return ApiKey(
         id=row["id"],
         tenant_id=row["tenant_id"],
@@ -25,6 +25,7 @@ def _key(row: Mapping[Any, Any]) -> ApiKey:
         last_used_at=row["last_used_at"],
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
+        project_id=row["project_id"],
     )
 
 
@@ -68,6 +69,7 @@ class AuthStore:
                     secret_hash=key.secret_hash,
                     created_at=key.created_at,
                     expires_at=key.expires_at,
+                    project_id=key.project_id,
                 )
             )
 
@@ -76,7 +78,7 @@ class AuthStore:
             row = (
                 conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
             )
-        return _key(row) if row else None
+        return key_from_row(row) if row else None
 
     def get_active_key(self, key_id: str) -> tuple[ApiKey, bool] | None:
         """The key and whether its tenant is active, in one query."""
@@ -87,7 +89,7 @@ class AuthStore:
         )
         with self.db.read() as conn:
             row = conn.execute(stmt).mappings().first()
-        return (_key(row), bool(row["tenant_active"])) if row else None
+        return (key_from_row(row), bool(row["tenant_active"])) if row else None
 
     def touch_key(self, key_id: str, now: datetime) -> None:
         with self.db.write() as conn:

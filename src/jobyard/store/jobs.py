@@ -69,6 +69,8 @@ def job_from_row(row: Mapping[Any, Any]) -> Job:
         timeout_s=row["timeout_s"],
         scheduled_at=row["scheduled_at"],
         submitted_by=row["submitted_by"],
+        submitted_key_id=row["submitted_key_id"],
+        project_id=row["project_id"],
         idempotency_key=row["idempotency_key"],
         model_version_id=row["model_version_id"],
         model_sha256=row["model_sha256"],
@@ -179,6 +181,8 @@ class JobStore:
             "timeout_s": spec.timeout_s,
             "scheduled_at": spec.scheduled_at,
             "submitted_by": spec.submitted_by,
+            "submitted_key_id": spec.submitted_key_id,
+            "project_id": spec.project_id,
             "idempotency_key": spec.idempotency_key,
             "request_hash": request_hash,
             "model_version_id": spec.model_version_id,
@@ -249,16 +253,13 @@ class JobStore:
         return job_from_row(row) if row else None
 
     # ---- reads -------------------------------------------------------------------
-    def get(self, tenant_id: str, job_id: str) -> Job:
-        """The tenant's job, or NotFound."""
+    def get(self, tenant_id: str, job_id: str, project_id: str | None = None) -> Job:
+        """The tenant's job (within ``project_id`` when given), or NotFound."""
+        cond = [jobs.c.id == job_id, jobs.c.tenant_id == tenant_id]
+        if project_id is not None:
+            cond.append(jobs.c.project_id == project_id)
         with self.db.read() as conn:
-            row = (
-                conn.execute(
-                    sa.select(jobs).where(jobs.c.id == job_id, jobs.c.tenant_id == tenant_id)
-                )
-                .mappings()
-                .first()
-            )
+            row = conn.execute(sa.select(jobs).where(*cond)).mappings().first()
         if row is None:
             raise errors.NotFound(f"job {job_id} does not exist", kind="job", id=job_id)
         return job_from_row(row)
@@ -271,6 +272,10 @@ class JobStore:
 
     def _where(self, tenant_id: str, flt: JobFilter, *, with_states: bool) -> list[Any]:
         cond: list[Any] = [jobs.c.tenant_id == tenant_id]
+        if flt.project_id is not None:
+            cond.append(jobs.c.project_id == flt.project_id)
+        if flt.model_version_ids:
+            cond.append(jobs.c.model_version_id.in_(sorted(flt.model_version_ids)))
         if with_states and flt.states:
             cond.append(jobs.c.state.in_(sorted(s.value for s in flt.states)))
         if flt.priorities:

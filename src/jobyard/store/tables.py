@@ -106,6 +106,7 @@ jobs = sa.Table(
     sa.Column("timeout_s", sa.Float),
     sa.Column("scheduled_at", UtcDateTime),
     sa.Column("submitted_by", sa.String(200)),
+    sa.Column("submitted_key_id", sa.String(64)),
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("request_hash", sa.String(64)),
     # where it is
@@ -191,6 +192,8 @@ jobs = sa.Table(
     sa.Index("ix_jobs_environment_id_state", "environment_id", "state"),
     sa.Index("ix_jobs_model_version_id", "model_version_id"),
     sa.Index("ix_jobs_retry_of", "retry_of"),
+    sa.Index("ix_jobs_tenant_id_ended_at", "tenant_id", "ended_at"),
+    sa.Index("ix_jobs_job_type_ended_at", "job_type", "ended_at"),
     sa.Index("ix_jobs_notified_at_state", "notified_at", "state"),
 )
 
@@ -209,6 +212,7 @@ job_events = sa.Table(
     sa.Column("message", sa.Text),
     sa.Column("data", sa.JSON(none_as_null=True), nullable=False),
     sa.Index("ix_job_events_job_id_seq", "job_id", "seq"),
+    sa.Index("ix_job_events_tenant_id_seq", "tenant_id", "seq"),
 )
 
 

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from jobyard import errors
 from jobyard.api.compat import ray_mapping as rm
-from jobyard.api.deps import RuntimeDep, get_principal
+from jobyard.api.deps import RuntimeDep, check_user
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
 from jobyard.service.packages import PackageService
@@ -56,11 +56,11 @@ def ray_errors(fn: Callable[P, Response]) -> Callable[P, Response]:
     return wrapper
 
 
-def _authenticate(runtime: Runtime, header: str | None) -> Principal:
+def _authenticate(runtime: Runtime, header: str | None, method: str = "GET") -> Principal:
     """401 without a credential, 403 with one that is refused (Ray's client words them
     "Authentication required" and "Authentication failed")."""
     try:
-        return get_principal(runtime.auth.authenticate(header))
+        return check_user(runtime.auth.authenticate(header), method)
     except errors.Unauthenticated as e:
         if header:
             raise errors.Forbidden(e.message) from None
@@ -68,12 +68,13 @@ def _authenticate(runtime: Runtime, header: str | None) -> Principal:
 
 
 def ray_principal(
+    request: Request,
     runtime: RuntimeDep,
     authorization: Annotated[str | None, Header()] = None,
     x_ray_authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
     """``Authorization: Bearer <api key>``, or ``X-Ray-Authorization`` (behind proxies)."""
-    return _authenticate(runtime, authorization or x_ray_authorization)
+    return _authenticate(runtime, authorization or x_ray_authorization, request.method)
 
 
 RayPrincipal = Annotated[Principal, Depends(ray_principal)]

@@ -1,0 +1,194 @@
+"""Wire shapes of the Insights Hub Job Manager v3 and their translation to and from
+jobyard's jobs (``docs/compat-insights-hub.md`` lists every field and status)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from math import ceil
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobyard import errors
+from jobyard.domain.jobs import Job, JobSpec
+from jobyard.domain.states import JobState
+from jobyard.service.submission import JobRequest
+
+#: where a job remembers the references its client sent, to echo them back unchanged
+REF_KEY = "insightsHub.{}"
+REFS = ("modelId", "configurationId", "inputFolderId", "outputFolderId")
+#: native request fields → the spec's names (for error messages)
+SPEC_FIELDS = {
+    "model": "modelId",
+    "environment": "configurationId",
+    "input_folder": "inputFolderId",
+    "output_folder": "outputFolderId",
+    "role_bindings": "inputFolderId",
+    "timeout_s": "maximumExecutionTimeInSeconds",
+}
+
+S = JobState
+STATUS: dict[JobState, str] = {
+    S.SCHEDULED: "SUBMITTED",
+    S.QUEUED: "SUBMITTED",
+    S.STARTING: "PENDING",
+    S.RUNNING: "RUNNING",
+    S.CANCELLING: "STOPPING",
+    S.CANCELLED: "STOPPED",
+    S.SUCCEEDED: "SUCCEEDED",
+    S.FAILED: "FAILED",
+    S.TIMED_OUT: "FAILED",
+}
+
+
+def status_of(job: Job, *, environment_busy: bool = False) -> str:
+    """The spec's status. A queued job is PENDING when it waits for its environment
+    configuration (or was claimed before, for a retry), else SUBMITTED."""
+    if job.state is S.QUEUED and (environment_busy or job.attempt > 0):
+        return "PENDING"
+    return STATUS[job.state]
+
+
+def iso_ms(value: datetime) -> str:
+    """``2018-10-01T12:00:00.001Z``: UTC with milliseconds."""
+    utc = value.astimezone(UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+
+
+def spec_error(exc: errors.InvalidInput) -> errors.InvalidInput:
+    """The same error, naming the spec's field instead of the native one."""
+    native = exc.details.get("field")
+    spec = SPEC_FIELDS.get(native) if isinstance(native, str) else None
+    if spec is None:
+        return exc
+    message = exc.message.removeprefix(f"{native}:").lstrip()
+    return errors.InvalidInput(f"{spec}: {message}", **{**exc.details, "field": spec})
+
+
+class JobIn(BaseModel):
+    """``POST /jobs``. Unknown fields are ignored, as a Spring service does."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    modelId: str = Field(
+        min_length=1,
+        max_length=300,
+        description="A model version id, `name:version`, or a model id or name (its newest"
+        " version).",
+    )
+    configurationId: str | None = Field(
+        None, min_length=1, max_length=200, description="Environment configuration id or name."
+    )
+    inputFolderId: str | None = Field(
+        None, min_length=1, max_length=200, description="Folder id or name."
+    )
+    outputFolderId: str | None = Field(
+        None, min_length=1, max_length=200, description="Folder id or name; must exist."
+    )
+    maximumExecutionTimeInSeconds: int | None = Field(
+        None, gt=0, le=30 * 24 * 3600, description="Limit on running time."
+    )
+    name: str | None = Field(None, max_length=200)
+    description: str | None = Field(None, max_length=10_000)
+
+    def to_request(self) -> JobRequest:
+        refs = {REF_KEY.format(k): v for k in REFS if (v := getattr(self, k)) is not None}
+        limit = self.maximumExecutionTimeInSeconds
+        spec = JobSpec(
+            name=self.name,
+            description=self.description,
+            timeout_s=float(limit) if limit is not None else None,
+            metadata=refs,
+        )
+        return JobRequest(
+            spec=spec,
+            model=self.modelId,
+            environment=self.configurationId,
+            input_folder=self.inputFolderId,
+            output_folder=self.outputFolderId,
+        )
+
+
+class _JobFields(BaseModel):
+    modelId: str | None
+    environmentId: str | None
+    message: str
+    status: str
+    creationDate: str
+    createdBy: str
+    inputFolderId: str | None
+    outputFolderId: str | None
+    configurationId: str | None
+    maximumExecutionTimeInSeconds: int | None
+    name: str | None
+    description: str | None
+
+    @classmethod
+    def fields_of(cls, job: Job, status: str) -> dict[str, Any]:
+        s = job.spec
+
+        def ref(key: str, resolved: str | None) -> str | None:
+            return s.metadata.get(REF_KEY.format(key), resolved)
+
+        return {
+            "modelId": ref("modelId", s.model_version_id),
+            "environmentId": s.environment_id,
+            "message": job.message or "",
+            "status": status,
+            "creationDate": iso_ms(job.created_at),
+            "createdBy": job.tenant_id,
+            "inputFolderId": ref("inputFolderId", s.input_folder_id),
+            "outputFolderId": ref("outputFolderId", s.output_folder_id),
+            "configurationId": ref("configurationId", s.environment_id),
+            "maximumExecutionTimeInSeconds": ceil(s.timeout_s) if s.timeout_s else None,
+            "name": s.name,
+            "description": s.description,
+        }
+
+
+class JobOut(_JobFields):
+    """A job as ``POST /jobs``, ``GET /jobs/{id}`` and ``POST /jobs/{id}/stop`` answer it."""
+
+    id: str
+
+    @classmethod
+    def of(cls, job: Job, status: str) -> JobOut:
+        return cls(id=job.id, **cls.fields_of(job, status))
+
+
+class JobItem(_JobFields):
+    """A job in a list: the spec names its id ``jobId`` there."""
+
+    jobId: str
+
+    @classmethod
+    def of(cls, job: Job, status: str) -> JobItem:
+        return cls(jobId=job.id, **cls.fields_of(job, status))
+
+
+class JobPage(BaseModel):
+    """Spring Data's page envelope (``number`` counts from 0)."""
+
+    content: list[JobItem]
+    totalPages: int
+    totalElements: int
+    last: bool
+    size: int
+    number: int
+    numberOfElements: int
+    first: bool
+    sort: None = None
+
+    @classmethod
+    def of(cls, content: list[JobItem], *, total: int, number: int, size: int) -> JobPage:
+        pages = ceil(total / size)
+        return cls(
+            content=content,
+            totalPages=pages,
+            totalElements=total,
+            last=number + 1 >= pages,
+            size=size,
+            number=number,
+            numberOfElements=len(content),
+            first=number == 0,
+        )
