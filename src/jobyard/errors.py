@@ -14,6 +14,7 @@ the tree to HTTP in one table (``api/errors.py``) and the SDK maps the stable
     - StaleState            (409)  someone else changed the job first
     - IdempotencyConflict   (409)  an idempotency key reused with another body
   + QuotaExceeded           (429)  a tenant limit is reached
+    - RateLimited           (429)  too many requests for the key
   + StoreUnavailable        (503)  the database cannot be reached or the outcome is unknown
   + ExecutorError                  a job could not be started or stopped
 """
@@ -86,6 +87,12 @@ class QuotaExceeded(JobyardError):
     """A limit of the tenant is reached."""
 
     code = "QUOTA_EXCEEDED"
+
+
+class RateLimited(QuotaExceeded):
+    """Too many requests for this API key; retry later."""
+
+    code = "RATE_LIMITED"
 
 
 class StoreUnavailable(JobyardError):

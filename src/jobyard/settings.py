@@ -54,6 +54,12 @@ class Settings:
     smtp_password: str | None = field(default=None, repr=False)
     notify_interval_s: float = 1.0
     metrics_public: bool = True  #: False: /metrics needs an admin key of the default tenant
+    # limits (a tenant's own quota columns override the *_default values)
+    max_running_jobs_default: int | None = None  #: per tenant; None: only node slots limit
+    max_queued_jobs_default: int | None = 10_000  #: per tenant
+    max_storage_bytes_default: int | None = None  #: per tenant: folders and results
+    max_log_bytes_default: int = 100 * 1024 * 1024  #: per job attempt; beyond, truncated
+    rate_limit_per_s: float = 500.0  #: requests per API key per second (burst: twice that)
 
     @property
     def db_url(self) -> str:

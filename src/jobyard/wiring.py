@@ -17,6 +17,7 @@ from jobyard.service.auth import AuthService
 from jobyard.service.definitions import DefinitionService
 from jobyard.service.folders import FolderService
 from jobyard.service.jobs import JobService
+from jobyard.service.limits import Quotas, RateLimiter
 from jobyard.service.monitoring import Upkeep
 from jobyard.service.notifications import NotificationService
 from jobyard.service.registry import RegistryService
@@ -57,6 +58,7 @@ class Runtime:
     upkeep: Upkeep
     notifications: NotificationService
     tenancy: TenancyService
+    rate_limiter: RateLimiter
     dispatcher: Dispatcher | None
     node_id: str
 
@@ -108,6 +110,8 @@ def build_runtime(
     db = Database(settings.db_url)
     store = JobStore(db)
     registry_store = RegistryStore(db)
+    tenancy_store = TenancyStore(db)
+    quotas = Quotas(tenancy_store, settings)
     artifacts = ArtifactStore(db)
     tracking = TrackingStore(db)
     workspace = Workspace(settings.data_dir)
@@ -143,11 +147,13 @@ def build_runtime(
             clock=clock,
             settings=settings,
             node_id=node_id,
+            log_limit=quotas.log_bytes,
         )
         wakeup = dispatcher
     notifications = NotificationService(NotificationStore(db), store, clock, settings)
     auth = AuthService(AuthStore(db), clock, tracking)
-    tenancy = TenancyService(store=TenancyStore(db), auth=auth, clock=clock)
+    tenancy = TenancyService(store=tenancy_store, auth=auth, clock=clock)
+    folders.storage_quota = quotas.check_storage
     jobs = JobService(
         store=store,
         workspace=workspace,
@@ -160,6 +166,7 @@ def build_runtime(
         blobs=blobs,
         validate_notifications=notifications.validate,
         audit=tenancy.audit,
+        quotas=quotas,
     )
     definitions = DefinitionService(store=DefinitionStore(db), jobs=jobs, clock=clock)
     upkeep = Upkeep(
@@ -184,6 +191,7 @@ def build_runtime(
         upkeep=upkeep,
         notifications=notifications,
         tenancy=tenancy,
+        rate_limiter=RateLimiter(settings.rate_limit_per_s),
         dispatcher=dispatcher,
         node_id=node_id,
     )

@@ -24,7 +24,9 @@ def get_caller(
     authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
 ) -> Principal:
     """An API key's principal, or a running job's (its token may only report)."""
-    return runtime.auth.authenticate(authorization)
+    principal = runtime.auth.authenticate(authorization)
+    runtime.rate_limiter.check(principal.key_id)
+    return principal
 
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

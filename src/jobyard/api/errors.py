@@ -62,7 +62,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(errors.JobyardError)
     async def jobyard_error(_request: Request, exc: errors.JobyardError) -> JSONResponse:
         status = status_of(exc)
-        headers = {"Retry-After": "1"} if status in (429, 503) else None
+        retry_after = str(exc.details.get("retry_after", 1))
+        headers = {"Retry-After": retry_after} if status in (429, 503) else None
         return error_response(status, exc.code, exc.message, dict(exc.details), headers)
 
     @app.exception_handler(RequestValidationError)
@@ -84,6 +85,10 @@ def install(app: FastAPI) -> None:
         return error_response(
             exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None)
         )
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(_request: Request, _exc: RecursionError) -> JSONResponse:
+        return error_response(422, "VALIDATION_ERROR", "body: the JSON nests too deeply")
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -19,6 +19,34 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+MAX_DEPTH = 32
+
+
+def depth(value: Any) -> int:
+    """How deeply JSON containers nest in ``value`` (a scalar is 0)."""
+    stack, deepest = [(value, 0)], 0
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level + 1)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def shallow(value: Any) -> Any:
+    """Refuse JSON nested deeper than ``MAX_DEPTH`` levels (a validator)."""
+    if depth(value) > MAX_DEPTH:
+        raise ValueError(f"nests deeper than {MAX_DEPTH} levels")
+    return value
+
+
 class RetryOutcome(StrEnum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
@@ -100,6 +128,11 @@ class JobCreate(Strict):
         elif not v or not v[0]:
             raise ValueError("argv must have at least a program name")
         return v
+
+    @field_validator("parameters", "inputs", "notifications")
+    @classmethod
+    def _shallow(cls, v: Any) -> Any:
+        return shallow(v)
 
     @field_validator("scheduled_at")
     @classmethod

@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,6 +59,7 @@ class _Run:
     usage: ResourceUsage = field(default_factory=ResourceUsage)
     summary: str | None = None  #: what a notebook runner said about its failed cells
     token: str = ""  #: the job token of this attempt (only its hash is stored)
+    log_limit: int = 0  #: bytes of log kept for this attempt (0: unlimited)
     scan_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -77,6 +79,7 @@ class Dispatcher:
         clock: Clock,
         settings: Settings,
         node_id: str,
+        log_limit: Callable[[str], int] = lambda _tenant: 100 * 1024 * 1024,
     ) -> None:
         self.store = store
         self.nodes = nodes
@@ -89,6 +92,7 @@ class Dispatcher:
         self.settings = settings
         self.node_id = node_id
         self.slots = max(1, settings.slots)
+        self.log_limit = log_limit
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -204,6 +208,7 @@ class Dispatcher:
                 lease_ttl_s=self.settings.lease_ttl_s,
                 max_slots=free,
                 token_hash=hash_secret(secret),
+                default_max_running=self.settings.max_running_jobs_default,
             )
             if job is None:
                 return
@@ -252,6 +257,7 @@ class Dispatcher:
             return None
         run.launch = prepared.launch
         run.memory_limit_bytes = prepared.memory_limit_bytes
+        run.log_limit = self.log_limit(job.tenant_id)
         run.scanner = LogScanner(prepared.launch.log_path)
         try:
             handle = self.executor.start(prepared.launch)
@@ -298,6 +304,8 @@ class Dispatcher:
         assert code is not None
         handle.cleanup()
         self._scan(run)
+        if run.log_limit:
+            logs.cap(prepared.launch.log_path, run.log_limit)
         return code
 
     def _end_unstarted(self, run: _Run, target: JobState, message: str, error_type: str) -> None:
@@ -524,6 +532,8 @@ class Dispatcher:
             runs = [r for r in self._runs.values() if r.handle is not None]
         for run in runs:
             self._scan(run)
+            if run.log_limit and run.launch is not None:
+                logs.cap(run.launch.log_path, run.log_limit)
 
     def _sample(self) -> None:
         with self._lock:

@@ -96,6 +96,8 @@ class FolderService:
         self.jobs = jobs
         self.clock = clock
         self.max_upload_bytes = max_upload_bytes
+        #: checks a tenant's storage quota before a file is kept (set by the wiring)
+        self.storage_quota: Callable[[str, int], None] = lambda _tenant, _size: None
 
     # ---- folders -----------------------------------------------------------------
     def create(self, principal: Principal, name: str, description: str | None = None) -> Folder:
@@ -305,6 +307,11 @@ class FolderService:
         """Write to a private staging key, move into place, then index the file."""
         staging = f"{INCOMING}/{uuid.uuid4().hex}"
         size, sha256 = self.storage.write_stream(staging, chunks, max_bytes=max_bytes)
+        try:
+            self.storage_quota(folder.tenant_id, size)
+        except errors.QuotaExceeded:
+            self.storage.delete(staging)
+            raise
         fs, target = self.storage.fs, self.storage.full(self._key(folder, path))
         try:
             if fs.isdir(target):  # left over: the index (checked before) has nothing below

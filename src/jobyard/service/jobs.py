@@ -21,6 +21,7 @@ from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.service import insight as insight_
 from jobyard.service import submission
+from jobyard.service.limits import Quotas
 from jobyard.service.tenancy import ROLE_RANK
 from jobyard.service.wakeup import Wakeup
 from jobyard.storage import logs
@@ -77,6 +78,7 @@ class JobService:
         blobs: BlobStore,
         validate_notifications: Callable[[Any], dict[str, Any]],
         audit: Callable[[Principal, str, str, Mapping[str, Any]], None],
+        quotas: Quotas,
     ) -> None:
         self.store = store
         self.workspace = workspace
@@ -89,6 +91,7 @@ class JobService:
         self.blobs = blobs
         self.validate_notifications = validate_notifications
         self.audit = audit
+        self.quotas = quotas
 
     # ---- submit --------------------------------------------------------------------
     def submit_request(
@@ -131,6 +134,11 @@ class JobService:
             submitted_key_id=principal.key_id,
             project_id=principal.project_id or spec.project_id,
         )
+        if (
+            spec.idempotency_key is None
+            or self.store.find_by_idempotency_key(principal.tenant_id, spec.idempotency_key) is None
+        ):
+            self.quotas.check_queued(principal.tenant_id)
         now = self.clock.now()
         scheduled = spec.scheduled_at is not None and spec.scheduled_at > now
         state = JobState.SCHEDULED if scheduled else JobState.QUEUED
@@ -309,6 +317,11 @@ class JobService:
                     f"concurrency_limit: environment configuration {name!r} already runs "
                     f"{active} of its {limit} allowed job(s)"
                 )
+        quota = self.quotas.running_limit(job.tenant_id)
+        if quota is not None:
+            running = self.store.count_active_of_tenant(job.tenant_id)
+            if running >= quota:
+                return f"quota: the tenant already runs {running} of its {quota} allowed job(s)"
         if ins.total_slots and ins.used_slots + job.spec.slots > ins.total_slots:
             return f"capacity: all {ins.total_slots} slots of the active nodes are in use"
         if ins.ahead:

@@ -66,3 +66,22 @@ def ensure_file(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o644)
     os.close(fd)
+
+
+TRUNCATED = b"\n[jobyard: the log was truncated here: it reached the limit of %d bytes]\n"
+
+
+def cap(path: Path, limit: int) -> bool:
+    """Keep a log at most ``limit`` bytes plus a marker line saying it was truncated; what
+    the job writes after that is dropped. True when the log is (now) truncated."""
+    marker = TRUNCATED % limit
+    end = size(path)
+    if end <= limit:
+        return False
+    with path.open("r+b") as f:
+        f.seek(limit)
+        if f.read(len(marker)) != marker:
+            f.seek(limit)
+            f.write(marker)
+        f.truncate(limit + len(marker))
+    return True

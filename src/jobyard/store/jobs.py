@@ -28,6 +28,7 @@ from jobyard.store.tables import (
     model_versions,
     models,
     nodes,
+    tenants,
 )
 
 #: queued jobs looked at per claim (jobs of a full environment are skipped)
@@ -441,6 +442,7 @@ class JobStore:
         lease_ttl_s: float,
         max_slots: int = 1_000_000,
         token_hash: str | None = None,
+        default_max_running: int | None = None,
     ) -> Job | None:
         """Claim the first queued job in queue order that fits in ``max_slots`` and whose
         environment runs fewer than its ``max_concurrent_jobs`` (queued → starting, lease
@@ -458,13 +460,35 @@ class JobStore:
             )
             rows = conn.execute(dialects.lock_for_claim(stmt, self.db.dialect)).mappings().all()
             full: set[str] = set()
+            busy_tenants: set[str] = set()
             for row in rows:
                 env_id = row["environment_id"]
                 if env_id is not None and (env_id in full or self._env_full(conn, env_id)):
                     full.add(env_id)
                     continue
+                tenant = row["tenant_id"]
+                if tenant in busy_tenants or self._tenant_full(conn, tenant, default_max_running):
+                    busy_tenants.add(tenant)
+                    continue
                 return self._claim(conn, job_from_row(row), node_id, now, lease_ttl_s, token_hash)
             return None
+
+    def _tenant_full(self, conn: sa.Connection, tenant_id: str, default: int | None) -> bool:
+        """Whether the tenant runs its quota of jobs already (its own, else ``default``)."""
+        own = conn.execute(
+            sa.select(tenants.c.max_running_jobs).where(tenants.c.id == tenant_id)
+        ).scalar()
+        limit = own if own is not None else default
+        if limit is None:
+            return False
+        active = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(jobs)
+            .where(
+                jobs.c.tenant_id == tenant_id, jobs.c.state.in_([s.value for s in states.ACTIVE])
+            )
+        ).scalar_one()
+        return int(active) >= int(limit)
 
     def _env_full(self, conn: sa.Connection, env_id: str) -> bool:
         """Whether the environment already runs its maximum of jobs. On PostgreSQL the
@@ -747,3 +771,14 @@ class JobStore:
         )
         with self.db.read() as conn:
             return [r[0] for r in conn.execute(stmt).all()]
+
+    def count_active_of_tenant(self, tenant_id: str) -> int:
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(jobs)
+            .where(
+                jobs.c.tenant_id == tenant_id, jobs.c.state.in_([s.value for s in states.ACTIVE])
+            )
+        )
+        with self.db.read() as conn:
+            return int(conn.execute(stmt).scalar_one())

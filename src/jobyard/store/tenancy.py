@@ -15,7 +15,15 @@ from jobyard.domain.auth import ApiKey
 from jobyard.domain.jobs import DEFAULT_PROJECT_ID
 from jobyard.store.auth import key_from_row
 from jobyard.store.database import Database
-from jobyard.store.tables import api_keys, audit_log, projects, tenants
+from jobyard.store.tables import (
+    api_keys,
+    audit_log,
+    folder_files,
+    job_artifacts,
+    jobs,
+    projects,
+    tenants,
+)
 
 
 class TenancyStore:
@@ -145,3 +153,39 @@ class TenancyStore:
         )
         with self.db.read() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
+
+    def quota(self, tenant_id: str, column: str) -> int | None:
+        """One of the tenant's quota columns (None: no own value)."""
+        with self.db.read() as conn:
+            value = conn.execute(
+                sa.select(tenants.c[column]).where(tenants.c.id == tenant_id)
+            ).scalar()
+        return int(value) if value is not None else None
+
+    def set_quotas(self, tenant_id: str, values: Mapping[str, int | None]) -> None:
+        with self.db.write() as conn:
+            conn.execute(tenants.update().where(tenants.c.id == tenant_id).values(**values))
+
+    def waiting_jobs(self, tenant_id: str) -> int:
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(jobs)
+            .where(jobs.c.tenant_id == tenant_id, jobs.c.state.in_(["scheduled", "queued"]))
+        )
+        with self.db.read() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def storage_used(self, tenant_id: str) -> int:
+        """Bytes of the tenant's folder files and job results."""
+        with self.db.read() as conn:
+            files = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(folder_files.c.size), 0)).where(
+                    folder_files.c.tenant_id == tenant_id
+                )
+            ).scalar_one()
+            results = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(job_artifacts.c.size), 0)).where(
+                    job_artifacts.c.tenant_id == tenant_id
+                )
+            ).scalar_one()
+        return int(files) + int(results)
