@@ -59,6 +59,7 @@ class Settings:
     max_queued_jobs_default: int | None = 10_000  #: per tenant
     max_storage_bytes_default: int | None = None  #: per tenant: folders and results
     max_log_bytes_default: int = 100 * 1024 * 1024  #: per job attempt; beyond, truncated
+    run_as_user: str | None = None  #: jobs run as this user when the server runs as root
     rate_limit_per_s: float = 500.0  #: requests per API key per second (burst: twice that)
 
     @property

@@ -135,6 +135,7 @@ def build_runtime(
             folders=folders,
             venvs=VenvCache(settings.data_dir / "envs"),
             api_url=settings.api_url,
+            run_as_user=settings.run_as_user,
         )
         dispatcher = Dispatcher(
             store=store,

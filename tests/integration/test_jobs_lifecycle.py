@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -192,3 +193,26 @@ def test_usage_is_sampled(client: Client) -> None:
     assert done.status == "succeeded"
     assert (done.usage.peak_rss_bytes or 0) > 50_000_000
     assert (done.usage.cpu_time_s or 0) > 0.2  # sampled while it ran; the machine may be busy
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running jobs as another user needs a root server")
+@pytest.mark.skipif(
+    not os.path.exists("/usr/bin/python3"), reason="needs a system python3 nobody can run"
+)
+def test_jobs_can_run_as_another_user(make_runtime, serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    live = serve(make_runtime(run_as_user="nobody"))
+    with live.client() as client:
+        client.create_folder("ro")
+        (tmp_path / "x.txt").write_text("data")
+        client.upload("ro", tmp_path / "x.txt")
+        code = (
+            "import getpass,os\nprint(getpass.getuser())\nopen('output/o.txt','w').write('ok')\n"
+            "try:\n    open('input/x.txt','a').write('no')\nexcept PermissionError:\n    print('input is read-only')\n"
+            "print('params', open('parameters.json').read())"
+        )
+        job = client.submit(["/usr/bin/python3", "-c", code], input_folder="ro")
+        done = client.wait(job.id, timeout=30)
+        log = client.logs(job.id)
+        assert done.status == "succeeded", log
+        assert "nobody" in log and "input is read-only" in log
+        assert [f.path for f in client.results(job.id).artifacts or []] == ["o.txt"]

@@ -5,6 +5,7 @@ line and its environment variables."""
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import stat
 import sys
@@ -12,7 +13,7 @@ import sysconfig
 import threading
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -65,6 +66,7 @@ class Preparer:
         folders: FolderAccess,
         venvs: VenvCache,
         api_url: str,
+        run_as_user: str | None = None,
     ) -> None:
         self.workspace = workspace
         self.registry = registry
@@ -72,6 +74,7 @@ class Preparer:
         self.folders = folders
         self.venvs = venvs
         self.api_url = api_url
+        self.run_as_user = run_as_user if os.geteuid() == 0 else None
         self.pylib = write_pylib(workspace.root.parent / "pylib")
 
     def output_roles(self, job: Job) -> tuple[OutputRole, ...]:
@@ -160,6 +163,11 @@ class Preparer:
             log_path=log_path,
             env=env,
         )
+        if self.run_as_user is not None:
+            launch = replace(launch, user=self.run_as_user)
+            env["HOME"] = str(workdir)
+            env["USER"] = env["LOGNAME"] = self.run_as_user
+            _give_to(workdir, self.run_as_user)
         limit = environment.memory_limit_mb if environment else None
         return Prepared(launch=launch, memory_limit_bytes=limit * 1024 * 1024 if limit else None)
 
@@ -384,3 +392,16 @@ def write_pylib(root: Path) -> Path:
     if not init.exists() or init.read_text() != text:
         init.write_text(text)
     return root
+
+
+def _give_to(workdir: Path, user: str) -> None:
+    """Make the working directory the run-as user's (the read-only inputs stay root's)."""
+    entry = pwd.getpwnam(user)
+    for dirpath, dirnames, filenames in os.walk(workdir):
+        if dirpath == str(workdir):
+            dirnames[:] = [d for d in dirnames if d != "input"]
+        os.chown(dirpath, entry.pw_uid, entry.pw_gid)
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                os.chown(path, entry.pw_uid, entry.pw_gid)

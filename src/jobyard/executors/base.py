@@ -25,6 +25,7 @@ class LaunchSpec:
     workdir: Path  #: the job's private working directory (exists)
     log_path: Path  #: stdout and stderr are appended here
     env: Mapping[str, str]  #: the complete environment of the process
+    user: str | None = None  #: run as this user (the server must be root), else as the server
 
 
 class Handle(Protocol):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import threading
@@ -42,6 +43,15 @@ def _group_alive(pgid: int) -> bool:
         except (OSError, psutil.Error):
             continue
     return False
+
+
+def _primary_group(user: str | None) -> int | None:
+    if user is None:
+        return None
+    try:
+        return pwd.getpwnam(user).pw_gid
+    except KeyError:
+        raise ExecutorError(f"jobyard: the run-as user {user!r} does not exist") from None
 
 
 class LocalHandle:
@@ -213,6 +223,9 @@ class LocalExecutor:
                     stderr=subprocess.STDOUT,
                     close_fds=True,
                     start_new_session=True,
+                    user=spec.user,
+                    group=_primary_group(spec.user),
+                    extra_groups=[] if spec.user is not None else None,
                 )
             except (OSError, ValueError) as exc:
                 message = f"jobyard: cannot start {args[0]!r}: {exc}"

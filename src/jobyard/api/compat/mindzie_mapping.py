@@ -1,0 +1,452 @@
+"""The mindzie Job Execution API (spec 001) ↔ jobyard: statuses, priorities, the spec's
+text values, request bodies and the job, list and results objects. Pure translation (no
+FastAPI, no runtime); the tables are in ``docs/compat-mindzie.md``."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from jobyard import errors, notify
+from jobyard.api.schemas import MetricsOut, ProgressOut
+from jobyard.domain.jobs import Job, JobSpec
+from jobyard.domain.priorities import Priority
+from jobyard.domain.results import Artifact, OutputType
+from jobyard.domain.states import JobState
+from jobyard.service.insight import Insight
+from jobyard.service.results import Results
+from jobyard.service.submission import JobRequest
+
+S = JobState
+STATUS: dict[JobState, str] = {
+    **dict.fromkeys((S.SCHEDULED, S.QUEUED, S.STARTING), "Queued"),
+    **dict.fromkeys((S.RUNNING, S.CANCELLING), "Running"),
+    **dict.fromkeys((S.FAILED, S.TIMED_OUT), "Failed"),
+    S.SUCCEEDED: "Completed",
+    S.CANCELLED: "Cancelled",
+}
+STATUS_NAMES = ("Queued", "Running", "Completed", "Failed", "Cancelled")
+#: the ``outputType`` filter (jobyard's own names are accepted too)
+OUTPUT_TYPES = {
+    "reports": OutputType.REPORT,
+    "data": OutputType.DATA,
+    "models": OutputType.MODEL,
+    "visualizations": OutputType.VISUALIZATION,
+    **{t.value: t for t in OutputType},
+}
+OUTPUT_NAMES = {
+    OutputType.REPORT: "Report",
+    OutputType.DATA: "Dataset",
+    OutputType.MODEL: "Model",
+    OutputType.VISUALIZATION: "Visualization",
+    OutputType.NOTEBOOK: "Notebook",
+    OutputType.OTHER: "File",
+}
+#: job metadata keys that keep the submitted ``resource``
+META = {k: f"mindzie.{k}" for k in ("resourceType", "resourceId", "resourceName")}
+#: native error fields → the spec's names
+SPEC_FIELDS = {
+    "name": "jobName",
+    "description": "jobDescription",
+    "job_type": "jobType",
+    "timeout_s": "scheduling.timeoutMinutes",
+    "scheduled_at": "scheduling.scheduledTime",
+    "model": "resource.resourceId",
+    "entrypoint": "command",
+    "notifications.emails": "notifications.emailRecipients",
+}
+
+
+# ---- values -------------------------------------------------------------------------
+def iso(value: datetime | None) -> str | None:
+    """``2024-01-20T10:30:00Z``: UTC to the second."""
+    return None if value is None else f"{value.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _num(x: float) -> str:
+    """One decimal (two below 1), without a trailing zero."""
+    return (f"{x:.2f}" if x < 1 else f"{x:.1f}").rstrip("0").rstrip(".")
+
+
+def spoken(seconds: float) -> str:
+    """``8 minutes 32 seconds``, ``1 hour 5 minutes``, ``0 seconds``."""
+    rest, parts = int(seconds), []
+    for unit, per in (("hour", 3600), ("minute", 60), ("second", 1)):
+        n, rest = divmod(rest, per)
+        if n:
+            parts.append(f"{n} {unit}{'' if n == 1 else 's'}")
+    return " ".join(parts) or "0 seconds"
+
+
+def decimal(seconds: float | None) -> str | None:
+    """``38.5 minutes``: hours, minutes or seconds with one decimal."""
+    if seconds is None:
+        return None
+    unit, per = next(
+        ((u, p) for u, p in (("hours", 3600), ("minutes", 60)) if seconds >= p), ("seconds", 1)
+    )
+    return f"{_num(seconds / per)} {unit}"
+
+
+def size(n: float | None) -> str | None:
+    """``2.1 GB``, ``890 KB``, ``12 B`` (units of 1024)."""
+    if n is None:
+        return None
+    value, unit = float(n), "B"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            break
+        value /= 1024
+    return f"{round(value) if value >= 100 or unit == 'B' else _num(value)} {unit}"
+
+
+def span(low_s: float, high_s: float) -> str:
+    """``45-60 minutes`` from a median and a 90th percentile."""
+    unit, per = next(
+        ((u, p) for u, p in (("hours", 3600), ("minutes", 60)) if high_s >= 2 * p), ("seconds", 1)
+    )
+    low = max(1, round(low_s / per))
+    high = max(low, math.ceil(high_s / per))
+    if low == high:
+        return f"{low} {unit.removesuffix('s') if low == 1 else unit}"
+    return f"{low}-{high} {unit}"
+
+
+def _bad(field: str, why: str) -> errors.InvalidInput:
+    return errors.InvalidInput(f"{field}: {why}", field=field)
+
+
+def parse_priority(value: str, field: str = "priority") -> Priority:
+    try:
+        return Priority(value.strip().lower())
+    except ValueError:
+        names = ", ".join(p.value.capitalize() for p in Priority)
+        raise _bad(field, f"{value!r} is not one of {names}") from None
+
+
+def states_for(names: list[str]) -> frozenset[JobState]:
+    """The jobyard states of ``status`` filter values (any case)."""
+    wanted = {raw.strip().capitalize() for raw in names}
+    if unknown := sorted(wanted - set(STATUS_NAMES)):
+        raise _bad("status", f"{unknown[0]!r} is not one of {', '.join(STATUS_NAMES)}")
+    return frozenset(s for s, n in STATUS.items() if n in wanted)
+
+
+def output_type(value: str | None) -> OutputType | None:
+    found = OUTPUT_TYPES.get((value or "").strip().lower())
+    if value is not None and found is None:
+        raise _bad("outputType", f"{value!r} is not one of reports, data, models, visualizations")
+    return found
+
+
+def spec_error(exc: errors.InvalidInput) -> errors.InvalidInput:
+    """The same error naming the spec's field (``notifications.emailRecipients[0]``)."""
+    native = exc.details.get("field")
+    for ours, theirs in SPEC_FIELDS.items():
+        if isinstance(native, str) and (native == ours or native.startswith(ours + "[")):
+            field = theirs + native[len(ours) :]
+            message = exc.message.replace(native, field, 1)
+            message = message if message.startswith(field) else f"{field}: {message}"
+            return errors.InvalidInput(message, **{**exc.details, "field": field})
+    return exc
+
+
+# ---- requests -----------------------------------------------------------------------
+class _Body(BaseModel):
+    """Unknown fields are ignored, as the spec's service does."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ResourceIn(_Body):
+    resourceType: str | None = Field(None, max_length=100)
+    resourceId: str | None = Field(None, max_length=300)
+    resourceName: str | None = Field(None, max_length=200, description="jobyard extension")
+
+
+class SchedulingIn(_Body):
+    executeImmediately: bool | None = None
+    scheduledTime: datetime | None = None
+    timeoutMinutes: float | None = Field(None, gt=0, le=30 * 24 * 60)
+
+
+class NotificationsIn(_Body):
+    onCompletion: bool = False
+    onFailure: bool = False
+    emailRecipients: list[str] = Field(default_factory=list, max_length=notify.MAX_EMAILS)
+
+
+def _priority(v: str | None) -> str | None:
+    return None if v is None else parse_priority(v).value
+
+
+class JobIn(_Body):
+    jobName: str | None = Field(None, max_length=200)
+    jobDescription: str | None = Field(None, max_length=10_000)
+    jobType: str | None = Field(None, max_length=100)
+    priority: str = Field("Normal", description="Low, Normal, High or Critical")
+    resource: ResourceIn = Field(default_factory=ResourceIn)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    scheduling: SchedulingIn = Field(default_factory=SchedulingIn)
+    notifications: NotificationsIn | None = None
+    command: str | list[str] | None = Field(
+        None,
+        description="jobyard extension: what the job runs, a shell command string or an argv "
+        "list (else `parameters.entrypoint`, or a `Model` resource)",
+    )
+    _check_priority = field_validator("priority")(_priority)
+
+    def to_request(self, project_id: str, idempotency_key: str | None) -> JobRequest:
+        params, plan, note = dict(self.parameters), self.scheduling, self.notifications
+        model, command = _what_runs(self.command, params, self.resource)
+        at = plan.scheduledTime
+        if at is not None and plan.executeImmediately:
+            raise _bad("scheduling.scheduledTime", "must be null when executeImmediately is true")
+        if at is None and plan.executeImmediately is False:
+            raise _bad("scheduling.scheduledTime", "is required when executeImmediately is false")
+        spec = JobSpec(
+            entrypoint=command if isinstance(command, str) else None,
+            argv=tuple(command) if isinstance(command, list) else None,
+            name=self.jobName,
+            description=self.jobDescription,
+            job_type=self.jobType,
+            priority=Priority(self.priority),
+            parameters=params,
+            metadata={META[k]: v for k, v in self.resource.model_dump().items() if v is not None},
+            timeout_s=plan.timeoutMinutes * 60 if plan.timeoutMinutes else None,
+            scheduled_at=at.replace(tzinfo=UTC) if at and at.tzinfo is None else at,
+            project_id=project_id,
+            idempotency_key=idempotency_key,
+            notifications=notify.compat_spec(
+                note.onCompletion, note.onFailure, note.emailRecipients
+            )
+            if note
+            else None,
+        )
+        return JobRequest(spec=spec, model=model)
+
+
+def _what_runs(
+    command: str | list[str] | None, params: dict[str, Any], res: ResourceIn
+) -> tuple[str | None, str | list[str] | None]:
+    """(model, command): a ``Model`` resource runs that model version; else ``command``,
+    else ``parameters.entrypoint`` (taken out of the parameters), else a ``resourceId``
+    that names a model version (``name:version``)."""
+    if (res.resourceType or "").strip().lower() == "model":
+        if command is not None:
+            raise _bad("command", "give a command or a Model resource, not both")
+        if not res.resourceId:
+            raise _bad("resource.resourceId", "a Model resource needs its id or name:version")
+        return res.resourceId, None
+    if command is None and "entrypoint" in params:
+        command = params.pop("entrypoint")
+        if not isinstance(command, str) and not (
+            isinstance(command, list) and all(isinstance(a, str) for a in command)
+        ):
+            raise _bad("parameters.entrypoint", "must be a command string or an argv list")
+    if command is not None:
+        if not command or not (command if isinstance(command, str) else command[0]).strip():
+            raise _bad("command", "must not be empty")
+        return None, command
+    if res.resourceId and ":" in res.resourceId:
+        return res.resourceId, None
+    raise _bad(
+        "command",
+        "nothing to run: give `command` (a command string or an argv list), "
+        "`parameters.entrypoint`, or a resource of type Model",
+    )
+
+
+class CancelIn(_Body):
+    reason: str | None = Field(None, max_length=1000)
+    forceTermination: bool = False
+    preservePartialResults: bool = Field(True, description="Outputs are always kept")
+
+
+class RetryIn(_Body):
+    retryReason: str | None = Field(None, max_length=1000)
+    modifyParameters: bool | None = None
+    updatedParameters: dict[str, Any] = Field(default_factory=dict)
+    priority: str | None = None
+    immediateExecution: bool = False
+    _check_priority = field_validator("priority")(_priority)
+
+    def changes(self) -> tuple[dict[str, Any], float | None]:
+        """(parameters to merge, new timeout in seconds) from ``updatedParameters``."""
+        updated = dict(self.updatedParameters)
+        if self.modifyParameters is False and updated:
+            raise _bad("updatedParameters", "given while modifyParameters is false")
+        minutes = updated.pop("timeoutMinutes", None)
+        if minutes is not None and (
+            isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes <= 0
+        ):
+            raise _bad("updatedParameters.timeoutMinutes", "must be a number of minutes > 0")
+        return updated, None if minutes is None else float(minutes) * 60
+
+
+# ---- responses (JSON objects, field for field as in the spec) -----------------------
+def waiting(insight: Insight) -> dict[str, Any]:
+    """``queuePosition``, ``estimatedStartTime``, ``estimatedDuration`` (median–p90)."""
+    d = insight.estimated_duration
+    return {
+        "queuePosition": insight.position,
+        "estimatedStartTime": iso(insight.estimated_start),
+        "estimatedDuration": span(d.median_s, d.p90_s) if d else None,
+    }
+
+
+def submitted(job: Job, insight: Insight) -> dict[str, Any]:
+    return {
+        "jobId": job.id,
+        "status": STATUS[job.state],
+        **waiting(insight),
+        "jobName": job.spec.name,
+        "priority": job.spec.priority.value.capitalize(),
+        "dateSubmitted": iso(job.created_at),
+        "submittedBy": job.spec.submitted_by,
+    }
+
+
+def job_object(job: Job, now: datetime, insight: Insight) -> dict[str, Any]:
+    """The full job (get, cancel, retry)."""
+    s, p, m, u = job.spec, ProgressOut.of(job, now), MetricsOut.of(job, now), job.usage
+    r = m.processing_rate
+    return {
+        "jobId": job.id,
+        "projectId": s.project_id,
+        **{k: v for k, v in list_item(job, now).items() if k in ("jobType", "jobName")},
+        "jobDescription": s.description,
+        "status": STATUS[job.state],
+        "priority": s.priority.value.capitalize(),
+        "progress": {
+            "percentage": round(p.percent or 0),
+            "currentStage": p.stage,
+            "estimatedCompletion": iso(p.estimated_completion),
+            "elapsedTime": spoken((p.elapsed_ms or 0) / 1000),
+        },
+        "resource": {k: s.metadata.get(key) for k, key in META.items()},
+        "execution": {
+            "startTime": iso(job.started_at),
+            "endTime": iso(job.ended_at),
+            "submittedBy": s.submitted_by,
+            "executionNode": job.node_id,
+            "memoryUsage": size(u.rss_bytes if u.rss_bytes is not None else u.peak_rss_bytes),
+            "cpuUsage": None if u.cpu_percent is None else f"{round(u.cpu_percent)}%",
+            "diskUsage": size(u.disk_bytes),
+        },
+        "metrics": {
+            "recordsProcessed": m.records_processed,
+            "totalRecords": m.total_records,
+            "errorCount": m.error_count,
+            "warningCount": m.warning_count,
+            "averageProcessingRate": None
+            if r is None
+            else f"{round(r) if r >= 100 else _num(r)} records/second",
+        },
+        **waiting(insight),
+        "parameters": s.parameters,
+        "error": {"type": job.error_type, "message": job.message, "exitCode": job.exit_code}
+        if job.state in (S.FAILED, S.TIMED_OUT)
+        else None,
+        "originalJobId": s.retry_of,
+        "retryReason": s.retry_reason,
+        "dateCreated": iso(job.created_at),
+        "lastUpdated": iso(job.updated_at),
+    }
+
+
+def list_item(job: Job, now: datetime) -> dict[str, Any]:
+    p = ProgressOut.of(job, now)
+    return {
+        "jobId": job.id,
+        "jobType": job.spec.job_type,
+        "jobName": job.spec.name,
+        "status": STATUS[job.state],
+        "priority": job.spec.priority.value.capitalize(),
+        "progress": round(p.percent or 0),
+        "startTime": iso(job.started_at),
+        "estimatedCompletion": iso(p.estimated_completion),
+        "endTime": iso(job.ended_at),
+        "duration": spoken(p.elapsed_ms / 1000) if job.ended_at and p.elapsed_ms else None,
+        "submittedBy": job.spec.submitted_by,
+        "resourceName": job.spec.metadata.get(META["resourceName"]),
+    }
+
+
+def summary(by_status: dict[str, int]) -> dict[str, int]:
+    """The list's counts from the native ``by_status`` (cancelled jobs count in the total)."""
+    n = dict.fromkeys(STATUS_NAMES, 0)
+    for state, count in by_status.items():
+        n[STATUS[JobState(state)]] += count
+    return {
+        "totalJobs": sum(n.values()),
+        **{f"{k.lower()}Jobs": n[k] for k in ("Running", "Queued", "Completed", "Failed")},
+    }
+
+
+def results(
+    res: Results, files_url: str, warnings: list[dict[str, Any]], *, detailed: bool, files: bool
+) -> dict[str, Any]:
+    """The results object; ``files_url`` + a file's path is its download URL."""
+    job, found = res.job, res.artifacts
+    primary = res.primary if res.primary in found else (found[0] if found else None)
+    counted = [a.record_count for a in found if a.record_count is not None]
+    records = job.tracking.records_processed
+    u, t = job.usage, job.tracking
+    ops = [n for n in (u.io_read_ops, u.io_write_ops) if n is not None]
+    took = (
+        (job.ended_at - job.started_at).total_seconds() if job.ended_at and job.started_at else None
+    )
+
+    def output(a: Artifact) -> dict[str, Any]:
+        return {
+            "type": OUTPUT_NAMES[a.type],
+            "title": a.path,
+            "format": a.format,
+            "size": size(a.size),
+            "recordCount": a.record_count,
+            "downloadUrl": files_url + a.path,
+        }
+
+    return {
+        "jobId": job.id,
+        "status": STATUS[job.state],
+        "completionTime": iso(job.ended_at),
+        "totalDuration": None if took is None else spoken(took),
+        "success": job.state is S.SUCCEEDED,
+        "summary": {
+            "recordsProcessed": records if records is not None else sum(counted),
+            "outputsGenerated": len(found),
+            "dataQualityScore": None,
+            "processingEfficiency": None,
+        },
+        "results": {
+            "primaryOutput": output(primary) if primary else None,
+            "additionalOutputs": [output(a) for a in found if a != primary] if detailed else None,
+        }
+        if files
+        else None,
+        "executionMetrics": {
+            "totalCpuTime": decimal(u.cpu_time_s),
+            "peakMemoryUsage": size(u.peak_rss_bytes),
+            "diskIoOperations": sum(ops) if ops else None,
+            "networkDataTransfer": None,
+        },
+        "qualityMetrics": {
+            "dataValidation": {
+                "totalRecords": t.total_records,
+                "validRecords": None,
+                "duplicatesRemoved": None,
+                "invalidRecords": None,
+            },
+            "processingErrors": [{"type": job.error_type, "message": job.message}]
+            if job.state in (S.FAILED, S.TIMED_OUT)
+            else [],
+            "warnings": warnings,
+        }
+        if detailed
+        else None,
+    }
