@@ -270,20 +270,50 @@ def test_another_organisation_sees_nothing(api: LiveServer) -> None:
 
 
 def test_update_carries_every_definition_setting() -> None:
-    """``updated_spec`` rebuilds a whole DefinitionSpec: a new field must be mapped there."""
-    assert {f.name for f in dataclasses.fields(DefinitionSpec)} == {
-        "name",
-        "model",
-        "description",
-        "role_bindings",
-        "parameters",
-        "environment",
-        "output_folder",
-        "priority",
-        "timeout_s",
-        "active",
-        "schedule",
+    """``updated_spec`` with no changes keeps every setting of the stored definition (a
+    field added to DefinitionSpec and not mapped there makes this fail)."""
+    from jobyard.domain.priorities import Priority
+
+    now = datetime.now(UTC)
+    d = JobDefinition(
+        id="d",
+        tenant_id="t",
+        name="n",
+        description="about",
+        model_version_id="v",
+        role_bindings=({"role": "r", "value": 3},),
+        default_parameters={"p": 1},
+        environment_id="e",
+        output_folder_id="f",
+        priority=Priority.HIGH,
+        timeout_s=9.0,
+        active=False,
+        schedule="*/5 * * * *",
+        max_attempts=3,
+        retry_on=("failed",),
+        notifications={"emails": ["a@b.c"]},
+        created_at=now,
+        updated_at=now,
+    )
+    spec = mapping.updated_spec(d, mapping.PredictionJobUpdate(), "v")
+    expected = {
+        "name": "n",
+        "model": "v",
+        "description": "about",
+        "role_bindings": (RoleBinding(role="r", value=3),),
+        "parameters": {"p": 1},
+        "environment": "e",
+        "output_folder": "f",
+        "priority": Priority.HIGH,
+        "timeout_s": 9.0,
+        "active": False,
+        "schedule": "*/5 * * * *",
+        "max_attempts": 3,
+        "retry_on": ("failed",),
+        "notifications": {"emails": ["a@b.c"]},
     }
+    assert {f.name for f in dataclasses.fields(DefinitionSpec)} == set(expected)
+    assert {k: getattr(spec, k) for k in expected} == expected
 
 
 def test_role_bindings_round_trip() -> None:

@@ -28,5 +28,8 @@ class JobDefinition:
     next_run_at: datetime | None = None
     last_run_at: datetime | None = None
     last_job_id: str | None = None
+    max_attempts: int = 1
+    retry_on: tuple[str, ...] = ("failed", "timed_out", "node_lost")
+    notifications: dict[str, Any] | None = None
     created_at: datetime
     updated_at: datetime

@@ -35,6 +35,9 @@ class DefinitionSpec:
     timeout_s: float | None = None
     active: bool = True
     schedule: str | None = None
+    max_attempts: int = 1
+    retry_on: tuple[str, ...] = ("failed", "timed_out", "node_lost")
+    notifications: dict[str, Any] | None = None
 
 
 def next_run(schedule: str, after: datetime) -> datetime:
@@ -124,6 +127,9 @@ class DefinitionService:
                 priority=d.priority,
                 timeout_s=d.timeout_s,
                 definition_id=d.id,
+                max_attempts=d.max_attempts,
+                retry_on=d.retry_on,
+                notifications=d.notifications,
             ),
             model=d.model_version_id,
             environment=d.environment_id,
@@ -177,4 +183,7 @@ def _values(spec: DefinitionSpec, resolved: JobSpec) -> dict[str, Any]:
         "timeout_s": spec.timeout_s,
         "active": spec.active,
         "schedule": spec.schedule,
+        "max_attempts": spec.max_attempts,
+        "retry_on": list(spec.retry_on),
+        "notifications": resolved.notifications,
     }

@@ -34,6 +34,11 @@ def _row(r: Mapping[Any, Any]) -> JobDefinition:
         next_run_at=r["next_run_at"],
         last_run_at=r["last_run_at"],
         last_job_id=r["last_job_id"],
+        max_attempts=r["max_attempts"],
+        retry_on=tuple(r["retry_on"])
+        if r["retry_on"] is not None
+        else ("failed", "timed_out", "node_lost"),
+        notifications=r["notifications"],
         created_at=r["created_at"],
         updated_at=r["updated_at"],
     )

@@ -337,4 +337,7 @@ def updated_spec(d: JobDefinition, changes: PredictionJobUpdate, version_id: str
         timeout_s=d.timeout_s,
         active=d.active if changes.active is None else changes.active,
         schedule=changes.schedule if "schedule" in given else d.schedule,
+        max_attempts=d.max_attempts,
+        retry_on=d.retry_on,
+        notifications=d.notifications,
     )

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from jobyard.api.deps import PrincipalDep, RuntimeDep
 from jobyard.api.routes.jobs import ERRORS
-from jobyard.api.schemas import JobOut, RoleBindingIn, Strict
+from jobyard.api.schemas import JobOut, RetryOutcome, RoleBindingIn, Strict
 from jobyard.domain.definitions import JobDefinition
 from jobyard.domain.priorities import Priority
 from jobyard.service.definitions import DefinitionSpec
@@ -32,6 +32,11 @@ class DefinitionIn(Strict):
     timeout_s: float | None = Field(None, gt=0, le=30 * 24 * 3600)
     active: bool = True
     schedule: str | None = Field(None, max_length=100, description="Cron expression, UTC.")
+    max_attempts: int = Field(1, ge=1, le=20)
+    retry_on: list[RetryOutcome] = Field(default_factory=lambda: list(RetryOutcome))
+    notifications: dict[str, Any] | None = Field(
+        None, description="As on a job (each run notifies)."
+    )
 
     def to_spec(self) -> DefinitionSpec:
         return DefinitionSpec(
@@ -48,6 +53,9 @@ class DefinitionIn(Strict):
             timeout_s=self.timeout_s,
             active=self.active,
             schedule=self.schedule,
+            max_attempts=self.max_attempts,
+            retry_on=tuple(o.value for o in self.retry_on),
+            notifications=self.notifications,
         )
 
 
