@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobyard import __version__
 from jobyard.api import errors
-from jobyard.api.compat import history, insights_hub, prediction
+from jobyard.api.compat import history, insights_hub, mindzie, prediction
 from jobyard.api.compat import ray as ray_compat
 from jobyard.api.metrics import metrics_route
 from jobyard.api.routes import (
@@ -61,6 +61,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(prediction.router)
     app.include_router(insights_hub.router)
     app.include_router(history.router)
+    app.include_router(mindzie.router)
     app.include_router(ray_compat.router)
 
     return app

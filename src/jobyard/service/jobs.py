@@ -98,6 +98,9 @@ class JobService:
         self, principal: Principal, request: submission.JobRequest
     ) -> tuple[Job, bool]:
         """Resolve the request's model, environment and folders, then :meth:`submit`."""
+        if request.spec.notifications is not None:
+            notifications = self.validate_notifications(request.spec.notifications)
+            request = replace(request, spec=replace(request.spec, notifications=notifications))
         if request.spec.idempotency_key:
             existing = self.store.find_by_idempotency_key(
                 principal.tenant_id, request.spec.idempotency_key
@@ -109,8 +112,6 @@ class JobService:
                     else (existing, False)
                 )
         spec = submission.resolve(request, principal, self.registry, self.folders)
-        if spec.notifications is not None:
-            spec = replace(spec, notifications=self.validate_notifications(spec.notifications))
         items = submission.input_items(request, principal, self.folders)
         if items is not None:
             spec = self._store_inputs(spec, items)
@@ -335,7 +336,7 @@ class JobService:
             raise errors.InvalidInput(
                 f"limit must be between 1 and {MAX_LIST_LIMIT}", field="limit"
             )
-        flt = replace(flt, project_id=principal.project_id)
+        flt = replace(flt, project_id=principal.project_id or flt.project_id)
         items, next_cursor = self.store.list_jobs(
             principal.tenant_id, flt, limit=limit, cursor=cursor
         )

@@ -1,6 +1,6 @@
 """The mindzie Job Execution API (spec 001) ↔ jobyard: statuses, priorities, the spec's
-text values, request bodies and the job, list and results objects. Pure translation (no
-FastAPI, no runtime); the tables are in ``docs/compat-mindzie.md``."""
+text values, request bodies and the job and list objects. Pure translation (no FastAPI,
+no runtime); the tables are in ``docs/compat-mindzie.md``."""
 
 from __future__ import annotations
 
@@ -8,16 +8,14 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from jobyard import errors, notify
 from jobyard.api.schemas import MetricsOut, ProgressOut
 from jobyard.domain.jobs import Job, JobSpec
 from jobyard.domain.priorities import Priority
-from jobyard.domain.results import Artifact, OutputType
 from jobyard.domain.states import JobState
 from jobyard.service.insight import Insight
-from jobyard.service.results import Results
 from jobyard.service.submission import JobRequest
 
 S = JobState
@@ -29,31 +27,11 @@ STATUS: dict[JobState, str] = {
     S.CANCELLED: "Cancelled",
 }
 STATUS_NAMES = ("Queued", "Running", "Completed", "Failed", "Cancelled")
-#: the ``outputType`` filter (jobyard's own names are accepted too)
-OUTPUT_TYPES = {
-    "reports": OutputType.REPORT,
-    "data": OutputType.DATA,
-    "models": OutputType.MODEL,
-    "visualizations": OutputType.VISUALIZATION,
-    **{t.value: t for t in OutputType},
-}
-OUTPUT_NAMES = {
-    OutputType.REPORT: "Report",
-    OutputType.DATA: "Dataset",
-    OutputType.MODEL: "Model",
-    OutputType.VISUALIZATION: "Visualization",
-    OutputType.NOTEBOOK: "Notebook",
-    OutputType.OTHER: "File",
-}
+UNITS = (("hours", 3600), ("minutes", 60), ("seconds", 1))
 #: job metadata keys that keep the submitted ``resource``
 META = {k: f"mindzie.{k}" for k in ("resourceType", "resourceId", "resourceName")}
-#: native error fields → the spec's names
+#: native error fields the service may name → the spec's names
 SPEC_FIELDS = {
-    "name": "jobName",
-    "description": "jobDescription",
-    "job_type": "jobType",
-    "timeout_s": "scheduling.timeoutMinutes",
-    "scheduled_at": "scheduling.scheduledTime",
     "model": "resource.resourceId",
     "entrypoint": "command",
     "notifications.emails": "notifications.emailRecipients",
@@ -71,24 +49,27 @@ def _num(x: float) -> str:
     return (f"{x:.2f}" if x < 1 else f"{x:.1f}").rstrip("0").rstrip(".")
 
 
+def _unit(seconds: float, factor: float = 1) -> tuple[str, int]:
+    return next((u, per) for u, per in UNITS if seconds >= factor * per or per == 1)
+
+
 def spoken(seconds: float) -> str:
     """``8 minutes 32 seconds``, ``1 hour 5 minutes``, ``0 seconds``."""
     rest, parts = int(seconds), []
-    for unit, per in (("hour", 3600), ("minute", 60), ("second", 1)):
+    for unit, per in UNITS:
         n, rest = divmod(rest, per)
         if n:
-            parts.append(f"{n} {unit}{'' if n == 1 else 's'}")
+            parts.append(f"{n} {unit if n != 1 else unit[:-1]}")
     return " ".join(parts) or "0 seconds"
 
 
-def decimal(seconds: float | None) -> str | None:
-    """``38.5 minutes``: hours, minutes or seconds with one decimal."""
-    if seconds is None:
+def decimal(value: float | None, unit_s: float = 1) -> str | None:
+    """``38.5 minutes``: hours, minutes or seconds with one decimal (``value × unit_s`` s)."""
+    if value is None:
         return None
-    unit, per = next(
-        ((u, p) for u, p in (("hours", 3600), ("minutes", 60)) if seconds >= p), ("seconds", 1)
-    )
-    return f"{_num(seconds / per)} {unit}"
+    unit, per = _unit(value * unit_s)
+    n = _num(value * unit_s / per)
+    return f"{n} {unit if n != '1' else unit[:-1]}"
 
 
 def size(n: float | None) -> str | None:
@@ -105,14 +86,10 @@ def size(n: float | None) -> str | None:
 
 def span(low_s: float, high_s: float) -> str:
     """``45-60 minutes`` from a median and a 90th percentile."""
-    unit, per = next(
-        ((u, p) for u, p in (("hours", 3600), ("minutes", 60)) if high_s >= 2 * p), ("seconds", 1)
-    )
+    unit, per = _unit(high_s, 2)
     low = max(1, round(low_s / per))
     high = max(low, math.ceil(high_s / per))
-    if low == high:
-        return f"{low} {unit.removesuffix('s') if low == 1 else unit}"
-    return f"{low}-{high} {unit}"
+    return f"{low} {unit if low != 1 else unit[:-1]}" if low == high else f"{low}-{high} {unit}"
 
 
 def _bad(field: str, why: str) -> errors.InvalidInput:
@@ -133,13 +110,6 @@ def states_for(names: list[str]) -> frozenset[JobState]:
     if unknown := sorted(wanted - set(STATUS_NAMES)):
         raise _bad("status", f"{unknown[0]!r} is not one of {', '.join(STATUS_NAMES)}")
     return frozenset(s for s, n in STATUS.items() if n in wanted)
-
-
-def output_type(value: str | None) -> OutputType | None:
-    found = OUTPUT_TYPES.get((value or "").strip().lower())
-    if value is not None and found is None:
-        raise _bad("outputType", f"{value!r} is not one of reports, data, models, visualizations")
-    return found
 
 
 def spec_error(exc: errors.InvalidInput) -> errors.InvalidInput:
@@ -179,11 +149,7 @@ class NotificationsIn(_Body):
     emailRecipients: list[str] = Field(default_factory=list, max_length=notify.MAX_EMAILS)
 
 
-def _priority(v: str | None) -> str | None:
-    return None if v is None else parse_priority(v).value
-
-
-class JobIn(_Body):
+class JobSubmission(_Body):
     jobName: str | None = Field(None, max_length=200)
     jobDescription: str | None = Field(None, max_length=10_000)
     jobType: str | None = Field(None, max_length=100)
@@ -197,7 +163,6 @@ class JobIn(_Body):
         description="jobyard extension: what the job runs, a shell command string or an argv "
         "list (else `parameters.entrypoint`, or a `Model` resource)",
     )
-    _check_priority = field_validator("priority")(_priority)
 
     def to_request(self, project_id: str, idempotency_key: str | None) -> JobRequest:
         params, plan, note = dict(self.parameters), self.scheduling, self.notifications
@@ -213,7 +178,7 @@ class JobIn(_Body):
             name=self.jobName,
             description=self.jobDescription,
             job_type=self.jobType,
-            priority=Priority(self.priority),
+            priority=parse_priority(self.priority),
             parameters=params,
             metadata={META[k]: v for k, v in self.resource.model_dump().items() if v is not None},
             timeout_s=plan.timeoutMinutes * 60 if plan.timeoutMinutes else None,
@@ -232,32 +197,23 @@ class JobIn(_Body):
 def _what_runs(
     command: str | list[str] | None, params: dict[str, Any], res: ResourceIn
 ) -> tuple[str | None, str | list[str] | None]:
-    """(model, command): a ``Model`` resource runs that model version; else ``command``,
-    else ``parameters.entrypoint`` (taken out of the parameters), else a ``resourceId``
-    that names a model version (``name:version``)."""
+    """(model, command): a ``Model`` resource's version; else ``command``, else
+    ``parameters.entrypoint`` (taken out), else a ``resourceId`` like ``name:version``."""
     if (res.resourceType or "").strip().lower() == "model":
         if command is not None:
             raise _bad("command", "give a command or a Model resource, not both")
         if not res.resourceId:
             raise _bad("resource.resourceId", "a Model resource needs its id or name:version")
         return res.resourceId, None
-    if command is None and "entrypoint" in params:
-        command = params.pop("entrypoint")
-        if not isinstance(command, str) and not (
-            isinstance(command, list) and all(isinstance(a, str) for a in command)
-        ):
-            raise _bad("parameters.entrypoint", "must be a command string or an argv list")
+    if command is None:
+        command = params.pop("entrypoint", None)
     if command is not None:
-        if not command or not (command if isinstance(command, str) else command[0]).strip():
-            raise _bad("command", "must not be empty")
-        return None, command
+        if not isinstance(command, str | list) or not all(isinstance(a, str) for a in command):
+            raise _bad("command", "must be a command string or an argv list of strings")
+        return None, command  # the service refuses an empty one (as ``command``)
     if res.resourceId and ":" in res.resourceId:
         return res.resourceId, None
-    raise _bad(
-        "command",
-        "nothing to run: give `command` (a command string or an argv list), "
-        "`parameters.entrypoint`, or a resource of type Model",
-    )
+    raise _bad("command", "nothing to run: give a command, parameters.entrypoint or a Model")
 
 
 class CancelIn(_Body):
@@ -272,7 +228,6 @@ class RetryIn(_Body):
     updatedParameters: dict[str, Any] = Field(default_factory=dict)
     priority: str | None = None
     immediateExecution: bool = False
-    _check_priority = field_validator("priority")(_priority)
 
     def changes(self) -> tuple[dict[str, Any], float | None]:
         """(parameters to merge, new timeout in seconds) from ``updatedParameters``."""
@@ -280,9 +235,7 @@ class RetryIn(_Body):
         if self.modifyParameters is False and updated:
             raise _bad("updatedParameters", "given while modifyParameters is false")
         minutes = updated.pop("timeoutMinutes", None)
-        if minutes is not None and (
-            isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes <= 0
-        ):
+        if minutes is not None and (type(minutes) not in (int, float) or minutes <= 0):
             raise _bad("updatedParameters.timeoutMinutes", "must be a number of minutes > 0")
         return updated, None if minutes is None else float(minutes) * 60
 
@@ -317,7 +270,8 @@ def job_object(job: Job, now: datetime, insight: Insight) -> dict[str, Any]:
     return {
         "jobId": job.id,
         "projectId": s.project_id,
-        **{k: v for k, v in list_item(job, now).items() if k in ("jobType", "jobName")},
+        "jobType": s.job_type,
+        "jobName": s.name,
         "jobDescription": s.description,
         "status": STATUS[job.state],
         "priority": s.priority.value.capitalize(),
@@ -370,7 +324,7 @@ def list_item(job: Job, now: datetime) -> dict[str, Any]:
         "startTime": iso(job.started_at),
         "estimatedCompletion": iso(p.estimated_completion),
         "endTime": iso(job.ended_at),
-        "duration": spoken(p.elapsed_ms / 1000) if job.ended_at and p.elapsed_ms else None,
+        "duration": None if job.ended_at is None else spoken((p.elapsed_ms or 0) / 1000),
         "submittedBy": job.spec.submitted_by,
         "resourceName": job.spec.metadata.get(META["resourceName"]),
     }
@@ -384,69 +338,4 @@ def summary(by_status: dict[str, int]) -> dict[str, int]:
     return {
         "totalJobs": sum(n.values()),
         **{f"{k.lower()}Jobs": n[k] for k in ("Running", "Queued", "Completed", "Failed")},
-    }
-
-
-def results(
-    res: Results, files_url: str, warnings: list[dict[str, Any]], *, detailed: bool, files: bool
-) -> dict[str, Any]:
-    """The results object; ``files_url`` + a file's path is its download URL."""
-    job, found = res.job, res.artifacts
-    primary = res.primary if res.primary in found else (found[0] if found else None)
-    counted = [a.record_count for a in found if a.record_count is not None]
-    records = job.tracking.records_processed
-    u, t = job.usage, job.tracking
-    ops = [n for n in (u.io_read_ops, u.io_write_ops) if n is not None]
-    took = (
-        (job.ended_at - job.started_at).total_seconds() if job.ended_at and job.started_at else None
-    )
-
-    def output(a: Artifact) -> dict[str, Any]:
-        return {
-            "type": OUTPUT_NAMES[a.type],
-            "title": a.path,
-            "format": a.format,
-            "size": size(a.size),
-            "recordCount": a.record_count,
-            "downloadUrl": files_url + a.path,
-        }
-
-    return {
-        "jobId": job.id,
-        "status": STATUS[job.state],
-        "completionTime": iso(job.ended_at),
-        "totalDuration": None if took is None else spoken(took),
-        "success": job.state is S.SUCCEEDED,
-        "summary": {
-            "recordsProcessed": records if records is not None else sum(counted),
-            "outputsGenerated": len(found),
-            "dataQualityScore": None,
-            "processingEfficiency": None,
-        },
-        "results": {
-            "primaryOutput": output(primary) if primary else None,
-            "additionalOutputs": [output(a) for a in found if a != primary] if detailed else None,
-        }
-        if files
-        else None,
-        "executionMetrics": {
-            "totalCpuTime": decimal(u.cpu_time_s),
-            "peakMemoryUsage": size(u.peak_rss_bytes),
-            "diskIoOperations": sum(ops) if ops else None,
-            "networkDataTransfer": None,
-        },
-        "qualityMetrics": {
-            "dataValidation": {
-                "totalRecords": t.total_records,
-                "validRecords": None,
-                "duplicatesRemoved": None,
-                "invalidRecords": None,
-            },
-            "processingErrors": [{"type": job.error_type, "message": job.message}]
-            if job.state in (S.FAILED, S.TIMED_OUT)
-            else [],
-            "warnings": warnings,
-        }
-        if detailed
-        else None,
     }
