@@ -56,7 +56,7 @@ class Settings:
     metrics_public: bool = True  #: False: /metrics needs an admin key of the default tenant
     # limits (a tenant's own quota columns override the *_default values)
     max_running_jobs_default: int | None = None  #: per tenant; None: only node slots limit
-    max_queued_jobs_default: int | None = 10_000  #: per tenant
+    max_queued_jobs_default: int | None = None  #: per tenant
     max_storage_bytes_default: int | None = None  #: per tenant: folders and results
     max_log_bytes_default: int = 100 * 1024 * 1024  #: per job attempt; beyond, truncated
     run_as_user: str | None = None  #: jobs run as this user when the server runs as root

@@ -13,9 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from jobyard.notify import ssrf
 
@@ -49,9 +47,15 @@ def _pinned_url(target: ssrf.Target, ip: str) -> str:
     return f"{target.url.scheme.lower()}://{host}:{target.port}{path}{query}"
 
 
+if TYPE_CHECKING:
+    import httpx
+
+
 def _post(
     target: ssrf.Target, ip: str, body: bytes, headers: dict[str, str], timeout: float
 ) -> int:
+    import httpx
+
     https = target.url.scheme.lower() == "https"
     extensions = {"sni_hostname": target.host} if https else {}
     deadline = time.monotonic() + timeout
@@ -90,6 +94,8 @@ def deliver(
     :class:`jobyard.errors.InvalidInput` when the URL is (now) refused and
     :class:`DeliveryError` for a transport error or a non-2xx answer (redirects are not
     followed), so the caller can retry."""
+    import httpx  # here, not at import: httpx loads rich, and the server does not need it idle
+
     target = ssrf.resolve(url, allow)
     body = encode(payload)
     ts = int(time.time()) if timestamp is None else timestamp

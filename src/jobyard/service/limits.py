@@ -41,14 +41,31 @@ class RateLimiter:
 
 
 class Quotas:
-    """A tenant's limits: its own quota columns, else the server's defaults."""
+    """A tenant's limits: its own quota columns, else the server's defaults. A tenant's
+    own values are read at most every ``CACHE_S`` seconds (they change rarely; every
+    submit asks)."""
+
+    CACHE_S = 5.0
 
     def __init__(self, store: TenancyStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
+        self._cache: dict[str, tuple[float, int, dict[str, int | None]]] = {}
+        self._lock = threading.Lock()
+
+    def _own(self, tenant_id: str) -> dict[str, int | None]:
+        now, version = time.monotonic(), self.store.quota_version
+        with self._lock:
+            hit = self._cache.get(tenant_id)
+            if hit is not None and hit[0] > now and hit[1] == version:
+                return hit[2]
+        values = self.store.quotas(tenant_id)
+        with self._lock:
+            self._cache[tenant_id] = (now + self.CACHE_S, version, values)
+        return values
 
     def _limit(self, tenant_id: str, column: str, default: int | None) -> int | None:
-        value = self.store.quota(tenant_id, column)
+        value = self._own(tenant_id).get(column)
         return value if value is not None else default
 
     def check_queued(self, tenant_id: str) -> None:

@@ -12,10 +12,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import nbformat
-from jsonschema.exceptions import SchemaError, ValidationError, best_match
-from jsonschema.validators import validator_for
-
 from jobyard import errors
 from jobyard.domain.registry import InputRole, ModelKind, OutputRole
 from jobyard.storage.fs import safe_relpath
@@ -155,6 +151,9 @@ def check_schema(schema: object) -> dict[str, Any]:
         raise errors.InvalidInput(
             "parameters_schema: must be a JSON Schema object", field="parameters_schema"
         )
+    from jsonschema.exceptions import SchemaError  # loaded on first use: keeps the server small
+    from jsonschema.validators import validator_for
+
     try:
         validator_for(schema).check_schema(schema)
     except SchemaError as e:
@@ -172,6 +171,9 @@ def validate_parameters(
     """Validate ``values`` against ``schema``; InvalidInput names the offending field,
     e.g. ``parameters.threshold: 1.5 is greater than the maximum of 1``. With
     ``partial`` (default parameters) missing top-level properties are not errors."""
+    from jsonschema.exceptions import best_match
+    from jsonschema.validators import validator_for
+
     cls = validator_for(schema)
     validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
     problems = [
@@ -181,12 +183,12 @@ def validate_parameters(
             partial and not e.absolute_path and e.validator in ("required", "dependentRequired")
         )
     ]
-    best: ValidationError | None = best_match(problems)
+    best = best_match(problems)
     if best is None:
         return
     where = _path(prefix, best.absolute_path)
     if best.validator == "required" and isinstance(best.instance, dict):
-        required: list[str] = list(best.validator_value)  # type: ignore[arg-type]
+        required: list[str] = list(best.validator_value)
         missing = [k for k in required if k not in best.instance]
         if missing:
             where = f"{where}.{missing[0]}"
@@ -241,6 +243,8 @@ def spool(chunks: Iterable[bytes], limit: int) -> IO[bytes]:
 
 
 def check_notebook(data: bytes, name: str) -> None:
+    import nbformat
+
     try:
         nbformat.reads(data.decode("utf-8"), as_version=4)  # type: ignore[no-untyped-call]
     except Exception as e:  # nbformat raises many kinds: JSON, schema, type errors

@@ -29,6 +29,8 @@ from jobyard.store.tables import (
 class TenancyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        #: bumped by every quota change made through this store (readers cache by it)
+        self.quota_version = 0
 
     def tenant_exists(self, tenant_id: str) -> bool:
         with self.db.read() as conn:
@@ -154,6 +156,18 @@ class TenancyStore:
         with self.db.read() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
+    def quotas(self, tenant_id: str) -> dict[str, int | None]:
+        """The tenant's own quota columns (None: not set)."""
+        cols = ("max_running_jobs", "max_queued_jobs", "max_storage_bytes", "max_log_bytes")
+        with self.db.read() as conn:
+            row = conn.execute(
+                sa.select(*(tenants.c[c] for c in cols)).where(tenants.c.id == tenant_id)
+            ).first()
+        return {
+            c: (int(v) if v is not None else None)
+            for c, v in zip(cols, row or (None,) * 4, strict=True)
+        }
+
     def quota(self, tenant_id: str, column: str) -> int | None:
         """One of the tenant's quota columns (None: no own value)."""
         with self.db.read() as conn:
@@ -165,6 +179,7 @@ class TenancyStore:
     def set_quotas(self, tenant_id: str, values: Mapping[str, int | None]) -> None:
         with self.db.write() as conn:
             conn.execute(tenants.update().where(tenants.c.id == tenant_id).values(**values))
+        self.quota_version += 1
 
     def waiting_jobs(self, tenant_id: str) -> int:
         stmt = (

@@ -27,11 +27,22 @@ class ChangeIn(Strict):
     active: bool | None = None
 
 
+class TenantChangeIn(ChangeIn):
+    max_running_jobs: int | None = Field(None, ge=0)
+    max_queued_jobs: int | None = Field(None, ge=0)
+    max_storage_bytes: int | None = Field(None, ge=0)
+    max_log_bytes: int | None = Field(None, ge=1024)
+
+
 class TenantOut(BaseModel):
     id: str
     name: str
     active: bool
     created_at: datetime
+    max_running_jobs: int | None = None
+    max_queued_jobs: int | None = None
+    max_storage_bytes: int | None = None
+    max_log_bytes: int | None = None
 
 
 class ProjectIn(Strict):
