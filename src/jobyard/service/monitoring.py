@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from jobyard import errors
 from jobyard.clock import Clock
 from jobyard.domain.auth import Principal
 from jobyard.domain.registry import Model
 from jobyard.service.definitions import DefinitionService
+from jobyard.service.periodic import Periodic
 from jobyard.storage.workspace import Workspace
 from jobyard.store.jobs import JobStore
 
@@ -26,8 +25,10 @@ class Overdue:
     due_at: datetime  #: when a successful run was expected at the latest
 
 
-class Upkeep:
-    """Runs :meth:`tick` every ``interval_s`` in a background thread."""
+class Upkeep(Periodic):
+    """Fires cron schedules and purges expired jobs every ``interval_s``."""
+
+    name = "upkeep"
 
     def __init__(
         self,
@@ -42,26 +43,7 @@ class Upkeep:
         self.jobs = jobs
         self.workspace = workspace
         self.clock = clock
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="jobyard-upkeep", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.ident is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.tick()
-            except errors.StoreUnavailable as e:
-                log.warning("upkeep paused: %s", e)
-            except Exception:
-                log.exception("upkeep error")
+        super().__init__(interval_s)
 
     def tick(self) -> None:
         self.definitions.fire_due()

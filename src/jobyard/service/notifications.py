@@ -14,7 +14,6 @@ import os
 import random
 import secrets
 import smtplib
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from jobyard import errors, notify
 from jobyard.clock import Clock
 from jobyard.domain.jobs import Job
 from jobyard.notify import email, webhook
+from jobyard.service.periodic import Periodic
 from jobyard.settings import Settings
 from jobyard.store.database import Database
 from jobyard.store.jobs import JobStore
@@ -121,8 +121,10 @@ def backoff_s(attempts: int, rng: random.Random) -> float:
 
 
 # ---- the service ----------------------------------------------------------------
-class NotificationService:
+class NotificationService(Periodic):
     """Plans and sends notifications; :meth:`tick` does one round."""
+
+    name = "notify"
 
     def __init__(
         self,
@@ -140,25 +142,7 @@ class NotificationService:
             settings if isinstance(settings, NotifyConfig) else NotifyConfig.from_settings(settings)
         )
         self.rng = rng or random.SystemRandom()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="jobyard-notify", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.ident is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.config.interval_s):
-            try:
-                self.tick()
-            except errors.StoreUnavailable as e:
-                log.warning("notifications paused: %s", e)
-            except Exception:
-                log.exception("notification error")
+        super().__init__(self.config.interval_s)
 
     def validate(self, spec: Any) -> dict[str, Any]:
         """The normalised spec of a submission (InvalidInput → 422)."""
