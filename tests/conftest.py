@@ -161,7 +161,7 @@ class LiveServer:
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
         )
         _, self.admin_key = runtime.auth.create_key(
-            tenant_id="default", name="tester", role=Role.ADMIN
+            tenant_id="default", name="tester", role=Role.SUPERUSER
         )
 
     def start(self) -> LiveServer:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from jobyard.cli import definitions, envs, folders, jobs, models, results, submit
+from jobyard.cli import admin, definitions, envs, folders, jobs, models, results, submit
 from jobyard.settings import Settings
 
 app = typer.Typer(
@@ -116,6 +116,10 @@ app.add_typer(models.app, name="models")
 app.add_typer(envs.app, name="envs")
 app.add_typer(folders.app, name="folders")
 app.add_typer(definitions.app, name="definitions")
+app.add_typer(admin.tenants, name="tenants")
+app.add_typer(admin.projects, name="projects")
+app.add_typer(admin.keys, name="keys")
+app.command()(admin.audit)
 
 
 def main() -> None:

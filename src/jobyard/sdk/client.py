@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from jobyard.sdk.admin import AdminMixin
 from jobyard.sdk.config import find_server
 from jobyard.sdk.definitions import DefinitionsMixin
 from jobyard.sdk.errors import APIError, raise_for_response
@@ -38,7 +39,7 @@ def _path(job_id: str, suffix: str = "") -> str:
     return f"/v1/jobs/{quote(str(job_id), safe='')}{suffix}"
 
 
-class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, StreamMixin):
+class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, StreamMixin, AdminMixin):
     """Talks to a jobyard server.
 
     Without ``url``/``token`` it finds them like the CLI: ``JOBYARD_URL`` /

@@ -1,0 +1,83 @@
+"""SDK methods for administration: tenants, projects, API keys and the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from jobyard.sdk.base import BaseClient
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+class AdminMixin(BaseClient):
+    """Administration (answers are plain dicts)."""
+
+    def create_tenant(self, tenant_id: str, name: str) -> dict[str, Any]:
+        """A new tenant with its default project (superuser keys)."""
+        result: dict[str, Any] = self._request(
+            "POST", "/v1/tenants", json={"id": tenant_id, "name": name}
+        ).json()
+        return result
+
+    def tenants(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._request("GET", "/v1/tenants").json()["items"]
+        return items
+
+    def update_tenant(self, tenant_id: str, **changes: Any) -> dict[str, Any]:
+        """``name``, ``active`` or quotas (``max_running_jobs``, ``max_queued_jobs``,
+        ``max_storage_bytes``, ``max_log_bytes``)."""
+        result: dict[str, Any] = self._request(
+            "PATCH", f"/v1/tenants/{_q(tenant_id)}", json=changes
+        ).json()
+        return result
+
+    def create_project(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", "/v1/projects", json={"name": name}).json()
+        return result
+
+    def projects(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._request("GET", "/v1/projects").json()["items"]
+        return items
+
+    def update_project(self, ref: str, **changes: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "PATCH", f"/v1/projects/{_q(ref)}", json=changes
+        ).json()
+        return result
+
+    def create_key(
+        self,
+        name: str,
+        role: str = "member",
+        *,
+        project: str | None = None,
+        expires_at: datetime | None = None,
+        tenant: str | None = None,
+    ) -> dict[str, Any]:
+        """A new API key; the answer's ``secret`` is the whole key, shown only now."""
+        body: dict[str, Any] = {"name": name, "role": role}
+        if project is not None:
+            body["project"] = project
+        if expires_at is not None:
+            body["expires_at"] = expires_at.isoformat()
+        if tenant is not None:
+            body["tenant"] = tenant
+        result: dict[str, Any] = self._request("POST", "/v1/keys", json=body).json()
+        return result
+
+    def keys(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._request("GET", "/v1/keys").json()["items"]
+        return items
+
+    def revoke_key(self, key_id: str) -> None:
+        self._request("DELETE", f"/v1/keys/{_q(key_id)}")
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._request(
+            "GET", "/v1/audit", params={"limit": limit}
+        ).json()["items"]
+        return items
