@@ -79,6 +79,25 @@ def test_project_scoped_keys_see_only_their_project(live: LiveServer) -> None:
         assert c.list().summary.total == 1
     with Client(live.url, live.admin_key) as sup:
         assert {j.id for j in sup.list().items} == {inside.id, outside.id}
+        sup.create_folder("shared-data")
+        sup.create_model("tenant-model")
+        sup.create_environment("tenant-env")
+    with Client(live.url, scoped) as c:
+        assert c.folders() == [] and c.models() == [] and c.environments() == []
+        for get in (
+            lambda: c.folder("shared-data"),
+            lambda: c.model("tenant-model"),
+            lambda: c.environment("tenant-env"),
+        ):
+            with pytest.raises(Exception) as info:
+                get()
+            assert getattr(info.value, "status_code", None) == 404
+        c.create_folder("team-data")
+        c.create_model("team-model")
+        assert [f.name for f in c.folders()] == ["team-data"]
+        assert [m.name for m in c.models()] == ["team-model"]
+    with Client(live.url, live.admin_key) as sup:
+        assert {f.name for f in sup.folders()} == {"shared-data", "team-data"}
 
 
 def test_members_cancel_their_own_jobs_operators_anyones(live: LiveServer) -> None:

@@ -91,14 +91,14 @@ class DefinitionService:
         return self.store.insert(principal.tenant_id, values, now)
 
     def get(self, principal: Principal, def_id: str) -> JobDefinition:
-        return self.store.get(principal.tenant_id, def_id)
+        return self.store.get(principal.tenant_id, def_id, principal.project_id)
 
     def list_definitions(self, principal: Principal) -> list[JobDefinition]:
-        return self.store.list_all(principal.tenant_id)
+        return self.store.list_all(principal.tenant_id, principal.project_id)
 
     def update(self, principal: Principal, def_id: str, spec: DefinitionSpec) -> JobDefinition:
         """Replace the definition's settings (validated like a new one)."""
-        self.store.get(principal.tenant_id, def_id)
+        self.store.get(principal.tenant_id, def_id, principal.project_id)
         check_schedule(spec.schedule)
         resolved = self._resolve(principal, spec)
         now = self.clock.now()
@@ -109,12 +109,13 @@ class DefinitionService:
         return self.store.update(principal.tenant_id, def_id, values, now)
 
     def delete(self, principal: Principal, def_id: str) -> None:
+        self.store.get(principal.tenant_id, def_id, principal.project_id)
         self.store.delete(principal.tenant_id, def_id)
 
     def run_now(
         self, principal: Principal, def_id: str, parameters: dict[str, Any] | None = None
     ) -> Job:
-        d = self.store.get(principal.tenant_id, def_id)
+        d = self.store.get(principal.tenant_id, def_id, principal.project_id)
         if not d.active:
             raise errors.Conflict(f"job definition {d.name!r} is not active; activate it first")
         return self._submit(principal, d, parameters or {})

@@ -62,18 +62,18 @@ class EnvironmentUseCases:
             updated_at=now,
             **_checked(spec),
         )
-        return self.store.insert_environment(env)
+        return self.store.insert_environment(env, principal.project_id)
 
     def get_environment(self, principal: Principal, ref: str) -> Environment:
         """The caller's environment with this id or name, or NotFound."""
-        env = self.store.find_environment(principal.tenant_id, ref)
+        env = self.store.find_environment(principal.tenant_id, ref, principal.project_id)
         if env is None:
             raise errors.NotFound(f"environment {ref} does not exist", kind="environment", id=ref)
         return env
 
     def list_environments(self, principal: Principal) -> list[Environment]:
         """The caller's environments by name."""
-        return self.store.list_environments(principal.tenant_id)
+        return self.store.list_environments(principal.tenant_id, principal.project_id)
 
     def update_environment(self, principal: Principal, ref: str, **changes: Any) -> Environment:
         """Replace the given fields (a map or list is replaced whole). Jobs that start

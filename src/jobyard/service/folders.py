@@ -107,12 +107,16 @@ class FolderService:
                 f"description must be at most {MAX_DESCRIPTION} characters", field="description"
             )
         return self.store.create(
-            tenant_id=principal.tenant_id, name=name, description=description, now=self.clock.now()
+            tenant_id=principal.tenant_id,
+            name=name,
+            description=description,
+            now=self.clock.now(),
+            project_id=principal.project_id,
         )
 
     def get(self, principal: Principal, ref: str) -> Folder:
         """The caller's folder with the id or name ``ref``, or NotFound."""
-        folder = self.store.find(principal.tenant_id, ref)
+        folder = self.store.find(principal.tenant_id, ref, principal.project_id)
         if folder is None:
             raise errors.NotFound(f"folder {ref!r} does not exist", kind="folder", ref=ref)
         return folder
@@ -122,7 +126,9 @@ class FolderService:
 
     def list(self, principal: Principal) -> builtins.list[FolderSummary]:
         """The caller's folders by name."""
-        return self._summaries(principal, self.store.list_folders(principal.tenant_id))
+        return self._summaries(
+            principal, self.store.list_folders(principal.tenant_id, principal.project_id)
+        )
 
     def _summaries(
         self, principal: Principal, folders: builtins.list[Folder]

@@ -59,18 +59,18 @@ class ModelUseCases:
                 }
             ),
         )
-        return self.store.insert_model(model)
+        return self.store.insert_model(model, principal.project_id)
 
     def get_model(self, principal: Principal, ref: str) -> Model:
         """The caller's model with this id or name, or NotFound."""
-        model = self.store.find_model(principal.tenant_id, ref)
+        model = self.store.find_model(principal.tenant_id, ref, principal.project_id)
         if model is None:
             raise errors.NotFound(f"model {ref} does not exist", kind="model", id=ref)
         return model
 
     def list_models(self, principal: Principal) -> list[Model]:
         """The caller's models by name."""
-        return self.store.list_models(principal.tenant_id)
+        return self.store.list_models(principal.tenant_id, principal.project_id)
 
     def update_model(self, principal: Principal, ref: str, **changes: Any) -> Model:
         """Change ``description``, ``expected_interval_minutes`` or ``retention_hours``
@@ -121,7 +121,9 @@ class ModelUseCases:
             )
         env_id = None
         if spec.default_environment is not None:
-            env = self.store.find_environment(principal.tenant_id, spec.default_environment)
+            env = self.store.find_environment(
+                principal.tenant_id, spec.default_environment, principal.project_id
+            )
             if env is None:
                 raise errors.NotFound(
                     f"default_environment: environment {spec.default_environment} does not exist",
@@ -248,12 +250,12 @@ class ModelUseCases:
                 raise _bad_ref(ref, field)
             return self.get_version(principal, name, version)
         if _is_uuid(ref):
-            found = self.store.find_version_by_id(principal.tenant_id, ref)
+            found = self.store.find_version_by_id(principal.tenant_id, ref, principal.project_id)
             if found is not None:
                 return found
         if not specs.NAME_RE.fullmatch(ref):
             raise _bad_ref(ref, field)
-        model = self.store.find_model(principal.tenant_id, ref)
+        model = self.store.find_model(principal.tenant_id, ref, principal.project_id)
         if model is None:
             raise errors.NotFound(f"no model or model version {ref}", kind="model", id=ref)
         newest = self.store.newest_version(principal.tenant_id, model.id)

@@ -58,21 +58,22 @@ class DefinitionStore:
             )
         return self.get(tenant_id, def_id)
 
-    def get(self, tenant_id: str, def_id: str) -> JobDefinition:
+    def get(self, tenant_id: str, def_id: str, project_id: str | None = None) -> JobDefinition:
+        cond = [t.c.id == def_id, t.c.tenant_id == tenant_id]
+        if project_id is not None:
+            cond.append(t.c.project_id == project_id)
         with self.db.read() as conn:
-            r = (
-                conn.execute(sa.select(t).where(t.c.id == def_id, t.c.tenant_id == tenant_id))
-                .mappings()
-                .first()
-            )
+            r = conn.execute(sa.select(t).where(*cond)).mappings().first()
         if r is None:
             raise errors.NotFound(
                 f"job definition {def_id} does not exist", kind="definition", id=def_id
             )
         return _row(r)
 
-    def list_all(self, tenant_id: str) -> list[JobDefinition]:
+    def list_all(self, tenant_id: str, project_id: str | None = None) -> list[JobDefinition]:
         stmt = sa.select(t).where(t.c.tenant_id == tenant_id).order_by(t.c.created_at, t.c.id)
+        if project_id is not None:
+            stmt = stmt.where(t.c.project_id == project_id)
         with self.db.read() as conn:
             return [_row(r) for r in conn.execute(stmt).mappings().all()]
 

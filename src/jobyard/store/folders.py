@@ -13,6 +13,7 @@ from sqlalchemy import exc
 
 from jobyard import errors
 from jobyard.domain.folders import Folder, FolderFile
+from jobyard.domain.jobs import DEFAULT_PROJECT_ID
 from jobyard.store.database import Database
 from jobyard.store.tables import folder_files, folders
 
@@ -42,7 +43,13 @@ class FolderStore:
 
     # ---- folders -----------------------------------------------------------------
     def create(
-        self, *, tenant_id: str, name: str, description: str | None, now: datetime
+        self,
+        *,
+        tenant_id: str,
+        name: str,
+        description: str | None,
+        now: datetime,
+        project_id: str | None = None,
     ) -> Folder:
         """Insert a folder; Conflict when the tenant already has one with this name."""
         folder = Folder(
@@ -55,18 +62,25 @@ class FolderStore:
         )
         try:
             with self.db.write() as conn:
-                conn.execute(folders.insert().values(**vars(folder)))
+                conn.execute(
+                    folders.insert().values(
+                        **vars(folder), project_id=project_id or DEFAULT_PROJECT_ID
+                    )
+                )
         except exc.IntegrityError:
             raise errors.Conflict(
                 f"a folder named {name!r} already exists", kind="folder", name=name
             ) from None
         return folder
 
-    def find(self, tenant_id: str, ref: str) -> Folder | None:
-        """The tenant's folder whose id is ``ref`` or else whose name is ``ref``."""
+    def find(self, tenant_id: str, ref: str, project_id: str | None = None) -> Folder | None:
+        """The tenant's folder whose id is ``ref`` or else whose name is ``ref`` (within
+        ``project_id`` when given)."""
         stmt = sa.select(folders).where(
             folders.c.tenant_id == tenant_id, sa.or_(folders.c.id == ref, folders.c.name == ref)
         )
+        if project_id is not None:
+            stmt = stmt.where(folders.c.project_id == project_id)
         with self.db.read() as conn:
             rows = conn.execute(stmt).mappings().all()
         by_id = [r for r in rows if r["id"] == ref]
@@ -81,9 +95,11 @@ class FolderStore:
             )
         return _folder(row) if row else None
 
-    def list_folders(self, tenant_id: str) -> list[Folder]:
-        """The tenant's folders by name."""
+    def list_folders(self, tenant_id: str, project_id: str | None = None) -> list[Folder]:
+        """The tenant's folders by name (of ``project_id`` when given)."""
         stmt = sa.select(folders).where(folders.c.tenant_id == tenant_id).order_by(folders.c.name)
+        if project_id is not None:
+            stmt = stmt.where(folders.c.project_id == project_id)
         with self.db.read() as conn:
             return [_folder(r) for r in conn.execute(stmt).mappings().all()]
 

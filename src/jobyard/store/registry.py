@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from jobyard import errors
+from jobyard.domain.jobs import DEFAULT_PROJECT_ID
 from jobyard.domain.registry import (
     Environment,
     InputRole,
@@ -123,29 +124,39 @@ class RegistryStore:
         self.db = db
 
     # ---- models ------------------------------------------------------------------
-    def insert_model(self, model: Model) -> Model:
-        """Insert; Conflict when the tenant already has a model of that name."""
+    def insert_model(self, model: Model, project_id: str | None = None) -> Model:
+        """Insert (into ``project_id``, else the default project); Conflict when the
+        tenant already has a model of that name."""
         try:
             with self.db.write() as conn:
-                conn.execute(models.insert().values(**vars(model)))
+                conn.execute(
+                    models.insert().values(
+                        **vars(model), project_id=project_id or DEFAULT_PROJECT_ID
+                    )
+                )
         except exc.IntegrityError:
             raise errors.Conflict(
                 f"a model named {model.name!r} already exists", kind="model", name=model.name
             ) from None
         return model
 
-    def find_model(self, tenant_id: str, ref: str) -> Model | None:
-        """The tenant's model with this id or name (an id match wins)."""
+    def find_model(self, tenant_id: str, ref: str, project_id: str | None = None) -> Model | None:
+        """The tenant's model with this id or name (an id match wins), within
+        ``project_id`` when given."""
         stmt = sa.select(models).where(
             models.c.tenant_id == tenant_id, sa.or_(models.c.id == ref, models.c.name == ref)
         )
+        if project_id is not None:
+            stmt = stmt.where(models.c.project_id == project_id)
         with self.db.read() as conn:
             rows = conn.execute(stmt).mappings().all()
         rows = sorted(rows, key=lambda r: r["id"] != ref)
         return _model(rows[0]) if rows else None
 
-    def list_models(self, tenant_id: str) -> list[Model]:
+    def list_models(self, tenant_id: str, project_id: str | None = None) -> list[Model]:
         stmt = sa.select(models).where(models.c.tenant_id == tenant_id).order_by(models.c.name)
+        if project_id is not None:
+            stmt = stmt.where(models.c.project_id == project_id)
         with self.db.read() as conn:
             return [_model(r) for r in conn.execute(stmt).mappings()]
 
@@ -201,10 +212,13 @@ class RegistryStore:
             model_versions.c.version == version,
         )
 
-    def find_version_by_id(self, tenant_id: str, version_id: str) -> ModelVersion | None:
-        return self._one_version(
-            model_versions.c.tenant_id == tenant_id, model_versions.c.id == version_id
-        )
+    def find_version_by_id(
+        self, tenant_id: str, version_id: str, project_id: str | None = None
+    ) -> ModelVersion | None:
+        cond = [model_versions.c.tenant_id == tenant_id, model_versions.c.id == version_id]
+        if project_id is not None:
+            cond.append(models.c.project_id == project_id)
+        return self._one_version(*cond)
 
     def get_version_unscoped(self, version_id: str) -> ModelVersion | None:
         """A version by id across tenants: for the dispatcher, never for API reads."""
@@ -271,9 +285,10 @@ class RegistryStore:
             return int(conn.execute(stmt).scalar_one())
 
     # ---- environments ------------------------------------------------------------
-    def insert_environment(self, env: Environment) -> Environment:
-        """Insert; Conflict when the tenant already has an environment of that name."""
-        values = dict(vars(env))
+    def insert_environment(self, env: Environment, project_id: str | None = None) -> Environment:
+        """Insert (into ``project_id``, else the default project); Conflict when the
+        tenant already has an environment of that name."""
+        values = dict(vars(env), project_id=project_id or DEFAULT_PROJECT_ID)
         values["pip_requirements"] = list(env.pip_requirements)
         try:
             with self.db.write() as conn:
@@ -282,12 +297,17 @@ class RegistryStore:
             raise _env_name_taken(env.name) from None
         return env
 
-    def find_environment(self, tenant_id: str, ref: str) -> Environment | None:
-        """The tenant's environment with this id or name (an id match wins)."""
+    def find_environment(
+        self, tenant_id: str, ref: str, project_id: str | None = None
+    ) -> Environment | None:
+        """The tenant's environment with this id or name (an id match wins), within
+        ``project_id`` when given."""
         stmt = sa.select(environments).where(
             environments.c.tenant_id == tenant_id,
             sa.or_(environments.c.id == ref, environments.c.name == ref),
         )
+        if project_id is not None:
+            stmt = stmt.where(environments.c.project_id == project_id)
         with self.db.read() as conn:
             rows = conn.execute(stmt).mappings().all()
         rows = sorted(rows, key=lambda r: r["id"] != ref)
@@ -303,12 +323,14 @@ class RegistryStore:
             )
         return _environment(row) if row else None
 
-    def list_environments(self, tenant_id: str) -> list[Environment]:
+    def list_environments(self, tenant_id: str, project_id: str | None = None) -> list[Environment]:
         stmt = (
             sa.select(environments)
             .where(environments.c.tenant_id == tenant_id)
             .order_by(environments.c.name)
         )
+        if project_id is not None:
+            stmt = stmt.where(environments.c.project_id == project_id)
         with self.db.read() as conn:
             return [_environment(r) for r in conn.execute(stmt).mappings()]
 
