@@ -102,7 +102,10 @@ def metrics_route(app: FastAPI, runtime: Runtime, *, public: bool = True) -> Col
     ) -> Response:
         if not public:
             principal = runtime.auth.authenticate(authorization)
-            if principal.role is not Role.ADMIN or principal.tenant_id != DEFAULT_TENANT_ID:
+            if (
+                principal.role not in (Role.ADMIN, Role.SUPERUSER)
+                or principal.tenant_id != DEFAULT_TENANT_ID
+            ):
                 raise errors.Forbidden("/metrics needs an admin key of the default tenant")
         encode, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encode(registry), media_type=content_type)

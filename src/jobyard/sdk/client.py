@@ -94,7 +94,6 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
         env: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
         scheduled_at: datetime | None = None,
-        submitted_by: str | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
         """Submit a job. A ``str`` entrypoint runs through ``/bin/sh -c``; a sequence is
@@ -117,7 +116,6 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
             "env": dict(env) if env is not None else None,
             "timeout_s": timeout_s,
             "scheduled_at": _iso(scheduled_at) if scheduled_at is not None else None,
-            "submitted_by": submitted_by,
             "model": model,
             "environment": environment,
             "input_folder": input_folder,

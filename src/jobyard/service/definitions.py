@@ -13,7 +13,7 @@ from jobyard import errors
 from jobyard.clock import Clock
 from jobyard.domain.auth import Principal, Role
 from jobyard.domain.definitions import JobDefinition
-from jobyard.domain.jobs import Job, JobSpec
+from jobyard.domain.jobs import DEFAULT_PROJECT_ID, Job, JobSpec
 from jobyard.domain.priorities import Priority
 from jobyard.service import submission
 from jobyard.service.jobs import JobService
@@ -88,6 +88,7 @@ class DefinitionService:
         values["next_run_at"] = (
             next_run(spec.schedule, now) if spec.schedule and spec.active else None
         )
+        values["project_id"] = principal.project_id or DEFAULT_PROJECT_ID
         return self.store.insert(principal.tenant_id, values, now)
 
     def get(self, principal: Principal, def_id: str) -> JobDefinition:

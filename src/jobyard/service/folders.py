@@ -313,8 +313,9 @@ class FolderService:
         """Write to a private staging key, move into place, then index the file."""
         staging = f"{INCOMING}/{uuid.uuid4().hex}"
         size, sha256 = self.storage.write_stream(staging, chunks, max_bytes=max_bytes)
+        replaced = self.store.get_file(folder.tenant_id, folder.id, path)
         try:
-            self.storage_quota(folder.tenant_id, size)
+            self.storage_quota(folder.tenant_id, size - (replaced.size if replaced else 0))
         except errors.QuotaExceeded:
             self.storage.delete(staging)
             raise

@@ -188,7 +188,10 @@ class JobService:
 
     def find_by_submission_id(self, principal: Principal, submission_id: str) -> Job | None:
         """The caller's job whose idempotency key (a Ray submission id) is this one."""
-        return self.store.find_by_idempotency_key(principal.tenant_id, submission_id)
+        job = self.store.find_by_idempotency_key(principal.tenant_id, submission_id)
+        if job is not None and principal.project_id not in (None, job.spec.project_id):
+            return None
+        return job
 
     def batch_inputs(self, job: Job, *, limit: int | None = None) -> list[Any] | None:
         """The first ``limit`` batch items of a job (already read with its tenant check),
@@ -226,6 +229,8 @@ class JobService:
         """Apply what a running job reports about itself (its token, or a user key)."""
         if principal.job_id is not None and principal.job_id != job_id:
             raise errors.Forbidden("a job token may only report on its own job")
+        if principal.job_id is None and ROLE_RANK[principal.role] < ROLE_RANK[Role.MEMBER]:
+            raise errors.Forbidden("a viewer key may only read")
         self._job(principal, job_id)
         if not 1 <= len(objects) <= MAX_REPORTS:
             raise errors.InvalidInput(f"send 1 to {MAX_REPORTS} reports", field="reports")

@@ -38,7 +38,7 @@ class ResultService:
     def get(
         self, principal: Principal, job_id: str, output_type: OutputType | None = None
     ) -> Results:
-        job = self.jobs.get(principal.tenant_id, job_id)
+        job = self.jobs.get(principal.tenant_id, job_id, principal.project_id)
         found = self.artifacts.list(principal.tenant_id, job_id)
         primary = _primary(found)
         if output_type is not None:
@@ -50,10 +50,10 @@ class ResultService:
         self, principal: Principal, job_id: str, path: str
     ) -> tuple[Artifact, Iterator[bytes]]:
         rel = safe_relpath(path)
+        self.jobs.get(principal.tenant_id, job_id, principal.project_id)  # 404 for the job first
         for a in self.artifacts.list(principal.tenant_id, job_id):
             if a.path == rel:
                 return a, self.blobs.read_chunks(a.sha256)
-        self.jobs.get(principal.tenant_id, job_id)  # 404 for the job first
         raise errors.NotFound(f"job {job_id} has no result {rel!r}", field="path")
 
     def zip_stream(self, principal: Principal, job_id: str) -> Iterator[bytes]:

@@ -117,6 +117,10 @@ class TenancyService:
         if expires_at is not None and expires_at <= self.clock.now():
             raise errors.InvalidInput("expires_at must be in the future", field="expires_at")
         project_id = None
+        if principal.project_id is not None and target == principal.tenant_id:
+            project = project or principal.project_id  # a scoped key mints scoped keys only
+            if self.check_project(principal, project) != principal.project_id:
+                raise errors.NotFound(f"project {project} does not exist", kind="project")
         if project is not None:
             scoped = Principal(tenant_id=target, key_id="", key_name="", role=Role.ADMIN)
             project_id = self.check_project(scoped, project)

@@ -74,7 +74,9 @@ def ray_principal(
     x_ray_authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
     """``Authorization: Bearer <api key>``, or ``X-Ray-Authorization`` (behind proxies)."""
-    return _authenticate(runtime, authorization or x_ray_authorization, request.method)
+    principal = _authenticate(runtime, authorization or x_ray_authorization, request.method)
+    runtime.rate_limiter.check(principal.key_id)
+    return principal
 
 
 RayPrincipal = Annotated[Principal, Depends(ray_principal)]

@@ -34,7 +34,7 @@ from jobyard.domain.states import JobState
 FOLLOW_POLL_S = 0.05
 E = TypeVar("E", JobState, Priority)
 
-ERRORS = {code: {"model": ErrorOut} for code in (401, 404, 409, 422, 503)}
+ERRORS = {code: {"model": ErrorOut} for code in (401, 403, 404, 409, 413, 422, 429, 503)}
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)  # type: ignore[arg-type]
 
 
