@@ -35,7 +35,7 @@ from jobyard.storage import logs
 from jobyard.storage.workspace import Workspace
 from jobyard.store.artifacts import ArtifactStore
 from jobyard.store.jobs import JobStore
-from jobyard.store.listen import QueueListener
+from jobyard.store.listen import queue_listener
 from jobyard.store.nodes import NodeStore
 from jobyard.store.tracking import TrackingStore
 
@@ -100,9 +100,7 @@ class Dispatcher:
         self._threads: list[threading.Thread] = []
         self._last_renewal = time.monotonic()
         self._next_promote = 0.0
-        self._listener = (
-            QueueListener(store.db, self.job_queued) if store.db.dialect == "postgresql" else None
-        )
+        self._listener = queue_listener(store.db, self.job_queued)
 
     # ---- Wakeup -----------------------------------------------------------------------
     def job_queued(self) -> None:

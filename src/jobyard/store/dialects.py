@@ -3,7 +3,9 @@
 * connection set-up (SQLite pragmas; ``BEGIN IMMEDIATE`` for write transactions),
 * claiming rows (PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite has one writer, so the
   ``BEGIN IMMEDIATE`` transaction already serialises claims),
-* ``INSERT … ON CONFLICT DO NOTHING``.
+* locking a row for the rest of the transaction (PostgreSQL ``FOR UPDATE``),
+* ``INSERT … ON CONFLICT DO NOTHING``,
+* seconds since the epoch of a timestamp (:class:`EpochSeconds`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 WRITE_OPTION = "jobyard_write"
@@ -68,6 +73,14 @@ def lock_for_claim(stmt: sa.Select[Any], dialect_name: str) -> sa.Select[Any]:
     return stmt
 
 
+def lock_row(stmt: sa.Select[Any], dialect_name: str) -> sa.Select[Any]:
+    """Make a SELECT lock its row until the transaction ends (SQLite's ``BEGIN
+    IMMEDIATE`` write transaction already holds the whole database)."""
+    if dialect_name == "postgresql":
+        return stmt.with_for_update()
+    return stmt
+
+
 def insert_ignoring_conflicts(table: sa.Table, dialect_name: str) -> Any:
     """``INSERT … ON CONFLICT DO NOTHING`` for the engine's dialect."""
     if dialect_name == "postgresql":
@@ -84,3 +97,22 @@ def notify_queue(conn: sa.Connection) -> None:
     on one host, where the in-process wakeup suffices."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"NOTIFY {QUEUE_CHANNEL}")
+
+
+class EpochSeconds(FunctionElement[float]):
+    """Seconds since the epoch of a timestamp column, in SQL."""
+
+    type = sa.Float()
+    name = "epoch_s"
+    inherit_cache = True
+
+
+@compiles(EpochSeconds, "sqlite")
+def _epoch_sqlite(element: EpochSeconds, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite keeps naive UTC text; julianday() reads it (millisecond precision)
+    return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
+
+
+@compiles(EpochSeconds, "postgresql")
+def _epoch_pg(element: EpochSeconds, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) AS FLOAT)"

@@ -33,6 +33,8 @@ from jobyard.store.tables import (
 
 #: queued jobs looked at per claim (jobs of a full environment are skipped)
 CLAIM_SCAN = 50
+#: the job holds a slot (starting, running or cancelling)
+_IS_ACTIVE = jobs.c.state.in_(sorted(s.value for s in states.ACTIVE))
 _USAGE_COLUMNS = (
     "cpu_percent",
     "rss_bytes",
@@ -481,14 +483,7 @@ class JobStore:
         limit = own if own is not None else default
         if limit is None:
             return False
-        active = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(jobs)
-            .where(
-                jobs.c.tenant_id == tenant_id, jobs.c.state.in_([s.value for s in states.ACTIVE])
-            )
-        ).scalar_one()
-        return int(active) >= int(limit)
+        return _active_count(conn, jobs.c.tenant_id == tenant_id) >= int(limit)
 
     def _env_full(self, conn: sa.Connection, env_id: str) -> bool:
         """Whether the environment already runs its maximum of jobs. On PostgreSQL the
@@ -496,19 +491,10 @@ class JobStore:
         limit_stmt = sa.select(environments.c.max_concurrent_jobs).where(
             environments.c.id == env_id
         )
-        if self.db.dialect == "postgresql":
-            limit_stmt = limit_stmt.with_for_update()
-        limit = conn.execute(limit_stmt).scalar_one_or_none()
+        limit = conn.execute(dialects.lock_row(limit_stmt, self.db.dialect)).scalar_one_or_none()
         if limit is None:
             return False
-        active = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(jobs)
-            .where(
-                jobs.c.environment_id == env_id, jobs.c.state.in_([s.value for s in states.ACTIVE])
-            )
-        ).scalar_one()
-        return int(active) >= int(limit)
+        return _active_count(conn, jobs.c.environment_id == env_id) >= int(limit)
 
     def _claim(
         self,
@@ -568,7 +554,7 @@ class JobStore:
                             jobs.c.id == job_id,
                             jobs.c.lease_owner == node_id,
                             jobs.c.lease_epoch == epoch,
-                            jobs.c.state.in_([s.value for s in states.ACTIVE]),
+                            _IS_ACTIVE,
                         )
                         .values(lease_expires_at=expires_at)
                         .returning(*jobs.c)
@@ -584,7 +570,7 @@ class JobStore:
         stmt = (
             sa.select(jobs)
             .where(
-                jobs.c.state.in_([s.value for s in states.ACTIVE]),
+                _IS_ACTIVE,
                 jobs.c.lease_expires_at < now,
             )
             .limit(limit)
@@ -593,9 +579,7 @@ class JobStore:
             return [job_from_row(r) for r in conn.execute(stmt).mappings().all()]
 
     def owned_by(self, node_id: str) -> list[Job]:
-        stmt = sa.select(jobs).where(
-            jobs.c.state.in_([s.value for s in states.ACTIVE]), jobs.c.lease_owner == node_id
-        )
+        stmt = sa.select(jobs).where(_IS_ACTIVE, jobs.c.lease_owner == node_id)
         with self.db.read() as conn:
             return [job_from_row(r) for r in conn.execute(stmt).mappings().all()]
 
@@ -699,15 +683,8 @@ class JobStore:
             ).first()
             if row is None:
                 return None
-            active = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(jobs)
-                .where(
-                    jobs.c.environment_id == env_id,
-                    jobs.c.state.in_([s.value for s in states.ACTIVE]),
-                )
-            ).scalar_one()
-        return str(row[0]), int(active), int(row[1])
+            active = _active_count(conn, jobs.c.environment_id == env_id)
+        return str(row[0]), active, int(row[1])
 
     def ahead_in_queue(self, job: Job) -> int:
         """Queued jobs (all tenants) that come before ``job`` in queue order."""
@@ -729,9 +706,7 @@ class JobStore:
         """Slots taken by active jobs, and the slots of nodes that heartbeat since then."""
         with self.db.read() as conn:
             used = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(jobs.c.slots), 0)).where(
-                    jobs.c.state.in_([s.value for s in states.ACTIVE])
-                )
+                sa.select(sa.func.coalesce(sa.func.sum(jobs.c.slots), 0)).where(_IS_ACTIVE)
             ).scalar_one()
             total = conn.execute(
                 sa.select(sa.func.coalesce(sa.func.sum(nodes.c.slots), 0)).where(
@@ -773,12 +748,14 @@ class JobStore:
             return [r[0] for r in conn.execute(stmt).all()]
 
     def count_active_of_tenant(self, tenant_id: str) -> int:
-        stmt = (
-            sa.select(sa.func.count())
-            .select_from(jobs)
-            .where(
-                jobs.c.tenant_id == tenant_id, jobs.c.state.in_([s.value for s in states.ACTIVE])
-            )
-        )
         with self.db.read() as conn:
-            return int(conn.execute(stmt).scalar_one())
+            return _active_count(conn, jobs.c.tenant_id == tenant_id)
+
+
+def _active_count(conn: sa.Connection, where: sa.ColumnElement[bool]) -> int:
+    """How many jobs matching ``where`` are starting, running or cancelling."""
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).select_from(jobs).where(where, _IS_ACTIVE)
+        ).scalar_one()
+    )

@@ -15,6 +15,11 @@ from jobyard.store.dialects import QUEUE_CHANNEL
 log = logging.getLogger("jobyard.listen")
 
 
+def queue_listener(db: Database, on_notify: Callable[[], None]) -> QueueListener | None:
+    """A listener for ``db``, or None where the database has no notifications (SQLite)."""
+    return QueueListener(db, on_notify) if db.dialect == "postgresql" else None
+
+
 class QueueListener:
     """Calls ``on_notify`` whenever another process queues a job (PostgreSQL only)."""
 

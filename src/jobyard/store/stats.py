@@ -16,13 +16,11 @@ from enum import Enum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from jobyard.domain import states
 from jobyard.domain.states import JobState
 from jobyard.store.database import Database
+from jobyard.store.dialects import EpochSeconds
 from jobyard.store.tables import jobs, nodes
 
 
@@ -37,25 +35,6 @@ Scope = str | Everyone
 
 _ACTIVE = sorted(s.value for s in states.ACTIVE)
 _TERMINAL = sorted(s.value for s in states.TERMINAL)
-
-
-class EpochSeconds(FunctionElement[float]):
-    """Seconds since the epoch of a timestamp column, in SQL."""
-
-    type = sa.Float()
-    name = "epoch_s"
-    inherit_cache = True
-
-
-@compiles(EpochSeconds, "sqlite")
-def _epoch_sqlite(element: EpochSeconds, compiler: SQLCompiler, **kw: Any) -> str:
-    # SQLite keeps naive UTC text; julianday() reads it (millisecond precision)
-    return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
-
-
-@compiles(EpochSeconds, "postgresql")
-def _epoch_pg(element: EpochSeconds, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) AS FLOAT)"
 
 
 def _seconds(start: Any, end: Any) -> sa.ColumnElement[float]:
