@@ -49,6 +49,15 @@ class JobPage:
 
 
 @dataclass(frozen=True)
+class OffsetPage:
+    """Jobs from a position in the list, how many match and the counts by state."""
+
+    items: list[Job]
+    total: int
+    by_status: dict[str, int]
+
+
+@dataclass(frozen=True)
 class LogPoll:
     data: bytes
     next_offset: int
@@ -346,6 +355,25 @@ class JobService:
             principal.tenant_id, flt, limit=limit, cursor=cursor
         )
         return JobPage(items, next_cursor, self.store.count_by_state(principal.tenant_id, flt))
+
+    def page_at(
+        self, principal: Principal, flt: JobFilter, *, offset: int, size: int
+    ) -> OffsetPage:
+        """Up to ``size`` jobs from position ``offset`` (newest first), for APIs that page
+        by number, by following the native cursors (the native list has no offsets)."""
+        found: list[Job] = []
+        skip = offset
+        page = self.list_jobs(principal, flt, limit=min(MAX_LIST_LIMIT, offset + size))
+        by_status = page.by_status  # the counts ignore the states filter: apply it here
+        total = sum(n for s, n in by_status.items() if not flt.states or s in flt.states)
+        while offset < total:
+            found.extend(page.items[skip : skip + size - len(found)])
+            skip = max(0, skip - len(page.items))
+            if len(found) >= size or page.next_cursor is None:
+                break
+            limit = min(MAX_LIST_LIMIT, skip + size - len(found))
+            page = self.list_jobs(principal, flt, limit=limit, cursor=page.next_cursor)
+        return OffsetPage(found, total, by_status)
 
     def events(self, principal: Principal, job_id: str, after: int | None = None) -> list[JobEvent]:
         self._job(principal, job_id)

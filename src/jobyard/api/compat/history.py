@@ -11,7 +11,6 @@ from fastapi import APIRouter, Query
 
 from jobyard import errors
 from jobyard.api.compat.history_mapping import HistoryJob, HistoryPage, states_for
-from jobyard.api.compat.insights_hub import walk_page
 from jobyard.api.deps import PrincipalDep, RuntimeDep
 from jobyard.api.routes.jobs import ERRORS
 from jobyard.domain.auth import Principal
@@ -107,9 +106,8 @@ def list_jobs(
             created_from=_aware(created_from),
             created_to=_aware(created_to),
         )
-        jobs, total = walk_page(
-            runtime.jobs, principal, flt, offset=(page - 1) * page_size, size=page_size
-        )
+        found = runtime.jobs.page_at(principal, flt, offset=(page - 1) * page_size, size=page_size)
+        jobs, total = found.items, found.total
     render = _Render(runtime, principal, inputs=include_inputs)
     return HistoryPage(
         items=[render(j) for j in jobs],

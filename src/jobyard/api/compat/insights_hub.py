@@ -22,7 +22,6 @@ from jobyard.api.routes.jobs import ERRORS
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
 from jobyard.domain.states import JobState
-from jobyard.service.jobs import MAX_LIST_LIMIT, JobService
 from jobyard.wiring import Runtime
 
 #: the reason code of ``JobService.pending_reason`` for a busy environment configuration
@@ -49,27 +48,6 @@ router = APIRouter(
     responses=ERRORS,  # type: ignore[arg-type]
     dependencies=[Depends(accept_xsrf)],
 )
-
-
-def walk_page(
-    jobs: JobService, principal: Principal, flt: JobFilter, *, offset: int, size: int
-) -> tuple[list[Job], int]:
-    """Up to ``size`` jobs from position ``offset`` (newest first) and how many match, by
-    following the native cursors (the native list has no offsets)."""
-    found: list[Job] = []
-    skip, cursor, total = offset, None, -1
-    while True:
-        limit = min(MAX_LIST_LIMIT, skip + size - len(found))
-        page = jobs.list_jobs(principal, flt, limit=limit, cursor=cursor)
-        if total < 0:  # counts ignore the states filter: apply it here
-            total = sum(n for s, n in page.by_status.items() if not flt.states or s in flt.states)
-            if offset >= total:
-                return [], total
-        found.extend(page.items[skip : skip + size - len(found)])
-        skip = max(0, skip - len(page.items))
-        if len(found) >= size or page.next_cursor is None:
-            return found, total
-        cursor = page.next_cursor
 
 
 def _status(runtime: Runtime, principal: Principal, job: Job) -> str:
@@ -101,11 +79,11 @@ def list_jobs(
     page_number: Annotated[int, Query(alias="pageNumber", ge=0, le=1_000_000)] = 0,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 100,
 ) -> JobPage:
-    jobs, total = walk_page(
-        runtime.jobs, principal, JobFilter(), offset=page_number * page_size, size=page_size
+    found = runtime.jobs.page_at(
+        principal, JobFilter(), offset=page_number * page_size, size=page_size
     )
-    content = [JobItem.of(j, _status(runtime, principal, j)) for j in jobs]
-    return JobPage.of(content, total=total, number=page_number, size=page_size)
+    content = [JobItem.of(j, _status(runtime, principal, j)) for j in found.items]
+    return JobPage.of(content, total=found.total, number=page_number, size=page_size)
 
 
 @router.get("/{job_id}", summary="Get a job")

@@ -24,7 +24,6 @@ from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
 from jobyard.domain.results import Artifact, OutputType
 from jobyard.domain.states import JobState
-from jobyard.service.jobs import MAX_LIST_LIMIT
 from jobyard.service.results import Results
 from jobyard.service.status import SystemStatus, SystemStatusService
 from jobyard.wiring import Runtime
@@ -111,30 +110,6 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-def _page(
-    scope: Scope, flt: JobFilter, *, offset: int, size: int
-) -> tuple[list[Job], int, dict[str, int]]:
-    """Jobs ``offset`` to ``offset + size`` (newest first), the number that match and the
-    counts by state, following the native cursors (the native list has no offsets)."""
-    found: list[Job] = []
-    skip, cursor, total, by_status = offset, None, 0, {}
-    while True:
-        limit = min(MAX_LIST_LIMIT, skip + size - len(found))
-        page = scope.runtime.jobs.list_jobs(scope.principal, flt, limit=limit, cursor=cursor)
-        if cursor is None:  # the counts ignore the states filter: apply it here
-            by_status = page.by_status
-            total = sum(
-                n for s, n in by_status.items() if not flt.states or JobState(s) in flt.states
-            )
-            if offset >= total:
-                return [], total, by_status
-        found.extend(page.items[skip : skip + size - len(found)])
-        skip = max(0, skip - len(page.items))
-        if len(found) >= size or page.next_cursor is None:
-            return found, total, by_status
-        cursor = page.next_cursor
-
-
 @router.get("/{projectId}/execution/jobs")
 def list_jobs(
     scope: ScopeDep,
@@ -157,14 +132,16 @@ def list_jobs(
         created_to=_utc(dateTo),
         project_id=scope.project_id,
     )
-    jobs, total, by_status = _page(scope, flt, offset=(page - 1) * pageSize, size=pageSize)
+    found = scope.runtime.jobs.page_at(
+        scope.principal, flt, offset=(page - 1) * pageSize, size=pageSize
+    )
     now = scope.runtime.clock.now()
     return {
-        "jobs": [mz.list_item(j, now) for j in jobs],
-        "summary": mz.summary(by_status),
+        "jobs": [mz.list_item(j, now) for j in found.items],
+        "summary": mz.summary(found.by_status),
         "page": page,
         "pageSize": pageSize,
-        "hasNextPage": page * pageSize < total,
+        "hasNextPage": page * pageSize < found.total,
     }
 
 
