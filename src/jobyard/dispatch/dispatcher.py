@@ -557,6 +557,8 @@ class Dispatcher:
             sampled = []
             for run in runs.values():
                 if run.handle is not None and run.launch is not None:
+                    if run.usage.rss_bytes is None:  # started since the last sampling
+                        run.usage = run.handle.sample()
                     run.usage = replace(
                         run.usage, disk_bytes=outputs.tree_bytes(run.launch.workdir / "output")
                     )
