@@ -1,11 +1,15 @@
-"""The SDK against a fake server (``httpx.MockTransport``) that follows docs/api.md."""
+"""The SDK against a fake server that follows docs/api.md, reached in two ways: through
+``httpx.MockTransport`` (``transport=``, so through httpx) and over a real loopback HTTP
+server (the SDK's default transport for plain JSON requests, httpx for streams)."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -180,14 +184,87 @@ class FakeServer:
         return httpx.Response(200, json={"items": [e for e in events if e["seq"] > after]})
 
 
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class _Adapter(http.server.BaseHTTPRequestHandler):
+    """Serves a ``Handler`` over HTTP/1.1 keep-alive (answers with Content-Length)."""
+
+    protocol_version = "HTTP/1.1"
+    server: _HandlerServer
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = httpx.Request(
+            self.command, URL + self.path, headers=list(self.headers.items()), content=body
+        )
+        resp = self.server.handler(request)
+        content = resp.read()
+        self.send_response(resp.status_code)
+        for name, value in resp.headers.multi_items():
+            if name.lower() not in ("content-length", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _HandlerServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, handler: Handler) -> None:
+        super().__init__(("127.0.0.1", 0), _Adapter)
+        self.handler = handler
+
+
+@pytest.fixture(scope="module")
+def http_server() -> Iterator[_HandlerServer]:
+    """One loopback HTTP server for the module; each test sets its handler."""
+    srv = _HandlerServer(lambda _: httpx.Response(500))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def serve_http(http_server: _HandlerServer) -> Callable[[Handler], str]:
+    """A function that makes the loopback server answer with a handler; returns its URL."""
+
+    def start(handler: Handler) -> str:
+        http_server.handler = handler
+        return f"http://127.0.0.1:{http_server.server_address[1]}"
+
+    return start
+
+
+def make_client(
+    how: str, handler: Handler, serve_http: Callable[[Handler], str], token: str | None = TOKEN
+) -> Client:
+    """A client of ``handler``: through httpx's MockTransport, or over real HTTP."""
+    if how == "mock":
+        return Client(URL, token, transport=httpx.MockTransport(handler))
+    c = Client(serve_http(handler), token)
+    assert c._fast is not None  # the SDK's own transport serves the plain calls
+    return c
+
+
 @pytest.fixture
 def server() -> FakeServer:
     return FakeServer()
 
 
-@pytest.fixture
-def client(server: FakeServer) -> Iterator[Client]:
-    with Client(URL, TOKEN, transport=httpx.MockTransport(server.handler)) as c:
+@pytest.fixture(params=["mock", "http"])
+def client(
+    request: pytest.FixtureRequest, server: FakeServer, serve_http: Callable[[Handler], str]
+) -> Iterator[Client]:
+    with make_client(request.param, server.handler, serve_http) as c:
         yield c
 
 
@@ -251,6 +328,7 @@ def test_job_ids_are_quoted_in_paths(client: Client, server: FakeServer) -> None
     assert server.requests[-1].url.raw_path == b"/v1/jobs/..%2Fadmin"
 
 
+@pytest.mark.parametrize("how", ["mock", "http"])
 @pytest.mark.parametrize(
     ("response", "cls", "code"),
     [
@@ -269,9 +347,13 @@ def test_job_ids_are_quoted_in_paths(client: Client, server: FakeServer) -> None
     ],
 )
 def test_error_answers_map_to_classes(
-    response: httpx.Response, cls: type[APIError], code: str
+    response: httpx.Response,
+    cls: type[APIError],
+    code: str,
+    how: str,
+    serve_http: Callable[[Handler], str],
 ) -> None:
-    with Client(URL, TOKEN, transport=httpx.MockTransport(lambda _: response)) as c:
+    with make_client(how, lambda _: response, serve_http) as c:
         with pytest.raises(cls) as info:
             c.get("x")
     assert type(info.value) is cls
@@ -284,20 +366,24 @@ def test_error_answers_map_to_classes(
         assert info.value.details == {"errors": [1]}
 
 
-def test_retry_after_is_read() -> None:
+@pytest.mark.parametrize("how", ["mock", "http"])
+def test_retry_after_is_read(how: str, serve_http: Callable[[Handler], str]) -> None:
     resp = httpx.Response(
         503, json={"code": "STORE_UNAVAILABLE", "message": "db"}, headers={"Retry-After": "3"}
     )
-    with Client(URL, TOKEN, transport=httpx.MockTransport(lambda _: resp)) as c:
+    with make_client(how, lambda _: resp, serve_http) as c:
         with pytest.raises(StoreUnavailable) as info:
             c.submit("true")
     assert info.value.retry_after == 3.0
 
 
-def test_missing_token_is_unauthenticated(server: FakeServer, monkeypatch: Any) -> None:
+@pytest.mark.parametrize("how", ["mock", "http"])
+def test_missing_token_is_unauthenticated(
+    server: FakeServer, monkeypatch: Any, how: str, serve_http: Callable[[Handler], str]
+) -> None:
     monkeypatch.delenv("JOBYARD_API_KEY", raising=False)
     monkeypatch.setenv("JOBYARD_HOME", "/nonexistent-jobyard-home")
-    with Client(URL, transport=httpx.MockTransport(server.handler)) as c:
+    with make_client(how, server.handler, serve_http, token=None) as c:
         with pytest.raises(Unauthenticated):
             c.get("job-1")
     assert "Authorization" not in server.requests[-1].headers

@@ -2,22 +2,104 @@
 
 from __future__ import annotations
 
+import json as jsonlib
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
 from jobyard.sdk.errors import APIError, ConnectionFailed, raise_for_response
+from jobyard.sdk.transport import FastTransport, RawResponse
 
 M = TypeVar("M", bound=BaseModel)
 
+#: paths that httpx sends as they are (it would quote the other characters)
+_PLAIN_PATH = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
+#: header values sent as they are (httpx refuses the others: those go through httpx)
+_PLAIN_VALUE = re.compile(r"[\x20-\x7e]*")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FAST_KWARGS = frozenset({"json", "params", "headers"})
+
+Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
+
+
+def _plain_path(path: str) -> bool:
+    """Whether httpx would send ``path`` unchanged: nothing to quote, no dot segments."""
+    if not _PLAIN_PATH.fullmatch(path):
+        return False
+    return "/." not in path or not any(s in (".", "..") for s in path.split("/"))
+
+
+def _query_value(value: Any) -> str:
+    """A query value as httpx writes it (``true``/``false``, ``None`` → empty)."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return ""
+    return str(value)
+
+
+def _query(params: Params) -> str:
+    """The query string httpx sends for ``params`` (``urlencode`` of its items)."""
+    items = params.items() if isinstance(params, Mapping) else params
+    pairs: list[tuple[str, str]] = []
+    for key, value in items:
+        if isinstance(value, list | tuple):
+            pairs.extend((str(key), _query_value(v)) for v in value)
+        else:
+            pairs.append((str(key), _query_value(value)))
+    return urlencode(pairs)
+
+
+def _encode_json(body: Any) -> bytes:
+    """The JSON body exactly as httpx encodes ``json=``."""
+    return jsonlib.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+        "utf-8"
+    )
+
 
 class BaseClient:
-    """Requests with jobyard's error mapping; subclasses add the resources."""
+    """Requests with jobyard's error mapping; subclasses add the resources.
+
+    Plain JSON requests go through :class:`FastTransport` when the client has one
+    (``_fast``); everything else (uploads, streams, a caller's ``transport=``, proxies)
+    through the httpx client ``_http``.
+    """
 
     url: str
     _http: httpx.Client
     _timeout: float
+    _fast: FastTransport | None = None
+    _prefix: str = ""
+    _fast_headers: bytes = b""
+
+    def _init_fast(self, token: str | None, transport: httpx.BaseTransport | None) -> None:
+        """Set up the light transport if httpx would send straight to the server."""
+        base = self._http.base_url
+        if (
+            transport is not None
+            or base.scheme not in ("http", "https")
+            or base.userinfo
+            or base.query
+            or base.fragment
+            or self._http._transport_for_url(base) is not self._http._transport  # a proxy
+            or (token is not None and not _PLAIN_VALUE.fullmatch(token))
+        ):
+            return
+        self._prefix = base.raw_path.decode("ascii").rstrip("/")
+        lines = ["Accept: application/json", "User-Agent: jobyard-sdk"]
+        if token:
+            lines.append(f"Authorization: Bearer {token}")
+        self._fast_headers = "".join(f"{line}\r\n" for line in lines).encode("ascii")
+        port = base.port or (443 if base.scheme == "https" else 80)
+        self._fast = FastTransport(
+            base.scheme, base.host, port, base.netloc.decode("ascii"), self._timeout
+        )
 
     def _connection_error(self, exc: httpx.TransportError) -> ConnectionFailed:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
@@ -29,20 +111,70 @@ class BaseClient:
             message = f"request to the jobyard server at {self.url} failed: {exc!r}"
         return ConnectionFailed(message, code="CONNECTION_FAILED")
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send_fast(self, method: str, path: str, kwargs: dict[str, Any]) -> RawResponse | None:
+        """Send a plain request through ``_fast``; ``None`` if it needs httpx instead."""
+        fast = self._fast
+        if fast is None or not kwargs.keys() <= _FAST_KWARGS or not _plain_path(path):
+            return None
+        headers = self._fast_headers
+        extra = kwargs.get("headers")
+        if extra:
+            lines = []
+            for name, value in extra.items():
+                if not (_TOKEN.fullmatch(name) and _PLAIN_VALUE.fullmatch(value)):
+                    return None
+                lines.append(f"{name}: {value}\r\n")
+            headers += "".join(lines).encode("ascii")
+        body = None
+        if kwargs.get("json") is not None:
+            body = _encode_json(kwargs["json"])
+            headers += b"Content-Type: application/json\r\n"
+        target = self._prefix + path
+        params = kwargs.get("params")
+        if params:
+            query = _query(params)
+            if query:
+                target = f"{target}?{query}"
         try:
-            resp = self._http.request(method, path, **kwargs)
+            return fast.request(method, target, headers, body)
         except httpx.TransportError as exc:
             raise self._connection_error(exc) from exc
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        raw = self._send_fast(method, path, kwargs)
+        if raw is not None:
+            resp = raw.to_httpx()
+        else:
+            try:
+                resp = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise self._connection_error(exc) from exc
         raise_for_response(resp)
         return resp
 
+    def _call(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        """``_request`` and ``_parse`` in one; the answer's bytes go straight to pydantic."""
+        raw = self._send_fast(method, path, kwargs)
+        if raw is None:
+            return self._parse(model, self._request(method, path, **kwargs))
+        if raw.status_code >= 400:
+            raise_for_response(raw.to_httpx())
+        return self._validate(model, raw.content, raw.status_code)
+
     def _parse(self, model: type[M], resp: httpx.Response) -> M:
+        return self._validate(model, resp.content, resp.status_code)
+
+    def _validate(self, model: type[M], content: bytes, status_code: int) -> M:
         try:
-            return model.model_validate(resp.json())
+            return model.model_validate_json(content)
         except (ValueError, ValidationError) as exc:
             raise APIError(
                 f"the server at {self.url} sent an unexpected answer: {exc}",
-                status_code=resp.status_code,
+                status_code=status_code,
                 code="BAD_RESPONSE",
             ) from exc
+
+    def _close_transports(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
+        self._http.close()

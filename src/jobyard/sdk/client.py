@@ -63,6 +63,7 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
         self._http = httpx.Client(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
         )
+        self._init_fast(token, transport)
 
     def __repr__(self) -> str:
         return f"Client(url={self.url!r})"
@@ -129,11 +130,11 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return self._parse(Job, self._request("POST", "/v1/jobs", json=body, headers=headers))
+        return self._call(Job, "POST", "/v1/jobs", json=body, headers=headers)
 
     def get(self, job_id: str) -> Job:
         """The job with this id (:class:`NotFound` if there is none)."""
-        return self._parse(Job, self._request("GET", _path(job_id)))
+        return self._call(Job, "GET", _path(job_id))
 
     def list(
         self,
@@ -165,7 +166,7 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
         if created_to is not None:
             params.append(("created_to", _iso(created_to)))
         params.append(("limit", limit))
-        return self._parse(JobPage, self._request("GET", "/v1/jobs", params=params))
+        return self._call(JobPage, "GET", "/v1/jobs", params=params)
 
     def iter_jobs(self, **filters: Any) -> Iterator[Job]:
         """Every job matching the filters of :meth:`list`, following the cursors."""
@@ -209,7 +210,7 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
         body: dict[str, Any] = {"force": force}
         if reason is not None:
             body["reason"] = reason
-        return self._parse(Job, self._request("POST", _path(job_id, "/cancel"), json=body))
+        return self._call(Job, "POST", _path(job_id, "/cancel"), json=body)
 
     def read_logs(
         self, job_id: str, *, offset: int = 0, tail: int | None = None, attempt: int | None = None
@@ -267,13 +268,15 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
     def health(self) -> bool:
         """Whether the server answers ``GET /healthz`` with 200."""
         try:
+            if self._fast is not None:
+                return self._fast.request("GET", f"{self._prefix}/healthz", b"").status_code == 200
             return self._http.get("/healthz").status_code == 200
         except httpx.TransportError:
             return False
 
     def close(self) -> None:
         """Close the connections."""
-        self._http.close()
+        self._close_transports()
 
     def __enter__(self) -> Client:
         return self

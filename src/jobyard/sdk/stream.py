@@ -200,7 +200,7 @@ def watch_job(
 
 
 def _get(client: BaseClient, job_id: str) -> Job:
-    return client._parse(Job, client._request("GET", _job_path(job_id)))
+    return client._call(Job, "GET", _job_path(job_id))
 
 
 def _poll(
