@@ -15,8 +15,8 @@ from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import JobSpec
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
+from jobyard.store.claims import ClaimStore
 from jobyard.store.database import Database
-from jobyard.store.jobs import JobStore
 from tests.conftest import RuntimeFactory, wait_for
 
 PY = sys.executable
@@ -101,7 +101,7 @@ def test_concurrent_claims_never_start_a_job_twice(make_runtime: RuntimeFactory)
 
     def worker(k: int) -> None:
         db = Database(runtime.db.url)
-        store = JobStore(db)
+        store = ClaimStore(db)
         try:
             while True:
                 job = store.claim_next(node_id=f"n{k}", now=runtime.clock.now(), lease_ttl_s=30)
@@ -131,7 +131,8 @@ def test_expired_lease_fails_job_and_fences_the_old_owner(make_runtime: RuntimeF
     runtime = make_runtime(start=False, clock=clock, lease_ttl_s=5.0)
     job = _submit(runtime, "normal")
     store = runtime.jobs.store
-    claimed = store.claim_next(node_id="dead-node", now=clock.now(), lease_ttl_s=5.0)
+    claims = ClaimStore(runtime.db)
+    claimed = claims.claim_next(node_id="dead-node", now=clock.now(), lease_ttl_s=5.0)
     assert claimed is not None and claimed.id == job.id
     running = store.transition(claimed, JobState.RUNNING, now=clock.now(), message="run", epoch=1)
     assert runtime.dispatcher is not None
@@ -144,7 +145,7 @@ def test_expired_lease_fails_job_and_fences_the_old_owner(make_runtime: RuntimeF
     assert lost.error_type == "NODE_LOST"
     assert "dead-node" in (lost.message or "") and "lease expired" in (lost.message or "")
     # the old owner comes back: its heartbeat and its completion are refused
-    held = store.renew_leases(
+    held = claims.renew_leases(
         node_id="dead-node", leases=[(job.id, 1)], expires_at=clock.now() + timedelta(seconds=5)
     )
     assert held == {}

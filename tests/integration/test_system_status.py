@@ -25,6 +25,7 @@ from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import Job, JobSpec
 from jobyard.domain.priorities import Priority, sort_key
 from jobyard.domain.states import JobState
+from jobyard.store.claims import ClaimStore
 from jobyard.store.nodes import NodeStore
 from jobyard.wiring import Runtime
 from tests import conftest
@@ -115,7 +116,7 @@ def test_status_and_metrics_match_what_ran(make_runtime: RuntimeFactory, serve: 
     nodes = NodeStore(runtime.db)
     nodes.register(node_id="other-node", hostname="elsewhere", pid=1, slots=2, now=now)
     first = insert(Priority.CRITICAL, key=-1e12)  # first in the queue
-    claimed = store.claim_next(node_id="other-node", now=now, lease_ttl_s=3600)
+    claimed = ClaimStore(runtime.db).claim_next(node_id="other-node", now=now, lease_ttl_s=3600)
     assert claimed is not None and claimed.id == first.id
     nodes.register(node_id="gone-node", hostname="h", pid=2, slots=4, now=now - HOUR)
     nodes.heartbeat("other-node", runtime.clock.now())

@@ -54,6 +54,11 @@ class Handle(Protocol):
     def cleanup(self) -> None:
         """After the main process exited: kill whatever is left of its process group."""
 
+    def exit_fd(self) -> int | None:
+        """A file descriptor that becomes readable when the main process exits (a
+        pidfd), valid until :meth:`cleanup`; None if the executor has none (then the
+        dispatcher waits for the process in a thread)."""
+
 
 class Executor(Protocol):
     """Starts attempts."""

@@ -45,6 +45,19 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
+def _pidfd_open(pid: int) -> int | None:
+    """A pidfd for ``pid`` (not yet reaped, so it is still our child), or None where the
+    kernel or Python lacks pidfds."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        fd: int = opener(pid)
+    except OSError:
+        return None
+    return fd
+
+
 def _primary_group(user: str | None) -> int | None:
     if user is None:
         return None
@@ -64,6 +77,7 @@ class LocalHandle:
         self.log_path = log_path
         self._lock = threading.Lock()
         self._group_gone = False  # once True, the pgid may be reused: never signal it again
+        self._pidfd: int | None = _pidfd_open(popen.pid)
         self._procs: dict[int, psutil.Process] = {}
         self._cpu_seen: dict[int, float] = {}  # last CPU time seen per tracked pid
         self._cpu_exited = 0.0  # CPU time of tracked processes that have vanished
@@ -85,6 +99,10 @@ class LocalHandle:
     def create_time(self) -> float:
         """psutil create time of the main process."""
         return self._create_time
+
+    def exit_fd(self) -> int | None:
+        """A pidfd of the main process (readable once it exited), until :meth:`cleanup`."""
+        return self._pidfd
 
     def wait(self, timeout: float | None) -> int | None:
         """The exit code once the main process exited, ``None`` if still running."""
@@ -115,6 +133,9 @@ class LocalHandle:
         with contextlib.suppress(ExecutorError):  # the pgid is no longer ours
             self._signal(signal.SIGKILL)
         self._wait_finished(_KILL_DEADLINE_S)
+        fd, self._pidfd = self._pidfd, None
+        if fd is not None:
+            os.close(fd)
 
     def sample(self) -> ResourceUsage:
         """Resource use of the main process and its descendants (never raises)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,11 +28,8 @@ from jobyard.store.tables import (
     model_versions,
     models,
     nodes,
-    tenants,
 )
 
-#: queued jobs looked at per claim (jobs of a full environment are skipped)
-CLAIM_SCAN = 50
 #: the job holds a slot (starting, running or cancelling)
 _IS_ACTIVE = jobs.c.state.in_(sorted(s.value for s in states.ACTIVE))
 _USAGE_COLUMNS = (
@@ -433,163 +430,6 @@ class JobStore:
                 job_events.insert().values(
                     _event_row(job, at=now, kind=kind, message=message, data=dict(data))
                 )
-            )
-
-    # ---- dispatcher --------------------------------------------------------------------
-    def claim_next(
-        self,
-        *,
-        node_id: str,
-        now: datetime,
-        lease_ttl_s: float,
-        max_slots: int = 1_000_000,
-        token_hash: str | None = None,
-        default_max_running: int | None = None,
-    ) -> Job | None:
-        """Claim the first queued job in queue order that fits in ``max_slots`` and whose
-        environment runs fewer than its ``max_concurrent_jobs`` (queued → starting, lease
-        epoch and attempt bumped), or None."""
-        with self.db.write() as conn:
-            stmt = (
-                sa.select(jobs)
-                .where(
-                    jobs.c.state == JobState.QUEUED.value,
-                    jobs.c.slots <= max_slots,
-                    sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now),
-                )
-                .order_by(jobs.c.sort_key, jobs.c.seq)
-                .limit(CLAIM_SCAN)
-            )
-            rows = conn.execute(dialects.lock_for_claim(stmt, self.db.dialect)).mappings().all()
-            full: set[str] = set()
-            busy_tenants: set[str] = set()
-            for row in rows:
-                env_id = row["environment_id"]
-                if env_id is not None and (env_id in full or self._env_full(conn, env_id)):
-                    full.add(env_id)
-                    continue
-                tenant = row["tenant_id"]
-                if tenant in busy_tenants or self._tenant_full(conn, tenant, default_max_running):
-                    busy_tenants.add(tenant)
-                    continue
-                return self._claim(conn, job_from_row(row), node_id, now, lease_ttl_s, token_hash)
-            return None
-
-    def _tenant_full(self, conn: sa.Connection, tenant_id: str, default: int | None) -> bool:
-        """Whether the tenant runs its quota of jobs already (its own, else ``default``)."""
-        own = conn.execute(
-            sa.select(tenants.c.max_running_jobs).where(tenants.c.id == tenant_id)
-        ).scalar()
-        limit = own if own is not None else default
-        if limit is None:
-            return False
-        return _active_count(conn, jobs.c.tenant_id == tenant_id) >= int(limit)
-
-    def _env_full(self, conn: sa.Connection, env_id: str) -> bool:
-        """Whether the environment already runs its maximum of jobs. On PostgreSQL the
-        environment row is locked first, so two nodes cannot both take the last place."""
-        limit_stmt = sa.select(environments.c.max_concurrent_jobs).where(
-            environments.c.id == env_id
-        )
-        limit = conn.execute(dialects.lock_row(limit_stmt, self.db.dialect)).scalar_one_or_none()
-        if limit is None:
-            return False
-        return _active_count(conn, jobs.c.environment_id == env_id) >= int(limit)
-
-    def _claim(
-        self,
-        conn: sa.Connection,
-        job: Job,
-        node_id: str,
-        now: datetime,
-        ttl: float,
-        token_hash: str | None,
-    ) -> Job:
-        return self.transition(
-            job,
-            JobState.STARTING,
-            now=now,
-            message=f"Job claimed by node {node_id}.",
-            values={
-                "attempt": job.attempt + 1,
-                "lease_epoch": job.lease_epoch + 1,
-                "lease_owner": node_id,
-                "node_id": node_id,
-                "lease_expires_at": now + timedelta(seconds=ttl),
-                "exit_code": None,
-                "error_type": None,
-                "started_at": None,
-                "ended_at": None,
-                "job_token_hash": token_hash,
-            },
-            event_data={"node_id": node_id, "attempt": job.attempt + 1},
-            conn=conn,
-        )
-
-    def due_scheduled(self, now: datetime, limit: int = 100) -> list[Job]:
-        stmt = (
-            sa.select(jobs)
-            .where(jobs.c.state == JobState.SCHEDULED.value, jobs.c.scheduled_at <= now)
-            .order_by(jobs.c.scheduled_at)
-            .limit(limit)
-        )
-        with self.db.read() as conn:
-            return [job_from_row(r) for r in conn.execute(stmt).mappings().all()]
-
-    def renew_leases(
-        self, *, node_id: str, leases: Iterable[tuple[str, int]], expires_at: datetime
-    ) -> dict[str, Job]:
-        """Extend the leases this node holds; returns the jobs still held (by id) with
-        their current state. A job missing from the answer is no longer this node's."""
-        leases = list(leases)
-        if not leases:
-            return {}
-        held: dict[str, Job] = {}
-        with self.db.write() as conn:
-            for job_id, epoch in leases:
-                row = (
-                    conn.execute(
-                        jobs.update()
-                        .where(
-                            jobs.c.id == job_id,
-                            jobs.c.lease_owner == node_id,
-                            jobs.c.lease_epoch == epoch,
-                            _IS_ACTIVE,
-                        )
-                        .values(lease_expires_at=expires_at)
-                        .returning(*jobs.c)
-                    )
-                    .mappings()
-                    .first()
-                )
-                if row is not None:
-                    held[job_id] = job_from_row(row)
-        return held
-
-    def expired_leases(self, now: datetime, limit: int = 100) -> list[Job]:
-        stmt = (
-            sa.select(jobs)
-            .where(
-                _IS_ACTIVE,
-                jobs.c.lease_expires_at < now,
-            )
-            .limit(limit)
-        )
-        with self.db.read() as conn:
-            return [job_from_row(r) for r in conn.execute(stmt).mappings().all()]
-
-    def owned_by(self, node_id: str) -> list[Job]:
-        stmt = sa.select(jobs).where(_IS_ACTIVE, jobs.c.lease_owner == node_id)
-        with self.db.read() as conn:
-            return [job_from_row(r) for r in conn.execute(stmt).mappings().all()]
-
-    def record_usage(self, job_id: str, epoch: int, usage: ResourceUsage) -> None:
-        values = {c: getattr(usage, c) for c in _USAGE_COLUMNS}
-        with self.db.write() as conn:
-            conn.execute(
-                jobs.update()
-                .where(jobs.c.id == job_id, jobs.c.lease_epoch == epoch)
-                .values(**values)
             )
 
     def count_active(self, states_: Sequence[JobState]) -> int:

@@ -1,0 +1,351 @@
+"""One attempt of a job on this node: its state in memory, how it is set up and
+started, how it is stopped, and what is done after its process exits (last marker
+scan, results, the end to write)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from jobyard import errors
+from jobyard.clock import Clock
+from jobyard.dispatch import ending, outputs
+from jobyard.dispatch.ending import Outcome, StopReason
+from jobyard.dispatch.prepare import Preparer, SetupError
+from jobyard.dispatch.scanner import LogScanner
+from jobyard.domain import tracking
+from jobyard.domain.jobs import Job, ResourceUsage
+from jobyard.domain.states import JobState
+from jobyard.executors.base import Executor, Handle, LaunchSpec
+from jobyard.settings import Settings
+from jobyard.storage import logs
+from jobyard.storage.workspace import Workspace
+from jobyard.store.artifacts import ArtifactStore
+from jobyard.store.claims import AttemptEnd, ClaimStore
+from jobyard.store.jobs import JobStore
+from jobyard.store.tracking import TrackingStore
+
+log = logging.getLogger("jobyard.dispatch")
+
+
+@dataclass
+class Attempt:
+    job: Job
+    token: str = ""  #: the job token of this attempt (only its hash is stored)
+    handle: Handle | None = None  #: None while the job is being set up
+    launch: LaunchSpec | None = None
+    started_mono: float = 0.0  #: monotonic time the process started
+    deadline: datetime | None = None
+    memory_limit_bytes: int | None = None
+    stop_reason: StopReason | None = None
+    stop_force: bool = False
+    cancel: threading.Event = field(default_factory=threading.Event)
+    scanner: LogScanner | None = None
+    usage: ResourceUsage = field(default_factory=ResourceUsage)
+    summary: str | None = None  #: what a notebook runner said about its failed cells
+    log_limit: int = 0  #: bytes of log kept for this attempt (0: unlimited)
+    scan_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Attempts:
+    """The attempts this node runs, by job id (thread-safe)."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._runs: dict[str, Attempt] = {}
+        self._cond = threading.Condition()
+
+    def add(self, attempt: Attempt) -> None:
+        with self._cond:
+            self._runs[attempt.job.id] = attempt
+
+    def remove(self, job_id: str) -> None:
+        with self._cond:
+            self._runs.pop(job_id, None)
+            self._cond.notify_all()
+
+    def get(self, job_id: str) -> Attempt | None:
+        with self._cond:
+            return self._runs.get(job_id)
+
+    def all(self) -> list[Attempt]:
+        with self._cond:
+            return list(self._runs.values())
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._runs)
+
+    def free_slots(self) -> int:
+        with self._cond:
+            return self.slots - sum(a.job.spec.slots for a in self._runs.values())
+
+    def wait_empty(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._runs, timeout)
+
+
+def needs_setup_thread(job: Job) -> bool:
+    """Whether setting the job up may take long (artifacts, inputs, packages, a Python
+    environment): then it is prepared in a thread of its own, not in the claim loop."""
+    s = job.spec
+    return bool(
+        s.model_version_id
+        or s.environment_id
+        or s.input_folder_id
+        or s.input_bindings
+        or s.packages
+        or s.inputs_sha256
+    )
+
+
+class AttemptRunner:
+    """Sets attempts up, starts, stops and finishes them; writes nothing but events,
+    reports and results (the ends are returned as :class:`AttemptEnd`)."""
+
+    def __init__(
+        self,
+        *,
+        jobs: JobStore,
+        claims: ClaimStore,
+        executor: Executor,
+        workspace: Workspace,
+        preparer: Preparer,
+        artifacts: ArtifactStore,
+        tracking: TrackingStore,
+        clock: Clock,
+        settings: Settings,
+        node_id: str,
+        log_limit: Callable[[str], int],
+    ) -> None:
+        self.jobs = jobs
+        self.claims = claims
+        self.executor = executor
+        self.workspace = workspace
+        self.preparer = preparer
+        self.artifacts = artifacts
+        self.tracking = tracking
+        self.clock = clock
+        self.settings = settings
+        self.node_id = node_id
+        self.log_limit = log_limit
+        self._lock = threading.Lock()
+
+    # ---- start ---------------------------------------------------------------------------
+    def launch(self, a: Attempt) -> AttemptEnd | None:
+        """Set the attempt up and start its process (``a.handle`` is set then); else the
+        end to write (None: nothing to write, the job is no longer ours)."""
+        job = a.job
+        try:
+            prepared = self.preparer.prepare(job, a.cancel, lambda line: self.say(a, line), a.token)
+        except SetupError as e:
+            self.say(a, f"jobyard: {e.message}")
+            return self._unstarted(a, ending.setup_failed(e.message, e.error_type))
+        if a.stop_reason is not None:
+            return self._unstarted(a, ending.setup_failed("", ""))
+        a.launch = prepared.launch
+        a.memory_limit_bytes = prepared.memory_limit_bytes
+        a.log_limit = self.log_limit(job.tenant_id)
+        a.scanner = LogScanner(prepared.launch.log_path)
+        try:
+            handle = self.executor.start(prepared.launch)
+        except errors.ExecutorError as e:
+            return self._unstarted(a, ending.start_failed(e.message))
+        now = self.clock.now()
+        with self._lock:
+            a.handle = handle
+            a.started_mono = time.monotonic()
+            timeout = job.spec.timeout_s
+            a.deadline = now + timedelta(seconds=timeout) if timeout else None
+            pending = a.stop_reason
+        if pending is not None:  # a stop arrived while the process was being started
+            self._stop_async(
+                handle, 0.0 if a.stop_force else self.settings.stop_grace_s, a.stop_force
+            )
+        return None
+
+    def _unstarted(self, a: Attempt, failure: Outcome) -> AttemptEnd | None:
+        outcome = ending.unstarted(
+            a.stop_reason, failure, node_id=self.node_id, cancel_force=a.stop_force
+        )
+        return None if outcome is None else self._end_of(a, outcome)
+
+    def say(self, a: Attempt, line: str) -> None:
+        path = self.workspace.log_path(a.job.id, a.job.attempt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(line.rstrip("\n") + "\n")
+
+    # ---- stop ----------------------------------------------------------------------------
+    def request_stop(self, a: Attempt, reason: StopReason, *, force: bool) -> None:
+        """Stop the attempt (the first reason wins; a forced cancel still escalates)."""
+        with self._lock:
+            if a.stop_reason is not None and not (force and reason is StopReason.CANCEL):
+                return
+            a.stop_reason = a.stop_reason or reason
+            a.stop_force = a.stop_force or force
+            a.cancel.set()
+            handle = a.handle
+        if handle is not None:  # else the setup sees the flag before starting
+            self._stop_async(handle, 0.0 if force else self.settings.stop_grace_s, force)
+
+    def _stop_async(self, handle: Handle, grace: float, force: bool) -> None:
+        threading.Thread(
+            target=_stop_quietly, args=(handle, grace, force), name="jobyard-stop", daemon=True
+        ).start()
+
+    # ---- after the exit -------------------------------------------------------------------
+    def finish(self, a: Attempt, code: int) -> AttemptEnd | None:
+        """After the process exited with ``code``: kill what it left behind, apply its
+        last markers, keep its results; the end to write (None: not ours any more)."""
+        assert a.handle is not None
+        a.handle.cleanup()
+        self.scan(a)
+        if a.log_limit and a.launch is not None:
+            logs.cap(a.launch.log_path, a.log_limit)
+        if a.stop_reason is StopReason.LOST:
+            return None
+        self._collect_results(a)
+        usage = a.handle.sample()
+        if a.launch is not None:
+            usage = replace(usage, disk_bytes=outputs.tree_bytes(a.launch.workdir / "output"))
+        job = a.job
+        outcome = ending.after_exit(
+            a.stop_reason,
+            code,
+            job=job,
+            node_id=self.node_id,
+            memory_limit_bytes=a.memory_limit_bytes,
+            log_tail=lambda: logs.last_lines(
+                self.workspace.log_path(job.id, job.attempt), self.settings.log_tail_lines
+            ),
+            summary=a.summary,
+            cancel_force=a.stop_force,
+        )
+        if outcome is None:
+            return None
+        return self._end_of(a, outcome, exit_code=code, usage=usage)
+
+    def _end_of(
+        self,
+        a: Attempt,
+        outcome: Outcome,
+        *,
+        exit_code: int | None = None,
+        usage: ResourceUsage | None = None,
+    ) -> AttemptEnd:
+        job = a.job
+        if outcome.target is JobState.CANCELLED and job.state is not JobState.CANCELLING:
+            job = job.evolve(state=JobState.CANCELLING)  # a cancel stop: the row is cancelling
+        return AttemptEnd(
+            job=job,
+            target=outcome.target,
+            message=outcome.message,
+            error_type=outcome.error_type,
+            exit_code=exit_code,
+            usage=usage,
+        )
+
+    def _collect_results(self, a: Attempt) -> None:
+        """Record the output directory's files as results (also after a failure or a
+        cancel: what was written is kept) and upload them to the output folder."""
+        if a.launch is None:
+            return
+        job = a.job
+        output_dir = a.launch.workdir / "output"
+        try:
+            roles = self.preparer.output_roles(job)
+            found = outputs.collect(
+                job_id=job.id,
+                output_dir=output_dir,
+                blobs=self.preparer.blobs,
+                roles=roles,
+                now=self.clock.now(),
+            )
+            if found or job.attempt > 1:  # a retry replaces the previous attempt's results
+                self.artifacts.replace(job.tenant_id, job.id, found)
+            folder = self.preparer.output_folder(job)
+            if folder is not None and found:
+                self.preparer.folders.ingest(folder, output_dir)
+        except Exception as e:  # results are best effort; the job's outcome stands
+            log.exception("job %s: results could not be recorded", job.id)
+            self.say(a, f"jobyard: results could not be recorded: {e}")
+
+    # ---- markers ---------------------------------------------------------------------------
+    def scan_if_grown(self, a: Attempt) -> None:
+        """Scan the log for markers (and cap it) only when it grew since the last scan."""
+        if a.scanner is None or a.launch is None:
+            return
+        if logs.size(a.launch.log_path) <= a.scanner.offset:
+            return
+        self.scan(a)
+        if a.log_limit:
+            logs.cap(a.launch.log_path, a.log_limit)
+
+    def scan(self, a: Attempt) -> None:
+        """Apply the marker lines the job printed since the last scan. The supervisor and
+        the exit handling both scan; one at a time, so the last scan (before the job's
+        end is written) waits for a running one to finish applying."""
+        if a.scanner is None:
+            return
+        with a.scan_lock:
+            for marker in a.scanner.poll():
+                self._apply_marker(a, marker)
+
+    def _apply_marker(self, a: Attempt, marker: dict[str, Any]) -> None:
+        kind = marker["type"]
+        if kind in ("cell", "paragraph"):
+            index = marker.get("index")
+            status = marker.get("status", "")
+            error = f": {marker['error']}" if marker.get("error") else ""
+            title = f" ({marker['title']})" if marker.get("title") else ""
+            text = f"{kind.capitalize()} {index}{title} {status}{error}"
+            self.jobs.add_event(a.job, now=self.clock.now(), kind=kind, message=text, data=marker)
+        elif kind in tracking.REPORT_TYPES:
+            try:
+                self.tracking.apply(a.job.id, [tracking.parse_report(marker)], self.clock.now())
+            except errors.JobyardError as e:  # a malformed marker is output, not a failure
+                log.info("job %s: marker ignored: %s", a.job.id, e)
+        elif kind in ("notebook", "note"):
+            a.summary = str(marker.get("message") or "") or None
+            self.jobs.add_event(
+                a.job, now=self.clock.now(), kind=kind, message=a.summary, data=marker
+            )
+
+    # ---- writing ends -------------------------------------------------------------------------
+    def write_ends(self, ends: Sequence[AttemptEnd]) -> None:
+        """Write ends in one transaction; an attempt whose job was cancelled meanwhile
+        (same lease epoch, state cancelling) ends cancelled, in a second one."""
+        now = self.clock.now()
+        retries: list[AttemptEnd] = []
+        for end, result in zip(ends, self.claims.end_attempts(ends, now), strict=True):
+            current = result.current
+            if result.ended is not None or current is None:
+                continue
+            if current.lease_epoch != end.job.lease_epoch:
+                continue
+            if current.state is JobState.CANCELLING:
+                outcome = ending.cancelled(current.cancel_force)
+                retries.append(
+                    replace(
+                        end,
+                        job=current.evolve(started_at=end.job.started_at or current.started_at),
+                        target=outcome.target,
+                        message=outcome.message,
+                        error_type=outcome.error_type,
+                    )
+                )
+        if retries:
+            self.claims.end_attempts(retries, now)
+
+
+def _stop_quietly(handle: Handle, grace: float, force: bool) -> None:
+    try:
+        handle.stop(grace, force=force)
+    except Exception:
+        log.exception("stopping pid %s failed", handle.pid)

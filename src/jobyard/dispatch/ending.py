@@ -1,0 +1,119 @@
+"""How an attempt ends: from why it stopped (and its exit code) to the job's end state,
+message and error type. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from jobyard.dispatch import messages
+from jobyard.domain.jobs import ErrorType, Job
+from jobyard.domain.states import JobState
+
+
+class StopReason(enum.Enum):
+    """Why the node stopped an attempt before its process ended by itself."""
+
+    CANCEL = "cancel"  #: a user cancelled the job (state ``cancelling``)
+    TIMEOUT = "timeout"  #: its running time passed ``timeout_s``
+    MEMORY = "memory"  #: its process tree used more than the environment's limit
+    SHUTDOWN = "shutdown"  #: this node shuts down
+    LOST = "lost"  #: the lease is no longer this node's: write nothing
+
+
+@dataclass(frozen=True)
+class Outcome:
+    target: JobState
+    message: str
+    error_type: str | None
+
+
+def cancelled(force: bool) -> Outcome:
+    """The end of an attempt whose job was cancelled."""
+    return Outcome(JobState.CANCELLED, messages.cancelled(force), ErrorType.CANCELLED.value)
+
+
+def shut_down(node_id: str) -> Outcome:
+    return Outcome(
+        JobState.FAILED,
+        messages.node_lost(node_id, "the node shut down"),
+        ErrorType.NODE_LOST.value,
+    )
+
+
+def after_exit(
+    reason: StopReason | None,
+    code: int,
+    *,
+    job: Job,
+    node_id: str,
+    memory_limit_bytes: int | None,
+    log_tail: Callable[[], str],
+    summary: str | None,
+    cancel_force: bool = False,
+) -> Outcome | None:
+    """The end of an attempt whose process exited with ``code``; None when the attempt
+    is no longer this node's (nothing may be written). ``log_tail`` is called only for
+    a failure's message."""
+    if reason is StopReason.LOST:
+        return None
+    if reason is StopReason.CANCEL:
+        return cancelled(cancel_force)
+    if reason is StopReason.MEMORY:
+        limit = (memory_limit_bytes or 0) // (1024 * 1024)
+        return Outcome(
+            JobState.FAILED,
+            f"Job used more memory than its environment's limit of {limit} MB and was killed.",
+            ErrorType.MEMORY_LIMIT_EXCEEDED.value,
+        )
+    if reason is StopReason.TIMEOUT:
+        return Outcome(JobState.TIMED_OUT, messages.timed_out(job), ErrorType.TIMEOUT.value)
+    if reason is StopReason.SHUTDOWN:
+        return shut_down(node_id)
+    if code == 0:
+        return Outcome(JobState.SUCCEEDED, messages.succeeded(), None)
+    return Outcome(
+        JobState.FAILED,
+        messages.failed(code, log_tail(), summary),
+        ErrorType.ENTRYPOINT_COMMAND_ERROR.value,
+    )
+
+
+def unstarted(
+    reason: StopReason | None, failure: Outcome, *, node_id: str, cancel_force: bool = False
+) -> Outcome | None:
+    """The end of an attempt that never ran: ``failure`` (setup or start error) unless
+    it was stopped first; None when it is no longer this node's."""
+    if reason is StopReason.LOST:
+        return None
+    if reason is StopReason.SHUTDOWN:
+        return shut_down(node_id)
+    if reason is StopReason.CANCEL:
+        return cancelled(cancel_force)
+    return failure
+
+
+def setup_failed(message: str, error_type: str) -> Outcome:
+    return Outcome(JobState.FAILED, message, error_type)
+
+
+def start_failed(reason: str) -> Outcome:
+    return Outcome(
+        JobState.FAILED,
+        messages.start_error(reason),
+        ErrorType.ENTRYPOINT_COMMAND_START_ERROR.value,
+    )
+
+
+def node_lost(job: Job, why: str) -> Outcome:
+    """The end of another life's (or another node's) attempt: cancelled if a cancel was
+    pending, else failed as NODE_LOST."""
+    lost = messages.node_lost(job.lease_owner, why)
+    if job.state is JobState.CANCELLING:
+        return Outcome(
+            JobState.CANCELLED,
+            messages.cancelled(job.cancel_force) + " " + lost,
+            ErrorType.CANCELLED.value,
+        )
+    return Outcome(JobState.FAILED, lost, ErrorType.NODE_LOST.value)

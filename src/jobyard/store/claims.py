@@ -1,0 +1,362 @@
+"""Claims and leases, apart from job rows: what a node takes from the queue, the
+leases it renews, the scheduled jobs it promotes, and the end of each attempt.
+
+Every write of an attempt after its claim is fenced by the lease epoch. Each method
+owns one transaction and takes several jobs at once, so a node pays one commit for
+the jobs that start (or end) together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from jobyard import errors
+from jobyard.domain import retry
+from jobyard.domain.jobs import Job, ResourceUsage
+from jobyard.domain.states import JobState
+from jobyard.store import dialects
+from jobyard.store.database import Database
+from jobyard.store.jobs import (
+    _IS_ACTIVE,
+    _USAGE_COLUMNS,
+    JobStore,
+    _active_count,
+    job_from_row,
+)
+from jobyard.store.tables import environments, jobs, tenants
+from jobyard.store.tracking import TrackingStore
+
+#: queued jobs looked at per claim (jobs of a full environment or tenant are skipped)
+CLAIM_SCAN = 50
+
+
+@dataclass(frozen=True)
+class Started:
+    """An attempt whose process runs: ``job`` as claimed (state ``starting``)."""
+
+    job: Job
+    pid: int
+    create_time: float
+    node_id: str
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    """How one attempt of ``job`` (as this node last read it) ends."""
+
+    job: Job
+    target: JobState
+    message: str
+    error_type: str | None = None
+    exit_code: int | None = None
+    usage: ResourceUsage | None = None  #: the final figures, when the process ran
+
+
+@dataclass(frozen=True)
+class EndResult:
+    """``ended``: the job after the end; else ``current``: the job as it is now (None if
+    it is gone), because it changed since this node read it (cancelled, lease lost)."""
+
+    ended: Job | None
+    current: Job | None
+
+
+class ClaimStore:
+    """All SQL of the dispatcher: claims, leases, promotions and ends of attempts."""
+
+    def __init__(self, db: Database, jobs_store: JobStore | None = None) -> None:
+        self.db = db
+        self.jobs = jobs_store or JobStore(db)
+
+    # ---- claims -----------------------------------------------------------------------
+    def claim(
+        self,
+        *,
+        node_id: str,
+        now: datetime,
+        lease_ttl_s: float,
+        max_slots: int,
+        token_hashes: Sequence[str | None],
+        default_max_running: int | None = None,
+    ) -> list[Job]:
+        """Claim queued jobs in queue order, at most one per token hash and ``max_slots``
+        slots in all, skipping jobs whose environment or tenant runs its maximum already
+        (queued → starting, lease epoch and attempt bumped), in one transaction."""
+        if not token_hashes or max_slots <= 0:
+            return []
+        claimed: list[Job] = []
+        with self.db.write() as conn:
+            stmt = (
+                sa.select(jobs)
+                .where(
+                    jobs.c.state == JobState.QUEUED.value,
+                    jobs.c.slots <= max_slots,
+                    sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now),
+                )
+                .order_by(jobs.c.sort_key, jobs.c.seq)
+                .limit(CLAIM_SCAN)
+            )
+            rows = conn.execute(dialects.lock_for_claim(stmt, self.db.dialect)).mappings().all()
+            room: dict[str, int | None] = {}  # places left per environment / tenant key
+            free = max_slots
+            for row in rows:
+                if row["slots"] > free:
+                    continue
+                env_id, tenant = row["environment_id"], row["tenant_id"]
+                env_key, tenant_key = f"e:{env_id}", f"t:{tenant}"
+                if env_id is not None and env_key not in room:
+                    room[env_key] = self._env_room(conn, env_id)
+                if tenant_key not in room:
+                    room[tenant_key] = self._tenant_room(conn, tenant, default_max_running)
+                keys = [tenant_key] + ([env_key] if env_id is not None else [])
+                if any(room[k] is not None and room[k] <= 0 for k in keys):  # type: ignore[operator]
+                    continue
+                job = self._claim(
+                    conn, job_from_row(row), node_id, now, lease_ttl_s, token_hashes[len(claimed)]
+                )
+                claimed.append(job)
+                free -= job.spec.slots
+                for k in keys:
+                    left = room[k]
+                    room[k] = None if left is None else left - 1
+                if len(claimed) == len(token_hashes) or free <= 0:
+                    break
+        return claimed
+
+    def claim_next(
+        self,
+        *,
+        node_id: str,
+        now: datetime,
+        lease_ttl_s: float,
+        max_slots: int = 1_000_000,
+        token_hash: str | None = None,
+        default_max_running: int | None = None,
+    ) -> Job | None:
+        """Claim the first claimable queued job, or None."""
+        found = self.claim(
+            node_id=node_id,
+            now=now,
+            lease_ttl_s=lease_ttl_s,
+            max_slots=max_slots,
+            token_hashes=[token_hash],
+            default_max_running=default_max_running,
+        )
+        return found[0] if found else None
+
+    def _tenant_room(self, conn: sa.Connection, tenant_id: str, default: int | None) -> int | None:
+        """Jobs the tenant may still start (its quota, else ``default``); None: no limit."""
+        own = conn.execute(
+            sa.select(tenants.c.max_running_jobs).where(tenants.c.id == tenant_id)
+        ).scalar()
+        limit = own if own is not None else default
+        if limit is None:
+            return None
+        return int(limit) - _active_count(conn, jobs.c.tenant_id == tenant_id)
+
+    def _env_room(self, conn: sa.Connection, env_id: str) -> int | None:
+        """Jobs the environment may still start. On PostgreSQL the environment row is
+        locked first, so two nodes cannot both take the last place."""
+        limit_stmt = sa.select(environments.c.max_concurrent_jobs).where(
+            environments.c.id == env_id
+        )
+        limit = conn.execute(dialects.lock_row(limit_stmt, self.db.dialect)).scalar_one_or_none()
+        if limit is None:
+            return None
+        return int(limit) - _active_count(conn, jobs.c.environment_id == env_id)
+
+    def _claim(
+        self,
+        conn: sa.Connection,
+        job: Job,
+        node_id: str,
+        now: datetime,
+        ttl: float,
+        token_hash: str | None,
+    ) -> Job:
+        return self.jobs.transition(
+            job,
+            JobState.STARTING,
+            now=now,
+            message=f"Job claimed by node {node_id}.",
+            values={
+                "attempt": job.attempt + 1,
+                "lease_epoch": job.lease_epoch + 1,
+                "lease_owner": node_id,
+                "node_id": node_id,
+                "lease_expires_at": now + timedelta(seconds=ttl),
+                "exit_code": None,
+                "error_type": None,
+                "started_at": None,
+                "ended_at": None,
+                "job_token_hash": token_hash,
+            },
+            event_data={"node_id": node_id, "attempt": job.attempt + 1},
+            conn=conn,
+        )
+
+    # ---- starts and ends ----------------------------------------------------------------
+    def mark_running(self, starts: Sequence[Started], now: datetime) -> list[Job | None]:
+        """starting → running for each started attempt (fenced), in one transaction; the
+        running job, or None where the job changed meanwhile (cancelled, lease lost)."""
+        out: list[Job | None] = []
+        if not starts:
+            return out
+        with self.db.write() as conn:
+            for s in starts:
+                try:
+                    out.append(
+                        self.jobs.transition(
+                            s.job,
+                            JobState.RUNNING,
+                            now=now,
+                            epoch=s.job.lease_epoch,
+                            message=f"Job is running on node {s.node_id} (pid {s.pid}).",
+                            values={
+                                "pid": s.pid,
+                                "pid_create_time": s.create_time,
+                                "started_at": now,
+                            },
+                            event_data={"pid": s.pid, "node_id": s.node_id},
+                            conn=conn,
+                        )
+                    )
+                except errors.StaleState:
+                    out.append(None)
+        return out
+
+    def end_attempts(self, ends: Sequence[AttemptEnd], now: datetime) -> list[EndResult]:
+        """Write the ends of attempts in one transaction: each a fenced compare-and-set
+        from the state its job was read in, with its event, the attempt's record, and the
+        return to ``queued`` when its retry policy says so. An end whose job changed
+        meanwhile is not written; its result carries the job as it is now."""
+        results: list[EndResult] = []
+        if not ends:
+            return results
+        with self.db.write() as conn:
+            for end in ends:
+                results.append(self._end(conn, end, now))
+        return results
+
+    def _end(self, conn: sa.Connection, end: AttemptEnd, now: datetime) -> EndResult:
+        job = end.job
+        values: dict[str, object] = {"error_type": end.error_type}
+        if end.exit_code is not None:
+            values["exit_code"] = end.exit_code
+        if end.usage is not None:
+            values.update({c: getattr(end.usage, c) for c in _USAGE_COLUMNS})
+        try:
+            ended = self.jobs.transition(
+                job,
+                end.target,
+                now=now,
+                epoch=job.lease_epoch,
+                message=end.message,
+                values=values,
+                retry=retry.plan(job, end.target, end.error_type, now),
+                conn=conn,
+            )
+        except (errors.StaleState, errors.InvalidTransition):
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job.id)).mappings().first()
+            return EndResult(ended=None, current=job_from_row(row) if row else None)
+        TrackingStore.record_attempt(
+            conn,
+            job,
+            state=end.target.value,
+            ended_at=now,
+            exit_code=end.exit_code,
+            error_type=end.error_type,
+            message=end.message,
+        )
+        return EndResult(ended=ended, current=ended)
+
+    # ---- scheduled jobs -----------------------------------------------------------------
+    def next_scheduled_at(self) -> datetime | None:
+        """The earliest due time of a scheduled job, or None."""
+        stmt = sa.select(sa.func.min(jobs.c.scheduled_at)).where(
+            jobs.c.state == JobState.SCHEDULED.value
+        )
+        with self.db.read() as conn:
+            due: datetime | None = conn.execute(stmt).scalar()
+        return due
+
+    def promote_due(self, now: datetime, limit: int = 100) -> int:
+        """scheduled → queued for the jobs whose time has come, in one transaction."""
+        stmt = (
+            sa.select(jobs)
+            .where(jobs.c.state == JobState.SCHEDULED.value, jobs.c.scheduled_at <= now)
+            .order_by(jobs.c.scheduled_at)
+            .limit(limit)
+        )
+        promoted = 0
+        with self.db.write() as conn:
+            for row in conn.execute(stmt).mappings().all():
+                try:
+                    self.jobs.transition(
+                        job_from_row(row),
+                        JobState.QUEUED,
+                        now=now,
+                        message="Scheduled time reached; job queued.",
+                        conn=conn,
+                    )
+                    promoted += 1
+                except errors.StaleState:
+                    continue
+        return promoted
+
+    # ---- leases ---------------------------------------------------------------------------
+    def renew_leases(
+        self,
+        *,
+        node_id: str,
+        leases: Iterable[tuple[str, int]],
+        expires_at: datetime,
+        usage: Mapping[str, ResourceUsage] | None = None,
+    ) -> dict[str, Job]:
+        """Extend the leases this node holds (and record the jobs' latest ``usage``), in
+        one transaction; returns the jobs still held (by id) with their current state. A
+        job missing from the answer is no longer this node's."""
+        leases = list(leases)
+        if not leases:
+            return {}
+        usage = usage or {}
+        held: dict[str, Job] = {}
+        with self.db.write() as conn:
+            for job_id, epoch in leases:
+                values: dict[str, object] = {"lease_expires_at": expires_at}
+                if job_id in usage:
+                    values.update({c: getattr(usage[job_id], c) for c in _USAGE_COLUMNS})
+                row = (
+                    conn.execute(
+                        jobs.update()
+                        .where(
+                            jobs.c.id == job_id,
+                            jobs.c.lease_owner == node_id,
+                            jobs.c.lease_epoch == epoch,
+                            _IS_ACTIVE,
+                        )
+                        .values(**values)
+                        .returning(*jobs.c)
+                    )
+                    .mappings()
+                    .first()
+                )
+                if row is not None:
+                    held[job_id] = job_from_row(row)
+        return held
+
+    def expired_leases(self, now: datetime, limit: int = 100) -> list[Job]:
+        """Active jobs (of any node) whose lease expired."""
+        stmt = sa.select(jobs).where(_IS_ACTIVE, jobs.c.lease_expires_at < now).limit(limit)
+        with self.db.read() as conn:
+            return [job_from_row(r) for r in conn.execute(stmt).mappings().all()]
+
+    def owned_by(self, node_id: str) -> list[Job]:
+        """Active jobs whose lease this node holds."""
+        stmt = sa.select(jobs).where(_IS_ACTIVE, jobs.c.lease_owner == node_id)
+        with self.db.read() as conn:
+            return [job_from_row(r) for r in conn.execute(stmt).mappings().all()]
