@@ -15,7 +15,8 @@ import uvicorn
 from jobyard.api.app import create_app
 from jobyard.sdk.config import read_credentials, write_credentials  # no httpx: lazy sdk
 from jobyard.settings import Settings
-from jobyard.wiring import build_runtime
+from jobyard.store import migrate
+from jobyard.wiring import Runtime, build_runtime
 
 log = logging.getLogger("jobyard")
 
@@ -40,13 +41,20 @@ def _announce(settings: Settings, new_key: str | None) -> None:
         )
 
 
+def start_runtime(settings: Settings) -> tuple[Runtime, str | None]:
+    """Build and start the runtime; returns it with the admin key a first start created.
+    A migration runs in a forked child, so that Alembic never loads in the server."""
+    runtime = build_runtime(settings)
+    migrate.upgrade(runtime.db, isolated=True)
+    return runtime, runtime.start()  # its own upgrade finds the schema at head
+
+
 def serve(settings: Settings) -> None:
     """Run until interrupted (SIGINT/SIGTERM), then stop the jobs and the dispatcher."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    runtime = build_runtime(settings)
-    new_key = runtime.start()
+    runtime, new_key = start_runtime(settings)
     _announce(settings, new_key)
     print(
         f"jobyard: serving on {settings.api_url} (node {runtime.node_id}, {settings.slots} slots, "

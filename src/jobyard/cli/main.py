@@ -1,24 +1,19 @@
-"""The ``jobyard`` command: ``serve`` here, the client commands in ``submit.py``/``jobs.py``."""
+"""The ``jobyard`` command: ``serve`` here, the client commands in ``submit.py``/``jobs.py``.
+
+``jobyard serve`` builds a command with only ``serve``: the client commands (httpx, rich)
+would stay in the server's memory for nothing. ``app`` is the whole command.
+"""
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from jobyard.cli import admin, definitions, envs, folders, jobs, models, results, submit
 from jobyard.settings import Settings
-
-app = typer.Typer(
-    name="jobyard",
-    help="jobyard: a self-hosted job execution service.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,  # locals may hold API keys
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 
 
 class Executor(StrEnum):
@@ -34,7 +29,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool,
@@ -44,7 +38,6 @@ def _root(
     """jobyard: run jobs on this machine (or a Ray cluster) through an HTTP API."""
 
 
-@app.command()
 def serve(
     host: Annotated[
         str | None,
@@ -106,22 +99,47 @@ def serve(
     run_server(settings)
 
 
-app.command(context_settings={"allow_interspersed_args": False})(submit.submit)
-app.command()(jobs.status)
-app.command("list")(jobs.list_jobs)
-app.command()(jobs.logs)
-app.command()(jobs.cancel)
-app.command()(results.results)
-app.add_typer(models.app, name="models")
-app.add_typer(envs.app, name="envs")
-app.add_typer(folders.app, name="folders")
-app.add_typer(definitions.app, name="definitions")
-app.add_typer(admin.tenants, name="tenants")
-app.add_typer(admin.projects, name="projects")
-app.add_typer(admin.keys, name="keys")
-app.command()(admin.audit)
+def build_app(*, client_commands: bool = True) -> typer.Typer:
+    """The ``jobyard`` command; without ``client_commands`` only ``serve``."""
+    cli = typer.Typer(
+        name="jobyard",
+        help="jobyard: a self-hosted job execution service.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_show_locals=False,  # locals may hold API keys
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    cli.callback()(_root)
+    cli.command()(serve)
+    if not client_commands:
+        return cli
+    from jobyard.cli import admin, definitions, envs, folders, jobs, models, results, submit
+
+    cli.command(context_settings={"allow_interspersed_args": False})(submit.submit)
+    cli.command()(jobs.status)
+    cli.command("list")(jobs.list_jobs)
+    cli.command()(jobs.logs)
+    cli.command()(jobs.cancel)
+    cli.command()(results.results)
+    cli.add_typer(models.app, name="models")
+    cli.add_typer(envs.app, name="envs")
+    cli.add_typer(folders.app, name="folders")
+    cli.add_typer(definitions.app, name="definitions")
+    cli.add_typer(admin.tenants, name="tenants")
+    cli.add_typer(admin.projects, name="projects")
+    cli.add_typer(admin.keys, name="keys")
+    cli.command()(admin.audit)
+    return cli
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # ``from jobyard.cli.main import app``: the whole command, built once on first use
+    if name == "app":
+        whole = globals()["app"] = build_app()
+        return whole
+    raise AttributeError(name)
 
 
 def main() -> None:
     """Entry point of the ``jobyard`` script."""
-    app()
+    build_app(client_commands=sys.argv[1:2] != ["serve"])()
