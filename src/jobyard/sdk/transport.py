@@ -22,7 +22,6 @@ from __future__ import annotations
 import select
 import socket
 import ssl
-import threading
 import zlib
 from collections import deque
 from dataclasses import dataclass
@@ -85,25 +84,18 @@ class FastTransport:
     """Keep-alive HTTP/1.1 connections to one origin (``scheme://host:port``)."""
 
     def __init__(self, scheme: str, host: str, port: int, host_header: str, timeout: float) -> None:
-        self._scheme = scheme
         self._host = host
         self._port = port
         self._timeout = timeout
         self._host_line = b"Host: " + host_header.encode("ascii") + b"\r\n"
         self._idle: deque[_Conn] = deque()
         self._ssl: ssl.SSLContext | None = None
-        self._ssl_lock = threading.Lock()
+        if scheme == "https":  # now, like httpx: it reads SSL_CERT_FILE/SSL_CERT_DIR here
+            self._ssl = httpx.create_ssl_context()
+            self._ssl.set_alpn_protocols(["http/1.1"])
         self.closed = False
 
     # -- connections ------------------------------------------------------------
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        with self._ssl_lock:
-            if self._ssl is None:
-                ctx = httpx.create_ssl_context()
-                ctx.set_alpn_protocols(["http/1.1"])
-                self._ssl = ctx
-            return self._ssl
 
     def _connect(self) -> _Conn:
         try:
@@ -114,8 +106,8 @@ class FastTransport:
             raise httpx.ConnectError(str(exc)) from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._scheme == "https":
-                sock = self._ssl_context().wrap_socket(sock, server_hostname=self._host)
+            if self._ssl is not None:
+                sock = self._ssl.wrap_socket(sock, server_hostname=self._host)
         except TimeoutError as exc:
             sock.close()
             raise httpx.ConnectTimeout(str(exc)) from exc
