@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from jobyard import errors
-from jobyard.domain import retry
+from jobyard.domain import retry, states
 from jobyard.domain.jobs import Job, ResourceUsage
 from jobyard.domain.states import JobState
 from jobyard.store import dialects
@@ -27,11 +27,89 @@ from jobyard.store.jobs import (
     _active_count,
     job_from_row,
 )
-from jobyard.store.tables import environments, jobs, tenants
+from jobyard.store.tables import environments, job_attempts, job_events, jobs, tenants
 from jobyard.store.tracking import TrackingStore
 
 #: queued jobs looked at per claim (jobs of a full environment or tenant are skipped)
 CLAIM_SCAN = 50
+
+# The hot statements are built once: SQLAlchemy then reuses their cache key and
+# compiled form, instead of building an UPDATE per call. Each is a fenced
+# compare-and-set; the state machine is checked in Python (``check_transition``).
+_TIME = jobs.c.updated_at.type
+
+
+def _b(name: str, type_: sa.types.TypeEngine[object] | None = None) -> sa.BindParameter[object]:
+    return sa.bindparam(name, type_=type_)
+
+
+_CANDIDATES = (
+    sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.environment_id, jobs.c.slots)
+    .where(
+        jobs.c.state == JobState.QUEUED.value,
+        jobs.c.slots <= _b("b_max_slots"),
+        sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= _b("b_now", _TIME)),
+    )
+    .order_by(jobs.c.sort_key, jobs.c.seq)
+    .limit(CLAIM_SCAN)
+)
+_CLAIM = (
+    jobs.update()
+    .where(jobs.c.id == _b("b_id"), jobs.c.state == JobState.QUEUED.value)
+    .values(
+        state=JobState.STARTING.value,
+        attempt=jobs.c.attempt + 1,
+        lease_epoch=jobs.c.lease_epoch + 1,
+        lease_owner=_b("b_node"),
+        node_id=_b("b_node"),
+        lease_expires_at=_b("b_expires", _TIME),
+        exit_code=None,
+        error_type=None,
+        started_at=None,
+        ended_at=None,
+        job_token_hash=_b("b_token"),
+        updated_at=_b("b_now", _TIME),
+        message=_b("b_message"),
+    )
+    .returning(*jobs.c)
+)
+_RUNNING = (
+    jobs.update()
+    .where(
+        jobs.c.id == _b("b_id"),
+        jobs.c.state == JobState.STARTING.value,
+        jobs.c.lease_epoch == _b("b_epoch"),
+    )
+    .values(
+        state=JobState.RUNNING.value,
+        pid=_b("b_pid"),
+        pid_create_time=_b("b_create_time"),
+        started_at=_b("b_now", _TIME),
+        updated_at=_b("b_now", _TIME),
+        message=_b("b_message"),
+    )
+)
+_END = (
+    jobs.update()
+    .where(
+        jobs.c.id == _b("b_id"),
+        jobs.c.state == _b("b_from"),
+        jobs.c.lease_epoch == _b("b_epoch"),
+    )
+    .values(
+        state=_b("b_to"),
+        message=_b("b_message"),
+        error_type=_b("b_error_type"),
+        exit_code=_b("b_exit_code"),
+        updated_at=_b("b_now", _TIME),
+        ended_at=_b("b_now", _TIME),
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+)
+_END_WITH_USAGE = _END.values({c: _b(f"b_{c}") for c in _USAGE_COLUMNS})
+_SELECT_JOB = sa.select(jobs).where(jobs.c.id == _b("b_id"))
+_INSERT_EVENTS = job_events.insert()
 
 
 @dataclass(frozen=True)
@@ -71,6 +149,8 @@ class ClaimStore:
     def __init__(self, db: Database, jobs_store: JobStore | None = None) -> None:
         self.db = db
         self.jobs = jobs_store or JobStore(db)
+        self._candidates = dialects.lock_for_claim(_CANDIDATES, db.dialect)
+        self._insert_attempt = dialects.insert_ignoring_conflicts(job_attempts, db.dialect)
 
     # ---- claims -----------------------------------------------------------------------
     def claim(
@@ -88,43 +168,57 @@ class ClaimStore:
         (queued → starting, lease epoch and attempt bumped), in one transaction."""
         if not token_hashes or max_slots <= 0:
             return []
+        states.check_transition(JobState.QUEUED, JobState.STARTING)
         claimed: list[Job] = []
+        message = f"Job claimed by node {node_id}."
+        expires = now + timedelta(seconds=lease_ttl_s)
         with self.db.write() as conn:
-            stmt = (
-                sa.select(jobs)
-                .where(
-                    jobs.c.state == JobState.QUEUED.value,
-                    jobs.c.slots <= max_slots,
-                    sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now),
-                )
-                .order_by(jobs.c.sort_key, jobs.c.seq)
-                .limit(CLAIM_SCAN)
-            )
-            rows = conn.execute(dialects.lock_for_claim(stmt, self.db.dialect)).mappings().all()
+            rows = conn.execute(self._candidates, {"b_max_slots": max_slots, "b_now": now}).all()
             room: dict[str, int | None] = {}  # places left per environment / tenant key
             free = max_slots
-            for row in rows:
-                if row["slots"] > free:
+            for job_id, tenant, env_id, slots in rows:
+                if slots > free:
                     continue
-                env_id, tenant = row["environment_id"], row["tenant_id"]
                 env_key, tenant_key = f"e:{env_id}", f"t:{tenant}"
                 if env_id is not None and env_key not in room:
                     room[env_key] = self._env_room(conn, env_id)
                 if tenant_key not in room:
                     room[tenant_key] = self._tenant_room(conn, tenant, default_max_running)
                 keys = [tenant_key] + ([env_key] if env_id is not None else [])
-                if any(room[k] is not None and room[k] <= 0 for k in keys):  # type: ignore[operator]
+                if any((room[k] is not None and room[k] <= 0) for k in keys):  # type: ignore[operator]
                     continue
-                job = self._claim(
-                    conn, job_from_row(row), node_id, now, lease_ttl_s, token_hashes[len(claimed)]
+                row = (
+                    conn.execute(
+                        _CLAIM,
+                        {
+                            "b_id": job_id,
+                            "b_node": node_id,
+                            "b_expires": expires,
+                            "b_token": token_hashes[len(claimed)],
+                            "b_now": now,
+                            "b_message": message,
+                        },
+                    )
+                    .mappings()
+                    .first()
                 )
-                claimed.append(job)
-                free -= job.spec.slots
+                if row is None:  # on SQLite the write lock makes this impossible
+                    continue
+                claimed.append(job_from_row(row))
+                free -= slots
                 for k in keys:
                     left = room[k]
                     room[k] = None if left is None else left - 1
                 if len(claimed) == len(token_hashes) or free <= 0:
                     break
+            _insert_events(
+                conn,
+                now,
+                [
+                    (j, JobState.QUEUED, message, {"node_id": node_id, "attempt": j.attempt})
+                    for j in claimed
+                ],
+            )
         return claimed
 
     def claim_next(
@@ -169,64 +263,45 @@ class ClaimStore:
             return None
         return int(limit) - _active_count(conn, jobs.c.environment_id == env_id)
 
-    def _claim(
-        self,
-        conn: sa.Connection,
-        job: Job,
-        node_id: str,
-        now: datetime,
-        ttl: float,
-        token_hash: str | None,
-    ) -> Job:
-        return self.jobs.transition(
-            job,
-            JobState.STARTING,
-            now=now,
-            message=f"Job claimed by node {node_id}.",
-            values={
-                "attempt": job.attempt + 1,
-                "lease_epoch": job.lease_epoch + 1,
-                "lease_owner": node_id,
-                "node_id": node_id,
-                "lease_expires_at": now + timedelta(seconds=ttl),
-                "exit_code": None,
-                "error_type": None,
-                "started_at": None,
-                "ended_at": None,
-                "job_token_hash": token_hash,
-            },
-            event_data={"node_id": node_id, "attempt": job.attempt + 1},
-            conn=conn,
-        )
-
     # ---- starts and ends ----------------------------------------------------------------
     def mark_running(self, starts: Sequence[Started], now: datetime) -> list[Job | None]:
         """starting → running for each started attempt (fenced), in one transaction; the
         running job, or None where the job changed meanwhile (cancelled, lease lost)."""
+        states.check_transition(JobState.STARTING, JobState.RUNNING)
         out: list[Job | None] = []
         if not starts:
             return out
+        events = []
         with self.db.write() as conn:
             for s in starts:
-                try:
-                    out.append(
-                        self.jobs.transition(
-                            s.job,
-                            JobState.RUNNING,
-                            now=now,
-                            epoch=s.job.lease_epoch,
-                            message=f"Job is running on node {s.node_id} (pid {s.pid}).",
-                            values={
-                                "pid": s.pid,
-                                "pid_create_time": s.create_time,
-                                "started_at": now,
-                            },
-                            event_data={"pid": s.pid, "node_id": s.node_id},
-                            conn=conn,
-                        )
-                    )
-                except errors.StaleState:
+                message = f"Job is running on node {s.node_id} (pid {s.pid})."
+                done = conn.execute(
+                    _RUNNING,
+                    {
+                        "b_id": s.job.id,
+                        "b_epoch": s.job.lease_epoch,
+                        "b_pid": s.pid,
+                        "b_create_time": s.create_time,
+                        "b_now": now,
+                        "b_message": message,
+                    },
+                ).rowcount
+                if not done:
                     out.append(None)
+                    continue
+                job = s.job.evolve(
+                    state=JobState.RUNNING,
+                    pid=s.pid,
+                    pid_create_time=s.create_time,
+                    started_at=now,
+                    updated_at=now,
+                    message=message,
+                )
+                out.append(job)
+                events.append(
+                    (s.job, JobState.STARTING, message, {"pid": s.pid, "node_id": s.node_id})
+                )
+            _insert_events(conn, now, events, to=JobState.RUNNING)
         return out
 
     def end_attempts(self, ends: Sequence[AttemptEnd], now: datetime) -> list[EndResult]:
@@ -244,6 +319,48 @@ class ClaimStore:
 
     def _end(self, conn: sa.Connection, end: AttemptEnd, now: datetime) -> EndResult:
         job = end.job
+        plan = retry.plan(job, end.target, end.error_type, now)
+        if plan is not None:
+            return self._end_and_retry(conn, end, now, plan)
+        done = 0
+        if states.can_transition(job.state, end.target):
+            params: dict[str, object] = {
+                "b_id": job.id,
+                "b_from": job.state.value,
+                "b_epoch": job.lease_epoch,
+                "b_to": end.target.value,
+                "b_message": end.message,
+                "b_error_type": end.error_type,
+                "b_exit_code": end.exit_code,
+                "b_now": now,
+            }
+            stmt = _END
+            if end.usage is not None:
+                stmt = _END_WITH_USAGE
+                params.update({f"b_{c}": getattr(end.usage, c) for c in _USAGE_COLUMNS})
+            done = conn.execute(stmt, params).rowcount
+        if not done:
+            row = conn.execute(_SELECT_JOB, {"b_id": job.id}).mappings().first()
+            return EndResult(ended=None, current=job_from_row(row) if row else None)
+        _insert_events(conn, now, [(job, job.state, end.message, {})], to=end.target)
+        if job.attempt > 0:
+            conn.execute(self._insert_attempt, _attempt_row(job, end, now))
+        ended = job.evolve(
+            state=end.target,
+            message=end.message,
+            error_type=end.error_type,
+            exit_code=end.exit_code,
+            ended_at=now,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        return EndResult(ended=ended, current=ended)
+
+    def _end_and_retry(
+        self, conn: sa.Connection, end: AttemptEnd, now: datetime, plan: retry.RetryPlan
+    ) -> EndResult:
+        """The end and the return to ``queued`` in one step (readers never see the end)."""
         values: dict[str, object] = {"error_type": end.error_type}
         if end.exit_code is not None:
             values["exit_code"] = end.exit_code
@@ -251,21 +368,21 @@ class ClaimStore:
             values.update({c: getattr(end.usage, c) for c in _USAGE_COLUMNS})
         try:
             ended = self.jobs.transition(
-                job,
+                end.job,
                 end.target,
                 now=now,
-                epoch=job.lease_epoch,
+                epoch=end.job.lease_epoch,
                 message=end.message,
                 values=values,
-                retry=retry.plan(job, end.target, end.error_type, now),
+                retry=plan,
                 conn=conn,
             )
         except (errors.StaleState, errors.InvalidTransition):
-            row = conn.execute(sa.select(jobs).where(jobs.c.id == job.id)).mappings().first()
+            row = conn.execute(_SELECT_JOB, {"b_id": end.job.id}).mappings().first()
             return EndResult(ended=None, current=job_from_row(row) if row else None)
         TrackingStore.record_attempt(
             conn,
-            job,
+            end.job,
             state=end.target.value,
             ended_at=now,
             exit_code=end.exit_code,
@@ -360,3 +477,47 @@ class ClaimStore:
         stmt = sa.select(jobs).where(_IS_ACTIVE, jobs.c.lease_owner == node_id)
         with self.db.read() as conn:
             return [job_from_row(r) for r in conn.execute(stmt).mappings().all()]
+
+
+def _insert_events(
+    conn: sa.Connection,
+    now: datetime,
+    changes: Sequence[tuple[Job, JobState, str, Mapping[str, object]]],
+    *,
+    to: JobState | None = None,
+) -> None:
+    """One state event per (job, from state, message, data); the new state is ``to``,
+    else the state the job (as returned by its write) is in."""
+    if not changes:
+        return
+    conn.execute(
+        _INSERT_EVENTS,
+        [
+            {
+                "tenant_id": job.tenant_id,
+                "job_id": job.id,
+                "at": now,
+                "kind": "state",
+                "from_state": old.value,
+                "to_state": (to or job.state).value,
+                "message": message,
+                "data": dict(data),
+            }
+            for job, old, message, data in changes
+        ],
+    )
+
+
+def _attempt_row(job: Job, end: AttemptEnd, now: datetime) -> dict[str, object]:
+    return {
+        "tenant_id": job.tenant_id,
+        "job_id": job.id,
+        "attempt": job.attempt,
+        "node_id": job.node_id,
+        "state": end.target.value,
+        "started_at": job.started_at,
+        "ended_at": now,
+        "exit_code": end.exit_code,
+        "error_type": end.error_type,
+        "message": end.message,
+    }
