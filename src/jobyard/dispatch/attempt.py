@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +26,7 @@ from jobyard.settings import Settings
 from jobyard.storage import logs
 from jobyard.storage.workspace import Workspace
 from jobyard.store.artifacts import ArtifactStore
-from jobyard.store.claims import AttemptEnd, ClaimStore
+from jobyard.store.claims import AttemptEnd
 from jobyard.store.jobs import JobStore
 from jobyard.store.tracking import TrackingStore
 
@@ -81,9 +81,11 @@ class Attempts:
         with self._cond:
             return len(self._runs)
 
-    def free_slots(self) -> int:
+    def free_slots(self, excluding: Collection[str] = ()) -> int:
+        """Slots not taken by attempts (those of ``excluding`` count as free)."""
         with self._cond:
-            return self.slots - sum(a.job.spec.slots for a in self._runs.values())
+            taken = sum(a.job.spec.slots for a in self._runs.values() if a.job.id not in excluding)
+        return self.slots - taken
 
     def wait_empty(self, timeout: float) -> bool:
         with self._cond:
@@ -112,7 +114,6 @@ class AttemptRunner:
         self,
         *,
         jobs: JobStore,
-        claims: ClaimStore,
         executor: Executor,
         workspace: Workspace,
         preparer: Preparer,
@@ -124,7 +125,6 @@ class AttemptRunner:
         log_limit: Callable[[str], int],
     ) -> None:
         self.jobs = jobs
-        self.claims = claims
         self.executor = executor
         self.workspace = workspace
         self.preparer = preparer
@@ -316,32 +316,6 @@ class AttemptRunner:
             self.jobs.add_event(
                 a.job, now=self.clock.now(), kind=kind, message=a.summary, data=marker
             )
-
-    # ---- writing ends -------------------------------------------------------------------------
-    def write_ends(self, ends: Sequence[AttemptEnd]) -> None:
-        """Write ends in one transaction; an attempt whose job was cancelled meanwhile
-        (same lease epoch, state cancelling) ends cancelled, in a second one."""
-        now = self.clock.now()
-        retries: list[AttemptEnd] = []
-        for end, result in zip(ends, self.claims.end_attempts(ends, now), strict=True):
-            current = result.current
-            if result.ended is not None or current is None:
-                continue
-            if current.lease_epoch != end.job.lease_epoch:
-                continue
-            if current.state is JobState.CANCELLING:
-                outcome = ending.cancelled(current.cancel_force)
-                retries.append(
-                    replace(
-                        end,
-                        job=current.evolve(started_at=end.job.started_at or current.started_at),
-                        target=outcome.target,
-                        message=outcome.message,
-                        error_type=outcome.error_type,
-                    )
-                )
-        if retries:
-            self.claims.end_attempts(retries, now)
 
 
 def _stop_quietly(handle: Handle, grace: float, force: bool) -> None:

@@ -1,7 +1,9 @@
-"""The claim loop: woken by submits and job ends (else every poll interval), it claims
-as many queued jobs as there are free slots in one transaction, starts them, and
-marks the started ones running in one more; scheduled jobs are promoted when the
-earliest of them is due (one timer, read from the store)."""
+"""The claim loop: the node's one writer of starts, ends and claims. Each step is one
+transaction that marks the attempts started since the last step running, writes the
+ends reported since then, and claims queued jobs for the slots that are free; then
+the claimed jobs are started. It is woken by submits, by exits and by its own pending
+work (else every poll interval); scheduled jobs are promoted when the earliest of
+them is due (one timer, read from the store)."""
 
 from __future__ import annotations
 
@@ -12,13 +14,15 @@ from collections.abc import Callable, Sequence
 
 from jobyard import errors
 from jobyard.clock import Clock
+from jobyard.dispatch import ending
 from jobyard.dispatch.attempt import Attempt, AttemptRunner, Attempts, needs_setup_thread
 from jobyard.dispatch.ending import StopReason
 from jobyard.domain.auth import hash_secret, job_token, new_token_secret
+from jobyard.domain.jobs import Job
 from jobyard.domain.states import JobState
 from jobyard.executors.base import Handle
 from jobyard.settings import Settings
-from jobyard.store.claims import AttemptEnd, ClaimStore, Started
+from jobyard.store.claims import AttemptEnd, ClaimRequest, ClaimStore, EndResult, Started
 
 log = logging.getLogger("jobyard.dispatch")
 
@@ -43,7 +47,11 @@ class ClaimLoop:
         self.node_id = node_id
         self.watch = watch  #: hands a running attempt to the exit waiter
         self._wake = threading.Event()
+        self._claiming = True  #: False once the node shuts down: only ends are written
         self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._ends: list[tuple[Attempt, AttemptEnd | None]] = []  #: None: nothing to write
+        self._starts: list[Attempt] = []  #: started, not yet marked running
         self._next_promote = 0.0  #: monotonic time to look at scheduled jobs again
         self._thread = threading.Thread(target=self._loop, name="jobyard-dispatch", daemon=True)
 
@@ -51,7 +59,12 @@ class ClaimLoop:
         self._thread.start()
         self._wake.set()
 
+    def stop_claiming(self) -> None:
+        self._claiming = False
+        self._wake.set()
+
     def stop(self, timeout: float) -> None:
+        self._claiming = False
         self._stopping.set()
         self._wake.set()
         if self._thread.ident is not None:
@@ -60,112 +73,93 @@ class ClaimLoop:
     def wake(self) -> None:
         self._wake.set()
 
+    def ended(self, items: Sequence[tuple[Attempt, AttemptEnd | None]]) -> None:
+        """Attempts whose processes exited (or that could not start), with their ends:
+        written by the next step, after which their slots are free."""
+        with self._lock:
+            self._ends.extend(items)
+        self._wake.set()
+
+    # ---- the loop ------------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            delay = max(
-                0.0, min(self.settings.poll_interval_s, self._next_promote - time.monotonic())
-            )
+            delay = self.settings.poll_interval_s
+            if self._claiming:
+                delay = max(0.0, min(delay, self._next_promote - time.monotonic()))
             self._wake.wait(delay)
             self._wake.clear()
-            if self._stopping.is_set():
-                return
             try:
-                if time.monotonic() >= self._next_promote:
+                if self._claiming and time.monotonic() >= self._next_promote:
                     self._promote_scheduled()
-                self._fill_slots()
+                self._step()
             except errors.StoreUnavailable as e:
                 log.warning("dispatch paused: %s", e)
+                self._stopping.wait(0.2)  # pending ends and starts stay queued
             except Exception:  # keep the node alive; the next wake retries
                 log.exception("dispatch loop error")
+                self._stopping.wait(0.2)
 
     def _promote_scheduled(self) -> None:
         """Queue the due scheduled jobs; the timer is set to the next due time (at most
         one poll interval away: other nodes and submits add scheduled jobs)."""
         self._next_promote = time.monotonic() + self.settings.poll_interval_s
         now = self.clock.now()
-        if self.claims.promote_due(now):
-            self._wake.set()
+        self.claims.promote_due(now)
         due = self.claims.next_scheduled_at()
         if due is not None:
             wait = max(0.0, (due - self.clock.now()).total_seconds())
             self._next_promote = min(self._next_promote, time.monotonic() + wait)
 
-    def _fill_slots(self) -> None:
-        while not self._stopping.is_set():
-            free = self.attempts.free_slots()
-            if free <= 0:
-                return
-            secrets = [new_token_secret() for _ in range(free)]
-            claimed = self.claims.claim(
+    def _step(self) -> None:
+        """One transaction: running marks, ends, claims; then start what was claimed."""
+        with self._lock:
+            ends, starts = list(self._ends), list(self._starts)
+        ended_ids = {a.job.id for a, _ in ends}
+        free = self.attempts.free_slots(excluding=ended_ids)
+        secrets = [new_token_secret() for _ in range(max(0, free))] if self._claiming else []
+        request = None
+        if secrets:
+            request = ClaimRequest(
                 node_id=self.node_id,
-                now=self.clock.now(),
                 lease_ttl_s=self.settings.lease_ttl_s,
                 max_slots=free,
-                token_hashes=[hash_secret(s) for s in secrets],
+                token_hashes=tuple(hash_secret(s) for s in secrets),
                 default_max_running=self.settings.max_running_jobs_default,
             )
-            if not claimed:
-                return
-            inline: list[Attempt] = []
-            for job, secret in zip(claimed, secrets, strict=False):
-                a = Attempt(job=job, token=job_token(job.id, secret))
-                self.attempts.add(a)
-                if needs_setup_thread(job):
-                    t = threading.Thread(
-                        target=self.start_attempts, args=([a],), name=f"jobyard-setup-{job.id[:8]}"
-                    )
-                    t.daemon = True
-                    t.start()
-                else:
-                    inline.append(a)
-            self.start_attempts(inline)
+        writes = [e for _, e in ends if e is not None]
+        step = self.claims.step(
+            now=self.clock.now(),
+            starts=[self._started(a) for a in starts],
+            ends=writes,
+            claim=request,
+        )
+        with self._lock:  # written: no longer pending
+            del self._ends[: len(ends)]
+            del self._starts[: len(starts)]
+        self._after_running(starts, step.running)
+        retries = self._after_ends(writes, step.ended)
+        for a, _ in ends:
+            if a.job.id not in retries:
+                self.attempts.remove(a.job.id)
+        if retries:
+            self.ended([(self._by_id(ends, job_id), end) for job_id, end in retries.items()])
+        if step.claimed:
+            self._start_claimed(step.claimed, secrets)
+            self._wake.set()  # mark them running in the next step
 
-    def start_attempts(self, batch: Sequence[Attempt]) -> None:
-        """Set up and start the attempts; write the ends of those that could not start in
-        one transaction and mark the started ones running in another."""
-        ends: list[AttemptEnd] = []
-        for a in batch:
-            try:
-                end = self.runner.launch(a)
-            except Exception:
-                log.exception("job %s: unexpected error while starting", a.job.id)
-                end = None
-            if a.handle is None and end is not None:
-                ends.append(end)
-        try:
-            if ends:
-                self.runner.write_ends(ends)
-        finally:
-            for a in batch:
-                if a.handle is None:
-                    self.attempts.remove(a.job.id)
-            if ends:
-                self._wake.set()
-        self._mark_running([a for a in batch if a.handle is not None])
+    @staticmethod
+    def _by_id(ends: list[tuple[Attempt, AttemptEnd | None]], job_id: str) -> Attempt:
+        return next(a for a, _ in ends if a.job.id == job_id)
 
-    def _mark_running(self, started: list[Attempt]) -> None:
-        """starting → running in one transaction, then hand the attempts to the waiter
-        (after the write, so an end never precedes its running state)."""
-        if not started:
-            return
-        starts = []
-        for a in started:
-            assert a.handle is not None
-            starts.append(
-                Started(
-                    job=a.job,
-                    pid=a.handle.pid,
-                    create_time=a.handle.create_time,
-                    node_id=self.node_id,
-                )
-            )
-        try:
-            running = self.claims.mark_running(starts, self.clock.now())
-        except Exception:
-            log.exception("could not mark %d started jobs running: stopping them", len(started))
-            running = [None] * len(started)
-            for a in started:
-                self.runner.request_stop(a, StopReason.LOST, force=True)
+    def _started(self, a: Attempt) -> Started:
+        assert a.handle is not None
+        return Started(
+            job=a.job, pid=a.handle.pid, create_time=a.handle.create_time, node_id=self.node_id
+        )
+
+    def _after_running(self, started: list[Attempt], running: list[Job | None]) -> None:
+        """Hand the attempts marked running to the waiter (only now, so an end never
+        precedes its running state); stop those whose job changed meanwhile."""
         for a, job in zip(started, running, strict=True):
             if job is not None:
                 a.job = job
@@ -173,6 +167,54 @@ class ClaimLoop:
                 self._changed_while_starting(a)
             assert a.handle is not None
             self.watch(a, a.handle)
+
+    @staticmethod
+    def _after_ends(writes: list[AttemptEnd], results: list[EndResult]) -> dict[str, AttemptEnd]:
+        """The ends to write again as cancelled: their job was cancelled meanwhile (same
+        lease epoch, state cancelling). Other unwritten ends are no longer ours."""
+        again: dict[str, AttemptEnd] = {}
+        for end, result in zip(writes, results, strict=True):
+            current = result.current
+            if result.ended is not None or current is None:
+                continue
+            if current.lease_epoch == end.job.lease_epoch and current.state is JobState.CANCELLING:
+                outcome = ending.cancelled(current.cancel_force)
+                again[end.job.id] = AttemptEnd(
+                    job=current.evolve(started_at=end.job.started_at or current.started_at),
+                    target=outcome.target,
+                    message=outcome.message,
+                    error_type=outcome.error_type,
+                    exit_code=end.exit_code,
+                    usage=end.usage,
+                )
+        return again
+
+    # ---- starting ------------------------------------------------------------------------
+    def _start_claimed(self, claimed: list[Job], secrets: list[str]) -> None:
+        for job, secret in zip(claimed, secrets, strict=False):
+            a = Attempt(job=job, token=job_token(job.id, secret))
+            self.attempts.add(a)
+            if needs_setup_thread(job):
+                threading.Thread(
+                    target=self._launch, args=(a,), name=f"jobyard-setup-{job.id[:8]}", daemon=True
+                ).start()
+            else:
+                self._launch(a)
+
+    def _launch(self, a: Attempt) -> None:
+        """Set up and start one attempt; it is marked running (or its end written) by the
+        next step."""
+        try:
+            end = self.runner.launch(a)
+        except Exception:
+            log.exception("job %s: unexpected error while starting", a.job.id)
+            end = None
+        if a.handle is None:
+            self.ended([(a, end)])
+            return
+        with self._lock:
+            self._starts.append(a)
+        self._wake.set()
 
     def _changed_while_starting(self, a: Attempt) -> None:
         try:

@@ -67,7 +67,6 @@ class Dispatcher:
         self.attempts = Attempts(self.slots)
         self.runner = AttemptRunner(
             jobs=store,
-            claims=self.claims,
             executor=executor,
             workspace=workspace,
             preparer=preparer,
@@ -132,12 +131,13 @@ class Dispatcher:
         """Stop claiming, stop the running jobs (they fail as NODE_LOST), and wait."""
         if self._listener is not None:
             self._listener.stop()
-        self.claim_loop.stop(timeout)
+        self.claim_loop.stop_claiming()
         self.supervisor.stop(timeout)
         for a in self.attempts.all():
             self.runner.request_stop(a, StopReason.SHUTDOWN, force=False)
         if not self.attempts.wait_empty(timeout):
             log.warning("%d jobs did not stop within %s s", len(self.attempts), timeout)
+        self.claim_loop.stop(timeout)
         self.waiter.stop(timeout)
         try:
             self.nodes.set_status(self.node_id, "stopped", self.clock.now())
@@ -161,19 +161,13 @@ class Dispatcher:
 
     # ---- exits ---------------------------------------------------------------------------
     def _exited(self, batch: list[tuple[Attempt, int]]) -> None:
-        """Finish the attempts whose processes exited and write their ends together."""
-        ends: list[AttemptEnd] = []
-        try:
-            for a, code in batch:
-                try:
-                    end = self.runner.finish(a, code)
-                except Exception:
-                    log.exception("job %s: unexpected error after its exit", a.job.id)
-                    continue
-                if end is not None:
-                    ends.append(end)
-            self.runner.write_ends(ends)
-        finally:
-            for a, _ in batch:
-                self.attempts.remove(a.job.id)
-            self.claim_loop.wake()
+        """Finish the attempts whose processes exited; the claim loop writes their ends
+        together in its next step."""
+        done: list[tuple[Attempt, AttemptEnd | None]] = []
+        for a, code in batch:
+            try:
+                done.append((a, self.runner.finish(a, code)))
+            except Exception:
+                log.exception("job %s: unexpected error after its exit", a.job.id)
+                done.append((a, None))
+        self.claim_loop.ended(done)

@@ -143,6 +143,26 @@ class EndResult:
     current: Job | None
 
 
+@dataclass(frozen=True)
+class ClaimRequest:
+    """Claim up to one job per token hash, ``max_slots`` slots in all."""
+
+    node_id: str
+    lease_ttl_s: float
+    max_slots: int
+    token_hashes: tuple[str | None, ...]
+    default_max_running: int | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one dispatch transaction did, in the order of its inputs."""
+
+    running: list[Job | None]
+    ended: list[EndResult]
+    claimed: list[Job]
+
+
 class ClaimStore:
     """All SQL of the dispatcher: claims, leases, promotions and ends of attempts."""
 
@@ -151,6 +171,26 @@ class ClaimStore:
         self.jobs = jobs_store or JobStore(db)
         self._candidates = dialects.lock_for_claim(_CANDIDATES, db.dialect)
         self._insert_attempt = dialects.insert_ignoring_conflicts(job_attempts, db.dialect)
+
+    # ---- one transaction for a dispatch step ------------------------------------------
+    def step(
+        self,
+        *,
+        now: datetime,
+        starts: Sequence[Started] = (),
+        ends: Sequence[AttemptEnd] = (),
+        claim: ClaimRequest | None = None,
+    ) -> Step:
+        """In one transaction, in this order: mark the started attempts running, write
+        the ends, claim queued jobs (see :meth:`mark_running`, :meth:`end_attempts`,
+        :meth:`claim`)."""
+        if not starts and not ends and (claim is None or not claim.token_hashes):
+            return Step([], [], [])
+        with self.db.write() as conn:
+            running = self._mark_running(conn, starts, now)
+            ended = [self._end(conn, end, now) for end in ends]
+            claimed = self._claim(conn, claim, now) if claim is not None else []
+        return Step(running, ended, claimed)
 
     # ---- claims -----------------------------------------------------------------------
     def claim(
@@ -166,60 +206,14 @@ class ClaimStore:
         """Claim queued jobs in queue order, at most one per token hash and ``max_slots``
         slots in all, skipping jobs whose environment or tenant runs its maximum already
         (queued → starting, lease epoch and attempt bumped), in one transaction."""
-        if not token_hashes or max_slots <= 0:
-            return []
-        states.check_transition(JobState.QUEUED, JobState.STARTING)
-        claimed: list[Job] = []
-        message = f"Job claimed by node {node_id}."
-        expires = now + timedelta(seconds=lease_ttl_s)
-        with self.db.write() as conn:
-            rows = conn.execute(self._candidates, {"b_max_slots": max_slots, "b_now": now}).all()
-            room: dict[str, int | None] = {}  # places left per environment / tenant key
-            free = max_slots
-            for job_id, tenant, env_id, slots in rows:
-                if slots > free:
-                    continue
-                env_key, tenant_key = f"e:{env_id}", f"t:{tenant}"
-                if env_id is not None and env_key not in room:
-                    room[env_key] = self._env_room(conn, env_id)
-                if tenant_key not in room:
-                    room[tenant_key] = self._tenant_room(conn, tenant, default_max_running)
-                keys = [tenant_key] + ([env_key] if env_id is not None else [])
-                if any((room[k] is not None and room[k] <= 0) for k in keys):  # type: ignore[operator]
-                    continue
-                row = (
-                    conn.execute(
-                        _CLAIM,
-                        {
-                            "b_id": job_id,
-                            "b_node": node_id,
-                            "b_expires": expires,
-                            "b_token": token_hashes[len(claimed)],
-                            "b_now": now,
-                            "b_message": message,
-                        },
-                    )
-                    .mappings()
-                    .first()
-                )
-                if row is None:  # on SQLite the write lock makes this impossible
-                    continue
-                claimed.append(job_from_row(row))
-                free -= slots
-                for k in keys:
-                    left = room[k]
-                    room[k] = None if left is None else left - 1
-                if len(claimed) == len(token_hashes) or free <= 0:
-                    break
-            _insert_events(
-                conn,
-                now,
-                [
-                    (j, JobState.QUEUED, message, {"node_id": node_id, "attempt": j.attempt})
-                    for j in claimed
-                ],
-            )
-        return claimed
+        request = ClaimRequest(
+            node_id=node_id,
+            lease_ttl_s=lease_ttl_s,
+            max_slots=max_slots,
+            token_hashes=tuple(token_hashes),
+            default_max_running=default_max_running,
+        )
+        return self.step(now=now, claim=request).claimed
 
     def claim_next(
         self,
@@ -241,6 +235,55 @@ class ClaimStore:
             default_max_running=default_max_running,
         )
         return found[0] if found else None
+
+    def _claim(self, conn: sa.Connection, req: ClaimRequest, now: datetime) -> list[Job]:
+        if not req.token_hashes or req.max_slots <= 0:
+            return []
+        states.check_transition(JobState.QUEUED, JobState.STARTING)
+        claimed: list[Job] = []
+        message = f"Job claimed by node {req.node_id}."
+        expires = now + timedelta(seconds=req.lease_ttl_s)
+        rows = conn.execute(self._candidates, {"b_max_slots": req.max_slots, "b_now": now}).all()
+        room: dict[str, int | None] = {}  # places left per environment / tenant key
+        free = req.max_slots
+        for job_id, tenant, env_id, slots in rows:
+            if slots > free:
+                continue
+            env_key, tenant_key = f"e:{env_id}", f"t:{tenant}"
+            if env_id is not None and env_key not in room:
+                room[env_key] = self._env_room(conn, env_id)
+            if tenant_key not in room:
+                room[tenant_key] = self._tenant_room(conn, tenant, req.default_max_running)
+            keys = [tenant_key] + ([env_key] if env_id is not None else [])
+            if any((room[k] is not None and room[k] <= 0) for k in keys):  # type: ignore[operator]
+                continue
+            params = {
+                "b_id": job_id,
+                "b_node": req.node_id,
+                "b_expires": expires,
+                "b_token": req.token_hashes[len(claimed)],
+                "b_now": now,
+                "b_message": message,
+            }
+            row = conn.execute(_CLAIM, params).mappings().first()
+            if row is None:  # on SQLite the write lock makes this impossible
+                continue
+            claimed.append(job_from_row(row))
+            free -= slots
+            for k in keys:
+                left = room[k]
+                room[k] = None if left is None else left - 1
+            if len(claimed) == len(req.token_hashes) or free <= 0:
+                break
+        _insert_events(
+            conn,
+            now,
+            [
+                (j, JobState.QUEUED, message, {"node_id": req.node_id, "attempt": j.attempt})
+                for j in claimed
+            ],
+        )
+        return claimed
 
     def _tenant_room(self, conn: sa.Connection, tenant_id: str, default: int | None) -> int | None:
         """Jobs the tenant may still start (its quota, else ``default``); None: no limit."""
@@ -267,41 +310,40 @@ class ClaimStore:
     def mark_running(self, starts: Sequence[Started], now: datetime) -> list[Job | None]:
         """starting → running for each started attempt (fenced), in one transaction; the
         running job, or None where the job changed meanwhile (cancelled, lease lost)."""
-        states.check_transition(JobState.STARTING, JobState.RUNNING)
+        return self.step(now=now, starts=starts).running
+
+    def _mark_running(
+        self, conn: sa.Connection, starts: Sequence[Started], now: datetime
+    ) -> list[Job | None]:
         out: list[Job | None] = []
         if not starts:
             return out
+        states.check_transition(JobState.STARTING, JobState.RUNNING)
         events = []
-        with self.db.write() as conn:
-            for s in starts:
-                message = f"Job is running on node {s.node_id} (pid {s.pid})."
-                done = conn.execute(
-                    _RUNNING,
-                    {
-                        "b_id": s.job.id,
-                        "b_epoch": s.job.lease_epoch,
-                        "b_pid": s.pid,
-                        "b_create_time": s.create_time,
-                        "b_now": now,
-                        "b_message": message,
-                    },
-                ).rowcount
-                if not done:
-                    out.append(None)
-                    continue
-                job = s.job.evolve(
-                    state=JobState.RUNNING,
-                    pid=s.pid,
-                    pid_create_time=s.create_time,
-                    started_at=now,
-                    updated_at=now,
-                    message=message,
-                )
-                out.append(job)
-                events.append(
-                    (s.job, JobState.STARTING, message, {"pid": s.pid, "node_id": s.node_id})
-                )
-            _insert_events(conn, now, events, to=JobState.RUNNING)
+        for s in starts:
+            message = f"Job is running on node {s.node_id} (pid {s.pid})."
+            params = {
+                "b_id": s.job.id,
+                "b_epoch": s.job.lease_epoch,
+                "b_pid": s.pid,
+                "b_create_time": s.create_time,
+                "b_now": now,
+                "b_message": message,
+            }
+            if not conn.execute(_RUNNING, params).rowcount:
+                out.append(None)
+                continue
+            job = s.job.evolve(
+                state=JobState.RUNNING,
+                pid=s.pid,
+                pid_create_time=s.create_time,
+                started_at=now,
+                updated_at=now,
+                message=message,
+            )
+            out.append(job)
+            events.append((s.job, JobState.STARTING, message, {"pid": s.pid, "node_id": s.node_id}))
+        _insert_events(conn, now, events, to=JobState.RUNNING)
         return out
 
     def end_attempts(self, ends: Sequence[AttemptEnd], now: datetime) -> list[EndResult]:
@@ -309,13 +351,7 @@ class ClaimStore:
         from the state its job was read in, with its event, the attempt's record, and the
         return to ``queued`` when its retry policy says so. An end whose job changed
         meanwhile is not written; its result carries the job as it is now."""
-        results: list[EndResult] = []
-        if not ends:
-            return results
-        with self.db.write() as conn:
-            for end in ends:
-                results.append(self._end(conn, end, now))
-        return results
+        return self.step(now=now, ends=ends).ended
 
     def _end(self, conn: sa.Connection, end: AttemptEnd, now: datetime) -> EndResult:
         job = end.job
