@@ -5,6 +5,7 @@ that it sends what httpx would send and fails the way httpx fails."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import zlib
@@ -251,15 +252,38 @@ def test_sends_the_target_httpx_would_send(scripted: Any, params: Any, base: str
             assert server.targets[-1] == want
 
 
-def test_a_proxy_from_the_environment_leaves_requests_to_httpx(monkeypatch: Any) -> None:
-    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    with Client("http://jobyard.test:8000", TOKEN) as c:
-        assert c._fast is None
-    monkeypatch.setenv("NO_PROXY", "jobyard.test")
-    with Client("http://jobyard.test:8000", TOKEN) as c:
-        assert c._fast is not None
+PROXY = "http://proxy.invalid:3128"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"HTTP_PROXY": PROXY},
+        {"HTTP_PROXY": PROXY, "NO_PROXY": "jobyard.test"},
+        {"https_proxy": PROXY},
+        {"ALL_PROXY": PROXY},
+        {"ALL_PROXY": PROXY, "NO_PROXY": "127.0.0.1,localhost"},
+        {"HTTP_PROXY": PROXY, "NO_PROXY": "*"},
+    ],
+)
+@pytest.mark.parametrize(
+    "url", ["http://jobyard.test:8000", "https://jobyard.test", "http://127.0.0.1:9"]
+)
+def test_leaves_requests_to_httpx_exactly_when_httpx_would_use_a_proxy(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str
+) -> None:
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with Client(url, TOKEN) as c:
+        http = c._http
+        proxied = http._transport_for_url(http.base_url) is not http._transport
+        assert (c._fast is None) is proxied
+    if env.get("ALL_PROXY") and "NO_PROXY" not in env:
+        assert proxied  # the cases do cover both answers
 
 
 def test_a_transport_argument_leaves_requests_to_httpx() -> None:
@@ -280,6 +304,16 @@ def test_a_closed_client_refuses_like_httpx(scripted: Any) -> None:
     with pytest.raises(RuntimeError) as other:
         theirs.get("b")
     assert str(mine.value) == str(other.value)
+    with pytest.raises(RuntimeError, match="closed"):  # httpx, made after close()
+        list(ours.follow_logs("a"))
+
+
+def test_httpx_is_made_only_when_needed(scripted: Any) -> None:
+    server = scripted()
+    with Client(server.url, TOKEN) as c:
+        c.get("a")
+        assert c._http_client is None  # plain calls do not need it
+        assert str(c._http.base_url) == server.url
 
 
 def test_error_answers_still_raise_api_errors(scripted: Any) -> None:

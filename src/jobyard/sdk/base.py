@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json as jsonlib
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
+from httpx._utils import URLPattern, get_environment_proxies
 from pydantic import BaseModel, ValidationError
 
 from jobyard.sdk.errors import APIError, ConnectionFailed, raise_for_response
@@ -24,6 +26,16 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FAST_KWARGS = frozenset({"json", "params", "headers"})
 
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
+
+
+def _proxied(url: httpx.URL) -> bool:
+    """Whether httpx (``trust_env``) would send to ``url`` through a proxy from the
+    environment: its own rules, first matching pattern wins, ``NO_PROXY`` maps to None."""
+    proxies = get_environment_proxies()
+    for pattern in sorted(URLPattern(key) for key in proxies):
+        if pattern.matches(url):
+            return proxies[pattern.pattern] is not None
+    return False
 
 
 def _plain_path(path: str) -> bool:
@@ -72,34 +84,70 @@ class BaseClient:
     """
 
     url: str
-    _http: httpx.Client
     _timeout: float
+    _http_args: dict[str, Any]
+    _http_client: httpx.Client | None = None
+    _http_lock: threading.Lock
+    _closed: bool = False
     _fast: FastTransport | None = None
     _prefix: str = ""
     _fast_headers: bytes = b""
 
-    def _init_fast(self, token: str | None, transport: httpx.BaseTransport | None) -> None:
-        """Set up the light transport if httpx would send straight to the server."""
-        base = self._http.base_url
+    def _init_transports(
+        self, token: str | None, timeout: float, transport: httpx.BaseTransport | None
+    ) -> None:
+        """Set up the light transport if httpx would send straight to the server, and
+        what the httpx client needs (made on first use: making it costs tens of ms)."""
+        self._timeout = timeout
+        headers = {"Accept": "application/json", "User-Agent": "jobyard-sdk"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http_args = {
+            "base_url": self.url,
+            "headers": headers,
+            "timeout": timeout,
+            "transport": transport,
+        }
+        self._http_lock = threading.Lock()
+        base = httpx.URL(self.url)
         if (
             transport is not None
             or base.scheme not in ("http", "https")
             or base.userinfo
             or base.query
             or base.fragment
-            or self._http._transport_for_url(base) is not self._http._transport  # a proxy
+            or _proxied(base)
             or (token is not None and not _PLAIN_VALUE.fullmatch(token))
         ):
             return
         self._prefix = base.raw_path.decode("ascii").rstrip("/")
-        lines = ["Accept: application/json", "User-Agent: jobyard-sdk"]
-        if token:
-            lines.append(f"Authorization: Bearer {token}")
-        self._fast_headers = "".join(f"{line}\r\n" for line in lines).encode("ascii")
-        port = base.port or (443 if base.scheme == "https" else 80)
+        self._fast_headers = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("ascii")
+        context = None
+        if base.scheme == "https":  # httpx's TLS settings, read now as httpx does; shared
+            context = httpx.create_ssl_context()
+            context.set_alpn_protocols(["http/1.1"])  # what httpcore sets too
+            self._http_args["verify"] = context
         self._fast = FastTransport(
-            base.scheme, base.host, port, base.netloc.decode("ascii"), self._timeout
+            base.raw_host.decode("ascii"),
+            base.port or (443 if base.scheme == "https" else 80),
+            base.netloc.decode("ascii"),
+            timeout,
+            context,
         )
+
+    @property
+    def _http(self) -> httpx.Client:
+        """The httpx client: streams, uploads, ``transport=``, proxies (made on first use)."""
+        client = self._http_client
+        if client is None:
+            with self._http_lock:
+                client = self._http_client
+                if client is None:
+                    client = httpx.Client(**self._http_args)
+                    if self._closed:
+                        client.close()  # refuses requests like the closed client it stands for
+                    self._http_client = client
+        return client
 
     def _connection_error(self, exc: httpx.TransportError) -> ConnectionFailed:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
@@ -175,6 +223,8 @@ class BaseClient:
             ) from exc
 
     def _close_transports(self) -> None:
+        self._closed = True
         if self._fast is not None:
             self._fast.close()
-        self._http.close()
+        if self._http_client is not None:
+            self._http_client.close()

@@ -56,14 +56,7 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url, token = find_server(url, token)
-        self._timeout = timeout
-        headers = {"Accept": "application/json", "User-Agent": "jobyard-sdk"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=timeout, transport=transport
-        )
-        self._init_fast(token, transport)
+        self._init_transports(token, timeout, transport)
 
     def __repr__(self) -> str:
         return f"Client(url={self.url!r})"
@@ -269,7 +262,8 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
         """Whether the server answers ``GET /healthz`` with 200."""
         try:
             if self._fast is not None:
-                return self._fast.request("GET", f"{self._prefix}/healthz", b"").status_code == 200
+                resp = self._fast.request("GET", f"{self._prefix}/healthz", self._fast_headers)
+                return resp.status_code == 200
             return self._http.get("/healthz").status_code == 200
         except httpx.TransportError:
             return False

@@ -81,18 +81,22 @@ class _Conn:
 
 
 class FastTransport:
-    """Keep-alive HTTP/1.1 connections to one origin (``scheme://host:port``)."""
+    """Keep-alive HTTP/1.1 connections to one origin (host and port; TLS with ``ssl_context``)."""
 
-    def __init__(self, scheme: str, host: str, port: int, host_header: str, timeout: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        host_header: str,
+        timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._host = host
         self._port = port
         self._timeout = timeout
+        self._ssl = ssl_context  #: https: httpx's own, see ``BaseClient._init_transports``
         self._host_line = b"Host: " + host_header.encode("ascii") + b"\r\n"
         self._idle: deque[_Conn] = deque()
-        self._ssl: ssl.SSLContext | None = None
-        if scheme == "https":  # now, like httpx: it reads SSL_CERT_FILE/SSL_CERT_DIR here
-            self._ssl = httpx.create_ssl_context()
-            self._ssl.set_alpn_protocols(["http/1.1"])
         self.closed = False
 
     # -- connections ------------------------------------------------------------
