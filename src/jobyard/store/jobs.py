@@ -6,6 +6,7 @@ import base64
 import binascii
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from jobyard.store.database import Database
 from jobyard.store.tables import (
     environments,
     job_artifacts,
+    job_counts,
     job_events,
     jobs,
     model_versions,
@@ -52,6 +54,10 @@ _TRACKING_COLUMNS = (
     "items_completed",
     "items_failed",
 )
+
+
+#: a filter that selects every job of a tenant
+_NO_FILTER = JobFilter()
 
 
 def job_from_row(row: Mapping[Any, Any]) -> Job:
@@ -305,11 +311,27 @@ class JobStore:
         return items, next_cursor
 
     def count_by_state(self, tenant_id: str, flt: JobFilter) -> dict[str, int]:
-        """Counts by state of the jobs matching the filter, ignoring its states."""
-        cond = self._where(tenant_id, flt, with_states=False)
-        stmt = sa.select(jobs.c.state, sa.func.count()).where(*cond).group_by(jobs.c.state)
+        """Counts by state of the jobs matching the filter, ignoring its states. Filters
+        of project, priority and job type only read ``job_counts`` (rows kept by
+        triggers, a few per job type); other filters count the matching jobs."""
+        counted = replace(
+            flt, states=frozenset(), project_id=None, priorities=frozenset(), job_type=None
+        )
+        if counted == _NO_FILTER and flt.job_type != "":
+            cond = [job_counts.c.tenant_id == tenant_id]
+            if flt.project_id is not None:
+                cond.append(job_counts.c.project_id == flt.project_id)
+            if flt.priorities:
+                cond.append(job_counts.c.priority.in_(sorted(p.value for p in flt.priorities)))
+            if flt.job_type is not None:
+                cond.append(job_counts.c.job_type == flt.job_type)
+            total = sa.func.sum(job_counts.c.n)
+            stmt = sa.select(job_counts.c.state, total).where(*cond).group_by(job_counts.c.state)
+        else:
+            cond = self._where(tenant_id, flt, with_states=False)
+            stmt = sa.select(jobs.c.state, sa.func.count()).where(*cond).group_by(jobs.c.state)
         with self.db.read() as conn:
-            return {state: int(n) for state, n in conn.execute(stmt).all()}
+            return {state: int(n) for state, n in conn.execute(stmt).all() if n}
 
     def events(self, tenant_id: str, job_id: str, *, after: int | None = None) -> list[JobEvent]:
         cond = [job_events.c.job_id == job_id, job_events.c.tenant_id == tenant_id]

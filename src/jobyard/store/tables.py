@@ -187,7 +187,11 @@ jobs = sa.Table(
         postgresql_where=sa.text("idempotency_key IS NOT NULL"),
     ),
     sa.Index("ix_jobs_tenant_id_seq", "tenant_id", "seq"),
-    sa.Index("ix_jobs_tenant_id_state", "tenant_id", "state"),
+    # list pages filtered by state, job type or submitter, newest first (seq explicit
+    # for PostgreSQL; SQLite appends the rowid anyway); the state one also serves counts
+    sa.Index("ix_jobs_tenant_id_state_seq", "tenant_id", "state", "seq"),
+    sa.Index("ix_jobs_tenant_id_job_type_seq", "tenant_id", "job_type", "seq"),
+    sa.Index("ix_jobs_tenant_id_submitted_by_seq", "tenant_id", "submitted_by", "seq"),
     sa.Index("ix_jobs_state_lease_owner", "state", "lease_owner"),
     sa.Index("ix_jobs_environment_id_state", "environment_id", "state"),
     sa.Index("ix_jobs_model_version_id", "model_version_id"),
@@ -195,6 +199,22 @@ jobs = sa.Table(
     sa.Index("ix_jobs_tenant_id_ended_at", "tenant_id", "ended_at"),
     sa.Index("ix_jobs_job_type_ended_at", "job_type", "ended_at"),
     sa.Index("ix_jobs_notified_at_state", "notified_at", "state"),
+)
+
+#: jobs per tenant, project, state, priority and job type ('' for none), kept by
+#: database triggers on ``jobs`` (migration 0006) in the transaction of every insert,
+#: change and delete; a count is the sum over ``shard`` (on PostgreSQL each connection
+#: adds to its own shard, so concurrent writers rarely wait for one row; SQLite: 0)
+job_counts = sa.Table(
+    "job_counts",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("project_id", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(20), primary_key=True),
+    sa.Column("priority", sa.String(10), primary_key=True),
+    sa.Column("job_type", sa.String(100), primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
 )
 
 job_events = sa.Table(

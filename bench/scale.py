@@ -1,0 +1,366 @@
+"""Job store at scale: the claim with 1,000 vs 1,000,000 queued jobs, and filtered
+``GET /v1/jobs`` pages over 1,000,000 jobs, on SQLite or PostgreSQL.
+
+1. A fresh database (SQLite file in a temporary directory, or the PostgreSQL database
+   ``jobyard_scale``, created and dropped) is migrated and filled by bulk inserts of the
+   columns ``JobStore.insert`` writes (10k rows per executemany).
+2. Claim: ``claim_next`` called in-process ``--claims`` times with 1,000 queued jobs,
+   then again after the fill reaches ``--jobs`` queued jobs.
+3. List: the jobs get a realistic mix of states (mostly ended, 2 % queued), then a real
+   ``jobyard serve`` (API only) on that database answers each filtered page
+   ``--pages`` times (first page, and the page after a cursor from deep in the list).
+4. The query plans of the claim, the list and the counts are printed.
+
+    .venv/bin/python bench/scale.py [--jobs 1000000] [--claims 200] [--pages 200]
+    .venv/bin/python bench/scale.py --database-url postgresql+psycopg://root@127.0.0.1:5432/postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from common import load_average, machine_line, percentile, running_server
+
+from jobyard.domain.jobs import Job
+from jobyard.domain.priorities import Priority
+from jobyard.store import migrate
+from jobyard.store.database import Database
+from jobyard.store.tables import jobs, projects, tenants
+
+CHUNK = 10_000
+TENANT = "default"  # the tenant the server's bootstrap key belongs to
+OTHER_TENANT = "other"  # 10 % of the rows: the list must not read them
+PG_DB = "jobyard_scale"
+BASE = datetime(2026, 1, 1, tzinfo=UTC)
+AGING_STEP_S = 300.0
+RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.CRITICAL: 3}
+PRIORITIES = [Priority.NORMAL] * 14 + [Priority.HIGH] * 3 + [Priority.LOW] * 2 + [Priority.CRITICAL]
+JOB_TYPES = 50  # type-00 … type-49; type-00 is rare (0.1 %), the others share the rest
+USERS = 20
+
+
+def job_rows(start: int, count: int, rng: random.Random) -> list[dict[str, Any]]:
+    """``count`` queued jobs numbered from ``start``, with the columns JobStore.insert
+    writes; one job per second of creation time."""
+    rows = []
+    for i in range(start, start + count):
+        created = BASE + timedelta(seconds=i)
+        priority = PRIORITIES[rng.randrange(len(PRIORITIES))]
+        job_type = "type-00" if rng.random() < 0.001 else f"type-{rng.randrange(1, JOB_TYPES):02d}"
+        rows.append(
+            {
+                "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "tenant_id": OTHER_TENANT if i % 10 == 9 else TENANT,
+                "name": f"job {i}",
+                "description": None,
+                "job_type": job_type,
+                "priority": priority.value,
+                "entrypoint": "true",
+                "argv": None,
+                "parameters": {"i": i},
+                "metadata": {},
+                "env": {},
+                "timeout_s": None,
+                "scheduled_at": None,
+                "submitted_by": f"user{rng.randrange(USERS)}",
+                "submitted_key_id": None,
+                "project_id": "default",
+                "idempotency_key": None,
+                "request_hash": None,
+                "model_version_id": None,
+                "model_sha256": None,
+                "environment_id": None,
+                "input_folder_id": None,
+                "output_folder_id": None,
+                "input_bindings": None,
+                "definition_id": None,
+                "continue_on_error": False,
+                "slots": 1,
+                "max_attempts": 1,
+                "retry_on": ["node_lost"],
+                "retry_backoff_s": 10.0,
+                "retry_of": None,
+                "retry_reason": None,
+                "notifications": None,
+                "inputs_sha256": None,
+                "input_bytes": None,
+                "items_total": None,
+                "packages": None,
+                "runtime_env": None,
+                "state": "queued",
+                "sort_key": created.timestamp() - RANK[priority] * AGING_STEP_S,
+                "created_at": created,
+                "updated_at": created,
+                "queued_at": created,
+            }
+        )
+    return rows
+
+
+def fill(db: Database, start: int, end: int, rng: random.Random) -> float:
+    """Insert jobs ``start`` … ``end - 1`` (queued); returns the seconds it took."""
+    t0 = time.perf_counter()
+    for lo in range(start, end, CHUNK):
+        rows = job_rows(lo, min(CHUNK, end - lo), rng)
+        with db.engine.begin() as conn:
+            conn.execute(jobs.insert(), rows)
+        if (lo - start) % 200_000 == 0 and lo > start:
+            print(f"  … {lo:,} rows ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return time.perf_counter() - t0
+
+
+def analyze(db: Database) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("ANALYZE"))
+
+
+def add_tenants(db: Database) -> None:
+    now = datetime.now(UTC)
+    with db.engine.begin() as conn:
+        for t in (TENANT, OTHER_TENANT):
+            conn.execute(tenants.insert().values(id=t, name=t, created_at=now))
+            conn.execute(
+                projects.insert().values(tenant_id=t, id="default", name="Default", created_at=now)
+            )
+
+
+def claimer(db: Database) -> Callable[[], Job | None]:
+    """``claim_next`` of whichever store holds it (it is moving to store/claims.py)."""
+    try:
+        from jobyard.store import claims  # type: ignore[attr-defined,unused-ignore]
+
+        store: Any = next(
+            getattr(claims, n)(db) for n in dir(claims) if n.endswith("Store") and n != "JobStore"
+        )
+        where = "store/claims.py"
+    except (ImportError, StopIteration):
+        from jobyard.store.jobs import JobStore
+
+        store, where = JobStore(db), "JobStore"
+    print(f"  claim through {where}.claim_next")
+
+    def claim() -> Job | None:
+        return store.claim_next(  # type: ignore[no-any-return]
+            node_id="bench-node", now=datetime.now(UTC), lease_ttl_s=60.0
+        )
+
+    return claim
+
+
+def time_claims(claim: Callable[[], Job | None], n: int) -> list[float]:
+    """Milliseconds per claim, ``n`` claims (each must find a job)."""
+    claim()  # warm: statement cache, pages
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        job = claim()
+        out.append((time.perf_counter() - t0) * 1000)
+        assert job is not None, "the queue ran dry"
+    return out
+
+
+def fmt_ms(values: list[float]) -> str:
+    return (
+        f"p50 {percentile(values, 50):.2f} ms, p95 {percentile(values, 95):.2f} ms, "
+        f"max {max(values):.2f} ms (n={len(values)})"
+    )
+
+
+def mix_states(db: Database) -> float:
+    """Turn the queued jobs into a history: 90 % succeeded, 5 % failed, 2 % cancelled,
+    1 % running (leases far in the future), 2 % queued with ``not_before`` in 2099 (so
+    no dispatcher would take them). Returns seconds."""
+    t0 = time.perf_counter()
+    far = datetime(2099, 1, 1, tzinfo=UTC)
+    with db.engine.begin() as conn:
+        m = jobs.c.seq % 100
+        ended = sa.case((m < 90, "succeeded"), (m < 95, "failed"), else_="cancelled")
+        conn.execute(
+            jobs.update()
+            .where(m < 97)
+            .values(state=ended, ended_at=jobs.c.created_at, started_at=jobs.c.created_at)
+        )
+        conn.execute(
+            jobs.update()
+            .where(m == 97)
+            .values(state="running", lease_owner="gone", lease_expires_at=far, node_id="gone")
+        )
+        conn.execute(jobs.update().where(m >= 98).values(not_before=far))
+    analyze(db)
+    return time.perf_counter() - t0
+
+
+LIST_FILTERS: list[dict[str, str]] = [
+    {},
+    {"status": "queued"},
+    {"status": "running"},
+    {"status": "failed,cancelled"},
+    {"job_type": "type-07"},
+    {"job_type": "type-00"},
+    {"priority": "high"},
+    {"priority": "critical", "status": "queued"},
+    {"submitted_by": "user3"},
+]
+
+
+def time_pages(url: str, pages: int) -> None:
+    """First page and a page after a deep cursor, per filter: p50/p95 of the request."""
+    with (
+        running_server(
+            slots=1, database_url=url, extra_env={"JOBYARD_RUN_DISPATCHER": "false"}
+        ) as server,
+        server.client() as c,
+    ):
+        for flt in LIST_FILTERS:
+            for deep in (False, True):
+                params = {**flt, "limit": "50"}
+                if deep:  # the cursor of a page 2,000 jobs down the list
+                    mid = c.get("/v1/jobs", params={**flt, "limit": "500"}).json()
+                    for _ in range(3):
+                        if not mid["next_cursor"]:
+                            break
+                        mid = c.get(
+                            "/v1/jobs",
+                            params={**flt, "limit": "500", "cursor": mid["next_cursor"]},
+                        ).json()
+                    if not mid["next_cursor"]:
+                        continue
+                    params["cursor"] = mid["next_cursor"]
+                resp = c.get("/v1/jobs", params=params)
+                resp.raise_for_status()
+                times = []
+                for _ in range(pages):
+                    t0 = time.perf_counter()
+                    c.get("/v1/jobs", params=params).raise_for_status()
+                    times.append((time.perf_counter() - t0) * 1000)
+                body = resp.json()
+                label = "&".join(f"{k}={v}" for k, v in flt.items()) or "(no filter)"
+                print(
+                    f"  {label}{' +cursor' if deep else ''}: {fmt_ms(times)}; "
+                    f"{len(body['items'])} items, summary total {body['summary']['total']}",
+                    flush=True,
+                )
+
+
+def explain(db: Database, stmt: sa.Executable, label: str) -> None:
+    dialect = db.engine.dialect
+    sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))  # type: ignore[attr-defined]
+    prefix = "EXPLAIN QUERY PLAN " if db.dialect == "sqlite" else "EXPLAIN (ANALYZE, BUFFERS) "
+    with db.engine.connect() as conn:
+        rows = conn.exec_driver_sql(prefix + sql).all()
+    print(f"  -- {label}")
+    for r in rows:
+        print("     " + (str(r[-1]) if db.dialect == "sqlite" else str(r[0])))
+
+
+def explain_all(db: Database) -> None:
+    from jobyard.domain.jobs import JobFilter
+    from jobyard.domain.states import JobState
+    from jobyard.store.jobs import JobStore
+
+    store = JobStore(db)
+    cases = [
+        ("status=queued", JobFilter(states=frozenset({JobState.QUEUED}))),
+        ("job_type=type-00", JobFilter(job_type="type-00")),
+        ("priority=high", JobFilter(priorities=frozenset({Priority.HIGH}))),
+    ]
+    for label, flt in cases:
+        cond = store._where(TENANT, flt, with_states=True)
+        stmt = sa.select(jobs.c.seq).where(*cond).order_by(jobs.c.seq.desc()).limit(51)
+        explain(db, stmt, f"list {label}")
+        cond = store._where(TENANT, flt, with_states=False)
+        count = sa.select(jobs.c.state, sa.func.count()).where(*cond).group_by(jobs.c.state)
+        explain(db, count, f"count {label}")
+    claim = (
+        sa.select(jobs.c.seq)
+        .where(
+            jobs.c.state == "queued",
+            jobs.c.slots <= 2,
+            sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= datetime.now(UTC)),
+        )
+        .order_by(jobs.c.sort_key, jobs.c.seq)
+        .limit(50)
+    )
+    explain(db, claim, "claim select")
+
+
+@contextmanager
+def scratch_database(url: str | None) -> Iterator[str]:
+    """A fresh SQLite file, or the fresh PostgreSQL database ``jobyard_scale`` (dropped
+    afterwards) on the server of ``url``."""
+    if url is None:
+        tmp = Path(tempfile.mkdtemp(prefix="jobyard-scale-"))
+        try:
+            yield f"sqlite:///{tmp / 'jobyard.db'}"
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    admin_url = sa.make_url(url)
+    scratch = admin_url.set(database=PG_DB).render_as_string(hide_password=False)
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+        conn.exec_driver_sql(f"CREATE DATABASE {PG_DB}")
+    try:
+        yield scratch
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+        admin.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--database-url", help="PostgreSQL server (its database name is ignored)")
+    ap.add_argument("--jobs", type=int, default=1_000_000)
+    ap.add_argument("--small", type=int, default=1_000, help="queued jobs of the small claim")
+    ap.add_argument("--claims", type=int, default=200)
+    ap.add_argument("--pages", type=int, default=200, help="requests per list case")
+    ap.add_argument("--skip-list", action="store_true")
+    args = ap.parse_args()
+    print(machine_line())
+    rng = random.Random(9)
+    with scratch_database(args.database_url) as url:
+        db = Database(url)
+        try:
+            migrate.upgrade(db)
+            add_tenants(db)
+            print(f"database {db.engine.url.render_as_string(hide_password=True)}")
+            fill(db, 0, args.small, rng)
+            analyze(db)
+            claim = claimer(db)
+            small = time_claims(claim, args.claims)
+            print(f"claim, {args.small:,} jobs queued: {fmt_ms(small)}", flush=True)
+            took = fill(db, args.small, args.jobs, rng)
+            analyze(db)
+            print(f"filled to {args.jobs:,} jobs in {took:.0f} s (+ANALYZE)", flush=True)
+            large = time_claims(claim, args.claims)
+            print(f"claim, {args.jobs:,} jobs queued: {fmt_ms(large)}", flush=True)
+            ratio = statistics.median(large) / statistics.median(small)
+            print(f"claim p50 ratio {ratio:.2f} (target <= 1.5)")
+            if args.skip_list:
+                return
+            print(f"mixed the states in {mix_states(db):.0f} s")
+            explain_all(db)
+        finally:
+            db.dispose()
+        time_pages(url, args.pages)
+    print(f"load average at the end: {load_average()}")
+
+
+if __name__ == "__main__":
+    sys.setrecursionlimit(10_000)
+    main()
