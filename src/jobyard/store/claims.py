@@ -24,7 +24,6 @@ from jobyard.store.jobs import (
     _IS_ACTIVE,
     _USAGE_COLUMNS,
     JobStore,
-    _active_count,
     job_from_row,
 )
 from jobyard.store.tables import environments, job_attempts, job_events, jobs, tenants
@@ -108,6 +107,16 @@ _END = (
     )
 )
 _END_WITH_USAGE = _END.values({c: _b(f"b_{c}") for c in _USAGE_COLUMNS})
+_TENANT_LIMIT = sa.select(tenants.c.max_running_jobs).where(tenants.c.id == _b("b_id"))
+_TENANT_ACTIVE = (
+    sa.select(sa.func.count()).select_from(jobs).where(jobs.c.tenant_id == _b("b_id"), _IS_ACTIVE)
+)
+_ENV_LIMIT = sa.select(environments.c.max_concurrent_jobs).where(environments.c.id == _b("b_id"))
+_ENV_ACTIVE = (
+    sa.select(sa.func.count())
+    .select_from(jobs)
+    .where(jobs.c.environment_id == _b("b_id"), _IS_ACTIVE)
+)
 _SELECT_JOB = sa.select(jobs).where(jobs.c.id == _b("b_id"))
 _INSERT_EVENTS = job_events.insert()
 
@@ -170,6 +179,7 @@ class ClaimStore:
         self.db = db
         self.jobs = jobs_store or JobStore(db)
         self._candidates = dialects.lock_for_claim(_CANDIDATES, db.dialect)
+        self._env_limit = dialects.lock_row(_ENV_LIMIT, db.dialect)
         self._insert_attempt = dialects.insert_ignoring_conflicts(job_attempts, db.dialect)
 
     # ---- one transaction for a dispatch step ------------------------------------------
@@ -287,24 +297,19 @@ class ClaimStore:
 
     def _tenant_room(self, conn: sa.Connection, tenant_id: str, default: int | None) -> int | None:
         """Jobs the tenant may still start (its quota, else ``default``); None: no limit."""
-        own = conn.execute(
-            sa.select(tenants.c.max_running_jobs).where(tenants.c.id == tenant_id)
-        ).scalar()
+        own = conn.execute(_TENANT_LIMIT, {"b_id": tenant_id}).scalar()
         limit = own if own is not None else default
         if limit is None:
             return None
-        return int(limit) - _active_count(conn, jobs.c.tenant_id == tenant_id)
+        return int(limit) - int(conn.execute(_TENANT_ACTIVE, {"b_id": tenant_id}).scalar_one())
 
     def _env_room(self, conn: sa.Connection, env_id: str) -> int | None:
         """Jobs the environment may still start. On PostgreSQL the environment row is
         locked first, so two nodes cannot both take the last place."""
-        limit_stmt = sa.select(environments.c.max_concurrent_jobs).where(
-            environments.c.id == env_id
-        )
-        limit = conn.execute(dialects.lock_row(limit_stmt, self.db.dialect)).scalar_one_or_none()
+        limit = conn.execute(self._env_limit, {"b_id": env_id}).scalar_one_or_none()
         if limit is None:
             return None
-        return int(limit) - _active_count(conn, jobs.c.environment_id == env_id)
+        return int(limit) - int(conn.execute(_ENV_ACTIVE, {"b_id": env_id}).scalar_one())
 
     # ---- starts and ends ----------------------------------------------------------------
     def mark_running(self, starts: Sequence[Started], now: datetime) -> list[Job | None]:
