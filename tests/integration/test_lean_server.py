@@ -8,10 +8,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from jobyard.store import migrate
+from jobyard.store.database import Database
 
 START = """
 import json, sys
@@ -33,6 +36,20 @@ finally:
     runtime.close()
 """
 
+BROKEN = """
+import json, sys
+from jobyard.store import migrate
+from jobyard.store.database import Database
+
+db = Database(sys.argv[1])
+try:
+    migrate.upgrade(db, isolated=True)
+    error = None
+except Exception as e:
+    error = f"{type(e).__name__}: {e}"
+print(json.dumps({"error": error, "alembic": "alembic" in sys.modules}))
+"""
+
 SERVE_COMMAND = """
 import json, sys
 from jobyard.cli.main import build_app
@@ -42,7 +59,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("httpx", "
 """
 
 
-def _run(code: str, *args: str) -> object:
+def _run(code: str, *args: str) -> Any:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
     done = subprocess.run(
         [sys.executable, "-c", code, *args],
@@ -77,6 +94,20 @@ def test_server_never_imports_alembic(tmp_path: Path) -> None:
     assert first == {"alembic": [], "revision": migrate.head_revision(), "new_key": True}
     again = _run(START, str(tmp_path))  # already at head: nothing to migrate
     assert again == {"alembic": [], "revision": migrate.head_revision(), "new_key": False}
+
+
+def test_a_failed_migration_in_the_child_is_an_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    db = Database(url)
+    try:
+        migrate.upgrade(db)
+        with db.engine.begin() as conn:  # a revision this code does not know
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = 'unknown'"))
+    finally:
+        db.dispose()
+    result = _run(BROKEN, url)
+    assert result == {"error": result["error"], "alembic": False}
+    assert str(result["error"]).startswith("RuntimeError: the database migration failed")
 
 
 def test_serve_command_leaves_out_the_client_commands() -> None:
