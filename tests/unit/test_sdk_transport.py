@@ -5,6 +5,7 @@ that it sends what httpx would send and fails the way httpx fails."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import threading
@@ -229,6 +230,26 @@ def test_many_threads_share_one_client(scripted: Any) -> None:
     assert errors == []
     assert sorted(seen) == sorted(f"t{t}-{n}" for t in range(threads) for n in range(calls))
     assert 1 <= server.accepted <= threads  # at most one connection per concurrent thread
+
+
+def _get_in_child(c: Client, out: Any) -> None:
+    out.send(c.get("child").id)
+
+
+def test_a_forked_child_opens_its_own_connection(scripted: Any) -> None:
+    server = scripted()
+    with Client(server.url, TOKEN) as c:
+        assert c.get("parent").id == "parent"  # one idle connection, then fork
+        ctx = multiprocessing.get_context("fork")
+        recv, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_get_in_child, args=(c, send))
+        child.start()
+        assert recv.recv() == "child"
+        child.join()
+        assert child.exitcode == 0
+        assert c.get("again").id == "again"
+    assert server.accepted == 2  # the child's own, and the parent's kept its
+    assert sorted(server.targets) == ["/v1/jobs/again", "/v1/jobs/child", "/v1/jobs/parent"]
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ httpx would, so error handling stays in one place (:meth:`BaseClient._connection
   readable) and replaced. If the server closes it at the same moment instead, the
   request is sent once more on a new connection, but only when no byte of an answer
   arrived: the server then has not handled it.
+- A child process made with ``fork`` opens its own connections.
 - ``timeout`` applies to connecting and to every send and receive, like httpx's.
 - ``https://`` uses httpx's own TLS settings (``httpx.create_ssl_context()``: certifi, or
   ``SSL_CERT_FILE``/``SSL_CERT_DIR``) with certificate and host name verification.
@@ -19,9 +20,11 @@ httpx would, so error handling stays in one place (:meth:`BaseClient._connection
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import ssl
+import weakref
 import zlib
 from collections import deque
 from dataclasses import dataclass
@@ -31,6 +34,17 @@ import httpx
 _MAX_HEAD = 64 * 1024
 _RECV = 64 * 1024
 _MAX_RECV = 1024 * 1024
+
+#: every transport, so that a forked child forgets the connections it shares with its parent
+_ALL: weakref.WeakSet[FastTransport] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    for transport in list(_ALL):
+        transport._idle = deque()  # the parent keeps using them; the child opens its own
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
 
 
 @dataclass(slots=True)
@@ -98,6 +112,7 @@ class FastTransport:
         self._host_line = b"Host: " + host_header.encode("ascii") + b"\r\n"
         self._idle: deque[_Conn] = deque()
         self.closed = False
+        _ALL.add(self)
 
     # -- connections ------------------------------------------------------------
 
