@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -151,6 +152,62 @@ def running_server(
             print(f"jobyard serve exited with {code}; log: {log_path}", file=sys.stderr)
         elif not keep:
             shutil.rmtree(home, ignore_errors=True)
+
+
+#: a scheduled job as the server answers a submit (2026-12), for ``null_app``
+NULL_JOB = json.dumps(
+    {
+        "id": "069e2e14-1f95-4b81-913b-ab79ac8ce114", "name": None, "description": None,
+        "job_type": None, "status": "scheduled", "priority": "normal",
+        "entrypoint": "python3 -c pass", "argv": None, "parameters": {}, "metadata": {},
+        "env": {}, "timeout_s": None, "scheduled_at": "2099-01-01T00:00:00Z",
+        "submitted_by": "admin", "submission_id": None, "continue_on_error": False,
+        "slots": 1, "attempt": 0, "exit_code": None, "error_type": None, "message": None,
+        "node_id": None, "pid": None, "created_at": "2026-12-06T16:25:22.536453Z",
+        "updated_at": "2026-12-06T16:25:22.536453Z", "queued_at": None, "started_at": None,
+        "ended_at": None, "queue_time_ms": 5, "elapsed_time_ms": None,
+        "usage": {"cpu_percent": None, "rss_bytes": None, "peak_rss_bytes": None,
+                  "cpu_time_s": None},
+        "progress": {"percent": None, "stage": None, "updated_at": None},
+        "max_attempts": 1, "retry_on": ["failed", "timed_out", "node_lost"],
+        "queue_position": None, "estimated_start": None, "warnings": None,
+    },
+    separators=(",", ":"),
+).encode()  # fmt: skip
+
+
+async def null_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app that answers every request with ``NULL_JOB`` (``/healthz``: 200, else
+    201) at once: a server that costs almost nothing, to measure a client alone."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    status = 200 if scope["path"] == "/healthz" else 201
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(NULL_JOB))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": NULL_JOB})
+
+
+@contextmanager
+def running_null_server() -> Iterator[Server]:
+    """``null_app`` on uvicorn in a subprocess on a free port, like ``running_server``."""
+    home = Path(tempfile.mkdtemp(prefix="jobyard-bench-null-"))
+    log_path = home / "server.log"
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "common:null_app", "--port", str(port)]
+    cmd += ["--log-level", "warning", "--no-access-log", "--lifespan", "off"]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=Path(__file__).parent, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(proc, url, log_path)
+        yield Server(proc=proc, home=home, url=url, api_key="none", log_path=log_path)
+    finally:
+        stop_server(proc)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def parse_time(text: str) -> datetime:

@@ -7,12 +7,15 @@ Targets: one client >= 2,500 submits/s with p99 <= 1.5 ms; 8 clients >= 5,000/s.
     .venv/bin/python bench/w3_submit.py [--rounds 3] [--submits 1000]
     .venv/bin/python bench/w3_submit.py --clients 8          # 8 processes, one Client each
     .venv/bin/python bench/w3_submit.py --raw-httpx          # a bare httpx.Client instead
+    .venv/bin/python bench/w3_submit.py --null-server        # the client alone (see below)
     .venv/bin/python bench/w3_submit.py --database-url postgresql+psycopg://root@127.0.0.1:5432/x
 
 Each client runs in its own process, warms up with 50 submits, then all start together
 (a barrier). The rate is all clients' submits over the time from the first start to the
 last end. Client CPU is each client process's CPU time over its measured submits; server
-CPU is ``jobyard serve``'s (without children) over the same span.
+CPU is ``jobyard serve``'s (without children) over the same span. ``--null-server``
+submits to an ASGI app that answers at once with a job (``common.null_app``) instead of
+``jobyard serve``: what the client costs and allows by itself.
 
 With ``--database-url`` each round runs on a fresh database ``jobyard_bench`` (created on
 that PostgreSQL server with psycopg and dropped afterwards; the URL's own database name is
@@ -33,7 +36,15 @@ from multiprocessing.synchronize import Barrier
 
 import psutil
 import psycopg
-from common import Server, load_average, machine_line, percentile, running_server, spread
+from common import (
+    Server,
+    load_average,
+    machine_line,
+    percentile,
+    running_null_server,
+    running_server,
+    spread,
+)
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
@@ -131,9 +142,22 @@ def run_client(
     out.send(ClientRun(start, end, cpu, latencies))
 
 
-def one_round(submits: int, clients: int, raw_httpx: bool, database_url: str | None) -> Round:
-    ctx = mp.get_context("fork")
+@contextmanager
+def bench_server(database_url: str | None, null: bool) -> Iterator[Server]:
+    """``jobyard serve`` (on a fresh database), or the null server."""
+    if null:
+        with running_null_server() as server:
+            yield server
+        return
     with fresh_database(database_url) as url, running_server(slots=1, database_url=url) as server:
+        yield server
+
+
+def one_round(
+    submits: int, clients: int, raw_httpx: bool, database_url: str | None, null: bool
+) -> Round:
+    ctx = mp.get_context("fork")
+    with bench_server(database_url, null) as server:
         barrier = ctx.Barrier(clients + 1)
         pipes = [ctx.Pipe(duplex=False) for _ in range(clients)]
         procs = [
@@ -169,9 +193,14 @@ def main() -> None:
         "--raw-httpx", action="store_true", help="submit with a bare httpx.Client, not the SDK"
     )
     ap.add_argument("--database-url", help="PostgreSQL URL (default: SQLite in the data dir)")
+    ap.add_argument(
+        "--null-server", action="store_true", help="a server that answers at once (client alone)"
+    )
     args = ap.parse_args()
     where = make_url(args.database_url).set(database=BENCH_DB) if args.database_url else None
     store = where.render_as_string(hide_password=True) if where else "SQLite (default data dir)"
+    if args.null_server:
+        store = "the null server (common.null_app), not jobyard"
     how = "a bare httpx.Client" if args.raw_httpx else "jobyard.Client.submit"
     target = ">= 2,500/s" if args.clients == 1 else ">= 5,000/s with 8 clients"
     print(machine_line())
@@ -181,7 +210,9 @@ def main() -> None:
     )
     rounds: list[Round] = []
     for n in range(1, args.rounds + 1):
-        r = one_round(args.submits, args.clients, args.raw_httpx, args.database_url)
+        r = one_round(
+            args.submits, args.clients, args.raw_httpx, args.database_url, args.null_server
+        )
         rounds.append(r)
         print(
             f"round {n}: {r.rate:,.0f} submits/s; latency ms p50 {r.pct(50):.2f}, "
