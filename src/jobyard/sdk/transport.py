@@ -69,11 +69,13 @@ class _Dropped(Exception):
 
 
 class _Conn:
-    __slots__ = ("buf", "sock")
+    __slots__ = ("buf", "poller", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buf = b""
+        self.poller = select.poll()  # no FD_SETSIZE limit, unlike select()
+        self.poller.register(sock, select.POLLIN)
 
     def close(self) -> None:
         try:
@@ -88,10 +90,9 @@ class _Conn:
         if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
             return True
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
+            return bool(self.poller.poll(0))  # data, EOF, or an error: not reusable
+        except OSError:
             return True
-        return bool(readable)
 
 
 class FastTransport:
