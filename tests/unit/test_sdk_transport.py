@@ -307,6 +307,19 @@ def test_leaves_requests_to_httpx_exactly_when_httpx_would_use_a_proxy(
         assert proxied  # the cases do cover both answers
 
 
+def test_keys_and_urls_the_transport_cannot_send_go_to_httpx(scripted: Any) -> None:
+    with pytest.raises(UnicodeEncodeError):  # at construction, like before
+        Client("http://jobyard.test", "clé")
+    server = scripted()
+    with Client(server.url, "a\nb") as c:
+        assert c._fast is None
+        with pytest.raises(ConnectionFailed, match="Illegal header value"):  # httpx's refusal
+            c.get("x")
+    assert server.targets == []
+    with Client("http://", TOKEN) as c:
+        assert c._fast is None
+
+
 def test_a_transport_argument_leaves_requests_to_httpx() -> None:
     with Client(
         "http://jobyard.test", TOKEN, transport=httpx.MockTransport(lambda _: httpx.Response(200))

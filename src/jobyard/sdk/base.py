@@ -109,10 +109,12 @@ class BaseClient:
             "transport": transport,
         }
         self._http_lock = threading.Lock()
+        httpx.Headers(headers)  # a key httpx cannot send fails here, as it did before
         base = httpx.URL(self.url)
         if (
             transport is not None
             or base.scheme not in ("http", "https")
+            or not base.raw_host
             or base.userinfo
             or base.query
             or base.fragment
