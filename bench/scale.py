@@ -266,6 +266,34 @@ def explain(db: Database, stmt: sa.Executable, label: str) -> None:
         print("     " + (str(r[-1]) if db.dialect == "sqlite" else str(r[0])))
 
 
+def time_store(db: Database, n: int) -> None:
+    """The store's part of a page, in-process (no HTTP): ``list_jobs`` of 50 and
+    ``count_by_state``, per filter, ``n`` times each."""
+    from jobyard.domain.jobs import JobFilter
+    from jobyard.domain.states import JobState
+    from jobyard.store.jobs import JobStore
+
+    store = JobStore(db)
+    for flt in LIST_FILTERS:
+        f = JobFilter(
+            states=frozenset(JobState(v) for v in flt.get("status", "").split(",") if v),
+            priorities=frozenset(Priority(v) for v in flt.get("priority", "").split(",") if v),
+            job_type=flt.get("job_type"),
+            submitted_by=flt.get("submitted_by"),
+        )
+        pages, counts = [], []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            store.list_jobs(TENANT, f, limit=50, cursor=None)
+            t1 = time.perf_counter()
+            store.count_by_state(TENANT, f)
+            t2 = time.perf_counter()
+            pages.append((t1 - t0) * 1000)
+            counts.append((t2 - t1) * 1000)
+        label = "&".join(f"{k}={v}" for k, v in flt.items()) or "(no filter)"
+        print(f"  store {label}: list_jobs {fmt_ms(pages)}; count_by_state {fmt_ms(counts)}")
+
+
 def explain_all(db: Database) -> None:
     from jobyard.domain.jobs import JobFilter
     from jobyard.domain.states import JobState
@@ -355,6 +383,7 @@ def main() -> None:
                 return
             print(f"mixed the states in {mix_states(db):.0f} s")
             explain_all(db)
+            time_store(db, args.pages)
         finally:
             db.dispose()
         time_pages(url, args.pages)

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
+import sqlalchemy as sa
 
 from jobyard import Client
 from jobyard.domain.jobs import JobFilter
@@ -113,5 +115,43 @@ def test_migration_counts_existing_jobs(tmp_path: Path) -> None:
         assert store.count_by_state("t", high) == {"queued": 1, "succeeded": 2, "cancelled": 1}
         etl = JobFilter(job_type="etl")
         assert store.count_by_state("t", etl) == {"queued": 1, "succeeded": 2, "cancelled": 1}
+    finally:
+        db.dispose()
+
+
+def test_writers_do_not_wait_for_each_other_on_counters(db_url: str) -> None:
+    """PostgreSQL: while one transaction holds the counter row of a key, another adds to
+    the same key at once (a lock wait would hit ``lock_timeout`` and fail)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one writer at a time")
+    db = Database(db_url)
+    now = datetime.now(UTC)
+
+    def job(i: int) -> dict[str, object]:
+        return {
+            "id": f"job-{i}",
+            "tenant_id": "t",
+            "priority": "normal",
+            "parameters": {},
+            "metadata": {},
+            "env": {},
+            "state": "queued",
+            "sort_key": 0.0,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    try:
+        with db.write() as conn:
+            conn.execute(tenants.insert().values(id="t", name="t", created_at=now))
+            conn.execute(jobs.insert().values(job(0)))  # the key's first counter row
+        with db.engine.connect() as first, db.engine.connect() as second:
+            with first.begin():
+                first.execute(jobs.insert().values(job(1)))  # holds that row
+                with second.begin():
+                    second.execute(sa.text("SET LOCAL lock_timeout = '200ms'"))
+                    second.execute(jobs.insert().values(job(2)))
+                    second.execute(jobs.update().where(jobs.c.id == "job-0").values(state="failed"))
+        assert JobStore(db).count_by_state("t", JobFilter()) == {"queued": 2, "failed": 1}
     finally:
         db.dispose()

@@ -8,9 +8,11 @@ Create Date: 2026-12-06
 has, so the list's ``summary.by_status`` no longer counts a tenant's rows (≈ 100 ms per
 million on SQLite). Triggers on ``jobs`` keep it in the writing transaction: +1 for the
 new row, −1 for the old one, on insert, delete and a change of any of those columns.
-On PostgreSQL each connection adds to its own shard (``pg_backend_pid() % 64``, +1 and
-−1 alike), so two writers of one tenant rarely wait for the same counter row; readers
-sum the shards.
+On PostgreSQL a writer adds to any row of its key that no other transaction holds
+(``FOR UPDATE SKIP LOCKED``), else to a new row with a random ``shard``: writers never
+wait for one another on a counter (no queue, no deadlock), there are at most as many
+rows per key as writers once held at the same time, and readers sum them. SQLite has
+one writer at a time and uses shard 0.
 """
 
 from __future__ import annotations
@@ -67,9 +69,31 @@ _SQLITE_TRIGGERS = [
 
 _PG_TRIGGERS = [
     """
-    CREATE FUNCTION jobs_count() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE FUNCTION jobs_count_add(
+        t text, p text, st text, pr text, jt text, d integer
+    ) RETURNS void LANGUAGE plpgsql AS $$
     DECLARE
-        s integer := pg_backend_pid() % 64;
+        got integer;
+    BEGIN
+        SELECT shard INTO got FROM job_counts
+        WHERE tenant_id = t AND project_id = p AND state = st AND priority = pr
+            AND job_type = jt
+        LIMIT 1 FOR UPDATE SKIP LOCKED;
+        IF FOUND THEN
+            UPDATE job_counts SET n = n + d
+            WHERE tenant_id = t AND project_id = p AND state = st AND priority = pr
+                AND job_type = jt AND shard = got;
+        ELSE
+            INSERT INTO job_counts (tenant_id, project_id, state, priority, job_type, shard, n)
+            VALUES (t, p, st, pr, jt, floor(random() * 2147483647)::integer, d)
+            ON CONFLICT (tenant_id, project_id, state, priority, job_type, shard)
+            DO UPDATE SET n = job_counts.n + d;
+        END IF;
+    END
+    $$
+    """,
+    """
+    CREATE FUNCTION jobs_count() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP = 'UPDATE' AND OLD.state = NEW.state AND OLD.priority = NEW.priority
                 AND OLD.job_type IS NOT DISTINCT FROM NEW.job_type
@@ -77,18 +101,12 @@ _PG_TRIGGERS = [
             RETURN NULL;
         END IF;
         IF TG_OP <> 'INSERT' THEN
-            INSERT INTO job_counts (tenant_id, project_id, state, priority, job_type, shard, n)
-            VALUES (OLD.tenant_id, OLD.project_id, OLD.state, OLD.priority,
-                COALESCE(OLD.job_type, ''), s, -1)
-            ON CONFLICT (tenant_id, project_id, state, priority, job_type, shard)
-            DO UPDATE SET n = job_counts.n - 1;
+            PERFORM jobs_count_add(OLD.tenant_id, OLD.project_id, OLD.state, OLD.priority,
+                COALESCE(OLD.job_type, ''), -1);
         END IF;
         IF TG_OP <> 'DELETE' THEN
-            INSERT INTO job_counts (tenant_id, project_id, state, priority, job_type, shard, n)
-            VALUES (NEW.tenant_id, NEW.project_id, NEW.state, NEW.priority,
-                COALESCE(NEW.job_type, ''), s, 1)
-            ON CONFLICT (tenant_id, project_id, state, priority, job_type, shard)
-            DO UPDATE SET n = job_counts.n + 1;
+            PERFORM jobs_count_add(NEW.tenant_id, NEW.project_id, NEW.state, NEW.priority,
+                COALESCE(NEW.job_type, ''), 1);
         END IF;
         RETURN NULL;
     END
@@ -153,6 +171,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER tr_jobs_count ON jobs")
         op.execute("DROP FUNCTION jobs_count()")
+        op.execute("DROP FUNCTION jobs_count_add(text, text, text, text, text, integer)")
     else:
         for name in ("insert", "delete", "update"):
             op.execute(f"DROP TRIGGER tr_jobs_count_{name}")
