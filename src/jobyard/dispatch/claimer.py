@@ -1,9 +1,10 @@
 """The claim loop: the node's one writer of starts, ends and claims. Each step is one
 transaction that marks the attempts started since the last step running, writes the
 ends reported since then, and claims queued jobs for the slots that are free; then
-the claimed jobs are started. It is woken by submits, by exits and by its own pending
-work (else every poll interval); scheduled jobs are promoted when the earliest of
-them is due (one timer, read from the store)."""
+the claimed jobs are started. It is woken by submits and exits, by starts waiting
+for their running mark (``RUNNING_MARK_DELAY_S``), else every poll interval.
+Scheduled jobs are promoted when the earliest of them is due (one timer, read from
+the store)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
 
 from jobyard import errors
 from jobyard.clock import Clock
@@ -25,6 +28,10 @@ from jobyard.settings import Settings
 from jobyard.store.claims import AttemptEnd, ClaimRequest, ClaimStore, EndResult, Started
 
 log = logging.getLogger("jobyard.dispatch")
+
+#: how long a start may wait for a step to mark it running: the mark usually rides
+#: along with the next step (an exit's end, a claim) instead of a commit of its own
+RUNNING_MARK_DELAY_S = 0.05
 
 
 class ClaimLoop:
@@ -52,6 +59,7 @@ class ClaimLoop:
         self._lock = threading.Lock()
         self._ends: list[tuple[Attempt, AttemptEnd | None]] = []  #: None: nothing to write
         self._starts: list[Attempt] = []  #: started, not yet marked running
+        self._starts_at = 0.0  #: monotonic time the oldest of them started
         self._next_promote = 0.0  #: monotonic time to look at scheduled jobs again
         self._thread = threading.Thread(target=self._loop, name="jobyard-dispatch", daemon=True)
 
@@ -83,10 +91,14 @@ class ClaimLoop:
     # ---- the loop ------------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            mono = time.monotonic()
             delay = self.settings.poll_interval_s
             if self._claiming:
-                delay = max(0.0, min(delay, self._next_promote - time.monotonic()))
-            self._wake.wait(delay)
+                delay = min(delay, self._next_promote - mono)
+            with self._lock:
+                if self._starts:
+                    delay = min(delay, self._starts_at + RUNNING_MARK_DELAY_S - mono)
+            self._wake.wait(max(0.0, delay))
             self._wake.clear()
             try:
                 if self._claiming and time.monotonic() >= self._next_promote:
@@ -126,9 +138,11 @@ class ClaimLoop:
                 token_hashes=tuple(hash_secret(s) for s in secrets),
                 default_max_running=self.settings.max_running_jobs_default,
             )
-        writes = [e for _, e in ends if e is not None]
+        now = self.clock.now()
+        pending = {a.job.id for a in starts}
+        writes = [self._as_of_now(a, e, a.job.id in pending, now) for a, e in ends if e is not None]
         step = self.claims.step(
-            now=self.clock.now(),
+            now=now,
             starts=[self._started(a) for a in starts],
             ends=writes,
             claim=request,
@@ -145,7 +159,18 @@ class ClaimLoop:
             self.ended([(self._by_id(ends, job_id), end) for job_id, end in retries.items()])
         if step.claimed:
             self._start_claimed(step.claimed, secrets)
-            self._wake.set()  # mark them running in the next step
+
+    @staticmethod
+    def _as_of_now(a: Attempt, end: AttemptEnd, start_pending: bool, now: datetime) -> AttemptEnd:
+        """``end`` against the attempt's job as this loop knows it now: the exit may have
+        been handled before the running mark was written (then it is written first, in
+        the same step), and a cancel end applies to the cancelling row."""
+        job = a.job
+        if start_pending:
+            job = job.evolve(state=JobState.RUNNING, started_at=now)
+        if end.target is JobState.CANCELLED:
+            job = job.evolve(state=JobState.CANCELLING)
+        return replace(end, job=job)
 
     @staticmethod
     def _by_id(ends: list[tuple[Attempt, AttemptEnd | None]], job_id: str) -> Attempt:
@@ -158,15 +183,12 @@ class ClaimLoop:
         )
 
     def _after_running(self, started: list[Attempt], running: list[Job | None]) -> None:
-        """Hand the attempts marked running to the waiter (only now, so an end never
-        precedes its running state); stop those whose job changed meanwhile."""
+        """Keep the running jobs; stop the attempts whose job changed meanwhile."""
         for a, job in zip(started, running, strict=True):
             if job is not None:
                 a.job = job
             elif a.stop_reason is not StopReason.LOST:
                 self._changed_while_starting(a)
-            assert a.handle is not None
-            self.watch(a, a.handle)
 
     @staticmethod
     def _after_ends(writes: list[AttemptEnd], results: list[EndResult]) -> dict[str, AttemptEnd]:
@@ -213,8 +235,10 @@ class ClaimLoop:
             self.ended([(a, end)])
             return
         with self._lock:
+            if not self._starts:
+                self._starts_at = time.monotonic()
             self._starts.append(a)
-        self._wake.set()
+        self.watch(a, a.handle)  # its end is written after its running mark, by a step
 
     def _changed_while_starting(self, a: Attempt) -> None:
         try:
