@@ -318,6 +318,11 @@ def test_keys_and_urls_the_transport_cannot_send_go_to_httpx(scripted: Any) -> N
     assert server.targets == []
     with Client("http://", TOKEN) as c:
         assert c._fast is None
+    for kwargs in ({"headers": {"Accept": "text/plain"}}, {"params": "a=1"}, {"content": b"x"}):
+        with Client(server.url, TOKEN) as c:
+            c._request("POST", "/v1/jobs/x", **kwargs)
+            assert c._http_client is not None  # httpx sent it
+    assert server.targets == ["/v1/jobs/x", "/v1/jobs/x?a=1", "/v1/jobs/x"]
 
 
 def test_a_transport_argument_leaves_requests_to_httpx() -> None:

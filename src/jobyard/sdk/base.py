@@ -24,6 +24,10 @@ _PLAIN_PATH = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*"
 _PLAIN_VALUE = re.compile(r"[\x20-\x7e]*")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FAST_KWARGS = frozenset({"json", "params", "headers"})
+#: headers the transport writes itself; a caller's own value goes through httpx
+_OWN_HEADERS = frozenset(
+    {"accept", "authorization", "user-agent", "host", "content-type", "content-length"}
+)
 
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
 
@@ -171,8 +175,11 @@ class BaseClient:
         if extra:
             lines = []
             for name, value in extra.items():
-                if not (_TOKEN.fullmatch(name) and _PLAIN_VALUE.fullmatch(value)):
-                    return None
+                if (
+                    not (_TOKEN.fullmatch(name) and _PLAIN_VALUE.fullmatch(value))
+                    or name.lower() in _OWN_HEADERS
+                ):
+                    return None  # httpx merges or refuses these
                 lines.append(f"{name}: {value}\r\n")
             headers += "".join(lines).encode("ascii")
         body = None
@@ -181,6 +188,8 @@ class BaseClient:
             headers += b"Content-Type: application/json\r\n"
         target = self._prefix + path
         params = kwargs.get("params")
+        if params and not isinstance(params, Mapping | list | tuple):
+            return None  # e.g. a ready query string: httpx's rules
         if params:
             query = _query(params)
             if query:
