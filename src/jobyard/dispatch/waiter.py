@@ -39,6 +39,8 @@ class ExitWaiter(Generic[T]):
 
     def stop(self, timeout: float = 10.0) -> None:
         with self._lock:
+            if self._stopping:
+                return
             self._stopping = True
         self._poke()
         if self._thread.ident is not None:
