@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from jobyard import errors
 from jobyard.store import dialects
+from jobyard.store.group_commit import GroupCommit
 
 
 class Database:
@@ -26,6 +27,10 @@ class Database:
         # SQLite has one writer: threads of this process queue here instead of sleeping
         # in SQLite's busy handler (other processes still wait on BEGIN IMMEDIATE)
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
+        #: the writer thread that commits concurrent small writes together, on a
+        #: connection of its own
+        self.group = GroupCommit(self._group_write)
+        self._group_conn: sa.Connection | None = None
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
@@ -38,6 +43,22 @@ class Database:
             conn = conn.execution_options(**{dialects.WRITE_OPTION: True})
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def _group_write(self) -> Iterator[sa.Connection]:
+        """:meth:`write` on the group-commit thread's own connection (no pool checkout
+        per transaction); a connection that broke is replaced on the next call."""
+        with contextlib.ExitStack() as stack:
+            if self._write_lock is not None:
+                stack.enter_context(self._write_lock)
+            stack.enter_context(translate_errors())
+            if self._group_conn is None or self._group_conn.invalidated:
+                if self._group_conn is not None:
+                    self._group_conn.close()
+                conn = self.engine.connect()
+                self._group_conn = conn.execution_options(**{dialects.WRITE_OPTION: True})
+            with self._group_conn.begin():
+                yield self._group_conn
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
@@ -58,6 +79,10 @@ class Database:
             return False
 
     def dispose(self) -> None:
+        self.group.close()
+        if self._group_conn is not None:
+            self._group_conn.close()
+            self._group_conn = None
         self.engine.dispose()
 
 

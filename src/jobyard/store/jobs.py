@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from jobyard.domain.retry import RetryPlan
 from jobyard.domain.states import JobState
 from jobyard.store import dialects
 from jobyard.store.database import Database
+from jobyard.store.prepared import prepared_insert
 from jobyard.store.tables import (
     environments,
     job_artifacts,
@@ -151,30 +153,28 @@ def decode_cursor(cursor: str) -> int:
         ) from e
 
 
-class JobStore:
-    """All SQL about jobs and their events."""
+_INSERT_JOBS = jobs.insert().returning(jobs.c.seq, sort_by_parameter_order=True)
+_INSERT_EVENT = job_events.insert()
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
 
-    # ---- submission -------------------------------------------------------------
-    def insert(
-        self,
-        *,
-        tenant_id: str,
-        spec: JobSpec,
-        state: JobState,
-        sort_key: float,
-        now: datetime,
-        request_hash: str | None,
-        message: str,
-    ) -> tuple[Job, bool]:
-        """Insert a new job with its first event; with an idempotency key already used by
-        this tenant, return that job instead. Returns (job, created)."""
-        job_id = str(uuid.uuid4())
-        values = {
-            "id": job_id,
-            "tenant_id": tenant_id,
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job about to be inserted, with its first event's message."""
+
+    tenant_id: str
+    spec: JobSpec
+    state: JobState
+    sort_key: float
+    now: datetime
+    request_hash: str | None
+    message: str
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def row(self) -> dict[str, Any]:
+        spec, state, now = self.spec, self.state, self.now
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
             "name": spec.name,
             "description": spec.description,
             "job_type": spec.job_type,
@@ -190,7 +190,7 @@ class JobStore:
             "submitted_key_id": spec.submitted_key_id,
             "project_id": spec.project_id,
             "idempotency_key": spec.idempotency_key,
-            "request_hash": request_hash,
+            "request_hash": self.request_hash,
             "model_version_id": spec.model_version_id,
             "model_sha256": spec.model_sha256,
             "environment_id": spec.environment_id,
@@ -212,38 +212,146 @@ class JobStore:
             "packages": list(spec.packages) or None,
             "runtime_env": spec.runtime_env,
             "state": state.value,
-            "sort_key": sort_key,
+            "sort_key": self.sort_key,
             "created_at": now,
             "updated_at": now,
             "queued_at": now if state is JobState.QUEUED else None,
         }
+
+    def event(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "job_id": self.id,
+            "at": self.now,
+            "kind": "state",
+            "from_state": None,
+            "to_state": self.state.value,
+            "message": self.message,
+            "data": {},
+        }
+
+    def job(self, seq: int) -> Job:
+        """The job as the database now holds it (no need to read it back)."""
+        spec = self.spec
+        if spec.scheduled_at is not None and spec.scheduled_at.tzinfo is not UTC:
+            spec = replace(spec, scheduled_at=spec.scheduled_at.astimezone(UTC))
+        return Job(
+            id=self.id,
+            seq=seq,
+            tenant_id=self.tenant_id,
+            spec=spec,
+            state=self.state,
+            attempt=0,
+            lease_epoch=0,
+            lease_owner=None,
+            lease_expires_at=None,
+            created_at=self.now,
+            updated_at=self.now,
+            queued_at=self.now if self.state is JobState.QUEUED else None,
+            started_at=None,
+            ended_at=None,
+            exit_code=None,
+            error_type=None,
+            message=None,
+            pid=None,
+            node_id=None,
+            cancel_force=False,
+            usage=_NO_USAGE,
+            request_hash=self.request_hash,
+        )
+
+    def insert(self, conn: sa.Connection) -> Job:
+        """Insert the row and its event inside ``conn``'s transaction."""
+        row, event = self.row(), self.event()
+        seq = prepared_insert(jobs, tuple(row), conn.dialect, "seq").execute(conn, row)
+        prepared_insert(job_events, tuple(event), conn.dialect).execute(conn, event)
+        if self.state is JobState.QUEUED:
+            dialects.notify_queue(conn)
+        return self.job(seq)
+
+
+_NO_USAGE = ResourceUsage()
+
+
+def _insert_many(conn: sa.Connection, batch: Sequence[NewJob]) -> list[Job | None]:
+    """Insert ``batch`` (executemany); a job whose idempotency key is taken (by an earlier
+    job, or by one before it in the batch) is skipped and answered None."""
+    keyed = [n for n in batch if n.spec.idempotency_key is not None]
+    taken: set[tuple[str, str]] = set()
+    if keyed:
+        for tenant in {n.tenant_id for n in keyed}:
+            keys = sorted({str(n.spec.idempotency_key) for n in keyed if n.tenant_id == tenant})
+            for i in range(0, len(keys), 500):
+                stmt = sa.select(jobs.c.idempotency_key).where(
+                    jobs.c.tenant_id == tenant, jobs.c.idempotency_key.in_(keys[i : i + 500])
+                )
+                taken.update((tenant, k) for (k,) in conn.execute(stmt))
+    fresh: list[NewJob] = []
+    for n in batch:
+        key = n.spec.idempotency_key
+        if key is not None:
+            if (n.tenant_id, key) in taken:
+                continue
+            taken.add((n.tenant_id, key))
+        fresh.append(n)
+    seqs: list[int] = []
+    if fresh:
+        seqs = [r[0] for r in conn.execute(_INSERT_JOBS, [n.row() for n in fresh])]
+        conn.execute(_INSERT_EVENT, [n.event() for n in fresh])
+        if any(n.state is JobState.QUEUED for n in fresh):
+            dialects.notify_queue(conn)
+    made = {n.id: n.job(seq) for n, seq in zip(fresh, seqs, strict=True)}
+    return [made.get(n.id) for n in batch]
+
+
+class JobStore:
+    """All SQL about jobs and their events."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ---- submission -------------------------------------------------------------
+    def insert(
+        self,
+        *,
+        tenant_id: str,
+        spec: JobSpec,
+        state: JobState,
+        sort_key: float,
+        now: datetime,
+        request_hash: str | None,
+        message: str,
+    ) -> tuple[Job, bool]:
+        """Insert a new job with its first event; with an idempotency key already used by
+        this tenant, return that job instead. Returns (job, created). The insert is
+        committed by the group-commit writer, with the inserts that arrive with it."""
+        new = NewJob(tenant_id, spec, state, sort_key, now, request_hash, message)
         try:
-            with self.db.write() as conn:
-                row = (
-                    conn.execute(jobs.insert().values(**values).returning(*jobs.c)).mappings().one()
-                )
-                conn.execute(
-                    job_events.insert().values(
-                        tenant_id=tenant_id,
-                        job_id=job_id,
-                        at=now,
-                        kind="state",
-                        from_state=None,
-                        to_state=state.value,
-                        message=message,
-                        data={},
-                    )
-                )
-                if state is JobState.QUEUED:
-                    dialects.notify_queue(conn)
+            return self.db.group.run(new.insert), True
         except exc.IntegrityError:
-            if spec.idempotency_key is None:
-                raise
-            existing = self.find_by_idempotency_key(tenant_id, spec.idempotency_key)
-            if existing is None:
-                raise
-            return existing, False
-        return job_from_row(row), True
+            return self._existing(new), False
+
+    async def insert_async(self, new: NewJob) -> tuple[Job, bool]:
+        """:meth:`insert` for the event loop: waits for the commit without a thread."""
+        try:
+            return await asyncio.wrap_future(self.db.group.submit(new.insert)), True
+        except exc.IntegrityError:
+            return await asyncio.to_thread(self._existing, new), False
+
+    def insert_many(self, batch: Sequence[NewJob]) -> list[Job | None]:
+        """Insert jobs in one transaction (one commit): each its job, or None where its
+        idempotency key was already used by the tenant (see :meth:`find_by_idempotency_key`)."""
+        if not batch:
+            return []
+        return self.db.group.run(lambda conn: _insert_many(conn, batch))
+
+    def _existing(self, new: NewJob) -> Job:
+        """The job that holds ``new``'s idempotency key (the insert lost to it)."""
+        key = new.spec.idempotency_key
+        found = self.find_by_idempotency_key(new.tenant_id, key) if key is not None else None
+        if found is None:
+            raise errors.StoreUnavailable("the job could not be stored; retry the request")
+        return found
 
     def find_by_idempotency_key(self, tenant_id: str, key: str) -> Job | None:
         with self.db.read() as conn:

@@ -1,0 +1,80 @@
+"""Hot statements compiled once per dialect and run on the driver's cursor.
+
+SQLAlchemy Core redoes per call what never changes for a hot INSERT: it looks up the
+compiled statement in its cache, builds an execution context and walks the parameters
+through each column type. :class:`PreparedInsert` does the compiling once, keeps the
+columns' bind processors (JSON, aware UTC timestamps, booleans — the same functions
+SQLAlchemy would call) and hands the driver its SQL and parameters directly, inside the
+connection's open transaction. Driver errors come out wrapped as SQLAlchemy's, so
+callers see the same exceptions as from :meth:`sqlalchemy.Connection.execute`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import Dialect
+
+
+class PreparedInsert:
+    """``INSERT INTO table (columns) VALUES (…) [RETURNING column]`` for one dialect."""
+
+    def __init__(
+        self, table: sa.Table, columns: Sequence[str], dialect: Dialect, returning: str | None
+    ) -> None:
+        stmt: Any = table.insert()
+        if returning is not None:
+            stmt = stmt.returning(table.c[returning])
+        compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+        self.sql: str = compiled.string
+        self.columns = tuple(columns)
+        #: the parameter names in placeholder order (positional paramstyles), else None
+        self.order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup) if compiled.positional else None
+        )
+        self.processors: dict[str, Callable[[Any], Any]] = {}
+        for name in columns:
+            process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                self.processors[name] = process
+        self._error_base = dialect.loaded_dbapi.Error
+
+    def parameters(self, row: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        """The driver's parameters for ``row`` (which has exactly :attr:`columns`)."""
+        procs = self.processors
+        values = {k: (procs[k](v) if k in procs else v) for k, v in row.items()}
+        if self.order is not None:
+            return tuple(values[k] for k in self.order)
+        return values
+
+    def execute(self, conn: sa.Connection, row: Mapping[str, Any]) -> Any:
+        """Insert ``row`` in ``conn``'s transaction; the RETURNING value, if any."""
+        params = self.parameters(row)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(self.sql, params)
+            found = cursor.fetchone() if cursor.description else None
+        except self._error_base as e:
+            raise exc.DBAPIError.instance(
+                self.sql, params, e, self._error_base, dialect=conn.dialect
+            ) from e
+        finally:
+            cursor.close()
+        return found[0] if found else None
+
+
+_CACHE: dict[tuple[str, str, str, tuple[str, ...], str | None], PreparedInsert] = {}
+
+
+def prepared_insert(
+    table: sa.Table, columns: tuple[str, ...], dialect: Dialect, returning: str | None = None
+) -> PreparedInsert:
+    """The :class:`PreparedInsert` for these arguments, compiled on first use."""
+    key = (dialect.name, dialect.driver, table.name, columns, returning)
+    found = _CACHE.get(key)
+    if found is None:
+        found = _CACHE[key] = PreparedInsert(table, columns, dialect, returning)
+    return found

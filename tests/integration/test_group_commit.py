@@ -1,0 +1,91 @@
+"""Group commit on a real database: the work that waits is committed together, one
+failing piece is rolled back alone, and answers come only after the commit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from jobyard.store.database import Database
+from jobyard.store.migrate import upgrade
+from jobyard.store.tables import tenants
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database(db_url)
+    upgrade(database)
+    yield database
+    database.dispose()
+
+
+def _add(tenant_id: str) -> Callable[[sa.Connection], str]:
+    def work(conn: sa.Connection) -> str:
+        conn.execute(tenants.insert().values(id=tenant_id, name=tenant_id, created_at=NOW))
+        return tenant_id
+
+    return work
+
+
+def _ids(db: Database) -> set[str]:
+    with db.read() as conn:
+        return set(conn.execute(sa.select(tenants.c.id)).scalars())
+
+
+def test_waiting_work_is_committed_in_one_transaction(db: Database) -> None:
+    started, gate = threading.Event(), threading.Event()
+
+    def blocker(conn: sa.Connection) -> str:
+        started.set()
+        assert gate.wait(10)
+        return "first"
+
+    first = db.group.submit(blocker)
+    assert started.wait(10)
+    before = db.group.transactions
+    waiting = [db.group.submit(_add(f"t{i}")) for i in range(20)]
+    clash = db.group.submit(_add("t3"))  # the same key again: fails alone
+    later = db.group.submit(_add("t99"))
+    assert db.group.waiting() == 22 and not any(f.done() for f in waiting)
+    gate.set()
+    assert first.result(10) == "first"
+    assert [f.result(10) for f in waiting] == [f"t{i}" for i in range(20)]
+    with pytest.raises(exc.IntegrityError):
+        clash.result(10)
+    assert later.result(10) == "t99"
+    assert db.group.transactions == before + 2  # the blocker's, then one for the 22
+    assert {f"t{i}" for i in range(20)} | {"t99"} <= _ids(db)
+
+
+def test_a_lone_failure_fails_only_its_caller(db: Database) -> None:
+    assert db.group.run(_add("solo")) == "solo"
+    with pytest.raises(exc.IntegrityError):
+        db.group.run(_add("solo"))
+
+    def broken(conn: sa.Connection) -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        db.group.run(broken)
+    assert db.group.run(_add("after")) == "after"
+    assert {"solo", "after"} <= _ids(db)
+
+
+def test_close_commits_what_is_queued(db_url: str) -> None:
+    database = Database(db_url)
+    upgrade(database)
+    futures = [database.group.submit(_add(f"c{i}")) for i in range(5)]
+    database.dispose()
+    assert [f.result(0) for f in futures] == [f"c{i}" for i in range(5)]
+    again = Database(db_url)
+    try:
+        assert {f"c{i}" for i in range(5)} <= _ids(again)
+    finally:
+        again.dispose()
