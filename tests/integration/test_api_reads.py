@@ -150,8 +150,12 @@ def test_revoked_and_expired_keys(idle: LiveServer) -> None:
 
     key, secret = runtime.auth.create_key(tenant_id="default", name="temp", role=Role.MEMBER)
     ok = httpx.get(idle.url + "/v1/jobs", headers={"Authorization": f"Bearer {secret}"})
-    assert ok.status_code == 200
-    runtime.auth.store.revoke_key("default", key.id, runtime.clock.now())
+    assert ok.status_code == 200  # the key is now cached: the revocation must still bite
+    gone = httpx.delete(
+        idle.url + f"/v1/keys/{key.id}",
+        headers={"Authorization": f"Bearer {idle.admin_key}"},
+    )
+    assert gone.status_code == 204
     r = httpx.get(idle.url + "/v1/jobs", headers={"Authorization": f"Bearer {secret}"})
     assert r.status_code == 401 and "revoked" in r.json()["message"]
     past = runtime.clock.now() - timedelta(seconds=1)
@@ -160,6 +164,29 @@ def test_revoked_and_expired_keys(idle: LiveServer) -> None:
     )
     r = httpx.get(idle.url + "/v1/jobs", headers={"Authorization": f"Bearer {expired}"})
     assert r.status_code == 401 and "expired" in r.json()["message"]
+
+
+def test_a_key_revoked_elsewhere_stops_working_within_the_cache_time(
+    make_runtime: RuntimeFactory,
+    serve,  # type: ignore[no-untyped-def]
+) -> None:
+    """Another replica revoking a key (here: the database row changed behind this
+    process's back) is seen once the key's cache entry is older than KEY_CACHE."""
+    from jobyard.clock import ManualClock
+    from jobyard.domain.auth import Role
+    from jobyard.service.auth import KEY_CACHE
+
+    clock = ManualClock()
+    live = serve(make_runtime(start=False, clock=clock))
+    runtime = live.runtime
+    key, secret = runtime.auth.create_key(tenant_id="default", name="temp", role=Role.MEMBER)
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert httpx.get(live.url + "/v1/jobs", headers=headers).status_code == 200
+    runtime.auth.store.revoke_key("default", key.id, clock.now())  # as another replica does
+    assert httpx.get(live.url + "/v1/jobs", headers=headers).status_code == 200
+    clock.advance(KEY_CACHE.total_seconds())
+    r = httpx.get(live.url + "/v1/jobs", headers=headers)
+    assert r.status_code == 401 and "revoked" in r.json()["message"]
 
 
 def test_logs_offset_tail_and_follow(client: Client) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 
 from jobyard import errors
 from jobyard.domain.auth import Principal, Role
 from jobyard.wiring import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -19,12 +20,16 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_caller(
+async def get_caller(
     runtime: RuntimeDep,
     authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
 ) -> Principal:
-    """An API key's principal, or a running job's (its token may only report)."""
-    principal = runtime.auth.authenticate(authorization)
+    """An API key's principal, or a running job's (its token may only report). A key
+    read in the last seconds is checked without the database and without leaving the
+    event loop; anything else is read in the thread pool."""
+    principal = runtime.auth.cached(authorization)
+    if principal is None:
+        principal = await run_in_threadpool(runtime.auth.authenticate, authorization)
     runtime.rate_limiter.check(principal.key_id)
     return principal
 
@@ -43,7 +48,9 @@ def check_user(caller: Principal, method: str) -> Principal:
     return caller
 
 
-def get_principal(request: Request, caller: Annotated[Principal, Depends(get_caller)]) -> Principal:
+async def get_principal(
+    request: Request, caller: Annotated[Principal, Depends(get_caller)]
+) -> Principal:
     return check_user(caller, request.method)
 
 

@@ -26,6 +26,10 @@ _ID_LEN = 12
 _SECRET_LEN = 40
 #: ``last_used_at`` is written at most this often per key (a write per request is costly)
 TOUCH_INTERVAL = timedelta(seconds=60)
+#: how long a key read from the database is trusted without reading it again. Revoking
+#: a key or deactivating a tenant takes effect at once in the process that did it, and
+#: within this time in the other replicas.
+KEY_CACHE = timedelta(seconds=5)
 
 
 def _random(n: int) -> str:
@@ -47,6 +51,9 @@ class AuthService:
         self.tracking = tracking
         self._touched: dict[str, datetime] = {}
         self._lock = threading.Lock()
+        #: key id → (when the entry expires, key, its tenant is active)
+        self._keys: dict[str, tuple[datetime, ApiKey, bool]] = {}
+        self._generation = 0  #: bumped by :meth:`forget_keys`
 
     def create_key(
         self,
@@ -88,34 +95,47 @@ class AuthService:
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer <key>`` header value."""
-        if not authorization:
-            raise errors.Unauthenticated()
-        scheme, _, raw = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not raw.strip():
-            raise errors.Unauthenticated("use the header Authorization: Bearer <api key>")
+        raw = _bearer(authorization)
         job_token = parse_job_token(raw)
         if job_token is not None:
             return self._job_principal(*job_token)
         key_id, secret = parse_key(raw)
-        found = self.store.get_active_key(key_id)
-        key, tenant_active = found if found else (None, False)
-        if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
-            raise errors.Unauthenticated("the API key is not valid")
+        generation = self._generation
         now = self.clock.now()
-        if key.revoked_at is not None:
-            raise errors.Unauthenticated("the API key has been revoked")
-        if key.expires_at is not None and key.expires_at <= now:
-            raise errors.Unauthenticated("the API key has expired")
-        if not tenant_active:
-            raise errors.Unauthenticated("the API key's tenant is deactivated")
-        self._touch(key.id, now)
-        return Principal(
-            tenant_id=key.tenant_id,
-            key_id=key.id,
-            key_name=key.name,
-            role=key.role,
-            project_id=key.project_id,
-        )
+        found = self.store.get_active_key(key_id)
+        if found is not None:
+            with self._lock:  # not a row read before a revocation that came since
+                if generation == self._generation:
+                    if len(self._keys) > 10_000:
+                        self._keys.clear()
+                    self._keys[key_id] = (now + KEY_CACHE, *found)
+        key, tenant_active = found if found else (None, False)
+        principal = _check_key(key, tenant_active, secret, now)
+        self._touch(principal.key_id, now)
+        return principal
+
+    def cached(self, authorization: str | None) -> Principal | None:
+        """:meth:`authenticate` from the keys read in the last ``KEY_CACHE``,
+        without touching the database; None when that needs the database (a key not
+        cached, a job token, a ``last_used_at`` due to be written)."""
+        raw = _bearer(authorization)
+        if parse_job_token(raw) is not None:
+            return None
+        key_id, secret = parse_key(raw)
+        entry = self._keys.get(key_id)
+        now = self.clock.now()
+        if entry is None or entry[0] <= now:
+            return None
+        last = self._touched.get(key_id)
+        if last is None or now - last >= TOUCH_INTERVAL:
+            return None
+        return _check_key(entry[1], entry[2], secret, now)
+
+    def forget_keys(self) -> None:
+        """Drop the cached keys (after a key is revoked or a tenant changed)."""
+        with self._lock:
+            self._keys.clear()
+            self._generation += 1
 
     def _job_principal(self, job_id: str, secret: str) -> Principal:
         """A job token is valid while its job runs, for that job only."""
@@ -144,3 +164,32 @@ class AuthService:
                 return
             self._touched[key_id] = now
         self.store.touch_key(key_id, now)
+
+
+def _bearer(authorization: str | None) -> str:
+    """The credential of an ``Authorization: Bearer …`` header value."""
+    if not authorization:
+        raise errors.Unauthenticated()
+    scheme, _, raw = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        raise errors.Unauthenticated("use the header Authorization: Bearer <api key>")
+    return raw.strip()
+
+
+def _check_key(key: ApiKey | None, tenant_active: bool, secret: str, now: datetime) -> Principal:
+    """The principal of a key whose secret matches and that may be used now."""
+    if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
+        raise errors.Unauthenticated("the API key is not valid")
+    if key.revoked_at is not None:
+        raise errors.Unauthenticated("the API key has been revoked")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise errors.Unauthenticated("the API key has expired")
+    if not tenant_active:
+        raise errors.Unauthenticated("the API key's tenant is deactivated")
+    return Principal(
+        tenant_id=key.tenant_id,
+        key_id=key.id,
+        key_name=key.name,
+        role=key.role,
+        project_id=key.project_id,
+    )

@@ -87,6 +87,7 @@ class TenancyService:
         if tenant_id == principal.tenant_id and active is False:
             raise errors.Conflict("a superuser cannot deactivate its own tenant")
         tenant = self.store.update_tenant(tenant_id, name=name, active=active)
+        self.auth.forget_keys()
         self._audit(principal, "tenant.update", tenant_id, {"name": name, "active": active})
         return tenant
 
@@ -143,6 +144,7 @@ class TenancyService:
         require(principal, Role.ADMIN, "revoking an API key")
         if not self.auth.store.revoke_key(principal.tenant_id, key_id, self.clock.now()):
             raise errors.NotFound(f"API key {key_id} does not exist", kind="key")
+        self.auth.forget_keys()
         self._audit(principal, "key.revoke", key_id, {})
 
     # ---- audit ------------------------------------------------------------------------
