@@ -175,7 +175,15 @@ def test_queue_position_estimates_and_reason(
         first = client.submit([PY, "-c", "pass"], job_type="etl")
         second = client.submit([PY, "-c", "pass"], job_type="etl", priority="low")
         fresh = client.submit([PY, "-c", "pass"], job_type="never-ran")
-        assert first.queue_position == 1 and first.estimated_start is not None  # type: ignore[attr-defined]
+        assert first.queue_position is None  # type: ignore[attr-defined]  # only when asked
+        assert _job(live, first.id)["queue_position"] == 1
+        assert _job(live, first.id)["estimated_start"] is not None
+        asked = httpx.post(
+            f"{live.url}/v1/jobs?insight=true",
+            json={"entrypoint": [PY, "-c", "pass"], "job_type": "etl", "priority": "low"},
+            headers={"Authorization": f"Bearer {live.admin_key}"},
+        ).json()
+        assert asked["queue_position"] == 4 and asked["pending_reason"].startswith("capacity")
         info = _job(live, second.id)
         assert info["queue_position"] == 3  # behind first and the normal-priority fresh job
         assert info["estimated_duration"]["basis"] == "job_type"
@@ -184,7 +192,7 @@ def test_queue_position_estimates_and_reason(
         assert info["pending_reason"].startswith("capacity")
         assert "no finished job" in _job(live, fresh.id)["estimate_note"]
         gate.touch()
-        for j in (blocker, first, second, fresh):
+        for j in (blocker, first, second, fresh, client.get(asked["id"])):
             assert client.wait(j.id, timeout=30).status == "succeeded"
         assert _job(live, first.id)["queue_time_ms"] > 0
 

@@ -12,6 +12,7 @@ from jobyard import __version__
 from jobyard.api import errors
 from jobyard.api.compat import history, insights_hub, mindzie, prediction
 from jobyard.api.compat import ray as ray_compat
+from jobyard.api.fast_submit import FastSubmit
 from jobyard.api.metrics import metrics_route
 from jobyard.api.routes import (
     admin,
@@ -45,6 +46,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     app.add_middleware(BodyLimit)
+    app.add_middleware(FastSubmit, runtime=runtime, max_body=MAX_BODY_BYTES)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)

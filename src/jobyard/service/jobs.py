@@ -27,7 +27,7 @@ from jobyard.service.wakeup import Wakeup
 from jobyard.storage import logs
 from jobyard.storage.blobs import BlobStore
 from jobyard.storage.workspace import Workspace
-from jobyard.store.jobs import JobStore
+from jobyard.store.jobs import JobStore, NewJob
 from jobyard.store.tracking import TrackingStore
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -137,6 +137,33 @@ class JobService:
         self, principal: Principal, spec: JobSpec, *, immediate: bool = False
     ) -> tuple[Job, bool]:
         """Accept a job; returns (job, created). Idempotent on ``spec.idempotency_key``."""
+        new = self._new_job(principal, spec, immediate=immediate)
+        job, created = self.store.insert(
+            tenant_id=new.tenant_id,
+            spec=new.spec,
+            state=new.state,
+            sort_key=new.sort_key,
+            now=new.now,
+            request_hash=new.request_hash,
+            message=new.message,
+        )
+        return self._accepted(new, job, created)
+
+    async def submit_plain(
+        self, principal: Principal, request: submission.JobRequest
+    ) -> tuple[Job, bool] | None:
+        """:meth:`submit_request` without leaving the event loop, for a request that needs
+        nothing read from the database first (no model, environment, folders, batch
+        inputs, notifications or idempotency key, and no waiting-jobs quota to count).
+        None when the request is not such a one: call :meth:`submit_request` instead."""
+        if not request.is_plain or not self.quotas.queued_check_is_free(principal.tenant_id):
+            return None
+        new = self._new_job(principal, request.spec, immediate=request.immediate)
+        job, created = await self.store.insert_async(new)
+        return self._accepted(new, job, created)
+
+    def _new_job(self, principal: Principal, spec: JobSpec, *, immediate: bool) -> NewJob:
+        """Validate ``spec`` for this caller and decide its first state and queue place."""
         _validate(spec)
         spec = replace(
             spec,
@@ -153,29 +180,33 @@ class JobService:
         scheduled = spec.scheduled_at is not None and spec.scheduled_at > now
         state = JobState.SCHEDULED if scheduled else JobState.QUEUED
         eligible = spec.scheduled_at if scheduled and spec.scheduled_at else now
-        job, created = self.store.insert(
+        return NewJob(
             tenant_id=principal.tenant_id,
             spec=spec,
             state=state,
             sort_key=priorities.sort_key(eligible, spec.priority, self.aging_step_s)
             - (IMMEDIATE_LEAD * self.aging_step_s if immediate else 0),
             now=now,
-            request_hash=_request_hash(spec),
+            # only an idempotent submission is ever compared with another
+            request_hash=_request_hash(spec) if spec.idempotency_key else None,
             message=(
                 f"Job scheduled for {eligible.isoformat()}."
                 if scheduled
                 else "Job submitted and queued."
             ),
         )
+
+    def _accepted(self, new: NewJob, job: Job, created: bool) -> tuple[Job, bool]:
+        """(job, created) once ``new`` was inserted or found under its idempotency key."""
         if not created:
-            if job.request_hash != _request_hash(spec):
+            if job.request_hash != new.request_hash:
                 raise errors.IdempotencyConflict(
-                    f"idempotency key {spec.idempotency_key!r} was already used for job {job.id}"
-                    " with a different request",
+                    f"idempotency key {new.spec.idempotency_key!r} was already used for job"
+                    f" {job.id} with a different request",
                     job_id=job.id,
                 )
             return job, False
-        if state is JobState.QUEUED:
+        if job.state is JobState.QUEUED:
             self.wakeup.job_queued()
         return job, True
 

@@ -68,6 +68,15 @@ class Quotas:
         value = self._own(tenant_id).get(column)
         return value if value is not None else default
 
+    def queued_check_is_free(self, tenant_id: str) -> bool:
+        """Whether :meth:`check_queued` would read nothing from the database now: the
+        tenant's own values are cached and no waiting-jobs quota applies."""
+        hit = self._cache.get(tenant_id)
+        if hit is None or hit[0] <= time.monotonic() or hit[1] != self.store.quota_version:
+            return False
+        own = hit[2].get("max_queued_jobs")
+        return (own if own is not None else self.settings.max_queued_jobs_default) is None
+
     def check_queued(self, tenant_id: str) -> None:
         limit = self._limit(tenant_id, "max_queued_jobs", self.settings.max_queued_jobs_default)
         if limit is not None and self.store.waiting_jobs(tenant_id) >= limit:

@@ -51,6 +51,22 @@ class JobRequest:
     inputs_from_folder: bool = False  #: one item per file of the input folder
     immediate: bool = False  #: to the front of the queue (manual retries)
 
+    @property
+    def is_plain(self) -> bool:
+        """Whether the request names nothing that must be read or checked elsewhere
+        before it is accepted (a command job without idempotency key or notifications)."""
+        return (
+            self.model is None
+            and self.environment is None
+            and self.input_folder is None
+            and self.output_folder is None
+            and not self.bindings
+            and self.inputs is None
+            and not self.inputs_from_folder
+            and self.spec.idempotency_key is None
+            and self.spec.notifications is None
+        )
+
 
 def _lookup(what: str, fn: Any, principal: Principal, ref: str) -> Any:
     try:

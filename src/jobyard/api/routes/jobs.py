@@ -59,19 +59,39 @@ def _aware(v: datetime | None) -> datetime | None:
     return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Submit a job")
-def submit_job(
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Submit a job",
+    response_model=JobOut,
+    responses={200: {"model": JobOut, "description": "The job an idempotency key names"}},
+)
+async def submit_job(
     body: JobCreate,
-    response: Response,
     runtime: RuntimeDep,
     principal: PrincipalDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> JobOut:
-    job, created = runtime.jobs.submit_request(principal, body.to_request(idempotency_key))
-    if not created:
-        response.status_code = status.HTTP_200_OK
-    reason, insight = runtime.jobs.describe(job)
-    return JobOut.from_job(job, runtime.clock.now(), reason).with_insight(insight)
+    insight: Annotated[
+        bool,
+        Query(description="Add the queue insight (pending reason, position, estimates)."),
+    ] = False,
+) -> Response:
+    """201 with the new job once it is committed (200 with the job an idempotency key
+    already names). A plain command job is accepted without leaving the event loop."""
+    request = body.to_request(idempotency_key)
+    accepted = await runtime.jobs.submit_plain(principal, request)
+    if accepted is None:
+        accepted = await run_in_threadpool(runtime.jobs.submit_request, principal, request)
+    job, created = accepted
+    out = JobOut.from_job(job, runtime.clock.now())
+    if insight:
+        reason, found = await run_in_threadpool(runtime.jobs.describe, job)
+        out = JobOut.from_job(job, runtime.clock.now(), reason).with_insight(found)
+    return Response(
+        out.model_dump_json(),
+        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        media_type="application/json",
+    )
 
 
 @router.get("", summary="List jobs, newest first")
