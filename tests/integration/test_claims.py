@@ -1,0 +1,121 @@
+"""ClaimStore: several claims in one transaction within slots and quotas, the running
+mark and the end in one step, fenced ends, on both databases."""
+
+from __future__ import annotations
+
+import sys
+
+from jobyard.domain.auth import Principal, Role
+from jobyard.domain.jobs import JobSpec, ResourceUsage
+from jobyard.domain.states import JobState
+from jobyard.store.claims import AttemptEnd, ClaimRequest, ClaimStore, Started
+from tests.conftest import RuntimeFactory
+
+PY = sys.executable
+ADMIN = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)
+
+
+def _request(n: int, max_slots: int | None = None) -> ClaimRequest:
+    return ClaimRequest(
+        node_id="n1",
+        lease_ttl_s=30,
+        max_slots=n if max_slots is None else max_slots,
+        token_hashes=tuple(f"h{i}" for i in range(n)),
+    )
+
+
+def test_claims_several_jobs_in_queue_order_within_the_free_slots(
+    make_runtime: RuntimeFactory,
+) -> None:
+    runtime = make_runtime(start=False)
+    big = runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass"), slots=2))[0]
+    small = [runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0] for _ in range(3)]
+    claims = ClaimStore(runtime.db)
+    step = claims.step(now=runtime.clock.now(), claim=_request(3, max_slots=2))
+    # the 2-slot job is first in the queue and fills both slots: nothing else fits
+    assert [j.id for j in step.claimed] == [big.id]
+    step = claims.step(now=runtime.clock.now(), claim=_request(3))
+    assert [j.id for j in step.claimed] == [s.id for s in small]
+    for job in step.claimed:
+        assert (job.state, job.attempt, job.lease_epoch, job.lease_owner) == (
+            JobState.STARTING,
+            1,
+            1,
+            "n1",
+        )
+        events = runtime.jobs.events(ADMIN, job.id)
+        assert [(e.from_state, e.to_state) for e in events] == [
+            (None, "queued"),
+            ("queued", "starting"),
+        ]
+        assert events[-1].data == {"node_id": "n1", "attempt": 1}
+
+
+def test_claims_skip_a_tenant_at_its_quota(make_runtime: RuntimeFactory) -> None:
+    runtime = make_runtime(start=False)
+    runtime.tenancy.store.set_quotas("default", {"max_running_jobs": 1})
+    ids = [runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0].id for _ in range(3)]
+    claims = ClaimStore(runtime.db)
+    first = claims.step(now=runtime.clock.now(), claim=_request(3)).claimed
+    assert [j.id for j in first] == ids[:1]
+    assert claims.step(now=runtime.clock.now(), claim=_request(3)).claimed == []
+
+
+def test_running_mark_and_end_in_one_step(make_runtime: RuntimeFactory) -> None:
+    runtime = make_runtime(start=False)
+    job = runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0]
+    claims = ClaimStore(runtime.db)
+    now = runtime.clock.now()
+    claimed = claims.step(now=now, claim=_request(1)).claimed[0]
+    running = claimed.evolve(state=JobState.RUNNING, started_at=now)
+    usage = ResourceUsage(cpu_percent=1.0, rss_bytes=10, peak_rss_bytes=20, cpu_time_s=0.5)
+    end = AttemptEnd(
+        job=running, target=JobState.SUCCEEDED, message="done", exit_code=0, usage=usage
+    )
+    step = claims.step(
+        now=now,
+        starts=[Started(job=claimed, pid=4242, create_time=1.0, node_id="n1")],
+        ends=[end],
+    )
+    assert step.running[0] is not None and step.running[0].pid == 4242
+    assert step.ended[0].ended is not None
+    done = runtime.jobs.get(ADMIN, job.id)
+    assert (done.state, done.exit_code, done.lease_owner, done.pid) == (
+        JobState.SUCCEEDED,
+        0,
+        None,
+        4242,
+    )
+    assert done.usage.peak_rss_bytes == 20 and done.usage.cpu_time_s == 0.5
+    assert [e.to_state for e in runtime.jobs.events(ADMIN, job.id)] == [
+        "queued",
+        "starting",
+        "running",
+        "succeeded",
+    ]
+    attempts = runtime.jobs.attempts(ADMIN, job.id)
+    assert [(a["attempt"], a["state"], a["exit_code"]) for a in attempts] == [(1, "succeeded", 0)]
+
+
+def test_an_end_is_fenced_by_state_and_lease_epoch(make_runtime: RuntimeFactory) -> None:
+    runtime = make_runtime(start=False)
+    job = runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0]
+    claims = ClaimStore(runtime.db)
+    now = runtime.clock.now()
+    claimed = claims.step(now=now, claim=_request(1)).claimed[0]
+    running = claims.mark_running([Started(claimed, 1, 1.0, "n1")], now)[0]
+    assert running is not None
+    runtime.jobs.store.transition(running, JobState.CANCELLING, now=now, message="cancel")
+    old_epoch = running.evolve(state=JobState.CANCELLING, lease_epoch=0)
+    ends = [
+        AttemptEnd(job=running, target=JobState.SUCCEEDED, message="done", exit_code=0),
+        AttemptEnd(job=old_epoch, target=JobState.CANCELLED, message="cancelled"),
+    ]
+    stale, fenced = claims.end_attempts(ends, now)
+    assert stale.ended is None and stale.current is not None
+    assert stale.current.state is JobState.CANCELLING
+    assert fenced.ended is None
+    cancelled = AttemptEnd(job=stale.current, target=JobState.CANCELLED, message="cancelled")
+    assert claims.end_attempts([cancelled], now)[0].ended is not None
+    assert runtime.jobs.get(ADMIN, job.id).state is JobState.CANCELLED
+    assert runtime.jobs.attempts(ADMIN, job.id)[0]["state"] == "cancelled"
