@@ -3,7 +3,8 @@
 
 1. A fresh database (SQLite file in a temporary directory, or the PostgreSQL database
    ``jobyard_scale``, created and dropped) is migrated and filled by bulk inserts of the
-   columns ``JobStore.insert`` writes (10k rows per executemany).
+   columns ``JobStore.insert`` writes (10k rows per executemany), with the
+   ``job_counts`` triggers off during bulk writes and the counts recomputed after.
 2. Claim: ``claim_next`` called in-process ``--claims`` times with 1,000 queued jobs,
    then again after the fill reaches ``--jobs`` queued jobs.
 3. List: the jobs get a realistic mix of states (mostly ended, 2 % queued), then a real
@@ -13,6 +14,7 @@
 
     .venv/bin/python bench/scale.py [--jobs 1000000] [--claims 200] [--pages 200]
     .venv/bin/python bench/scale.py --database-url postgresql+psycopg://root@127.0.0.1:5432/postgres
+    .venv/bin/python bench/scale.py --trigger-cost [--database-url …]   # triggers' write cost
 """
 
 from __future__ import annotations
@@ -108,6 +110,37 @@ def job_rows(start: int, count: int, rng: random.Random) -> list[dict[str, Any]]
             }
         )
     return rows
+
+
+@contextmanager
+def without_count_triggers(db: Database) -> Iterator[None]:
+    """Bulk writes without the ``job_counts`` triggers, then the counts recomputed (as
+    migration 0006 does). The triggers cost per row and, on PostgreSQL, a transaction
+    that changes one counter row many times walks all its versions each time."""
+    with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            conn.exec_driver_sql("ALTER TABLE jobs DISABLE TRIGGER tr_jobs_count")
+            restore = ["ALTER TABLE jobs ENABLE TRIGGER tr_jobs_count"]
+        else:
+            found = conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+            ).all()
+            for name, _ in found:
+                conn.exec_driver_sql(f"DROP TRIGGER {name}")
+            restore = [sql for _, sql in found]
+    try:
+        yield
+    finally:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM job_counts")
+            conn.exec_driver_sql(
+                "INSERT INTO job_counts (tenant_id, project_id, state, priority, job_type,"
+                " shard, n) SELECT tenant_id, project_id, state, priority,"
+                " COALESCE(job_type, ''), 0, COUNT(*) FROM jobs"
+                " GROUP BY tenant_id, project_id, state, priority, COALESCE(job_type, '')"
+            )
+            for ddl in restore:
+                conn.exec_driver_sql(ddl)
 
 
 def fill(db: Database, start: int, end: int, rng: random.Random) -> float:
@@ -266,6 +299,54 @@ def explain(db: Database, stmt: sa.Executable, label: str) -> None:
         print("     " + (str(r[-1]) if db.dialect == "sqlite" else str(r[0])))
 
 
+def trigger_cost(db: Database, blocks: int = 10, block: int = 1000) -> None:
+    """What the ``job_counts`` triggers add to the write path: the median time of one
+    single-row INSERT into jobs and one state UPDATE, inside a transaction (no commit
+    in the figure), in blocks alternating with and without the triggers. The counts are
+    wrong afterwards: run it on a scratch database only."""
+    pg = db.dialect == "postgresql"
+    with db.engine.connect() as conn:
+        if pg:
+            ddl = [
+                (
+                    "ALTER TABLE jobs DISABLE TRIGGER tr_jobs_count",
+                    "ALTER TABLE jobs ENABLE TRIGGER tr_jobs_count",
+                )
+            ]
+        else:
+            found = conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+            )
+            ddl = [(f"DROP TRIGGER {name}", sql) for name, sql in found]
+    rng = random.Random(3)
+    ins = jobs.insert()
+    upd = jobs.update().where(jobs.c.id == sa.bindparam("b_id")).values(state="starting")
+    times: dict[bool, tuple[list[float], list[float]]] = {True: ([], []), False: ([], [])}
+    for b in range(blocks):
+        with_triggers = b % 2 == 0
+        with db.engine.begin() as conn:
+            for off, on in ddl:
+                if not with_triggers:
+                    conn.exec_driver_sql(off)
+                elif b > 0:
+                    conn.exec_driver_sql(on)
+        rows = job_rows(10_000_000 + b * block, block, rng)
+        with db.engine.begin() as conn:
+            for row in rows:
+                t0 = time.perf_counter()
+                conn.execute(ins, row)
+                times[with_triggers][0].append(time.perf_counter() - t0)
+            for row in rows:
+                t0 = time.perf_counter()
+                conn.execute(upd, {"b_id": row["id"]})
+                times[with_triggers][1].append(time.perf_counter() - t0)
+    for with_triggers in (True, False):
+        ins_us = statistics.median(times[with_triggers][0]) * 1e6
+        upd_us = statistics.median(times[with_triggers][1]) * 1e6
+        label = "with triggers   " if with_triggers else "without triggers"
+        print(f"  {label}: INSERT {ins_us:.1f} µs, state UPDATE {upd_us:.1f} µs (medians)")
+
+
 def time_store(db: Database, n: int) -> None:
     """The store's part of a page, in-process (no HTTP): ``list_jobs`` of 50 and
     ``count_by_state``, per filter, ``n`` times each."""
@@ -358,6 +439,7 @@ def main() -> None:
     ap.add_argument("--claims", type=int, default=200)
     ap.add_argument("--pages", type=int, default=200, help="requests per list case")
     ap.add_argument("--skip-list", action="store_true")
+    ap.add_argument("--trigger-cost", action="store_true", help="only time the job_counts triggers")
     args = ap.parse_args()
     print(machine_line())
     rng = random.Random(9)
@@ -367,12 +449,16 @@ def main() -> None:
             migrate.upgrade(db)
             add_tenants(db)
             print(f"database {db.engine.url.render_as_string(hide_password=True)}")
+            if args.trigger_cost:
+                trigger_cost(db)
+                return
             fill(db, 0, args.small, rng)
             analyze(db)
             claim = claimer(db)
             small = time_claims(claim, args.claims)
             print(f"claim, {args.small:,} jobs queued: {fmt_ms(small)}", flush=True)
-            took = fill(db, args.small, args.jobs, rng)
+            with without_count_triggers(db):
+                took = fill(db, args.small, args.jobs, rng)
             analyze(db)
             print(f"filled to {args.jobs:,} jobs in {took:.0f} s (+ANALYZE)", flush=True)
             large = time_claims(claim, args.claims)
@@ -381,7 +467,9 @@ def main() -> None:
             print(f"claim p50 ratio {ratio:.2f} (target <= 1.5)")
             if args.skip_list:
                 return
-            print(f"mixed the states in {mix_states(db):.0f} s")
+            with without_count_triggers(db):
+                took = mix_states(db)
+            print(f"mixed the states in {took:.0f} s")
             explain_all(db)
             time_store(db, args.pages)
         finally:
