@@ -1,0 +1,100 @@
+"""The dispatcher alone, without HTTP: N jobs are inserted queued (dispatcher stopped),
+then the dispatcher starts and runs them on ``--slots`` (default 2); prints jobs per
+second and the process's CPU per job during that phase (the server's side of W1/W2
+minus the submits and the polls).
+
+    .venv/bin/python bench/dispatch_cpu.py [--jobs 500] [--python] [--rounds 3]
+    .venv/bin/python bench/dispatch_cpu.py --database-url postgresql+psycopg://root@127.0.0.1:5432/x
+
+Jobs are ``["true"]`` (``--python``: ``[<python>, "-c", "pass"]``). Each round uses a
+fresh data directory (SQLite) or a fresh database ``jobyard_bench`` (PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+from common import load_average, machine_line, spread
+from w3_submit import fresh_database
+
+from jobyard.domain.jobs import JobSpec
+from jobyard.domain.states import TERMINAL, JobState
+from jobyard.settings import Settings
+from jobyard.store import migrate
+from jobyard.store.tables import jobs
+from jobyard.wiring import build_runtime
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def run_round(n: int, slots: int, argv: tuple[str, ...], url: str | None) -> tuple[float, float]:
+    data = Path(tempfile.mkdtemp(prefix="jobyard-dispatch-"))
+    settings = Settings(data_dir=data, database_url=url, slots=slots)
+    runtime = build_runtime(settings)
+    migrate.upgrade(runtime.db)
+    runtime.auth.bootstrap()
+    now = runtime.clock.now()
+    for i in range(n):
+        runtime.jobs.store.insert(
+            tenant_id="default",
+            spec=JobSpec(argv=argv),
+            state=JobState.QUEUED,
+            sort_key=float(i),
+            now=now,
+            request_hash=None,
+            message="queued",
+        )
+    assert runtime.dispatcher is not None
+    unfinished = sa.select(sa.func.count()).where(jobs.c.state.notin_([s.value for s in TERMINAL]))
+    cpu0, t0 = _cpu_s(), time.monotonic()
+    runtime.dispatcher.start()
+    while True:
+        with runtime.db.read() as conn:
+            if not conn.execute(unfinished).scalar():
+                break
+        time.sleep(0.1)
+    cpu, wall = _cpu_s() - cpu0, time.monotonic() - t0
+    with runtime.db.read() as conn:
+        bad = conn.execute(
+            sa.select(sa.func.count()).where(jobs.c.state != JobState.SUCCEEDED.value)
+        ).scalar()
+    runtime.close()
+    if bad:
+        print(f"  {bad} jobs did not succeed")
+    return n / wall, cpu / n * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--slots", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--python", action="store_true", help="jobs run python -c pass")
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    argv = (sys.executable, "-c", "pass") if args.python else ("true",)
+    print(machine_line())
+    print(f"{args.jobs} jobs of {' '.join(argv)!r}, {args.slots} slots, dispatcher in-process")
+    rates, cpus = [], []
+    for i in range(args.rounds):
+        with fresh_database(args.database_url) as url:
+            rate, cpu = run_round(args.jobs, args.slots, argv, url)
+        rates.append(rate)
+        cpus.append(cpu)
+        print(f"round {i + 1}: {rate:.0f} jobs/s; dispatcher CPU {cpu:.2f} ms/job")
+    print(f"jobs/s: {spread(rates).fmt(0)}")
+    print(f"dispatcher CPU ms/job: {spread(cpus).fmt(2)}")
+    print(f"load average at the end: {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
