@@ -198,7 +198,12 @@ class ClaimStore:
             return Step([], [], [])
         with self.db.write() as conn:
             running = self._mark_running(conn, starts, now)
-            ended = [self._end(conn, end, now) for end in ends]
+            events: list[_Event] = []
+            attempts: list[dict[str, object]] = []
+            ended = [self._end(conn, end, now, events, attempts) for end in ends]
+            _insert_events(conn, now, events)
+            if attempts:
+                conn.execute(self._insert_attempt, attempts)
             claimed = self._claim(conn, claim, now) if claim is not None else []
         return Step(running, ended, claimed)
 
@@ -289,7 +294,13 @@ class ClaimStore:
             conn,
             now,
             [
-                (j, JobState.QUEUED, message, {"node_id": req.node_id, "attempt": j.attempt})
+                (
+                    j,
+                    JobState.QUEUED,
+                    JobState.STARTING,
+                    message,
+                    {"node_id": req.node_id, "attempt": j.attempt},
+                )
                 for j in claimed
             ],
         )
@@ -324,7 +335,7 @@ class ClaimStore:
         if not starts:
             return out
         states.check_transition(JobState.STARTING, JobState.RUNNING)
-        events = []
+        events: list[_Event] = []
         for s in starts:
             message = f"Job is running on node {s.node_id} (pid {s.pid})."
             params = {
@@ -347,8 +358,9 @@ class ClaimStore:
                 message=message,
             )
             out.append(job)
-            events.append((s.job, JobState.STARTING, message, {"pid": s.pid, "node_id": s.node_id}))
-        _insert_events(conn, now, events, to=JobState.RUNNING)
+            data = {"pid": s.pid, "node_id": s.node_id}
+            events.append((s.job, JobState.STARTING, JobState.RUNNING, message, data))
+        _insert_events(conn, now, events)
         return out
 
     def end_attempts(self, ends: Sequence[AttemptEnd], now: datetime) -> list[EndResult]:
@@ -358,7 +370,16 @@ class ClaimStore:
         meanwhile is not written; its result carries the job as it is now."""
         return self.step(now=now, ends=ends).ended
 
-    def _end(self, conn: sa.Connection, end: AttemptEnd, now: datetime) -> EndResult:
+    def _end(
+        self,
+        conn: sa.Connection,
+        end: AttemptEnd,
+        now: datetime,
+        events: list[_Event],
+        attempts: list[dict[str, object]],
+    ) -> EndResult:
+        """One end; its event and attempt record are appended to ``events`` and
+        ``attempts`` (inserted together by the caller)."""
         job = end.job
         plan = retry.plan(job, end.target, end.error_type, now)
         if plan is not None:
@@ -383,9 +404,9 @@ class ClaimStore:
         if not done:
             row = conn.execute(_SELECT_JOB, {"b_id": job.id}).mappings().first()
             return EndResult(ended=None, current=job_from_row(row) if row else None)
-        _insert_events(conn, now, [(job, job.state, end.message, {})], to=end.target)
+        events.append((job, job.state, end.target, end.message, {}))
         if job.attempt > 0:
-            conn.execute(self._insert_attempt, _attempt_row(job, end, now))
+            attempts.append(_attempt_row(job, end, now))
         ended = job.evolve(
             state=end.target,
             message=end.message,
@@ -520,15 +541,12 @@ class ClaimStore:
             return [job_from_row(r) for r in conn.execute(stmt).mappings().all()]
 
 
-def _insert_events(
-    conn: sa.Connection,
-    now: datetime,
-    changes: Sequence[tuple[Job, JobState, str, Mapping[str, object]]],
-    *,
-    to: JobState | None = None,
-) -> None:
-    """One state event per (job, from state, message, data); the new state is ``to``,
-    else the state the job (as returned by its write) is in."""
+#: a state event: (job, from state, to state, message, data)
+_Event = tuple[Job, JobState, JobState, str, Mapping[str, object]]
+
+
+def _insert_events(conn: sa.Connection, now: datetime, changes: Sequence[_Event]) -> None:
+    """The state events of a step's changes, in one statement."""
     if not changes:
         return
     conn.execute(
@@ -540,11 +558,11 @@ def _insert_events(
                 "at": now,
                 "kind": "state",
                 "from_state": old.value,
-                "to_state": (to or job.state).value,
+                "to_state": new.value,
                 "message": message,
                 "data": dict(data),
             }
-            for job, old, message, data in changes
+            for job, old, new, message, data in changes
         ],
     )
 
