@@ -41,6 +41,12 @@ class InvalidInput(JobyardError):
     code = "INVALID_INPUT"
 
 
+class ValidationFailed(InvalidInput):
+    """A request body does not match its schema (a job of a batch, e.g.)."""
+
+    code = "VALIDATION_ERROR"
+
+
 class Unauthenticated(JobyardError):
     """A valid API key is required (Authorization: Bearer <key>)."""
 

@@ -31,6 +31,9 @@ from jobyard.api.routes import (
 from jobyard.wiring import Runtime
 
 MAX_BODY_BYTES = 1024 * 1024
+#: a batch of up to 1,000 jobs may be larger
+BATCH_PATH = "/v1/jobs/batch"
+MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024
 #: uploads stream to storage with their own size limit
 UPLOAD_PATHS = re.compile(
     r"^/(v1/(folders/[^/]+/files(/.*)?|models/[^/]+/versions/?)|api/packages/[^/]+/[^/]+)$"
@@ -109,11 +112,12 @@ class BodyLimit:
         if scope["type"] != "http" or UPLOAD_PATHS.match(scope["path"]):
             await self.app(scope, receive, send)
             return
+        limit = MAX_BATCH_BODY_BYTES if scope["path"] == BATCH_PATH else MAX_BODY_BYTES
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is not None:
-            if length.isdigit() and int(length) > MAX_BODY_BYTES:
-                await self._refuse(scope, receive, send)
+            if length.isdigit() and int(length) > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             await self.app(scope, receive, send)
             return
@@ -127,8 +131,8 @@ class BodyLimit:
             message = await receive()
             chunks.append(message)
             size += len(message.get("body", b""))
-            if size > MAX_BODY_BYTES:
-                await self._refuse(scope, receive, send)
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             if message["type"] != "http.request" or not message.get("more_body", False):
                 break
@@ -139,8 +143,8 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = errors.error_response(
-            413, "PAYLOAD_TOO_LARGE", f"the request body is larger than {MAX_BODY_BYTES} bytes"
+            413, "PAYLOAD_TOO_LARGE", f"the request body is larger than {limit} bytes"
         )
         await response(scope, receive, send)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -58,6 +60,23 @@ def _field(loc: tuple[object, ...] | list[object]) -> str:
     return ".".join(str(p) for p in loc)
 
 
+def validation_problems(
+    found: Sequence[Any], prefix: tuple[object, ...] = ()
+) -> tuple[str, list[dict[str, Any]]]:
+    """The message and ``details.errors`` of a VALIDATION_ERROR for pydantic's errors
+    (``prefix`` goes before each field, e.g. the index of a job in a batch)."""
+    problems = [
+        {
+            "field": _field((*prefix, *e.get("loc", ()))),
+            "message": str(e.get("msg", "invalid")),
+            "type": e.get("type"),
+        }
+        for e in found
+    ]
+    message = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "invalid request"
+    return message, problems
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.JobyardError)
     async def jobyard_error(_request: Request, exc: errors.JobyardError) -> JSONResponse:
@@ -68,15 +87,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {
-                "field": _field(e.get("loc", ())),
-                "message": str(e.get("msg", "invalid")),
-                "type": e.get("type"),
-            }
-            for e in exc.errors()
-        ]
-        message = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "invalid request"
+        message, problems = validation_problems(exc.errors())
         return error_response(422, "VALIDATION_ERROR", message, {"errors": problems})
 
     @app.exception_handler(StarletteHTTPException)

@@ -8,10 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from jobyard.api.errors import status_of
 from jobyard.domain.jobs import Job, JobEvent, JobSpec
 from jobyard.domain.priorities import Priority
 from jobyard.domain.tracking import eta
 from jobyard.service.insight import Insight
+from jobyard.service.jobs import BatchResult
 from jobyard.service.submission import JobRequest, RoleBinding
 
 
@@ -440,6 +442,47 @@ class ErrorOut(BaseModel):
     code: str
     message: str
     details: dict[str, Any]
+
+
+class JobBatchIn(Strict):
+    jobs: list[Any] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Up to 1,000 jobs, each as the body of `POST /v1/jobs` (its own "
+        "`submission_id` makes it idempotent).",
+        json_schema_extra={"items": {"$ref": "#/components/schemas/JobCreate"}},
+    )
+
+
+class BatchItemOut(BaseModel):
+    index: int = Field(description="The job's place in the request, from 0.")
+    status_code: int = Field(
+        description="201 created, 200 found by its submission_id, else the error's status."
+    )
+    id: str | None = None
+    status: str | None = Field(None, description="The job's state.")
+    error: ErrorOut | None = None
+
+    @classmethod
+    def of(cls, index: int, result: BatchResult) -> BatchItemOut:
+        if result.error is not None:
+            e = result.error
+            error = ErrorOut(code=e.code, message=e.message, details=dict(e.details))
+            return cls(index=index, status_code=status_of(e), error=error)
+        assert result.job is not None
+        return cls(
+            index=index,
+            status_code=201 if result.created else 200,
+            id=result.job.id,
+            status=result.job.state.value,
+        )
+
+
+class JobBatchOut(BaseModel):
+    items: list[BatchItemOut]
+    created: int
+    existing: int
+    failed: int
 
 
 class RetryRequest(Strict):

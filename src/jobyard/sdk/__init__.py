@@ -36,7 +36,9 @@ if TYPE_CHECKING:
     )
     from jobyard.sdk.models import (
         TERMINAL_STATUSES,
+        BatchItem,
         Job,
+        JobBatch,
         JobEvent,
         JobPage,
         JobSummary,
@@ -70,6 +72,8 @@ _WHERE = {
     "Job": "jobyard.sdk.models",
     "JobEvent": "jobyard.sdk.models",
     "JobPage": "jobyard.sdk.models",
+    "JobBatch": "jobyard.sdk.models",
+    "BatchItem": "jobyard.sdk.models",
     "JobSummary": "jobyard.sdk.models",
     "LogChunk": "jobyard.sdk.models",
     "Usage": "jobyard.sdk.models",
@@ -78,6 +82,7 @@ _WHERE = {
 __all__ = [
     "TERMINAL_STATUSES",
     "APIError",
+    "BatchItem",
     "Client",
     "Conflict",
     "ConnectionFailed",
@@ -86,6 +91,7 @@ __all__ = [
     "InvalidInput",
     "InvalidTransition",
     "Job",
+    "JobBatch",
     "JobEvent",
     "JobPage",
     "JobSummary",

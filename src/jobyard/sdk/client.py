@@ -18,7 +18,7 @@ from jobyard.sdk.config import find_server
 from jobyard.sdk.definitions import DefinitionsMixin
 from jobyard.sdk.errors import APIError, raise_for_response
 from jobyard.sdk.folders import FoldersMixin
-from jobyard.sdk.models import Job, JobEvent, JobPage, LogChunk
+from jobyard.sdk.models import Job, JobBatch, JobEvent, JobPage, LogChunk
 from jobyard.sdk.registry import RegistryMixin
 from jobyard.sdk.results import ResultsMixin
 from jobyard.sdk.stream import StreamMixin
@@ -124,6 +124,14 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
         body.update({k: v for k, v in optional.items() if v is not None})
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return self._call(Job, "POST", "/v1/jobs", json=body, headers=headers)
+
+    def submit_batch(self, jobs: Sequence[Mapping[str, Any]]) -> JobBatch:
+        """Submit up to 1,000 jobs in one request and one transaction. Each job is the
+        JSON body of ``POST /v1/jobs`` (``{"entrypoint": [...], "priority": ...}``; its
+        ``submission_id`` makes it idempotent); each gets its own result or error."""
+        return self._call(
+            JobBatch, "POST", "/v1/jobs/batch", json={"jobs": [dict(j) for j in jobs]}
+        )
 
     def get(self, job_id: str) -> Job:
         """The job with this id (:class:`NotFound` if there is none)."""

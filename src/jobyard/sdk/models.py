@@ -94,6 +94,29 @@ class JobPage(_Model):
     summary: JobSummary = Field(default_factory=JobSummary)
 
 
+class BatchItem(_Model):
+    """One job of :meth:`Client.submit_batch`: its id and state, or its error."""
+
+    index: int
+    status_code: int  #: 201 created, 200 found by its submission_id, else the error's
+    id: str | None = None
+    status: str | None = None
+    error: dict[str, Any] | None = None  #: ``{code, message, details}``
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class JobBatch(_Model):
+    """The answer of :meth:`Client.submit_batch`, in the order the jobs were given."""
+
+    items: list[BatchItem] = Field(default_factory=list)
+    created: int = 0
+    existing: int = 0
+    failed: int = 0
+
+
 class JobEvent(_Model):
     """One entry of a job's timeline."""
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +21,7 @@ from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.service import insight as insight_
 from jobyard.service import submission
-from jobyard.service.limits import Quotas
+from jobyard.service.limits import Quotas, queued_quota_exceeded
 from jobyard.service.tenancy import ROLE_RANK
 from jobyard.service.wakeup import Wakeup
 from jobyard.storage import logs
@@ -35,10 +35,20 @@ RESERVED_ENV_PREFIX = "JOBYARD_"
 MAX_LIST_LIMIT = 500
 MAX_ITEMS = 100_000
 MAX_REPORTS = 1000
+MAX_BATCH = 1000
 #: an immediate retry jumps ahead of jobs this many aging steps old
 IMMEDIATE_LEAD = 4
 #: a node that has not heartbeat for this long does not count as capacity
 NODE_ALIVE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchResult:
+    """One job of a batch: the job (created or found by its idempotency key), or why not."""
+
+    job: Job | None = None
+    created: bool = False
+    error: errors.JobyardError | None = None
 
 
 @dataclass(frozen=True)
@@ -107,24 +117,86 @@ class JobService:
         self, principal: Principal, request: submission.JobRequest
     ) -> tuple[Job, bool]:
         """Resolve the request's model, environment and folders, then :meth:`submit`."""
-        if request.spec.notifications is not None:
-            notifications = self.validate_notifications(request.spec.notifications)
-            request = replace(request, spec=replace(request.spec, notifications=notifications))
+        request = self._notified(request)
         if request.spec.idempotency_key:
             existing = self.store.find_by_idempotency_key(
                 principal.tenant_id, request.spec.idempotency_key
             )
             if existing is not None:  # answer a retry even if a referenced object changed since
-                return (
-                    self.submit(principal, request.spec)
-                    if request.model is None
-                    else (existing, False)
-                )
+                if request.model is not None:
+                    return existing, False
+                return self.submit(principal, request.spec)
+        return self.submit(
+            principal, self._resolve(principal, request), immediate=request.immediate
+        )
+
+    def _notified(self, request: submission.JobRequest) -> submission.JobRequest:
+        """``request`` with its notifications checked and normalised."""
+        if request.spec.notifications is None:
+            return request
+        notifications = self.validate_notifications(request.spec.notifications)
+        return replace(request, spec=replace(request.spec, notifications=notifications))
+
+    def _resolve(self, principal: Principal, request: submission.JobRequest) -> JobSpec:
+        """The spec of a request with its references resolved and its batch items stored."""
         spec = submission.resolve(request, principal, self.registry, self.folders)
         items = submission.input_items(request, principal, self.folders)
         if items is not None:
             spec = self._store_inputs(spec, items)
-        return self.submit(principal, spec, immediate=request.immediate)
+        return spec
+
+    def submit_batch(
+        self,
+        principal: Principal,
+        requests: Sequence[submission.JobRequest | errors.JobyardError],
+    ) -> list[BatchResult]:
+        """Accept up to ``MAX_BATCH`` jobs in one transaction, each with its own outcome
+        (a request that is already an error keeps it). Idempotency keys count per job:
+        a key used before (or earlier in the batch) answers with that job."""
+        if len(requests) > MAX_BATCH:
+            raise errors.InvalidInput(f"jobs: at most {MAX_BATCH} per batch", field="jobs")
+        room = self.quotas.queued_room(principal.tenant_id)
+        planned: list[NewJob | errors.JobyardError] = []
+        for request in requests:
+            if isinstance(request, errors.JobyardError):
+                planned.append(request)
+                continue
+            try:
+                spec = self._resolve(principal, self._notified(request))
+                new = self._new_job(principal, spec, immediate=False, check_quota=False)
+                if room is not None:
+                    if room <= 0:
+                        limit = self.quotas.queued_room(principal.tenant_id)
+                        raise queued_quota_exceeded(limit or 0)
+                    room -= 1
+                planned.append(new)
+            except errors.JobyardError as e:
+                planned.append(e)
+        fresh = [p for p in planned if isinstance(p, NewJob)]
+        stored = dict(zip((n.id for n in fresh), self.store.insert_many(fresh), strict=True))
+        keys = [n.spec.idempotency_key for n in fresh if stored[n.id] is None]
+        existing = self.store.find_by_idempotency_keys(
+            principal.tenant_id, [k for k in keys if k is not None]
+        )
+        results: list[BatchResult] = []
+        for p in planned:
+            if isinstance(p, errors.JobyardError):
+                results.append(BatchResult(error=p))
+                continue
+            job = stored[p.id]
+            if job is not None:
+                results.append(BatchResult(job=job, created=True))
+                continue
+            found = existing.get(str(p.spec.idempotency_key))
+            try:
+                if found is None:
+                    raise errors.StoreUnavailable("the job could not be stored; retry it")
+                results.append(BatchResult(job=self._accepted(p, found, False)[0]))
+            except errors.JobyardError as e:
+                results.append(BatchResult(error=e))
+        if any(r.created and r.job and r.job.state is JobState.QUEUED for r in results):
+            self.wakeup.job_queued()
+        return results
 
     def _store_inputs(self, spec: JobSpec, items: list[Any]) -> JobSpec:
         if len(items) > MAX_ITEMS:
@@ -162,7 +234,9 @@ class JobService:
         job, created = await self.store.insert_async(new)
         return self._accepted(new, job, created)
 
-    def _new_job(self, principal: Principal, spec: JobSpec, *, immediate: bool) -> NewJob:
+    def _new_job(
+        self, principal: Principal, spec: JobSpec, *, immediate: bool, check_quota: bool = True
+    ) -> NewJob:
         """Validate ``spec`` for this caller and decide its first state and queue place."""
         _validate(spec)
         spec = replace(
@@ -171,7 +245,7 @@ class JobService:
             submitted_key_id=principal.key_id,
             project_id=principal.project_id or spec.project_id,
         )
-        if (
+        if check_quota and (
             spec.idempotency_key is None
             or self.store.find_by_idempotency_key(principal.tenant_id, spec.idempotency_key) is None
         ):

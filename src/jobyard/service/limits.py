@@ -77,16 +77,17 @@ class Quotas:
         own = hit[2].get("max_queued_jobs")
         return (own if own is not None else self.settings.max_queued_jobs_default) is None
 
+    def queued_room(self, tenant_id: str) -> int | None:
+        """How many more jobs the tenant may have waiting (None: no quota)."""
+        limit = self._limit(tenant_id, "max_queued_jobs", self.settings.max_queued_jobs_default)
+        if limit is None:
+            return None
+        return max(0, limit - self.store.waiting_jobs(tenant_id))
+
     def check_queued(self, tenant_id: str) -> None:
         limit = self._limit(tenant_id, "max_queued_jobs", self.settings.max_queued_jobs_default)
         if limit is not None and self.store.waiting_jobs(tenant_id) >= limit:
-            raise errors.QuotaExceeded(
-                f"the tenant already has {limit} waiting jobs (its quota);"
-                " submit when some have run",
-                quota="max_queued_jobs",
-                limit=limit,
-                retry_after=5,
-            )
+            raise queued_quota_exceeded(limit)
 
     def check_storage(self, tenant_id: str, adding: int) -> None:
         limit = self._limit(tenant_id, "max_storage_bytes", self.settings.max_storage_bytes_default)
@@ -109,3 +110,12 @@ class Quotas:
     def log_bytes(self, tenant_id: str) -> int:
         limit = self._limit(tenant_id, "max_log_bytes", self.settings.max_log_bytes_default)
         return limit if limit is not None else self.settings.max_log_bytes_default
+
+
+def queued_quota_exceeded(limit: int) -> errors.QuotaExceeded:
+    return errors.QuotaExceeded(
+        f"the tenant already has {limit} waiting jobs (its quota); submit when some have run",
+        quota="max_queued_jobs",
+        limit=limit,
+        retry_after=5,
+    )

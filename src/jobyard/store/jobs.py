@@ -153,8 +153,6 @@ def decode_cursor(cursor: str) -> int:
         ) from e
 
 
-_INSERT_JOBS = jobs.insert().returning(jobs.c.seq, sort_by_parameter_order=True)
-_INSERT_EVENT = job_events.insert()
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,14 +292,20 @@ def _insert_many(conn: sa.Connection, batch: Sequence[NewJob]) -> list[Job | Non
                 continue
             taken.add((n.tenant_id, key))
         fresh.append(n)
-    seqs: list[int] = []
+    seqs: dict[str, int] = {}
     if fresh:
-        seqs = [r[0] for r in conn.execute(_INSERT_JOBS, [n.row() for n in fresh])]
-        conn.execute(_INSERT_EVENT, [n.event() for n in fresh])
+        # a plain executemany (RETURNING would make SQLAlchemy insert row by row to keep
+        # the order), then the sequence numbers read back by id
+        rows, events = [n.row() for n in fresh], [n.event() for n in fresh]
+        prepared_insert(jobs, tuple(rows[0]), conn.dialect).execute_many(conn, rows)
+        prepared_insert(job_events, tuple(events[0]), conn.dialect).execute_many(conn, events)
+        ids = [n.id for n in fresh]
+        for i in range(0, len(ids), 500):
+            stmt = sa.select(jobs.c.id, jobs.c.seq).where(jobs.c.id.in_(ids[i : i + 500]))
+            seqs.update((job_id, seq) for job_id, seq in conn.execute(stmt))
         if any(n.state is JobState.QUEUED for n in fresh):
             dialects.notify_queue(conn)
-    made = {n.id: n.job(seq) for n, seq in zip(fresh, seqs, strict=True)}
-    return [made.get(n.id) for n in batch]
+    return [n.job(seqs[n.id]) if n.id in seqs else None for n in batch]
 
 
 class JobStore:
@@ -365,6 +369,19 @@ class JobStore:
                 .first()
             )
         return job_from_row(row) if row else None
+
+    def find_by_idempotency_keys(self, tenant_id: str, keys: Sequence[str]) -> dict[str, Job]:
+        """The tenant's jobs holding these idempotency keys, by key."""
+        found: dict[str, Job] = {}
+        unique = sorted(set(keys))
+        with self.db.read() as conn:
+            for i in range(0, len(unique), 500):
+                stmt = sa.select(jobs).where(
+                    jobs.c.tenant_id == tenant_id, jobs.c.idempotency_key.in_(unique[i : i + 500])
+                )
+                for row in conn.execute(stmt).mappings():
+                    found[row["idempotency_key"]] = job_from_row(row)
+        return found
 
     # ---- reads -------------------------------------------------------------------
     def get(self, tenant_id: str, job_id: str, project_id: str | None = None) -> Job:

@@ -65,6 +65,19 @@ class PreparedInsert:
             cursor.close()
         return found[0] if found else None
 
+    def execute_many(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``rows`` in ``conn``'s transaction with one ``executemany``."""
+        params: Any = [self.parameters(row) for row in rows]
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(self.sql, params)
+        except self._error_base as e:
+            raise exc.DBAPIError.instance(
+                self.sql, params, e, self._error_base, dialect=conn.dialect
+            ) from e
+        finally:
+            cursor.close()
+
 
 _CACHE: dict[tuple[str, str, str, tuple[str, ...], str | None], PreparedInsert] = {}
 

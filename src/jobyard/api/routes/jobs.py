@@ -10,15 +10,20 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 
 from jobyard import errors
 from jobyard.api.deps import PrincipalDep, ReporterDep, RuntimeDep
+from jobyard.api.errors import validation_problems
 from jobyard.api.schemas import (
     AttemptOut,
+    BatchItemOut,
     CancelRequest,
     ErrorOut,
     EventList,
     EventOut,
+    JobBatchIn,
+    JobBatchOut,
     JobCreate,
     JobList,
     JobOut,
@@ -30,6 +35,7 @@ from jobyard.api.schemas import (
 from jobyard.domain.jobs import JobFilter
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
+from jobyard.service.submission import JobRequest
 
 FOLLOW_POLL_S = 0.05
 E = TypeVar("E", JobState, Priority)
@@ -91,6 +97,32 @@ async def submit_job(
         out.model_dump_json(),
         status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         media_type="application/json",
+    )
+
+
+@router.post(
+    "/batch",
+    summary="Submit up to 1,000 jobs in one transaction",
+    description="Each job is validated and accepted on its own: the answer lists, in the "
+    "request's order, each job's id and state or its error. The accepted jobs are "
+    "committed together, before the answer.",
+)
+async def submit_batch(
+    body: JobBatchIn, runtime: RuntimeDep, principal: PrincipalDep
+) -> JobBatchOut:
+    requests: list[JobRequest | errors.JobyardError] = []
+    for i, raw in enumerate(body.jobs):
+        try:
+            requests.append(JobCreate.model_validate(raw).to_request(None))
+        except ValidationError as e:
+            message, problems = validation_problems(e.errors(), ("jobs", i))
+            requests.append(errors.ValidationFailed(message, errors=problems))
+    results = await run_in_threadpool(runtime.jobs.submit_batch, principal, requests)
+    items = [BatchItemOut.of(i, r) for i, r in enumerate(results)]
+    created = sum(r.created for r in results)
+    failed = sum(r.error is not None for r in results)
+    return JobBatchOut(
+        items=items, created=created, existing=len(results) - created - failed, failed=failed
     )
 
 

@@ -1,0 +1,105 @@
+"""``POST /v1/jobs/batch`` over real HTTP: one transaction, a result or an error per job
+in the request's order, idempotency per job, quotas, and the jobs run."""
+
+from __future__ import annotations
+
+import sys
+
+import httpx
+
+from jobyard.domain.jobs import DEFAULT_TENANT_ID
+from tests.conftest import LiveServer, RuntimeFactory, wait_for
+
+PY = sys.executable
+LATER = "2099-01-01T00:00:00Z"
+
+
+def _post(live: LiveServer, body: object) -> httpx.Response:
+    return httpx.post(
+        f"{live.url}/v1/jobs/batch",
+        json=body,
+        headers={"Authorization": f"Bearer {live.admin_key}"},
+        timeout=30,
+    )
+
+
+def test_each_job_gets_its_own_result_in_one_transaction(
+    make_runtime: RuntimeFactory,
+    serve,  # type: ignore[no-untyped-def]
+) -> None:
+    live = serve(make_runtime(start=False))
+    jobs = [
+        {"entrypoint": "true", "name": "plain", "scheduled_at": LATER},
+        {"entrypoint": "true", "priority": "urgent"},
+        {"model": "no-such-model:1"},
+        {"entrypoint": "true", "submission_id": "a", "scheduled_at": LATER},
+        {"entrypoint": "true", "submission_id": "a", "scheduled_at": LATER},
+        {"entrypoint": "false", "submission_id": "a", "scheduled_at": LATER},
+        "not a job",
+        {"entrypoint": ["echo", "hi"], "env": {"JOBYARD_X": "1"}},
+    ]
+    before = live.runtime.db.group.transactions
+    r = _post(live, {"jobs": jobs})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert live.runtime.db.group.transactions == before + 1
+    items = out["items"]
+    assert [i["index"] for i in items] == list(range(len(jobs)))
+    assert [i["status_code"] for i in items] == [201, 422, 422, 201, 200, 409, 422, 422]
+    assert (out["created"], out["existing"], out["failed"]) == (2, 1, 5)
+    assert items[1]["error"]["code"] == "VALIDATION_ERROR"
+    assert items[1]["error"]["message"].startswith("jobs.1.priority")
+    assert "no-such-model" in items[2]["error"]["message"]
+    assert items[4]["id"] == items[3]["id"]
+    assert items[5]["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert "JOBYARD_X" in items[7]["error"]["message"]
+    with live.client() as client:
+        plain = client.get(items[0]["id"])
+        assert plain.name == "plain" and plain.status == "scheduled"
+        assert [e.to_state for e in client.events(plain.id)] == ["scheduled"]
+        assert client.list(limit=500).summary.total == 2
+
+
+def test_whole_batch_errors(make_runtime: RuntimeFactory, serve) -> None:  # type: ignore[no-untyped-def]
+    live = serve(make_runtime(start=False))
+    assert _post(live, {"jobs": []}).status_code == 422
+    too_many = _post(live, {"jobs": [{"entrypoint": "true"}] * 1001})
+    assert too_many.status_code == 422 and "jobs" in too_many.json()["message"]
+    assert _post(live, {"job": []}).status_code == 422
+    anonymous = httpx.post(f"{live.url}/v1/jobs/batch", json={"jobs": [{"entrypoint": "true"}]})
+    assert anonymous.status_code == 401
+    with live.client() as client:
+        assert client.list().summary.total == 0
+
+
+def test_a_thousand_jobs_and_the_waiting_quota(
+    make_runtime: RuntimeFactory,
+    serve,  # type: ignore[no-untyped-def]
+) -> None:
+    runtime = make_runtime(start=False)
+    live = serve(runtime)
+    with live.client() as client:
+        batch = client.submit_batch(
+            [{"entrypoint": "true", "name": f"j{i}", "scheduled_at": LATER} for i in range(1000)]
+        )
+        assert batch.created == 1000 and all(i.ok and i.status == "scheduled" for i in batch.items)
+        assert len({i.id for i in batch.items}) == 1000
+        assert client.get(str(batch.items[999].id)).name == "j999"
+        runtime.tenancy.store.set_quotas(DEFAULT_TENANT_ID, {"max_queued_jobs": 1002})
+        limited = client.submit_batch([{"entrypoint": "true"}] * 5)
+        assert [i.status_code for i in limited.items] == [201, 201, 429, 429, 429]
+        assert limited.items[2].error is not None
+        assert limited.items[2].error["code"] == "QUOTA_EXCEEDED"
+
+
+def test_batch_jobs_run(live: LiveServer) -> None:
+    with live.client() as client:
+        batch = client.submit_batch(
+            [{"entrypoint": [PY, "-c", f"print({i})"], "name": f"run{i}"} for i in range(4)]
+        )
+        assert batch.created == 4
+        for item in batch.items:
+            done = client.wait(str(item.id), timeout=30)
+            assert done.status == "succeeded"
+            assert client.logs(done.id).strip() == str(item.index)
+        wait_for(lambda: client.list(status="succeeded").summary.by_status.get("succeeded") == 4)
