@@ -115,9 +115,10 @@ class ClaimLoop:
         """Queue the due scheduled jobs; the timer is set to the next due time (at most
         one poll interval away: other nodes and submits add scheduled jobs)."""
         self._next_promote = time.monotonic() + self.settings.poll_interval_s
-        now = self.clock.now()
-        self.claims.promote_due(now)
         due = self.claims.next_scheduled_at()
+        if due is not None and due <= self.clock.now():
+            self.claims.promote_due(self.clock.now())
+            due = self.claims.next_scheduled_at()
         if due is not None:
             wait = max(0.0, (due - self.clock.now()).total_seconds())
             self._next_promote = min(self._next_promote, time.monotonic() + wait)
