@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import selectors
 import shlex
 import shutil
 import sys
@@ -145,6 +146,25 @@ def test_argv_runs_without_a_shell(start: Callable[..., LocalHandle], tmp_path: 
 def test_non_zero_exit_code_is_returned(start: Callable[..., LocalHandle]) -> None:
     assert start(entrypoint="exit 3").wait(10) == 3
     assert start(argv=python("import sys; sys.exit(42)")).wait(10) == 42
+
+
+def test_exit_fd_becomes_readable_when_the_process_exits(
+    start: Callable[..., LocalHandle], tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    handle = start(argv=(sys.executable, "-c", f"open({str(gate)!r}).read()"))
+    fd = handle.exit_fd()
+    assert fd is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        assert sel.select(0) == []  # still running: blocked on the fifo
+        with gate.open("w"):
+            pass  # lets it finish
+        assert [key.fd for key, _ in sel.select(30)] == [fd]
+    assert handle.wait(0) == 0
+    handle.cleanup()
+    assert handle.exit_fd() is None  # closed by the cleanup
 
 
 def test_exit_by_signal_is_negative(start: Callable[..., LocalHandle]) -> None:
