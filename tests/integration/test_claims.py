@@ -119,3 +119,30 @@ def test_an_end_is_fenced_by_state_and_lease_epoch(make_runtime: RuntimeFactory)
     assert claims.end_attempts([cancelled], now)[0].ended is not None
     assert runtime.jobs.get(ADMIN, job.id).state is JobState.CANCELLED
     assert runtime.jobs.attempts(ADMIN, job.id)[0]["state"] == "cancelled"
+
+
+def test_a_step_writes_its_events_in_order_around_a_retry(make_runtime: RuntimeFactory) -> None:
+    """The running mark's event precedes the events of an end that re-queues the job,
+    and the claim of the step comes after both."""
+    runtime = make_runtime(start=False)
+    job = runtime.jobs.submit(
+        ADMIN, JobSpec(argv=(PY, "-c", "pass"), max_attempts=2, retry_backoff_s=60.0)
+    )[0]
+    other = runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0]
+    claims = ClaimStore(runtime.db)
+    now = runtime.clock.now()
+    claimed = claims.step(now=now, claim=_request(1)).claimed[0]
+    running = claimed.evolve(state=JobState.RUNNING, started_at=now)
+    end = AttemptEnd(job=running, target=JobState.FAILED, message="failed", exit_code=1)
+    step = claims.step(
+        now=now,
+        starts=[Started(job=claimed, pid=4242, create_time=1.0, node_id="n1")],
+        ends=[end],
+        claim=_request(1),
+    )
+    assert step.ended[0].ended is not None
+    assert [j.id for j in step.claimed] == [other.id]
+    states = [(e.from_state, e.to_state) for e in runtime.jobs.events(ADMIN, job.id)]
+    assert states[:3] == [(None, "queued"), ("queued", "starting"), ("starting", "running")]
+    assert states[3][0] == "running" and states[-1][1] == "queued"
+    assert [e.to_state for e in runtime.jobs.events(ADMIN, other.id)] == ["queued", "starting"]

@@ -193,18 +193,18 @@ class ClaimStore:
     ) -> Step:
         """In one transaction, in this order: mark the started attempts running, write
         the ends, claim queued jobs (see :meth:`mark_running`, :meth:`end_attempts`,
-        :meth:`claim`)."""
+        :meth:`claim`); the step's state events in one statement, in that order."""
         if not starts and not ends and (claim is None or not claim.token_hashes):
             return Step([], [], [])
+        events: list[_Event] = []  # of the whole step, inserted by one statement
+        attempts: list[dict[str, object]] = []
         with self.db.write() as conn:
-            running = self._mark_running(conn, starts, now)
-            events: list[_Event] = []
-            attempts: list[dict[str, object]] = []
+            running = self._mark_running(conn, starts, now, events)
             ended = [self._end(conn, end, now, events, attempts) for end in ends]
+            claimed = self._claim(conn, claim, now, events) if claim is not None else []
             _insert_events(conn, now, events)
             if attempts:
                 conn.execute(self._insert_attempt, attempts)
-            claimed = self._claim(conn, claim, now) if claim is not None else []
         return Step(running, ended, claimed)
 
     # ---- claims -----------------------------------------------------------------------
@@ -251,7 +251,10 @@ class ClaimStore:
         )
         return found[0] if found else None
 
-    def _claim(self, conn: sa.Connection, req: ClaimRequest, now: datetime) -> list[Job]:
+    def _claim(
+        self, conn: sa.Connection, req: ClaimRequest, now: datetime, events: list[_Event]
+    ) -> list[Job]:
+        """Claim within ``req``; the claims' events are appended to ``events``."""
         if not req.token_hashes or req.max_slots <= 0:
             return []
         states.check_transition(JobState.QUEUED, JobState.STARTING)
@@ -290,19 +293,15 @@ class ClaimStore:
                 room[k] = None if left is None else left - 1
             if len(claimed) == len(req.token_hashes) or free <= 0:
                 break
-        _insert_events(
-            conn,
-            now,
-            [
-                (
-                    j,
-                    JobState.QUEUED,
-                    JobState.STARTING,
-                    message,
-                    {"node_id": req.node_id, "attempt": j.attempt},
-                )
-                for j in claimed
-            ],
+        events.extend(
+            (
+                j,
+                JobState.QUEUED,
+                JobState.STARTING,
+                message,
+                {"node_id": req.node_id, "attempt": j.attempt},
+            )
+            for j in claimed
         )
         return claimed
 
@@ -329,13 +328,13 @@ class ClaimStore:
         return self.step(now=now, starts=starts).running
 
     def _mark_running(
-        self, conn: sa.Connection, starts: Sequence[Started], now: datetime
+        self, conn: sa.Connection, starts: Sequence[Started], now: datetime, events: list[_Event]
     ) -> list[Job | None]:
+        """The running marks; their events are appended to ``events``."""
         out: list[Job | None] = []
         if not starts:
             return out
         states.check_transition(JobState.STARTING, JobState.RUNNING)
-        events: list[_Event] = []
         for s in starts:
             message = f"Job is running on node {s.node_id} (pid {s.pid})."
             params = {
@@ -360,7 +359,6 @@ class ClaimStore:
             out.append(job)
             data = {"pid": s.pid, "node_id": s.node_id}
             events.append((s.job, JobState.STARTING, JobState.RUNNING, message, data))
-        _insert_events(conn, now, events)
         return out
 
     def end_attempts(self, ends: Sequence[AttemptEnd], now: datetime) -> list[EndResult]:
@@ -382,7 +380,9 @@ class ClaimStore:
         ``attempts`` (inserted together by the caller)."""
         job = end.job
         plan = retry.plan(job, end.target, end.error_type, now)
-        if plan is not None:
+        if plan is not None:  # writes its events at once: those gathered so far go first
+            _insert_events(conn, now, events)
+            events.clear()
             return self._end_and_retry(conn, end, now, plan)
         done = 0
         if states.can_transition(job.state, end.target):
