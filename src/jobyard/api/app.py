@@ -28,6 +28,7 @@ from jobyard.api.routes import (
     stream,
     system,
 )
+from jobyard.api.schemas import ErrorOut
 from jobyard.wiring import Runtime
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -84,6 +85,8 @@ def _document_errors(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault("ErrorOut", ErrorOut.model_json_schema())
         default = {
             "description": "An error: `{code, message, details}` (plain text on Ray's routes)",
             "content": {

@@ -34,7 +34,10 @@ _HTTP_CODES = {
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    409: "CONFLICT",
+    422: "VALIDATION_ERROR",
     429: "RATE_LIMITED",
+    503: "STORE_UNAVAILABLE",
 }
 
 
@@ -47,6 +50,22 @@ def error_response(
 ) -> JSONResponse:
     body = {"code": code, "message": message, "details": details or {}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for these error statuses, all in the one error shape. The shape
+    is referenced, not given as a model: a model per status and route costs FastAPI a
+    field each (megabytes over ~100 routes)."""
+    return {
+        code: {
+            "description": _HTTP_CODES.get(code, "Error").replace("_", " ").capitalize(),
+            "content": {"application/json": {"schema": ERROR_REF}},
+        }
+        for code in codes
+    }
 
 
 def status_of(exc: errors.JobyardError) -> int:

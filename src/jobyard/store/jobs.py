@@ -153,8 +153,6 @@ def decode_cursor(cursor: str) -> int:
         ) from e
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class NewJob:
     """A job about to be inserted, with its first event's message."""

@@ -25,7 +25,7 @@ MAX_PAGE_SIZE = 500
 router = APIRouter(
     prefix="/api/history/jobs",
     tags=["compat: job history"],
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
 )
 
 

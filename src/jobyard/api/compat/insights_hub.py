@@ -45,7 +45,7 @@ def accept_xsrf(
 router = APIRouter(
     prefix="/api/jobmanager/v3/jobs",
     tags=["compat: Insights Hub Job Manager v3"],
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
     dependencies=[Depends(accept_xsrf)],
 )
 

@@ -41,7 +41,7 @@ OUTPUT_NAMES = {t: t.value.capitalize() for t in OutputType} | {
 router = APIRouter(
     prefix="/api/{tenantId}",
     tags=["compat: mindzie Job Execution API"],
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
 )
 
 

@@ -32,7 +32,7 @@ from jobyard.wiring import Runtime
 
 log = logging.getLogger("jobyard.api.compat.prediction")
 
-router = APIRouter(prefix="/api/v1", tags=["compat: Prediction API"], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(prefix="/api/v1", tags=["compat: Prediction API"], responses=ERRORS)
 
 
 # ---- lookups in the caller's organisation --------------------------------------------

@@ -14,7 +14,7 @@ from jobyard.api.routes.jobs import ERRORS
 from jobyard.api.schemas import Strict
 from jobyard.domain.auth import ApiKey, Role
 
-router = APIRouter(prefix="/v1", tags=["administration"], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(prefix="/v1", tags=["administration"], responses=ERRORS)
 
 
 class TenantIn(Strict):

@@ -17,7 +17,7 @@ from jobyard.domain.priorities import Priority
 from jobyard.service.definitions import DefinitionSpec
 from jobyard.service.submission import RoleBinding
 
-router = APIRouter(prefix="/v1/definitions", tags=["definitions"], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(prefix="/v1/definitions", tags=["definitions"], responses=ERRORS)
 
 
 class DefinitionIn(Strict):

@@ -13,7 +13,7 @@ from jobyard.api.registry_schemas import (
 )
 from jobyard.api.routes.jobs import ERRORS
 
-router = APIRouter(prefix="/v1/environments", tags=["environments"], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(prefix="/v1/environments", tags=["environments"], responses=ERRORS)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create an environment")

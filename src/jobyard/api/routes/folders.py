@@ -16,8 +16,9 @@ from starlette.datastructures import FormData, UploadFile
 
 from jobyard import errors
 from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.errors import error_responses
 from jobyard.api.routes.jobs import ERRORS
-from jobyard.api.schemas import ErrorOut, Strict
+from jobyard.api.schemas import Strict
 from jobyard.domain.folders import FolderFile
 from jobyard.service.folders import FolderSummary
 from jobyard.storage.fs import CHUNK
@@ -27,7 +28,7 @@ MAX_FORM_FILES = 1000
 router = APIRouter(
     prefix="/v1/folders",
     tags=["folders"],
-    responses={**ERRORS, 413: {"model": ErrorOut}},  # type: ignore[dict-item]
+    responses={**ERRORS, **error_responses(413)},
 )
 
 

@@ -14,12 +14,11 @@ from pydantic import ValidationError
 
 from jobyard import errors
 from jobyard.api.deps import PrincipalDep, ReporterDep, RuntimeDep
-from jobyard.api.errors import validation_problems
+from jobyard.api.errors import error_responses, validation_problems
 from jobyard.api.schemas import (
     AttemptOut,
     BatchItemOut,
     CancelRequest,
-    ErrorOut,
     EventList,
     EventOut,
     JobBatchIn,
@@ -40,8 +39,8 @@ from jobyard.service.submission import JobRequest
 FOLLOW_POLL_S = 0.05
 E = TypeVar("E", JobState, Priority)
 
-ERRORS = {code: {"model": ErrorOut} for code in (401, 403, 404, 409, 413, 422, 429, 503)}
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)  # type: ignore[arg-type]
+ERRORS = error_responses(401, 403, 404, 409, 413, 422, 429, 503)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)
 
 
 def _split(values: list[str] | None) -> list[str]:

@@ -31,7 +31,7 @@ from jobyard.api.registry_schemas import (
 from jobyard.api.routes.jobs import ERRORS
 from jobyard.service.model_specs import ArtifactUpload
 
-router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERRORS)
 
 CHUNK = 1024 * 1024
 #: a version's JSON (the body, or the ``spec`` field) is at most this large

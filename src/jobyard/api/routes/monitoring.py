@@ -11,7 +11,7 @@ from jobyard.api.deps import PrincipalDep, RuntimeDep
 from jobyard.api.routes.jobs import ERRORS
 from jobyard.service.monitoring import overdue_models
 
-router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"], responses=ERRORS)
 
 
 class OverdueOut(BaseModel):

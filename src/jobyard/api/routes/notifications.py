@@ -12,7 +12,7 @@ from jobyard.api.routes.jobs import ERRORS
 from jobyard.service.notifications import delivery_log
 from jobyard.store.notifications import Delivery
 
-router = APIRouter(prefix="/v1/jobs", tags=["notifications"], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(prefix="/v1/jobs", tags=["notifications"], responses=ERRORS)
 
 
 class DeliveryOut(BaseModel):

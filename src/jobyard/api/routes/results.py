@@ -14,7 +14,7 @@ from jobyard.api.deps import PrincipalDep, RuntimeDep
 from jobyard.api.routes.jobs import ERRORS
 from jobyard.domain.results import Artifact, OutputType
 
-router = APIRouter(prefix="/v1/jobs", tags=["results"], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(prefix="/v1/jobs", tags=["results"], responses=ERRORS)
 
 
 class ResultFormat(StrEnum):

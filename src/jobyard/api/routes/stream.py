@@ -17,7 +17,8 @@ from fastapi.responses import StreamingResponse
 
 from jobyard import errors
 from jobyard.api.deps import PrincipalDep, RuntimeDep
-from jobyard.api.schemas import ErrorOut, EventOut
+from jobyard.api.errors import error_responses
+from jobyard.api.schemas import EventOut
 from jobyard.domain.jobs import JobEvent
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
@@ -30,7 +31,7 @@ LOG_KIND = "log"
 E = TypeVar("E", JobState, Priority)
 
 log = logging.getLogger("jobyard.api.stream")
-ERRORS = {code: {"model": ErrorOut} for code in (401, 404, 422, 503)}
+ERRORS = error_responses(401, 404, 422, 503)
 SSE = {200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}}
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 router = APIRouter(tags=["events"], responses={**ERRORS, **SSE})  # type: ignore[dict-item]
