@@ -146,3 +146,21 @@ def test_a_step_writes_its_events_in_order_around_a_retry(make_runtime: RuntimeF
     assert states[:3] == [(None, "queued"), ("queued", "starting"), ("starting", "running")]
     assert states[3][0] == "running" and states[-1][1] == "queued"
     assert [e.to_state for e in runtime.jobs.events(ADMIN, other.id)] == ["queued", "starting"]
+
+
+def test_candidates_are_read_along_the_queue_index(make_runtime: RuntimeFactory) -> None:
+    """The claim reads queued jobs in order from the partial queue index: it never sorts
+    the whole queue (SQLite's plan; PostgreSQL's depends on its statistics)."""
+    runtime = make_runtime(start=False)
+    claims = ClaimStore(runtime.db)
+    ids = [runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0].id for _ in range(3)]
+    assert [j.id for j in claims.step(now=runtime.clock.now(), claim=_request(3)).claimed] == ids
+    if runtime.db.dialect != "sqlite":
+        return
+    with runtime.db.read() as conn:
+        sql = str(claims._candidates.compile(dialect=conn.dialect))
+        plan = " ".join(
+            str(row[-1])
+            for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", (1, "", 50)).all()
+        )
+    assert "ix_jobs_queue" in plan and "TEMP B-TREE" not in plan

@@ -42,15 +42,30 @@ def _b(name: str, type_: sa.types.TypeEngine[object] | None = None) -> sa.BindPa
     return sa.bindparam(name, type_=type_)
 
 
+#: queued jobs in queue order, read along the partial index ``ix_jobs_queue`` (``WHERE
+#: state = 'queued'``): the state is a literal, as a partial index needs (a bound state
+#: would make the database find every queued job by state and sort them all)
 _CANDIDATES = (
     sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.environment_id, jobs.c.slots)
     .where(
-        jobs.c.state == JobState.QUEUED.value,
+        jobs.c.state == sa.literal_column(f"'{JobState.QUEUED.value}'"),
         jobs.c.slots <= _b("b_max_slots"),
         sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= _b("b_now", _TIME)),
     )
     .order_by(jobs.c.sort_key, jobs.c.seq)
     .limit(CLAIM_SCAN)
+)
+#: the same on SQLite, told to use that index: without statistics its planner would
+#: rather take the (state, lease_owner) index and sort all queued jobs
+_CANDIDATES_SQLITE = sa.text(
+    "SELECT id, tenant_id, environment_id, slots FROM jobs INDEXED BY ix_jobs_queue"
+    " WHERE state = 'queued' AND slots <= :b_max_slots"
+    " AND (not_before IS NULL OR not_before <= :b_now)"
+    " ORDER BY sort_key, seq LIMIT :b_limit"
+).bindparams(
+    sa.bindparam("b_max_slots", type_=sa.Integer()),
+    _b("b_now", _TIME),
+    sa.bindparam("b_limit", CLAIM_SCAN),
 )
 _CLAIM = (
     jobs.update()
@@ -178,7 +193,11 @@ class ClaimStore:
     def __init__(self, db: Database, jobs_store: JobStore | None = None) -> None:
         self.db = db
         self.jobs = jobs_store or JobStore(db)
-        self._candidates = dialects.lock_for_claim(_CANDIDATES, db.dialect)
+        self._candidates: sa.Executable = (
+            _CANDIDATES_SQLITE
+            if db.dialect == "sqlite"
+            else dialects.lock_for_claim(_CANDIDATES, db.dialect)
+        )
         self._env_limit = dialects.lock_row(_ENV_LIMIT, db.dialect)
         self._insert_attempt = dialects.insert_ignoring_conflicts(job_attempts, db.dialect)
 
@@ -530,7 +549,11 @@ class ClaimStore:
 
     def expired_leases(self, now: datetime, limit: int = 100) -> list[Job]:
         """Active jobs (of any node) whose lease expired."""
-        stmt = sa.select(jobs).where(_IS_ACTIVE, jobs.c.lease_expires_at < now).limit(limit)
+        stmt = (  # lease_owner: active jobs have one, and ix_jobs_leased holds only those
+            sa.select(jobs)
+            .where(_IS_ACTIVE, jobs.c.lease_owner.is_not(None), jobs.c.lease_expires_at < now)
+            .limit(limit)
+        )
         with self.db.read() as conn:
             return [job_from_row(r) for r in conn.execute(stmt).mappings().all()]
 
