@@ -58,7 +58,8 @@ def _has_notifications() -> sa.ColumnElement[bool]:
 
 
 def _unnotified_ended() -> list[sa.ColumnElement[bool]]:
-    return [jobs.c.notified_at.is_(None), jobs.c.state.in_(_TERMINAL)]
+    # ended_at: the partial index ix_jobs_unnotified holds only ended jobs
+    return [jobs.c.notified_at.is_(None), jobs.c.ended_at.is_not(None), jobs.c.state.in_(_TERMINAL)]
 
 
 class NotificationStore:
@@ -81,7 +82,7 @@ class NotificationStore:
 
     def mark_silent(self, now: datetime, limit: int = 500) -> int:
         """Mark ended jobs without a notification spec as done, so the "not yet
-        notified" set (index ``ix_jobs_notified_at_state``) stays small."""
+        notified" set (index ``ix_jobs_unnotified``) stays small."""
         find = (
             sa.select(jobs.c.id)
             .where(*_unnotified_ended(), sa.not_(_has_notifications()))

@@ -86,6 +86,12 @@ nodes = sa.Table(
     sa.Column("last_heartbeat_at", UtcDateTime, nullable=False),
 )
 
+
+def _partial(name: str, where: str, *columns: str) -> sa.Index:
+    """An index of the rows that meet ``where`` (SQLite and PostgreSQL)."""
+    return sa.Index(name, *columns, sqlite_where=sa.text(where), postgresql_where=sa.text(where))
+
+
 jobs = sa.Table(
     "jobs",
     metadata,
@@ -190,15 +196,21 @@ jobs = sa.Table(
     # list pages filtered by state, job type or submitter, newest first (seq explicit
     # for PostgreSQL; SQLite appends the rowid anyway); the state one also serves counts
     sa.Index("ix_jobs_tenant_id_state_seq", "tenant_id", "state", "seq"),
-    sa.Index("ix_jobs_tenant_id_job_type_seq", "tenant_id", "job_type", "seq"),
+    _partial(
+        "ix_jobs_tenant_id_job_type_seq", "job_type IS NOT NULL", "tenant_id", "job_type", "seq"
+    ),
     sa.Index("ix_jobs_tenant_id_submitted_by_seq", "tenant_id", "submitted_by", "seq"),
-    sa.Index("ix_jobs_state_lease_owner", "state", "lease_owner"),
-    sa.Index("ix_jobs_environment_id_state", "environment_id", "state"),
-    sa.Index("ix_jobs_model_version_id", "model_version_id"),
-    sa.Index("ix_jobs_retry_of", "retry_of"),
-    sa.Index("ix_jobs_tenant_id_ended_at", "tenant_id", "ended_at"),
-    sa.Index("ix_jobs_job_type_ended_at", "job_type", "ended_at"),
-    sa.Index("ix_jobs_notified_at_state", "notified_at", "state"),
+    # partial (migration 0007): a row is only in the indexes whose queries can match it,
+    # so a plain submit updates few b-trees; their queries imply the condition
+    _partial("ix_jobs_leased", "lease_owner IS NOT NULL", "lease_owner", "state"),
+    _partial(
+        "ix_jobs_environment_id_state", "environment_id IS NOT NULL", "environment_id", "state"
+    ),
+    _partial("ix_jobs_model_version_id", "model_version_id IS NOT NULL", "model_version_id"),
+    _partial("ix_jobs_retry_of", "retry_of IS NOT NULL", "retry_of"),
+    _partial("ix_jobs_tenant_id_ended_at", "ended_at IS NOT NULL", "tenant_id", "ended_at"),
+    _partial("ix_jobs_job_type_ended_at", "ended_at IS NOT NULL", "job_type", "ended_at"),
+    _partial("ix_jobs_unnotified", "notified_at IS NULL AND ended_at IS NOT NULL", "state", "seq"),
 )
 
 #: jobs per tenant, project, state, priority and job type ('' for none), kept by
