@@ -60,7 +60,7 @@ class Settings:
     max_storage_bytes_default: int | None = None  #: per tenant: folders and results
     max_log_bytes_default: int = 100 * 1024 * 1024  #: per job attempt; beyond, truncated
     run_as_user: str | None = None  #: jobs run as this user when the server runs as root
-    rate_limit_per_s: float = 500.0  #: requests per API key per second (burst: twice that)
+    rate_limit_per_s: float = 10_000.0  #: requests per API key per second (burst: twice that)
 
     @property
     def db_url(self) -> str:
