@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import Dialect
 
 from jobyard import errors
 from jobyard.domain import retry, states
@@ -26,6 +29,7 @@ from jobyard.store.jobs import (
     JobStore,
     job_from_row,
 )
+from jobyard.store.prepared import prepared_insert
 from jobyard.store.tables import environments, job_attempts, job_events, jobs, tenants
 from jobyard.store.tracking import TrackingStore
 
@@ -133,7 +137,43 @@ _ENV_ACTIVE = (
     .where(jobs.c.environment_id == _b("b_id"), _IS_ACTIVE)
 )
 _SELECT_JOB = sa.select(jobs).where(jobs.c.id == _b("b_id"))
-_INSERT_EVENTS = job_events.insert()
+_EVENT_COLUMNS = ("tenant_id", "job_id", "at", "kind", "from_state", "to_state", "message", "data")
+
+
+class _Fenced:
+    """A fenced UPDATE compiled once for a dialect and run on the driver's cursor: the
+    running mark and the ends run once per job, and SQLAlchemy's per-call work (cache
+    lookup, execution context, result set-up) cost more than the statement itself.
+    Parameters go through the columns' bind processors, as SQLAlchemy would do; driver
+    errors come out wrapped as SQLAlchemy's."""
+
+    def __init__(self, stmt: sa.Update, dialect: Dialect) -> None:
+        self._compiled = stmt.compile(dialect=dialect)
+        self.sql: str = self._compiled.string
+        self._order = tuple(self._compiled.positiontup or ()) if self._compiled.positional else None
+        self._processors = {
+            name: process
+            for name, bind in self._compiled.binds.items()
+            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        self._error_base = dialect.loaded_dbapi.Error
+
+    def rowcount(self, conn: sa.Connection, params: Mapping[str, object]) -> int:
+        """Run with ``params`` in ``conn``'s transaction; the number of rows updated."""
+        values = self._compiled.construct_params(dict(params))
+        procs = self._processors
+        done = {k: (procs[k](v) if k in procs else v) for k, v in values.items()}
+        args: Any = done if self._order is None else tuple(done[k] for k in self._order)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(self.sql, args)
+            return int(cursor.rowcount)
+        except self._error_base as e:
+            raise exc.DBAPIError.instance(
+                self.sql, args, e, self._error_base, dialect=conn.dialect
+            ) from e
+        finally:
+            cursor.close()
 
 
 @dataclass(frozen=True)
@@ -200,6 +240,10 @@ class ClaimStore:
         )
         self._env_limit = dialects.lock_row(_ENV_LIMIT, db.dialect)
         self._insert_attempt = dialects.insert_ignoring_conflicts(job_attempts, db.dialect)
+        dialect = db.engine.dialect
+        self._running = _Fenced(_RUNNING, dialect)
+        self._end_plain = _Fenced(_END, dialect)
+        self._end_usage = _Fenced(_END_WITH_USAGE, dialect)
 
     # ---- one transaction for a dispatch step ------------------------------------------
     def step(
@@ -364,7 +408,7 @@ class ClaimStore:
                 "b_now": now,
                 "b_message": message,
             }
-            if not conn.execute(_RUNNING, params).rowcount:
+            if not self._running.rowcount(conn, params):
                 out.append(None)
                 continue
             job = s.job.evolve(
@@ -415,11 +459,11 @@ class ClaimStore:
                 "b_exit_code": end.exit_code,
                 "b_now": now,
             }
-            stmt = _END
+            fenced = self._end_plain
             if end.usage is not None:
-                stmt = _END_WITH_USAGE
+                fenced = self._end_usage
                 params.update({f"b_{c}": getattr(end.usage, c) for c in _USAGE_COLUMNS})
-            done = conn.execute(stmt, params).rowcount
+            done = fenced.rowcount(conn, params)
         if not done:
             row = conn.execute(_SELECT_JOB, {"b_id": job.id}).mappings().first()
             return EndResult(ended=None, current=job_from_row(row) if row else None)
@@ -572,8 +616,8 @@ def _insert_events(conn: sa.Connection, now: datetime, changes: Sequence[_Event]
     """The state events of a step's changes, in one statement."""
     if not changes:
         return
-    conn.execute(
-        _INSERT_EVENTS,
+    prepared_insert(job_events, _EVENT_COLUMNS, conn.dialect).execute_many(
+        conn,
         [
             {
                 "tenant_id": job.tenant_id,
