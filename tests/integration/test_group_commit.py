@@ -89,3 +89,58 @@ def test_close_commits_what_is_queued(db_url: str) -> None:
         assert {f"c{i}" for i in range(5)} <= _ids(again)
     finally:
         again.dispose()
+
+
+def test_one_turn_of_the_event_loop_is_one_transaction(db: Database) -> None:
+    """Pieces submitted from the event loop in the same turn commit together: in the
+    loop's thread when the database is free at once (SQLite), else on the writer."""
+    import asyncio
+
+    threads: set[int] = set()
+
+    def add(tenant_id: str) -> Callable[[sa.Connection], str]:
+        def work(conn: sa.Connection) -> str:
+            threads.add(threading.get_ident())
+            return _add(tenant_id)(conn)
+
+        return work
+
+    async def turn(prefix: str) -> list[object]:
+        pieces = [db.group.run_async(add(f"{prefix}{i}")) for i in range(10)]
+        pieces.append(db.group.run_async(add(f"{prefix}3")))  # the same key: fails alone
+        return await asyncio.gather(*pieces, return_exceptions=True)
+
+    before = db.group.transactions
+    results = asyncio.run(turn("a"))
+    assert results[:10] == [f"a{i}" for i in range(10)]
+    assert isinstance(results[10], exc.IntegrityError)
+    assert db.group.transactions == before + 1
+    inline = db.dialect == "sqlite"
+    assert (threads == {threading.get_ident()}) is inline
+
+    # a writer holding the database: the turn goes to the writer thread, still together
+    started, gate = threading.Event(), threading.Event()
+
+    def blocker(conn: sa.Connection) -> None:
+        started.set()
+        assert gate.wait(10)
+
+    held = db.group.submit(blocker)
+    assert started.wait(10)
+
+    async def blocked_turn() -> list[object]:
+        task = asyncio.ensure_future(turn("b"))
+        while db.group.waiting() < 11:  # all eleven queued behind the blocker
+            await asyncio.sleep(0)
+        gate.set()
+        return await task
+
+    threads.clear()
+    before = db.group.transactions
+    results = asyncio.run(blocked_turn())
+    held.result(10)
+    assert results[:10] == [f"b{i}" for i in range(10)]
+    assert isinstance(results[10], exc.IntegrityError)
+    assert db.group.transactions == before + 2  # the blocker's, then the eleven
+    assert threading.get_ident() not in threads
+    assert {f"a{i}" for i in range(10)} | {f"b{i}" for i in range(10)} <= _ids(db)

@@ -29,7 +29,7 @@ class Database:
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         #: the writer thread that commits concurrent small writes together, on a
         #: connection of its own
-        self.group = GroupCommit(self._group_write)
+        self.group = GroupCommit(self._group_write, self._group_write_now)
         self._group_conn: sa.Connection | None = None
 
     @contextmanager
@@ -59,6 +59,23 @@ class Database:
                 self._group_conn = conn.execution_options(**{dialects.WRITE_OPTION: True})
             with self._group_conn.begin():
                 yield self._group_conn
+
+    def _group_write_now(self) -> contextlib.AbstractContextManager[sa.Connection] | None:
+        """:meth:`_group_write` for a caller that must not wait (the event loop): only on
+        SQLite with its write lock free now (a PostgreSQL commit is a network round trip:
+        those stay on the writer thread)."""
+        lock = self._write_lock
+        if lock is None or not lock.acquire(blocking=False):
+            return None
+        return self._group_write_locked(lock)
+
+    @contextmanager
+    def _group_write_locked(self, lock: threading.RLock) -> Iterator[sa.Connection]:
+        try:
+            with self._group_write() as conn:
+                yield conn
+        finally:
+            lock.release()
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:

@@ -336,7 +336,7 @@ class JobStore:
     async def insert_async(self, new: NewJob) -> tuple[Job, bool]:
         """:meth:`insert` for the event loop: waits for the commit without a thread."""
         try:
-            return await asyncio.wrap_future(self.db.group.submit(new.insert)), True
+            return await self.db.group.run_async(new.insert), True
         except exc.IntegrityError:
             return await asyncio.to_thread(self._existing, new), False
 
