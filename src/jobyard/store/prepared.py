@@ -11,7 +11,8 @@ callers see the same exceptions as from :meth:`sqlalchemy.Connection.execute`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,7 +41,6 @@ class PreparedInsert:
             process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 self.processors[name] = process
-        self._error_base = dialect.loaded_dbapi.Error
 
     def parameters(self, row: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """The driver's parameters for ``row`` (which has exactly :attr:`columns`)."""
@@ -53,30 +53,30 @@ class PreparedInsert:
     def execute(self, conn: sa.Connection, row: Mapping[str, Any]) -> Any:
         """Insert ``row`` in ``conn``'s transaction; the RETURNING value, if any."""
         params = self.parameters(row)
-        cursor = conn.connection.cursor()
-        try:
+        with driver_cursor(conn, self.sql, params) as cursor:
             cursor.execute(self.sql, params)
             found = cursor.fetchone() if cursor.description else None
-        except self._error_base as e:
-            raise exc.DBAPIError.instance(
-                self.sql, params, e, self._error_base, dialect=conn.dialect
-            ) from e
-        finally:
-            cursor.close()
         return found[0] if found else None
 
     def execute_many(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert ``rows`` in ``conn``'s transaction with one ``executemany``."""
         params: Any = [self.parameters(row) for row in rows]
-        cursor = conn.connection.cursor()
-        try:
+        with driver_cursor(conn, self.sql, params) as cursor:
             cursor.executemany(self.sql, params)
-        except self._error_base as e:
-            raise exc.DBAPIError.instance(
-                self.sql, params, e, self._error_base, dialect=conn.dialect
-            ) from e
-        finally:
-            cursor.close()
+
+
+@contextmanager
+def driver_cursor(conn: sa.Connection, sql: str, params: Any) -> Iterator[Any]:
+    """A cursor of the driver's connection under ``conn`` (inside its transaction); a
+    driver error comes out as SQLAlchemy's (IntegrityError, OperationalError, …)."""
+    base = conn.dialect.loaded_dbapi.Error
+    cursor = conn.connection.cursor()
+    try:
+        yield cursor
+    except base as e:
+        raise exc.DBAPIError.instance(sql, params, e, base, dialect=conn.dialect) from e
+    finally:
+        cursor.close()
 
 
 _CACHE: dict[tuple[str, str, str, tuple[str, ...], str | None], PreparedInsert] = {}
