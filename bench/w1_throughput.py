@@ -6,6 +6,11 @@ pass`` measured just before and just after it (mean of the two), both with the s
 absolute interpreter; the ratio jobyard / floor is the figure (target: <= 1.25).
 
     .venv/bin/python bench/w1_throughput.py [--rounds 3] [--jobs 200] [--shell]
+    .venv/bin/python bench/w1_throughput.py --database-url postgresql+psycopg://root@127.0.0.1:5432/x
+
+The jobs are submitted one by one through the SDK (``jobyard.Client.submit``, what a
+user calls). With ``--database-url`` each round runs on a fresh PostgreSQL database
+(see w3_submit.py).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from common import (
     running_server,
     spread,
 )
+from w3_submit import fresh_database
+
+import jobyard
 
 TERMINAL = ("succeeded", "failed", "timed_out", "cancelled")
 DEADLINE_S = 600.0
@@ -86,19 +94,26 @@ def cpu_s(proc: psutil.Process) -> float:
     return times.user + times.system
 
 
-def jobyard_round(python: str, jobs: int, shell: bool, poll_s: float) -> tuple[float, float, float]:
+def jobyard_round(
+    python: str, jobs: int, shell: bool, poll_s: float, database_url: str | None
+) -> tuple[float, float, float]:
     """(first submit -> last ended_at, submit phase, server CPU) in seconds, on a fresh
     server."""
     entrypoint: str | list[str] = "python3 -c pass" if shell else [python, "-c", "pass"]
     path = job_path(python)
-    with running_server(slots=SLOTS, extra_env={"PATH": path}) as server, server.client() as c:
-        c.get("/v1/jobs", params={"limit": "1"}).raise_for_status()  # connect + auth warm
+    with (
+        fresh_database(database_url) as url,
+        running_server(slots=SLOTS, database_url=url, extra_env={"PATH": path}) as server,
+        server.client() as c,
+        jobyard.Client(server.url, server.api_key) as sdk,
+    ):
+        sdk.list(limit=1)  # connect + auth warm
         proc = psutil.Process(server.pid)
         cpu0 = cpu_s(proc)
         t0 = datetime.now(UTC)
         start = time.perf_counter()
         for _ in range(jobs):
-            c.post("/v1/jobs", json={"entrypoint": entrypoint}).raise_for_status()
+            sdk.submit(entrypoint)
         submit_s = time.perf_counter() - start
         wait_all_ended(c, jobs, poll_s)
         server_cpu = cpu_s(proc) - cpu0
@@ -123,6 +138,7 @@ def main() -> None:
     )
     ap.add_argument("--shell", action="store_true", help="submit the string 'python3 -c pass'")
     ap.add_argument("--poll-ms", type=float, default=100, help="completion poll interval")
+    ap.add_argument("--database-url", help="PostgreSQL: a fresh database per round")
     args = ap.parse_args()
     python = os.path.abspath(args.python)
     if args.shell and not (Path(python).parent / "python3").exists():
@@ -137,7 +153,9 @@ def main() -> None:
     for n in range(1, args.rounds + 1):
         # The floor brackets the jobyard run: the machine's load drifts between rounds.
         before = floor_seconds(python, args.jobs)
-        wall, submit, cpu = jobyard_round(python, args.jobs, args.shell, args.poll_ms / 1000)
+        wall, submit, cpu = jobyard_round(
+            python, args.jobs, args.shell, args.poll_ms / 1000, args.database_url
+        )
         after = floor_seconds(python, args.jobs)
         floor = (before + after) / 2
         rounds.append(Round(floor, wall, submit, cpu))
