@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from datetime import UTC, datetime
 
 import pytest
@@ -39,7 +40,8 @@ def _ids(db: Database) -> set[str]:
         return set(conn.execute(sa.select(tenants.c.id)).scalars())
 
 
-def test_waiting_work_is_committed_in_one_transaction(db: Database) -> None:
+def _hold(db: Database) -> tuple[threading.Event, Future[str]]:
+    """Keep the writer thread busy until the returned event is set."""
     started, gate = threading.Event(), threading.Event()
 
     def blocker(conn: sa.Connection) -> str:
@@ -47,21 +49,37 @@ def test_waiting_work_is_committed_in_one_transaction(db: Database) -> None:
         assert gate.wait(10)
         return "first"
 
-    first = db.group.submit(blocker)
+    held = db.group.submit(blocker)
     assert started.wait(10)
+    return gate, held
+
+
+def test_waiting_work_is_committed_in_one_transaction(db: Database) -> None:
+    gate, first = _hold(db)
     before = db.group.transactions
     waiting = [db.group.submit(_add(f"t{i}")) for i in range(20)]
-    clash = db.group.submit(_add("t3"))  # the same key again: fails alone
-    later = db.group.submit(_add("t99"))
-    assert db.group.waiting() == 22 and not any(f.done() for f in waiting)
+    assert db.group.waiting() == 20 and not any(f.done() for f in waiting)
     gate.set()
     assert first.result(10) == "first"
     assert [f.result(10) for f in waiting] == [f"t{i}" for i in range(20)]
+    assert db.group.transactions == before + 2  # the blocker's, then one for the 20
+    assert {f"t{i}" for i in range(20)} <= _ids(db)
+
+
+def test_a_failing_piece_fails_alone(db: Database) -> None:
+    """A piece that fails its group's transaction: the group is rolled back and each
+    piece runs again on its own, so only that piece fails."""
+    gate, first = _hold(db)
+    waiting = [db.group.submit(_add(f"u{i}")) for i in range(5)]
+    clash = db.group.submit(_add("u3"))  # the same key again
+    later = db.group.submit(_add("u99"))
+    gate.set()
+    first.result(10)
+    assert [f.result(10) for f in waiting] == [f"u{i}" for i in range(5)]
     with pytest.raises(exc.IntegrityError):
         clash.result(10)
-    assert later.result(10) == "t99"
-    assert db.group.transactions == before + 2  # the blocker's, then one for the 22
-    assert {f"t{i}" for i in range(20)} | {"t99"} <= _ids(db)
+    assert later.result(10) == "u99"
+    assert {f"u{i}" for i in range(5)} | {"u99"} <= _ids(db)
 
 
 def test_a_lone_failure_fails_only_its_caller(db: Database) -> None:
@@ -105,32 +123,29 @@ def test_one_turn_of_the_event_loop_is_one_transaction(db: Database) -> None:
 
         return work
 
-    async def turn(prefix: str) -> list[object]:
+    async def turn(prefix: str, clash: bool = False) -> list[object]:
         pieces = [db.group.run_async(add(f"{prefix}{i}")) for i in range(10)]
-        pieces.append(db.group.run_async(add(f"{prefix}3")))  # the same key: fails alone
+        if clash:
+            pieces.append(db.group.run_async(add(f"{prefix}3")))  # the same key: fails alone
         return await asyncio.gather(*pieces, return_exceptions=True)
 
     before = db.group.transactions
     results = asyncio.run(turn("a"))
-    assert results[:10] == [f"a{i}" for i in range(10)]
-    assert isinstance(results[10], exc.IntegrityError)
+    assert results == [f"a{i}" for i in range(10)]
     assert db.group.transactions == before + 1
     inline = db.dialect == "sqlite"
     assert (threads == {threading.get_ident()}) is inline
 
+    results = asyncio.run(turn("c", clash=True))
+    assert results[:10] == [f"c{i}" for i in range(10)]
+    assert isinstance(results[10], exc.IntegrityError)
+
     # a writer holding the database: the turn goes to the writer thread, still together
-    started, gate = threading.Event(), threading.Event()
-
-    def blocker(conn: sa.Connection) -> None:
-        started.set()
-        assert gate.wait(10)
-
-    held = db.group.submit(blocker)
-    assert started.wait(10)
+    gate, held = _hold(db)
 
     async def blocked_turn() -> list[object]:
         task = asyncio.ensure_future(turn("b"))
-        while db.group.waiting() < 11:  # all eleven queued behind the blocker
+        while db.group.waiting() < 10:  # all ten queued behind the blocker
             await asyncio.sleep(0)
         gate.set()
         return await task
@@ -139,8 +154,7 @@ def test_one_turn_of_the_event_loop_is_one_transaction(db: Database) -> None:
     before = db.group.transactions
     results = asyncio.run(blocked_turn())
     held.result(10)
-    assert results[:10] == [f"b{i}" for i in range(10)]
-    assert isinstance(results[10], exc.IntegrityError)
-    assert db.group.transactions == before + 2  # the blocker's, then the eleven
+    assert results == [f"b{i}" for i in range(10)]
+    assert db.group.transactions == before + 2  # the blocker's, then the ten
     assert threading.get_ident() not in threads
-    assert {f"a{i}" for i in range(10)} | {f"b{i}" for i in range(10)} <= _ids(db)
+    assert {f"{p}{i}" for p in "abc" for i in range(10)} <= _ids(db)

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import exc
 from sqlalchemy.engine import Dialect
 
 from jobyard import errors
@@ -29,7 +28,7 @@ from jobyard.store.jobs import (
     JobStore,
     job_from_row,
 )
-from jobyard.store.prepared import prepared_insert
+from jobyard.store.prepared import driver_cursor, prepared_insert
 from jobyard.store.tables import environments, job_attempts, job_events, jobs, tenants
 from jobyard.store.tracking import TrackingStore
 
@@ -156,7 +155,6 @@ class _Fenced:
             for name, bind in self._compiled.binds.items()
             if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
-        self._error_base = dialect.loaded_dbapi.Error
 
     def rowcount(self, conn: sa.Connection, params: Mapping[str, object]) -> int:
         """Run with ``params`` in ``conn``'s transaction; the number of rows updated."""
@@ -164,16 +162,9 @@ class _Fenced:
         procs = self._processors
         done = {k: (procs[k](v) if k in procs else v) for k, v in values.items()}
         args: Any = done if self._order is None else tuple(done[k] for k in self._order)
-        cursor = conn.connection.cursor()
-        try:
+        with driver_cursor(conn, self.sql, args) as cursor:
             cursor.execute(self.sql, args)
             return int(cursor.rowcount)
-        except self._error_base as e:
-            raise exc.DBAPIError.instance(
-                self.sql, args, e, self._error_base, dialect=conn.dialect
-            ) from e
-        finally:
-            cursor.close()
 
 
 @dataclass(frozen=True)

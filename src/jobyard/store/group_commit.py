@@ -2,9 +2,10 @@
 in one transaction, so concurrent submits share one commit (one fsync) and a lone
 submit pays exactly one.
 
-Each piece of work is a function of the open connection. With several pieces in a
-transaction each runs inside its own savepoint, so one that fails (an idempotency
-conflict, a bad value) is rolled back alone and the others still commit. A result is
+Each piece of work is a function of the open connection. Several pieces share one
+transaction; when one of them fails it (an idempotency conflict, a bad value), the group
+is rolled back and each piece runs again in a transaction of its own, so the failing one
+fails alone and the others still commit. A result is
 handed back only after the commit: an answer never precedes durability.
 
 From the event loop (:meth:`GroupCommit.run_async`) the pieces submitted in one turn of
@@ -133,19 +134,30 @@ class GroupCommit:
         self, begin: AbstractContextManager[sa.Connection], works: list[Work]
     ) -> list[tuple[bool, Any]] | BaseException:
         """Each piece's (ok, result or exception) once committed, or the exception that
-        failed the whole transaction."""
-        outcomes: list[tuple[bool, Any]] = []
+        failed the transaction of a lone piece. A group is tried as one transaction; if
+        any piece fails it, each piece is run again in a transaction of its own, so the
+        others still commit (cheaper than a savepoint per piece in the common case)."""
         try:
             with begin as conn:
-                if len(works) == 1:
-                    outcomes.append((True, works[0](conn)))
-                else:
-                    outcomes.extend(_in_savepoint(conn, work) for work in works)
-        except Exception as e:  # the transaction failed: every piece fails with it
-            return e
+                results = [work(conn) for work in works]
+        except Exception as e:
+            if len(works) == 1:
+                return e
+            return [self._alone(work) for work in works]
         self.transactions += 1
-        self.pieces += sum(ok for ok, _ in outcomes)
-        return outcomes
+        self.pieces += len(works)
+        return [(True, r) for r in results]
+
+    def _alone(self, work: Work) -> tuple[bool, Any]:
+        """``work`` in a transaction of its own: (ok, result or exception)."""
+        try:
+            with self._begin_write() as conn:
+                result = work(conn)
+        except Exception as e:
+            return False, e
+        self.transactions += 1
+        self.pieces += 1
+        return True, result
 
 
 def _settle(live: list[tuple[Work, Any]], outcomes: list[tuple[bool, Any]] | BaseException) -> None:
@@ -176,11 +188,3 @@ def _chain(source: Future[Any], target: asyncio.Future[Any]) -> None:
         loop.call_soon_threadsafe(settle)
 
     source.add_done_callback(copy)
-
-
-def _in_savepoint(conn: sa.Connection, work: Work) -> tuple[bool, Any]:
-    try:
-        with conn.begin_nested():
-            return True, work(conn)
-    except Exception as e:  # this piece alone is rolled back
-        return False, e
