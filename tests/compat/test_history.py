@@ -78,7 +78,9 @@ def test_batch_job_object(client: Client, hist: httpx.Client, tmp_path: Path) ->
 
     def counted() -> dict[str, Any] | None:  # the job waits at the barrier once it reported
         found: dict[str, Any] = hist.get(f"{JOBS}/{job.id}").json()
-        return found if found["completed"] + found["failed"] == len(inputs) else None
+        reported = found["completed"] + found["failed"] == len(inputs)
+        # the running mark may follow the process's start by a claim-loop step (≤ 50 ms)
+        return found if reported and found["status"] == "RUNNING" else None
 
     running: dict[str, Any] = wait_for(counted, timeout=30)
     assert (running["status"], running["pending"], running["total"]) == ("RUNNING", 0, 3)
