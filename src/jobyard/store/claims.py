@@ -45,6 +45,8 @@ def _b(name: str, type_: sa.types.TypeEngine[object] | None = None) -> sa.BindPa
     return sa.bindparam(name, type_=type_)
 
 
+#: scheduled jobs, as the partial index ``ix_jobs_scheduled`` needs it (a literal state)
+_IS_SCHEDULED = jobs.c.state == sa.literal_column(f"'{JobState.SCHEDULED.value}'")
 #: queued jobs in queue order, read along the partial index ``ix_jobs_queue`` (``WHERE
 #: state = 'queued'``): the state is a literal, as a partial index needs (a bound state
 #: would make the database find every queued job by state and sort them all)
@@ -510,9 +512,7 @@ class ClaimStore:
     # ---- scheduled jobs -----------------------------------------------------------------
     def next_scheduled_at(self) -> datetime | None:
         """The earliest due time of a scheduled job, or None."""
-        stmt = sa.select(sa.func.min(jobs.c.scheduled_at)).where(
-            jobs.c.state == JobState.SCHEDULED.value
-        )
+        stmt = sa.select(sa.func.min(jobs.c.scheduled_at)).where(_IS_SCHEDULED)
         with self.db.read() as conn:
             due: datetime | None = conn.execute(stmt).scalar()
         return due
@@ -521,7 +521,7 @@ class ClaimStore:
         """scheduled → queued for the jobs whose time has come, in one transaction."""
         stmt = (
             sa.select(jobs)
-            .where(jobs.c.state == JobState.SCHEDULED.value, jobs.c.scheduled_at <= now)
+            .where(_IS_SCHEDULED, jobs.c.scheduled_at <= now)
             .order_by(jobs.c.scheduled_at)
             .limit(limit)
         )

@@ -211,6 +211,8 @@ jobs = sa.Table(
     _partial("ix_jobs_tenant_id_ended_at", "ended_at IS NOT NULL", "tenant_id", "ended_at"),
     _partial("ix_jobs_job_type_ended_at", "ended_at IS NOT NULL", "job_type", "ended_at"),
     _partial("ix_jobs_unnotified", "notified_at IS NULL AND ended_at IS NOT NULL", "state", "seq"),
+    # the claim loop's timer: the earliest due scheduled job (migration 0008)
+    _partial("ix_jobs_scheduled", "state = 'scheduled'", "scheduled_at"),
 )
 
 #: jobs per tenant, project, state, priority and job type ('' for none), kept by
