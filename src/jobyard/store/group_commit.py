@@ -5,8 +5,8 @@ submit pays exactly one.
 Each piece of work is a function of the open connection. Several pieces share one
 transaction; when one of them fails it (an idempotency conflict, a bad value), the group
 is rolled back and each piece runs again in a transaction of its own, so the failing one
-fails alone and the others still commit. A result is
-handed back only after the commit: an answer never precedes durability.
+fails alone and the others still commit. A result is handed back only after the
+commit: an answer never precedes durability.
 
 From the event loop (:meth:`GroupCommit.run_async`) the pieces submitted in one turn of
 the loop are committed together, in the loop's own thread when the database can take
@@ -17,7 +17,6 @@ saves two thread hand-offs per submit; otherwise the writer thread commits them.
 from __future__ import annotations
 
 import asyncio
-import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -26,8 +25,6 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-
-log = logging.getLogger("jobyard.store")
 
 T = TypeVar("T")
 Work = Callable[[sa.Connection], Any]
@@ -73,7 +70,8 @@ class GroupCommit:
 
     async def run_async(self, work: Callable[[sa.Connection], T]) -> T:
         """:meth:`run` for the event loop: committed with the pieces of the same turn of
-        the loop, without a thread when the database is free at once."""
+        the loop, without a thread when the database is free at once. One event loop
+        per process uses it (the server's)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._turn.append((work, future))
