@@ -4,6 +4,7 @@ mark and the end in one step, fenced ends, on both databases."""
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 
 from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import JobSpec, ResourceUsage
@@ -67,14 +68,15 @@ def test_running_mark_and_end_in_one_step(make_runtime: RuntimeFactory) -> None:
     claims = ClaimStore(runtime.db)
     now = runtime.clock.now()
     claimed = claims.step(now=now, claim=_request(1)).claimed[0]
-    running = claimed.evolve(state=JobState.RUNNING, started_at=now)
+    began = now - timedelta(seconds=1)  # the process started before the step marks it
+    running = claimed.evolve(state=JobState.RUNNING, started_at=began)
     usage = ResourceUsage(cpu_percent=1.0, rss_bytes=10, peak_rss_bytes=20, cpu_time_s=0.5)
     end = AttemptEnd(
         job=running, target=JobState.SUCCEEDED, message="done", exit_code=0, usage=usage
     )
     step = claims.step(
         now=now,
-        starts=[Started(job=claimed, pid=4242, create_time=1.0, node_id="n1")],
+        starts=[Started(job=claimed, pid=4242, create_time=1.0, node_id="n1", started_at=began)],
         ends=[end],
     )
     assert step.running[0] is not None and step.running[0].pid == 4242
@@ -87,6 +89,7 @@ def test_running_mark_and_end_in_one_step(make_runtime: RuntimeFactory) -> None:
         4242,
     )
     assert done.usage.peak_rss_bytes == 20 and done.usage.cpu_time_s == 0.5
+    assert done.started_at == began  # the process's start, not the time of the mark
     assert [e.to_state for e in runtime.jobs.events(ADMIN, job.id)] == [
         "queued",
         "starting",
@@ -103,7 +106,7 @@ def test_an_end_is_fenced_by_state_and_lease_epoch(make_runtime: RuntimeFactory)
     claims = ClaimStore(runtime.db)
     now = runtime.clock.now()
     claimed = claims.step(now=now, claim=_request(1)).claimed[0]
-    running = claims.mark_running([Started(claimed, 1, 1.0, "n1")], now)[0]
+    running = claims.mark_running([Started(claimed, 1, 1.0, "n1", now)], now)[0]
     assert running is not None
     runtime.jobs.store.transition(running, JobState.CANCELLING, now=now, message="cancel")
     old_epoch = running.evolve(state=JobState.CANCELLING, lease_epoch=0)
@@ -136,7 +139,7 @@ def test_a_step_writes_its_events_in_order_around_a_retry(make_runtime: RuntimeF
     end = AttemptEnd(job=running, target=JobState.FAILED, message="failed", exit_code=1)
     step = claims.step(
         now=now,
-        starts=[Started(job=claimed, pid=4242, create_time=1.0, node_id="n1")],
+        starts=[Started(job=claimed, pid=4242, create_time=1.0, node_id="n1", started_at=now)],
         ends=[end],
         claim=_request(1),
     )

@@ -40,6 +40,7 @@ class Attempt:
     handle: Handle | None = None  #: None while the job is being set up
     launch: LaunchSpec | None = None
     started_mono: float = 0.0  #: monotonic time the process started
+    started_at: datetime | None = None  #: when the process started (the job's started_at)
     deadline: datetime | None = None
     memory_limit_bytes: int | None = None
     stop_reason: StopReason | None = None
@@ -160,6 +161,7 @@ class AttemptRunner:
         with self._lock:
             a.handle = handle
             a.started_mono = time.monotonic()
+            a.started_at = now
             timeout = job.spec.timeout_s
             a.deadline = now + timedelta(seconds=timeout) if timeout else None
             pending = a.stop_reason

@@ -168,7 +168,7 @@ class ClaimLoop:
         the same step), and a cancel end applies to the cancelling row."""
         job = a.job
         if start_pending:
-            job = job.evolve(state=JobState.RUNNING, started_at=now)
+            job = job.evolve(state=JobState.RUNNING, started_at=a.started_at or now)
         if end.target is JobState.CANCELLED:
             job = job.evolve(state=JobState.CANCELLING)
         return replace(end, job=job)
@@ -180,7 +180,11 @@ class ClaimLoop:
     def _started(self, a: Attempt) -> Started:
         assert a.handle is not None
         return Started(
-            job=a.job, pid=a.handle.pid, create_time=a.handle.create_time, node_id=self.node_id
+            job=a.job,
+            pid=a.handle.pid,
+            create_time=a.handle.create_time,
+            node_id=self.node_id,
+            started_at=a.started_at or self.clock.now(),
         )
 
     def _after_running(self, started: list[Attempt], running: list[Job | None]) -> None:

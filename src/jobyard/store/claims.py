@@ -103,7 +103,7 @@ _RUNNING = (
         state=JobState.RUNNING.value,
         pid=_b("b_pid"),
         pid_create_time=_b("b_create_time"),
-        started_at=_b("b_now", _TIME),
+        started_at=_b("b_started", _TIME),
         updated_at=_b("b_now", _TIME),
         message=_b("b_message"),
     )
@@ -177,6 +177,7 @@ class Started:
     pid: int
     create_time: float
     node_id: str
+    started_at: datetime  #: when the process started (it may be marked running later)
 
 
 @dataclass(frozen=True)
@@ -398,6 +399,7 @@ class ClaimStore:
                 "b_epoch": s.job.lease_epoch,
                 "b_pid": s.pid,
                 "b_create_time": s.create_time,
+                "b_started": s.started_at,
                 "b_now": now,
                 "b_message": message,
             }
@@ -408,7 +410,7 @@ class ClaimStore:
                 state=JobState.RUNNING,
                 pid=s.pid,
                 pid_create_time=s.create_time,
-                started_at=now,
+                started_at=s.started_at,
                 updated_at=now,
                 message=message,
             )
