@@ -90,6 +90,7 @@ def test_a_thousand_jobs_and_the_waiting_quota(
         assert [i.status_code for i in limited.items] == [201, 201, 429, 429, 429]
         assert limited.items[2].error is not None
         assert limited.items[2].error["code"] == "QUOTA_EXCEEDED"
+        assert "1002 waiting jobs" in limited.items[2].error["message"]
 
 
 def test_batch_jobs_run(live: LiveServer) -> None:

@@ -155,7 +155,8 @@ class JobService:
         a key used before (or earlier in the batch) answers with that job."""
         if len(requests) > MAX_BATCH:
             raise errors.InvalidInput(f"jobs: at most {MAX_BATCH} per batch", field="jobs")
-        room = self.quotas.queued_room(principal.tenant_id)
+        quota = self.quotas.queued_room(principal.tenant_id)
+        room = quota[0] if quota is not None else None
         planned: list[NewJob | errors.JobyardError] = []
         for request in requests:
             if isinstance(request, errors.JobyardError):
@@ -164,10 +165,9 @@ class JobService:
             try:
                 spec = self._resolve(principal, self._notified(request))
                 new = self._new_job(principal, spec, immediate=False, check_quota=False)
-                if room is not None:
+                if quota is not None and room is not None:
                     if room <= 0:
-                        limit = self.quotas.queued_room(principal.tenant_id)
-                        raise queued_quota_exceeded(limit or 0)
+                        raise queued_quota_exceeded(quota[1])
                     room -= 1
                 planned.append(new)
             except errors.JobyardError as e:

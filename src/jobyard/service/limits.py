@@ -77,12 +77,12 @@ class Quotas:
         own = hit[2].get("max_queued_jobs")
         return (own if own is not None else self.settings.max_queued_jobs_default) is None
 
-    def queued_room(self, tenant_id: str) -> int | None:
-        """How many more jobs the tenant may have waiting (None: no quota)."""
+    def queued_room(self, tenant_id: str) -> tuple[int, int] | None:
+        """(how many more jobs the tenant may have waiting, its quota); None: no quota."""
         limit = self._limit(tenant_id, "max_queued_jobs", self.settings.max_queued_jobs_default)
         if limit is None:
             return None
-        return max(0, limit - self.store.waiting_jobs(tenant_id))
+        return max(0, limit - self.store.waiting_jobs(tenant_id)), limit
 
     def check_queued(self, tenant_id: str) -> None:
         limit = self._limit(tenant_id, "max_queued_jobs", self.settings.max_queued_jobs_default)
