@@ -331,14 +331,20 @@ class JobStore:
         try:
             return self.db.group.run(new.insert), True
         except exc.IntegrityError:
-            return self._existing(new), False
+            existing = self._existing(new)
+            if existing is None:
+                raise
+            return existing, False
 
     async def insert_async(self, new: NewJob) -> tuple[Job, bool]:
         """:meth:`insert` for the event loop: waits for the commit without a thread."""
         try:
             return await self.db.group.run_async(new.insert), True
         except exc.IntegrityError:
-            return await asyncio.to_thread(self._existing, new), False
+            existing = await asyncio.to_thread(self._existing, new)
+            if existing is None:
+                raise
+            return existing, False
 
     def insert_many(self, batch: Sequence[NewJob]) -> list[Job | None]:
         """Insert jobs in one transaction (one commit): each its job, or None where its
@@ -347,13 +353,11 @@ class JobStore:
             return []
         return self.db.group.run(lambda conn: _insert_many(conn, batch))
 
-    def _existing(self, new: NewJob) -> Job:
-        """The job that holds ``new``'s idempotency key (the insert lost to it)."""
+    def _existing(self, new: NewJob) -> Job | None:
+        """The job that holds ``new``'s idempotency key (the insert lost to it), or None
+        when the insert failed for another reason."""
         key = new.spec.idempotency_key
-        found = self.find_by_idempotency_key(new.tenant_id, key) if key is not None else None
-        if found is None:
-            raise errors.StoreUnavailable("the job could not be stored; retry the request")
-        return found
+        return self.find_by_idempotency_key(new.tenant_id, key) if key is not None else None
 
     def find_by_idempotency_key(self, tenant_id: str, key: str) -> Job | None:
         with self.db.read() as conn:
