@@ -1,0 +1,67 @@
+"""The ASGI fast path answers plain submits itself and hands everything else, with its
+body, to the app behind it (which the acceptance tests compare it with)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+
+from jobyard.api.app import MAX_BODY_BYTES
+from jobyard.api.fast_submit import FastSubmit
+from jobyard.domain.auth import Role
+from tests.conftest import RuntimeFactory
+
+BODY = {"entrypoint": "true", "scheduled_at": "2099-01-01T00:00:00Z", "name": "fast"}
+
+
+def test_plain_submits_never_reach_the_app_and_the_rest_always_does(
+    make_runtime: RuntimeFactory,
+) -> None:
+    runtime = make_runtime(start=False)
+    _, key = runtime.auth.create_key(tenant_id="default", name="fast", role=Role.MEMBER)
+    seen: list[tuple[str, bytes]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        seen.append((scope["path"], body))
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    fast = FastSubmit(app, runtime, MAX_BODY_BYTES)
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async def calls() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=fast)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            first = await c.post("/v1/jobs", json=BODY, headers=headers)
+            cached = await c.post("/v1/jobs", json=BODY, headers=headers)
+            keyed = await c.post("/v1/jobs", json=BODY, headers={**headers, "Idempotency-Key": "k"})
+            invalid = await c.post("/v1/jobs", json={"entrypoint": " "}, headers=headers)
+            model = await c.post("/v1/jobs", json={"model": "m:1"}, headers=headers)
+            other = await c.get("/v1/jobs", headers=headers)
+            return [first, cached, keyed, invalid, model, other]
+
+    # what the route does on a first request: the key and the tenant's quotas are cached
+    runtime.auth.authenticate(f"Bearer {key}")
+    runtime.jobs.quotas.check_queued("default")
+    first, cached, keyed, invalid, model, other = asyncio.run(calls())
+    assert first.status_code == cached.status_code == 201
+    assert cached.json()["name"] == "fast" and cached.json()["submitted_by"] == "fast"
+    assert runtime.jobs.store.get("default", cached.json()["id"]).spec.name == "fast"
+    assert (keyed.status_code, invalid.status_code, model.status_code, other.status_code) == (
+        299,
+        299,
+        299,
+        299,
+    )
+    assert [path for path, _ in seen] == ["/v1/jobs"] * 4  # the four it did not answer
+    bodies = [json.loads(body) if body else None for _, body in seen]
+    assert bodies == [BODY, {"entrypoint": " "}, {"model": "m:1"}, None]  # bodies intact
