@@ -26,6 +26,7 @@ class LaunchSpec:
     log_path: Path  #: stdout and stderr are appended here
     env: Mapping[str, str]  #: the complete environment of the process
     user: str | None = None  #: run as this user (the server must be root), else as the server
+    status_path: Path | None = None  #: where the exit status is written when the process exits
 
 
 class Handle(Protocol):

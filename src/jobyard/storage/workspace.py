@@ -26,6 +26,11 @@ class Workspace:
     def log_path(self, job_id: str, attempt: int) -> Path:
         return self.job_dir(job_id) / "logs" / f"attempt-{attempt}.log"
 
+    def exit_status_path(self, job_id: str, attempt: int) -> Path:
+        """Where the executor records an attempt's exit status as it happens (JSON
+        ``{"exit-code": N}``), for a restarted node to find the real outcome."""
+        return self.job_dir(job_id) / "logs" / f"attempt-{attempt}.exit"
+
     def write_parameters(self, job_id: str, parameters: Mapping[str, Any]) -> Path:
         """Write ``parameters.json`` into the job's working directory."""
         work = self.workdir(job_id)
