@@ -119,9 +119,15 @@ class Server:
     # -- direct HTTP, for polling and for checks the CLI does not show ----------------------
 
     def get_job(self, job_id: str) -> dict[str, Any]:
+        return self.get_json(f"/v1/jobs/{job_id}")
+
+    def system_status(self) -> dict[str, Any]:
+        return self.get_json("/v1/system/status")
+
+    def get_json(self, path: str) -> dict[str, Any]:
         creds = json.loads((self.home / "credentials.json").read_text())
         resp = httpx.get(
-            f"{self.url}/v1/jobs/{job_id}",
+            f"{self.url}{path}",
             headers={"Authorization": f"Bearer {creds['api_key']}"},
             timeout=10,
         )

@@ -212,6 +212,12 @@ class AttemptRunner:
             logs.cap(a.launch.log_path, a.log_limit)
         if a.stop_reason is StopReason.LOST:
             return None
+        if a.stop_reason is None and a.handle.oom_killed():
+            a.stop_reason = StopReason.MEMORY  # the kernel enforced the limit
+        processes = a.handle.pids_exhausted()
+        if processes is not None and code != 0:
+            note = f"it reached its limit of {processes} processes, so some forks failed"
+            a.summary = f"{a.summary}; {note}" if a.summary else note
         self._collect_results(a)
         usage = a.handle.sample()
         if a.launch is not None:

@@ -120,6 +120,9 @@ class Dispatcher:
             slots=self.slots,
             now=self.clock.now(),
         )
+        swept = self.executor.sweep()
+        if swept:
+            log.warning("killed %d processes a previous life of node %s left", swept, self.node_id)
         self.reconcile()
         self.waiter.start()
         self.claim_loop.start()

@@ -17,10 +17,15 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="The database answers")
 def readyz(runtime: RuntimeDep) -> JSONResponse:
+    details = runtime.sandbox.describe()
     if runtime.db.ping():
-        return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "ready", "details": details})
     return JSONResponse(
-        {"code": "STORE_UNAVAILABLE", "message": "the database does not answer", "details": {}},
+        {
+            "code": "STORE_UNAVAILABLE",
+            "message": "the database does not answer",
+            "details": details,
+        },
         status_code=503,
         headers={"Retry-After": "1"},
     )
