@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pwd
 import stat
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,14 @@ import httpx
 import psutil
 import pytest
 
-from tests.acceptance.serverproc import Server, StartServer, start_server  # noqa: F401
+from jobyard.executors.cgroups import CgroupTree
+from tests.acceptance.serverproc import (  # noqa: F401
+    JOBYARD,
+    Server,
+    StartServer,
+    _clean_env,
+    start_server,
+)
 from tests.conftest import wait_for
 from tests.support import procs
 from tests.support.sandbox import require_sandbox
@@ -154,7 +162,7 @@ def world(start_server: StartServer) -> Iterator[World]:  # noqa: F811
     assert r.status_code == 201, r.text
     w.member_b = r.json()["secret"]
     yield w
-    assert server.running, "the server died"
+    assert w.server.running, "the server died"
 
 
 def test_a_second_tenant_cannot_reach_keys_database_other_jobs_or_the_server(
@@ -300,3 +308,86 @@ def test_the_server_runs_jobs_as_an_unprivileged_user_in_their_own_namespaces(
     assert int(uid) == pwd.getpwnam("nobody").pw_uid and int(gid) != 0
     assert int(pid) < 10, "the job should see only its own PID namespace"
     assert cwd.endswith(f"{job['id']}/work")
+
+
+# ---- a host that cannot sandbox --------------------------------------------------------
+NO_BWRAP = {"PATH": "/nonexistent"}  # bwrap not found: the sandbox is unavailable
+
+
+def _serve_once(
+    server: Server, *args: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``jobyard serve`` on the server's data dir and database, expected to refuse."""
+    return subprocess.run(
+        [JOBYARD, "serve", "--port", str(server.port), "--database-url", server.db_url, *args],
+        env={**_clean_env(server.home), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_without_a_sandbox_a_second_tenant_needs_the_operators_consent(
+    start_server: StartServer,  # noqa: F811
+) -> None:
+    server = start_server("--sandbox", "off", env={"JOBYARD_ALLOW_UNSANDBOXED_JOBS": "0"})
+    status = server.system_status()["sandbox"]
+    assert status["jobs_sandboxed"] is False
+    assert "turned off" in status["sandbox_unavailable"]
+    ready = httpx.get(f"{server.url}/readyz", timeout=5).json()
+    assert ready["details"]["jobs_sandboxed"] is False
+    assert "NOT sandboxed" in server.log_path.read_text()
+    root = json.loads((server.home / "credentials.json").read_text())["api_key"]
+    world = World(server, root, "")
+    refused = world.call("POST", "/v1/tenants", root, json={"id": "bravo", "name": "Bravo"})
+    assert refused.status_code == 409, refused.text
+    assert "--allow-unsandboxed-jobs" in refused.json()["message"]
+    server.stop()
+
+    consenting = start_server("--sandbox", "off", "--allow-unsandboxed-jobs")
+    world.server = consenting
+    made = world.call("POST", "/v1/tenants", root, json={"id": "bravo", "name": "Bravo"})
+    assert made.status_code == 201, made.text
+    consenting.stop()
+
+    refused_start = _serve_once(consenting, "--sandbox", "off", env={})
+    assert refused_start.returncode == 2, refused_start.stderr
+    assert "this database has 2 tenants" in refused_start.stderr
+    assert "--allow-unsandboxed-jobs" in refused_start.stderr
+    assert "Traceback" not in refused_start.stderr
+
+
+def test_sandbox_on_refuses_to_start_on_a_host_that_cannot_sandbox(
+    start_server: StartServer,  # noqa: F811
+) -> None:
+    server = start_server()
+    server.stop()
+    refused = _serve_once(server, "--sandbox", "on", env=NO_BWRAP)
+    assert refused.returncode == 2, refused.stderr
+    assert "jobs cannot be sandboxed on this host: " in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_a_restarted_node_kills_what_a_previous_life_left_in_its_cgroups(
+    world: World,
+    start_server: StartServer,  # noqa: F811
+) -> None:
+    server = world.server
+    node_id = (server.home / "node_id").read_text().strip()
+    server.stop()
+    tree, why = CgroupTree.detect(node_id)
+    assert tree is not None, why
+    leftover = tree.create("left-by-a-previous-life")  # owned by no job
+    orphan = subprocess.Popen(["sleep", "3605"], start_new_session=True)
+    try:
+        for procs_file in leftover.procs_files():
+            procs_file.write_text(str(orphan.pid))
+        assert orphan.pid in leftover.pids()
+        world.server = start_server()  # the same data directory: the same node
+        assert orphan.wait(10) == -9
+        assert "killed 1 processes a previous life of node" in world.server.log_path.read_text()
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()

@@ -119,9 +119,14 @@ def serve(
         sandbox=sandbox.value if sandbox is not None else None,
         allow_unsandboxed_jobs=allow_unsandboxed_jobs or None,
     )
+    from jobyard.errors import JobyardError
     from jobyard.server import serve as run_server  # type: ignore[import-not-found,unused-ignore]
 
-    run_server(settings)
+    try:
+        run_server(settings)
+    except JobyardError as e:  # a setting or the database refuses this start
+        typer.echo(f"jobyard: cannot start: {e.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 def build_app(*, client_commands: bool = True) -> typer.Typer:

@@ -18,6 +18,7 @@ import contextlib
 import os
 import re
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,17 +171,28 @@ class JobCgroup:
             time.sleep(_POLL_S)
         return True
 
-    def close(self) -> None:
-        """Keep the last figures, kill what is left and remove the groups."""
+    def close(self) -> bool:
+        """Keep the last figures, kill what is left and remove the groups; False when a
+        group is still busy (its last processes are still exiting: remove it later)."""
         if self._final is None:
             usage = self.usage()
             self._oom_kills = self.oom_kills()
             self._pids_hits = self.pids_limit_hits()
             self._final = usage
-        self.kill_all()
+        self.signal_all(signal.SIGKILL)
+        return self.remove()
+
+    def remove(self) -> bool:
+        """Remove the group's directories; False while a process is still in one."""
+        removed = True
         for d in self.dirs.values():
-            with contextlib.suppress(OSError):
+            try:
                 d.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                removed = False
+        return removed
 
 
 class CgroupTree:
@@ -188,6 +200,8 @@ class CgroupTree:
 
     def __init__(self, roots: dict[str, Path]) -> None:
         self.roots = roots
+        self._busy: list[JobCgroup] = []  #: closed, but some processes were still exiting
+        self._lock = threading.Lock()
 
     @classmethod
     def detect(
@@ -222,8 +236,16 @@ class CgroupTree:
             return None, f"cannot create cgroups ({e.strerror}: {e.filename})"
         return cls(roots), ""
 
+    def release(self, group: JobCgroup) -> None:
+        """Close an attempt's group; one still busy is removed at a later create."""
+        if not group.close():
+            with self._lock:
+                self._busy.append(group)
+
     def create(self, name: str) -> JobCgroup:
         """A fresh group for one attempt (one left over under that name is emptied first)."""
+        with self._lock:
+            self._busy = [g for g in self._busy if not g.remove()]
         dirs = {c: root / _safe_name(name) for c, root in self.roots.items()}
         group = JobCgroup(dirs)
         for d in dirs.values():
@@ -241,5 +263,6 @@ class CgroupTree:
         for name in sorted(n for n in names if (self.roots["pids"] / n).is_dir()):
             group = JobCgroup({c: root / name for c, root in self.roots.items()})
             killed += len(group.pids())
+            group.kill_all()
             group.close()
         return killed

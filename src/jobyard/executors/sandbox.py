@@ -241,9 +241,11 @@ class SandboxHandle(LocalHandle):
         log_path: Path,
         root: psutil.Process,
         group: JobCgroup | None,
+        tree: CgroupTree | None,
     ) -> None:
         super().__init__(popen, log_path, root)
         self.group = group
+        self._tree = tree
 
     @property
     def kernel_limits(self) -> bool:
@@ -291,8 +293,8 @@ class SandboxHandle(LocalHandle):
 
     def cleanup(self) -> None:
         """After the exit: the namespace is gone; remove the cgroups (figures kept)."""
-        if self.group is not None:
-            self.group.close()
+        if self.group is not None and self._tree is not None:
+            self._tree.release(self.group)
         super().cleanup()
 
     def _finished(self) -> bool:
@@ -406,7 +408,8 @@ class SandboxedExecutor:
                 raise ExecutorError(message, program=argv[0]) from exc
             finally:
                 os.close(status_fd)
-        return SandboxHandle(popen, spec.log_path, psutil.Process(popen.pid), group)
+        root = psutil.Process(popen.pid)
+        return SandboxHandle(popen, spec.log_path, root, group, self.sandbox.cgroups)
 
     def kill_orphan(self, pid: int, create_time: float) -> bool:
         from jobyard.executors.local import kill_group_of
