@@ -105,6 +105,9 @@ def test_0009_gives_existing_environments_the_full_network(blank_db: Database) -
         2,
     )
     assert (env.memory_limit_mb, env.max_concurrent_jobs, env.network) == (512, 3, "full")
+    with blank_db.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT name, network FROM environments")).all()
+    assert [tuple(r) for r in stored] == [("py-small", "full")]
 
     cfg = migrate._config()
     with blank_db.engine.begin() as conn:
