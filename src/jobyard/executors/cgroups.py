@@ -15,6 +15,7 @@ cgroup v2 runs jobs without kernel limits and says so.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import signal
@@ -51,6 +52,13 @@ def _own_groups(cgroup_file: Path) -> dict[str, str]:
         for name in names.split(","):
             own[name] = path
     return own
+
+
+def node_group(node_id: str, data_dir: Path) -> str:
+    """The name of a node's group: its id and its data directory (a previous life of a
+    node has both; two servers of one id on one host keep apart)."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:10]
+    return f"jobyard-{_safe_name(node_id)}-{digest}"
 
 
 def _safe_name(text: str) -> str:
@@ -196,7 +204,8 @@ class JobCgroup:
 
 
 class CgroupTree:
-    """This node's cgroups: ``<controller mount>/<own group>/jobyard-<node>/<attempt>``."""
+    """This node's cgroups: ``<controller mount>/<own group>/jobyard-<node>-<data dir
+    digest>/<attempt>``."""
 
     def __init__(self, roots: dict[str, Path]) -> None:
         self.roots = roots
@@ -207,6 +216,7 @@ class CgroupTree:
     def detect(
         cls,
         node_id: str,
+        data_dir: Path,
         *,
         mounts_file: Path = Path("/proc/self/mounts"),
         cgroup_file: Path = Path("/proc/self/cgroup"),
@@ -228,7 +238,7 @@ class CgroupTree:
             if name not in mounts:
                 continue
             base = mounts[name] / own.get(name, "/").lstrip("/")
-            roots[name] = base / f"jobyard-{_safe_name(node_id)}"
+            roots[name] = base / node_group(node_id, data_dir)
         try:
             for root in roots.values():
                 root.mkdir(exist_ok=True)

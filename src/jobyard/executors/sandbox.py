@@ -80,8 +80,8 @@ class Sandbox:
                 args += ["--symlink", os.readlink(path), name]
             elif path.is_dir():
                 args += ["--ro-bind", name, name]
-        private = ("--proc", "/proc", "--dev", "/dev", "--tmpfs", _TMP, "--tmpfs", _SHM)
-        args += private
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += ["--perms", "1777", "--tmpfs", _TMP, "--perms", "1777", "--tmpfs", _SHM]
         made: set[Path] = {Path("/"), Path(_TMP), Path("/dev"), Path("/proc")}
         mounted = [Path(p) for p in _SYSTEM_DIRS]
         for path in self.read_only:
@@ -156,7 +156,7 @@ def detect(
     reason = _sandbox_missing()
     if reason:
         return None, SandboxSupport(False, reason, False, "jobs are not sandboxed")
-    cgroups, limits_reason = CgroupTree.detect(node_id)
+    cgroups, limits_reason = CgroupTree.detect(node_id, data_dir)
     data = data_dir.resolve()
     outside = [
         p
