@@ -54,38 +54,44 @@ class Attempt:
 
 
 class Attempts:
-    """The attempts this node runs, by job id (thread-safe)."""
+    """The attempts this node runs (thread-safe). A job has one, except for a moment
+    when it was claimed again (its lease lost, retried at once) while the process of its
+    previous attempt still exits: then :meth:`get` answers the newest, and each attempt
+    is removed only by its own end (:meth:`remove` compares identity)."""
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
-        self._runs: dict[str, Attempt] = {}
+        self._runs: list[Attempt] = []
         self._cond = threading.Condition()
 
     def add(self, attempt: Attempt) -> None:
         with self._cond:
-            self._runs[attempt.job.id] = attempt
+            self._runs.append(attempt)
 
-    def remove(self, job_id: str) -> None:
+    def remove(self, attempt: Attempt) -> None:
+        """Remove this attempt (never a newer attempt of the same job)."""
         with self._cond:
-            self._runs.pop(job_id, None)
+            self._runs = [a for a in self._runs if a is not attempt]
             self._cond.notify_all()
 
     def get(self, job_id: str) -> Attempt | None:
+        """The newest attempt of the job on this node, or None."""
         with self._cond:
-            return self._runs.get(job_id)
+            return next((a for a in reversed(self._runs) if a.job.id == job_id), None)
 
     def all(self) -> list[Attempt]:
         with self._cond:
-            return list(self._runs.values())
+            return list(self._runs)
 
     def __len__(self) -> int:
         with self._cond:
             return len(self._runs)
 
-    def free_slots(self, excluding: Collection[str] = ()) -> int:
+    def free_slots(self, excluding: Collection[Attempt] = ()) -> int:
         """Slots not taken by attempts (those of ``excluding`` count as free)."""
+        gone = {id(a) for a in excluding}
         with self._cond:
-            taken = sum(a.job.spec.slots for a in self._runs.values() if a.job.id not in excluding)
+            taken = sum(a.job.spec.slots for a in self._runs if id(a) not in gone)
         return self.slots - taken
 
     def wait_empty(self, timeout: float) -> bool:
