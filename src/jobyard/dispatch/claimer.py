@@ -198,9 +198,7 @@ class ClaimLoop:
                 self._changed_while_starting(a)
 
     @staticmethod
-    def _after_ends(
-        writes: list[AttemptEnd], results: list[EndResult]
-    ) -> list[AttemptEnd | None]:
+    def _after_ends(writes: list[AttemptEnd], results: list[EndResult]) -> list[AttemptEnd | None]:
         """For each end, the end to write again as cancelled: its job was cancelled
         meanwhile (same lease epoch, state cancelling); else None (written, or no longer
         ours)."""
