@@ -276,10 +276,12 @@ class AttemptRunner:
                 now=self.clock.now(),
             )
             if found or job.attempt > 1:  # a retry replaces the previous attempt's results
-                self.artifacts.replace(job.tenant_id, job.id, found)
+                self.artifacts.replace(job.tenant_id, job.id, found, epoch=job.lease_epoch)
             folder = self.preparer.output_folder(job)
             if folder is not None and found:
                 self.preparer.folders.ingest(folder, output_dir)
+        except errors.StaleState as e:  # fenced: the attempt no longer holds its job
+            log.info("job %s: results of attempt %s dropped: %s", job.id, job.attempt, e)
         except Exception as e:  # results are best effort; the job's outcome stands
             log.exception("job %s: results could not be recorded", job.id)
             self.say(a, f"jobyard: results could not be recorded: {e}")
@@ -298,12 +300,17 @@ class AttemptRunner:
     def scan(self, a: Attempt) -> None:
         """Apply the marker lines the job printed since the last scan. The supervisor and
         the exit handling both scan; one at a time, so the last scan (before the job's
-        end is written) waits for a running one to finish applying."""
+        end is written) waits for a running one to finish applying. The writes are
+        fenced by the attempt's lease epoch: those of an attempt that no longer holds
+        its job are dropped (logged at info)."""
         if a.scanner is None:
             return
         with a.scan_lock:
             for marker in a.scanner.poll():
-                self._apply_marker(a, marker)
+                try:
+                    self._apply_marker(a, marker)
+                except errors.StaleState as e:
+                    log.info("job %s: marker of attempt %s dropped: %s", a.job.id, a.job.attempt, e)
 
     def _apply_marker(self, a: Attempt, marker: dict[str, Any]) -> None:
         kind = marker["type"]
@@ -316,7 +323,10 @@ class AttemptRunner:
             self.jobs.add_event(a.job, now=self.clock.now(), kind=kind, message=text, data=marker)
         elif kind in tracking.REPORT_TYPES:
             try:
-                self.tracking.apply(a.job.id, [tracking.parse_report(marker)], self.clock.now())
+                report = tracking.parse_report(marker)
+                self.tracking.apply(a.job.id, [report], self.clock.now(), epoch=a.job.lease_epoch)
+            except errors.StaleState:
+                raise
             except errors.JobyardError as e:  # a malformed marker is output, not a failure
                 log.info("job %s: marker ignored: %s", a.job.id, e)
         elif kind in ("notebook", "note"):

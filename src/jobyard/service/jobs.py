@@ -431,7 +431,12 @@ class JobService:
             except errors.InvalidInput as e:
                 field = f"reports[{i}].{e.details.get('field', 'type')}"
                 raise errors.InvalidInput(f"{field}: {e.message}", field=field) from e
-        return self.tracking.apply(job_id, parsed, self.clock.now())
+        try:
+            return self.tracking.apply(job_id, parsed, self.clock.now(), epoch=principal.job_epoch)
+        except errors.StaleState as e:  # fenced: a newer attempt runs, or the job ended
+            raise errors.Unauthenticated(
+                "the job token has expired: the attempt it belongs to no longer runs"
+            ) from e
 
     def insight(self, job: Job) -> insight_.Insight:
         return insight_.insight(self.store, job, self.clock.now(), self.clock.now() - NODE_ALIVE)
