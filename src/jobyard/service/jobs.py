@@ -271,10 +271,8 @@ class JobService:
         if not request.is_plain or not self.quotas.queued_check_is_free(principal.tenant_id):
             return None
         new = self._new_job(principal, request.spec, immediate=request.immediate, request_hash=None)
-        job, created = await self.store.insert_async(new)
-        if not created:  # impossible without an idempotency key; compared all the same
-            return self._replayed(principal, request, None, job), False
-        return self._created(job), True
+        job, created = await self.store.insert_async(new)  # no key: always created
+        return (self._created(job) if created else job), created
 
     def _new_job(
         self,
