@@ -433,3 +433,40 @@ def test_network_none_leaves_a_job_only_a_loopback_interface(world: World) -> No
     assert seen["offline"]["api"].startswith("unreachable"), seen
     assert seen["offline"]["loopback"] == "works"
     assert seen["full"]["api"] == "reached", seen
+
+
+CPU_HOG = """
+import os, time
+from multiprocessing import Process
+
+def spin():
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        pass
+
+start = time.monotonic()
+workers = [Process(target=spin) for _ in range(2)]
+for w in workers:
+    w.start()
+for w in workers:
+    w.join()
+wall = time.monotonic() - start
+t = os.times()
+print(f"CPU {(t.children_user + t.children_system) / wall:.2f}", flush=True)
+"""
+
+
+def test_a_job_uses_no_more_cpu_than_its_slots(world: World) -> None:
+    """Two busy processes of a one-slot job share one core (cgroup CPU quota): together
+    they get about one second of CPU per second, not two."""
+    job = world.submit(world.member_b, entrypoint=[PY, "-c", CPU_HOG])
+    node_id = (world.server.home / "node_id").read_text().strip()
+    tree, why = CgroupTree.detect(node_id, world.server.home)
+    assert tree is not None, why
+    quota = tree.roots["cpu"] / f"{job['id']}-1" / "cpu.cfs_quota_us"
+    assert wait_for(lambda: quota.exists() and quota.read_text().strip()) == "100000"
+    done = world.wait(world.member_b, job["id"])
+    log = world.log(world.member_b, job["id"])
+    assert done["status"] == "succeeded", (done, log)
+    ratio = float(next(x for x in log.splitlines() if x.startswith("CPU ")).split()[1])
+    assert ratio <= 1.3, f"the job used {ratio} cores with one slot"
