@@ -21,6 +21,7 @@ from jobyard.clock import Clock
 from jobyard.dispatch.attempt import Attempt, AttemptRunner, Attempts
 from jobyard.dispatch.claimer import ClaimLoop
 from jobyard.dispatch.ending import StopReason
+from jobyard.dispatch.fencing import check_lease_settings
 from jobyard.dispatch.prepare import Preparer
 from jobyard.dispatch.supervisor import Supervisor
 from jobyard.dispatch.waiter import ExitWaiter
@@ -56,6 +57,7 @@ class Dispatcher:
         node_id: str,
         log_limit: Callable[[str], int] = lambda _tenant: 100 * 1024 * 1024,
     ) -> None:
+        check_lease_settings(settings)
         self.store = store
         self.claims = ClaimStore(store.db, store)
         self.nodes = nodes
@@ -167,7 +169,12 @@ class Dispatcher:
         for a, code in batch:
             try:
                 done.append((a, self.runner.finish(a, code)))
-            except Exception:
+            except Exception:  # the exit code is still a fact: write it
                 log.exception("job %s: unexpected error after its exit", a.job.id)
-                done.append((a, None))
+                try:
+                    end = self.runner.end_after_exit(a, code, ended_at=self.clock.now())
+                except Exception:
+                    log.exception("job %s: its end could not be made", a.job.id)
+                    end = None
+                done.append((a, end))
         self.claim_loop.ended(done)
