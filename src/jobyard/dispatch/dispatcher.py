@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from jobyard import errors
 from jobyard.clock import Clock
+from jobyard.dispatch import ending
 from jobyard.dispatch.attempt import Attempt, AttemptRunner, Attempts
 from jobyard.dispatch.claimer import ClaimLoop
 from jobyard.dispatch.ending import StopReason
@@ -25,9 +26,12 @@ from jobyard.dispatch.fencing import check_lease_settings
 from jobyard.dispatch.prepare import Preparer
 from jobyard.dispatch.supervisor import Supervisor
 from jobyard.dispatch.waiter import ExitWaiter
+from jobyard.domain.jobs import Job
 from jobyard.domain.states import JobState
 from jobyard.executors.base import Executor
 from jobyard.settings import Settings
+from jobyard.storage import logs
+from jobyard.storage.exitstatus import read_exit_status
 from jobyard.storage.workspace import Workspace
 from jobyard.store.artifacts import ArtifactStore
 from jobyard.store.claims import AttemptEnd, ClaimStore
@@ -62,6 +66,7 @@ class Dispatcher:
         self.claims = ClaimStore(store.db, store)
         self.nodes = nodes
         self.executor = executor
+        self.workspace = workspace
         self.clock = clock
         self.settings = settings
         self.node_id = node_id
@@ -150,12 +155,49 @@ class Dispatcher:
         return len(self.attempts)
 
     def reconcile(self) -> None:
-        """Fail the jobs this node owned in a previous life (killing leftover processes)."""
-        owned = self.claims.owned_by(self.node_id)
-        for job in owned:
+        """End the attempts this node ran in a previous life: with their real outcome
+        when their process had exited and its exit status was recorded, else (killing
+        leftover processes) failed as NODE_LOST, retried where the job allows it."""
+        lost: list[Job] = []
+        known: list[AttemptEnd] = []
+        for job in self.claims.owned_by(self.node_id):
+            killed = False
             if job.pid and job.pid_create_time:
-                self.executor.kill_orphan(job.pid, job.pid_create_time)
-        self.supervisor.fail_lost(owned, "the server restarted while the job ran")
+                killed = self.executor.kill_orphan(job.pid, job.pid_create_time)
+            end = None if killed else self._ended_while_down(job)
+            if end is None:
+                lost.append(job)
+            else:
+                known.append(end)
+        if known:
+            self.claims.end_attempts(known, self.clock.now())
+        self.supervisor.fail_lost(lost, "the server restarted while the job ran")
+
+    def _ended_while_down(self, job: Job) -> AttemptEnd | None:
+        """The end of an attempt whose process exited while no node watched it, from its
+        exit status file (with its results recorded), or None if that is unknown. A job
+        whose running mark was never written (``starting``) counts as unknown."""
+        if job.state not in (JobState.RUNNING, JobState.CANCELLING):
+            return None
+        status = read_exit_status(self.workspace.exit_status_path(job.id, job.attempt))
+        if status is None:
+            return None
+        log.info("job %s: exited with code %d while the server was down", job.id, status.code)
+        output_dir = self.workspace.workdir(job.id) / "output"
+        if output_dir.is_dir():
+            self.runner.collect_results_of(job, output_dir)
+        log_path = self.workspace.log_path(job.id, job.attempt)
+        outcome = ending.exited_unwatched(
+            job, status.code, lambda: logs.last_lines(log_path, self.settings.log_tail_lines)
+        )
+        return AttemptEnd(
+            job=job,
+            target=outcome.target,
+            message=outcome.message,
+            error_type=outcome.error_type,
+            exit_code=status.code,
+            ended_at=status.at,
+        )
 
     def reap_expired(self) -> None:
         """Fail (or finish cancelling) the jobs of other nodes whose lease expired."""

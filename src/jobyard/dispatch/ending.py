@@ -144,3 +144,16 @@ def lost(job: Job, message: str) -> Outcome:
         )
     return Outcome(JobState.FAILED, message, ErrorType.NODE_LOST.value)
 
+
+def exited_unwatched(job: Job, code: int, log_tail: Callable[[], str]) -> Outcome:
+    """The end of an attempt whose process exited with ``code`` while no node watched
+    it (the server was down; the code comes from the attempt's exit status file)."""
+    if job.state is JobState.CANCELLING:
+        return cancelled(job.cancel_force)
+    if code == 0:
+        return Outcome(JobState.SUCCEEDED, messages.succeeded(), None)
+    return Outcome(
+        JobState.FAILED,
+        messages.failed(code, log_tail()),
+        ErrorType.ENTRYPOINT_COMMAND_ERROR.value,
+    )
