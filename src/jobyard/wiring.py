@@ -20,6 +20,7 @@ from jobyard.service.jobs import JobService
 from jobyard.service.limits import Quotas, RateLimiter
 from jobyard.service.monitoring import Upkeep
 from jobyard.service.notifications import NotificationService
+from jobyard.service.readiness import ReadinessCheck
 from jobyard.service.registry import RegistryService
 from jobyard.service.results import ResultService
 from jobyard.service.tenancy import TenancyService
@@ -61,6 +62,7 @@ class Runtime:
     rate_limiter: RateLimiter
     dispatcher: Dispatcher | None
     node_id: str
+    readiness: ReadinessCheck
 
     def start(self) -> str | None:
         """Migrate, bootstrap (returns a new admin key on first start) and start dispatching."""
@@ -195,4 +197,7 @@ def build_runtime(
         rate_limiter=RateLimiter(settings.rate_limit_per_s),
         dispatcher=dispatcher,
         node_id=node_id,
+        readiness=ReadinessCheck(
+            db=db, nodes=NodeStore(db), data_dir=settings.data_dir, clock=clock
+        ),
     )

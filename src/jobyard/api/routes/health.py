@@ -15,12 +15,15 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database answers")
+@router.get("/readyz", summary="The database answers and the node can write")
 def readyz(runtime: RuntimeDep) -> JSONResponse:
-    if runtime.db.ping():
+    ready = runtime.readiness.check()
+    if ready.ready:
         return JSONResponse({"status": "ready"})
+    if not ready.reachable:
+        body = {"code": "STORE_UNAVAILABLE", "message": "the database does not answer"}
+    else:  # details: what cannot write ("database", "data_dir") and why
+        body = {"code": "NOT_READY", "message": "; ".join(ready.problems.values())}
     return JSONResponse(
-        {"code": "STORE_UNAVAILABLE", "message": "the database does not answer", "details": {}},
-        status_code=503,
-        headers={"Retry-After": "1"},
+        {**body, "details": ready.problems}, status_code=503, headers={"Retry-After": "1"}
     )
