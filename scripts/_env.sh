@@ -34,3 +34,18 @@ ensure_venv() {
     echo "$want" > "$stamp"
   fi
 }
+
+# The job sandbox needs bubblewrap (Debian's package). As root with apt, install it when
+# missing; elsewhere say that jobs will not be sandboxed (the sandbox tests then skip).
+ensure_sandbox_tools() {
+  command -v bwrap >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "jobyard: installing bubblewrap for job sandboxes (apt-get)" >&2
+    if DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null 2>&1 ||
+      { apt-get update -q >/dev/null 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null 2>&1; }; then
+      return 0
+    fi
+  fi
+  echo "jobyard: bubblewrap is not installed: jobs will not be sandboxed (docs/security.md)" >&2
+}

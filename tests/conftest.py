@@ -101,6 +101,9 @@ def fast_settings(data_dir: Path, db_url: str, **overrides: Any) -> Settings:
         database_url=db_url,
         slots=2,
         node_id="test-node",
+        # tests make several tenants; where the host cannot sandbox jobs (not root, no
+        # bubblewrap) they run unsandboxed: tests/security/test_sandbox.py says so
+        allow_unsandboxed_jobs=True,
         heartbeat_interval_s=0.2,
         lease_ttl_s=4.0,
         outage_tolerance_s=2.0,

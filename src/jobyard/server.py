@@ -41,6 +41,20 @@ def _announce(settings: Settings, new_key: str | None) -> None:
         )
 
 
+def _announce_sandbox(runtime: Runtime) -> None:
+    support = runtime.sandbox
+    if support.sandboxed:
+        limits = "with" if support.kernel_limits else f"without ({support.limits_reason})"
+        print(f"jobyard: jobs run in a sandbox, {limits} kernel limits", file=sys.stderr)
+    elif runtime.dispatcher is not None:
+        print(
+            f"jobyard: WARNING: jobs are NOT sandboxed ({support.reason}): a job can read "
+            "this server's data directory; serve one tenant only, or tenants that trust "
+            "each other (docs/security.md)",
+            file=sys.stderr,
+        )
+
+
 def start_runtime(settings: Settings) -> tuple[Runtime, str | None]:
     """Build and start the runtime; returns it with the admin key a first start created.
     A migration runs in a forked child, so that Alembic never loads in the server."""
@@ -62,6 +76,7 @@ def serve(settings: Settings) -> None:
         f"{settings.api_url}/docs",
         file=sys.stderr,
     )
+    _announce_sandbox(runtime)
     config = uvicorn.Config(
         create_app(runtime),
         host=settings.host,

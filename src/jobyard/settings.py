@@ -65,6 +65,10 @@ class Settings:
     max_storage_bytes_default: int | None = None  #: per tenant: folders and results
     max_log_bytes_default: int = 100 * 1024 * 1024  #: per job attempt; beyond, truncated
     run_as_user: str | None = None  #: jobs run as this user when the server runs as root
+    sandbox: str = "auto"  #: jobs in a sandbox: auto (where the host allows it), on (required), off
+    allow_unsandboxed_jobs: bool = False  #: allow several tenants although jobs are not sandboxed
+    sandbox_read_only: str = ""  #: more paths sandboxed jobs see read-only (comma-separated)
+    job_pids_max: int = 1024  #: processes and threads one sandboxed job may have at once
     rate_limit_per_s: float = 10_000.0  #: requests per API key per second (burst: twice that)
 
     @property

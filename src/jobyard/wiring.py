@@ -8,11 +8,13 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobyard import errors
 from jobyard.clock import Clock, SystemClock
 from jobyard.dispatch.dispatcher import Dispatcher
 from jobyard.dispatch.prepare import Preparer
 from jobyard.envs.venv import VenvCache
 from jobyard.executors.base import Executor
+from jobyard.executors.support import DEFAULT_USER, SandboxSupport
 from jobyard.service.auth import AuthService
 from jobyard.service.definitions import DefinitionService
 from jobyard.service.folders import FolderService
@@ -26,6 +28,7 @@ from jobyard.service.results import ResultService
 from jobyard.service.tenancy import TenancyService
 from jobyard.service.wakeup import NoWakeup, Wakeup
 from jobyard.settings import Settings
+from jobyard.storage import private
 from jobyard.storage.blobs import BlobStore
 from jobyard.storage.fs import Storage
 from jobyard.storage.workspace import Workspace
@@ -62,12 +65,15 @@ class Runtime:
     rate_limiter: RateLimiter
     dispatcher: Dispatcher | None
     node_id: str
+    sandbox: SandboxSupport
     readiness: ReadinessCheck
 
     def start(self) -> str | None:
         """Migrate, bootstrap (returns a new admin key on first start) and start dispatching."""
         migrate.upgrade(self.db)
         secret = self.auth.bootstrap()
+        self.tenancy.check_single_tenant()
+        private.protect_file(self.db.file_path)
         if self.dispatcher is not None:
             self.dispatcher.start()
         self.upkeep.start()
@@ -96,19 +102,44 @@ def node_id_for(settings: Settings) -> str:
     return node_id
 
 
-def make_executor(settings: Settings) -> Executor:
+def make_executor(settings: Settings, node_id: str) -> tuple[Executor, SandboxSupport]:
+    """The executor for the settings, and whether its jobs run in a sandbox."""
     if settings.executor != "local":
         raise ValueError(f"executor {settings.executor!r} is not available (use 'local')")
     from jobyard.executors.local import LocalExecutor
 
-    return LocalExecutor()
+    if settings.sandbox not in ("auto", "on", "off"):
+        raise errors.InvalidInput(
+            f"sandbox must be auto, on or off, not {settings.sandbox!r}", field="sandbox"
+        )
+    if settings.sandbox == "off":
+        return LocalExecutor(), SandboxSupport.off("turned off (--sandbox off)")
+    from jobyard.executors import sandbox
+
+    extra = [Path(p.strip()) for p in settings.sandbox_read_only.split(",") if p.strip()]
+    data = settings.data_dir.resolve()
+    box, support = sandbox.detect(
+        node_id=node_id,
+        data_dir=data,
+        read_only_inside=[data / "envs", data / "pylib"],
+        extra_read_only=extra,
+        pids_max=settings.job_pids_max,
+    )
+    if box is None:
+        if settings.sandbox == "on":
+            raise errors.InvalidInput(
+                f"jobs cannot be sandboxed on this host: {support.reason} (--sandbox on)",
+                field="sandbox",
+            )
+        return LocalExecutor(), support
+    return sandbox.SandboxedExecutor(box), support
 
 
 def build_runtime(
     settings: Settings, *, clock: Clock | None = None, executor: Executor | None = None
 ) -> Runtime:
     clock = clock or SystemClock()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private.make_private_dir(settings.data_dir)
     db = Database(settings.db_url)
     store = JobStore(db)
     registry_store = RegistryStore(db)
@@ -129,7 +160,12 @@ def build_runtime(
     node_id = node_id_for(settings)
     dispatcher: Dispatcher | None = None
     wakeup: Wakeup = NoWakeup()
+    support = SandboxSupport.off("this node runs no jobs")
     if settings.run_dispatcher:
+        if executor is None:
+            executor, support = make_executor(settings, node_id)
+        else:
+            support = SandboxSupport.off("a custom executor runs the jobs")
         preparer = Preparer(
             workspace=workspace,
             registry=registry_store,
@@ -137,12 +173,12 @@ def build_runtime(
             folders=folders,
             venvs=VenvCache(settings.data_dir / "envs"),
             api_url=settings.api_url,
-            run_as_user=settings.run_as_user,
+            run_as_user=settings.run_as_user or (DEFAULT_USER if support.sandboxed else None),
         )
         dispatcher = Dispatcher(
             store=store,
             nodes=NodeStore(db),
-            executor=executor or make_executor(settings),
+            executor=executor,
             workspace=workspace,
             preparer=preparer,
             artifacts=artifacts,
@@ -155,7 +191,14 @@ def build_runtime(
         wakeup = dispatcher
     notifications = NotificationService(NotificationStore(db), store, clock, settings)
     auth = AuthService(AuthStore(db), clock, tracking)
-    tenancy = TenancyService(store=tenancy_store, auth=auth, clock=clock)
+    tenancy = TenancyService(
+        store=tenancy_store,
+        auth=auth,
+        clock=clock,
+        single_tenant_reason=None
+        if support.sandboxed or settings.allow_unsandboxed_jobs or not settings.run_dispatcher
+        else support.reason,
+    )
     folders.storage_quota = quotas.check_storage
     jobs = JobService(
         store=store,
@@ -197,6 +240,7 @@ def build_runtime(
         rate_limiter=RateLimiter(settings.rate_limit_per_s),
         dispatcher=dispatcher,
         node_id=node_id,
+        sandbox=support,
         readiness=ReadinessCheck(
             db=db, nodes=NodeStore(db), data_dir=settings.data_dir, clock=clock
         ),

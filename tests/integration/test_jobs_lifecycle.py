@@ -7,12 +7,12 @@ import os
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 
 from jobyard import Client
 from jobyard.sdk import errors as sdk_errors
 from tests.conftest import LiveServer, wait_for
+from tests.support import procs
 
 PY = sys.executable
 
@@ -87,33 +87,27 @@ time.sleep(600)
 """
 
 
-def _pids(live: LiveServer, job_id: str) -> list[int]:
+def _pids(live: LiveServer, client: Client, job_id: str) -> list[int]:
+    """Host pids of the job's processes, once its child has started."""
     path = live.runtime.settings.data_dir / "jobs" / job_id / "work" / "pids"
-    text = wait_for(lambda: path.exists() and path.read_text())
-    return [int(p) for p in text.split()]
-
-
-def _gone(pids: list[int]) -> bool:
-    def dead(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-
-    return all(dead(p) for p in pids)
+    wait_for(lambda: path.exists() and path.read_text())
+    pid = wait_for(lambda: client.get(job_id).pid)
+    pids = procs.tree(pid)
+    assert len(pids) >= 2, pids  # the job and its child (and the sandbox around them)
+    return pids
 
 
 @pytest.mark.parametrize("force", [False, True])
 def test_cancel_running_job_kills_its_tree(live: LiveServer, client: Client, force: bool) -> None:
     job = client.submit([PY, "-c", STUBBORN])
-    pids = _pids(live, job.id)
+    pids = _pids(live, client, job.id)
     wait_for(lambda: client.get(job.id).status == "running")
     answer = client.cancel(job.id, force=force, reason="test")
     assert answer.status in ("cancelling", "cancelled")
     done = client.wait(job.id, timeout=20)
     assert done.status == "cancelled"
     assert done.error_type == "CANCELLED"
-    wait_for(lambda: _gone(pids), timeout=10)
+    wait_for(lambda: procs.gone(pids), timeout=10)
     log = client.logs(job.id)
     assert ("got SIGTERM" in log) is (not force)
     with pytest.raises(sdk_errors.Conflict) as info:

@@ -46,7 +46,8 @@ def test_readyz_is_503_while_the_sqlite_database_refuses_writes(
         assert answer.headers["retry-after"] == "1"
         body = answer.json()
         assert body["code"] == "NOT_READY"
-        assert body["details"] == {"database": "the database refuses writes: database is locked"}
+        assert body["details"]["database"] == "the database refuses writes: database is locked"
+        assert "data_dir" not in body["details"]
         assert body["message"] == "the database refuses writes: database is locked"
     finally:
         locker.execute("ROLLBACK")
@@ -106,7 +107,8 @@ def test_readyz_is_503_while_the_disk_is_full(
     full = {"data_dir": f"the data directory is not writable: No space left on device ({data_dir})"}
     if db_on_it:  # a fresh database's log grows with each commit: SQLite refuses it
         full["database"] = "the database refuses writes: database or disk is full"
-    assert answer.json()["details"] == full
+    details = answer.json()["details"]
+    assert {k: details[k] for k in ("data_dir", "database") if k in details} == full
     filler.unlink()
     wait_for(lambda: is_ready(server), timeout=30)
 
@@ -135,10 +137,9 @@ def test_readyz_is_503_while_postgres_refuses_writes(
     pg_server.execute("postgres", "SELECT pg_reload_conf()")
     try:
         answer = wait_for(lambda: (r := readyz(server)).status_code == 503 and r, timeout=30)
-        assert answer.json()["details"] == {
-            "database": "the database refuses writes:"
-            " cannot execute INSERT in a read-only transaction"
-        }
+        assert answer.json()["details"]["database"] == (
+            "the database refuses writes: cannot execute INSERT in a read-only transaction"
+        )
     finally:
         pg_server.execute("postgres", "ALTER SYSTEM RESET default_transaction_read_only")
         pg_server.execute("postgres", "SELECT pg_reload_conf()")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -360,7 +361,7 @@ def test_environments(idle: LiveServer, c: Client, tmp_path: Path) -> None:
         max_concurrent_jobs=1,
         memory_limit_mb=512,
     )
-    assert env.env_vars == {"REGION": "eu"} and env.cpu_slots == 1
+    assert env.env_vars == {"REGION": "eu"} and env.cpu_slots == 1 and env.network == "full"
     assert set(env.files) == {"conf/app.ini", "notes.txt"}
     assert env.files["notes.txt"] == Path(__file__).read_text()
     with pytest.raises(Conflict):
@@ -368,12 +369,19 @@ def test_environments(idle: LiveServer, c: Client, tmp_path: Path) -> None:
     assert c.environment(env.id).name == "py-small"
     assert [e.name for e in c.environments()] == ["py-small"]
 
-    updated = c.update_environment("py-small", pip=["numpy"], memory_limit_mb=None, cpu_slots=2)
-    assert (updated.pip_requirements, updated.memory_limit_mb, updated.cpu_slots) == (
-        ["numpy"],
-        None,
-        2,
+    updated = c.update_environment(
+        "py-small", pip=["numpy"], memory_limit_mb=None, cpu_slots=2, network="none"
     )
+    assert (
+        updated.pip_requirements,
+        updated.memory_limit_mb,
+        updated.cpu_slots,
+        updated.network,
+    ) == (["numpy"], None, 2, "none")
+    assert c.environment("py-small").network == "none"
+    assert c.update_environment("py-small", cpu_slots=1).network == "none"  # kept
+    assert c.create_environment("offline", network="none").network == "none"
+    c.delete_environment("offline")
     assert updated.env_vars == {"REGION": "eu"}
     bad: list[tuple[dict[str, object], str]] = [
         ({"env_vars": {"JOBYARD_TOKEN": "x"}}, "env_vars.JOBYARD_TOKEN"),
@@ -389,6 +397,8 @@ def test_environments(idle: LiveServer, c: Client, tmp_path: Path) -> None:
         ({"cpu_slots": 0}, "cpu_slots"),
         ({"memory_limit_mb": 8}, "memory_limit_mb"),
         ({"max_concurrent_jobs": 0}, "max_concurrent_jobs"),
+        ({"network": "host"}, "network"),
+        ({"network": "None"}, "network"),
     ]
     for i, (kwargs, field) in enumerate(bad):
         with pytest.raises(SdkInvalidInput) as err:
@@ -396,11 +406,14 @@ def test_environments(idle: LiveServer, c: Client, tmp_path: Path) -> None:
         assert err.value.details["field"] == field, kwargs
     with pytest.raises(SdkInvalidInput):
         c.update_environment("py-small", env_vars={"JOBYARD_X": "1"})
+    with pytest.raises(SdkInvalidInput, match="network"):
+        c.update_environment("py-small", network="bridge")
     with pytest.raises(InvalidInput, match="over the limit"):  # the service's 1 MiB limit
         idle.runtime.registry.create_environment(
             ADMIN, EnvironmentSpec(name="big", files={"a": "x" * 600_000, "b": "y" * 600_000})
         )
     assert c.environment("py-small").env_vars == {"REGION": "eu"}
+    assert c.environment("py-small").network == "none"
 
     # a version's default environment is resolved by name to its id
     c.create_model("m")
@@ -418,6 +431,50 @@ def test_environments(idle: LiveServer, c: Client, tmp_path: Path) -> None:
     c.delete_environment("py-small")
     with pytest.raises(NotFound):
         c.environment("py-small")
+
+
+def test_environment_network_over_http(idle: LiveServer) -> None:
+    """``network`` on the wire: "full" by default, given on create, changed by PATCH,
+    in every answer; any other value is a 422 VALIDATION_ERROR naming the field."""
+    with httpx.Client(
+        base_url=f"{idle.url}/v1",
+        headers={"Authorization": f"Bearer {idle.admin_key}"},
+    ) as http:
+        default = http.post("/environments", json={"name": "online"})
+        assert default.status_code == 201, default.text
+        assert default.json()["network"] == "full"
+        created = http.post("/environments", json={"name": "offline", "network": "none"})
+        assert created.status_code == 201, created.text
+        assert created.json()["network"] == "none"
+        assert http.get("/environments/offline").json()["network"] == "none"
+        listed = http.get("/environments").json()["items"]
+        assert [(e["name"], e["network"]) for e in listed] == [
+            ("offline", "none"),
+            ("online", "full"),
+        ]
+        patched = http.patch("/environments/online", json={"network": "none"})
+        assert patched.status_code == 200, patched.text
+        assert patched.json()["network"] == "none"
+        assert http.patch("/environments/online", json={"cpu_slots": 2}).json()["network"] == "none"
+        assert (
+            http.patch("/environments/online", json={"network": "full"}).json()["network"] == "full"
+        )
+        for call in (
+            lambda: http.post("/environments", json={"name": "bad", "network": "host"}),
+            lambda: http.patch("/environments/offline", json={"network": "bridge"}),
+            lambda: http.patch("/environments/offline", json={"network": None}),
+        ):
+            answer = call()
+            assert answer.status_code == 422, answer.text
+            body = answer.json()
+            assert body["code"] == "VALIDATION_ERROR", body
+            assert body["details"]["field"] == "network", body
+            assert body["message"] == "network: must be 'full' or 'none'", body
+        null = http.post("/environments", json={"name": "bad", "network": None}).json()
+        assert null["code"] == "VALIDATION_ERROR", null  # not a string: the body's schema
+        assert [e["field"] for e in null["details"]["errors"]] == ["body.network"], null
+        assert http.get("/environments/offline").json()["network"] == "none"
+        assert http.get("/environments/bad").status_code == 404
 
 
 def test_other_tenant_sees_nothing(idle: LiveServer, c: Client, tmp_path: Path) -> None:
@@ -509,10 +566,11 @@ def test_cli(idle: LiveServer, tmp_path: Path) -> None:
     assert "deprecated" in run("models", "deprecate", "churn:1.0.0")[1]
 
     code, out = run("envs", "create", "py-small", "--pip", "pandas==2.*", "--env", "REGION=eu",
-                    "--max-concurrent", "1")  # fmt: skip
+                    "--max-concurrent", "1", "--network", "none")  # fmt: skip
     assert code == 0, out
     code, out = run("envs", "show", "py-small")
     assert "pandas==2.*" in out and "REGION" in out and "eu" not in out.split("REGION")[1][:5]
+    assert re.search(r"network\s+none", out), out
     assert json.loads(run("envs", "show", "py-small", "--json")[1])["env_vars"] == {"REGION": "eu"}
     conf = tmp_path / "app.ini"
     conf.write_text("[x]\n")
@@ -521,8 +579,18 @@ def test_cli(idle: LiveServer, tmp_path: Path) -> None:
     assert code == 0, out
     e = json.loads(run("envs", "show", "py-small", "--json")[1])
     assert (e["files"], e["cpu_slots"], e["pip_requirements"]) == ({"conf/app.ini": "[x]\n"}, 2, [])
+    assert e["network"] == "none"  # unchanged by an update without --network
     assert run("envs", "create", "bad", "--pip", "-e .")[0] == exitcodes.REFUSED
-    assert "py-small" in run("envs", "list")[1]
+    assert run("envs", "create", "bad", "--network", "host")[0] == exitcodes.USAGE
+    assert run("envs", "update", "py-small", "--network", "host")[0] == exitcodes.USAGE
+    assert run("envs", "create", "online")[0] == 0
+    code, out = run("envs", "list")
+    assert code == 0 and "network" in out, out
+    assert re.search(r"online\s.*\sfull\s", out) and re.search(r"py-small\s.*\snone\s", out), out
+    code, out = run("envs", "update", "py-small", "--network", "full")
+    assert code == 0, out
+    assert json.loads(run("envs", "show", "py-small", "--json")[1])["network"] == "full"
+    assert run("envs", "delete", "online")[0] == 0
     assert run("envs", "delete", "py-small")[0] == 0
     assert run("envs", "show", "py-small")[0] == exitcodes.REFUSED
     assert run("models", "delete-version", "churn:1.0.0")[0] == 0

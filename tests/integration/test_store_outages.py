@@ -74,17 +74,21 @@ def start_node(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
         runtime.close()
 
 
-def waits_for(go: Path, code: int, pid_file: Path | None = None) -> tuple[str, ...]:
-    """A job that waits for the file ``go``, says so, and exits with ``code``."""
-    pid = f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n" if pid_file else ""
+def waits_for_go(code: int) -> tuple[str, ...]:
+    """A job that waits for the file ``go`` in its working directory (what a sandboxed
+    job sees too: see :func:`go`), says so, and exits with ``code``."""
     return (
         PY,
         "-c",
-        f"import os, sys, time\n{pid}"
-        f"while not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
+        "import os, sys, time\n"
+        "while not os.path.exists('go'): time.sleep(0.02)\n"
         "print('the job saw go', flush=True)\n"
         f"sys.exit({code})",
     )
+
+
+def go(runtime: Runtime, job: Job) -> None:
+    (runtime.settings.data_dir / "jobs" / job.id / "work" / "go").touch()
 
 
 def submit(runtime: Runtime, argv: tuple[str, ...]) -> Job:
@@ -125,14 +129,13 @@ def test_an_end_blocked_by_a_sqlite_lock_is_written_with_its_exit_code_and_time(
 ) -> None:
     db_file = tmp_path / "jobyard.db"
     runtime = start_node(f"sqlite:///{db_file}", **DEFAULT_LEASES)
-    go = tmp_path / "go"
-    job = submit(runtime, waits_for(go, 5))
+    job = submit(runtime, waits_for_go(5))
     wait_for(lambda: state_of(runtime, job.id) is JobState.RUNNING)
     claim_loop = dispatcher_of(runtime).claim_loop
     locker = sqlite3.connect(db_file, isolation_level=None, timeout=10)
     locker.execute("BEGIN EXCLUSIVE")  # longer than the busy timeout: every write fails
     try:
-        go.touch()
+        go(runtime, job)
         # the exit was seen and its end could not be written (the step failed)
         wait_for(lambda: claim_loop.pending_ends() == 1 and claim_loop.paused_for() > 0, 30)
         exited_before = datetime.now(UTC)
@@ -158,12 +161,11 @@ def test_an_end_while_postgres_is_down_is_written_when_it_is_back(
     start_node: Callable[..., Runtime],
 ) -> None:
     runtime = start_node(private_db, **DEFAULT_LEASES)
-    go = tmp_path / "go"
-    job = submit(runtime, waits_for(go, 3))
+    job = submit(runtime, waits_for_go(3))
     wait_for(lambda: state_of(runtime, job.id) is JobState.RUNNING)
     claim_loop = dispatcher_of(runtime).claim_loop
     pg_server.stop()
-    go.touch()
+    go(runtime, job)
     wait_for(lambda: claim_loop.pending_ends() == 1 and claim_loop.paused_for() > 0, 30)
     exited_before = datetime.now(UTC)
     pg_server.start()
@@ -185,15 +187,14 @@ def test_running_jobs_survive_a_ten_second_postgres_outage(
     start_node: Callable[..., Runtime],
 ) -> None:
     runtime = start_node(private_db, **DEFAULT_LEASES)  # the shipped lease settings
-    go = tmp_path / "go"
-    job = submit(runtime, waits_for(go, 0))
+    job = submit(runtime, waits_for_go(0))
     wait_for(lambda: state_of(runtime, job.id) is JobState.RUNNING)
     supervisor = dispatcher_of(runtime).supervisor
     pg_server.stop()
     wait_for(lambda: supervisor.store_down_for() >= 10, timeout=40)
     pg_server.start()
     wait_for(lambda: supervisor.store_down_for() == 0, timeout=30)  # renewed again
-    go.touch()
+    go(runtime, job)
     done = ended(runtime, job.id)
     assert (done.state, done.exit_code, done.attempt) == (JobState.SUCCEEDED, 0, 1)
 
@@ -205,10 +206,10 @@ def test_a_node_that_loses_postgres_longer_than_its_tolerance_stops_its_jobs(
     start_node: Callable[..., Runtime],
 ) -> None:
     runtime = start_node(private_db)  # fast settings: outage_tolerance_s=2, lease_ttl_s=4
-    pid_file = tmp_path / "pid"
-    job = submit(runtime, waits_for(tmp_path / "never", 0, pid_file))
-    wait_for(lambda: state_of(runtime, job.id) is JobState.RUNNING and pid_file.exists())
-    pid = int(pid_file.read_text())
+    job = submit(runtime, waits_for_go(0))
+    wait_for(lambda: state_of(runtime, job.id) is JobState.RUNNING)
+    attempt = dispatcher_of(runtime).attempts.get(job.id)
+    pid = attempt.handle.pid
     pg_server.stop()
     wait_for(lambda: _gone(pid), timeout=30)  # killed by the node, not by a reaper
     pg_server.start()

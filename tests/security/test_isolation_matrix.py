@@ -55,6 +55,7 @@ from jobyard.sdk.config import write_credentials
 from jobyard.settings import Settings
 from jobyard.wiring import build_runtime
 from tests.conftest import LiveServer, _free_port, _truncate, fast_settings, wait_for
+from tests.support.sandbox import require_sandbox
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 ENDED = {"succeeded", "failed", "timed_out", "cancelled"}
@@ -1016,16 +1017,11 @@ def test_private_metrics_admit_the_default_tenants_admins_only(world: World) -> 
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobs run as the server's OS user (unless run_as_user is set, see security.md): "
-    "a job can read the data directory of other jobs and tenants; per-tenant users or "
-    "namespaces are not built yet",
-)
 def test_a_job_cannot_read_other_tenants_files(world: World) -> None:
-    """A job of tenant B looks around the node's data directory. Jobs run as the
-    server's own OS user, next to every other job's directory, the storage and (after
-    ``jobyard serve``'s first start) ``credentials.json`` with the superuser key."""
+    """A job of tenant B looks around the node's data directory for every other job's
+    directory, the storage and (after ``jobyard serve``'s first start)
+    ``credentials.json`` with the superuser key: the sandbox shows it none of them."""
+    require_sandbox()
     runtime = world.server.runtime
     write_credentials(runtime.settings.data_dir, world.server.url, world.root)  # as serve does
     script = (
@@ -1044,7 +1040,7 @@ def test_a_job_cannot_read_other_tenants_files(world: World) -> None:
         leaked.append("the superuser key from credentials.json")
     assert not leaked, (
         f"a job of tenant B read tenant A's {leaked} from the node's data directory"
-        f" (jobs run as the server's OS user with no filesystem isolation):\n{log[:1500]}"
+        f" (the sandbox should show it only its own directory):\n{log[:1500]}"
     )
 
 

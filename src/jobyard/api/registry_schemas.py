@@ -252,6 +252,11 @@ class EnvironmentCreate(Strict):
     cpu_slots: int = Field(1, description="Slots of a node a job takes (1-1024).")
     memory_limit_mb: int | None = Field(None, description="At least 16; null: no limit.")
     max_concurrent_jobs: int = Field(1, description="Jobs of this environment run at once.")
+    network: str = Field(
+        "full",
+        description="'full': the host's network; 'none': a loopback interface only"
+        " (enforced by a network namespace when jobs run in the sandbox).",
+    )
 
     def to_spec(self) -> EnvironmentSpec:
         return EnvironmentSpec(**self.model_dump())
@@ -268,6 +273,7 @@ class EnvironmentUpdate(Strict):
     cpu_slots: int | None = None
     memory_limit_mb: int | None = None
     max_concurrent_jobs: int | None = None
+    network: str | None = None
 
 
 class EnvironmentOut(BaseModel):
@@ -280,6 +286,7 @@ class EnvironmentOut(BaseModel):
     cpu_slots: int
     memory_limit_mb: int | None
     max_concurrent_jobs: int
+    network: str
     created_at: datetime
     updated_at: datetime
 
@@ -295,6 +302,7 @@ class EnvironmentOut(BaseModel):
             cpu_slots=e.cpu_slots,
             memory_limit_mb=e.memory_limit_mb,
             max_concurrent_jobs=e.max_concurrent_jobs,
+            network=e.network,
             created_at=e.created_at,
             updated_at=e.updated_at,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -47,6 +48,12 @@ ConcurrentOption = Annotated[
     typer.Option("--max-concurrent", min=1, help="Jobs of this environment run at once."),
 ]
 DescriptionOption = Annotated[str | None, typer.Option(help="Free text.")]
+NETWORK_HELP = "full: the host's network; none: a loopback interface only."
+
+
+class Network(StrEnum):
+    full = "full"
+    none = "none"
 
 
 def read_file_specs(items: Iterable[str]) -> dict[str, str]:
@@ -77,6 +84,7 @@ def _panel(env: Environment) -> Panel:
         ("cpu slots", str(env.cpu_slots)),
         ("memory limit", limit),
         ("max concurrent jobs", str(env.max_concurrent_jobs)),
+        ("network", env.network),
         ("created", format_time(env.created_at)),
         ("updated", format_time(env.updated_at)),
     ]
@@ -101,6 +109,7 @@ def create(
     cpu: CpuOption = None,
     memory_mb: MemoryOption = None,
     max_concurrent: ConcurrentOption = None,
+    network: Annotated[Network, typer.Option(help=NETWORK_HELP)] = Network.full,
     description: DescriptionOption = None,
     json_out: JsonOption = False,
     url: UrlOption = None,
@@ -119,6 +128,7 @@ def create(
             memory_limit_mb=memory_mb,
             max_concurrent_jobs=max_concurrent or 1,
             description=description,
+            network=network.value,
         )
     _show(created, json_out, f"created ({created.id})")
 
@@ -139,6 +149,7 @@ def update(
         bool, typer.Option("--no-memory-limit", help="Remove the memory limit.")
     ] = False,
     max_concurrent: ConcurrentOption = None,
+    network: Annotated[Network | None, typer.Option(help=NETWORK_HELP)] = None,
     description: DescriptionOption = None,
     json_out: JsonOption = False,
     url: UrlOption = None,
@@ -163,6 +174,7 @@ def update(
         ("cpu_slots", cpu),
         ("max_concurrent_jobs", max_concurrent),
         ("description", description),
+        ("network", network.value if network else None),
     ):
         if value is not None:
             changes[key] = value
@@ -187,12 +199,14 @@ def list_envs(
         common.out().print("No environments.")
         return
     table = Table(show_edge=False, header_style="bold")
-    for col in ("name", "pip", "cpu", "memory", "max concurrent", "id"):
+    for col in ("name", "pip", "cpu", "memory", "max concurrent", "network", "id"):
         table.add_column(col, overflow="fold")
     for e in envs:
         memory = f"{e.memory_limit_mb} MiB" if e.memory_limit_mb else "-"
         pip = ", ".join(e.pip_requirements) or "-"
-        table.add_row(e.name, pip, str(e.cpu_slots), memory, str(e.max_concurrent_jobs), e.id)
+        table.add_row(
+            e.name, pip, str(e.cpu_slots), memory, str(e.max_concurrent_jobs), e.network, e.id
+        )
     common.out().print(table)
 
 

@@ -21,6 +21,12 @@ class Executor(StrEnum):
     ray = "ray"
 
 
+class Sandboxing(StrEnum):
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
 def _version(value: bool) -> None:
     if value:
         from jobyard import __version__
@@ -83,6 +89,23 @@ def serve(
             "--ray-address", envvar="JOBYARD_RAY_ADDRESS", metavar="URL", help="Ray cluster."
         ),
     ] = None,
+    sandbox: Annotated[
+        Sandboxing | None,
+        typer.Option(
+            envvar="JOBYARD_SANDBOX",
+            show_default="auto",
+            help="Run each job in a sandbox (bubblewrap, cgroups): auto where the host "
+            "allows it, on to refuse to start without, off never.",
+        ),
+    ] = None,
+    allow_unsandboxed_jobs: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-unsandboxed-jobs",
+            envvar="JOBYARD_ALLOW_UNSANDBOXED_JOBS",
+            help="Serve several tenants although jobs cannot be sandboxed here.",
+        ),
+    ] = None,
 ) -> None:
     """Run the jobyard server (API and workers) in the foreground."""
     settings = Settings.from_env(
@@ -93,10 +116,17 @@ def serve(
         slots=slots,
         executor=executor.value if executor is not None else None,
         ray_address=ray_address,
+        sandbox=sandbox.value if sandbox is not None else None,
+        allow_unsandboxed_jobs=allow_unsandboxed_jobs or None,
     )
+    from jobyard.errors import JobyardError
     from jobyard.server import serve as run_server  # type: ignore[import-not-found,unused-ignore]
 
-    run_server(settings)
+    try:
+        run_server(settings)
+    except JobyardError as e:  # a setting or the database refuses this start
+        typer.echo(f"jobyard: cannot start: {e.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 def build_app(*, client_commands: bool = True) -> typer.Typer:

@@ -244,6 +244,12 @@ class AttemptRunner:
             self._quietly(a, "capping its log", lambda: logs.cap(launch.log_path, a.log_limit))
         if a.stop_reason is StopReason.LOST:
             return None
+        if a.stop_reason is None and a.handle.oom_killed():
+            a.stop_reason = StopReason.MEMORY  # the kernel enforced the limit
+        processes = a.handle.pids_exhausted()
+        if processes is not None and code != 0:
+            note = f"it reached its limit of {processes} processes, so some forks failed"
+            a.summary = f"{a.summary}; {note}" if a.summary else note
         try:
             self.collect_results(a)
         except errors.StoreUnavailable as e:

@@ -31,7 +31,7 @@ from jobyard.domain.states import JobState
 from jobyard.executors.base import Executor
 from jobyard.settings import Settings
 from jobyard.storage import logs
-from jobyard.storage.exitstatus import read_exit_status
+from jobyard.storage.exitstatus import ExitStatus, read_exit_status
 from jobyard.storage.workspace import Workspace
 from jobyard.store.artifacts import ArtifactStore
 from jobyard.store.claims import AttemptEnd, ClaimStore
@@ -158,13 +158,24 @@ class Dispatcher:
         """End the attempts this node ran in a previous life: with their real outcome
         when their process had exited and its exit status was recorded, else (killing
         leftover processes) failed as NODE_LOST, retried where the job allows it."""
+        owned = self.claims.owned_by(self.node_id)
+        # read before anything is killed: a status that the sweep's kill makes the
+        # wrapper write is the restart's doing, not how the job ended
+        statuses = {
+            job.id: read_exit_status(self.workspace.exit_status_path(job.id, job.attempt))
+            for job in owned
+        }
+        swept = self.executor.sweep()
+        if swept:
+            log.warning("killed %d processes a previous life of node %s left", swept, self.node_id)
         lost: list[Job] = []
         known: list[AttemptEnd] = []
-        for job in self.claims.owned_by(self.node_id):
+        for job in owned:
             killed = False
             if job.pid and job.pid_create_time:
                 killed = self.executor.kill_orphan(job.pid, job.pid_create_time)
-            end = None if killed else self._ended_while_down(job)
+            status = None if killed else statuses[job.id]
+            end = None if status is None else self._ended_while_down(job, status)
             if end is None:
                 lost.append(job)
             else:
@@ -173,14 +184,11 @@ class Dispatcher:
             self.claims.end_attempts(known, self.clock.now())
         self.supervisor.fail_lost(lost, "the server restarted while the job ran")
 
-    def _ended_while_down(self, job: Job) -> AttemptEnd | None:
-        """The end of an attempt whose process exited while no node watched it, from its
-        exit status file (with its results recorded), or None if that is unknown. A job
-        whose running mark was never written (``starting``) counts as unknown."""
+    def _ended_while_down(self, job: Job, status: ExitStatus) -> AttemptEnd | None:
+        """The end of an attempt whose process exited while no node watched it, as its
+        exit status file says (with its results recorded); None for a job whose running
+        mark was never written (``starting``): it counts as lost."""
         if job.state not in (JobState.RUNNING, JobState.CANCELLING):
-            return None
-        status = read_exit_status(self.workspace.exit_status_path(job.id, job.attempt))
-        if status is None:
             return None
         log.info("job %s: exited with code %d while the server was down", job.id, status.code)
         output_dir = self.workspace.workdir(job.id) / "output"

@@ -156,6 +156,7 @@ class Preparer:
             env["PATH"] = path_prefix + os.pathsep + env.get("PATH", "")
             env["VIRTUAL_ENV"] = str(Path(path_prefix).parent)
         entrypoint, argv = self._command(job, version, python)
+        limit = environment.memory_limit_mb if environment else None
         launch = LaunchSpec(
             job_id=job.id,
             attempt=job.attempt,
@@ -165,14 +166,16 @@ class Preparer:
             log_path=log_path,
             env=env,
             status_path=status_path,
+            network=environment is None or environment.network != "none",
+            memory_limit_bytes=limit * 1024 * 1024 if limit else None,
+            cpu_slots=job.spec.slots,
         )
         if self.run_as_user is not None:
             launch = replace(launch, user=self.run_as_user)
             env["HOME"] = str(workdir)
             env["USER"] = env["LOGNAME"] = self.run_as_user
             _give_to(workdir, self.run_as_user)
-        limit = environment.memory_limit_mb if environment else None
-        return Prepared(launch=launch, memory_limit_bytes=limit * 1024 * 1024 if limit else None)
+        return Prepared(launch=launch, memory_limit_bytes=launch.memory_limit_bytes)
 
     # ---- parts ------------------------------------------------------------------------
     def _packages(self, job: Job, workdir: Path, say: Callable[[str], None]) -> list[str]:

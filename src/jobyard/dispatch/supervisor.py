@@ -130,7 +130,11 @@ class Supervisor:
             assert a.handle is not None
             a.usage = a.handle.sample()
             limit = a.memory_limit_bytes
-            if limit is not None and (a.usage.rss_bytes or 0) > limit:
+            if (
+                limit is not None
+                and not a.handle.kernel_limits
+                and (a.usage.rss_bytes or 0) > limit
+            ):
                 self.runner.request_stop(a, StopReason.MEMORY, force=True)
 
     def heartbeat(self) -> None:

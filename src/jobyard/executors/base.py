@@ -27,6 +27,9 @@ class LaunchSpec:
     env: Mapping[str, str]  #: the complete environment of the process
     user: str | None = None  #: run as this user (the server must be root), else as the server
     status_path: Path | None = None  #: where the exit status is written when the process exits
+    network: bool = True  #: False: no network but a loopback interface (sandbox only)
+    memory_limit_bytes: int | None = None  #: enforced by the kernel where the executor can
+    cpu_slots: int = 0  #: CPU cores the job may use (0: no cap)
 
 
 class Handle(Protocol):
@@ -55,6 +58,16 @@ class Handle(Protocol):
     def cleanup(self) -> None:
         """After the main process exited: kill whatever is left of its process group."""
 
+    @property
+    def kernel_limits(self) -> bool:
+        """Whether the kernel enforces the attempt's memory limit (no sampling needed)."""
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed a process of the attempt for its memory limit."""
+
+    def pids_exhausted(self) -> int | None:
+        """The process limit, if a fork of the attempt failed for reaching it."""
+
     def exit_fd(self) -> int | None:
         """A file descriptor that becomes readable when the main process exits (a
         pidfd), valid until :meth:`cleanup`; None if the executor has none (then the
@@ -71,3 +84,7 @@ class Executor(Protocol):
     def kill_orphan(self, pid: int, create_time: float) -> bool:
         """Kill the process group led by ``pid`` if that process still exists with the
         same create time (left over from a previous server life). True if one was killed."""
+
+    def sweep(self) -> int:
+        """At the node's start: kill whatever a previous life of the node left running,
+        owned by a job or not; the number of processes killed."""

@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import psutil
 
@@ -99,6 +100,17 @@ class LocalHandle:
     def create_time(self) -> float:
         """psutil create time of the main process."""
         return self._create_time
+
+    @property
+    def kernel_limits(self) -> bool:
+        """No kernel limits: the memory limit is enforced by sampling."""
+        return False
+
+    def oom_killed(self) -> bool:
+        return False
+
+    def pids_exhausted(self) -> int | None:
+        return None
 
     def exit_fd(self) -> int | None:
         """A pidfd of the main process (readable once it exited), until :meth:`cleanup`."""
@@ -228,12 +240,7 @@ class LocalExecutor:
             args = ["/bin/sh", "-c", spec.entrypoint]
         else:
             raise ExecutorError("the launch spec has neither argv nor entrypoint")
-        try:
-            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            log = spec.log_path.open("ab")
-        except OSError as exc:
-            raise ExecutorError(f"cannot open log {spec.log_path}: {exc}") from exc
-        with log:
+        with open_log(spec) as log:
             try:
                 popen = subprocess.Popen(  # noqa: S603 - argv comes from the job spec
                     args,
@@ -257,16 +264,35 @@ class LocalExecutor:
 
     def kill_orphan(self, pid: int, create_time: float) -> bool:
         """SIGKILL the group led by ``pid`` if that process has ``create_time``."""
-        try:
-            actual = psutil.Process(pid).create_time()
-        except psutil.Error:
-            return False
-        if abs(actual - create_time) > _CREATE_TIME_TOLERANCE_S:
-            return False
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return False
-        except OSError as exc:
-            raise ExecutorError(f"cannot kill process group {pid}: {exc}") from exc
-        return True
+        return kill_group_of(pid, create_time)
+
+    def sweep(self) -> int:
+        """Nothing to sweep: without a sandbox, leftovers are found by pid (kill_orphan)."""
+        return 0
+
+
+def open_log(spec: LaunchSpec) -> BinaryIO:
+    """The attempt's log, opened for appending (readable by the server only)."""
+    try:
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.fdopen(fd, "ab")
+    except OSError as exc:
+        raise ExecutorError(f"cannot open log {spec.log_path}: {exc}") from exc
+
+
+def kill_group_of(pid: int, create_time: float) -> bool:
+    """SIGKILL the process group led by ``pid`` if that process has ``create_time``."""
+    try:
+        actual = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return False
+    if abs(actual - create_time) > _CREATE_TIME_TOLERANCE_S:
+        return False
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    except OSError as exc:
+        raise ExecutorError(f"cannot kill process group {pid}: {exc}") from exc
+    return True

@@ -246,5 +246,6 @@ class Environment(_Model):
     cpu_slots: int = 1
     memory_limit_mb: int | None = None
     max_concurrent_jobs: int = 1
+    network: str = "full"  #: "full": the host's network; "none": a loopback interface only
     created_at: datetime | None = None
     updated_at: datetime | None = None

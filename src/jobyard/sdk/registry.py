@@ -328,10 +328,12 @@ class RegistryMixin(BaseClient):
         memory_limit_mb: int | None = None,
         max_concurrent_jobs: int = 1,
         description: str | None = None,
+        network: str = "full",
     ) -> Environment:
         """Create an environment configuration. ``pip`` holds requirement specifiers
         (``"pandas==2.*"``); ``files`` maps relative paths to text (a ``Path`` value is
-        read) written into each job's working directory."""
+        read) written into each job's working directory. ``network="none"`` gives its
+        jobs a loopback interface only (``"full"``: the host's network)."""
         body = {
             "name": name,
             "description": description,
@@ -341,6 +343,7 @@ class RegistryMixin(BaseClient):
             "cpu_slots": cpu_slots,
             "memory_limit_mb": memory_limit_mb,
             "max_concurrent_jobs": max_concurrent_jobs,
+            "network": network,
         }
         return self._parse(Environment, self._request("POST", "/v1/environments", json=body))
 
@@ -364,6 +367,7 @@ class RegistryMixin(BaseClient):
         cpu_slots: int | _Unset = UNSET,
         memory_limit_mb: int | _Unset | None = UNSET,
         max_concurrent_jobs: int | _Unset = UNSET,
+        network: str | _Unset = UNSET,
     ) -> Environment:
         """Change the given fields (maps and lists are replaced whole; ``None`` clears
         ``description``/``memory_limit_mb``). Jobs that start afterwards get the change."""
@@ -376,6 +380,7 @@ class RegistryMixin(BaseClient):
             cpu_slots=cpu_slots,
             memory_limit_mb=memory_limit_mb,
             max_concurrent_jobs=max_concurrent_jobs,
+            network=network,
         )
         return self._parse(Environment, self._request("PATCH", _env_path(ref), json=body))
 

@@ -27,6 +27,8 @@ REQUIREMENT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\s*(?:[\[(<
 MAX_FILES_BYTES = 1024 * 1024
 MAX_ITEMS = 500
 MAX_VALUE = 32 * 1024
+#: an environment's network policies: the host's network, or a loopback interface only
+NETWORK_POLICIES = ("full", "none")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +43,7 @@ class EnvironmentSpec:
     cpu_slots: int = 1
     memory_limit_mb: int | None = None
     max_concurrent_jobs: int = 1
+    network: str = "full"
 
 
 CHANGEABLE = tuple(f.name for f in fields(EnvironmentSpec))
@@ -118,7 +121,14 @@ def _checked(spec: EnvironmentSpec) -> dict[str, Any]:
         "max_concurrent_jobs": specs.check_int(
             spec.max_concurrent_jobs, "max_concurrent_jobs", minimum=1, optional=False
         ),
+        "network": _network(spec.network),
     }
+
+
+def _network(value: object) -> str:
+    if value not in NETWORK_POLICIES:
+        raise errors.ValidationFailed("network: must be 'full' or 'none'", field="network")
+    return str(value)
 
 
 def _mapping(value: object, what: str) -> Mapping[Any, Any]:

@@ -25,10 +25,37 @@ def require(principal: Principal, role: Role, what: str) -> None:
 
 
 class TenancyService:
-    def __init__(self, *, store: TenancyStore, auth: AuthService, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        store: TenancyStore,
+        auth: AuthService,
+        clock: Clock,
+        single_tenant_reason: str | None = None,
+    ) -> None:
         self.store = store
         self.auth = auth
         self.clock = clock
+        #: why this node may serve one tenant only (its jobs are not sandboxed), or None
+        self.single_tenant_reason = single_tenant_reason
+
+    def _single_tenant_message(self) -> str:
+        return (
+            f"jobs on this node are not sandboxed ({self.single_tenant_reason}), so a job of "
+            "one tenant could read every other tenant's files and keys; install bubblewrap "
+            "and run the server as root, or start it with --allow-unsandboxed-jobs if every "
+            "tenant trusts every other"
+        )
+
+    def check_single_tenant(self) -> None:
+        """At start: refuse to serve several tenants with jobs that are not sandboxed."""
+        if self.single_tenant_reason is None:
+            return
+        tenants = self.store.list_tenants()
+        if len(tenants) > 1:
+            raise errors.Conflict(
+                f"this database has {len(tenants)} tenants, but " + self._single_tenant_message()
+            )
 
     # ---- projects --------------------------------------------------------------------
     def check_project(self, principal: Principal, project_ref: str) -> str:
@@ -67,6 +94,10 @@ class TenancyService:
     def create_tenant(self, principal: Principal, tenant_id: str, name: str) -> Mapping[str, Any]:
         require(principal, Role.SUPERUSER, "creating a tenant")
         _check_name(tenant_id, "id")
+        if self.single_tenant_reason is not None:
+            raise errors.Conflict(
+                "a second tenant cannot be created: " + self._single_tenant_message()
+            )
         tenant = self.store.create_tenant(tenant_id, name, self.clock.now())
         self._audit(principal, "tenant.create", tenant_id, {"name": name})
         return tenant

@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -31,6 +32,14 @@ class Database:
         #: connection of its own
         self.group = GroupCommit(self._group_write, self._group_write_now)
         self._group_conn: sa.Connection | None = None
+
+    @property
+    def file_path(self) -> Path | None:
+        """The database file of a SQLite database, else None."""
+        name = self.engine.url.database
+        if self.dialect != "sqlite" or not name or name == ":memory:":
+            return None
+        return Path(name)
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:

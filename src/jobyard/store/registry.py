@@ -102,6 +102,7 @@ def _environment(row: Mapping[Any, Any]) -> Environment:
         cpu_slots=row["cpu_slots"],
         memory_limit_mb=row["memory_limit_mb"],
         max_concurrent_jobs=row["max_concurrent_jobs"],
+        network=row["network"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )

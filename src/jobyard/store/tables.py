@@ -303,6 +303,7 @@ environments = sa.Table(
     sa.Column("cpu_slots", sa.Integer, nullable=False, server_default="1"),
     sa.Column("memory_limit_mb", sa.Integer),
     sa.Column("max_concurrent_jobs", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("network", sa.String(16), nullable=False, server_default="full"),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("tenant_id", "name"),

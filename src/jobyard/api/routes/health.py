@@ -17,13 +17,16 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="The database answers and the node can write")
 def readyz(runtime: RuntimeDep) -> JSONResponse:
+    sandbox = runtime.sandbox.describe()
     ready = runtime.readiness.check()
     if ready.ready:
-        return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "ready", "details": sandbox})
     if not ready.reachable:
         body = {"code": "STORE_UNAVAILABLE", "message": "the database does not answer"}
-    else:  # details: what cannot write ("database", "data_dir") and why
+    else:  # the details name what cannot write ("database", "data_dir") and why
         body = {"code": "NOT_READY", "message": "; ".join(ready.problems.values())}
     return JSONResponse(
-        {**body, "details": ready.problems}, status_code=503, headers={"Retry-After": "1"}
+        {**body, "details": {**sandbox, **ready.problems}},
+        status_code=503,
+        headers={"Retry-After": "1"},
     )

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from jobyard.api.deps import PrincipalDep, RuntimeDep
 from jobyard.api.schemas import ErrorOut
+from jobyard.executors.support import SandboxSupport
 from jobyard.service.status import SystemStatus, SystemStatusService
 from jobyard.wiring import Runtime
 
@@ -103,6 +104,31 @@ class ResourcesOut(BaseModel):
     disk_free_bytes: int | None = Field(description="Free space of the data directory")
 
 
+class SandboxOut(BaseModel):
+    """How the answering node walls its jobs in (docs/security.md)."""
+
+    jobs_sandboxed: bool = Field(
+        description="Jobs run in a sandbox: own namespaces, an unprivileged user, only "
+        "their own files"
+    )
+    kernel_limits: bool = Field(
+        description="Memory, process and CPU limits are enforced by the kernel (cgroups)"
+    )
+    sandbox_unavailable: str | None = Field(None, description="Why jobs are not sandboxed")
+    kernel_limits_unavailable: str | None = Field(
+        None, description="Why there are no kernel limits"
+    )
+
+    @classmethod
+    def of(cls, support: SandboxSupport) -> SandboxOut:
+        return cls(
+            jobs_sandboxed=support.sandboxed,
+            kernel_limits=support.kernel_limits,
+            sandbox_unavailable=support.reason or None,
+            kernel_limits_unavailable=support.limits_reason or None,
+        )
+
+
 class SystemStatusOut(BaseModel):
     system_status: Literal["healthy", "degraded", "unhealthy"] = Field(
         description="`unhealthy`: your jobs are queued and no node is active; `degraded`: a "
@@ -113,9 +139,10 @@ class SystemStatusOut(BaseModel):
     queue_statistics: QueueStatisticsOut
     performance_metrics: PerformanceOut
     resource_utilization: ResourcesOut
+    sandbox: SandboxOut = Field(description="How the answering node's jobs are walled in")
 
     @classmethod
-    def of(cls, s: SystemStatus) -> SystemStatusOut:
+    def of(cls, s: SystemStatus, support: SandboxSupport) -> SystemStatusOut:
         p, q, r = s.performance, s.queue, s.resources
         return cls(
             system_status=s.status,
@@ -158,12 +185,14 @@ class SystemStatusOut(BaseModel):
                 memory_used_bytes=r.memory_used_bytes,
                 disk_free_bytes=r.disk_free_bytes,
             ),
+            sandbox=SandboxOut.of(support),
         )
 
 
 @router.get("/status", summary="System status: health, nodes, queue, performance, resources")
 def system_status(
     principal: PrincipalDep,
+    runtime: RuntimeDep,
     service: Annotated[SystemStatusService, Depends(get_status_service)],
 ) -> SystemStatusOut:
-    return SystemStatusOut.of(service.status(principal))
+    return SystemStatusOut.of(service.status(principal), runtime.sandbox)

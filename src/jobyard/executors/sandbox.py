@@ -1,0 +1,423 @@
+"""Jobs in a sandbox: each attempt runs under bubblewrap in its own namespaces, as an
+unprivileged user, in its own cgroups.
+
+What a job sees: its working directory (read-write, its ``input/`` read-only), the
+system's programs and libraries (``/usr``, ``/etc``, the server's Python and jobyard's
+own code, all read-only), a private ``/tmp`` and ``/dev``, and its own processes only
+(``/proc`` of a new PID namespace). Not the data directory, other jobs, the
+credentials, the database, the server's environment or its processes. ``network:
+none`` gives it a network namespace with only a loopback interface.
+
+The process chain is ``sh`` (joins the attempt's cgroups, then ``exec``) → ``bwrap``
+(the outer monitor, a child of the server: ``--die-with-parent`` kills the sandbox
+when the server dies, so a dead node leaves nothing running) → bwrap's PID 1 → the
+job, started through ``setpriv`` as the unprivileged user with no capabilities.
+bwrap records the exit status in the attempt's status file (``--json-status-fd``), so
+a node restarted after its job finished still knows the outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import psutil
+
+from jobyard.domain.jobs import ResourceUsage
+from jobyard.errors import ExecutorError
+from jobyard.executors.base import LaunchSpec
+from jobyard.executors.cgroups import CgroupTree, JobCgroup
+from jobyard.executors.local import LocalHandle, open_log
+from jobyard.executors.support import DEFAULT_USER, SandboxSupport
+
+_SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
+_KILL_DEADLINE_S = 5.0
+_TMP = "/tmp"  # noqa: S108 - a fresh tmpfs inside the sandbox
+_SHM = "/dev/shm"  # noqa: S108 - a fresh tmpfs inside the sandbox
+_PROBE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How to wrap one attempt: the programs, the read-only paths, the limits."""
+
+    bwrap: str
+    setpriv: str
+    read_only: tuple[Path, ...]  #: besides the system directories
+    cgroups: CgroupTree | None
+    pids_max: int | None
+
+    def command(
+        self, spec: LaunchSpec, argv: list[str], *, status_fd: int, group: JobCgroup | None
+    ) -> list[str]:
+        """The full argument vector that runs ``argv`` for ``spec`` in the sandbox."""
+        user = pwd.getpwnam(spec.user or DEFAULT_USER)
+        args = [
+            self.bwrap,
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            *(["--unshare-net"] if not spec.network else []),
+            "--json-status-fd",
+            str(status_fd),
+        ]
+        for name in _SYSTEM_DIRS:
+            path = Path(name)
+            if path.is_symlink():
+                args += ["--symlink", os.readlink(path), name]
+            elif path.is_dir():
+                args += ["--ro-bind", name, name]
+        private = ("--proc", "/proc", "--dev", "/dev", "--tmpfs", _TMP, "--tmpfs", _SHM)
+        args += private
+        made: set[Path] = {Path("/"), Path(_TMP), Path("/dev"), Path("/proc")}
+        mounted = [Path(p) for p in _SYSTEM_DIRS]
+        for path in self.read_only:
+            if path.exists() and not _under(path, mounted):
+                args += [*_parents(path, made), "--ro-bind", str(path), str(path)]
+                mounted.append(path)
+        work = spec.workdir
+        args += [*_parents(work, made), "--bind", str(work), str(work)]
+        if (work / "input").is_dir():
+            args += ["--ro-bind", str(work / "input"), str(work / "input")]
+        args += ["--chdir", str(work), "--"]
+        args += [
+            self.setpriv,
+            f"--reuid={user.pw_uid}",
+            f"--regid={user.pw_gid}",
+            "--clear-groups",
+            "--no-new-privs",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+            *argv,
+        ]
+        if group is None:
+            return args
+        joins = " && ".join(f"echo $$ > {shlex.quote(str(f))}" for f in group.procs_files())
+        return ["/bin/sh", "-c", f'{joins} && exec "$@"', "sh", *args]
+
+
+def _under(path: Path, roots: Iterable[Path]) -> bool:
+    return any(path == r or path.is_relative_to(r) for r in roots)
+
+
+def _parents(path: Path, made: set[Path]) -> list[str]:
+    """``--dir`` arguments (mode 0755) for the ancestors of ``path`` not made yet; bwrap
+    would otherwise make them 0700, which the unprivileged job user cannot enter."""
+    args: list[str] = []
+    for parent in reversed(path.parents):
+        if parent not in made:
+            made.add(parent)
+            args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
+def _python_paths() -> list[Path]:
+    """The server's interpreter, its virtualenv and jobyard's own code: notebook and
+    Python jobs run with them (read-only)."""
+    import jobyard
+
+    paths = {
+        Path(sys.base_prefix).resolve(),
+        Path(sys.prefix).resolve(),
+        Path(sys.executable).resolve().parent.parent,
+        Path(jobyard.__file__).resolve().parent.parent,
+    }
+    return sorted(paths)
+
+
+def detect(
+    *,
+    node_id: str,
+    data_dir: Path,
+    read_only_inside: Iterable[Path] = (),
+    extra_read_only: Iterable[Path] = (),
+    pids_max: int | None,
+) -> tuple[Sandbox | None, SandboxSupport]:
+    """The sandbox this host allows (None when it cannot sandbox), and what it allows.
+    ``read_only_inside``: directories of the data directory jobs need (the Python
+    environments, the in-job helper); no other path that holds the data directory or
+    lies in it is shown to jobs."""
+    cgroups: CgroupTree | None = None
+    limits_reason = ""
+    reason = _sandbox_missing()
+    if reason:
+        return None, SandboxSupport(False, reason, False, "jobs are not sandboxed")
+    cgroups, limits_reason = CgroupTree.detect(node_id)
+    data = data_dir.resolve()
+    outside = [
+        p
+        for p in (*_python_paths(), *extra_read_only)
+        if not _under(data, [p]) and not _under(p, [data])
+    ]
+    sandbox = Sandbox(
+        bwrap=shutil.which("bwrap") or "bwrap",
+        setpriv=shutil.which("setpriv") or "setpriv",
+        read_only=(*outside, *read_only_inside),
+        cgroups=cgroups,
+        pids_max=pids_max,
+    )
+    probe = _probe(sandbox)
+    if probe:
+        return None, SandboxSupport(False, probe, False, "jobs are not sandboxed")
+    return sandbox, SandboxSupport(True, "", cgroups is not None, limits_reason)
+
+
+def _sandbox_missing() -> str:
+    if not sys.platform.startswith("linux"):
+        return "job sandboxes need Linux namespaces"
+    if os.geteuid() != 0:
+        return "the server does not run as root (needed to run jobs as another user)"
+    for program, package in (("bwrap", "bubblewrap"), ("setpriv", "util-linux")):
+        if shutil.which(program) is None:
+            return f"{program} is not installed (Debian package {package!r})"
+    return ""
+
+
+def _probe(sandbox: Sandbox) -> str:
+    """Run ``true`` in a sandbox like a job's; '' if it works, else what failed."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="jobyard-probe-") as tmp:
+        work = Path(tmp) / "work"
+        work.mkdir()
+        os.chmod(tmp, 0o755)  # noqa: S103 - the probe user must reach its directory
+        user = pwd.getpwnam(DEFAULT_USER)
+        os.chown(work, user.pw_uid, user.pw_gid)
+        spec = LaunchSpec(
+            job_id="probe",
+            attempt=1,
+            entrypoint=None,
+            argv=("true",),
+            workdir=work,
+            log_path=Path(tmp) / "log",
+            env={"PATH": "/usr/bin:/bin"},
+            network=False,
+        )
+        r, w = os.pipe()
+        try:
+            args = sandbox.command(spec, ["true"], status_fd=w, group=None)
+            done = subprocess.run(  # noqa: S603 - our own fixed command
+                args,
+                capture_output=True,
+                timeout=_PROBE_TIMEOUT_S,
+                pass_fds=(w,),
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError, KeyError) as e:
+            return f"bubblewrap cannot start a sandbox here: {e}"
+        finally:
+            os.close(r)
+            os.close(w)
+        if done.returncode != 0:
+            error = done.stderr.decode(errors="replace").strip().splitlines()
+            return "bubblewrap cannot start a sandbox here: " + (
+                error[-1] if error else f"exit code {done.returncode}"
+            )
+    return ""
+
+
+class SandboxHandle(LocalHandle):
+    """An attempt running in a sandbox. Its processes are those of its PID namespace:
+    when the job's main process exits, bwrap's PID 1 exits and the kernel kills the
+    rest, so nothing the job left behind (``setsid``, ``nohup``) survives it."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        log_path: Path,
+        root: psutil.Process,
+        group: JobCgroup | None,
+        tree: CgroupTree | None,
+    ) -> None:
+        super().__init__(popen, log_path, root)
+        self.group = group
+        self._tree = tree
+
+    @property
+    def kernel_limits(self) -> bool:
+        return self.group is not None
+
+    def wait(self, timeout: float | None) -> int | None:
+        code = super().wait(timeout)
+        return None if code is None else _job_code(code)
+
+    def stop(self, grace_s: float, *, force: bool = False) -> int:
+        """SIGTERM every process of the job, ``grace_s`` to exit, then kill the sandbox."""
+        if not force and self._popen.poll() is None:
+            for sig in (signal.SIGTERM, signal.SIGCONT):
+                self._signal_job(sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._popen.wait(grace_s)
+        if self._popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)  # the sandbox's PID 1 dies with it
+            if self.group is not None:
+                self.group.kill_all()
+            try:
+                self._popen.wait(_KILL_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                raise ExecutorError(
+                    f"sandbox {self.pid} survived SIGKILL for {_KILL_DEADLINE_S} s", pid=self.pid
+                ) from None
+        code = self._popen.returncode
+        assert code is not None
+        return _job_code(code)
+
+    def _signal_job(self, sig: signal.Signals) -> None:
+        """Signal the job's processes, not bwrap's own two (they would end the sandbox)."""
+        try:
+            monitors = {self.pid, *(c.pid for c in self._root.children())}
+            if self.group is not None:
+                self.group.signal_all(sig, sparing=frozenset(monitors))
+                return
+            for child in self._root.children(recursive=True):
+                if child.pid not in monitors:
+                    with contextlib.suppress(psutil.Error):
+                        child.send_signal(sig)
+        except psutil.Error:
+            pass
+
+    def cleanup(self) -> None:
+        """After the exit: the namespace is gone; remove the cgroups (figures kept)."""
+        if self.group is not None and self._tree is not None:
+            self._tree.release(self.group)
+        super().cleanup()
+
+    def _finished(self) -> bool:
+        return self._popen.poll() is not None
+
+    def sample(self) -> ResourceUsage:
+        usage = super().sample()
+        if self.group is None:
+            return usage
+        figures = self.group.usage()
+        return replace(
+            usage,
+            rss_bytes=figures.memory_bytes if self._popen.poll() is None else usage.rss_bytes,
+            peak_rss_bytes=max(figures.peak_memory_bytes, usage.peak_rss_bytes or 0),
+            cpu_time_s=max(figures.cpu_time_s, usage.cpu_time_s or 0.0),
+        )
+
+    def oom_killed(self) -> bool:
+        return self.group is not None and self.group.oom_kills() > 0
+
+    def pids_exhausted(self) -> int | None:
+        if self.group is None or self.group.pids_limit_hits() == 0:
+            return None
+        return self.group.pids_max
+
+
+def _job_code(code: int) -> int:
+    """bwrap exits with 128 + n when the job was killed by signal n (as shells do)."""
+    if 128 < code < 128 + signal.NSIG:
+        return -(code - 128)
+    return code
+
+
+class SandboxedExecutor:
+    """Starts each attempt in a sandbox. Processes are started from one long-lived
+    thread: a child's parent-death signal fires when the *thread* that forked it ends."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="jobyard-spawn")
+
+    def start(self, spec: LaunchSpec) -> SandboxHandle:
+        if spec.argv:
+            argv = list(spec.argv)
+            self._check_program(argv[0], spec)
+        elif spec.entrypoint is not None:
+            argv = ["/bin/sh", "-c", spec.entrypoint]
+        else:
+            raise ExecutorError("the launch spec has neither argv nor entrypoint")
+        group = None
+        if self.sandbox.cgroups is not None:
+            group = self.sandbox.cgroups.create(f"{spec.job_id}-{spec.attempt}")
+            try:
+                group.limit(
+                    memory_bytes=spec.memory_limit_bytes,
+                    pids_max=self.sandbox.pids_max,
+                    cpu_slots=spec.cpu_slots,
+                )
+            except OSError as e:
+                group.close()
+                raise ExecutorError(f"cannot set the job's resource limits: {e}") from e
+        try:
+            return self._spawner.submit(self._spawn, spec, argv, group).result()
+        except BaseException:
+            if group is not None:
+                group.close()
+            raise
+
+    def _check_program(self, program: str, spec: LaunchSpec) -> None:
+        """Fail like a failed ``exec`` when the job's program is not there (as the sandbox
+        sees it): a start error, not a run that exits with 127."""
+        if "/" in program:
+            candidates = [spec.workdir / program]
+        else:
+            path = spec.env.get("PATH", "")
+            candidates = [Path(d) / program for d in path.split(os.pathsep) if d]
+        roots = [Path(d) for d in _SYSTEM_DIRS] + [*self.sandbox.read_only, spec.workdir]
+        for candidate in candidates:
+            full = Path(os.path.normpath(candidate))
+            if _under(full, roots) and full.is_file() and os.access(full, os.X_OK):
+                return
+        message = f"jobyard: cannot start {program!r}: no such program in the job's sandbox"
+        with open_log(spec) as log:
+            log.write(message.encode("utf-8", "replace") + b"\n")
+        raise ExecutorError(message, program=program)
+
+    def _spawn(self, spec: LaunchSpec, argv: list[str], group: JobCgroup | None) -> SandboxHandle:
+        status = spec.status_path or spec.log_path.with_suffix(".exit")
+        with open_log(spec) as log:
+            try:
+                status.unlink(missing_ok=True)
+                status_fd = os.open(status, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            except OSError as exc:
+                raise ExecutorError(f"cannot create {status}: {exc}") from exc
+            try:
+                args = self.sandbox.command(spec, argv, status_fd=status_fd, group=group)
+                popen = subprocess.Popen(  # noqa: S603 - argv comes from the job spec
+                    args,
+                    cwd=spec.workdir,
+                    env=dict(spec.env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    close_fds=True,
+                    pass_fds=(status_fd,),
+                    start_new_session=True,
+                )
+            except (OSError, ValueError, KeyError) as exc:
+                message = f"jobyard: cannot start the job's sandbox: {exc}"
+                log.write(message.encode("utf-8", "replace") + b"\n")
+                raise ExecutorError(message, program=argv[0]) from exc
+            finally:
+                os.close(status_fd)
+        root = psutil.Process(popen.pid)
+        return SandboxHandle(popen, spec.log_path, root, group, self.sandbox.cgroups)
+
+    def kill_orphan(self, pid: int, create_time: float) -> bool:
+        from jobyard.executors.local import kill_group_of
+
+        return kill_group_of(pid, create_time)
+
+    def sweep(self) -> int:
+        """Kill what a previous life of this node left in its cgroups."""
+        if self.sandbox.cgroups is None:
+            return 0
+        return self.sandbox.cgroups.sweep()
