@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from jobyard import errors
 from jobyard.dispatch.attempt import Attempt, Attempts
 from jobyard.settings import Settings
 
@@ -30,8 +31,10 @@ FENCE_MARGIN_S = 2.0
 WATCH_TICK_S = 0.05
 
 
-class LeaseSettingsError(ValueError):
+class LeaseSettingsError(errors.JobyardError):
     """The lease settings cannot keep the fencing guarantee."""
+
+    code = "INVALID_SETTINGS"
 
 
 def check_lease_settings(settings: Settings) -> None:
