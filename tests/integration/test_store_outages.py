@@ -25,6 +25,7 @@ from jobyard.store.migrate import upgrade
 from jobyard.wiring import Runtime, build_runtime
 from tests.conftest import fast_settings, wait_for
 from tests.support import private_pg
+from tests.support.blackhole import TcpProxy
 from tests.support.private_pg import PrivatePostgres
 
 PY = sys.executable
@@ -227,3 +228,49 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+#: a job that notes the time every 20 ms in ./ticks until ./go exists
+TICKS = (
+    PY,
+    "-c",
+    "import os, time\n"
+    "with open('ticks', 'a') as f:\n"
+    "    while not os.path.exists('go'):\n"
+    "        f.write(f'{time.time()}\\n'); f.flush(); time.sleep(0.02)",
+)
+
+
+def _ticks(runtime: Runtime, job: Job) -> list[float]:
+    path = runtime.settings.data_dir / "jobs" / job.id / "work" / "ticks"
+    return [float(t) for t in path.read_text().split()] if path.exists() else []
+
+
+def test_a_partitioned_node_stops_its_job_before_another_node_runs_it_again(
+    pg_server: PrivatePostgres, private_db: str, start_node: Callable[..., Runtime]
+) -> None:
+    with TcpProxy("127.0.0.1", pg_server.port) as proxy:
+        through_proxy = private_db.replace(f":{pg_server.port}/", f":{proxy.port}/")
+        a = start_node(through_proxy, node_id="node-a")  # fast settings: tolerance 2 s, TTL 4 s
+        job, _ = a.jobs.submit(ADMIN, JobSpec(argv=TICKS, max_attempts=2, retry_backoff_s=0))
+        wait_for(lambda: state_of(a, job.id) is JobState.RUNNING and _ticks(a, job))
+        b = start_node(private_db, node_id="node-b")
+        proxy.blackhole()  # node-a's database calls hang (no error, no answer)
+
+        def retried_on_b() -> Job | None:
+            j = current(b, job.id)
+            ok = j is not None and j.node_id == "node-b" and j.state is JobState.RUNNING
+            return j if ok and _ticks(b, job) else None
+
+        retry = wait_for(retried_on_b, timeout=60)
+        assert retry.attempt == 2
+        first_on_b = _ticks(b, job)[0]
+        last_on_a = _ticks(a, job)[-1]
+        assert last_on_a < first_on_b  # never two attempts at once
+        assert _gone(dispatcher_of(a).attempts.get(job.id).handle.pid)
+        go(b, job)
+        assert ended(b, job.id).state is JobState.SUCCEEDED
+        proxy.cut()  # node-a reaches the database again; its fenced end changes nothing
+        wait_for(lambda: dispatcher_of(a).running_count() == 0, timeout=30)
+        final = current(b, job.id)
+        assert final is not None and (final.state, final.attempt) == (JobState.SUCCEEDED, 2)
