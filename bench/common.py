@@ -77,6 +77,8 @@ class Server:
 
 def _server_env(home: Path, extra: Mapping[str, str] | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
+    # BENCH_JOBYARD_X=v sets the server's JOBYARD_X (e.g. BENCH_JOBYARD_SANDBOX=off)
+    env.update({k[6:]: v for k, v in os.environ.items() if k.startswith("BENCH_JOBYARD_")})
     env["JOBYARD_HOME"] = str(home)
     env.update(extra or {})
     return env

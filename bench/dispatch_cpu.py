@@ -3,7 +3,7 @@ then the dispatcher starts and runs them on ``--slots`` (default 2); prints jobs
 second and the process's CPU per job during that phase (the server's side of W1/W2
 minus the submits and the polls).
 
-    .venv/bin/python bench/dispatch_cpu.py [--jobs 500] [--python] [--rounds 3]
+    .venv/bin/python bench/dispatch_cpu.py [--jobs 500] [--python] [--rounds 3] [--sandbox off]
     .venv/bin/python bench/dispatch_cpu.py --database-url postgresql+psycopg://root@127.0.0.1:5432/x
 
 Jobs are ``["true"]`` (``--python``: ``[<python>, "-c", "pass"]``). Each round uses a
@@ -38,11 +38,11 @@ def _cpu_s() -> tuple[float, float]:
 
 
 def run_round(
-    n: int, slots: int, argv: tuple[str, ...], url: str | None
+    n: int, slots: int, argv: tuple[str, ...], url: str | None, sandbox: str = "auto"
 ) -> tuple[float, float, float]:
     """Jobs per second, CPU ms per job, and the system part of it."""
     data = Path(tempfile.mkdtemp(prefix="jobyard-dispatch-"))
-    settings = Settings(data_dir=data, database_url=url, slots=slots)
+    settings = Settings(data_dir=data, database_url=url, slots=slots, sandbox=sandbox)
     runtime = build_runtime(settings)
     migrate.upgrade(runtime.db)
     runtime.auth.bootstrap()
@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--python", action="store_true", help="jobs run python -c pass")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--sandbox", default="auto", choices=("auto", "off"))
     args = parser.parse_args()
     argv = (sys.executable, "-c", "pass") if args.python else ("true",)
     print(machine_line())
@@ -92,7 +93,7 @@ def main() -> None:
     rates, cpus = [], []
     for i in range(args.rounds):
         with fresh_database(args.database_url) as url:
-            rate, cpu, sys_cpu = run_round(args.jobs, args.slots, argv, url)
+            rate, cpu, sys_cpu = run_round(args.jobs, args.slots, argv, url, args.sandbox)
         rates.append(rate)
         cpus.append(cpu)
         print(

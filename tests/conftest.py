@@ -117,6 +117,11 @@ def fast_settings(data_dir: Path, db_url: str, **overrides: Any) -> Settings:
 
 RuntimeFactory = Callable[..., Runtime]
 
+#: ``tmp_path / GATES``: files a test creates for its jobs to wait on. Sandboxed jobs see
+#: only their own directory, so the runtimes of ``make_runtime`` show them this one too
+#: (read-only, through ``sandbox_read_only``).
+GATES = "gates"
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -132,6 +137,9 @@ def make_runtime(tmp_path: Path, db_url: str) -> Iterator[RuntimeFactory]:
 
     def make(*, start: bool = True, clock: Clock | None = None, **overrides: Any) -> Runtime:
         data_dir = overrides.pop("data_dir", tmp_path / f"data{len(made)}")
+        gates = tmp_path / GATES
+        gates.mkdir(exist_ok=True)
+        overrides.setdefault("sandbox_read_only", str(gates))  # jobs wait for files here
         port = _free_port()  # known before the server starts: jobs get JOBYARD_API_URL
         overrides.setdefault("port", port)
         overrides.setdefault("public_url", f"http://127.0.0.1:{overrides['port']}")

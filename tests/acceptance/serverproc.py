@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from tests.acceptance.hooks import SERVER_LOGS
-from tests.conftest import wait_for
+from tests.conftest import GATES, wait_for
 
 PY = sys.executable
 JOBYARD = str(Path(sys.executable).parent / "jobyard")
@@ -199,6 +199,9 @@ def start_server(
         port = _free_port()
         while port in {s.port for s in servers}:  # a restarted server gets a new port
             port = _free_port()
+        gates = tmp_path / GATES  # files the tests' jobs wait on (visible in the sandbox)
+        gates.mkdir(exist_ok=True)
+        env = {"JOBYARD_SANDBOX_READ_ONLY": str(gates), **(env or {})}
         server = Server(home, db_url, log_path, port, args, env)
         servers.append(server)
         return server.start()

@@ -36,7 +36,7 @@ from tests.acceptance.serverproc import (
     jobyard,
     jobyard_all,
 )
-from tests.conftest import wait_for
+from tests.conftest import GATES, wait_for
 from tests.support import procs
 
 pytestmark = pytest.mark.acceptance
@@ -123,7 +123,7 @@ for n in range(1, 11):
 
 
 def test_logs_follow_streams_until_the_job_ends(server: Server, tmp_path: Path) -> None:
-    go = tmp_path / "go"
+    go = tmp_path / GATES / "go"
     job_id = _submit_quiet(server, PY, "-c", FOLLOW_JOB, str(go))
     server.wait_status(job_id, {"running"})
 

@@ -17,7 +17,7 @@ import pytest
 from jobyard import Client
 from jobyard.domain.auth import Role
 from jobyard.wiring import Runtime
-from tests.conftest import LiveServer, RuntimeFactory, wait_for
+from tests.conftest import GATES, LiveServer, RuntimeFactory, wait_for
 
 pytestmark = pytest.mark.compat
 
@@ -67,7 +67,7 @@ def test_batch_job_object(client: Client, hist: httpx.Client, tmp_path: Path) ->
     client.create_model("scorer")
     version = client.push_version("scorer", "1.0.0", tmp_path / "score.py")
     inputs = [{"ok": True, "image": "a.png"}, {"ok": False}, {"ok": True}]
-    barrier = tmp_path / "go"
+    barrier = tmp_path / GATES / "go"
     job = client.submit(
         model="scorer:1.0.0",
         inputs=inputs,
@@ -148,7 +148,7 @@ def test_pending_filter_shows_waiting_and_running_jobs(
     make_runtime: RuntimeFactory, serve: Callable[[Runtime], LiveServer], tmp_path: Path
 ) -> None:
     live = serve(make_runtime(slots=1))
-    barrier = tmp_path / "go"
+    barrier = tmp_path / GATES / "go"
     gate = f"import os,time\nwhile not os.path.exists({str(barrier)!r}): time.sleep(0.02)"
     with live.client() as client, _http(live) as hist:
         blocker = client.submit([PY, "-c", gate])

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from jobyard import Client
-from tests.conftest import LiveServer, wait_for
+from tests.conftest import GATES, LiveServer, wait_for
 
 pytestmark = pytest.mark.compat
 
@@ -163,7 +163,7 @@ def test_stop_keeps_outputs_written_so_far(client: Client, hub: httpx.Client) ->
 def test_second_job_on_a_busy_configuration_waits_pending(
     client: Client, hub: httpx.Client, tmp_path: Path
 ) -> None:
-    barrier = tmp_path / "go"
+    barrier = tmp_path / GATES / "go"
     script = tmp_path / "gate.py"
     script.write_text(
         "import os, time\nwhile not os.path.exists(os.environ['BARRIER']):\n    time.sleep(0.02)\n"

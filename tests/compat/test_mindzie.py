@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from jobyard.api.compat import mindzie
 from jobyard.domain.auth import Role
-from tests.conftest import LiveServer, wait_for
+from tests.conftest import GATES, LiveServer, wait_for
 
 pytestmark = pytest.mark.compat
 
@@ -219,7 +219,7 @@ def test_usage_example_workflow(base: str, live: LiveServer, tmp_path: Path) -> 
     assert system_status["queueStatistics"]["totalQueuedJobs"] == 0
     assert SIZE.match(system_status["resourceUtilization"]["totalMemoryCapacity"])
 
-    gate = tmp_path / "gate"
+    gate = tmp_path / GATES / "gate"
     job_params = {
         "datasetId": "dataset-guid",
         "analysisType": "comprehensive",

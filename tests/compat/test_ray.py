@@ -23,7 +23,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from jobyard.domain.auth import Role
-from tests.conftest import LiveServer, wait_for
+from tests.conftest import GATES, LiveServer, wait_for
 
 pytestmark = [
     pytest.mark.compat,
@@ -104,7 +104,7 @@ def test_submit_with_working_dir_env_and_metadata(
 
 
 def test_tail_follows_a_running_job(ray: JobSubmissionClient, tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
+    gate = tmp_path / GATES / "gate"
     code = (
         "import os,time\nprint('before', flush=True)\n"
         f"while not os.path.exists({str(gate)!r}): time.sleep(0.02)\nprint('after')"

@@ -17,7 +17,7 @@ from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.store.claims import ClaimStore
 from jobyard.store.database import Database
-from tests.conftest import RuntimeFactory, wait_for
+from tests.conftest import GATES, RuntimeFactory, wait_for
 
 PY = sys.executable
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)
@@ -74,7 +74,7 @@ def test_aging_lets_old_low_priority_jobs_run_first(make_runtime: RuntimeFactory
 
 def test_capacity_limits_running_jobs(make_runtime: RuntimeFactory, tmp_path: Path) -> None:
     runtime = make_runtime(slots=2)
-    barrier = tmp_path / "release"
+    barrier = tmp_path / GATES / "release"
     code = f"import os,time\nwhile not os.path.exists({str(barrier)!r}): time.sleep(0.02)"
     ids = [runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", code)))[0].id for _ in range(3)]
     wait_for(lambda: sum(runtime.jobs.get(ADMIN, i).state is JobState.RUNNING for i in ids) == 2)

@@ -13,7 +13,7 @@ import pytest
 from jobyard import Client
 from jobyard.clock import ManualClock
 from jobyard.sdk import errors as sdk_errors
-from tests.conftest import LiveServer, RuntimeFactory, wait_for
+from tests.conftest import GATES, LiveServer, RuntimeFactory, wait_for
 
 PY = sys.executable
 
@@ -47,7 +47,7 @@ while not os.path.exists(sys.argv[2]): time.sleep(0.02)
 def test_progress_metrics_and_warnings_from_the_helper(
     live: LiveServer, client: Client, tmp_path: Path
 ) -> None:
-    a, b = tmp_path / "a", tmp_path / "b"
+    a, b = tmp_path / GATES / "a", tmp_path / GATES / "b"
     # the machine's plain python3, without jobyard's dependencies: the helper is stdlib only
     job = client.submit(["python3", "-c", HELPER_JOB, str(a), str(b)])
     wait_for(lambda: "phase1" in client.logs(job.id), timeout=30)
@@ -109,7 +109,7 @@ def test_items_from_inputs_jsonl_and_the_helper(live: LiveServer, client: Client
 def test_job_token_can_only_report_on_its_running_job(
     live: LiveServer, client: Client, tmp_path: Path
 ) -> None:
-    gate = tmp_path / "gate"
+    gate = tmp_path / GATES / "gate"
     code = f"import os,time\nprint(os.environ['JOBYARD_JOB_TOKEN'], flush=True)\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)"
     job = client.submit([PY, "-c", code])
     other = client.submit("true")
@@ -167,7 +167,7 @@ def test_queue_position_estimates_and_reason(
         for _ in range(2):
             done = client.submit([PY, "-c", "pass"], job_type="etl")
             assert client.wait(done.id, timeout=30).status == "succeeded"
-        gate = tmp_path / "gate"
+        gate = tmp_path / GATES / "gate"
         blocker = client.submit(
             [PY, "-c", f"import os,time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)"]
         )
@@ -281,7 +281,7 @@ def test_manual_retry_with_changed_parameters(
     assert retry["parameters"] == {"x": 2, "keep": "yes"} and retry["priority"] == "high"
     assert client.wait(retry["id"], timeout=30).status == "succeeded"
     assert _job(live, job.id)["retries"] == [retry["id"]]
-    gate = tmp_path / "gate"
+    gate = tmp_path / GATES / "gate"
     running = client.submit(
         [PY, "-c", f"import os,time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)"]
     )

@@ -376,7 +376,7 @@ def test_a_restarted_node_kills_what_a_previous_life_left_in_its_cgroups(
     server = world.server
     node_id = (server.home / "node_id").read_text().strip()
     server.stop()
-    tree, why = CgroupTree.detect(node_id)
+    tree, why = CgroupTree.detect(node_id, server.home)
     assert tree is not None, why
     leftover = tree.create("left-by-a-previous-life")  # owned by no job
     orphan = subprocess.Popen(["sleep", "3605"], start_new_session=True)
@@ -391,3 +391,45 @@ def test_a_restarted_node_kills_what_a_previous_life_left_in_its_cgroups(
         if orphan.poll() is None:
             orphan.kill()
             orphan.wait()
+
+
+NETWORK_PROBE = """
+import json, os, socket
+from urllib.parse import urlparse
+api = urlparse(os.environ["JOBYARD_API_URL"])
+out = {"interfaces": sorted(name for _, name in socket.if_nameindex())}
+try:
+    socket.create_connection((api.hostname, api.port), timeout=5).close()
+    out["api"] = "reached"
+except OSError as e:
+    out["api"] = f"unreachable: {e}"
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+socket.create_connection(server.getsockname(), timeout=5).close()
+out["loopback"] = "works"
+print("NET " + json.dumps(out), flush=True)
+"""
+
+
+def test_network_none_leaves_a_job_only_a_loopback_interface(world: World) -> None:
+    r = world.call(
+        "POST", "/v1/environments", world.member_b, json={"name": "offline", "network": "none"}
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["network"] == "none"
+    seen = {}
+    for environment in ("offline", None):
+        body: dict[str, Any] = {"entrypoint": [PY, "-c", NETWORK_PROBE]}
+        if environment:
+            body["environment"] = environment
+        job = world.submit(world.member_b, **body)
+        done = world.wait(world.member_b, job["id"])
+        log = world.log(world.member_b, job["id"])
+        assert done["status"] == "succeeded", (done, log)
+        line = next(x for x in log.splitlines() if x.startswith("NET "))
+        seen[environment or "full"] = json.loads(line.removeprefix("NET "))
+    assert seen["offline"]["interfaces"] == ["lo"], seen
+    assert seen["offline"]["api"].startswith("unreachable"), seen
+    assert seen["offline"]["loopback"] == "works"
+    assert seen["full"]["api"] == "reached", seen

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from jobyard.api.bounds import Int32
 from jobyard.api.schemas import Strict
 from jobyard.domain.registry import (
     Environment,
@@ -26,18 +27,18 @@ _TEXT = 10_000
 class ModelCreate(Strict):
     name: str = Field(description="Unique within the tenant: letters, digits, '.', '_', '-'.")
     description: str | None = Field(None, max_length=_TEXT)
-    expected_interval_minutes: int | None = Field(
+    expected_interval_minutes: Int32 | None = Field(
         None, description="Monitoring hint: how often the model is expected to run."
     )
-    retention_hours: int | None = Field(None, description="How long its results are kept.")
+    retention_hours: Int32 | None = Field(None, description="How long its results are kept.")
 
 
 class ModelUpdate(Strict):
     """Only the fields given change; ``null`` clears one."""
 
     description: str | None = Field(None, max_length=_TEXT)
-    expected_interval_minutes: int | None = None
-    retention_hours: int | None = None
+    expected_interval_minutes: Int32 | None = None
+    retention_hours: Int32 | None = None
 
 
 class VersionInfo(BaseModel):
@@ -249,9 +250,9 @@ class EnvironmentCreate(Strict):
         description="Relative path → text, written into the job's working directory "
         "(1 MiB in all).",
     )
-    cpu_slots: int = Field(1, description="Slots of a node a job takes (1-1024).")
-    memory_limit_mb: int | None = Field(None, description="At least 16; null: no limit.")
-    max_concurrent_jobs: int = Field(1, description="Jobs of this environment run at once.")
+    cpu_slots: Int32 = Field(1, description="Slots of a node a job takes (1-1024).")
+    memory_limit_mb: Int32 | None = Field(None, description="At least 16; null: no limit.")
+    max_concurrent_jobs: Int32 = Field(1, description="Jobs of this environment run at once.")
     network: str = Field(
         "full",
         description="'full': the host's network; 'none': a loopback interface only"
@@ -270,9 +271,9 @@ class EnvironmentUpdate(Strict):
     env_vars: dict[str, str] | None = None
     pip_requirements: list[str] | None = None
     files: dict[str, str] | None = None
-    cpu_slots: int | None = None
-    memory_limit_mb: int | None = None
-    max_concurrent_jobs: int | None = None
+    cpu_slots: Int32 | None = None
+    memory_limit_mb: Int32 | None = None
+    max_concurrent_jobs: Int32 | None = None
     network: str | None = None
 
 

@@ -62,38 +62,44 @@ class Attempt:
 
 
 class Attempts:
-    """The attempts this node runs, by job id (thread-safe)."""
+    """The attempts this node runs (thread-safe). A job has one, except for a moment
+    when it was claimed again (its lease lost, retried at once) while the process of its
+    previous attempt still exits: then :meth:`get` answers the newest, and each attempt
+    is removed only by its own end (:meth:`remove` compares identity)."""
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
-        self._runs: dict[str, Attempt] = {}
+        self._runs: list[Attempt] = []
         self._cond = threading.Condition()
 
     def add(self, attempt: Attempt) -> None:
         with self._cond:
-            self._runs[attempt.job.id] = attempt
+            self._runs.append(attempt)
 
-    def remove(self, job_id: str) -> None:
+    def remove(self, attempt: Attempt) -> None:
+        """Remove this attempt (never a newer attempt of the same job)."""
         with self._cond:
-            self._runs.pop(job_id, None)
+            self._runs = [a for a in self._runs if a is not attempt]
             self._cond.notify_all()
 
     def get(self, job_id: str) -> Attempt | None:
+        """The newest attempt of the job on this node, or None."""
         with self._cond:
-            return self._runs.get(job_id)
+            return next((a for a in reversed(self._runs) if a.job.id == job_id), None)
 
     def all(self) -> list[Attempt]:
         with self._cond:
-            return list(self._runs.values())
+            return list(self._runs)
 
     def __len__(self) -> int:
         with self._cond:
             return len(self._runs)
 
-    def free_slots(self, excluding: Collection[str] = ()) -> int:
+    def free_slots(self, excluding: Collection[Attempt] = ()) -> int:
         """Slots not taken by attempts (those of ``excluding`` count as free)."""
+        gone = {id(a) for a in excluding}
         with self._cond:
-            taken = sum(a.job.spec.slots for a in self._runs.values() if a.job.id not in excluding)
+            taken = sum(a.job.spec.slots for a in self._runs if id(a) not in gone)
         return self.slots - taken
 
     def wait_empty(self, timeout: float) -> bool:
@@ -338,12 +344,14 @@ class AttemptRunner:
                 now=self.clock.now(),
             )
             if found or job.attempt > 1:  # a retry replaces the previous attempt's results
-                self.artifacts.replace(job.tenant_id, job.id, found)
+                self.artifacts.replace(job.tenant_id, job.id, found, epoch=job.lease_epoch)
             folder = self.preparer.output_folder(job)
             if folder is not None and found:
                 self.preparer.folders.ingest(folder, output_dir)
         except errors.StoreUnavailable:
             raise
+        except errors.StaleState as e:  # fenced: the attempt no longer holds its job
+            log.info("job %s: results of attempt %s dropped: %s", job.id, job.attempt, e)
         except Exception as e:  # results are best effort; the job's outcome stands
             log.exception("job %s: results could not be recorded", job.id)
             self.say_to(job, f"jobyard: results could not be recorded: {e}")
@@ -362,12 +370,17 @@ class AttemptRunner:
     def scan(self, a: Attempt) -> None:
         """Apply the marker lines the job printed since the last scan. The supervisor and
         the exit handling both scan; one at a time, so the last scan (before the job's
-        end is written) waits for a running one to finish applying."""
+        end is written) waits for a running one to finish applying. The writes are
+        fenced by the attempt's lease epoch: those of an attempt that no longer holds
+        its job are dropped (logged at info)."""
         if a.scanner is None:
             return
         with a.scan_lock:
             for marker in a.scanner.poll():
-                self._apply_marker(a, marker)
+                try:
+                    self._apply_marker(a, marker)
+                except errors.StaleState as e:
+                    log.info("job %s: marker of attempt %s dropped: %s", a.job.id, a.job.attempt, e)
 
     def _apply_marker(self, a: Attempt, marker: dict[str, Any]) -> None:
         kind = marker["type"]
@@ -380,7 +393,10 @@ class AttemptRunner:
             self.jobs.add_event(a.job, now=self.clock.now(), kind=kind, message=text, data=marker)
         elif kind in tracking.REPORT_TYPES:
             try:
-                self.tracking.apply(a.job.id, [tracking.parse_report(marker)], self.clock.now())
+                report = tracking.parse_report(marker)
+                self.tracking.apply(a.job.id, [report], self.clock.now(), epoch=a.job.lease_epoch)
+            except errors.StaleState:
+                raise
             except errors.JobyardError as e:  # a malformed marker is output, not a failure
                 log.info("job %s: marker ignored: %s", a.job.id, e)
         elif kind in ("notebook", "note"):

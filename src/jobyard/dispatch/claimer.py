@@ -178,8 +178,7 @@ class ClaimLoop:
         for a, end in ends:  # results first: readers of an ended job find them
             if end is not None and a.results_pending:
                 self.runner.collect_results(a)  # StoreUnavailable: the step waits
-        ended_ids = {a.job.id for a, _ in ends}
-        free = self.attempts.free_slots(excluding=ended_ids)
+        free = self.attempts.free_slots(excluding=[a for a, _ in ends])
         secrets = [new_token_secret() for _ in range(max(0, free))] if self._claiming else []
         request = None
         if secrets:
@@ -192,8 +191,11 @@ class ClaimLoop:
             )
         mono = time.monotonic()  # claims' leases last until at least mono + TTL
         now = self.clock.now()
-        pending = {a.job.id for a in starts}
-        writes = [self._as_of_now(a, e, a.job.id in pending, now) for a, e in ends if e is not None]
+        pending = {id(a) for a in starts}
+        written = [
+            (a, self._as_of_now(a, e, id(a) in pending, now)) for a, e in ends if e is not None
+        ]
+        writes = [end for _, end in written]
         step = self.claims.step(
             now=now,
             starts=[self._started(a) for a in starts],
@@ -204,12 +206,16 @@ class ClaimLoop:
             del self._ends[: len(ends)]
             del self._starts[: len(starts)]
         self._after_running(starts, step.running)
-        retries = self._after_ends(writes, step.ended)
-        for a, _ in ends:
-            if a.job.id not in retries:
-                self.attempts.remove(a.job.id)
-        if retries:
-            self.ended([(self._by_id(ends, job_id), end) for job_id, end in retries.items()])
+        again = [
+            (a, end)
+            for (a, _), end in zip(written, self._after_ends(writes, step.ended), strict=True)
+            if end is not None
+        ]
+        for a, _ in ends:  # each attempt by itself: never a newer attempt of its job
+            if not any(a is b for b, _ in again):
+                self.attempts.remove(a)
+        if again:
+            self.ended(again)
         if step.claimed:
             self._start_claimed(step.claimed, secrets, mono)
 
@@ -224,10 +230,6 @@ class ClaimLoop:
         if end.target is JobState.CANCELLED:
             job = job.evolve(state=JobState.CANCELLING)
         return replace(end, job=job)
-
-    @staticmethod
-    def _by_id(ends: list[tuple[Attempt, AttemptEnd | None]], job_id: str) -> Attempt:
-        return next(a for a, _ in ends if a.job.id == job_id)
 
     def _started(self, a: Attempt) -> Started:
         assert a.handle is not None
@@ -248,17 +250,19 @@ class ClaimLoop:
                 self._changed_while_starting(a)
 
     @staticmethod
-    def _after_ends(writes: list[AttemptEnd], results: list[EndResult]) -> dict[str, AttemptEnd]:
-        """The ends to write again as cancelled: their job was cancelled meanwhile (same
-        lease epoch, state cancelling). Other unwritten ends are no longer ours."""
-        again: dict[str, AttemptEnd] = {}
+    def _after_ends(writes: list[AttemptEnd], results: list[EndResult]) -> list[AttemptEnd | None]:
+        """For each end, the end to write again as cancelled: its job was cancelled
+        meanwhile (same lease epoch, state cancelling); else None (written, or no longer
+        ours)."""
+        again: list[AttemptEnd | None] = []
         for end, result in zip(writes, results, strict=True):
             current = result.current
+            again.append(None)
             if result.ended is not None or current is None:
                 continue
             if current.lease_epoch == end.job.lease_epoch and current.state is JobState.CANCELLING:
                 outcome = ending.cancelled(current.cancel_force)
-                again[end.job.id] = AttemptEnd(
+                again[-1] = AttemptEnd(
                     job=current.evolve(started_at=end.job.started_at or current.started_at),
                     target=outcome.target,
                     message=outcome.message,
@@ -272,6 +276,9 @@ class ClaimLoop:
     def _start_claimed(self, claimed: list[Job], secrets: list[str], mono: float) -> None:
         for job, secret in zip(claimed, secrets, strict=False):
             a = Attempt(job=job, token=job_token(job.id, secret), renewed_mono=mono)
+            previous = self.attempts.get(job.id)
+            if previous is not None:  # its lease was lost and the job retried: stop it now
+                self.runner.request_stop(previous, StopReason.LOST, force=True)
             self.attempts.add(a)
             if needs_setup_thread(job):
                 threading.Thread(

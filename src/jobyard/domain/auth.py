@@ -45,6 +45,7 @@ class Principal:
     role: Role
     project_id: str | None = None  #: the key's project scope (None: the whole tenant)
     job_id: str | None = None  #: set for a job's own token: it may only report on that job
+    job_epoch: int | None = None  #: the lease epoch of the attempt the job token belongs to
 
 
 def hash_secret(secret: str) -> str:

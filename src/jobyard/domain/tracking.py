@@ -12,6 +12,10 @@ from jobyard import errors
 
 REPORT_TYPES = ("progress", "metrics", "warning", "item")
 MAX_TEXT = 2000
+#: the largest counts the job row holds: record counts (BIGINT), error and warning counts
+#: and item indexes (INTEGER, 32 bits on PostgreSQL)
+MAX_RECORDS = 2**63 - 1
+MAX_COUNT = 2**31 - 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,9 +43,19 @@ def _num(obj: dict[str, Any], key: str, *, lo: float = 0, hi: float = math.inf) 
     return float(value)
 
 
-def _int(obj: dict[str, Any], key: str) -> int | None:
-    value = _num(obj, key)
-    return None if value is None else int(value)
+def _int(obj: dict[str, Any], key: str, hi: int = MAX_COUNT) -> int | None:
+    """A whole number from 0 to ``hi`` (a float is truncated), compared exactly."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= hi
+        or not math.isfinite(value)
+    ):
+        raise errors.InvalidInput(f"{key} must be a number between 0 and {hi}", field=key)
+    return int(value)
 
 
 def _text(obj: dict[str, Any], key: str, limit: int = MAX_TEXT) -> str | None:
@@ -67,8 +81,8 @@ def parse_report(obj: Any) -> Report:
     if kind == "metrics":
         return Report(
             type=kind,
-            records_processed=_int(obj, "records_processed"),
-            total_records=_int(obj, "total_records"),
+            records_processed=_int(obj, "records_processed", MAX_RECORDS),
+            total_records=_int(obj, "total_records", MAX_RECORDS),
             errors=_int(obj, "errors"),
             warnings=_int(obj, "warnings"),
         )

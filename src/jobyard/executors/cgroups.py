@@ -1,7 +1,7 @@
 """Kernel resource limits for job attempts: one cgroup (v1 hierarchy) per attempt.
 
-Each attempt gets a group in the memory, pids, cpu and cpuacct controllers (and
-freezer when mounted) below this node's own group, ``jobyard-<node>``:
+Each attempt gets a group in the memory, pids, cpu and cpuacct controllers below this
+node's own group, ``jobyard-<node>-<data dir digest>``:
 ``memory.limit_in_bytes`` enforces the memory limit exactly (the kernel's OOM killer
 ends the job, no sampling gap), ``pids.max`` keeps a fork bomb inside its job,
 ``cpu.cfs_quota_us`` caps the job at its CPU slots, and every process of the job —
@@ -15,6 +15,7 @@ cgroup v2 runs jobs without kernel limits and says so.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import signal
@@ -23,8 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")  #: required
-_OPTIONAL = ("freezer",)
+_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 _CFS_PERIOD_US = 100_000
 _KILL_DEADLINE_S = 5.0
 _POLL_S = 0.01
@@ -38,7 +38,7 @@ def _mounts(mounts_file: Path) -> dict[str, Path]:
         if len(parts) < 4 or parts[2] != "cgroup":
             continue
         for opt in parts[3].split(","):
-            if opt in (*_CONTROLLERS, *_OPTIONAL) and opt not in found:
+            if opt in _CONTROLLERS and opt not in found:
                 found[opt] = Path(parts[1])
     return found
 
@@ -51,6 +51,13 @@ def _own_groups(cgroup_file: Path) -> dict[str, str]:
         for name in names.split(","):
             own[name] = path
     return own
+
+
+def node_group(node_id: str, data_dir: Path) -> str:
+    """The name of a node's group: its id and its data directory (a previous life of a
+    node has both; two servers of one id on one host keep apart)."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:10]
+    return f"jobyard-{_safe_name(node_id)}-{digest}"
 
 
 def _safe_name(text: str) -> str:
@@ -103,7 +110,7 @@ class JobCgroup:
         if memory_bytes is not None:
             _write(self.dirs["memory"] / "memory.limit_in_bytes", str(memory_bytes))
             memsw = self.dirs["memory"] / "memory.memsw.limit_in_bytes"
-            if memsw.exists():  # no swapping past the limit either
+            with contextlib.suppress(FileNotFoundError):  # no swapping past the limit either
                 _write(memsw, str(memory_bytes))
         if pids_max is not None:
             _write(self.dirs["pids"] / "pids.max", str(pids_max))
@@ -154,20 +161,13 @@ class JobCgroup:
                     os.kill(pid, sig)
 
     def kill_all(self) -> bool:
-        """SIGKILL every process of the group (frozen first where the freezer exists, so
-        nothing forks meanwhile); True once the group is empty."""
+        """SIGKILL every process of the group until it is empty (a process forked
+        meanwhile is killed in the next round); True once the group is empty."""
         deadline = time.monotonic() + _KILL_DEADLINE_S
-        freezer = self.dirs.get("freezer")
         while self.pids():
             if time.monotonic() >= deadline:
                 return False
-            if freezer is not None:
-                with contextlib.suppress(OSError):
-                    _write(freezer / "freezer.state", "FROZEN")
             self.signal_all(signal.SIGKILL)
-            if freezer is not None:
-                with contextlib.suppress(OSError):
-                    _write(freezer / "freezer.state", "THAWED")
             time.sleep(_POLL_S)
         return True
 
@@ -196,7 +196,8 @@ class JobCgroup:
 
 
 class CgroupTree:
-    """This node's cgroups: ``<controller mount>/<own group>/jobyard-<node>/<attempt>``."""
+    """This node's cgroups: ``<controller mount>/<own group>/jobyard-<node>-<data dir
+    digest>/<attempt>``."""
 
     def __init__(self, roots: dict[str, Path]) -> None:
         self.roots = roots
@@ -207,6 +208,7 @@ class CgroupTree:
     def detect(
         cls,
         node_id: str,
+        data_dir: Path,
         *,
         mounts_file: Path = Path("/proc/self/mounts"),
         cgroup_file: Path = Path("/proc/self/cgroup"),
@@ -224,11 +226,9 @@ class CgroupTree:
                 " (cgroup v2 alone is not supported yet)"
             )
         roots: dict[str, Path] = {}
-        for name in (*_CONTROLLERS, *_OPTIONAL):
-            if name not in mounts:
-                continue
+        for name in _CONTROLLERS:
             base = mounts[name] / own.get(name, "/").lstrip("/")
-            roots[name] = base / f"jobyard-{_safe_name(node_id)}"
+            roots[name] = base / node_group(node_id, data_dir)
         try:
             for root in roots.values():
                 root.mkdir(exist_ok=True)

@@ -19,6 +19,7 @@ a node restarted after its job finished still knows the outcome.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pwd
 import shlex
@@ -28,7 +29,7 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -47,21 +48,50 @@ _SHM = "/dev/shm"  # noqa: S108 - a fresh tmpfs inside the sandbox
 _PROBE_TIMEOUT_S = 10.0
 
 
-@dataclass(frozen=True)
 class Sandbox:
-    """How to wrap one attempt: the programs, the read-only paths, the limits."""
+    """How to wrap one attempt: the programs, the read-only paths, the limits. The mounts
+    that are the same for every job are worked out once."""
 
-    bwrap: str
-    setpriv: str
-    read_only: tuple[Path, ...]  #: besides the system directories
-    cgroups: CgroupTree | None
-    pids_max: int | None
+    def __init__(
+        self,
+        *,
+        bwrap: str,
+        setpriv: str,
+        read_only: tuple[Path, ...],
+        cgroups: CgroupTree | None,
+        pids_max: int | None,
+    ) -> None:
+        self.bwrap = bwrap
+        self.setpriv = setpriv
+        self.cgroups = cgroups
+        self.pids_max = pids_max
+        static: list[str] = []
+        for name in _SYSTEM_DIRS:
+            path = Path(name)
+            if path.is_symlink():
+                static += ["--symlink", os.readlink(path), name]
+            elif path.is_dir():
+                static += ["--ro-bind", name, name]
+        static += ["--proc", "/proc", "--dev", "/dev"]
+        static += ["--perms", "1777", "--tmpfs", _TMP, "--perms", "1777", "--tmpfs", _SHM]
+        made: set[Path] = {Path("/"), Path(_TMP), Path("/dev"), Path("/proc")}
+        mounted = [Path(p) for p in _SYSTEM_DIRS]
+        for path in read_only:
+            if path.exists() and not _under(path, mounted):
+                static += [*_parents(path, made), "--ro-bind", str(path), str(path)]
+                mounted.append(path)
+        self.read_only = tuple(mounted[len(_SYSTEM_DIRS) :])  #: besides the system dirs
+        self._static = tuple(static)
+        self._made = frozenset(made)
+        #: what a job sees, as path prefixes (for the check that its program is there)
+        self.visible = tuple(f"{p}/" for p in mounted)
 
     def command(
         self, spec: LaunchSpec, argv: list[str], *, status_fd: int, group: JobCgroup | None
     ) -> list[str]:
         """The full argument vector that runs ``argv`` for ``spec`` in the sandbox."""
-        user = pwd.getpwnam(spec.user or DEFAULT_USER)
+        uid, gid = _ids(spec.user or DEFAULT_USER)
+        work = spec.workdir
         args = [
             self.bwrap,
             "--die-with-parent",
@@ -73,30 +103,19 @@ class Sandbox:
             *(["--unshare-net"] if not spec.network else []),
             "--json-status-fd",
             str(status_fd),
+            *self._static,
+            *_parents(work, set(self._made)),
+            "--bind",
+            str(work),
+            str(work),
         ]
-        for name in _SYSTEM_DIRS:
-            path = Path(name)
-            if path.is_symlink():
-                args += ["--symlink", os.readlink(path), name]
-            elif path.is_dir():
-                args += ["--ro-bind", name, name]
-        private = ("--proc", "/proc", "--dev", "/dev", "--tmpfs", _TMP, "--tmpfs", _SHM)
-        args += private
-        made: set[Path] = {Path("/"), Path(_TMP), Path("/dev"), Path("/proc")}
-        mounted = [Path(p) for p in _SYSTEM_DIRS]
-        for path in self.read_only:
-            if path.exists() and not _under(path, mounted):
-                args += [*_parents(path, made), "--ro-bind", str(path), str(path)]
-                mounted.append(path)
-        work = spec.workdir
-        args += [*_parents(work, made), "--bind", str(work), str(work)]
         if (work / "input").is_dir():
             args += ["--ro-bind", str(work / "input"), str(work / "input")]
         args += ["--chdir", str(work), "--"]
         args += [
             self.setpriv,
-            f"--reuid={user.pw_uid}",
-            f"--regid={user.pw_gid}",
+            f"--reuid={uid}",
+            f"--regid={gid}",
             "--clear-groups",
             "--no-new-privs",
             "--inh-caps=-all",
@@ -108,6 +127,13 @@ class Sandbox:
             return args
         joins = " && ".join(f"echo $$ > {shlex.quote(str(f))}" for f in group.procs_files())
         return ["/bin/sh", "-c", f'{joins} && exec "$@"', "sh", *args]
+
+
+@functools.lru_cache(maxsize=16)
+def _ids(user: str) -> tuple[int, int]:
+    """The uid and primary gid of ``user`` (KeyError if there is none)."""
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
 
 
 def _under(path: Path, roots: Iterable[Path]) -> bool:
@@ -156,7 +182,7 @@ def detect(
     reason = _sandbox_missing()
     if reason:
         return None, SandboxSupport(False, reason, False, "jobs are not sandboxed")
-    cgroups, limits_reason = CgroupTree.detect(node_id)
+    cgroups, limits_reason = CgroupTree.detect(node_id, data_dir)
     data = data_dir.resolve()
     outside = [
         p
@@ -367,14 +393,14 @@ class SandboxedExecutor:
         """Fail like a failed ``exec`` when the job's program is not there (as the sandbox
         sees it): a start error, not a run that exits with 127."""
         if "/" in program:
-            candidates = [spec.workdir / program]
+            candidates = [os.path.join(spec.workdir, program)]
         else:
             path = spec.env.get("PATH", "")
-            candidates = [Path(d) / program for d in path.split(os.pathsep) if d]
-        roots = [Path(d) for d in _SYSTEM_DIRS] + [*self.sandbox.read_only, spec.workdir]
+            candidates = [os.path.join(d, program) for d in path.split(os.pathsep) if d]
+        visible = (*self.sandbox.visible, f"{spec.workdir}/")
         for candidate in candidates:
-            full = Path(os.path.normpath(candidate))
-            if _under(full, roots) and full.is_file() and os.access(full, os.X_OK):
+            full = os.path.normpath(candidate)
+            if full.startswith(visible) and os.path.isfile(full) and os.access(full, os.X_OK):
                 return
         message = f"jobyard: cannot start {program!r}: no such program in the job's sandbox"
         with open_log(spec) as log:

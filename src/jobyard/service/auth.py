@@ -145,8 +145,10 @@ class AuthService:
             or found[2] is None
             or not hmac.compare_digest(found[2], hash_secret(secret))
         ):
-            raise errors.Unauthenticated("the job token is not valid")
-        tenant_id, state, _ = found
+            raise errors.Unauthenticated(
+                "the job token is not valid (a job token is valid for its attempt only)"
+            )
+        tenant_id, state, _, epoch = found
         if state not in {s.value for s in states.ACTIVE}:
             raise errors.Unauthenticated("the job token has expired: its job has ended")
         return Principal(
@@ -155,6 +157,7 @@ class AuthService:
             key_name=f"job {job_id}",
             role=Role.MEMBER,
             job_id=job_id,
+            job_epoch=epoch,
         )
 
     def _touch(self, key_id: str, now: datetime) -> None:

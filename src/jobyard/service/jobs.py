@@ -116,19 +116,27 @@ class JobService:
     def submit_request(
         self, principal: Principal, request: submission.JobRequest
     ) -> tuple[Job, bool]:
-        """Resolve the request's model, environment and folders, then :meth:`submit`."""
-        request = self._notified(request)
-        if request.spec.idempotency_key:
+        """Resolve the request's model, environment and folders, then accept it; returns
+        (job, created). With an idempotency key, a request sent before under that key
+        answers its job (see :meth:`_replayed`), even if what it names changed since."""
+        digest = self._digest(principal, request)
+        if request.spec.idempotency_key is not None:
             existing = self.store.find_by_idempotency_key(
                 principal.tenant_id, request.spec.idempotency_key
             )
-            if existing is not None:  # answer a retry even if a referenced object changed since
-                if request.model is not None:
-                    return existing, False
-                return self.submit(principal, request.spec)
-        return self.submit(
-            principal, self._resolve(principal, request), immediate=request.immediate
-        )
+            if existing is not None:
+                return self._replayed(principal, request, digest, existing), False
+        request = self._notified(request)
+        spec = self._resolve(principal, request)
+        new = self._new_job(principal, spec, immediate=request.immediate, request_hash=digest)
+        return self._insert(principal, request, new)
+
+    @staticmethod
+    def _digest(principal: Principal, request: submission.JobRequest) -> str | None:
+        """The hash of an idempotent request as sent (only those are ever compared)."""
+        if request.spec.idempotency_key is None:
+            return None
+        return submission.request_hash(request, principal.project_id)
 
     def _notified(self, request: submission.JobRequest) -> submission.JobRequest:
         """``request`` with its notifications checked and normalised."""
@@ -152,46 +160,64 @@ class JobService:
     ) -> list[BatchResult]:
         """Accept up to ``MAX_BATCH`` jobs in one transaction, each with its own outcome
         (a request that is already an error keeps it). Idempotency keys count per job:
-        a key used before (or earlier in the batch) answers with that job."""
+        a key used before (or earlier in the batch) answers with that job when the
+        request is the same (see :meth:`_replayed`)."""
         if len(requests) > MAX_BATCH:
             raise errors.InvalidInput(f"jobs: at most {MAX_BATCH} per batch", field="jobs")
+        keys = [
+            r.spec.idempotency_key
+            for r in requests
+            if isinstance(r, submission.JobRequest) and r.spec.idempotency_key is not None
+        ]
+        before = self.store.find_by_idempotency_keys(principal.tenant_id, keys) if keys else {}
         quota = self.quotas.queued_room(principal.tenant_id)
         room = quota[0] if quota is not None else None
-        planned: list[NewJob | errors.JobyardError] = []
+        planned: list[tuple[submission.JobRequest, NewJob] | BatchResult] = []
         for request in requests:
             if isinstance(request, errors.JobyardError):
-                planned.append(request)
+                planned.append(BatchResult(error=request))
                 continue
             try:
+                digest = self._digest(principal, request)
+                found = before.get(str(request.spec.idempotency_key))
+                if found is not None:
+                    planned.append(
+                        BatchResult(job=self._replayed(principal, request, digest, found))
+                    )
+                    continue
                 spec = self._resolve(principal, self._notified(request))
-                new = self._new_job(principal, spec, immediate=False, check_quota=False)
+                new = self._new_job(
+                    principal, spec, immediate=False, request_hash=digest, check_quota=False
+                )
                 if quota is not None and room is not None:
                     if room <= 0:
                         raise queued_quota_exceeded(quota[1])
                     room -= 1
-                planned.append(new)
+                planned.append((request, new))
             except errors.JobyardError as e:
-                planned.append(e)
-        fresh = [p for p in planned if isinstance(p, NewJob)]
+                planned.append(BatchResult(error=e))
+        fresh = [p[1] for p in planned if isinstance(p, tuple)]
         stored = dict(zip((n.id for n in fresh), self.store.insert_many(fresh), strict=True))
-        keys = [n.spec.idempotency_key for n in fresh if stored[n.id] is None]
+        lost = [n.spec.idempotency_key for n in fresh if stored[n.id] is None]
         existing = self.store.find_by_idempotency_keys(
-            principal.tenant_id, [k for k in keys if k is not None]
+            principal.tenant_id, [k for k in lost if k is not None]
         )
         results: list[BatchResult] = []
         for p in planned:
-            if isinstance(p, errors.JobyardError):
-                results.append(BatchResult(error=p))
+            if isinstance(p, BatchResult):
+                results.append(p)
                 continue
-            job = stored[p.id]
+            request, new = p
+            job = stored[new.id]
             if job is not None:
                 results.append(BatchResult(job=job, created=True))
                 continue
-            found = existing.get(str(p.spec.idempotency_key))
+            found = existing.get(str(new.spec.idempotency_key))
             try:
                 if found is None:
                     raise errors.StoreUnavailable("the job could not be stored; retry it")
-                results.append(BatchResult(job=self._accepted(p, found, False)[0]))
+                job = self._replayed(principal, request, new.request_hash, found)
+                results.append(BatchResult(job=job))
             except errors.JobyardError as e:
                 results.append(BatchResult(error=e))
         if any(r.created and r.job and r.job.state is JobState.QUEUED for r in results):
@@ -208,8 +234,20 @@ class JobService:
     def submit(
         self, principal: Principal, spec: JobSpec, *, immediate: bool = False
     ) -> tuple[Job, bool]:
-        """Accept a job; returns (job, created). Idempotent on ``spec.idempotency_key``."""
-        new = self._new_job(principal, spec, immediate=immediate)
+        """Accept a job whose spec names nothing to resolve; returns (job, created).
+        Idempotent on ``spec.idempotency_key`` like :meth:`submit_request`."""
+        request = submission.JobRequest(spec=spec, immediate=immediate)
+        digest = self._digest(principal, request)
+        if spec.idempotency_key is not None:
+            existing = self.store.find_by_idempotency_key(principal.tenant_id, spec.idempotency_key)
+            if existing is not None:
+                return self._replayed(principal, request, digest, existing), False
+        new = self._new_job(principal, spec, immediate=immediate, request_hash=digest)
+        return self._insert(principal, request, new)
+
+    def _insert(
+        self, principal: Principal, request: submission.JobRequest, new: NewJob
+    ) -> tuple[Job, bool]:
         job, created = self.store.insert(
             tenant_id=new.tenant_id,
             spec=new.spec,
@@ -219,7 +257,9 @@ class JobService:
             request_hash=new.request_hash,
             message=new.message,
         )
-        return self._accepted(new, job, created)
+        if not created:  # another submit with the key committed first
+            return self._replayed(principal, request, new.request_hash, job), False
+        return self._created(job), True
 
     async def submit_plain(
         self, principal: Principal, request: submission.JobRequest
@@ -230,12 +270,18 @@ class JobService:
         None when the request is not such a one: call :meth:`submit_request` instead."""
         if not request.is_plain or not self.quotas.queued_check_is_free(principal.tenant_id):
             return None
-        new = self._new_job(principal, request.spec, immediate=request.immediate)
-        job, created = await self.store.insert_async(new)
-        return self._accepted(new, job, created)
+        new = self._new_job(principal, request.spec, immediate=request.immediate, request_hash=None)
+        job, created = await self.store.insert_async(new)  # no key: always created
+        return (self._created(job) if created else job), created
 
     def _new_job(
-        self, principal: Principal, spec: JobSpec, *, immediate: bool, check_quota: bool = True
+        self,
+        principal: Principal,
+        spec: JobSpec,
+        *,
+        immediate: bool,
+        request_hash: str | None,
+        check_quota: bool = True,
     ) -> NewJob:
         """Validate ``spec`` for this caller and decide its first state and queue place."""
         _validate(spec)
@@ -245,10 +291,7 @@ class JobService:
             submitted_key_id=principal.key_id,
             project_id=principal.project_id or spec.project_id,
         )
-        if check_quota and (
-            spec.idempotency_key is None
-            or self.store.find_by_idempotency_key(principal.tenant_id, spec.idempotency_key) is None
-        ):
+        if check_quota:
             self.quotas.check_queued(principal.tenant_id)
         now = self.clock.now()
         scheduled = spec.scheduled_at is not None and spec.scheduled_at > now
@@ -261,8 +304,7 @@ class JobService:
             sort_key=priorities.sort_key(eligible, spec.priority, self.aging_step_s)
             - (IMMEDIATE_LEAD * self.aging_step_s if immediate else 0),
             now=now,
-            # only an idempotent submission is ever compared with another
-            request_hash=_request_hash(spec) if spec.idempotency_key else None,
+            request_hash=request_hash,
             message=(
                 f"Job scheduled for {eligible.isoformat()}."
                 if scheduled
@@ -270,19 +312,51 @@ class JobService:
             ),
         )
 
-    def _accepted(self, new: NewJob, job: Job, created: bool) -> tuple[Job, bool]:
-        """(job, created) once ``new`` was inserted or found under its idempotency key."""
-        if not created:
-            if job.request_hash != new.request_hash:
-                raise errors.IdempotencyConflict(
-                    f"idempotency key {new.spec.idempotency_key!r} was already used for job"
-                    f" {job.id} with a different request",
-                    job_id=job.id,
-                )
-            return job, False
+    def _created(self, job: Job) -> Job:
         if job.state is JobState.QUEUED:
             self.wakeup.job_queued()
-        return job, True
+        return job
+
+    def _replayed(
+        self,
+        principal: Principal,
+        request: submission.JobRequest,
+        digest: str | None,
+        job: Job,
+    ) -> Job:
+        """The job that holds ``request``'s idempotency key, when ``request`` is the one
+        it was accepted for; else IdempotencyConflict. The one comparison of idempotent
+        requests: by the hash of the request as sent, or for a row stored before that
+        hash (64 hex digits of the resolved spec's), by that hash of the request resolved
+        again (a reference that no longer resolves counts as a different request)."""
+        stored = job.request_hash
+        if stored is not None and digest is not None:
+            if stored == digest:
+                return job
+            if not stored.startswith(submission.REQUEST_HASH_PREFIX):
+                try:
+                    if stored == self._legacy_hash(principal, request):
+                        return job
+                except errors.JobyardError:
+                    pass
+        key = request.spec.idempotency_key
+        raise errors.IdempotencyConflict(
+            f"idempotency key {key!r} was already used for job {job.id} with a different"
+            " request; send the same request again to get that job, or use another key",
+            job_id=job.id,
+        )
+
+    def _legacy_hash(self, principal: Principal, request: submission.JobRequest) -> str:
+        """The hash a submit stored before :func:`submission.request_hash`: that of the
+        resolved spec, as accepted for this caller."""
+        spec = self._resolve(principal, self._notified(request))
+        spec = replace(
+            spec,
+            submitted_by=principal.key_name,
+            submitted_key_id=principal.key_id,
+            project_id=principal.project_id or spec.project_id,
+        )
+        return legacy_request_hash(spec)
 
     # ---- reads ---------------------------------------------------------------------
     def _job(self, principal: Principal, job_id: str) -> Job:
@@ -355,7 +429,12 @@ class JobService:
             except errors.InvalidInput as e:
                 field = f"reports[{i}].{e.details.get('field', 'type')}"
                 raise errors.InvalidInput(f"{field}: {e.message}", field=field) from e
-        return self.tracking.apply(job_id, parsed, self.clock.now())
+        try:
+            return self.tracking.apply(job_id, parsed, self.clock.now(), epoch=principal.job_epoch)
+        except errors.StaleState as e:  # fenced: a newer attempt runs, or the job ended
+            raise errors.Unauthenticated(
+                "the job token has expired: the attempt it belongs to no longer runs"
+            ) from e
 
     def insight(self, job: Job) -> insight_.Insight:
         return insight_.insight(self.store, job, self.clock.now(), self.clock.now() - NODE_ALIVE)
@@ -592,7 +671,9 @@ def _validate(spec: JobSpec) -> None:
             )
 
 
-def _request_hash(spec: JobSpec) -> str:
+def legacy_request_hash(spec: JobSpec) -> str:
+    """The request hash stored before ``v2:`` (rows accepted then keep it): the hex
+    SHA-256 of the resolved spec without its idempotency key and submitter name."""
     body = asdict(spec)
     body.pop("idempotency_key", None)
     body.pop("submitted_by", None)

@@ -3,8 +3,12 @@ role bindings) into a resolved :class:`JobSpec`, with every error naming its fie
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from jobyard import errors
@@ -66,6 +70,34 @@ class JobRequest:
             and self.spec.idempotency_key is None
             and self.spec.notifications is None
         )
+
+
+#: marks the hash of a request as sent; rows accepted before it hold the 64 hex digits of
+#: the hash of the resolved spec (see ``JobService``'s comparison of the two)
+REQUEST_HASH_PREFIX = "v2:"
+#: set by the server, not sent: not part of the hash
+_SERVER_SET = ("idempotency_key", "submitted_by", "submitted_key_id")
+
+
+def request_hash(request: JobRequest, project_id: str | None) -> str:
+    """The hash of ``request`` as sent (references by the names given, batch items as
+    given, notifications before normalisation), in the project it is submitted to
+    (``project_id``: the key's project scope, if any): what a retry under the same
+    idempotency key must match. ``v2:`` and 43 characters of URL-safe base64."""
+    body = asdict(request)
+    spec = body["spec"]
+    for name in _SERVER_SET:
+        spec.pop(name, None)
+    spec["project_id"] = project_id or spec["project_id"]
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_json_value)
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+    return REQUEST_HASH_PREFIX + digest.decode()
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
+    return str(value)
 
 
 def _lookup(what: str, fn: Any, principal: Principal, ref: str) -> Any:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from jobyard.domain.results import Artifact, OutputType
+from jobyard.store import fencing
 from jobyard.store.database import Database
 from jobyard.store.tables import job_artifacts
 
@@ -15,9 +16,20 @@ class ArtifactStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def replace(self, tenant_id: str, job_id: str, artifacts: Sequence[Artifact]) -> None:
-        """Record the job's results (a new attempt replaces the previous attempt's)."""
+    def replace(
+        self,
+        tenant_id: str,
+        job_id: str,
+        artifacts: Sequence[Artifact],
+        *,
+        epoch: int | None = None,
+    ) -> None:
+        """Record the job's results (a new attempt replaces the previous attempt's). With
+        ``epoch`` (the attempt's lease epoch) fenced: StaleState, and nothing written,
+        unless that attempt still holds the job."""
         with self.db.write() as conn:
+            if epoch is not None:
+                fencing.hold(conn, job_id, epoch)
             conn.execute(job_artifacts.delete().where(job_artifacts.c.job_id == job_id))
             for a in artifacts:
                 conn.execute(

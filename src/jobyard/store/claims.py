@@ -236,6 +236,7 @@ class ClaimStore:
             else dialects.lock_for_claim(_CANDIDATES, db.dialect)
         )
         self._env_limit = dialects.lock_row(_ENV_LIMIT, db.dialect)
+        self._tenant_limit_locked = dialects.lock_row(_TENANT_LIMIT, db.dialect)
         self._insert_attempt = dialects.insert_ignoring_conflicts(job_attempts, db.dialect)
         dialect = db.engine.dialect
         self._running = _Fenced(_RUNNING, dialect)
@@ -322,17 +323,12 @@ class ClaimStore:
         message = f"Job claimed by node {req.node_id}."
         expires = now + timedelta(seconds=req.lease_ttl_s)
         rows = conn.execute(self._candidates, {"b_max_slots": req.max_slots, "b_now": now}).all()
-        room: dict[str, int | None] = {}  # places left per environment / tenant key
+        room = self._rooms(conn, rows, req.default_max_running)
         free = req.max_slots
         for job_id, tenant, env_id, slots in rows:
             if slots > free:
                 continue
-            env_key, tenant_key = f"e:{env_id}", f"t:{tenant}"
-            if env_id is not None and env_key not in room:
-                room[env_key] = self._env_room(conn, env_id)
-            if tenant_key not in room:
-                room[tenant_key] = self._tenant_room(conn, tenant, req.default_max_running)
-            keys = [tenant_key] + ([env_key] if env_id is not None else [])
+            keys = [f"t:{tenant}"] + ([f"e:{env_id}"] if env_id is not None else [])
             if any((room[k] is not None and room[k] <= 0) for k in keys):  # type: ignore[operator]
                 continue
             params = {
@@ -365,17 +361,36 @@ class ClaimStore:
         )
         return claimed
 
+    def _rooms(
+        self, conn: sa.Connection, rows: Sequence[sa.Row[Any]], default: int | None
+    ) -> dict[str, int | None]:
+        """Jobs each tenant (``t:<id>``) and environment (``e:<id>``) of the candidate
+        ``rows`` may still start (None: no limit). Their rows are locked before their
+        jobs are counted (PostgreSQL; SQLite's write transaction holds the whole
+        database), so two claimers cannot both take the last place; always in one
+        order, tenants then environments, each by id, so no two claimers wait for each
+        other in a cycle."""
+        room: dict[str, int | None] = {}
+        for tenant in sorted({r.tenant_id for r in rows}):
+            room[f"t:{tenant}"] = self._tenant_room(conn, tenant, default)
+        for env_id in sorted({r.environment_id for r in rows if r.environment_id is not None}):
+            room[f"e:{env_id}"] = self._env_room(conn, env_id)
+        return room
+
     def _tenant_room(self, conn: sa.Connection, tenant_id: str, default: int | None) -> int | None:
-        """Jobs the tenant may still start (its quota, else ``default``); None: no limit."""
+        """Jobs the tenant may still start (its quota, else ``default``); None: no limit.
+        A limited tenant's row is locked (and its quota read again) before counting."""
         own = conn.execute(_TENANT_LIMIT, {"b_id": tenant_id}).scalar()
+        if own is None and default is None:
+            return None  # unlimited: claims of other nodes need not wait for this one
+        own = conn.execute(self._tenant_limit_locked, {"b_id": tenant_id}).scalar()
         limit = own if own is not None else default
         if limit is None:
             return None
         return int(limit) - int(conn.execute(_TENANT_ACTIVE, {"b_id": tenant_id}).scalar_one())
 
     def _env_room(self, conn: sa.Connection, env_id: str) -> int | None:
-        """Jobs the environment may still start. On PostgreSQL the environment row is
-        locked first, so two nodes cannot both take the last place."""
+        """Jobs the environment may still start (its row locked first, see :meth:`_rooms`)."""
         limit = conn.execute(self._env_limit, {"b_id": env_id}).scalar_one_or_none()
         if limit is None:
             return None

@@ -3,7 +3,7 @@
 * connection set-up (SQLite pragmas; ``BEGIN IMMEDIATE`` for write transactions),
 * claiming rows (PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite has one writer, so the
   ``BEGIN IMMEDIATE`` transaction already serialises claims),
-* locking a row for the rest of the transaction (PostgreSQL ``FOR UPDATE``),
+* locking a row for the rest of the transaction (PostgreSQL ``FOR NO KEY UPDATE``),
 * ``INSERT … ON CONFLICT DO NOTHING``,
 * seconds since the epoch of a timestamp (:class:`EpochSeconds`).
 """
@@ -75,9 +75,11 @@ def lock_for_claim(stmt: sa.Select[Any], dialect_name: str) -> sa.Select[Any]:
 
 def lock_row(stmt: sa.Select[Any], dialect_name: str) -> sa.Select[Any]:
     """Make a SELECT lock its row until the transaction ends (SQLite's ``BEGIN
-    IMMEDIATE`` write transaction already holds the whole database)."""
+    IMMEDIATE`` write transaction already holds the whole database). PostgreSQL's
+    ``FOR NO KEY UPDATE``: transactions that lock the row wait for each other, while
+    inserts whose foreign keys point at the row (jobs and events of a tenant) do not."""
     if dialect_name == "postgresql":
-        return stmt.with_for_update()
+        return stmt.with_for_update(key_share=True)
     return stmt
 
 

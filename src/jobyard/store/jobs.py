@@ -20,7 +20,7 @@ from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec, ResourceUsage
 from jobyard.domain.priorities import Priority
 from jobyard.domain.retry import RetryPlan
 from jobyard.domain.states import JobState
-from jobyard.store import dialects
+from jobyard.store import dialects, fencing
 from jobyard.store.database import Database
 from jobyard.store.prepared import prepared_insert
 from jobyard.store.tables import (
@@ -573,8 +573,11 @@ class JobStore:
     def add_event(
         self, job: Job, *, now: datetime, kind: str, message: str | None, data: Mapping[str, Any]
     ) -> None:
-        """Append a non-state event (cells, progress, …) to the timeline."""
+        """Append a non-state event (cells, notes, …) of the attempt that ``job`` is to
+        the timeline; fenced: StaleState, and nothing written, unless that attempt (its
+        lease epoch) still holds the job."""
         with self.db.write() as conn:
+            fencing.hold(conn, job.id, job.lease_epoch)
             conn.execute(
                 job_events.insert().values(
                     _event_row(job, at=now, kind=kind, message=message, data=dict(data))

@@ -3,6 +3,7 @@ samples, and the record of each attempt."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ from jobyard import errors
 from jobyard.domain import states
 from jobyard.domain.jobs import Job, ResourceUsage
 from jobyard.domain.tracking import Report, column_values, eta
+from jobyard.store import fencing
 from jobyard.store.database import Database
 from jobyard.store.tables import (
     job_attempts,
@@ -23,6 +25,8 @@ from jobyard.store.tables import (
     jobs,
 )
 
+log = logging.getLogger("jobyard.store")
+
 #: samples kept per job (older ones are dropped)
 MAX_SAMPLES = 360
 
@@ -31,20 +35,27 @@ class TrackingStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def token_hash(self, job_id: str) -> tuple[str, str, str | None] | None:
-        """(tenant id, state, token hash) of a job, for job-token authentication."""
+    def token_hash(self, job_id: str) -> tuple[str, str, str | None, int] | None:
+        """(tenant id, state, token hash, lease epoch) of a job, for job-token
+        authentication (a token belongs to the attempt of that lease epoch)."""
         with self.db.read() as conn:
             row = conn.execute(
-                sa.select(jobs.c.tenant_id, jobs.c.state, jobs.c.job_token_hash).where(
-                    jobs.c.id == job_id
-                )
+                sa.select(
+                    jobs.c.tenant_id, jobs.c.state, jobs.c.job_token_hash, jobs.c.lease_epoch
+                ).where(jobs.c.id == job_id)
             ).first()
-        return (row[0], row[1], row[2]) if row else None
+        return (row[0], row[1], row[2], int(row[3])) if row else None
 
-    def apply(self, job_id: str, reports: Sequence[Report], now: datetime) -> int:
-        """Apply reports of a running job in one transaction; Conflict once it has ended."""
+    def apply(
+        self, job_id: str, reports: Sequence[Report], now: datetime, *, epoch: int | None = None
+    ) -> int:
+        """Apply reports of a running job in one transaction; Conflict once it has ended.
+        With ``epoch`` (an attempt's own reports) fenced: StaleState, and nothing
+        applied, unless the attempt of that lease epoch still holds the job."""
         with self.db.write() as conn:
-            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            row = fencing.locked_job(conn, job_id)
+            if epoch is not None:
+                fencing.check(row, job_id, epoch)
             if row is None:
                 raise errors.NotFound(f"job {job_id} does not exist")
             if row["state"] not in {s.value for s in states.ACTIVE}:
@@ -173,10 +184,17 @@ class TrackingStore:
             ]
 
     def add_samples(self, samples: Sequence[tuple[Job, ResourceUsage]], now: datetime) -> None:
+        """Keep resource samples of attempts; fenced: a sample of an attempt that no
+        longer holds its job (``job.lease_epoch``) is dropped."""
         if not samples:
             return
         with self.db.write() as conn:
-            for job, u in samples:
+            for job, u in sorted(samples, key=lambda s: s[0].id):  # rows locked in one order
+                try:
+                    fencing.hold(conn, job.id, job.lease_epoch)
+                except errors.StaleState as e:
+                    log.info("sample dropped: %s", e)
+                    continue
                 conn.execute(
                     job_samples.insert().values(
                         tenant_id=job.tenant_id,

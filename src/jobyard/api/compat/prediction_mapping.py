@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, Field
 
 from jobyard import errors
+from jobyard.api.bounds import Int32
 from jobyard.api.schemas import Strict
 from jobyard.domain.definitions import JobDefinition
 from jobyard.domain.registry import InputRole, Model, ModelKind, ModelVersion, OutputRole
@@ -33,12 +34,12 @@ def placeholder_entrypoint(source: str, version: str) -> str:
 # ---- requests ------------------------------------------------------------------------
 class _SourceFields(Strict):
     description: str | None = Field(None, max_length=_TEXT)
-    expectedintervalminutes: int | None = Field(
+    expectedintervalminutes: Int32 | None = Field(
         None,
         validation_alias=AliasChoices("expectedintervalminutes", "expected_interval_minutes"),
         description="Monitoring hint in minutes (also accepted as expected_interval_minutes).",
     )
-    retention_hours: int | None = None
+    retention_hours: Int32 | None = None
 
 
 class SourceIn(_SourceFields):

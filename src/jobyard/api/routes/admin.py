@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, Field
 
+from jobyard.api.bounds import Count32, Count64
 from jobyard.api.deps import PrincipalDep, RuntimeDep
 from jobyard.api.routes.jobs import ERRORS
 from jobyard.api.schemas import Strict
@@ -28,10 +29,10 @@ class ChangeIn(Strict):
 
 
 class TenantChangeIn(ChangeIn):
-    max_running_jobs: int | None = Field(None, ge=0)
-    max_queued_jobs: int | None = Field(None, ge=0)
-    max_storage_bytes: int | None = Field(None, ge=0)
-    max_log_bytes: int | None = Field(None, ge=1024)
+    max_running_jobs: Count32 | None = None
+    max_queued_jobs: Count32 | None = None
+    max_storage_bytes: Count64 | None = None
+    max_log_bytes: Count64 | None = Field(None, ge=1024)
 
 
 class TenantOut(BaseModel):

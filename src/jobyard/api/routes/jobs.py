@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from jobyard import errors
+from jobyard.api.bounds import AttemptNo, ByteOffset, Seq
 from jobyard.api.deps import PrincipalDep, ReporterDep, RuntimeDep
 from jobyard.api.errors import error_responses, validation_problems
 from jobyard.api.schemas import (
@@ -261,7 +262,7 @@ def job_events(
     job_id: str,
     runtime: RuntimeDep,
     principal: PrincipalDep,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[Seq | None, Query(description="Only events after this seq")] = None,
 ) -> EventList:
     return EventList(
         items=[EventOut.from_event(e) for e in runtime.jobs.events(principal, job_id, after)]
@@ -278,10 +279,10 @@ def job_logs(
     job_id: str,
     runtime: RuntimeDep,
     principal: PrincipalDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[ByteOffset, Query()] = 0,
     tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
     follow: bool = False,
-    attempt: Annotated[int | None, Query(ge=1)] = None,
+    attempt: Annotated[AttemptNo | None, Query()] = None,
 ) -> Response:
     chunk = runtime.jobs.read_log(principal, job_id, offset=offset, tail=tail, attempt=attempt)
     headers = {"X-Log-Offset": str(chunk.offset), "X-Log-Next-Offset": str(chunk.next_offset)}

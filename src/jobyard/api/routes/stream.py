@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from jobyard import errors
+from jobyard.api.bounds import MAX_INT32, ByteOffset, Seq
 from jobyard.api.deps import PrincipalDep, RuntimeDep
 from jobyard.api.errors import error_responses
 from jobyard.api.schemas import EventOut
@@ -72,7 +73,7 @@ def _start(after: int | None, last_event_id: str | None) -> int | None:
         seq = int(last_event_id.strip())
     except ValueError:
         seq = -1
-    if seq < 0:
+    if not 0 <= seq <= MAX_INT32:
         raise errors.InvalidInput("Last-Event-ID must be an event seq", field="Last-Event-ID")
     return seq
 
@@ -130,11 +131,11 @@ def job_event_stream(
     job_id: str,
     runtime: RuntimeDep,
     principal: PrincipalDep,
-    after: Annotated[int | None, Query(ge=0, description="Only events after this seq")] = None,
+    after: Annotated[Seq | None, Query(description="Only events after this seq")] = None,
     kind: Annotated[
         list[str] | None, Query(description="Only these kinds (`log` for the log output)")
     ] = None,
-    log_offset: Annotated[int, Query(ge=0, description="Byte offset in the log")] = 0,
+    log_offset: Annotated[ByteOffset, Query(description="Byte offset in the log")] = 0,
     last_event_id: Annotated[str | None, Header(description="Resume after this seq")] = None,
 ) -> StreamingResponse:
     """The job's events (from the start, or after ``Last-Event-ID``/``after``), then new
@@ -168,7 +169,7 @@ def tenant_event_stream(
     priority: Repeated = None,
     job_type: Repeated = None,
     after: Annotated[
-        int | None, Query(ge=0, description="Events after this seq (default: only new ones)")
+        Seq | None, Query(description="Events after this seq (default: only new ones)")
     ] = None,
     last_event_id: Annotated[str | None, Header(description="Resume after this seq")] = None,
 ) -> StreamingResponse:
