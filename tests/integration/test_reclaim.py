@@ -15,24 +15,31 @@ from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import ErrorType, JobSpec
 from jobyard.domain.states import JobState
 from jobyard.store.claims import AttemptEnd
-from tests.conftest import RuntimeFactory, wait_for
+from jobyard.wiring import Runtime
+from tests.conftest import GATES, RuntimeFactory, wait_for
 
 PY = sys.executable
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)
 
-#: attempt 1 runs until ``release`` exists; attempt 2 says it started and runs until ``stop2``
+#: attempt 1 runs until ``release`` exists; attempt 2 says it started and runs until
+#: ``stop2`` (the gates are files the test makes; each attempt says it started in its log)
 SCRIPT = """
 import os, pathlib, time
-d = pathlib.Path(os.environ["MARKS"])
+d = pathlib.Path(os.environ["GATES"])
 if os.environ["JOBYARD_ATTEMPT"] == "1":
-    (d / "started1").touch()
+    print("started1", flush=True)
     while not (d / "release").exists():
         time.sleep(0.02)
 else:
-    (d / "started2").touch()
+    print("started2", flush=True)
     while not (d / "stop2").exists():
         time.sleep(0.02)
 """
+
+
+def _said(runtime: Runtime, job_id: str, attempt: int, word: str) -> bool:
+    log = runtime.settings.data_dir / "jobs" / job_id / "logs" / f"attempt-{attempt}.log"
+    return log.exists() and word in log.read_text()
 
 
 def test_the_old_attempts_end_does_not_remove_the_new_attempt(
@@ -48,19 +55,18 @@ def test_the_old_attempts_end_does_not_remove_the_new_attempt(
     )
     dispatcher = runtime.dispatcher
     assert dispatcher is not None
-    marks = tmp_path / "marks"
-    marks.mkdir()
+    gates = tmp_path / GATES
     job, _ = runtime.jobs.submit(
         ADMIN,
         JobSpec(
             argv=(PY, "-c", SCRIPT),
-            env={"MARKS": str(marks)},
+            env={"GATES": str(gates)},
             max_attempts=2,
             retry_backoff_s=0.0,
         ),
     )
     first = wait_for(lambda: (j := runtime.jobs.get(ADMIN, job.id)).state is JobState.RUNNING and j)
-    wait_for(lambda: (marks / "started1").exists())
+    wait_for(lambda: _said(runtime, job.id, 1, "started1"))
     old = dispatcher.attempts.get(job.id)
     assert old is not None and old.job.lease_epoch == first.lease_epoch == 1
 
@@ -90,7 +96,7 @@ def test_the_old_attempts_end_does_not_remove_the_new_attempt(
     assert ended[0].ended is not None and ended[0].ended.state is JobState.QUEUED
     dispatcher.job_queued()
     # ... and this node claims it again while attempt 1 still runs
-    wait_for(lambda: (marks / "started2").exists())
+    wait_for(lambda: _said(runtime, job.id, 2, "started2"))
     second = wait_for(
         lambda: (j := runtime.jobs.get(ADMIN, job.id)).state is JobState.RUNNING and j
     )
@@ -99,7 +105,7 @@ def test_the_old_attempts_end_does_not_remove_the_new_attempt(
     assert new is not None and new is not old
     # attempt 1 ends (killed as no longer ours when the job was claimed again, or at
     # the latest when it is released): its end is not written, its attempt removed
-    (marks / "release").touch()
+    (gates / "release").touch()
     assert removed.wait(30)
 
     assert dispatcher.attempts.get(job.id) is new
@@ -114,7 +120,7 @@ def test_the_old_attempts_end_does_not_remove_the_new_attempt(
     assert before is not None and renewed.lease_expires_at is not None
     assert renewed.lease_expires_at > before
 
-    (marks / "stop2").touch()
+    (gates / "stop2").touch()
     done = wait_for(lambda: (j := runtime.jobs.get(ADMIN, job.id)).is_terminal and j)
     assert (done.state, done.attempt) == (JobState.SUCCEEDED, 2)
     wait_for(lambda: dispatcher.running_count() == 0)
