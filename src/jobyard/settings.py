@@ -71,6 +71,11 @@ class Settings:
     job_pids_max: int = 1024  #: processes and threads one sandboxed job may have at once
     rate_limit_per_s: float = 10_000.0  #: requests per API key per second (burst: twice that)
 
+    def __post_init__(self) -> None:
+        # one absolute data directory from the start: jobs, their sandbox and PYTHONPATH
+        # entries get absolute paths, whatever the current directory
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+
     @property
     def db_url(self) -> str:
         if self.database_url:

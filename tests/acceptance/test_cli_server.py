@@ -269,3 +269,22 @@ def test_sigterm_stops_running_jobs(server: Server) -> None:
     assert job is not None
     assert (job.state.value, job.error_type) == ("failed", "NODE_LOST"), job
     assert "shut down" in (job.message or ""), job.message
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.mark.skipif(not Path(SYSTEM_PYTHON).exists(), reason="no system python3 at /usr/bin")
+def test_a_relative_data_directory_works_for_jobs_outside_the_virtualenv(
+    start_server: StartServer,
+) -> None:
+    """``./scripts/serve`` runs with the relative data directory ``./.jobyard``: every
+    path a job gets (its directory, the in-job helper on PYTHONPATH) must be absolute,
+    also for a Python outside the project's virtualenv."""
+    server = start_server(env={"JOBYARD_HOME": "home"})  # relative to the server's cwd
+    code = "from jobyard import runtime; runtime.progress(50, 'half'); print('helper ok')"
+    job_id = _submit_quiet(server, SYSTEM_PYTHON, "-c", code)
+    done = server.wait_status(job_id, ENDED)
+    logs = jobyard(server, "logs", job_id)
+    assert done["status"] == "succeeded", (done["message"], logs.stdout)
+    assert "helper ok" in logs.stdout

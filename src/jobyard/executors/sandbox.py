@@ -184,6 +184,8 @@ def detect(
         return None, SandboxSupport(False, reason, False, "jobs are not sandboxed")
     cgroups, limits_reason = CgroupTree.detect(node_id, data_dir)
     data = data_dir.resolve()
+    for inside in read_only_inside:  # made now, so that every later job sees them
+        inside.mkdir(parents=True, exist_ok=True)
     outside = [
         p
         for p in (*_python_paths(), *extra_read_only)
