@@ -53,6 +53,11 @@ def ensure_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def from_epoch(seconds: float) -> datetime:
+    """The aware UTC datetime of seconds since the epoch (a file's mtime, e.g.)."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
 def to_epoch(value: datetime) -> float:
     """Seconds since the epoch of an aware datetime."""
     return ensure_utc(value).timestamp()

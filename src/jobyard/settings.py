@@ -35,7 +35,12 @@ class Settings:
     run_dispatcher: bool = True  #: False: API only
     run_api: bool = True  #: False: worker only
     heartbeat_interval_s: float = 2.0
-    lease_ttl_s: float = 20.0
+    #: how long a lease lasts without renewal; must exceed ``outage_tolerance_s`` (see
+    #: docs/reliability.md, "Store outages")
+    lease_ttl_s: float = 45.0
+    #: how long running jobs outlive a database outage: a node that could not renew its
+    #: leases for this long stops its jobs (self-fencing)
+    outage_tolerance_s: float = 35.0
     poll_interval_s: float = 1.0
     stop_grace_s: float = 10.0
     aging_step_s: float = 300.0

@@ -22,6 +22,7 @@ from jobyard.service.jobs import JobService
 from jobyard.service.limits import Quotas, RateLimiter
 from jobyard.service.monitoring import Upkeep
 from jobyard.service.notifications import NotificationService
+from jobyard.service.readiness import ReadinessCheck
 from jobyard.service.registry import RegistryService
 from jobyard.service.results import ResultService
 from jobyard.service.tenancy import TenancyService
@@ -65,6 +66,7 @@ class Runtime:
     dispatcher: Dispatcher | None
     node_id: str
     sandbox: SandboxSupport
+    readiness: ReadinessCheck
 
     def start(self) -> str | None:
         """Migrate, bootstrap (returns a new admin key on first start) and start dispatching."""
@@ -239,4 +241,7 @@ def build_runtime(
         dispatcher=dispatcher,
         node_id=node_id,
         sandbox=support,
+        readiness=ReadinessCheck(
+            db=db, nodes=NodeStore(db), data_dir=settings.data_dir, clock=clock
+        ),
     )

@@ -45,8 +45,14 @@ def _said(runtime: Runtime, job_id: str, attempt: int, word: str) -> bool:
 def test_the_old_attempts_end_does_not_remove_the_new_attempt(
     make_runtime: RuntimeFactory, tmp_path: Path
 ) -> None:
-    # the supervisor renews leases only when the test says so (one beat at its start)
-    runtime = make_runtime(heartbeat_interval_s=3600.0, lease_ttl_s=7200.0, reap_interval_s=3600.0)
+    # the supervisor renews leases only when the test says so (one beat at its start);
+    # no self-fencing meanwhile (it needs a tolerance of two heartbeats at least)
+    runtime = make_runtime(
+        heartbeat_interval_s=3600.0,
+        outage_tolerance_s=7200.0,
+        lease_ttl_s=7300.0,
+        reap_interval_s=3600.0,
+    )
     dispatcher = runtime.dispatcher
     assert dispatcher is not None
     gates = tmp_path / GATES

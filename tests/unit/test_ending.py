@@ -54,6 +54,7 @@ def _after(reason: StopReason | None, code: int, **kw: object) -> Outcome | None
         log_tail=tail,
         summary=kw.pop("summary", None),  # type: ignore[arg-type]
         cancel_force=bool(kw.pop("force", False)),
+        fenced_after_s=float(kw.pop("fenced_after_s", 0.0)),  # type: ignore[arg-type]
     )
 
 
@@ -135,3 +136,23 @@ def test_node_lost_fails_or_finishes_the_cancel(state: JobState) -> None:
         assert "killed at once" in outcome.message
     else:
         assert (outcome.target, outcome.error_type) == (S.FAILED, "NODE_LOST")
+
+
+def test_a_fenced_attempt_says_its_node_lost_the_database() -> None:
+    outcome = _after(StopReason.FENCED, -9, fenced_after_s=35.2)
+    assert outcome is not None
+    assert (outcome.target, outcome.error_type) == (S.FAILED, "NODE_LOST")
+    assert outcome.message == (
+        "The node running this job (node-a) could not reach the database for 35 s and"
+        " stopped its jobs, so that no other node runs them twice."
+    )
+
+
+def test_an_exit_seen_only_at_restart_is_the_job_s_own_outcome() -> None:
+    ok = ending.exited_unwatched(_job(), 0, lambda: "unused")
+    assert (ok.target, ok.error_type) == (S.SUCCEEDED, None)
+    failed = ending.exited_unwatched(_job(), 3, lambda: "last line")
+    assert (failed.target, failed.error_type) == (S.FAILED, "ENTRYPOINT_COMMAND_ERROR")
+    assert "exit code 3" in failed.message and "last line" in failed.message
+    cancelled = ending.exited_unwatched(_job(S.CANCELLING), 0, lambda: "")
+    assert cancelled.target is S.CANCELLED

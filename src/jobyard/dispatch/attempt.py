@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from jobyard import errors
@@ -51,6 +52,13 @@ class Attempt:
     summary: str | None = None  #: what a notebook runner said about its failed cells
     log_limit: int = 0  #: bytes of log kept for this attempt (0: unlimited)
     scan_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: monotonic time read before the latest write of this attempt's lease (claim or
+    #: renewal) that committed: the lease lasts until at least then + lease_ttl_s
+    renewed_mono: float = field(default_factory=time.monotonic)
+    fenced: bool = False  #: stopped by this node's self-fencing
+    fenced_after_s: float = 0.0  #: how long its lease had gone without renewal then
+    exit_code: int | None = None  #: once its process exited
+    results_pending: bool = False  #: its results could not be recorded yet (no database)
 
 
 class Attempts:
@@ -179,21 +187,34 @@ class AttemptRunner:
 
     def _unstarted(self, a: Attempt, failure: Outcome) -> AttemptEnd | None:
         outcome = ending.unstarted(
-            a.stop_reason, failure, node_id=self.node_id, cancel_force=a.stop_force
+            a.stop_reason,
+            failure,
+            node_id=self.node_id,
+            cancel_force=a.stop_force,
+            fenced_after_s=a.fenced_after_s,
         )
         return None if outcome is None else self._end_of(a, outcome)
 
     def say(self, a: Attempt, line: str) -> None:
-        path = self.workspace.log_path(a.job.id, a.job.attempt)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as f:
-            f.write(line.rstrip("\n") + "\n")
+        """Append a line of jobyard's own to the attempt's log (a full disk only loses
+        the line)."""
+        self.say_to(a.job, line)
+
+    def say_to(self, job: Job, line: str) -> None:
+        path = self.workspace.log_path(job.id, job.attempt)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as f:
+                f.write(line.rstrip("\n") + "\n")
+        except OSError as e:
+            log.warning("job %s: could not write to its log: %s", job.id, e)
 
     # ---- stop ----------------------------------------------------------------------------
     def request_stop(self, a: Attempt, reason: StopReason, *, force: bool) -> None:
         """Stop the attempt (the first reason wins; a forced cancel still escalates)."""
         with self._lock:
-            if a.stop_reason is not None and not (force and reason is StopReason.CANCEL):
+            escalate = force and reason in (StopReason.CANCEL, StopReason.FENCED)
+            if a.stop_reason is not None and not escalate:
                 return
             a.stop_reason = a.stop_reason or reason
             a.stop_force = a.stop_force or force
@@ -210,12 +231,23 @@ class AttemptRunner:
     # ---- after the exit -------------------------------------------------------------------
     def finish(self, a: Attempt, code: int) -> AttemptEnd | None:
         """After the process exited with ``code``: kill what it left behind, apply its
-        last markers, keep its results; the end to write (None: not ours any more)."""
+        last markers, keep its results; the end to write (None: not ours any more).
+
+        The exit code and time are facts: whatever fails on the way (the database, a
+        full disk) is logged and the end is still returned; results that could not be
+        recorded for want of the database are marked pending (the claim loop records
+        them before it writes the end)."""
         assert a.handle is not None
-        a.handle.cleanup()
-        self.scan(a)
+        ended_at = self.clock.now()
+        a.exit_code = code
+        self._quietly(a, "cleaning up its processes", a.handle.cleanup)
+        try:
+            self.scan(a)
+        except errors.StoreUnavailable as e:
+            log.warning("job %s: its last reports could not be recorded: %s", a.job.id, e)
         if a.log_limit and a.launch is not None:
-            logs.cap(a.launch.log_path, a.log_limit)
+            launch = a.launch
+            self._quietly(a, "capping its log", lambda: logs.cap(launch.log_path, a.log_limit))
         if a.stop_reason is StopReason.LOST:
             return None
         if a.stop_reason is None and a.handle.oom_killed():
@@ -224,10 +256,25 @@ class AttemptRunner:
         if processes is not None and code != 0:
             note = f"it reached its limit of {processes} processes, so some forks failed"
             a.summary = f"{a.summary}; {note}" if a.summary else note
-        self._collect_results(a)
+        try:
+            self.collect_results(a)
+        except errors.StoreUnavailable as e:
+            log.warning("job %s: results wait for the database: %s", a.job.id, e)
+            a.results_pending = True
         usage = a.handle.sample()
         if a.launch is not None:
             usage = replace(usage, disk_bytes=outputs.tree_bytes(a.launch.workdir / "output"))
+        return self.end_after_exit(a, code, ended_at=ended_at, usage=usage)
+
+    def end_after_exit(
+        self,
+        a: Attempt,
+        code: int,
+        *,
+        ended_at: datetime,
+        usage: ResourceUsage | None = None,
+    ) -> AttemptEnd | None:
+        """The end of the attempt whose process exited with ``code`` at ``ended_at``."""
         job = a.job
         outcome = ending.after_exit(
             a.stop_reason,
@@ -240,10 +287,18 @@ class AttemptRunner:
             ),
             summary=a.summary,
             cancel_force=a.stop_force,
+            fenced_after_s=a.fenced_after_s,
         )
         if outcome is None:
             return None
-        return self._end_of(a, outcome, exit_code=code, usage=usage)
+        return self._end_of(a, outcome, exit_code=code, usage=usage, ended_at=ended_at)
+
+    @staticmethod
+    def _quietly(a: Attempt, what: str, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception:
+            log.exception("job %s: %s failed", a.job.id, what)
 
     def _end_of(
         self,
@@ -252,6 +307,7 @@ class AttemptRunner:
         *,
         exit_code: int | None = None,
         usage: ResourceUsage | None = None,
+        ended_at: datetime | None = None,
     ) -> AttemptEnd:
         job = a.job
         if outcome.target is JobState.CANCELLED and job.state is not JobState.CANCELLING:
@@ -263,15 +319,21 @@ class AttemptRunner:
             error_type=outcome.error_type,
             exit_code=exit_code,
             usage=usage,
+            ended_at=ended_at,
         )
 
-    def _collect_results(self, a: Attempt) -> None:
+    def collect_results(self, a: Attempt) -> None:
+        """Record the attempt's results (see :meth:`collect_results_of`); nothing for
+        an attempt that never started."""
+        if a.launch is not None:
+            self.collect_results_of(a.job, a.launch.workdir / "output")
+            a.results_pending = False
+
+    def collect_results_of(self, job: Job, output_dir: Path) -> None:
         """Record the output directory's files as results (also after a failure or a
-        cancel: what was written is kept) and upload them to the output folder."""
-        if a.launch is None:
-            return
-        job = a.job
-        output_dir = a.launch.workdir / "output"
+        cancel: what was written is kept) and upload them to the output folder. Raises
+        StoreUnavailable (to be retried); other failures are logged and said in the log:
+        results are best effort, the job's outcome stands."""
         try:
             roles = self.preparer.output_roles(job)
             found = outputs.collect(
@@ -286,11 +348,13 @@ class AttemptRunner:
             folder = self.preparer.output_folder(job)
             if folder is not None and found:
                 self.preparer.folders.ingest(folder, output_dir)
+        except errors.StoreUnavailable:
+            raise
         except errors.StaleState as e:  # fenced: the attempt no longer holds its job
             log.info("job %s: results of attempt %s dropped: %s", job.id, job.attempt, e)
         except Exception as e:  # results are best effort; the job's outcome stands
             log.exception("job %s: results could not be recorded", job.id)
-            self.say(a, f"jobyard: results could not be recorded: {e}")
+            self.say_to(job, f"jobyard: results could not be recorded: {e}")
 
     # ---- markers ---------------------------------------------------------------------------
     def scan_if_grown(self, a: Attempt) -> None:

@@ -4,7 +4,12 @@ ends reported since then, and claims queued jobs for the slots that are free; th
 the claimed jobs are started. It is woken by submits and exits, by starts waiting
 for their running mark (``RUNNING_MARK_DELAY_S``), else every poll interval.
 Scheduled jobs are promoted when the earliest of them is due (one timer, read from
-the store)."""
+the store).
+
+While the database is unavailable (down, locked, full) the steps fail and are retried
+with backoff: the ends and running marks waiting to be written stay in memory (an end
+keeps its exit code and time), and the attempts keep their slots until they are
+written."""
 
 from __future__ import annotations
 
@@ -32,6 +37,9 @@ log = logging.getLogger("jobyard.dispatch")
 #: how long a start may wait for a step to mark it running: the mark usually rides
 #: along with the next step (an exit's end, a claim) instead of a commit of its own
 RUNNING_MARK_DELAY_S = 0.05
+#: the first and the longest pause before a failed step is tried again
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 2.0
 
 
 class ClaimLoop:
@@ -61,6 +69,8 @@ class ClaimLoop:
         self._starts: list[Attempt] = []  #: started, not yet marked running
         self._starts_at = 0.0  #: monotonic time the oldest of them started
         self._next_promote = 0.0  #: monotonic time to look at scheduled jobs again
+        self._failing_since: float | None = None  #: monotonic time of the first failed step
+        self._retry_s = RETRY_FIRST_S
         self._thread = threading.Thread(target=self._loop, name="jobyard-dispatch", daemon=True)
 
     def start(self) -> None:
@@ -80,6 +90,17 @@ class ClaimLoop:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def paused_for(self) -> float:
+        """Seconds since the steps started failing for want of the database (0: they
+        do not)."""
+        since = self._failing_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def pending_ends(self) -> int:
+        """Ends waiting to be written."""
+        with self._lock:
+            return len(self._ends)
 
     def ended(self, items: Sequence[tuple[Attempt, AttemptEnd | None]]) -> None:
         """Attempts whose processes exited (or that could not start), with their ends:
@@ -104,12 +125,39 @@ class ClaimLoop:
                 if self._claiming and time.monotonic() >= self._next_promote:
                     self._promote_scheduled()
                 self._step()
-            except errors.StoreUnavailable as e:
-                log.warning("dispatch paused: %s", e)
-                self._stopping.wait(0.2)  # pending ends and starts stay queued
+            except errors.StoreUnavailable as e:  # pending ends and starts stay queued
+                self._failed(e)
+                continue
             except Exception:  # keep the node alive; the next wake retries
                 log.exception("dispatch loop error")
-                self._stopping.wait(0.2)
+                self._stopping.wait(RETRY_FIRST_S)
+                continue
+            self._resumed()
+
+    def _failed(self, e: errors.StoreUnavailable) -> None:
+        """A step failed for want of the database: wait (longer each time), then retry."""
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            with self._lock:
+                ends, starts = len(self._ends), len(self._starts)
+            log.warning(
+                "dispatch paused: %s; %d ends and %d running marks wait to be written",
+                e,
+                ends,
+                starts,
+            )
+        self._stopping.wait(self._retry_s)
+        self._retry_s = min(RETRY_MAX_S, self._retry_s * 2)
+        self._wake.set()  # retry now, not after a poll interval
+
+    def _resumed(self) -> None:
+        if self._failing_since is not None:
+            log.warning(
+                "dispatch resumed after %.1f s without the database",
+                time.monotonic() - self._failing_since,
+            )
+        self._failing_since = None
+        self._retry_s = RETRY_FIRST_S
 
     def _promote_scheduled(self) -> None:
         """Queue the due scheduled jobs; the timer is set to the next due time (at most
@@ -127,6 +175,9 @@ class ClaimLoop:
         """One transaction: running marks, ends, claims; then start what was claimed."""
         with self._lock:
             ends, starts = list(self._ends), list(self._starts)
+        for a, end in ends:  # results first: readers of an ended job find them
+            if end is not None and a.results_pending:
+                self.runner.collect_results(a)  # StoreUnavailable: the step waits
         free = self.attempts.free_slots(excluding=[a for a, _ in ends])
         secrets = [new_token_secret() for _ in range(max(0, free))] if self._claiming else []
         request = None
@@ -138,6 +189,7 @@ class ClaimLoop:
                 token_hashes=tuple(hash_secret(s) for s in secrets),
                 default_max_running=self.settings.max_running_jobs_default,
             )
+        mono = time.monotonic()  # claims' leases last until at least mono + TTL
         now = self.clock.now()
         pending = {id(a) for a in starts}
         written = [
@@ -165,7 +217,7 @@ class ClaimLoop:
         if again:
             self.ended(again)
         if step.claimed:
-            self._start_claimed(step.claimed, secrets)
+            self._start_claimed(step.claimed, secrets, mono)
 
     @staticmethod
     def _as_of_now(a: Attempt, end: AttemptEnd, start_pending: bool, now: datetime) -> AttemptEnd:
@@ -221,9 +273,9 @@ class ClaimLoop:
         return again
 
     # ---- starting ------------------------------------------------------------------------
-    def _start_claimed(self, claimed: list[Job], secrets: list[str]) -> None:
+    def _start_claimed(self, claimed: list[Job], secrets: list[str], mono: float) -> None:
         for job, secret in zip(claimed, secrets, strict=False):
-            a = Attempt(job=job, token=job_token(job.id, secret))
+            a = Attempt(job=job, token=job_token(job.id, secret), renewed_mono=mono)
             previous = self.attempts.get(job.id)
             if previous is not None:  # its lease was lost and the job retried: stop it now
                 self.runner.request_stop(previous, StopReason.LOST, force=True)
@@ -257,6 +309,15 @@ class ClaimLoop:
             current = self.claims.jobs.get_unscoped(a.job.id)
         except errors.StoreUnavailable:
             current = None
+        if (
+            current is not None
+            and current.state is JobState.RUNNING
+            and current.lease_epoch == a.job.lease_epoch
+            and a.handle is not None
+            and current.pid == a.handle.pid
+        ):  # our own mark, committed by a step whose answer was lost (connection drop)
+            a.job = current
+            return
         if current is not None and current.state is JobState.CANCELLING:
             self.runner.request_stop(a, StopReason.CANCEL, force=current.cancel_force)
         else:

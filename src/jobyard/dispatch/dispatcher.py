@@ -18,15 +18,20 @@ from collections.abc import Callable
 
 from jobyard import errors
 from jobyard.clock import Clock
+from jobyard.dispatch import ending
 from jobyard.dispatch.attempt import Attempt, AttemptRunner, Attempts
 from jobyard.dispatch.claimer import ClaimLoop
 from jobyard.dispatch.ending import StopReason
+from jobyard.dispatch.fencing import check_lease_settings
 from jobyard.dispatch.prepare import Preparer
 from jobyard.dispatch.supervisor import Supervisor
 from jobyard.dispatch.waiter import ExitWaiter
+from jobyard.domain.jobs import Job
 from jobyard.domain.states import JobState
 from jobyard.executors.base import Executor
 from jobyard.settings import Settings
+from jobyard.storage import logs
+from jobyard.storage.exitstatus import ExitStatus, read_exit_status
 from jobyard.storage.workspace import Workspace
 from jobyard.store.artifacts import ArtifactStore
 from jobyard.store.claims import AttemptEnd, ClaimStore
@@ -56,10 +61,12 @@ class Dispatcher:
         node_id: str,
         log_limit: Callable[[str], int] = lambda _tenant: 100 * 1024 * 1024,
     ) -> None:
+        check_lease_settings(settings)
         self.store = store
         self.claims = ClaimStore(store.db, store)
         self.nodes = nodes
         self.executor = executor
+        self.workspace = workspace
         self.clock = clock
         self.settings = settings
         self.node_id = node_id
@@ -120,9 +127,6 @@ class Dispatcher:
             slots=self.slots,
             now=self.clock.now(),
         )
-        swept = self.executor.sweep()
-        if swept:
-            log.warning("killed %d processes a previous life of node %s left", swept, self.node_id)
         self.reconcile()
         self.waiter.start()
         self.claim_loop.start()
@@ -151,12 +155,57 @@ class Dispatcher:
         return len(self.attempts)
 
     def reconcile(self) -> None:
-        """Fail the jobs this node owned in a previous life (killing leftover processes)."""
+        """End the attempts this node ran in a previous life: with their real outcome
+        when their process had exited and its exit status was recorded, else (killing
+        leftover processes) failed as NODE_LOST, retried where the job allows it."""
         owned = self.claims.owned_by(self.node_id)
+        # read before anything is killed: a status that the sweep's kill makes the
+        # wrapper write is the restart's doing, not how the job ended
+        statuses = {
+            job.id: read_exit_status(self.workspace.exit_status_path(job.id, job.attempt))
+            for job in owned
+        }
+        swept = self.executor.sweep()
+        if swept:
+            log.warning("killed %d processes a previous life of node %s left", swept, self.node_id)
+        lost: list[Job] = []
+        known: list[AttemptEnd] = []
         for job in owned:
+            killed = False
             if job.pid and job.pid_create_time:
-                self.executor.kill_orphan(job.pid, job.pid_create_time)
-        self.supervisor.fail_lost(owned, "the server restarted while the job ran")
+                killed = self.executor.kill_orphan(job.pid, job.pid_create_time)
+            status = None if killed else statuses[job.id]
+            end = None if status is None else self._ended_while_down(job, status)
+            if end is None:
+                lost.append(job)
+            else:
+                known.append(end)
+        if known:
+            self.claims.end_attempts(known, self.clock.now())
+        self.supervisor.fail_lost(lost, "the server restarted while the job ran")
+
+    def _ended_while_down(self, job: Job, status: ExitStatus) -> AttemptEnd | None:
+        """The end of an attempt whose process exited while no node watched it, as its
+        exit status file says (with its results recorded); None for a job whose running
+        mark was never written (``starting``): it counts as lost."""
+        if job.state not in (JobState.RUNNING, JobState.CANCELLING):
+            return None
+        log.info("job %s: exited with code %d while the server was down", job.id, status.code)
+        output_dir = self.workspace.workdir(job.id) / "output"
+        if output_dir.is_dir():
+            self.runner.collect_results_of(job, output_dir)
+        log_path = self.workspace.log_path(job.id, job.attempt)
+        outcome = ending.exited_unwatched(
+            job, status.code, lambda: logs.last_lines(log_path, self.settings.log_tail_lines)
+        )
+        return AttemptEnd(
+            job=job,
+            target=outcome.target,
+            message=outcome.message,
+            error_type=outcome.error_type,
+            exit_code=status.code,
+            ended_at=status.at,
+        )
 
     def reap_expired(self) -> None:
         """Fail (or finish cancelling) the jobs of other nodes whose lease expired."""
@@ -170,7 +219,12 @@ class Dispatcher:
         for a, code in batch:
             try:
                 done.append((a, self.runner.finish(a, code)))
-            except Exception:
+            except Exception:  # the exit code is still a fact: write it
                 log.exception("job %s: unexpected error after its exit", a.job.id)
-                done.append((a, None))
+                try:
+                    end = self.runner.end_after_exit(a, code, ended_at=self.clock.now())
+                except Exception:
+                    log.exception("job %s: its end could not be made", a.job.id)
+                    end = None
+                done.append((a, end))
         self.claim_loop.ended(done)

@@ -19,6 +19,7 @@ class StopReason(enum.Enum):
     TIMEOUT = "timeout"  #: its running time passed ``timeout_s``
     MEMORY = "memory"  #: its process tree used more than the environment's limit
     SHUTDOWN = "shutdown"  #: this node shuts down
+    FENCED = "fenced"  #: this node could not renew the lease for too long (self-fencing)
     LOST = "lost"  #: the lease is no longer this node's: write nothing
 
 
@@ -42,6 +43,11 @@ def shut_down(node_id: str) -> Outcome:
     )
 
 
+def fenced(node_id: str, seconds: float) -> Outcome:
+    """The end of an attempt this node stopped because it lost the database."""
+    return Outcome(JobState.FAILED, messages.fenced(node_id, seconds), ErrorType.NODE_LOST.value)
+
+
 def after_exit(
     reason: StopReason | None,
     code: int,
@@ -52,12 +58,15 @@ def after_exit(
     log_tail: Callable[[], str],
     summary: str | None,
     cancel_force: bool = False,
+    fenced_after_s: float = 0.0,
 ) -> Outcome | None:
     """The end of an attempt whose process exited with ``code``; None when the attempt
     is no longer this node's (nothing may be written). ``log_tail`` is called only for
     a failure's message."""
     if reason is StopReason.LOST:
         return None
+    if reason is StopReason.FENCED:
+        return fenced(node_id, fenced_after_s)
     if reason is StopReason.CANCEL:
         return cancelled(cancel_force)
     if reason is StopReason.MEMORY:
@@ -81,12 +90,19 @@ def after_exit(
 
 
 def unstarted(
-    reason: StopReason | None, failure: Outcome, *, node_id: str, cancel_force: bool = False
+    reason: StopReason | None,
+    failure: Outcome,
+    *,
+    node_id: str,
+    cancel_force: bool = False,
+    fenced_after_s: float = 0.0,
 ) -> Outcome | None:
     """The end of an attempt that never ran: ``failure`` (setup or start error) unless
     it was stopped first; None when it is no longer this node's."""
     if reason is StopReason.LOST:
         return None
+    if reason is StopReason.FENCED:
+        return fenced(node_id, fenced_after_s)
     if reason is StopReason.SHUTDOWN:
         return shut_down(node_id)
     if reason is StopReason.CANCEL:
@@ -109,11 +125,35 @@ def start_failed(reason: str) -> Outcome:
 def node_lost(job: Job, why: str) -> Outcome:
     """The end of another life's (or another node's) attempt: cancelled if a cancel was
     pending, else failed as NODE_LOST."""
-    lost = messages.node_lost(job.lease_owner, why)
+    return lost(job, messages.node_lost(job.lease_owner, why))
+
+
+def lease_expired(job: Job) -> Outcome:
+    """The end of another node's attempt whose lease expired (reaped)."""
+    return lost(job, messages.lease_not_renewed(job.lease_owner))
+
+
+def lost(job: Job, message: str) -> Outcome:
+    """An attempt whose node is gone, with ``message`` saying why: cancelled if a
+    cancel was pending, else failed as NODE_LOST."""
     if job.state is JobState.CANCELLING:
         return Outcome(
             JobState.CANCELLED,
-            messages.cancelled(job.cancel_force) + " " + lost,
+            messages.cancelled(job.cancel_force) + " " + message,
             ErrorType.CANCELLED.value,
         )
-    return Outcome(JobState.FAILED, lost, ErrorType.NODE_LOST.value)
+    return Outcome(JobState.FAILED, message, ErrorType.NODE_LOST.value)
+
+
+def exited_unwatched(job: Job, code: int, log_tail: Callable[[], str]) -> Outcome:
+    """The end of an attempt whose process exited with ``code`` while no node watched
+    it (the server was down; the code comes from the attempt's exit status file)."""
+    if job.state is JobState.CANCELLING:
+        return cancelled(job.cancel_force)
+    if code == 0:
+        return Outcome(JobState.SUCCEEDED, messages.succeeded(), None)
+    return Outcome(
+        JobState.FAILED,
+        messages.failed(code, log_tail()),
+        ErrorType.ENTRYPOINT_COMMAND_ERROR.value,
+    )

@@ -35,3 +35,19 @@ def cancelled(force: bool) -> str:
 
 def node_lost(node_id: str | None, why: str) -> str:
     return f"The node running this job ({node_id or 'unknown'}) was lost: {why}."
+
+
+def fenced(node_id: str | None, seconds: float) -> str:
+    """A node that lost the database stopped the job (self-fencing)."""
+    return (
+        f"The node running this job ({node_id or 'unknown'}) could not reach the database for"
+        f" {seconds:.0f} s and stopped its jobs, so that no other node runs them twice."
+    )
+
+
+def lease_not_renewed(node_id: str | None) -> str:
+    """Another node reaped the job: its node stopped renewing the lease."""
+    return (
+        f"The node running this job ({node_id or 'unknown'}) stopped renewing its lease"
+        " (it died or lost the database)."
+    )

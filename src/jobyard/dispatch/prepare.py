@@ -101,6 +101,8 @@ class Preparer:
         workdir.mkdir(parents=True)
         log_path = self.workspace.log_path(job.id, job.attempt)
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        status_path = self.workspace.exit_status_path(job.id, job.attempt)
+        status_path.unlink(missing_ok=True)  # a stale one would pass for this attempt's
         if version is not None and version.artifact_sha256:
             say(f"jobyard: fetching model {version.ref} ({version.artifact_sha256[:12]})")
             self._unpack_artifact(version, workdir)
@@ -163,7 +165,7 @@ class Preparer:
             workdir=workdir,
             log_path=log_path,
             env=env,
-            status_path=self.workspace.exit_status_path(job.id, job.attempt),
+            status_path=status_path,
             network=environment is None or environment.network != "none",
             memory_limit_bytes=limit * 1024 * 1024 if limit else None,
             cpu_slots=job.spec.slots,

@@ -121,7 +121,7 @@ _END = (
         error_type=_b("b_error_type"),
         exit_code=_b("b_exit_code"),
         updated_at=_b("b_now", _TIME),
-        ended_at=_b("b_now", _TIME),
+        ended_at=_b("b_ended", _TIME),
         lease_owner=None,
         lease_expires_at=None,
     )
@@ -190,6 +190,9 @@ class AttemptEnd:
     error_type: str | None = None
     exit_code: int | None = None
     usage: ResourceUsage | None = None  #: the final figures, when the process ran
+    #: when the attempt ended (its process exited), if known; else when the end is
+    #: written. An end written late (after a database outage) keeps its real time.
+    ended_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -452,6 +455,7 @@ class ClaimStore:
         """One end; its event and attempt record are appended to ``events`` and
         ``attempts`` (inserted together by the caller)."""
         job = end.job
+        ended_at = end.ended_at or now
         plan = retry.plan(job, end.target, end.error_type, now)
         if plan is not None:  # writes its events at once: those gathered so far go first
             _insert_events(conn, now, events)
@@ -468,6 +472,7 @@ class ClaimStore:
                 "b_error_type": end.error_type,
                 "b_exit_code": end.exit_code,
                 "b_now": now,
+                "b_ended": ended_at,
             }
             fenced = self._end_plain
             if end.usage is not None:
@@ -479,13 +484,13 @@ class ClaimStore:
             return EndResult(ended=None, current=job_from_row(row) if row else None)
         events.append((job, job.state, end.target, end.message, {}))
         if job.attempt > 0:
-            attempts.append(_attempt_row(job, end, now))
+            attempts.append(_attempt_row(job, end, ended_at))
         ended = job.evolve(
             state=end.target,
             message=end.message,
             error_type=end.error_type,
             exit_code=end.exit_code,
-            ended_at=now,
+            ended_at=ended_at,
             updated_at=now,
             lease_owner=None,
             lease_expires_at=None,
@@ -496,7 +501,8 @@ class ClaimStore:
         self, conn: sa.Connection, end: AttemptEnd, now: datetime, plan: retry.RetryPlan
     ) -> EndResult:
         """The end and the return to ``queued`` in one step (readers never see the end)."""
-        values: dict[str, object] = {"error_type": end.error_type}
+        ended_at = end.ended_at or now
+        values: dict[str, object] = {"error_type": end.error_type, "ended_at": ended_at}
         if end.exit_code is not None:
             values["exit_code"] = end.exit_code
         if end.usage is not None:
@@ -519,7 +525,7 @@ class ClaimStore:
             conn,
             end.job,
             state=end.target.value,
-            ended_at=now,
+            ended_at=ended_at,
             exit_code=end.exit_code,
             error_type=end.error_type,
             message=end.message,

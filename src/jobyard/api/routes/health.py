@@ -15,17 +15,18 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database answers")
+@router.get("/readyz", summary="The database answers and the node can write")
 def readyz(runtime: RuntimeDep) -> JSONResponse:
-    details = runtime.sandbox.describe()
-    if runtime.db.ping():
-        return JSONResponse({"status": "ready", "details": details})
+    sandbox = runtime.sandbox.describe()
+    ready = runtime.readiness.check()
+    if ready.ready:
+        return JSONResponse({"status": "ready", "details": sandbox})
+    if not ready.reachable:
+        body = {"code": "STORE_UNAVAILABLE", "message": "the database does not answer"}
+    else:  # the details name what cannot write ("database", "data_dir") and why
+        body = {"code": "NOT_READY", "message": "; ".join(ready.problems.values())}
     return JSONResponse(
-        {
-            "code": "STORE_UNAVAILABLE",
-            "message": "the database does not answer",
-            "details": details,
-        },
+        {**body, "details": {**sandbox, **ready.problems}},
         status_code=503,
         headers={"Retry-After": "1"},
     )
