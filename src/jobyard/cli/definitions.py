@@ -3,14 +3,19 @@ default parameters and an optional cron schedule)."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
+from pydantic import TypeAdapter
+from rich.console import RenderableType
 from rich.table import Table
 
 from jobyard.cli import common, parsing, render
 from jobyard.cli.common import ApiKeyOption, JsonOption, UrlOption
+from jobyard.cli.models import detail_panel
 from jobyard.cli.submit import parse_bindings
+from jobyard.sdk.definitions import Definition
 
 app = typer.Typer(help="Manage job definitions (scheduled or run on demand).", no_args_is_help=True)
 
@@ -72,7 +77,7 @@ def list_definitions(
     with common.handle_errors(), common.make_client(url, api_key) as client:
         items = client.definitions()
     if json_out:
-        typer.echo("[" + ",".join(d.model_dump_json() for d in items) + "]")
+        typer.echo(TypeAdapter(list[Definition]).dump_json(items, indent=2).decode())
         return
     table = Table(show_edge=False, header_style="bold")
     for col in ("id", "name", "active", "schedule", "next run", "last job"):
@@ -87,6 +92,32 @@ def list_definitions(
             d.last_job_id or "-",
         )
     common.out().print(table if items else "No job definitions.")
+
+
+@app.command()
+def show(
+    def_id: Annotated[str, typer.Argument(metavar="ID", help="Definition id.")],
+    json_out: JsonOption = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Show a job definition."""
+    with common.handle_errors(), common.make_client(url, api_key) as client:
+        d = client.definition(def_id)
+    if json_out:
+        typer.echo(d.model_dump_json(indent=2))
+        return
+    rows: list[tuple[str, RenderableType]] = [
+        ("id", d.id),
+        ("active", "yes" if d.active else "no"),
+        ("model version", d.model_version_id),
+        ("bindings", json.dumps(d.role_bindings) if d.role_bindings else "-"),
+        ("parameters", json.dumps(d.parameters) if d.parameters else "-"),
+        ("schedule", d.schedule or "-"),
+        ("next run", d.next_run_at or "-"),
+        ("last job", d.last_job_id or "-"),
+    ]
+    common.out().print(detail_panel(f"definition {d.name}", rows))
 
 
 @app.command()

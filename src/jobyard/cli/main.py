@@ -143,13 +143,25 @@ def build_app(*, client_commands: bool = True) -> typer.Typer:
     cli.command()(serve)
     if not client_commands:
         return cli
-    from jobyard.cli import admin, definitions, envs, folders, jobs, models, results, submit
+    from jobyard.cli import (
+        admin,
+        definitions,
+        envs,
+        folders,
+        jobs,
+        models,
+        results,
+        retry,
+        submit,
+        system,
+    )
 
     cli.command(context_settings={"allow_interspersed_args": False})(submit.submit)
     cli.command()(jobs.status)
     cli.command("list")(jobs.list_jobs)
     cli.command()(jobs.logs)
     cli.command()(jobs.cancel)
+    cli.command()(retry.retry)
     cli.command()(results.results)
     cli.add_typer(models.app, name="models")
     cli.add_typer(envs.app, name="envs")
@@ -159,6 +171,7 @@ def build_app(*, client_commands: bool = True) -> typer.Typer:
     cli.add_typer(admin.projects, name="projects")
     cli.add_typer(admin.keys, name="keys")
     cli.command()(admin.audit)
+    cli.command()(system.system)
     return cli
 
 

@@ -124,6 +124,11 @@ def job_panel(job: Job) -> Panel:
         u = job.usage
         cpu = f"{u.cpu_time_s:.2f}s" if u.cpu_time_s is not None else "-"
         rows.append(("usage", f"cpu {cpu}, peak rss {format_bytes(u.peak_rss_bytes)}"))
+    if job.retry_of:
+        reason = f" ({job.retry_reason})" if job.retry_reason else ""
+        rows.append(("retry of", f"{job.retry_of}{reason}"))
+    if job.retries:
+        rows.append(("retries", "\n".join(job.retries)))
     for label, value in rows:
         table.add_row(label, value)
     parts: list[RenderableType] = [table]

@@ -18,7 +18,7 @@ from jobyard.sdk.config import find_server
 from jobyard.sdk.definitions import DefinitionsMixin
 from jobyard.sdk.errors import APIError, raise_for_response
 from jobyard.sdk.folders import FoldersMixin
-from jobyard.sdk.models import Job, JobBatch, JobEvent, JobPage, LogChunk
+from jobyard.sdk.models import Job, JobBatch, JobEvent, JobPage, LogChunk, SystemStatus
 from jobyard.sdk.registry import RegistryMixin
 from jobyard.sdk.results import ResultsMixin
 from jobyard.sdk.stream import StreamMixin
@@ -213,6 +213,31 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
             body["reason"] = reason
         return self._call(Job, "POST", _path(job_id, "/cancel"), json=body)
 
+    def retry(
+        self,
+        job_id: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        priority: str | None = None,
+        reason: str | None = None,
+        timeout_s: float | None = None,
+        immediate: bool = False,
+    ) -> Job:
+        """Run an ended job again as a new job (its ``retry_of`` is ``job_id``).
+
+        ``parameters`` are merged over the old job's on the server (a key cannot be
+        removed); ``priority`` and ``timeout_s`` replace the old ones; ``immediate`` puts
+        the new job at the front of the queue. :class:`Conflict` while the job has not
+        ended, :class:`NotFound` without such a job."""
+        body: dict[str, Any] = {}
+        if parameters:
+            body["parameters"] = dict(parameters)
+        optional = {"priority": priority, "reason": reason, "timeout_s": timeout_s}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        if immediate:
+            body["immediate"] = True
+        return self._call(Job, "POST", _path(job_id, "/retry"), json=body)
+
     def read_logs(
         self, job_id: str, *, offset: int = 0, tail: int | None = None, attempt: int | None = None
     ) -> LogChunk:
@@ -265,6 +290,11 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
             ) from exc
 
     # -- misc -------------------------------------------------------------------
+
+    def system_status(self) -> SystemStatus:
+        """Health, nodes, the queue by priority, throughput, resources and the answering
+        node's sandbox (``GET /v1/system/status``; job figures are your tenant's)."""
+        return self._call(SystemStatus, "GET", "/v1/system/status")
 
     def health(self) -> bool:
         """Whether the server answers ``GET /healthz`` with 200."""

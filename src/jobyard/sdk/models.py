@@ -72,6 +72,9 @@ class Job(_Model):
     queue_time_ms: int | None = None
     elapsed_time_ms: int | None = None
     usage: Usage | None = None
+    retry_of: str | None = None  #: the job this one is a retry of
+    retry_reason: str | None = None
+    retries: list[str] | None = None  #: retries of this job, oldest first (``get`` only)
 
     @property
     def is_terminal(self) -> bool:
@@ -249,3 +252,93 @@ class Environment(_Model):
     network: str = "full"  #: "full": the host's network; "none": a loopback interface only
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+# ---- system status ---------------------------------------------------------------------
+
+
+class NodeStatus(_Model):
+    """An execution node of :class:`SystemStatus`."""
+
+    node_id: str
+    hostname: str
+    status: str  #: ``active``, ``stale`` (no recent heartbeat) or ``stopped``
+    cpu_percent: float | None = None  #: the answering node's machine only
+    memory_percent: float | None = None  #: likewise
+    active_jobs: int = 0  #: the caller's jobs starting, running or cancelling on it
+    job_capacity: int = 0  #: slots of the node
+    used_slots: int = 0  #: slots taken by every tenant's jobs on it
+    started_at: datetime | None = None
+    last_heartbeat_at: datetime | None = None
+
+
+class QueueByPriority(_Model):
+    """Queued jobs by priority."""
+
+    low: int = 0
+    normal: int = 0
+    high: int = 0
+    critical: int = 0
+
+
+class QueueStatistics(_Model):
+    """The caller's jobs that wait or run."""
+
+    total_queued: int = 0
+    by_priority: QueueByPriority = Field(default_factory=QueueByPriority)
+    scheduled: int = 0  #: waiting for their start time
+    running: int = 0  #: starting, running or cancelling
+    average_wait_ms: float | None = None  #: queued → started, jobs started in the last hour
+    estimated_drain_ms: float | None = None  #: None without history or an active node
+
+
+class OutcomeCounts(_Model):
+    """Jobs that ended today, by outcome."""
+
+    succeeded: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    cancelled: int = 0
+
+
+class PerformanceMetrics(_Model):
+    """The caller's throughput: today (UTC) and the last hour."""
+
+    since: datetime | None = None
+    jobs_completed_today: int = 0
+    by_outcome: OutcomeCounts = Field(default_factory=OutcomeCounts)
+    average_duration_ms: float | None = None
+    success_rate_percent: float | None = None  #: cancels do not count
+    throughput_per_hour: float = 0.0
+
+
+class ResourceUtilization(_Model):
+    """Slots of the active nodes; memory and disk of the answering machine."""
+
+    total_slots: int = 0
+    used_slots: int = 0
+    memory_total_bytes: int | None = None
+    memory_used_bytes: int | None = None
+    disk_free_bytes: int | None = None
+
+
+class SandboxStatus(_Model):
+    """How the answering node walls its jobs in."""
+
+    jobs_sandboxed: bool = False
+    kernel_limits: bool = False
+    sandbox_unavailable: str | None = None  #: why jobs are not sandboxed
+    kernel_limits_unavailable: str | None = None
+
+
+class SystemStatus(_Model):
+    """``GET /v1/system/status``: job figures are the caller's tenant's; nodes, slots and
+    the machine are shared."""
+
+    system_status: str  #: ``healthy``, ``degraded`` or ``unhealthy``
+    timestamp: datetime
+    execution_nodes: list[NodeStatus] = Field(default_factory=list)
+    queue_statistics: QueueStatistics = Field(default_factory=QueueStatistics)
+    performance_metrics: PerformanceMetrics = Field(default_factory=PerformanceMetrics)
+    resource_utilization: ResourceUtilization = Field(default_factory=ResourceUtilization)
+    sandbox: SandboxStatus | None = None  #: None from a server that does not report it
