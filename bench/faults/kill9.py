@@ -82,6 +82,7 @@ class Analysis:
     statuses: dict[str, int]
     error_types: dict[str, int]
     runs: int
+    retried: int  #: jobs whose last attempt is not their first
 
 
 def analyse(api: Api, accepted: list[str], marker_dir: Path, settle_s: float) -> Analysis:
@@ -127,6 +128,7 @@ def analyse(api: Api, accepted: list[str], marker_dir: Path, settle_s: float) ->
         statuses=statuses,
         error_types=error_types,
         runs=len(runs),
+        retried=sum(1 for j in jobs.values() if j is not None and int(j["attempt"] or 0) > 1),
     )
 
 
@@ -231,6 +233,7 @@ def _report(
         "0 (issue 11 §2)",
         not analysis.outcome_lost,
     )
+    out.add("jobs that needed more than one attempt", analysis.retried)
     out.add("final statuses", _counts(analysis.statuses))
     out.add("error types", _counts(analysis.error_types) or "none")
     out.add("submits retried (connection error or 503)", sub.retries)
@@ -260,9 +263,9 @@ def run_kill9(
     *,
     seed: int = 11,
     durations: tuple[float, float] = (0.2, 2.0),
-    rate: float = 2.0,
+    rate: float = 1.2,
     between: tuple[float, float] = (0.5, 2.5),
-    settle_s: float = 90.0,
+    settle_s: float = 120.0,
 ) -> Outcome:
     """Scenario 1: one ``jobyard serve`` (``db`` sqlite or postgresql) killed ``rounds``
     times under load."""
@@ -339,9 +342,9 @@ def run_replicas(
     seed: int = 12,
     lease_ttl_s: float = 6.0,
     durations: tuple[float, float] = (3.0, 15.0),
-    rate: float = 0.4,
+    rate: float = 0.25,
     between: tuple[float, float] = (1.0, 4.0),
-    settle_s: float = 120.0,
+    settle_s: float = 240.0,
 ) -> Outcome:
     """Scenario 2: two ``jobyard serve`` on one PostgreSQL database; each round kills one
     of them (alternately), waits until the other has taken over its jobs (lease expiry),
