@@ -12,6 +12,8 @@ from bench.faults.common import Outcome, temp_dir
 
 def run_fuzz(cases: int) -> Outcome:
     """About ``cases`` generated requests over all operations (valid and invalid ones)."""
+    import logging
+
     from hypothesis.configuration import set_hypothesis_home_dir
     from tests.conftest import LiveServer, _free_port, fast_settings
     from tests.security.test_schemathesis import EXCLUDED, _run
@@ -21,6 +23,8 @@ def run_fuzz(cases: int) -> Outcome:
     from jobyard.wiring import build_runtime
 
     out = Outcome("bad input at scale (schemathesis)", "sqlite")
+    # a 500's traceback would be logged by the in-process server; the figures count them
+    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
     tmp, remove = temp_dir("jobyard-faults-fuzz-")
     set_hypothesis_home_dir(str(tmp / "hypothesis"))
     port = _free_port()
