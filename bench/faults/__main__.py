@@ -32,7 +32,7 @@ SIZES = {
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[str, str, int]]:
-    names = list(SCENARIOS) if args.all or args.quick or not args.scenario else args.scenario
+    names = args.scenario or list(SCENARIOS)
     dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     plan: list[tuple[str, str, int]] = []
     for name in names:
@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         default=6.0,
         help="lease TTL of the replicas scenario (default 6 s; jobyard's own default: 20)",
     )
-    parser.add_argument("--out", type=Path, help="write the table (.md) or everything (.json)")
+    parser.add_argument(
+        "--out", type=Path, help="write the table to OUT.md and everything to OUT.json"
+    )
     args = parser.parse_args(argv)
     plan = _plan(args)
     reason = pg_reachable()
@@ -123,11 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         run_cleanups()
     table = render(outcomes, header)
     print(table)
-    if args.out:
-        if args.out.suffix == ".json":
-            args.out.write_text(json.dumps([asdict(o) for o in outcomes], indent=1, default=str))
-        else:
-            args.out.write_text(table)
+    if args.out:  # the table (.md) and everything measured beside it (.json)
+        args.out.with_suffix(".md").write_text(table)
+        args.out.with_suffix(".json").write_text(
+            json.dumps([asdict(o) for o in outcomes], indent=1, default=str)
+        )
     return 0
 
 
