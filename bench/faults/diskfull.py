@@ -172,8 +172,12 @@ def run_diskfull(full_s: float = 30.0, recover_s: float = 60.0) -> Outcome:
         server.stop()
         tracebacks = server.log_path.read_text(errors="replace").count("Traceback")
         verdict = integrity(data / "jobyard.db")
-        codes = set(submits.counts)
-        clear = all(c.startswith(("507", "503")) for c in codes)
+        # retryable status, and a message that names the cause (the disk or its space)
+        clear = all(
+            label.startswith(("507", "503"))
+            and any(w in submits.samples[label].lower() for w in ("disk", "space", "full"))
+            for label in submits.counts
+        )
         out.add("filler written until ENOSPC", f"{filled / 1e6:.1f} MB; full for {full_s:.0f} s")
         out.add("submits while full", submits.summary(), "507 or 503 with a clear message", clear)
         for label, sample in sorted(submits.samples.items()):
