@@ -64,6 +64,9 @@ EXCLUDED: dict[str, str] = {
 @dataclass
 class Findings:
     checked: list[str] = field(default_factory=list)
+    #: generated requests sent, and their answers by status code
+    cases: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
     #: operation → full reports (with a curl reproduction) of 5xx and schema breaks
     broken: dict[str, list[str]] = field(default_factory=dict)
     #: operation → status codes answered but not declared, with one reproduction each
@@ -71,9 +74,11 @@ class Findings:
     seconds: float = 0.0
 
 
-def _fuzz(operation: Any, mode: GenerationMode, call: Callable[[Any], None]) -> None:
+def _fuzz(
+    operation: Any, mode: GenerationMode, call: Callable[[Any], None], examples: int = EXAMPLES
+) -> None:
     @settings(
-        max_examples=EXAMPLES,
+        max_examples=examples,
         deadline=None,
         database=None,
         derandomize=SEED is None,
@@ -118,7 +123,8 @@ def findings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Findings]:
         runtime.close()
 
 
-def _run(live: LiveServer, key: str) -> Findings:
+def _run(live: LiveServer, key: str, examples: int = EXAMPLES) -> Findings:
+    """Fuzz every operation but ``EXCLUDED`` (also used by ``bench/faults``)."""
     auth = {"Authorization": f"Bearer {key}"}
     schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json", timeout=10)
     found = Findings()
@@ -132,6 +138,8 @@ def _run(live: LiveServer, key: str) -> Findings:
 
         def call(case: Any, label: str = label) -> None:
             response = case.call(base_url=live.url, headers=auth, timeout=20)
+            found.cases += 1
+            found.statuses[response.status_code] = found.statuses.get(response.status_code, 0) + 1
             try:
                 case.validate_response(response, checks=CHECKS, headers=auth)
             except FailureGroup as group:
@@ -145,7 +153,7 @@ def _run(live: LiveServer, key: str) -> Findings:
                     )
 
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            _fuzz(operation, mode, call)
+            _fuzz(operation, mode, call, examples)
     found.seconds = time.monotonic() - started
     return found
 
