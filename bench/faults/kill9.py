@@ -10,7 +10,9 @@ the marker directory) show whether two processes of one job ran at the same time
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import sqlite3
 import threading
 import time
@@ -32,6 +34,7 @@ from bench.faults.common import (
     fresh_pg_database,
     kill_processes_under,
     overlapping_jobs,
+    parse_markers,
     read_marker_dir,
     temp_dir,
     wait_until,
@@ -429,10 +432,13 @@ class DownEnd:
 def finished_while_down(
     db_url: str | None = None, *, max_attempts: int = 1, duration_s: float = 1.0
 ) -> DownEnd:
-    """A job whose process finishes while its server is dead: submit it, wait until it
-    runs, ``kill -9`` the server, wait until the job's process has printed its end marker
-    and exited, start the server again and wait until the job has ended. Deterministic,
-    for the test suite: the job's outcome (exit 0) is a fact the restart should keep."""
+    """A job whose process finishes while its server is down: submit it, wait until it
+    runs, stop the server (SIGSTOP: it answers nothing and writes nothing, but it is
+    alive, so a sandboxed job is not killed with it), wait until the job's process has
+    printed its end marker and exited (its exit status recorded by the sandbox), then
+    ``kill -9`` the server, start it again and wait until the job has ended.
+    Deterministic, for the test suite: the job's outcome (exit 0) is a fact the restart
+    should keep, and the job must not run again."""
     root, remove = temp_dir("jobyard-faults-down-")
     marker_dir = root / "markers"
     marker_dir.mkdir()
@@ -443,19 +449,34 @@ def finished_while_down(
         sub = Submitter([server.url], key, marker_dir, max_attempts=max_attempts)
         job_id = sub.submit(duration_s)
         assert job_id is not None, sub.refused
+        logs = server.home / "jobs" / job_id / "logs"
 
         def marker(kind: str) -> Run | None:
             runs: dict[tuple[str, str, int], Run] = {}
             read_marker_dir(marker_dir, runs)
+            for log in logs.glob("attempt-*.log") if logs.exists() else []:
+                parse_markers(log.read_text(errors="replace"), runs)
             found = [r for r in runs.values() if r.job_id == job_id]
             if kind == "end":
                 found = [r for r in found if r.ended]
             return found[0] if found else None
 
-        first = wait_until(lambda: marker("start"), 30)
-        server.kill()
-        wait_until(lambda: marker("end"), 30)
-        wait_until(lambda: not _alive(first.pid), 30)
+        def exited(run: Run) -> bool:
+            status = logs / "attempt-1.exit"
+            if status.exists():  # the sandbox records the exit as it happens
+                return "exit-code" in status.read_text(errors="replace")
+            return not _alive(run.pid)
+
+        wait_until(lambda: marker("start"), 30)
+        api = Api([server.url], key)
+        # its running mark written (a job still `starting` counts as lost: docs/reliability.md)
+        wait_until(lambda: (api.job(job_id) or {}).get("status") == "running", 30)
+        api.close()
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        ended = wait_until(lambda: marker("end"), 30)
+        wait_until(lambda: exited(ended), 30)
+        server.kill()  # SIGKILL ends a stopped process too
         killed = time.monotonic()
         server.start()
         answer_s = time.monotonic() - killed

@@ -41,8 +41,5 @@ def test_the_database_is_intact(disk: Outcome) -> None:
     assert disk.data["integrity"] == "ok"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 11 §2: /readyz stays 200 while every write fails (full disk)"
-)
 def test_readyz_says_the_node_cannot_write(disk: Outcome) -> None:
     assert set(disk.data["readyz"]) and all(c.startswith("503") for c in disk.data["readyz"])

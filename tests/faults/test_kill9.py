@@ -52,19 +52,9 @@ def test_a_job_that_finished_while_the_server_was_down_still_exists(once: DownEn
     assert len(once.runs) == 1 and once.runs[0].ended
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 §2: the restart records NODE_LOST instead of the exit status of a job"
-    " whose process finished while the server was down",
-)
 def test_the_restart_keeps_the_outcome_of_a_job_that_finished_while_down(once: DownEnd) -> None:
     assert (once.job["status"], once.job["exit_code"]) == ("succeeded", 0), once.job["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 §2: a job whose process finished while the server was down runs again"
-    " after the restart (at-least-once)",
-)
 def test_a_job_that_finished_while_down_does_not_run_again(with_retries: DownEnd) -> None:
     assert len(with_retries.runs) == 1, with_retries.runs

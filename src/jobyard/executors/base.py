@@ -83,7 +83,8 @@ class Executor(Protocol):
 
     def kill_orphan(self, pid: int, create_time: float) -> bool:
         """Kill the process group led by ``pid`` if that process still exists with the
-        same create time (left over from a previous server life). True if one was killed."""
+        same create time (left over from a previous server life). True if that process
+        was still running (not if it had exited and waits, a zombie, to be reaped)."""
 
     def sweep(self) -> int:
         """At the node's start: kill whatever a previous life of the node left running,

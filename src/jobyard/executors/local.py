@@ -282,9 +282,13 @@ def open_log(spec: LaunchSpec) -> BinaryIO:
 
 
 def kill_group_of(pid: int, create_time: float) -> bool:
-    """SIGKILL the process group led by ``pid`` if that process has ``create_time``."""
+    """SIGKILL the process group led by ``pid`` if that process has ``create_time``;
+    True if the process was still running (an exited one, a zombie not reaped yet, had
+    ended by itself: what is left of its group is killed all the same)."""
     try:
-        actual = psutil.Process(pid).create_time()
+        proc = psutil.Process(pid)
+        actual = proc.create_time()
+        running = proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
     if abs(actual - create_time) > _CREATE_TIME_TOLERANCE_S:
@@ -295,4 +299,4 @@ def kill_group_of(pid: int, create_time: float) -> bool:
         return False
     except OSError as exc:
         raise ExecutorError(f"cannot kill process group {pid}: {exc}") from exc
-    return True
+    return running
