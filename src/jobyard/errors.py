@@ -107,6 +107,12 @@ class StoreUnavailable(JobyardError):
     code = "STORE_UNAVAILABLE"
 
 
+class StorageFull(StoreUnavailable):
+    """The server's disk is full: nothing can be written until space is freed."""
+
+    code = "STORAGE_FULL"
+
+
 class ExecutorError(JobyardError):
     """The executor could not start or stop the job."""
 

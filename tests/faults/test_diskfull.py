@@ -43,3 +43,15 @@ def test_the_database_is_intact(disk: Outcome) -> None:
 
 def test_readyz_says_the_node_cannot_write(disk: Outcome) -> None:
     assert set(disk.data["readyz"]) and all(c.startswith("503") for c in disk.data["readyz"])
+
+
+def test_submits_while_full_say_that_the_disk_is_full(disk: Outcome) -> None:
+    for label, sample in disk.data["submit_samples"].items():
+        assert label.startswith("507"), disk.data["submit_samples"]
+        assert "disk is full" in sample, sample
+
+
+def test_a_job_whose_log_cannot_grow_ends_with_a_clear_error(disk: Outcome) -> None:
+    end = disk.data["writer_end"]
+    assert end is not None and end["status"] == "failed", end
+    assert "the disk that holds its log is full" in end["message"], end["message"]

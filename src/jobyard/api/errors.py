@@ -23,6 +23,7 @@ STATUS: dict[type[errors.JobyardError], int] = {
     errors.Conflict: 409,
     errors.QuotaExceeded: 429,
     errors.StoreUnavailable: 503,
+    errors.StorageFull: 507,
     errors.ExecutorError: 500,
 }
 
@@ -101,7 +102,7 @@ def install(app: FastAPI) -> None:
     async def jobyard_error(_request: Request, exc: errors.JobyardError) -> JSONResponse:
         status = status_of(exc)
         retry_after = str(exc.details.get("retry_after", 1))
-        headers = {"Retry-After": retry_after} if status in (429, 503) else None
+        headers = {"Retry-After": retry_after} if status in (429, 503, 507) else None
         return error_response(status, exc.code, exc.message, dict(exc.details), headers)
 
     @app.exception_handler(RequestValidationError)

@@ -252,10 +252,14 @@ class AttemptRunner:
             return None
         if a.stop_reason is None and a.handle.oom_killed():
             a.stop_reason = StopReason.MEMORY  # the kernel enforced the limit
+        notes = []
         processes = a.handle.pids_exhausted()
         if processes is not None and code != 0:
-            note = f"it reached its limit of {processes} processes, so some forks failed"
-            a.summary = f"{a.summary}; {note}" if a.summary else note
+            notes.append(f"it reached its limit of {processes} processes, so some forks failed")
+        if code != 0 and a.launch is not None and logs.disk_full(a.launch.log_path):
+            notes.append("its output could not be written: the disk that holds its log is full")
+        if notes:
+            a.summary = "; ".join([a.summary, *notes] if a.summary else notes)
         try:
             self.collect_results(a)
         except errors.StoreUnavailable as e:

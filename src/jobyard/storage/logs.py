@@ -85,3 +85,16 @@ def cap(path: Path, limit: int) -> bool:
             f.write(marker)
         f.truncate(limit + len(marker))
     return True
+
+
+#: below this much free space the disk of a log counts as full
+DISK_FULL_BYTES = 64 * 1024
+
+
+def disk_full(path: Path) -> bool:
+    """Whether the disk that holds ``path`` (a log) has (almost) no space left."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < DISK_FULL_BYTES

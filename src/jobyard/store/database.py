@@ -120,6 +120,11 @@ def translate_errors() -> Iterator[None]:
     except exc.IntegrityError:
         raise
     except (exc.OperationalError, exc.InterfaceError) as e:
+        if dialects.is_disk_full(e.orig):
+            raise errors.StorageFull(
+                "the server's disk is full, so the database cannot store this; nothing was"
+                " changed: retry once space is freed"
+            ) from e
         raise errors.StoreUnavailable(
             f"the database is unavailable ({type(e.orig).__name__ if e.orig else 'error'});"
             " retry the request"

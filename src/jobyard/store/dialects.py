@@ -118,3 +118,17 @@ def _epoch_sqlite(element: EpochSeconds, compiler: SQLCompiler, **kw: Any) -> st
 @compiles(EpochSeconds, "postgresql")
 def _epoch_pg(element: EpochSeconds, compiler: SQLCompiler, **kw: Any) -> str:
     return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) AS FLOAT)"
+
+
+def is_disk_full(driver_error: BaseException | None) -> bool:
+    """Whether a driver error says the disk is full: SQLite's ``SQLITE_FULL`` ("database
+    or disk is full") or PostgreSQL's ``disk_full`` (SQLSTATE 53100)."""
+    if driver_error is None:
+        return False
+    if getattr(driver_error, "sqlite_errorname", None) == "SQLITE_FULL":
+        return True
+    if getattr(driver_error, "sqlstate", None) == "53100":
+        return True
+    return "database or disk is full" in str(driver_error) or "No space left on device" in str(
+        driver_error
+    )
