@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "--lease-ttl",
         type=float,
         default=6.0,
-        help="lease TTL of the replicas scenario (default 6 s; jobyard's own default: 20)",
+        help="lease TTL of the replicas scenario (default 6 s; jobyard's own default: 45)",
     )
     parser.add_argument(
         "--out", type=Path, help="write the table to OUT.md and everything to OUT.json"

@@ -358,9 +358,13 @@ def run_replicas(
     marker_dir = root / "markers"
     marker_dir.mkdir()
     url, drop = fresh_pg_database()
+    heartbeat = max(0.2, lease_ttl_s / 10)
     timing = {
         "JOBYARD_LEASE_TTL_S": str(lease_ttl_s),
-        "JOBYARD_HEARTBEAT_INTERVAL_S": str(max(0.2, lease_ttl_s / 10)),
+        # a node fences itself this long after its last renewal: the lease must outlast it
+        # by 2 s (docs/reliability.md, "Store outages")
+        "JOBYARD_OUTAGE_TOLERANCE_S": str(max(2 * heartbeat, lease_ttl_s - 2)),
+        "JOBYARD_HEARTBEAT_INTERVAL_S": str(heartbeat),
         "JOBYARD_REAP_INTERVAL_S": str(max(0.2, lease_ttl_s / 6)),
     }
     nodes = [
