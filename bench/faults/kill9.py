@@ -398,7 +398,10 @@ def run_replicas(
         analysis = analyse(api, list(sub.accepted.values()), marker_dir, settle_s)
         api.close()
         out.add("rounds", rounds)
-        out.add("lease TTL / heartbeat / reap interval", " / ".join(timing.values()) + " s")
+        out.add(
+            "lease TTL / outage tolerance / heartbeat / reap interval",
+            " / ".join(timing.values()) + " s",
+        )
         out.add(
             "kill → the other replica has failed or re-queued the lost attempts",
             dist(times.recovered_s)
