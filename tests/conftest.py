@@ -105,8 +105,10 @@ def fast_settings(data_dir: Path, db_url: str, **overrides: Any) -> Settings:
         # bubblewrap) they run unsandboxed: tests/security/test_sandbox.py says so
         allow_unsandboxed_jobs=True,
         heartbeat_interval_s=0.2,
-        lease_ttl_s=4.0,
-        outage_tolerance_s=2.0,
+        # a node fences its jobs after 4 s without a renewal: short, yet above the stalls
+        # of a loaded CI machine (2 s killed healthy jobs there)
+        lease_ttl_s=7.0,
+        outage_tolerance_s=4.0,
         poll_interval_s=0.2,
         stop_grace_s=1.0,
         sample_interval_s=0.2,

@@ -30,8 +30,8 @@ ENDED = {"succeeded", "failed", "timed_out", "cancelled"}
 #: short timings for the test servers
 FAST_ENV = {
     "JOBYARD_HEARTBEAT_INTERVAL_S": "0.2",
-    "JOBYARD_LEASE_TTL_S": "4",
-    "JOBYARD_OUTAGE_TOLERANCE_S": "2",
+    "JOBYARD_LEASE_TTL_S": "7",
+    "JOBYARD_OUTAGE_TOLERANCE_S": "4",
     "JOBYARD_POLL_INTERVAL_S": "0.2",
     "JOBYARD_STOP_GRACE_S": "1",
     "JOBYARD_REAP_INTERVAL_S": "0.5",

@@ -128,7 +128,7 @@ def test_concurrent_claims_never_start_a_job_twice(make_runtime: RuntimeFactory)
 
 def test_expired_lease_fails_job_and_fences_the_old_owner(make_runtime: RuntimeFactory) -> None:
     clock = ManualClock()
-    runtime = make_runtime(start=False, clock=clock, lease_ttl_s=5.0)
+    runtime = make_runtime(start=False, clock=clock, lease_ttl_s=7.0)
     job = _submit(runtime, "normal")
     store = runtime.jobs.store
     claims = ClaimStore(runtime.db)

@@ -206,7 +206,7 @@ def test_a_node_that_loses_postgres_longer_than_its_tolerance_stops_its_jobs(
     private_db: str,
     start_node: Callable[..., Runtime],
 ) -> None:
-    runtime = start_node(private_db)  # fast settings: outage_tolerance_s=2, lease_ttl_s=4
+    runtime = start_node(private_db)  # fast settings: outage_tolerance_s=4, lease_ttl_s=7
     job = submit(runtime, waits_for_go(0))
     wait_for(lambda: state_of(runtime, job.id) is JobState.RUNNING)
     attempt = dispatcher_of(runtime).attempts.get(job.id)
