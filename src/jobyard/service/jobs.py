@@ -630,7 +630,13 @@ class JobService:
         return LogChunk(data, offset, offset + len(data))
 
     def poll_log(
-        self, principal: Principal, job_id: str, *, offset: int = 0, attempt: int | None = None
+        self,
+        principal: Principal,
+        job_id: str,
+        *,
+        offset: int = 0,
+        attempt: int | None = None,
+        limit: int = logs.MAX_READ_BYTES,
     ) -> LogPoll:
         """One non-blocking step of following a log: the bytes written since ``offset``
         and whether the log is complete (the job has ended and all was read). Pass the
@@ -638,7 +644,7 @@ class JobService:
         job = self._job(principal, job_id)
         current = max(job.attempt, 1)
         pinned = attempt or current
-        data = logs.read_range(self._log_path(job, pinned), offset)
+        data = logs.read_range(self._log_path(job, pinned), offset, limit)
         if data:
             return LogPoll(data, offset + len(data), pinned, done=False)
         if pinned < current and job.state is not JobState.QUEUED:

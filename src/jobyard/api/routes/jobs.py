@@ -37,6 +37,9 @@ from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.service.submission import JobRequest
 
+#: a followed log goes out in pieces this big: a slow reader holds one piece, and pieces
+#: this small go back to the allocator when sent (8 MiB ones stayed in the process)
+FOLLOW_CHUNK_BYTES = 64 * 1024
 FOLLOW_POLL_S = 0.05
 E = TypeVar("E", JobState, Priority)
 
@@ -295,7 +298,12 @@ def job_logs(
         pos, pinned = chunk.next_offset, attempt
         while True:
             poll = await run_in_threadpool(
-                runtime.jobs.poll_log, principal, job_id, offset=pos, attempt=pinned
+                runtime.jobs.poll_log,
+                principal,
+                job_id,
+                offset=pos,
+                attempt=pinned,
+                limit=FOLLOW_CHUNK_BYTES,
             )
             pinned = poll.attempt
             if poll.data:
