@@ -470,3 +470,14 @@ def test_a_job_uses_no_more_cpu_than_its_slots(world: World) -> None:
     assert done["status"] == "succeeded", (done, log)
     ratio = float(next(x for x in log.splitlines() if x.startswith("CPU ")).split()[1])
     assert ratio <= 1.3, f"the job used {ratio} cores with one slot"
+
+
+def test_a_stopped_node_leaves_no_cgroups_behind(world: World) -> None:
+    job = world.submit(world.member_b, entrypoint=[PY, "-c", "print('hello')"])
+    assert world.wait(world.member_b, job["id"])["status"] == "succeeded"
+    node_id = (world.server.home / "node_id").read_text().strip()
+    tree, why = CgroupTree.detect(node_id, world.server.home)
+    assert tree is not None, why
+    world.server.stop()
+    assert not any(root.exists() for root in tree.roots.values()), tree.roots
+    world.server.start()  # the fixture's teardown expects a running server

@@ -146,6 +146,7 @@ class Dispatcher:
             log.warning("%d jobs did not stop within %s s", len(self.attempts), timeout)
         self.claim_loop.stop(timeout)
         self.waiter.stop(timeout)
+        self.executor.close()
         try:
             self.nodes.set_status(self.node_id, "stopped", self.clock.now())
         except errors.StoreUnavailable:

@@ -89,3 +89,7 @@ class Executor(Protocol):
     def sweep(self) -> int:
         """At the node's start: kill whatever a previous life of the node left running,
         owned by a job or not; the number of processes killed."""
+
+    def close(self) -> None:
+        """At the node's stop, once its attempts have ended: release what the executor
+        holds on the host (its cgroups)."""

@@ -255,6 +255,15 @@ class CgroupTree:
                 group.kill_all()
         return group
 
+    def close(self) -> None:
+        """At the node's stop: remove the groups that were still busy, then the node's
+        own groups (a group still in use stays: the next start sweeps it)."""
+        with self._lock:
+            self._busy = [g for g in self._busy if not g.remove()]
+        for root in self.roots.values():
+            with contextlib.suppress(OSError):
+                root.rmdir()
+
     def sweep(self) -> int:
         """Kill every process left in this node's attempt groups (by a previous life of
         the node, owned by a job or not) and remove the groups; the number killed."""

@@ -270,6 +270,9 @@ class LocalExecutor:
         """Nothing to sweep: without a sandbox, leftovers are found by pid (kill_orphan)."""
         return 0
 
+    def close(self) -> None:
+        """Nothing to release."""
+
 
 def open_log(spec: LaunchSpec) -> BinaryIO:
     """The attempt's log, opened for appending (readable by the server only)."""

@@ -444,6 +444,11 @@ class SandboxedExecutor:
 
         return kill_group_of(pid, create_time)
 
+    def close(self) -> None:
+        """Remove this node's cgroups (those still in use stay for the next start)."""
+        if self.sandbox.cgroups is not None:
+            self.sandbox.cgroups.close()
+
     def sweep(self) -> int:
         """Kill what a previous life of this node left in its cgroups."""
         if self.sandbox.cgroups is None:
