@@ -146,7 +146,8 @@ def test_job_token_can_only_report_on_its_running_job(
 
 
 def test_resource_samples_and_totals(live: LiveServer, client: Client) -> None:
-    code = "import time\nopen('output/out.bin','wb').write(b'x'*200000)\nt=time.time()\nwhile time.time()-t<1.0: pass"
+    # runs 2 s: the samples (every 0.2 s after the first 0.5 s) see it also on a busy machine
+    code = "import time\nopen('output/out.bin','wb').write(b'x'*200000)\nt=time.time()\nwhile time.time()-t<2.0: pass"
     job = client.submit([PY, "-c", code])
     assert client.wait(job.id, timeout=30).status == "succeeded"
     r = httpx.get(
