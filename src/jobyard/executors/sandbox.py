@@ -38,7 +38,7 @@ from jobyard.domain.jobs import ResourceUsage
 from jobyard.errors import ExecutorError
 from jobyard.executors.base import LaunchSpec
 from jobyard.executors.cgroups import CgroupTree, JobCgroup
-from jobyard.executors.local import LocalHandle, open_log
+from jobyard.executors.local import LocalHandle, kill_group_of, open_log
 from jobyard.executors.support import DEFAULT_USER, SandboxSupport
 
 _SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
@@ -440,8 +440,6 @@ class SandboxedExecutor:
         return SandboxHandle(popen, spec.log_path, root, group, self.sandbox.cgroups)
 
     def kill_orphan(self, pid: int, create_time: float) -> bool:
-        from jobyard.executors.local import kill_group_of
-
         return kill_group_of(pid, create_time)
 
     def close(self) -> None:
