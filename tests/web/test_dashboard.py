@@ -107,6 +107,10 @@ def test_detail_shows_live_progress_and_log_lines(admin_page: Page, web: Web) ->
         page.get_by_role("link", name="download the full log").click()
     text = Path(download.value.path()).read_text()
     assert "first line" in text and "second line" in text
+    samples = web.api("GET", f"/v1/jobs/{job_id}/metrics").json()["samples"]
+    page.reload()  # the CPU and memory chart is drawn from the samples (when there are any)
+    expect(page.locator("[data-chart=job-resources] .uplot")).to_have_count(1 if samples else 0)
+    web.shot(page, "job-ended")
 
 
 def test_cancel_from_the_page(admin_page: Page, web: Web) -> None:
@@ -142,6 +146,27 @@ def test_retry_with_a_changed_parameter_links_both_ways(admin_page: Page, web: W
     assert web.job(new)["retry_of"] == old
     page.locator("#retry-of").click()
     expect(page.locator(".retried-as")).to_have_attribute("href", f"/ui/jobs/{new}")
+
+
+def test_filters_and_cursor_pages(admin_page: Page, web: Web) -> None:
+    """Runs after the retry test: its two jobs are named ``retry-me``."""
+    page = admin_page
+    page.goto(f"{web.url}/ui/jobs?q=RETRY-me")
+    rows = page.locator("table.jobs tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("retry-me")
+    expect(page.locator("#counts")).to_contain_text("all 2")
+    page.goto(f"{web.url}/ui/jobs?q=retry-me&limit=1")
+    expect(rows).to_have_count(1)
+    newest = rows.first.get_attribute("id")
+    page.get_by_role("link", name="Older »").click()
+    expect(rows).to_have_count(1)
+    assert rows.first.get_attribute("id") != newest
+    expect(page.get_by_role("link", name="Older »")).to_have_count(0)
+    page.get_by_role("link", name="« Newest").click()
+    expect(rows.first).to_have_attribute("id", newest or "")
+    page.goto(f"{web.url}/ui/jobs?q=retry-me&status=failed")
+    expect(page.get_by_text("No job matches these filters")).to_be_visible()
 
 
 def test_model_submit_shows_the_schema_error_next_to_the_field(admin_page: Page, web: Web) -> None:
@@ -269,7 +294,7 @@ def test_other_pages_render(admin_page: Page, web: Web) -> None:
         ("/ui/models", "Models", "models"),
         ("/ui/environments", "Environments", None),
         ("/ui/definitions", "Job definitions", None),
-        ("/ui/system", "System", "system"),
+        ("/ui/system", "System", None),
         ("/ui/admin/keys", "API keys", "admin-keys"),
         ("/ui/admin/audit", "Audit log", None),
     ]:
@@ -278,7 +303,11 @@ def test_other_pages_render(admin_page: Page, web: Web) -> None:
         expect(page.get_by_role("heading", name=re.compile(f"^{heading}"))).to_be_visible()
         if shot:
             web.shot(page, shot)
-    expect(page.get_by_text("No environments yet")).to_have_count(0)  # on another page
+    page.goto(f"{web.url}/ui/system")
+    expect(page.locator("#chart-wait .uplot")).to_be_visible()  # wait time, last hour
+    expect(page.locator("#chart-ended .uplot")).to_be_visible()  # throughput, last hour
+    expect(page.locator("table").first).to_contain_text(re.compile(r"\d / 2"))  # node slots
+    web.shot(page, "system")
     page.goto(f"{web.url}/ui/environments")
     expect(page.get_by_text("No environments yet")).to_be_visible()
     page.goto(f"{web.url}/ui/admin/keys")

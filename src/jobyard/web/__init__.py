@@ -6,17 +6,16 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from jobyard.service.notifications import load_or_create_secret
-from jobyard.service.sessions import SessionService
 from jobyard.wiring import Runtime
 
 
 def install(app: FastAPI, runtime: Runtime) -> None:
+    """Mount the pages and their static files; the session service is made on the
+    first request (``base.web_state``)."""
     from jobyard.web import admin, auth, catalog, jobs, submit
-    from jobyard.web.base import HERE, PREFIX, WebState
+    from jobyard.web.base import HERE, PREFIX
 
-    secret = load_or_create_secret(runtime.settings.data_dir, "web_secret")
-    app.state.web = WebState(runtime, SessionService(runtime.auth, runtime.clock, secret))
+    app.state.web_runtime = runtime
     for module in (auth, jobs, submit, catalog, admin):
         app.include_router(module.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="web-static")

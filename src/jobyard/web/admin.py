@@ -3,6 +3,8 @@ audit log. The services check the roles; the pages only hide what a role cannot 
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
@@ -18,7 +20,14 @@ router = APIRouter(prefix=PREFIX, route_class=WebRoute, include_in_schema=False)
 
 @router.get("/system")
 def system_page(request: Request, user: UserDep) -> Response:
-    status = status_service(request.app, user.runtime).status(user.principal)
+    service = status_service(request.app, user.runtime)
+    status = service.status(user.principal)
+    history = service.history(user.principal)
+    at = [t.timestamp() for t in history.starts]
+    charts = {
+        "wait": json.dumps({"at": at, "values": history.average_wait_s}),
+        "ended": json.dumps({"at": at, "values": history.ended}),
+    }
     quotas = user.runtime.jobs.quotas
     tenant = user.principal.tenant_id
     return page(
@@ -31,6 +40,8 @@ def system_page(request: Request, user: UserDep) -> Response:
             "running_limit": quotas.running_limit(tenant),
             "queued_room": quotas.queued_room(tenant),
             "log_bytes": quotas.log_bytes(tenant),
+            "charts": charts,
+            "bucket_min": history.bucket_s // 60,
         },
     )
 

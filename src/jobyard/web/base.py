@@ -20,6 +20,7 @@ from jobyard import errors
 from jobyard.api.deps import check_user
 from jobyard.api.errors import status_of
 from jobyard.domain.auth import Principal, Role
+from jobyard.service.notifications import load_or_create_secret
 from jobyard.service.sessions import Session, SessionService
 from jobyard.service.tenancy import ROLE_RANK
 from jobyard.web import view
@@ -41,7 +42,15 @@ class WebState:
 
 
 def web_state(request: Request) -> WebState:
-    state: WebState = request.app.state.web
+    """The app's runtime and session service (made on first use: the signing secret is
+    ``<data_dir>/web_secret``, created once)."""
+    app_state = request.app.state
+    state = getattr(app_state, "web", None)
+    if not isinstance(state, WebState):
+        runtime: Runtime = app_state.web_runtime
+        secret = load_or_create_secret(runtime.settings.data_dir, "web_secret")
+        state = WebState(runtime, SessionService(runtime.auth, runtime.clock, secret))
+        app_state.web = state
     return state
 
 

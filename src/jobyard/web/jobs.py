@@ -127,11 +127,14 @@ def jobs_page(
     until: str | None = None,
     q: str | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE,
 ) -> Response:
     query = _query(status, priority, job_type, model, submitted_by, since, until, q)
+    if limit != PAGE_SIZE:
+        query["limit"] = str(limit)
     flt = job_filter(user, query)
-    found = user.runtime.jobs.list_jobs(user.principal, flt, limit=PAGE_SIZE, cursor=cursor)
-    filtered = any(v for v in query.values())
+    found = user.runtime.jobs.list_jobs(user.principal, flt, limit=limit, cursor=cursor)
+    filtered = any(v for k, v in query.items() if k != "limit")
     ids = ",".join(j.id for j in found.items)
     return page(
         request,
