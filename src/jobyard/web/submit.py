@@ -21,6 +21,7 @@ from jobyard.web.forms import FieldErrors, field_of, parse_parameters, text
 router = APIRouter(prefix=f"{PREFIX}/submit", route_class=WebRoute, include_in_schema=False)
 PRIORITIES = [p.value for p in Priority]
 SCHEMA_KINDS = {"string", "number", "integer", "boolean"}
+ROLE = "role."  #: a form field ``role.<input role>`` names the folder bound to the role
 
 
 def _common(form: FormData, problems: FieldErrors) -> dict[str, Any]:
@@ -158,6 +159,13 @@ async def submit_model(request: Request, user: WriterDep) -> Response:
         if text(form, name):
             body[name] = text(form, name)
     body["parameters"] = parse_parameters(form, problems)
+    bindings = [
+        {"role": key[len(ROLE) :], "folder": text(form, key)}
+        for key in form
+        if key.startswith(ROLE) and text(form, key)
+    ]
+    if bindings:
+        body["role_bindings"] = bindings
     job_id = None if problems else await run_in_threadpool(_submit, user, body, problems)
     if job_id is not None:
         return see_other(f"{PREFIX}/jobs/{job_id}")

@@ -70,11 +70,17 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-def badge(state: JobState | str) -> Markup:
-    s = JobState(state)
-    return Markup('<span class="badge {}" data-status="{}">{}</span>').format(
-        BADGE[s], s.value, s.value.replace("_", " ")
+#: one badge per state, made once (the state names and classes are constants)
+_BADGES = {
+    s: Markup(  # noqa: S704
+        f'<span class="badge {BADGE[s]}" data-status="{s.value}">{s.value.replace("_", " ")}</span>'
     )
+    for s in JobState
+}
+
+
+def badge(state: JobState | str) -> Markup:
+    return _BADGES[JobState(state)]
 
 
 def what(job: Job) -> str:
