@@ -135,8 +135,25 @@ def sign_in(page: Page, web: Web, key: str) -> Page:
 
 
 @pytest.fixture
-def admin_page(page: Page, web: Web) -> Page:
-    return sign_in(page, web, web.admin_key)
+def admin_page(page: Page, web: Web) -> Iterator[Page]:
+    """The admin signed in; the test fails if the browser logged an error (a script
+    blocked by the Content-Security-Policy, a failed asset, an exception)."""
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on(
+        "response",
+        lambda r: (
+            problems.append(f"{r.status} {r.url}")
+            if "/ui/static/" in r.url and r.status >= 400
+            else None
+        ),
+    )
+    yield sign_in(page, web, web.admin_key)
+    # pages answered 4xx on purpose (a form with errors) log "Failed to load resource";
+    # a page left while its live stream was open logs a network error
+    expected = ("Failed to load resource: the server responded", "net::ERR_", "EventSource")
+    assert not [p for p in problems if not any(e in p for e in expected)], problems
 
 
 @pytest.fixture

@@ -36,8 +36,11 @@ def _live(page: Page) -> None:
 
 
 def test_sign_in_and_out(page: Page, web: Web) -> None:
-    page.goto(f"{web.url}/")
+    response = page.goto(f"{web.url}/")
     expect(page).to_have_url(re.compile(r"/ui/sign-in\?next=/ui/jobs$"))
+    assert response is not None
+    policy = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src" not in policy  # self only
     web.shot(page, "sign-in")
     page.get_by_label("API key").fill("jy_nope_nope")
     page.get_by_role("button", name="Sign in").click()
@@ -82,7 +85,10 @@ def test_submitted_job_runs_and_its_row_turns_green_live(admin_page: Page, web: 
 def test_detail_shows_live_progress_and_log_lines(admin_page: Page, web: Web) -> None:
     page = admin_page
     progress = '::jobyard::{"type": "progress", "percent": 40, "stage": "scoring"}'
-    first = web.gate_command("log-1", after=f"echo 'first line'; echo '{progress}'")
+    warning = '::jobyard::{"type": "warning", "message": "3 rows skipped"}'
+    first = web.gate_command(
+        "log-1", after=f"echo 'first line'; echo '{progress}'; echo '{warning}'"
+    )
     command = web.gate_command("log-2", before=first, after="echo 'second line'")
     job_id = _submit_form(page, web, command, "live-job")
     web.server.wait_status(job_id, {"running"})
@@ -110,6 +116,7 @@ def test_detail_shows_live_progress_and_log_lines(admin_page: Page, web: Web) ->
     samples = web.api("GET", f"/v1/jobs/{job_id}/metrics").json()["samples"]
     page.reload()  # the CPU and memory chart is drawn from the samples (when there are any)
     expect(page.locator("[data-chart=job-resources] .uplot")).to_have_count(1 if samples else 0)
+    expect(page.locator("#warnings")).to_contain_text("3 rows skipped")
     web.shot(page, "job-ended")
 
 

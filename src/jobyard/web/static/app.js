@@ -6,7 +6,9 @@
       if (el.dataset.local) return;
       var d = new Date(el.getAttribute("datetime"));
       if (isNaN(d)) return;
-      el.textContent = d.toLocaleString(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+      var opts = { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" };
+      if (d.getFullYear() !== new Date().getFullYear()) opts.year = "numeric";
+      el.textContent = d.toLocaleString(undefined, opts);
       el.dataset.local = "1";
     });
   }
@@ -43,6 +45,11 @@
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(); tzOffsets(); charts();
     var log = document.getElementById("log"); if (log) log.scrollTop = log.scrollHeight;
+  });
+  // forms that ask first (without JavaScript they submit at once)
+  document.addEventListener("submit", function (ev) {
+    var msg = ev.target.getAttribute && ev.target.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) ev.preventDefault();
   });
   // the live parts' connection, for a reader (and the tests): body[data-live=open]
   document.addEventListener("htmx:sseOpen", function () { document.body.dataset.live = "open"; });
