@@ -317,6 +317,23 @@ def test_other_pages_render(admin_page: Page, web: Web) -> None:
     web.shot(page, "system")
     page.goto(f"{web.url}/ui/environments")
     expect(page.get_by_text("No environments yet")).to_be_visible()
+    # a job definition runs now from its page; the model page lists the job
+    assert web.api("POST", "/v1/models", json={"name": "nightly"}).status_code == 201
+    version = {"version": "1", "kind": "command", "entrypoint": "echo nightly-run"}
+    assert web.api("POST", "/v1/models/nightly/versions", json=version).status_code == 201
+    body = {"name": "nightly-report", "model": "nightly:1", "schedule": "0 3 * * *"}
+    assert web.api("POST", "/v1/definitions", json=body).status_code == 201
+    page.goto(f"{web.url}/ui/definitions")
+    expect(page.locator("table")).to_contain_text("0 3 * * *")
+    web.shot(page, "definitions")
+    page.get_by_role("button", name="Run now").click()
+    expect(page).to_have_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
+    expect(page.locator("#summary .badge")).to_have_text("succeeded")
+    expect(page.locator("#log")).to_contain_text("nightly-run")
+    page.goto(f"{web.url}/ui/models/nightly")
+    expect(page.get_by_text("Recent jobs of this model")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("succeeded")
+
     page.goto(f"{web.url}/ui/admin/keys")
     page.get_by_label("Name").fill("ci")
     page.get_by_label("Role").select_option("operator")
