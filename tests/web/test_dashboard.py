@@ -75,6 +75,11 @@ def test_submitted_job_runs_and_its_row_turns_green_live(admin_page: Page, web: 
     web.open_gate("row")
     expect(row.locator(".badge")).to_have_text("succeeded")
     expect(row.locator(".badge.ok")).to_be_visible()  # green
+    # times in the browser's zone (Europe/Berlin here), UTC on hover
+    ended = row.locator("time").nth(2)
+    expect(ended).to_have_attribute("data-local", "1")
+    expect(ended).to_have_attribute("title", re.compile(r"UTC$"))
+    assert "UTC" not in ended.inner_text()
     assert page.evaluate("window.__same_page === true")  # no reload
     expect(page.locator("#counts")).to_contain_text("succeeded")
     web.shot(page, "jobs")
@@ -137,9 +142,13 @@ def test_cancel_from_the_page(admin_page: Page, web: Web) -> None:
 
 def test_retry_with_a_changed_parameter_links_both_ways(admin_page: Page, web: Web) -> None:
     page = admin_page
-    old = _submit_form(page, web, "echo params=$JOBYARD_PARAMETERS", "retry-me", '{"n": 1}')
+    command = 'echo "$JOBYARD_PARAMETERS" > "$JOBYARD_OUTPUT_DIR/params.json"'
+    old = _submit_form(page, web, command, "retry-me", '{"n": 1}')
     assert web.server.wait_status(old, ENDED)["status"] == "succeeded"
     page.reload()
+    with page.expect_download() as download:  # the job's result, downloaded from its page
+        page.get_by_role("link", name="params.json").click()
+    assert json.loads(Path(download.value.path()).read_text())["n"] == 1
     page.get_by_role("link", name="Retry with changes…").click()
     field = page.get_by_label("n", exact=True)
     expect(field).to_have_value("1")

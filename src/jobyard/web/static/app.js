@@ -36,15 +36,21 @@
         [raw.at, raw.values], el);
     });
   }
-  function follow(ev) {
+  // keep the log at its end while it grows, unless the reader scrolled up
+  var pinned = true;
+  function follow() {
     var log = document.getElementById("log");
-    if (log && ev.detail && ev.detail.elt === log) {
-      log.scrollTop = log.scrollHeight;
-    }
+    if (log && pinned) log.scrollTop = log.scrollHeight;
   }
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(); tzOffsets(); charts();
-    var log = document.getElementById("log"); if (log) log.scrollTop = log.scrollHeight;
+    var log = document.getElementById("log");
+    if (log) {
+      log.scrollTop = log.scrollHeight;
+      log.addEventListener("scroll", function () {
+        pinned = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
+      });
+    }
   });
   // forms that ask first (without JavaScript they submit at once)
   document.addEventListener("submit", function (ev) {
@@ -55,5 +61,5 @@
   document.addEventListener("htmx:sseOpen", function () { document.body.dataset.live = "open"; });
   document.addEventListener("htmx:sseError", function () { document.body.dataset.live = "error"; });
   document.addEventListener("htmx:afterSwap", function (ev) { localTimes(ev.target); });
-  document.addEventListener("htmx:sseMessage", function (ev) { localTimes(ev.detail && ev.detail.elt); follow(ev); });
+  document.addEventListener("htmx:sseMessage", function () { localTimes(); follow(); });
 })();
