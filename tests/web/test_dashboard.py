@@ -349,3 +349,9 @@ def test_other_pages_render(admin_page: Page, web: Web) -> None:
     page.get_by_role("button", name="Create key").click()
     secret = page.locator("#new-key").inner_text().strip()
     assert web.api("GET", "/v1/jobs", key=secret).status_code == 200
+    page.goto(f"{web.url}/ui/admin/keys")  # shown once: not on the next visit
+    expect(page.locator("#new-key")).to_have_count(0)
+    page.once("dialog", lambda dialog: dialog.accept())  # "Revoke key ci? …"
+    page.get_by_role("button", name="Revoke key ci").click()
+    expect(page.locator("tr", has_text="operator")).to_contain_text("revoked")
+    assert web.api("GET", "/v1/jobs", key=secret).status_code == 401
