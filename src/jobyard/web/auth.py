@@ -50,7 +50,7 @@ def _signin_page(
 ) -> Response:
     nonce = secrets.token_urlsafe(16)
     sessions = web_state(request).sessions
-    response = templates.TemplateResponse(
+    response = templates().TemplateResponse(
         request,
         "sign_in.html",
         {

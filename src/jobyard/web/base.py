@@ -3,10 +3,11 @@ errors shown as pages (a sign-in redirect for a page read without a session)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, Request, Response
@@ -14,7 +15,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
-from fastapi.templating import Jinja2Templates
 
 from jobyard import errors
 from jobyard.api.deps import check_user
@@ -25,6 +25,9 @@ from jobyard.service.sessions import Session, SessionService
 from jobyard.service.tenancy import ROLE_RANK
 from jobyard.web import view
 from jobyard.wiring import Runtime
+
+if TYPE_CHECKING:
+    from fastapi.templating import Jinja2Templates
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "jobyard_session"
@@ -40,8 +43,16 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-view.install_filters(templates.env)
+
+@functools.cache
+def templates() -> Jinja2Templates:
+    """The templates, loaded on the first page (a server nobody browses keeps Jinja2 and
+    the compiled templates out of its memory)."""
+    from fastapi.templating import Jinja2Templates as Templates
+
+    found = Templates(directory=str(HERE / "templates"))
+    view.install_filters(found.env)
+    return found
 
 
 @dataclass
@@ -126,7 +137,7 @@ def page(
     ctx = {"user": user, "now": user.runtime.clock.now() if user else None, **(context or {})}
     if ctx["now"] is None:
         ctx["now"] = web_state(request).runtime.clock.now()
-    return templates.TemplateResponse(request, name, ctx, status_code=status_code)
+    return templates().TemplateResponse(request, name, ctx, status_code=status_code)
 
 
 def see_other(url: str) -> RedirectResponse:
@@ -179,7 +190,7 @@ def _error(request: Request, status: int, message: str) -> Response:
     title = {401: "Sign in", 403: "Not allowed", 404: "Not found", 409: "Conflict"}.get(
         status, "Something went wrong" if status >= 500 else "Cannot do that"
     )
-    return templates.TemplateResponse(
+    return templates().TemplateResponse(
         request,
         "error.html",
         {"user": None, "status": status, "title": title, "message": message},

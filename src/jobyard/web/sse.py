@@ -20,7 +20,7 @@ def fragment(event: str, html: str) -> str:
 
 
 def render(name: str, **context: Any) -> str:
-    return templates.get_template(name).render(**context)
+    return templates().get_template(name).render(**context)
 
 
 def stream(poll: Callable[[], list[str] | None]) -> StreamingResponse:
