@@ -139,6 +139,15 @@ def test_cancel_from_the_page(admin_page: Page, web: Web) -> None:
     expect(page.locator("#summary .badge")).to_have_text("cancelled")
     assert web.job(job_id)["status"] == "cancelled"
 
+    # force: a job that ignores SIGTERM is killed at once
+    stubborn = _submit_form(page, web, "trap '' TERM; " + web.gate_command("never-force"), "hard")
+    web.server.wait_status(stubborn, {"running"})
+    page.reload()
+    page.get_by_role("link", name="Cancel…").click()
+    page.get_by_role("button", name="Force stop").click()
+    expect(page.locator("#summary .badge")).to_have_text("cancelled")
+    assert web.job(stubborn)["status"] == "cancelled"
+
 
 def test_retry_with_a_changed_parameter_links_both_ways(admin_page: Page, web: Web) -> None:
     page = admin_page
@@ -213,6 +222,7 @@ def test_model_submit_shows_the_schema_error_next_to_the_field(admin_page: Page,
     page.get_by_role("button", name="Run").click()
     expect(page).to_have_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
     expect(page.locator("#parameters")).to_contain_text('"threshold": 0.5')
+    expect(page.get_by_role("link", name="scorer:1")).to_have_attribute("href", "/ui/models/scorer")
 
 
 def test_folder_upload_and_download(admin_page: Page, web: Web) -> None:

@@ -63,12 +63,17 @@ class WebState:
 
 def web_state(request: Request) -> WebState:
     """The app's runtime and session service (made on first use: the signing secret is
-    ``<data_dir>/web_secret``, created once)."""
+    ``JOBYARD_WEB_SECRET``, else ``<data_dir>/web_secret``, created once)."""
     app_state = request.app.state
     state = getattr(app_state, "web", None)
     if not isinstance(state, WebState):
         runtime: Runtime = app_state.web_runtime
-        secret = load_or_create_secret(runtime.settings.data_dir, "web_secret")
+        settings = runtime.settings
+        secret = (
+            settings.web_secret.encode()
+            if settings.web_secret
+            else load_or_create_secret(settings.data_dir, "web_secret")
+        )
         state = WebState(runtime, SessionService(runtime.auth, runtime.clock, secret))
         app_state.web = state
     return state

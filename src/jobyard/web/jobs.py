@@ -4,7 +4,7 @@ page (timeline, live progress and log, attempts, results, cancel, retry)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -16,6 +16,7 @@ from markupsafe import escape
 
 from jobyard import errors
 from jobyard.api.bounds import ByteOffset, Seq
+from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
@@ -220,6 +221,28 @@ def _summary(user: User, job: Job) -> dict[str, Any]:
     }
 
 
+def _names(user: User, job: Job) -> dict[str, str]:
+    """Names of the job's environment and folders (their ids when gone)."""
+    spec, out = job.spec, {}
+    lookups: dict[str, tuple[str | None, Callable[[Principal, str], Any]]] = {
+        "environment": (spec.environment_id, user.runtime.registry.get_environment),
+        "input_folder": (spec.input_folder_id, user.runtime.folders.get),
+        "output_folder": (spec.output_folder_id, user.runtime.folders.get),
+    }
+    for what, (ref, get) in lookups.items():
+        if ref:
+            try:
+                out[what] = str(get(user.principal, ref).name)
+            except errors.NotFound:
+                out[what] = f"{ref} (deleted)"
+    if spec.model_version_id:
+        try:
+            out["model"] = user.runtime.registry.resolve(user.principal, spec.model_version_id).ref
+        except errors.NotFound:
+            out["model"] = f"{spec.model_version_id} (deleted)"
+    return out
+
+
 @router.get("/{job_id}")
 def job_page(request: Request, user: UserDep, job_id: str) -> Response:
     jobs = user.runtime.jobs
@@ -251,6 +274,7 @@ def job_page(request: Request, user: UserDep, job_id: str) -> Response:
             "results": results.artifacts,
             "chart": json.dumps(chart),
             "has_samples": bool(samples),
+            "names": _names(user, job),
         },
     )
 
