@@ -87,6 +87,17 @@ def test_submitted_job_runs_and_its_row_turns_green_live(admin_page: Page, web: 
     web.shot(page, "jobs-phone", full_page=False)
 
 
+def test_a_start_time_is_read_in_the_browsers_zone(admin_page: Page, web: Web) -> None:
+    page = admin_page
+    page.goto(f"{web.url}/ui/submit")
+    page.get_by_label("Command").fill("true")
+    page.get_by_label(re.compile("^Start no earlier than")).fill("2099-01-01T10:00")
+    page.get_by_role("button", name="Submit").click()
+    expect(page.locator("#summary .badge")).to_have_text("scheduled")
+    job = web.job(page.url.rsplit("/", 1)[-1])
+    assert job["scheduled_at"].startswith("2099-01-01T09:00:00")  # Berlin is UTC+1 then
+
+
 def test_detail_shows_live_progress_and_log_lines(admin_page: Page, web: Web) -> None:
     page = admin_page
     progress = '::jobyard::{"type": "progress", "percent": 40, "stage": "scoring"}'
