@@ -185,23 +185,30 @@ def test_retry_with_a_changed_parameter_links_both_ways(admin_page: Page, web: W
 
 
 def test_filters_and_cursor_pages(admin_page: Page, web: Web) -> None:
-    """Runs after the retry test: its two jobs are named ``retry-me``."""
+    ids = [
+        web.api("POST", "/v1/jobs", json={"entrypoint": "true", "name": f"Page-Me {i}"}).json()[
+            "id"
+        ]
+        for i in range(2)
+    ]
+    for job_id in ids:
+        web.server.wait_status(job_id, ENDED)
     page = admin_page
-    page.goto(f"{web.url}/ui/jobs?q=RETRY-me")
+    page.goto(f"{web.url}/ui/jobs?q=page-me")
     rows = page.locator("table.jobs tbody tr")
     expect(rows).to_have_count(2)
-    expect(rows.first).to_contain_text("retry-me")
+    expect(rows.first).to_contain_text("Page-Me 1")  # newest first
     expect(page.locator("#counts")).to_contain_text("all 2")
-    page.goto(f"{web.url}/ui/jobs?q=retry-me&limit=1")
+    page.goto(f"{web.url}/ui/jobs?q=page-me&limit=1")
     expect(rows).to_have_count(1)
-    newest = rows.first.get_attribute("id")
+    expect(rows.first).to_have_attribute("id", f"job-{ids[1]}")
     page.get_by_role("link", name="Older »").click()
     expect(rows).to_have_count(1)
-    assert rows.first.get_attribute("id") != newest
+    expect(rows.first).to_have_attribute("id", f"job-{ids[0]}")
     expect(page.get_by_role("link", name="Older »")).to_have_count(0)
     page.get_by_role("link", name="« Newest").click()
-    expect(rows.first).to_have_attribute("id", newest or "")
-    page.goto(f"{web.url}/ui/jobs?q=retry-me&status=failed")
+    expect(rows.first).to_have_attribute("id", f"job-{ids[1]}")
+    page.goto(f"{web.url}/ui/jobs?q=page-me&status=failed")
     expect(page.get_by_text("No job matches these filters")).to_be_visible()
 
 
