@@ -10,7 +10,7 @@ from rich.text import Text
 
 from jobyard.cli import common, exitcodes, parsing, render
 from jobyard.cli import watch as jobwatch
-from jobyard.cli.common import ApiKeyOption, JsonOption, Priority, UrlOption
+from jobyard.cli.common import ApiKeyOption, JsonOption, UrlOption
 from jobyard.sdk.models import JobPage
 
 
@@ -50,7 +50,7 @@ def list_jobs(
         list[str] | None,
         typer.Option("--status", help="Only these statuses (repeat or comma-separate)."),
     ] = None,
-    priority: Annotated[Priority | None, typer.Option(help="Only this priority.")] = None,
+    priority: Annotated[str | None, common.priority_option("Only this priority.")] = None,
     job_type: Annotated[str | None, typer.Option("--type", help="Only this job type.")] = None,
     submitted_by: Annotated[str | None, typer.Option(help="Only jobs submitted by.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="Jobs per page.")] = 50,
@@ -64,7 +64,7 @@ def list_jobs(
     """List jobs, newest first, with counts by status."""
     filters: dict[str, Any] = {
         "status": parsing.split_csv(status or []) or None,
-        "priority": priority.value if priority is not None else None,
+        "priority": priority,
         "job_type": job_type,
         "submitted_by": submitted_by,
         "limit": limit,

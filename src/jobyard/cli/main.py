@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from jobyard.cli import helptext
 from jobyard.settings import Settings
 
 
@@ -80,8 +81,14 @@ def serve(
         ),
     ] = None,
     executor: Annotated[
-        Executor | None,
-        typer.Option(envvar="JOBYARD_EXECUTOR", show_default="local", help="Where jobs run."),
+        str | None,
+        typer.Option(
+            envvar="JOBYARD_EXECUTOR",
+            metavar=helptext.metavar(Executor),
+            callback=helptext.choice(Executor),
+            show_default="local",
+            help="Where jobs run.",
+        ),
     ] = None,
     ray_address: Annotated[
         str | None,
@@ -90,9 +97,11 @@ def serve(
         ),
     ] = None,
     sandbox: Annotated[
-        Sandboxing | None,
+        str | None,
         typer.Option(
             envvar="JOBYARD_SANDBOX",
+            metavar=helptext.metavar(Sandboxing),
+            callback=helptext.choice(Sandboxing),
             show_default="auto",
             help="Run each job in a sandbox (bubblewrap, cgroups): auto where the host "
             "allows it, on to refuse to start without, off never.",
@@ -114,9 +123,9 @@ def serve(
         data_dir=data_dir,
         database_url=database_url,
         slots=slots,
-        executor=executor.value if executor is not None else None,
+        executor=executor,
         ray_address=ray_address,
-        sandbox=sandbox.value if sandbox is not None else None,
+        sandbox=sandbox,
         allow_unsandboxed_jobs=allow_unsandboxed_jobs or None,
     )
     from jobyard.errors import JobyardError
@@ -131,6 +140,7 @@ def serve(
 
 def build_app(*, client_commands: bool = True) -> typer.Typer:
     """The ``jobyard`` command; without ``client_commands`` only ``serve``."""
+    helptext.install()
     cli = typer.Typer(
         name="jobyard",
         help="jobyard: a self-hosted job execution service.",

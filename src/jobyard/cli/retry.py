@@ -10,7 +10,7 @@ import typer
 from rich.text import Text
 
 from jobyard.cli import common, exitcodes, parsing, render, watch
-from jobyard.cli.common import ApiKeyOption, JsonOption, Priority, UrlOption
+from jobyard.cli.common import ApiKeyOption, JsonOption, UrlOption
 from jobyard.cli.models import parsed
 from jobyard.sdk.models import Job
 
@@ -54,7 +54,7 @@ def retry(
         ),
     ] = None,
     priority: Annotated[
-        Priority | None, typer.Option(help="New priority (default: the old job's).")
+        str | None, common.priority_option("New priority (default: the old job's).")
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Why (kept with the new job).")] = None,
     timeout: Annotated[
@@ -86,7 +86,7 @@ def retry(
         job = client.retry(
             job_id,
             parameters=changes or None,
-            priority=priority.value if priority is not None else None,
+            priority=priority,
             reason=reason,
             timeout_s=timeout,
         )

@@ -102,7 +102,7 @@ def submit(
     name: Annotated[str | None, typer.Option(help="Job name.")] = None,
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
     job_type: Annotated[str | None, typer.Option("--type", help="Job type label.")] = None,
-    priority: Annotated[Priority, typer.Option(help="Priority.")] = Priority.normal,
+    priority: Annotated[str, common.priority_option("Priority.")] = Priority.normal.value,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", metavar="K=V", help="A parameter; V is parsed as JSON if valid."),
@@ -183,7 +183,7 @@ def submit(
             name=name,
             description=description,
             job_type=job_type,
-            priority=priority.value,
+            priority=priority,
             idempotency_key=idempotency_key,
             **kwargs,
         )
