@@ -13,7 +13,11 @@ from collections.abc import Iterator
 import uvicorn
 
 from jobyard.api.app import create_app
-from jobyard.sdk.config import read_credentials, write_credentials  # no httpx: lazy sdk
+from jobyard.sdk.config import (  # no httpx: lazy sdk
+    read_credentials,
+    user_config_dir,
+    write_credentials,
+)
 from jobyard.settings import Settings
 from jobyard.store import migrate
 from jobyard.wiring import Runtime, build_runtime
@@ -27,7 +31,13 @@ def _announce(settings: Settings, new_key: str | None) -> None:
     key = new_key or existing.get("api_key")
     if key:
         path = write_credentials(creds_dir, settings.api_url, str(key))
-        print(f"jobyard: credentials for local clients in {path}", file=sys.stderr)
+        where = str(path)
+        try:  # so that the CLI and SDK find this server from any directory
+            user = write_credentials(user_config_dir(), settings.api_url, str(key))
+            where += f" and {user}"
+        except OSError as e:
+            where += f" (not in {user_config_dir()}: {e.strerror or e})"
+        print(f"jobyard: credentials for local clients in {where}", file=sys.stderr)
     if new_key:
         print(
             "jobyard: first start: created the default tenant and an admin API key "

@@ -66,7 +66,7 @@ def handle_errors() -> Iterator[None]:
         yield
     except APIError as exc:
         message = exc.message
-        if isinstance(exc, Unauthenticated):
+        if isinstance(exc, Unauthenticated) and "JOBYARD_API_KEY" not in message:
             message += " (set --api-key or JOBYARD_API_KEY)"
         elif isinstance(exc, Forbidden):
             message += " (this API key's role may not do this)"

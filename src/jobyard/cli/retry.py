@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from jobyard.cli import common, exitcodes, parsing, render, watch
+from jobyard.cli import common, exitcodes, parsing, render, resolve, watch
 from jobyard.cli.common import ApiKeyOption, JsonOption, UrlOption
 from jobyard.cli.models import parsed
 from jobyard.sdk.models import Job
@@ -84,7 +84,7 @@ def retry(
     changes = changed_parameters(param or [], params_file)
     with common.handle_errors(), common.make_client(url, api_key) as client:
         job = client.retry(
-            job_id,
+            resolve.job_id(client, job_id),
             parameters=changes or None,
             priority=priority,
             reason=reason,

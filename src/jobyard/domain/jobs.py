@@ -167,3 +167,4 @@ class JobFilter:
     created_to: datetime | None = None
     project_id: str | None = None  #: set for project-scoped keys
     model_version_ids: frozenset[str] = frozenset()  #: jobs of these model versions
+    id_prefix: str | None = None  #: jobs whose id starts with this (the CLI's short ids)

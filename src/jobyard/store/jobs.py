@@ -421,6 +421,10 @@ class JobStore:
             cond.append(jobs.c.created_at >= flt.created_from)
         if flt.created_to is not None:
             cond.append(jobs.c.created_at <= flt.created_to)
+        if flt.id_prefix:  # a range of the primary key (LIKE would not use its index)
+            prefix = flt.id_prefix
+            cond.append(jobs.c.id >= prefix)
+            cond.append(jobs.c.id < prefix[:-1] + chr(ord(prefix[-1]) + 1))
         return cond
 
     def list_jobs(

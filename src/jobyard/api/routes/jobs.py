@@ -143,8 +143,13 @@ def list_jobs(
     created_to: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    id_prefix: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, description="Only jobs whose id starts with this"),
+    ] = None,
 ) -> JobList:
     flt = JobFilter(
+        id_prefix=id_prefix,
         states=_enum_set(JobState, status_, "status"),
         priorities=_enum_set(Priority, priority, "priority"),
         job_type=job_type,
