@@ -98,6 +98,8 @@ class BaseClient:
     _fast_headers: bytes = b""
     #: said with a 401: where the client looked for a key (or where its key came from)
     _auth_hint: str | None = None
+    #: said when the server cannot be reached: where the client looked for it
+    _url_hint: str | None = None
 
     def _init_transports(
         self, token: str | None, timeout: float, transport: httpx.BaseTransport | None
@@ -161,7 +163,7 @@ class BaseClient:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             message = (
                 f"cannot reach the jobyard server at {self.url} ({exc}); "
-                "start it with `jobyard serve` or set JOBYARD_URL"
+                + (self._url_hint or "start it with `jobyard serve` or set JOBYARD_URL")
             )
         else:
             message = f"request to the jobyard server at {self.url} failed: {exc!r}"

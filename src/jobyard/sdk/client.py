@@ -60,6 +60,7 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
         self.server = locate_server(url, token)
         self.url, token = self.server.url, self.server.api_key
         self._auth_hint = self.server.missing_key_message()
+        self._url_hint = self.server.url_hint
         self._init_transports(token, timeout, transport)
 
     def __repr__(self) -> str:

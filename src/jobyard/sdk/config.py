@@ -60,6 +60,17 @@ class ServerConfig:
     key_source: str | None
     searched: tuple[Path, ...]  #: the credentials.json files looked at
 
+    @property
+    def url_hint(self) -> str | None:
+        """Said when the default URL cannot be reached: where no server was found."""
+        if self.url != DEFAULT_URL or not self.searched:
+            return None
+        where = ", ".join(str(p) for p in self.searched)
+        return (
+            f"no credentials.json of a local server in {where}: start one with `jobyard serve`, "
+            "or set JOBYARD_URL and JOBYARD_API_KEY (or JOBYARD_HOME)"
+        )
+
     def missing_key_message(self) -> str:
         """What to say when the server wants a key and none was found (or it was refused)."""
         if self.key_source == "":
