@@ -161,9 +161,8 @@ class BaseClient:
 
     def _connection_error(self, exc: httpx.TransportError) -> ConnectionFailed:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            message = (
-                f"cannot reach the jobyard server at {self.url} ({exc}); "
-                + (self._url_hint or "start it with `jobyard serve` or set JOBYARD_URL")
+            message = f"cannot reach the jobyard server at {self.url} ({exc}); " + (
+                self._url_hint or "start it with `jobyard serve` or set JOBYARD_URL"
             )
         else:
             message = f"request to the jobyard server at {self.url} failed: {exc!r}"

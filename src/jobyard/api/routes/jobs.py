@@ -172,8 +172,21 @@ def get_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut
     reason, insight = runtime.jobs.describe(job)
     out = JobOut.from_job(job, runtime.clock.now(), reason)
     warnings = [WarningOut(**w) for w in runtime.jobs.warnings(principal, job_id)]
+    names = (
+        runtime.jobs.setup_names(principal, job, runtime.registry, runtime.folders)
+        if job.spec.model_version_id
+        or job.spec.environment_id
+        or job.spec.input_bindings
+        or job.spec.input_folder_id
+        or job.spec.output_folder_id
+        else {}
+    )
     out = out.model_copy(
-        update={"warnings": warnings, "retries": runtime.jobs.retries(principal, job_id)}
+        update={
+            "warnings": warnings,
+            "retries": runtime.jobs.retries(principal, job_id),
+            **names,
+        }
     )
     return out.with_insight(insight)
 
