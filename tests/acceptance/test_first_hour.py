@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ from tests.acceptance.serverproc import (
     _describe,
     _free_port,
     jobyard,
+    jobyard_all,
 )
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -39,7 +42,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = root / "home"
     home.mkdir()
     db_url = f"sqlite:///{home / 'jobyard.db'}"
-    srv = Server(home, db_url, root / "serve.log", _free_port()).start()
+    args = ("--log-format", "json")
+    srv = Server(home, db_url, root / "serve.log", _free_port(), args).start()
     try:
         yield srv
     finally:
@@ -76,27 +80,29 @@ def test_cli_and_sdk_find_a_local_server_from_any_directory(
     elsewhere.mkdir()
     env = {k: v for k, v in _clean_env(server.home).items() if k != "JOBYARD_HOME"}
 
-    # anywhere: the per-user credentials that serve wrote
-    found = _run(["list", "--json"], elsewhere, env)
+    empty = tmp_path / "empty-config"
+    local_dir = tmp_path / "with-local"
+    (local_dir / ".jobyard").mkdir(parents=True)
+    shutil.copy(server.home / "credentials.json", local_dir / ".jobyard" / "credentials.json")
+    no_user = {**env, "XDG_CONFIG_HOME": str(empty)}
+    runs = [
+        (["list", "--json"], elsewhere, env),  # anywhere: the per-user credentials
+        (["list", "--url", server.url], elsewhere, no_user),  # none: say where it looked
+        (["list"], elsewhere, no_user),  # nor a URL: the same, for the default URL
+        (["list", "--json"], local_dir, no_user),  # the current directory's .jobyard
+    ]
+    with ThreadPoolExecutor(len(runs)) as pool:
+        found, lost, unreachable, local = pool.map(lambda r: _run(*r), runs)
+
     assert found.returncode == 0, _describe(found)
     assert "summary" in json.loads(found.stdout)
-
-    # none there: the error says where it looked and what to do, on one line
-    empty = tmp_path / "empty-config"
-    lost = _run(["list", "--url", server.url], elsewhere, {**env, "XDG_CONFIG_HOME": str(empty)})
     assert lost.returncode != 0, _describe(lost)
     assert "Traceback" not in lost.stderr and len(lost.stderr.strip().splitlines()) == 1
     searched = f"{elsewhere}/.jobyard/credentials.json, {empty}/jobyard/credentials.json"
     assert f"no credentials.json in {searched}" in lost.stderr, lost.stderr
     assert "JOBYARD_API_KEY" in lost.stderr and "jobyard serve" in lost.stderr
-    unreachable = _run(["list"], elsewhere, {**env, "XDG_CONFIG_HOME": str(empty)})
     assert unreachable.returncode != 0
     assert f"no credentials.json of a local server in {searched}" in unreachable.stderr
-
-    # the current directory's .jobyard comes first
-    (elsewhere / ".jobyard").mkdir()
-    shutil.copy(server.home / "credentials.json", elsewhere / ".jobyard" / "credentials.json")
-    local = _run(["list", "--json"], elsewhere, {**env, "XDG_CONFIG_HOME": str(empty)})
     assert local.returncode == 0, _describe(local)
 
     # the SDK raises the same message (an APIError, not a bare 401)
@@ -114,54 +120,55 @@ def test_cli_and_sdk_find_a_local_server_from_any_directory(
 
 def test_submit_wait_shows_the_output_and_logs_hide_markers(server: Server) -> None:
     program = f"print('line one'); print({MARKER!r}); print('line two', flush=True)"
-    result = jobyard(server, "submit", "--wait", "--", PY, "-c", program)
+    result, quiet = jobyard_all(
+        server,
+        ["submit", "--wait", "--", PY, "-c", program],
+        ["submit", "--wait", "--quiet", "--", PY, "-c", program],
+    )
     assert result.returncode == 0, _describe(result)
     lines = result.stdout.splitlines()
     assert lines[:2] == ["line one", "line two"], _describe(result)
     assert re.match(r"job \S+ succeeded", lines[2]), _describe(result)
     assert "::jobyard::" not in result.stdout
 
-    quiet = jobyard(server, "submit", "--wait", "--quiet", "--", PY, "-c", program)
     assert quiet.returncode == 0, _describe(quiet)
     job_id = quiet.stdout.strip()
     assert quiet.stdout == f"{job_id}\n"
 
-    logs = jobyard(server, "logs", job_id[:8])
+    logs, raw = jobyard_all(server, ["logs", job_id[:8]], ["logs", job_id[:8], "--raw"])
     assert logs.returncode == 0, _describe(logs)
     assert logs.stdout == "line one\nline two\n"
-    raw = jobyard(server, "logs", job_id[:8], "--raw")
     assert raw.stdout == f"line one\n{MARKER}\nline two\n", _describe(raw)
 
 
 def test_a_unique_prefix_stands_for_a_job_id(server: Server) -> None:
     client = _client(server)
-    ids = [client.submit(["true"]).id]
-    shared = None
-    while shared is None:  # pigeonhole: at most 17 jobs until two share a first character
-        ids.append(client.submit(["true"]).id)
-        firsts = [i[0] for i in ids]
-        shared = next((c for c in firsts if firsts.count(c) > 1), None)
-    target = ids[-1]
-    server.wait_status(target, {"succeeded"})
-    unique = next(
-        target[:n] for n in range(1, 37) if sum(i.startswith(target[:n]) for i in ids) == 1
+    # 17 jobs (pigeonhole: two share a first character), scheduled far ahead: none runs
+    batch = client.submit_batch(
+        [{"entrypoint": ["true"], "scheduled_at": "2099-01-01T00:00:00Z"} for _ in range(17)]
     )
-    unique = unique if len(unique) >= 4 else target[:4]
+    ids = [item.id for item in batch.items if item.id]
+    assert len(ids) == 17, batch
+    firsts = [i[0] for i in ids]
+    shared = next(c for c in firsts if firsts.count(c) > 1)
+    target = ids[-1]
+    client.cancel(target)  # ended: it can be retried
+    unique = next(n for n in range(4, 37) if sum(i.startswith(target[:n]) for i in ids) == 1)
 
-    status = jobyard(server, "status", unique, "--json")
+    status, ambiguous, unknown, retried = jobyard_all(
+        server,
+        ["status", target[:unique], "--json"],
+        ["status", shared],
+        ["logs", "zz"],
+        ["retry", target[:unique], "--json"],
+    )
     assert status.returncode == 0, _describe(status)
     assert json.loads(status.stdout)["id"] == target
-
-    ambiguous = jobyard(server, "status", shared)
     assert ambiguous.returncode != 0, _describe(ambiguous)
     assert f"'{shared}' is the start of more than one job id" in ambiguous.stderr
     assert "give more characters" in ambiguous.stderr
-
-    unknown = jobyard(server, "logs", "zz")
     assert unknown.returncode == 5, _describe(unknown)
     assert unknown.stderr == "error: no job id starts with 'zz'\n"
-
-    retried = jobyard(server, "retry", unique, "--json")
     assert retried.returncode == 0, _describe(retried)
     assert json.loads(retried.stdout)["retry_of"] == target
 
@@ -241,3 +248,29 @@ def test_docs_page_is_served_from_the_package_and_authorize_works(server: Server
         f"{server.url}/v1/jobs", headers={"Authorization": f"Bearer {_key(server)}"}, timeout=10
     )
     assert tried.status_code == 200
+
+
+# -- the server says what it does ----------------------------------------------------------------
+
+
+def test_server_logs_requests_and_job_states_as_json_lines(server: Server) -> None:
+    client = _client(server)
+    job = client.submit(["true"])
+    server.wait_status(job.id, {"succeeded"})
+
+    def records() -> list[dict[str, Any]]:
+        lines = server.log_path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]  # every line is JSON
+
+    def states() -> list[str]:
+        return [r["state"] for r in records() if r.get("job_id") == job.id]
+
+    assert wait_for(lambda: states() == ["starting", "running", "succeeded"], timeout=10)
+    found = records()
+    submitted = [
+        r for r in found if r["logger"] == "jobyard.access" and r.get("path") == "/v1/jobs"
+    ]
+    assert submitted and submitted[-1]["method"] == "POST" and submitted[-1]["status"] == 201
+    assert isinstance(submitted[-1]["duration_ms"], float)
+    assert {"time", "level", "message"} <= submitted[-1].keys()
+    assert any("serving on" in r["message"] for r in found)  # the start-up lines too

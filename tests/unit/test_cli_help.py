@@ -79,3 +79,13 @@ def test_bad_choice_says_what_is_allowed(args: list[str], expected: str) -> None
     text = " ".join(result.output.replace("│", " ").split())
     assert expected in text, result.output
     assert "Value error" not in text
+
+
+def test_pyproject_licence_is_an_spdx_string() -> None:
+    """A ``license = { text = … }`` table makes setuptools warn three times at install."""
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "Apache-2.0"
+    assert any(r.startswith("setuptools>=77") for r in pyproject["build-system"]["requires"])

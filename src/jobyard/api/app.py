@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard import __version__
 from jobyard.api import docs, errors
+from jobyard.api.accesslog import AccessLog
 from jobyard.api.compat import history, insights_hub, mindzie, prediction
 from jobyard.api.compat import ray as ray_compat
 from jobyard.api.fast_submit import FastSubmit
@@ -52,6 +53,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     app.add_middleware(BodyLimit)
     app.add_middleware(FastSubmit, runtime=runtime, max_body=MAX_BODY_BYTES)
+    if runtime.settings.access_log:
+        app.add_middleware(AccessLog)  # outermost: it sees the fast submits too
     errors.install(app)
     docs.install(app)
     app.include_router(health.router)

@@ -28,6 +28,18 @@ class Sandboxing(StrEnum):
     off = "off"
 
 
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 def _version(value: bool) -> None:
     if value:
         from jobyard import __version__
@@ -115,6 +127,37 @@ def serve(
             help="Serve several tenants although jobs cannot be sandboxed here.",
         ),
     ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            envvar="JOBYARD_LOG_LEVEL",
+            metavar=helptext.metavar(LogLevel),
+            callback=helptext.choice(LogLevel),
+            show_default="info",
+            help="Log this and more severe (info: each request and each job state change).",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            envvar="JOBYARD_LOG_FORMAT",
+            metavar=helptext.metavar(LogFormat),
+            callback=helptext.choice(LogFormat),
+            show_default="text",
+            help="json: one JSON object per line, for a log collector.",
+        ),
+    ] = None,
+    access_log: Annotated[
+        bool | None,
+        typer.Option(
+            "--access-log/--no-access-log",
+            envvar="JOBYARD_ACCESS_LOG",
+            show_default="on",
+            help="One line per HTTP request (method, path, status, time).",
+        ),
+    ] = None,
 ) -> None:
     """Run the jobyard server (API and workers) in the foreground."""
     settings = Settings.from_env(
@@ -127,6 +170,9 @@ def serve(
         ray_address=ray_address,
         sandbox=sandbox,
         allow_unsandboxed_jobs=allow_unsandboxed_jobs or None,
+        log_level=log_level,
+        log_format=log_format,
+        access_log=access_log,
     )
     from jobyard.errors import JobyardError
     from jobyard.server import serve as run_server  # type: ignore[import-not-found,unused-ignore]
