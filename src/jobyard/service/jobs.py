@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobyard import errors
 from jobyard.clock import Clock
@@ -29,6 +29,10 @@ from jobyard.storage.blobs import BlobStore
 from jobyard.storage.workspace import Workspace
 from jobyard.store.jobs import JobStore, NewJob
 from jobyard.store.tracking import TrackingStore
+
+if TYPE_CHECKING:  # the services of the get route's names (no import cycle)
+    from jobyard.service.folders import FolderService
+    from jobyard.service.registry import RegistryService
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_ENV_PREFIX = "JOBYARD_"
@@ -414,7 +418,11 @@ class JobService:
         return self._job(principal, job_id)
 
     def setup_names(
-        self, principal: Principal, job: Job, registry: Any, folders: Any
+        self,
+        principal: Principal,
+        job: Job,
+        registry: RegistryService,
+        folders: FolderService,
     ) -> dict[str, Any]:
         """The names of what a model job uses (model version, environment, folders, the
         folders of its role bindings), for a reader of the job: ids alone say nothing.
