@@ -101,7 +101,13 @@ def retry(
                 typer.echo(job.model_dump_json(indent=2))
             return
         live = not (quiet or json_out) and common.err().is_terminal
-        final = watch.follow(client, job, live=live, poll_interval=watch.POLL_INTERVAL_S)
+        final = watch.follow(
+            client,
+            job,
+            live=live,
+            poll_interval=watch.POLL_INTERVAL_S,
+            show_output=not (quiet or json_out),
+        )
     if json_out:
         typer.echo(final.model_dump_json(indent=2))
     elif not quiet:
