@@ -10,6 +10,8 @@ from jobyard.sdk.errors import InvalidInput, NotFound
 
 #: a whole id (a UUID) is used as it is, without a lookup
 FULL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: what the start of an id can be (the server's ``id_prefix`` takes nothing else)
+ID_START = re.compile(r"[0-9a-f-]{1,36}")
 SHOWN = 5  #: ids listed when a prefix is ambiguous
 
 
@@ -32,6 +34,8 @@ def job_id(client: Client, given: str) -> str:
     given = given.strip()
     if FULL_ID.fullmatch(given) or not given:
         return given
+    if not ID_START.fullmatch(given):  # no id starts so: not worth a request
+        return _one("job", given, ())
     page = client.list(id_prefix=given, limit=SHOWN + 1)
     # (a server without id_prefix would list other jobs: only those that match count)
     return _one("job", given, (j.id for j in page.items if j.id.startswith(given)))

@@ -145,7 +145,10 @@ def list_jobs(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     id_prefix: Annotated[
         str | None,
-        Query(min_length=1, max_length=64, description="Only jobs whose id starts with this"),
+        Query(
+            pattern=r"^[0-9a-f-]{1,36}$",  # job ids are lower-case UUIDs
+            description="Only jobs whose id starts with this (lower-case hex and '-')",
+        ),
     ] = None,
 ) -> JobList:
     flt = JobFilter(
