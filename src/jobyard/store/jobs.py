@@ -421,10 +421,8 @@ class JobStore:
             cond.append(jobs.c.created_at >= flt.created_from)
         if flt.created_to is not None:
             cond.append(jobs.c.created_at <= flt.created_to)
-        if flt.id_prefix:  # a range of the primary key (LIKE would not use its index)
-            prefix = flt.id_prefix
-            cond.append(jobs.c.id >= prefix)
-            cond.append(jobs.c.id < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        if flt.id_prefix:
+            cond.extend(_id_prefix(flt.id_prefix))
         return cond
 
     def list_jobs(
@@ -755,3 +753,23 @@ def _active_count(conn: sa.Connection, where: sa.ColumnElement[bool]) -> int:
             sa.select(sa.func.count()).select_from(jobs).where(where, _IS_ACTIVE)
         ).scalar_one()
     )
+
+
+_NEXT_HEX = dict(zip("0123456789abcdef", "123456789abcdef", strict=False))
+
+
+def _id_prefix(prefix: str) -> list[Any]:
+    """Conditions for ids (lower-case UUIDs) that start with ``prefix``: a range of the
+    primary key (LIKE would not use its index), bounded by hex digits only, so that a
+    collation that ignores '-' (PostgreSQL's locales) orders it as it orders the ids; and
+    LIKE for the exact answer."""
+    low = prefix.rstrip("-")
+    cond: list[Any] = [jobs.c.id.startswith(prefix, autoescape=True)]
+    if low:
+        cond.append(jobs.c.id >= low)
+    high = low
+    while high and high[-1] not in _NEXT_HEX:  # an 'f' (or a '-'): carry to the left
+        high = high[:-1].rstrip("-")
+    if high:
+        cond.append(jobs.c.id < high[:-1] + _NEXT_HEX[high[-1]])
+    return cond
