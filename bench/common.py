@@ -80,6 +80,7 @@ def _server_env(home: Path, extra: Mapping[str, str] | None) -> dict[str, str]:
     # BENCH_JOBYARD_X=v sets the server's JOBYARD_X (e.g. BENCH_JOBYARD_SANDBOX=off)
     env.update({k[6:]: v for k, v in os.environ.items() if k.startswith("BENCH_JOBYARD_")})
     env["JOBYARD_HOME"] = str(home)
+    env["XDG_CONFIG_HOME"] = str(home / "user-config")  # not the user's own credentials
     env.update(extra or {})
     return env
 

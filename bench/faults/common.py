@@ -200,6 +200,7 @@ class ServeProc:
             cmd += ["--database-url", self.database_url]
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
         env.update({"JOBYARD_HOME": str(self.home), **FAULT_ENV, **self.env})
+        env["XDG_CONFIG_HOME"] = str(self.home / "user-config")  # not the user's own
         if self.node_id:
             env["JOBYARD_NODE_ID"] = self.node_id
         started = time.monotonic()

@@ -12,14 +12,28 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from jobyard import memory
+from jobyard import memory, serverlog
 from jobyard.api.app import create_app
-from jobyard.sdk.config import read_credentials, write_credentials  # no httpx: lazy sdk
+from jobyard.sdk.config import (  # no httpx: lazy sdk
+    read_credentials,
+    user_config_dir,
+    write_credentials,
+)
 from jobyard.settings import Settings
 from jobyard.store import migrate
 from jobyard.wiring import Runtime, build_runtime
 
 log = logging.getLogger("jobyard")
+_json_log = False  #: set by serve: announcements go through the log, as JSON lines
+
+
+def _say(text: str) -> None:
+    """An announcement for the person who started the server: a plain line on stderr,
+    or with ``--log-format json`` a log record (a collector parses every line)."""
+    if _json_log:
+        log.info(text.removeprefix("jobyard: "))
+    else:
+        print(text, file=sys.stderr)
 
 
 def _announce(settings: Settings, new_key: str | None) -> None:
@@ -28,17 +42,21 @@ def _announce(settings: Settings, new_key: str | None) -> None:
     key = new_key or existing.get("api_key")
     if key:
         path = write_credentials(creds_dir, settings.api_url, str(key))
-        print(f"jobyard: credentials for local clients in {path}", file=sys.stderr)
+        where = str(path)
+        try:  # so that the CLI and SDK find this server from any directory
+            user = write_credentials(user_config_dir(), settings.api_url, str(key))
+            where += f" and {user}"
+        except OSError as e:
+            where += f" (not in {user_config_dir()}: {e.strerror or e})"
+        _say(f"jobyard: credentials for local clients in {where}")
     if new_key:
-        print(
+        _say(
             "jobyard: first start: created the default tenant and an admin API key "
-            f"(shown once, also saved in {creds_dir / 'credentials.json'}):\n  {new_key}",
-            file=sys.stderr,
+            f"(shown once, also saved in {creds_dir / 'credentials.json'}):\n  {new_key}"
         )
     elif not key:
-        print(
-            "jobyard: API keys exist but no credentials.json here; set JOBYARD_API_KEY for clients",
-            file=sys.stderr,
+        _say(
+            "jobyard: API keys exist but no credentials.json here; set JOBYARD_API_KEY for clients"
         )
 
 
@@ -46,13 +64,12 @@ def _announce_sandbox(runtime: Runtime) -> None:
     support = runtime.sandbox
     if support.sandboxed:
         limits = "with" if support.kernel_limits else f"without ({support.limits_reason})"
-        print(f"jobyard: jobs run in a sandbox, {limits} kernel limits", file=sys.stderr)
+        _say(f"jobyard: jobs run in a sandbox, {limits} kernel limits")
     elif runtime.dispatcher is not None:
-        print(
+        _say(
             f"jobyard: WARNING: jobs are NOT sandboxed ({support.reason}): a job can read "
             "this server's data directory; serve one tenant only, or tenants that trust "
-            "each other (docs/security.md)",
-            file=sys.stderr,
+            "each other (docs/security.md)"
         )
 
 
@@ -66,16 +83,15 @@ def start_runtime(settings: Settings) -> tuple[Runtime, str | None]:
 
 def serve(settings: Settings) -> None:
     """Run until interrupted (SIGINT/SIGTERM), then stop the jobs and the dispatcher."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    global _json_log
+    serverlog.configure(settings.log_level, settings.log_format)
+    _json_log = settings.log_format == "json"
     runtime, new_key = start_runtime(settings)
     _announce(settings, new_key)
-    print(
+    _say(
         f"jobyard: serving on {settings.api_url} (node {runtime.node_id}, {settings.slots} slots, "
         f"database {runtime.db.engine.url.render_as_string(hide_password=True)}); docs at "
-        f"{settings.api_url}/docs",
-        file=sys.stderr,
+        f"{settings.api_url}/docs"
     )
     _announce_sandbox(runtime)
     config = uvicorn.Config(
@@ -83,7 +99,8 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level="warning",
-        access_log=False,
+        log_config=None,  # uvicorn's records go through serverlog's handler
+        access_log=False,  # jobyard.access logs each request (with its time)
         timeout_graceful_shutdown=5,
     )
     memory.give_back()

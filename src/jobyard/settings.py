@@ -72,6 +72,9 @@ class Settings:
     sandbox_read_only: str = ""  #: more paths sandboxed jobs see read-only (comma-separated)
     job_pids_max: int = 1024  #: processes and threads one sandboxed job may have at once
     rate_limit_per_s: float = 10_000.0  #: requests per API key per second (burst: twice that)
+    log_level: str = "info"  #: debug, info, warning, error
+    log_format: str = "text"  #: text, or json (one object per line, for a log collector)
+    access_log: bool = True  #: one line per HTTP request (logger ``jobyard.access``)
 
     def __post_init__(self) -> None:
         # one absolute data directory from the start: jobs, their sandbox and PYTHONPATH

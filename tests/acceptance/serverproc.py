@@ -52,6 +52,8 @@ def _clean_env(home: Path) -> dict[str, str]:
     """The test's environment without any ``JOBYARD_*`` variable, plus ``JOBYARD_HOME``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
     env["JOBYARD_HOME"] = str(home)
+    # the servers' per-user credentials go there, not to the user's ~/.config/jobyard
+    env["XDG_CONFIG_HOME"] = str(home.parent / "user-config")
     env["COLUMNS"] = "120"  # a fixed width for rich's tables and panels
     return env
 

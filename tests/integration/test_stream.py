@@ -20,7 +20,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from jobyard.api.routes import stream as stream_routes
-from jobyard.cli import exitcodes
+from jobyard.cli import exitcodes, watch
 from jobyard.cli.main import app as cli_app
 from jobyard.cli.watch import EtaColumn, JobDisplay, make_progress
 from jobyard.domain.auth import Principal, Role
@@ -271,6 +271,10 @@ def test_progress_display_follows_states_and_progress() -> None:
     )
     assert (task.total, task.completed) == (100.0, 40.0)
     assert "running[/] · scoring" in task.description
+    assert EtaColumn().render(task).plain == ""  # one report: no rate worth showing yet
+    assert display.first_progress is not None
+    display.first_progress = (display.first_progress[0] - watch.ETA_AFTER_S, 40.0)
+    display.on_event(StreamEvent("progress", {"data": {"percent": 41.0, "eta": eta}}))
     assert EtaColumn().render(task).plain in ("eta 4m 59s", "eta 5m 00s")
     display.on_event(
         StreamEvent("progress", {"data": {"records_processed": 3, "total_records": 4}})

@@ -85,7 +85,7 @@ HIDDEN: dict[tuple[str, str], str] = {
 #: WebSocket routes (never in an OpenAPI schema): checked by test_websocket_tail_*
 WEBSOCKETS = {"/api/jobs/{job_id}/logs/tail"}
 #: FastAPI's own pages
-DOC_PAGES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+DOC_PAGES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/docs/assets/{name}", "/redoc"}
 #: answered without a key (/metrics: public by default, counts only, see docs/operations.md)
 PUBLIC = {"/healthz", "/readyz", "/metrics", *DOC_PAGES}
 
@@ -663,7 +663,7 @@ def test_no_key_is_401(world: World, method: str, path: str) -> None:
         assert _code(r) == "UNAUTHENTICATED"
 
 
-@pytest.mark.parametrize("path", sorted(PUBLIC - {"/docs/oauth2-redirect"}))
+@pytest.mark.parametrize("path", sorted(PUBLIC - {"/docs/oauth2-redirect", "/docs/assets/{name}"}))
 def test_public_routes_answer_without_a_key(world: World, path: str) -> None:
     assert world.call("GET", path, None).status_code == 200
 

@@ -278,22 +278,31 @@ class FakeServer:
             return self.fail
         path = request.url.path
         if request.method == "POST" and path == "/v1/jobs":
-            job = self.jobs["job-1"] = self.job("job-1", "queued")
+            job = self.jobs["1b2c3d4e-0000-4000-8000-000000000001"] = self.job(
+                "1b2c3d4e-0000-4000-8000-000000000001", "queued"
+            )
             return httpx.Response(201, json=job)
         if path == "/v1/jobs":
-            items = [self.job("job-2", "running"), self.job("job-1", "succeeded")]
+            items = [
+                self.job("2b2c3d4e-0000-4000-8000-000000000002", "running"),
+                self.job("1b2c3d4e-0000-4000-8000-000000000001", "succeeded"),
+            ]
             summary = {"total": 2, "by_status": {"running": 1, "succeeded": 1}}
             return httpx.Response(
                 200, json={"items": items, "next_cursor": None, "summary": summary}
             )
-        if path == "/v1/jobs/job-1/logs":
+        if path == "/v1/jobs/1b2c3d4e-0000-4000-8000-000000000001/logs":
             if request.url.params.get("follow") == "true":
                 return httpx.Response(200, content=iter([b"one\n", b"two\n"]))
             return httpx.Response(200, text="hi\n", headers={"X-Log-Next-Offset": "3"})
-        if path == "/v1/jobs/job-1/cancel":
-            return httpx.Response(202, json=self.job("job-1", "cancelling"))
-        if path == "/v1/jobs/job-1":
-            return httpx.Response(200, json=self.job("job-1", self.outcome))
+        if path == "/v1/jobs/1b2c3d4e-0000-4000-8000-000000000001/cancel":
+            return httpx.Response(
+                202, json=self.job("1b2c3d4e-0000-4000-8000-000000000001", "cancelling")
+            )
+        if path == "/v1/jobs/1b2c3d4e-0000-4000-8000-000000000001":
+            return httpx.Response(
+                200, json=self.job("1b2c3d4e-0000-4000-8000-000000000001", self.outcome)
+            )
         return httpx.Response(404, json={"code": "NOT_FOUND", "message": "job x does not exist"})
 
 
@@ -321,7 +330,7 @@ def test_submit_wait_exit_code_follows_the_job(fake: FakeServer, outcome: str, c
     fake.outcome = outcome
     result = run(*SUBMIT)
     assert result.exit_code == code, result.output
-    assert f"job-1 {outcome}" in result.stdout
+    assert f"1b2c3d4e-0000-4000-8000-000000000001 {outcome}" in result.stdout
     assert f"Job {outcome}." in result.stdout
     body = json.loads(fake.requests[0].content)
     assert body == {"entrypoint": ["python3", "-c", "x"], "name": "hello", "priority": "high"}
@@ -381,10 +390,10 @@ def test_unreachable_server_exits_7(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_submit_without_wait_prints_id_and_status(fake: FakeServer) -> None:
     result = run("submit", "-c", "echo hi", "--param", "threshold=0.7")
     assert result.exit_code == 0
-    assert "job-1" in result.stdout and "queued" in result.stdout
+    assert "1b2c3d4e-0000-4000-8000-000000000001" in result.stdout and "queued" in result.stdout
     assert json.loads(fake.requests[0].content)["parameters"] == {"threshold": 0.7}
     quiet = run("submit", "-q", "--", "echo", "-c", "not an option")
-    assert quiet.stdout == "job-1\n"
+    assert quiet.stdout == "1b2c3d4e-0000-4000-8000-000000000001\n"
     assert json.loads(fake.requests[1].content)["entrypoint"] == ["echo", "-c", "not an option"]
 
 
@@ -393,7 +402,9 @@ def test_url_and_api_key_reach_the_client(monkeypatch: pytest.MonkeyPatch) -> No
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json={"id": "job-1", "status": "running"})
+        return httpx.Response(
+            200, json={"id": "1b2c3d4e-0000-4000-8000-000000000001", "status": "running"}
+        )
 
     monkeypatch.setattr(
         common,
@@ -401,26 +412,36 @@ def test_url_and_api_key_reach_the_client(monkeypatch: pytest.MonkeyPatch) -> No
         lambda url, key: Client(url, key, transport=httpx.MockTransport(handler)),
     )
     assert (
-        run("status", "job-1", "--url", "http://flag:1", JOBYARD_API_KEY="env-key").exit_code == 0
+        run(
+            "status",
+            "1b2c3d4e-0000-4000-8000-000000000001",
+            "--url",
+            "http://flag:1",
+            JOBYARD_API_KEY="env-key",
+        ).exit_code
+        == 0
     )
-    assert str(seen[0].url) == "http://flag:1/v1/jobs/job-1"
+    assert str(seen[0].url) == "http://flag:1/v1/jobs/1b2c3d4e-0000-4000-8000-000000000001"
     assert seen[0].headers["Authorization"] == "Bearer env-key"
 
 
 def test_status_list_logs_cancel(fake: FakeServer) -> None:
-    status = run("status", "job-1")
+    status = run("status", "1b2c3d4e-0000-4000-8000-000000000001")
     assert status.exit_code == 0 and "succeeded" in status.stdout and "hello" in status.stdout
     listed = run("list", "--status", "running,succeeded", "--status", "failed")
     assert listed.exit_code == 0
-    assert "job-2" in listed.stdout and "2 jobs: 1 running · 1 succeeded" in listed.stdout
+    assert (
+        "2b2c3d4e-0000-4000-8000-000000000002" in listed.stdout
+        and "2 jobs: 1 running · 1 succeeded" in listed.stdout
+    )
     params = fake.requests[-1].url.params
     assert params.get_list("status") == ["running", "succeeded", "failed"]
     assert json.loads(run("list", "--json").stdout)["summary"]["total"] == 2
-    assert run("logs", "job-1").stdout == "hi\n"
-    followed = run("logs", "job-1", "-f", "--tail", "5")
+    assert run("logs", "1b2c3d4e-0000-4000-8000-000000000001").stdout == "hi\n"
+    followed = run("logs", "1b2c3d4e-0000-4000-8000-000000000001", "-f", "--tail", "5")
     assert followed.exit_code == 0 and followed.stdout == "hi\none\ntwo\n"
     assert fake.requests[-1].url.params["offset"] == "3"
-    cancelled = run("cancel", "job-1", "--force")
+    cancelled = run("cancel", "1b2c3d4e-0000-4000-8000-000000000001", "--force")
     assert cancelled.exit_code == 0 and "cancelling" in cancelled.stdout
     assert json.loads(fake.requests[-1].content) == {"force": True}
 
@@ -428,4 +449,4 @@ def test_status_list_logs_cancel(fake: FakeServer) -> None:
 def test_unknown_job_exits_5(fake: FakeServer) -> None:
     result = run("status", "nope")
     assert result.exit_code == exitcodes.REFUSED == 5
-    assert result.stderr == "error: job x does not exist\n"
+    assert result.stderr == "error: no job id starts with 'nope'\n"

@@ -17,6 +17,10 @@ from jobyard.sdk.client import Client
 ENV = {"COLUMNS": "200", "TERMINAL_WIDTH": "200", "NO_COLOR": "1"}
 
 
+OLD = "0d000000-0000-4000-8000-00000000000a"
+NEW = "0e000000-0000-4000-8000-00000000000b"
+
+
 def run(*args: str) -> Result:
     return CliRunner().invoke(app, list(args), env=ENV)
 
@@ -30,13 +34,28 @@ class Fake:
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
-        new = {"id": "new", "status": "queued", "retry_of": "old", "parameters": {"a.b": 1}}
-        if request.method == "POST" and path == "/v1/jobs/old/retry":
+        new = {
+            "id": "0e000000-0000-4000-8000-00000000000b",
+            "status": "queued",
+            "retry_of": "0d000000-0000-4000-8000-00000000000a",
+            "parameters": {"a.b": 1},
+        }
+        if (
+            request.method == "POST"
+            and path == "/v1/jobs/0d000000-0000-4000-8000-00000000000a/retry"
+        ):
             self.bodies.append(json.loads(request.content))
             return httpx.Response(201, json=new)
-        if path == "/v1/jobs/old":
-            return httpx.Response(200, json={"id": "old", "status": "failed", "retries": ["new"]})
-        if path == "/v1/jobs/new":
+        if path == "/v1/jobs/0d000000-0000-4000-8000-00000000000a":
+            return httpx.Response(
+                200,
+                json={
+                    "id": "0d000000-0000-4000-8000-00000000000a",
+                    "status": "failed",
+                    "retries": ["0e000000-0000-4000-8000-00000000000b"],
+                },
+            )
+        if path == "/v1/jobs/0e000000-0000-4000-8000-00000000000b":
             return httpx.Response(200, json={**new, "status": self.outcome})
         return httpx.Response(404, json={"code": "NOT_FOUND", "message": f"no {path}"})
 
@@ -58,7 +77,7 @@ def test_retry_sends_the_changes_and_shows_the_lineage(fake: Fake, tmp_path: Pat
     params = tmp_path / "p.json"
     params.write_text('{"a.b": 0, "keep": "file"}')
     result = run(
-        *("retry", "old", "--params-file", str(params), "--param", "a.b=1", "--param", "t=[1]"),
+        *("retry", OLD, "--params-file", str(params), "--param", "a.b=1", "--param", "t=[1]"),
         *("--priority", "high", "--reason", "fixed", "--timeout", "5"),
     )
     assert result.exit_code == 0, result.output
@@ -71,17 +90,17 @@ def test_retry_sends_the_changes_and_shows_the_lineage(fake: Fake, tmp_path: Pat
         }
     ]
     assert result.stdout.splitlines()[:3] == [
-        "job new queued",
-        "  retry of old (failed)",
-        "  retries of old: new",
+        f"job {NEW} queued",
+        f"  retry of {OLD} (failed)",
+        f"  retries of {OLD}: {NEW}",
     ]
 
 
 def test_retry_without_changes_sends_an_empty_body(fake: Fake) -> None:
-    result = run("retry", "old", "--json")
+    result = run("retry", OLD, "--json")
     assert result.exit_code == 0, result.output
     assert fake.bodies == [{}]
-    assert json.loads(result.stdout)["retry_of"] == "old"
+    assert json.loads(result.stdout)["retry_of"] == OLD
 
 
 @pytest.mark.parametrize(
@@ -90,19 +109,19 @@ def test_retry_without_changes_sends_an_empty_body(fake: Fake) -> None:
 )
 def test_retry_wait_exit_code_follows_the_new_job(fake: Fake, outcome: str, code: int) -> None:
     fake.outcome = outcome
-    result = run("retry", "old", "--wait")
+    result = run("retry", OLD, "--wait")
     assert result.exit_code == code, result.output
-    assert f"job new {outcome}" in result.stdout
+    assert f"job {NEW} {outcome}" in result.stdout
 
 
 @pytest.mark.parametrize(
     "args",
     [
         ["retry"],
-        ["retry", "old", "--param", "novalue"],
-        ["retry", "old", "--timeout", "0"],
-        ["retry", "old", "--priority", "urgent"],
-        ["retry", "old", "--params-file", "/nonexistent/params.json"],
+        ["retry", OLD, "--param", "novalue"],
+        ["retry", OLD, "--timeout", "0"],
+        ["retry", OLD, "--priority", "urgent"],
+        ["retry", OLD, "--params-file", "/nonexistent/params.json"],
         ["system", "extra"],
     ],
 )

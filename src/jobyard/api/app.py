@@ -9,7 +9,8 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard import __version__, memory, web
-from jobyard.api import errors
+from jobyard.api import docs, errors
+from jobyard.api.accesslog import AccessLog
 from jobyard.api.compat import history, insights_hub, mindzie, prediction
 from jobyard.api.compat import ray as ray_compat
 from jobyard.api.fast_submit import FastSubmit
@@ -47,11 +48,15 @@ def create_app(runtime: Runtime) -> FastAPI:
         version=__version__,
         description="Self-hosted, multi-tenant job execution service. Authenticate with "
         "`Authorization: Bearer <api key>`.",
+        docs_url=None,  # docs.install: Swagger UI from the package, not a CDN
     )
     app.state.runtime = runtime
     app.add_middleware(BodyLimit)
     app.add_middleware(FastSubmit, runtime=runtime, max_body=MAX_BODY_BYTES)
+    if runtime.settings.access_log:
+        app.add_middleware(AccessLog)  # outermost: it sees the fast submits too
     errors.install(app)
+    docs.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(results.router)

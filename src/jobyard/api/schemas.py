@@ -322,6 +322,13 @@ class JobOut(BaseModel):
     estimate_note: str | None = None
     warnings: list[WarningOut] | None = None
     retries: list[str] | None = None
+    #: names of what the job uses (GET of one job only): ``name:version``, names
+    model: str | None = None
+    environment: str | None = None
+    input_folder: str | None = None
+    output_folder: str | None = None
+    #: a model's input roles: ``{"role", "folder_id", "folder"}`` or ``{"role", "value"}``
+    role_bindings: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_job(cls, job: Job, now: datetime, pending_reason: str | None = None) -> JobOut:

@@ -6,12 +6,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from jobyard.cli import exitcodes
+from jobyard.cli import exitcodes, helptext
 from jobyard.sdk.client import Client
 from jobyard.sdk.errors import APIError, Forbidden, Unauthenticated
 
@@ -31,6 +31,16 @@ class Priority(StrEnum):
     normal = "normal"
     high = "high"
     critical = "critical"
+
+
+def priority_option(help_text: str) -> Any:
+    """A ``--priority`` option: one of low, normal, high, critical (any case)."""
+    return typer.Option(
+        "--priority",
+        metavar=helptext.metavar(Priority),
+        callback=helptext.choice(Priority),
+        help=help_text,
+    )
 
 
 def make_client(url: str | None, api_key: str | None) -> Client:
@@ -56,7 +66,7 @@ def handle_errors() -> Iterator[None]:
         yield
     except APIError as exc:
         message = exc.message
-        if isinstance(exc, Unauthenticated):
+        if isinstance(exc, Unauthenticated) and "JOBYARD_API_KEY" not in message:
             message += " (set --api-key or JOBYARD_API_KEY)"
         elif isinstance(exc, Forbidden):
             message += " (this API key's role may not do this)"

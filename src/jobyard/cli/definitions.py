@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 from rich.console import RenderableType
 from rich.table import Table
 
-from jobyard.cli import common, parsing, render
+from jobyard.cli import common, parsing, render, resolve
 from jobyard.cli.common import ApiKeyOption, JsonOption, UrlOption
 from jobyard.cli.models import detail_panel
 from jobyard.cli.submit import parse_bindings
@@ -94,16 +94,21 @@ def list_definitions(
     common.out().print(table if items else "No job definitions.")
 
 
+DefIdArg = Annotated[
+    str, typer.Argument(metavar="ID", help="Definition id (or its first characters).")
+]
+
+
 @app.command()
 def show(
-    def_id: Annotated[str, typer.Argument(metavar="ID", help="Definition id.")],
+    def_id: DefIdArg,
     json_out: JsonOption = False,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """Show a job definition."""
     with common.handle_errors(), common.make_client(url, api_key) as client:
-        d = client.definition(def_id)
+        d = client.definition(resolve.definition_id(client, def_id))
     if json_out:
         typer.echo(d.model_dump_json(indent=2))
         return
@@ -122,7 +127,7 @@ def show(
 
 @app.command()
 def run(
-    def_id: Annotated[str, typer.Argument(metavar="ID", help="Definition id.")],
+    def_id: DefIdArg,
     param: Annotated[
         list[str] | None, typer.Option("--param", metavar="K=V", help="Parameter.")
     ] = None,
@@ -136,17 +141,17 @@ def run(
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     with common.handle_errors(), common.make_client(url, api_key) as client:
-        job = client.run_definition(def_id, params)
+        job = client.run_definition(resolve.definition_id(client, def_id), params)
     typer.echo(job.id) if quiet else common.out().print(render.job_line(job))
 
 
 @app.command()
 def delete(
-    def_id: Annotated[str, typer.Argument(metavar="ID", help="Definition id.")],
+    def_id: DefIdArg,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """Delete a job definition (its jobs stay)."""
     with common.handle_errors(), common.make_client(url, api_key) as client:
-        client.delete_definition(def_id)
+        client.delete_definition(resolve.definition_id(client, def_id))
     common.out().print(f"deleted definition {def_id}")

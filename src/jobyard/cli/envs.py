@@ -14,7 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from jobyard.cli import common, parsing
+from jobyard.cli import common, helptext, parsing
 from jobyard.cli.common import ApiKeyOption, JsonOption, UrlOption
 from jobyard.cli.models import detail_panel, parsed
 from jobyard.cli.render import format_time
@@ -54,6 +54,11 @@ NETWORK_HELP = "full: the host's network; none: a loopback interface only."
 class Network(StrEnum):
     full = "full"
     none = "none"
+
+
+NetworkOption = typer.Option(
+    metavar=helptext.metavar(Network), callback=helptext.choice(Network), help=NETWORK_HELP
+)
 
 
 def read_file_specs(items: Iterable[str]) -> dict[str, str]:
@@ -109,7 +114,7 @@ def create(
     cpu: CpuOption = None,
     memory_mb: MemoryOption = None,
     max_concurrent: ConcurrentOption = None,
-    network: Annotated[Network, typer.Option(help=NETWORK_HELP)] = Network.full,
+    network: Annotated[str, NetworkOption] = Network.full.value,
     description: DescriptionOption = None,
     json_out: JsonOption = False,
     url: UrlOption = None,
@@ -128,7 +133,7 @@ def create(
             memory_limit_mb=memory_mb,
             max_concurrent_jobs=max_concurrent or 1,
             description=description,
-            network=network.value,
+            network=network,
         )
     _show(created, json_out, f"created ({created.id})")
 
@@ -149,7 +154,7 @@ def update(
         bool, typer.Option("--no-memory-limit", help="Remove the memory limit.")
     ] = False,
     max_concurrent: ConcurrentOption = None,
-    network: Annotated[Network | None, typer.Option(help=NETWORK_HELP)] = None,
+    network: Annotated[str | None, NetworkOption] = None,
     description: DescriptionOption = None,
     json_out: JsonOption = False,
     url: UrlOption = None,
@@ -174,7 +179,7 @@ def update(
         ("cpu_slots", cpu),
         ("max_concurrent_jobs", max_concurrent),
         ("description", description),
-        ("network", network.value if network else None),
+        ("network", network),
     ):
         if value is not None:
             changes[key] = value

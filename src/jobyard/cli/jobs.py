@@ -8,14 +8,14 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from jobyard.cli import common, exitcodes, parsing, render
+from jobyard.cli import common, exitcodes, output, parsing, render, resolve
 from jobyard.cli import watch as jobwatch
-from jobyard.cli.common import ApiKeyOption, JsonOption, Priority, UrlOption
+from jobyard.cli.common import ApiKeyOption, JsonOption, UrlOption
 from jobyard.sdk.models import JobPage
 
 
 def status(
-    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id (or its first characters).")],
     watch: Annotated[
         bool,
         typer.Option(
@@ -31,7 +31,7 @@ def status(
 ) -> None:
     """Show one job; with --watch, follow it until it ends."""
     with common.handle_errors(), common.make_client(url, api_key) as client:
-        job = client.get(job_id)
+        job = client.get(resolve.job_id(client, job_id))
         if watch and not job.is_terminal:
             live = not json_out and common.err().is_terminal
             job = jobwatch.follow(client, job, live=live, poll_interval=jobwatch.POLL_INTERVAL_S)
@@ -50,7 +50,7 @@ def list_jobs(
         list[str] | None,
         typer.Option("--status", help="Only these statuses (repeat or comma-separate)."),
     ] = None,
-    priority: Annotated[Priority | None, typer.Option(help="Only this priority.")] = None,
+    priority: Annotated[str | None, common.priority_option("Only this priority.")] = None,
     job_type: Annotated[str | None, typer.Option("--type", help="Only this job type.")] = None,
     submitted_by: Annotated[str | None, typer.Option(help="Only jobs submitted by.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="Jobs per page.")] = 50,
@@ -64,7 +64,7 @@ def list_jobs(
     """List jobs, newest first, with counts by status."""
     filters: dict[str, Any] = {
         "status": parsing.split_csv(status or []) or None,
-        "priority": priority.value if priority is not None else None,
+        "priority": priority,
         "job_type": job_type,
         "submitted_by": submitted_by,
         "limit": limit,
@@ -95,25 +95,32 @@ def list_jobs(
 
 
 def logs(
-    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id (or its first characters).")],
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")
     ] = False,
     tail: Annotated[int | None, typer.Option(min=0, help="Only the last N lines.")] = None,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Also the job's marker lines (::jobyard::{…}), as logged."),
+    ] = False,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Print a job's output (stdout and stderr)."""
+    """Print a job's output (stdout and stderr), without its marker lines unless --raw."""
+    lines = output.LineFilter(raw=raw)
     try:
         with common.handle_errors(), common.make_client(url, api_key) as client:
+            job_id = resolve.job_id(client, job_id)
             offset = 0
             if tail is not None or not follow:
                 chunk = client.read_logs(job_id, tail=tail)
-                _write(chunk.text)
+                _write(lines.feed(chunk.text))
                 offset = chunk.next_offset
             if follow:
                 for piece in client.follow_logs(job_id, offset=offset):
-                    _write(piece)
+                    _write(lines.feed(piece))
+        _write(lines.flush())
     except KeyboardInterrupt:
         raise typer.Exit(exitcodes.INTERRUPTED) from None
 
@@ -125,7 +132,7 @@ def _write(text: str) -> None:
 
 
 def cancel(
-    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id (or its first characters).")],
     force: Annotated[bool, typer.Option("--force", help="Kill at once (SIGKILL).")] = False,
     reason: Annotated[str | None, typer.Option(help="Why (kept in the job's events).")] = None,
     url: UrlOption = None,
@@ -133,5 +140,5 @@ def cancel(
 ) -> None:
     """Cancel a job; a running job goes to `cancelling`, then `cancelled`."""
     with common.handle_errors(), common.make_client(url, api_key) as client:
-        job = client.cancel(job_id, force=force, reason=reason)
+        job = client.cancel(resolve.job_id(client, job_id), force=force, reason=reason)
     common.out().print(render.job_line(job))

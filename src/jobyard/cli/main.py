@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from jobyard.cli import helptext
 from jobyard.settings import Settings
 
 
@@ -25,6 +26,18 @@ class Sandboxing(StrEnum):
     auto = "auto"
     on = "on"
     off = "off"
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
 
 
 def _version(value: bool) -> None:
@@ -80,8 +93,14 @@ def serve(
         ),
     ] = None,
     executor: Annotated[
-        Executor | None,
-        typer.Option(envvar="JOBYARD_EXECUTOR", show_default="local", help="Where jobs run."),
+        str | None,
+        typer.Option(
+            envvar="JOBYARD_EXECUTOR",
+            metavar=helptext.metavar(Executor),
+            callback=helptext.choice(Executor),
+            show_default="local",
+            help="Where jobs run.",
+        ),
     ] = None,
     ray_address: Annotated[
         str | None,
@@ -90,9 +109,11 @@ def serve(
         ),
     ] = None,
     sandbox: Annotated[
-        Sandboxing | None,
+        str | None,
         typer.Option(
             envvar="JOBYARD_SANDBOX",
+            metavar=helptext.metavar(Sandboxing),
+            callback=helptext.choice(Sandboxing),
             show_default="auto",
             help="Run each job in a sandbox (bubblewrap, cgroups): auto where the host "
             "allows it, on to refuse to start without, off never.",
@@ -106,6 +127,37 @@ def serve(
             help="Serve several tenants although jobs cannot be sandboxed here.",
         ),
     ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            envvar="JOBYARD_LOG_LEVEL",
+            metavar=helptext.metavar(LogLevel),
+            callback=helptext.choice(LogLevel),
+            show_default="info",
+            help="Log this and more severe (info: each request and each job state change).",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            envvar="JOBYARD_LOG_FORMAT",
+            metavar=helptext.metavar(LogFormat),
+            callback=helptext.choice(LogFormat),
+            show_default="text",
+            help="json: one JSON object per line, for a log collector.",
+        ),
+    ] = None,
+    access_log: Annotated[
+        bool | None,
+        typer.Option(
+            "--access-log/--no-access-log",
+            envvar="JOBYARD_ACCESS_LOG",
+            show_default="on",
+            help="One line per HTTP request (method, path, status, time).",
+        ),
+    ] = None,
 ) -> None:
     """Run the jobyard server (API and workers) in the foreground."""
     settings = Settings.from_env(
@@ -114,10 +166,13 @@ def serve(
         data_dir=data_dir,
         database_url=database_url,
         slots=slots,
-        executor=executor.value if executor is not None else None,
+        executor=executor,
         ray_address=ray_address,
-        sandbox=sandbox.value if sandbox is not None else None,
+        sandbox=sandbox,
         allow_unsandboxed_jobs=allow_unsandboxed_jobs or None,
+        log_level=log_level,
+        log_format=log_format,
+        access_log=access_log,
     )
     from jobyard.errors import JobyardError
     from jobyard.server import serve as run_server  # type: ignore[import-not-found,unused-ignore]
@@ -131,6 +186,7 @@ def serve(
 
 def build_app(*, client_commands: bool = True) -> typer.Typer:
     """The ``jobyard`` command; without ``client_commands`` only ``serve``."""
+    helptext.install()
     cli = typer.Typer(
         name="jobyard",
         help="jobyard: a self-hosted job execution service.",

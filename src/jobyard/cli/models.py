@@ -14,7 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from jobyard.cli import common, parsing
+from jobyard.cli import common, helptext, parsing
 from jobyard.cli.common import ApiKeyOption, JsonOption, UrlOption
 from jobyard.cli.render import format_bytes, format_time
 from jobyard.sdk.models import Model, ModelVersion
@@ -220,7 +220,12 @@ def push(
         ),
     ] = None,
     kind: Annotated[
-        Kind | None, typer.Option(help="The model's kind (default: from the file name).")
+        str | None,
+        typer.Option(
+            metavar=helptext.metavar(Kind),
+            callback=helptext.choice(Kind),
+            help="The model's kind (default: from the file name).",
+        ),
     ] = None,
     entrypoint: Annotated[
         str | None,
@@ -270,7 +275,7 @@ def push(
             name,
             version,
             path,
-            kind=kind.value if kind is not None else None,
+            kind=kind,
             entrypoint=entrypoint,
             input_roles=inputs,
             output_roles=outputs,

@@ -79,7 +79,37 @@ def format_bytes(n: int | None) -> str:
 def _command(job: Job) -> str:
     if job.argv is not None:
         return json.dumps(job.argv)
+    if job.entrypoint is None and (job.model or job.model_version_id):
+        return "the model's (see model)"
     return job.entrypoint or "-"
+
+
+def _named(name: str | None, ident: str | None) -> str:
+    """``q3-input`` or, when the name is not known, the id."""
+    return name or ident or "-"
+
+
+def _binding(b: dict[str, Any]) -> str:
+    role = str(b.get("role"))
+    if "folder_id" in b or "folder" in b:
+        return f"{role} = folder {_named(b.get('folder'), b.get('folder_id'))}"
+    return f"{role} = {json.dumps(b.get('value'))}"
+
+
+def _model_rows(job: Job) -> list[tuple[str, RenderableType]]:
+    """What a model job uses (nothing for a plain command job)."""
+    rows: list[tuple[str, RenderableType]] = []
+    if job.model or job.model_version_id:
+        rows.append(("model", _named(job.model, job.model_version_id)))
+    if job.environment or job.environment_id:
+        rows.append(("environment", _named(job.environment, job.environment_id)))
+    if job.input_folder or job.input_folder_id:
+        rows.append(("input folder", _named(job.input_folder, job.input_folder_id)))
+    if job.output_folder or job.output_folder_id:
+        rows.append(("output folder", _named(job.output_folder, job.output_folder_id)))
+    if job.role_bindings:
+        rows.append(("role bindings", "\n".join(_binding(b) for b in job.role_bindings)))
+    return rows
 
 
 def _value(value: Any) -> str:
@@ -103,9 +133,10 @@ def job_panel(job: Job) -> Panel:
         ("type", _value(job.job_type)),
         ("description", _value(job.description)),
         ("command", _command(job)),
+        *_model_rows(job),
         ("parameters", _value(job.parameters)),
         ("metadata", _value(job.metadata)),
-        ("env", ", ".join(sorted(job.env)) or "-"),  # names only: values may be secrets
+        ("env vars", ", ".join(sorted(job.env)) or "-"),  # names only: values may be secrets
         ("timeout", f"{job.timeout_s:g}s" if job.timeout_s is not None else "-"),
         ("submitted by", _value(job.submitted_by)),
         ("attempt", str(job.attempt)),

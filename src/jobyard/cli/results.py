@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from jobyard.cli import common, render
+from jobyard.cli import common, render, resolve
 from jobyard.cli.common import ApiKeyOption, JsonOption, UrlOption
 
 
 def results(
-    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")],
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id (or its first characters).")],
     download: Annotated[
         Path | None,
         typer.Option("--download", metavar="DIR", help="Download every result file here."),
@@ -28,6 +28,7 @@ def results(
 ) -> None:
     """List a job's result files (recorded when it ended), or download them."""
     with common.handle_errors(), common.make_client(url, api_key) as client:
+        job_id = resolve.job_id(client, job_id)
         res = client.results(job_id, output_type=output_type)
         written = client.download_results(job_id, download) if download is not None else []
     if json_out:

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from jobyard.cli import common, exitcodes, parsing, render, watch
-from jobyard.cli.common import ApiKeyOption, JsonOption, Priority, UrlOption
+from jobyard.cli import common, exitcodes, parsing, render, resolve, watch
+from jobyard.cli.common import ApiKeyOption, JsonOption, UrlOption
 from jobyard.cli.models import parsed
 from jobyard.sdk.models import Job
 
@@ -54,7 +54,7 @@ def retry(
         ),
     ] = None,
     priority: Annotated[
-        Priority | None, typer.Option(help="New priority (default: the old job's).")
+        str | None, common.priority_option("New priority (default: the old job's).")
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Why (kept with the new job).")] = None,
     timeout: Annotated[
@@ -84,9 +84,9 @@ def retry(
     changes = changed_parameters(param or [], params_file)
     with common.handle_errors(), common.make_client(url, api_key) as client:
         job = client.retry(
-            job_id,
+            resolve.job_id(client, job_id),
             parameters=changes or None,
-            priority=priority.value if priority is not None else None,
+            priority=priority,
             reason=reason,
             timeout_s=timeout,
         )
@@ -101,7 +101,13 @@ def retry(
                 typer.echo(job.model_dump_json(indent=2))
             return
         live = not (quiet or json_out) and common.err().is_terminal
-        final = watch.follow(client, job, live=live, poll_interval=watch.POLL_INTERVAL_S)
+        final = watch.follow(
+            client,
+            job,
+            live=live,
+            poll_interval=watch.POLL_INTERVAL_S,
+            show_output=not (quiet or json_out),
+        )
     if json_out:
         typer.echo(final.model_dump_json(indent=2))
     elif not quiet:

@@ -10,7 +10,6 @@ import typer
 
 from jobyard.cli import common, exitcodes, parsing, render, watch
 from jobyard.cli.common import ApiKeyOption, Priority, UrlOption
-from jobyard.sdk.client import Client
 from jobyard.sdk.models import Job
 
 T = TypeVar("T")
@@ -102,7 +101,7 @@ def submit(
     name: Annotated[str | None, typer.Option(help="Job name.")] = None,
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
     job_type: Annotated[str | None, typer.Option("--type", help="Job type label.")] = None,
-    priority: Annotated[Priority, typer.Option(help="Priority.")] = Priority.normal,
+    priority: Annotated[str, common.priority_option("Priority.")] = Priority.normal.value,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", metavar="K=V", help="A parameter; V is parsed as JSON if valid."),
@@ -151,8 +150,17 @@ def submit(
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", help="Submit at most once per key.")
     ] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until the job ends.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the job id.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Wait until the job ends, printing its output as it comes (a live progress "
+            "line below it on a terminal).",
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the job id (not its output).")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
@@ -183,7 +191,7 @@ def submit(
             name=name,
             description=description,
             job_type=job_type,
-            priority=priority.value,
+            priority=priority,
             idempotency_key=idempotency_key,
             **kwargs,
         )
@@ -192,7 +200,13 @@ def submit(
             return
         if quiet and not json_out:
             typer.echo(job.id)
-        final = _wait(client, job, live=not (quiet or json_out) and common.err().is_terminal)
+        final = watch.follow(
+            client,
+            job,
+            live=not (quiet or json_out) and common.err().is_terminal,
+            poll_interval=POLL_INTERVAL_S,
+            show_output=not (quiet or json_out),
+        )
     if json_out:
         typer.echo(final.model_dump_json(indent=2))
     elif not quiet:
@@ -207,9 +221,3 @@ def _print_submitted(job: Job, *, quiet: bool, json_out: bool) -> None:
         typer.echo(job.id)
     else:
         common.out().print(render.job_line(job))
-
-
-def _wait(client: Client, job: Job, *, live: bool) -> Job:
-    """Wait for the job: a live status line (spinner, status and stage, progress bar, ETA,
-    elapsed time) on stderr, driven by the job's event stream."""
-    return watch.follow(client, job, live=live, poll_interval=POLL_INTERVAL_S)

@@ -157,7 +157,13 @@ class AttemptRunner:
         end to write (None: nothing to write, the job is no longer ours)."""
         job = a.job
         try:
-            prepared = self.preparer.prepare(job, a.cancel, lambda line: self.say(a, line), a.token)
+            prepared = self.preparer.prepare(
+                job,
+                a.cancel,
+                lambda line: self.say(a, line),
+                a.token,
+                lambda text: self.setup_stage(a, text),
+            )
         except SetupError as e:
             self.say(a, f"jobyard: {e.message}")
             return self._unstarted(a, ending.setup_failed(e.message, e.error_type))
@@ -194,6 +200,16 @@ class AttemptRunner:
             fenced_after_s=a.fenced_after_s,
         )
         return None if outcome is None else self._end_of(a, outcome)
+
+    def setup_stage(self, a: Attempt, text: str) -> None:
+        """A ``setup`` event: what the setup of the attempt does now (clients show it
+        while the job is ``starting``). Best effort: a refused write only loses it."""
+        try:
+            self.jobs.add_event(
+                a.job, now=self.clock.now(), kind="setup", message=text, data={"stage": text}
+            )
+        except errors.JobyardError as e:
+            log.info("job %s: setup stage %r not recorded: %s", a.job.id, text, e)
 
     def say(self, a: Attempt, line: str) -> None:
         """Append a line of jobyard's own to the attempt's log (a full disk only loses

@@ -33,6 +33,8 @@ from jobyard.settings import Settings
 from jobyard.store.claims import AttemptEnd, ClaimRequest, ClaimStore, EndResult, Started
 
 log = logging.getLogger("jobyard.dispatch")
+#: one info line per job state change this node writes (``serverlog``)
+jobs_log = logging.getLogger("jobyard.jobs")
 
 #: how long a start may wait for a step to mark it running: the mark usually rides
 #: along with the next step (an exit's end, a claim) instead of a commit of its own
@@ -218,6 +220,27 @@ class ClaimLoop:
             self.ended(again)
         if step.claimed:
             self._start_claimed(step.claimed, secrets, mono)
+        if jobs_log.isEnabledFor(logging.INFO):
+            self._log_changes(step.claimed, step.running, step.ended)
+
+    def _log_changes(
+        self,
+        claimed: list[Job],
+        running: list[Job | None],
+        ended: list[EndResult],
+    ) -> None:
+        """``job <id> starting|running|<end state>`` lines, after the step wrote them."""
+        node = self.node_id
+        for job in claimed:
+            _log_state(job.id, "starting", node, f"attempt {job.attempt}")
+        for marked in running:
+            if marked is not None:
+                _log_state(marked.id, "running", node, f"pid {marked.pid}")
+        for result in ended:
+            done = result.ended
+            if done is not None:
+                code = f"exit code {done.exit_code}" if done.exit_code is not None else ""
+                _log_state(done.id, done.state.value, node, code)
 
     @staticmethod
     def _as_of_now(a: Attempt, end: AttemptEnd, start_pending: bool, now: datetime) -> AttemptEnd:
@@ -322,3 +345,13 @@ class ClaimLoop:
             self.runner.request_stop(a, StopReason.CANCEL, force=current.cancel_force)
         else:
             self.runner.request_stop(a, StopReason.LOST, force=True)
+
+
+def _log_state(job_id: str, state: str, node: str, detail: str) -> None:
+    jobs_log.info(
+        "job %s %s%s",
+        job_id,
+        state,
+        f" ({detail})" if detail else "",
+        extra={"job_id": job_id, "state": state, "node_id": node},
+    )

@@ -56,6 +56,10 @@ class FolderAccess(Protocol):
     def ingest(self, folder: Folder, src: Path) -> list[FolderFile]: ...
 
 
+def _nothing(_stage: str) -> None:
+    """No one to tell of setup stages."""
+
+
 class Preparer:
     def __init__(
         self,
@@ -87,9 +91,17 @@ class Preparer:
         return self.folders.get_unscoped(job.spec.output_folder_id)
 
     def prepare(
-        self, job: Job, cancel: threading.Event, say: Callable[[str], None], token: str = ""
+        self,
+        job: Job,
+        cancel: threading.Event,
+        say: Callable[[str], None],
+        token: str = "",
+        stage: Callable[[str], None] = _nothing,
     ) -> Prepared:
-        """Build everything the job's process needs; raises SetupError with a clear message."""
+        """Build everything the job's process needs; raises SetupError with a clear message.
+        ``say`` writes a line to the job's log; ``stage`` tells what the setup is doing
+        ("creating environment py-small"), only for the steps that take time (a plain
+        command job has none)."""
         spec = job.spec
         version = self._version(job)
         environment = self._environment(job)
@@ -104,9 +116,10 @@ class Preparer:
         status_path = self.workspace.exit_status_path(job.id, job.attempt)
         status_path.unlink(missing_ok=True)  # a stale one would pass for this attempt's
         if version is not None and version.artifact_sha256:
+            stage(f"fetching model {version.ref}")
             say(f"jobyard: fetching model {version.ref} ({version.artifact_sha256[:12]})")
             self._unpack_artifact(version, workdir)
-        py_paths = self._packages(job, workdir, say)
+        py_paths = self._packages(job, workdir, say, stage)
         if environment is not None:
             for rel, text in environment.files.items():
                 target = workdir / safe_relpath(rel)
@@ -115,7 +128,7 @@ class Preparer:
         input_dir, output_dir = workdir / "input", workdir / "output"
         input_dir.mkdir()
         output_dir.mkdir()
-        self._inputs(job, input_dir, parameters, say)
+        self._inputs(job, input_dir, parameters, say, stage)
         if job.spec.inputs_sha256:
             self.blobs.fetch(job.spec.inputs_sha256, workdir / "inputs.jsonl")
         _make_read_only(input_dir)
@@ -123,6 +136,7 @@ class Preparer:
         python = sys.executable
         path_prefix = ""
         if environment is not None and environment.pip_requirements:
+            stage(f"creating environment {environment.name}")
             say(f"jobyard: preparing Python environment of {environment.name!r}")
             try:
                 venv_python = self.venvs.ensure(
@@ -178,7 +192,13 @@ class Preparer:
         return Prepared(launch=launch, memory_limit_bytes=launch.memory_limit_bytes)
 
     # ---- parts ------------------------------------------------------------------------
-    def _packages(self, job: Job, workdir: Path, say: Callable[[str], None]) -> list[str]:
+    def _packages(
+        self,
+        job: Job,
+        workdir: Path,
+        say: Callable[[str], None],
+        stage: Callable[[str], None] = _nothing,
+    ) -> list[str]:
         """Unpack uploaded packages: a working_dir archive into the working directory, a
         py_module archive into ``.py_modules/`` (or a wheel as is); returns PYTHONPATH entries."""
         paths: list[str] = []
@@ -186,6 +206,7 @@ class Preparer:
             key = package_key(pkg["uri"], job.tenant_id)
             name = key.rsplit("/", 1)[-1]
             local = workdir.parent / f"pkg-{name}"
+            stage(f"unpacking {pkg['role']} package {name}")
             try:
                 self.blobs.storage.download(key, local)
             except (OSError, FileNotFoundError) as e:
@@ -241,16 +262,23 @@ class Preparer:
             staging.unlink(missing_ok=True)
 
     def _inputs(
-        self, job: Job, input_dir: Path, parameters: dict[str, Any], say: Callable[[str], None]
+        self,
+        job: Job,
+        input_dir: Path,
+        parameters: dict[str, Any],
+        say: Callable[[str], None],
+        stage: Callable[[str], None] = _nothing,
     ) -> None:
         if job.spec.input_folder_id:
             folder = self._folder(job.spec.input_folder_id, "input")
+            stage(f"copying input folder {folder.name}")
             size = self.folders.materialize(folder, input_dir)
             say(f"jobyard: input folder {folder.name!r} copied ({size} bytes)")
         for binding in job.spec.input_bindings:
             role = str(binding["role"])
             if binding.get("folder_id"):
                 folder = self._folder(str(binding["folder_id"]), f"role {role}")
+                stage(f"copying folder {folder.name} for role {role}")
                 dest = input_dir / safe_relpath(role, "role")
                 dest.mkdir(parents=True, exist_ok=True)
                 self.folders.materialize(folder, dest)

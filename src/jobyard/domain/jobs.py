@@ -168,3 +168,4 @@ class JobFilter:
     project_id: str | None = None  #: set for project-scoped keys
     model_version_ids: frozenset[str] = frozenset()  #: jobs of these model versions
     name_contains: str | None = None  #: jobs whose name contains this text (any case)
+    id_prefix: str | None = None  #: jobs whose id starts with this (the CLI's short ids)

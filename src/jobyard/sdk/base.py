@@ -96,6 +96,10 @@ class BaseClient:
     _fast: FastTransport | None = None
     _prefix: str = ""
     _fast_headers: bytes = b""
+    #: said with a 401: where the client looked for a key (or where its key came from)
+    _auth_hint: str | None = None
+    #: said when the server cannot be reached: where the client looked for it
+    _url_hint: str | None = None
 
     def _init_transports(
         self, token: str | None, timeout: float, transport: httpx.BaseTransport | None
@@ -157,9 +161,8 @@ class BaseClient:
 
     def _connection_error(self, exc: httpx.TransportError) -> ConnectionFailed:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            message = (
-                f"cannot reach the jobyard server at {self.url} ({exc}); "
-                "start it with `jobyard serve` or set JOBYARD_URL"
+            message = f"cannot reach the jobyard server at {self.url} ({exc}); " + (
+                self._url_hint or "start it with `jobyard serve` or set JOBYARD_URL"
             )
         else:
             message = f"request to the jobyard server at {self.url} failed: {exc!r}"
@@ -208,7 +211,7 @@ class BaseClient:
                 resp = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 raise self._connection_error(exc) from exc
-        raise_for_response(resp)
+        raise_for_response(resp, self._auth_hint)
         return resp
 
     def _call(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
@@ -217,7 +220,7 @@ class BaseClient:
         if raw is None:
             return self._parse(model, self._request(method, path, **kwargs))
         if raw.status_code >= 400:
-            raise_for_response(raw.to_httpx())
+            raise_for_response(raw.to_httpx(), self._auth_hint)
         return self._validate(model, raw.content, raw.status_code)
 
     def _parse(self, model: type[M], resp: httpx.Response) -> M:

@@ -14,7 +14,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from jobyard.sdk.admin import AdminMixin
-from jobyard.sdk.config import find_server
+from jobyard.sdk.config import locate_server
 from jobyard.sdk.definitions import DefinitionsMixin
 from jobyard.sdk.errors import APIError, raise_for_response
 from jobyard.sdk.folders import FoldersMixin
@@ -43,7 +43,9 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
     """Talks to a jobyard server.
 
     Without ``url``/``token`` it finds them like the CLI: ``JOBYARD_URL`` /
-    ``JOBYARD_API_KEY``, then ``credentials.json`` in ``$JOBYARD_HOME``.
+    ``JOBYARD_API_KEY``, then ``credentials.json`` in ``$JOBYARD_HOME``, or else in
+    ``./.jobyard`` and ``~/.config/jobyard`` (see :mod:`jobyard.sdk.config`); a 401
+    says where it looked.
     Errors are :class:`jobyard.sdk.errors.APIError` subclasses.
     """
 
@@ -55,7 +57,10 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url, token = find_server(url, token)
+        self.server = locate_server(url, token)
+        self.url, token = self.server.url, self.server.api_key
+        self._auth_hint = self.server.missing_key_message()
+        self._url_hint = self.server.url_hint
         self._init_transports(token, timeout, transport)
 
     def __repr__(self) -> str:
@@ -148,8 +153,10 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
         created_to: datetime | str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        id_prefix: str | None = None,
     ) -> JobPage:
-        """One page of jobs, newest first; pass ``next_cursor`` as ``cursor`` for the next."""
+        """One page of jobs, newest first; pass ``next_cursor`` as ``cursor`` for the next.
+        ``id_prefix`` keeps the jobs whose id starts with it."""
         params: builtins.list[tuple[str, str | int]] = []
         if status is not None:
             statuses = [status] if isinstance(status, str) else status
@@ -159,6 +166,7 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
             ("job_type", job_type),
             ("submitted_by", submitted_by),
             ("cursor", cursor),
+            ("id_prefix", id_prefix),
         ):
             if value is not None:
                 params.append((key, value))
@@ -270,7 +278,7 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
             ) as resp:
                 if resp.status_code >= 400:
                     resp.read()
-                    raise_for_response(resp)
+                    raise_for_response(resp, self._auth_hint)
                 yield from resp.iter_text()
         except httpx.TransportError as exc:
             raise self._connection_error(exc) from exc

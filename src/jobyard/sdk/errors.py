@@ -141,10 +141,12 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return None
 
 
-def raise_for_response(resp: httpx.Response) -> None:
+def raise_for_response(resp: httpx.Response, auth_hint: str | None = None) -> None:
     """Raise the matching :class:`APIError` if ``resp`` is a 4xx/5xx answer.
 
     Reads the ``{"code", "message", "details"}`` body; falls back to the text body.
+    ``auth_hint`` (where the client looked for its API key) goes before the message of
+    a 401.
     """
     if resp.status_code < 400:
         return
@@ -167,6 +169,8 @@ def raise_for_response(resp: httpx.Response) -> None:
         text = resp.text.strip()
         message = text.splitlines()[0][:500] if text else (resp.reason_phrase or "error")
         message = f"HTTP {resp.status_code}: {message}"
+    if resp.status_code == 401 and auth_hint:
+        message = f"{auth_hint} ({message})"
     raise error_class(resp.status_code, code)(
         message,
         status_code=resp.status_code,

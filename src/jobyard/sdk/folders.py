@@ -187,7 +187,7 @@ class FoldersMixin(BaseClient):
             with self._http.stream("GET", url) as resp:
                 if resp.status_code >= 400:
                     resp.read()
-                    raise_for_response(resp)
+                    raise_for_response(resp, self._auth_hint)
                 for chunk in resp.iter_bytes(_CHUNK):
                     digest.update(chunk)
                     out.write(chunk)

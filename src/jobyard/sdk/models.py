@@ -75,6 +75,17 @@ class Job(_Model):
     retry_of: str | None = None  #: the job this one is a retry of
     retry_reason: str | None = None
     retries: list[str] | None = None  #: retries of this job, oldest first (``get`` only)
+    # what a model job uses: ids, and names (``get`` only)
+    model_version_id: str | None = None
+    environment_id: str | None = None
+    input_folder_id: str | None = None
+    output_folder_id: str | None = None
+    model: str | None = None  #: ``name:version``
+    environment: str | None = None
+    input_folder: str | None = None
+    output_folder: str | None = None
+    #: ``{"role", "folder_id", "folder"}`` or ``{"role", "value"}`` (``get`` only)
+    role_bindings: list[dict[str, Any]] | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -295,7 +295,7 @@ class RegistryMixin(BaseClient):
             with self._http.stream("GET", url) as resp:
                 if resp.status_code >= 400:
                     resp.read()
-                    raise_for_response(resp)
+                    raise_for_response(resp, self._auth_hint)
                 expected = resp.headers.get("X-Content-SHA256")
                 with tmp.open("wb") as f:
                     for chunk in resp.iter_bytes(_CHUNK):

@@ -68,7 +68,7 @@ class ResultsMixin(BaseClient):
             with self._http.stream("GET", path) as resp:
                 if resp.status_code >= 400:
                     resp.read()
-                    raise_for_response(resp)
+                    raise_for_response(resp, self._auth_hint)
                 with target.open("wb") as out:
                     for chunk in resp.iter_bytes():
                         out.write(chunk)

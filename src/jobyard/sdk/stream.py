@@ -164,7 +164,7 @@ def open_event_stream(
             resp.read()
         finally:
             resp.close()
-        raise_for_response(resp)
+        raise_for_response(resp, client._auth_hint)
     return EventStream(client, resp, ends=job_id is not None)
 
 

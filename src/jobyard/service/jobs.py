@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobyard import errors
 from jobyard.clock import Clock
@@ -29,6 +29,10 @@ from jobyard.storage.blobs import BlobStore
 from jobyard.storage.workspace import Workspace
 from jobyard.store.jobs import JobStore, NewJob
 from jobyard.store.tracking import TrackingStore
+
+if TYPE_CHECKING:  # the services of the get route's names (no import cycle)
+    from jobyard.service.folders import FolderService
+    from jobyard.service.registry import RegistryService
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_ENV_PREFIX = "JOBYARD_"
@@ -412,6 +416,50 @@ class JobService:
 
     def get(self, principal: Principal, job_id: str) -> Job:
         return self._job(principal, job_id)
+
+    def setup_names(
+        self,
+        principal: Principal,
+        job: Job,
+        registry: RegistryService,
+        folders: FolderService,
+    ) -> dict[str, Any]:
+        """The names of what a model job uses (model version, environment, folders, the
+        folders of its role bindings), for a reader of the job: ids alone say nothing.
+        ``registry``/``folders`` are the registry and folder services; a name that is gone
+        (or another tenant's) stays None."""
+        s = job.spec
+
+        def mine(obj: Any) -> Any:
+            return obj if obj is not None and obj.tenant_id == principal.tenant_id else None
+
+        def folder_name(folder_id: str | None) -> str | None:
+            folder = mine(folders.get_unscoped(folder_id)) if folder_id else None
+            return folder.name if folder is not None else None
+
+        version = (
+            mine(registry.store.get_version_unscoped(s.model_version_id))
+            if (s.model_version_id)
+            else None
+        )
+        env = (
+            mine(registry.store.get_environment_unscoped(s.environment_id))
+            if (s.environment_id)
+            else None
+        )
+        bindings = []
+        for b in s.input_bindings:
+            shown = dict(b)
+            if b.get("folder_id"):
+                shown["folder"] = folder_name(str(b["folder_id"]))
+            bindings.append(shown)
+        return {
+            "model": version.ref if version is not None else None,
+            "environment": env.name if env is not None else None,
+            "input_folder": folder_name(s.input_folder_id),
+            "output_folder": folder_name(s.output_folder_id),
+            "role_bindings": bindings,
+        }
 
     def report(self, principal: Principal, job_id: str, objects: list[Any]) -> int:
         """Apply what a running job reports about itself (its token, or a user key)."""

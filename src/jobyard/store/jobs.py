@@ -424,6 +424,8 @@ class JobStore:
         if flt.name_contains:
             text = flt.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             cond.append(jobs.c.name.ilike(f"%{text}%", escape="\\"))
+        if flt.id_prefix:
+            cond.extend(_id_prefix(flt.id_prefix))
         return cond
 
     def list_jobs(
@@ -754,3 +756,23 @@ def _active_count(conn: sa.Connection, where: sa.ColumnElement[bool]) -> int:
             sa.select(sa.func.count()).select_from(jobs).where(where, _IS_ACTIVE)
         ).scalar_one()
     )
+
+
+_NEXT_HEX = dict(zip("0123456789abcdef", "123456789abcdef", strict=False))
+
+
+def _id_prefix(prefix: str) -> list[Any]:
+    """Conditions for ids (lower-case UUIDs) that start with ``prefix``: a range of the
+    primary key (LIKE would not use its index), bounded by hex digits only, so that a
+    collation that ignores '-' (PostgreSQL's locales) orders it as it orders the ids; and
+    LIKE for the exact answer."""
+    low = prefix.rstrip("-")
+    cond: list[Any] = [jobs.c.id.startswith(prefix, autoescape=True)]
+    if low:
+        cond.append(jobs.c.id >= low)
+    high = low
+    while high and high[-1] not in _NEXT_HEX:  # an 'f' (or a '-'): carry to the left
+        high = high[:-1].rstrip("-")
+    if high:
+        cond.append(jobs.c.id < high[:-1] + _NEXT_HEX[high[-1]])
+    return cond

@@ -143,8 +143,16 @@ def list_jobs(
     created_to: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    id_prefix: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9a-f-]{1,36}$",  # job ids are lower-case UUIDs
+            description="Only jobs whose id starts with this (lower-case hex and '-')",
+        ),
+    ] = None,
 ) -> JobList:
     flt = JobFilter(
+        id_prefix=id_prefix,
         states=_enum_set(JobState, status_, "status"),
         priorities=_enum_set(Priority, priority, "priority"),
         job_type=job_type,
@@ -167,8 +175,21 @@ def get_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut
     reason, insight = runtime.jobs.describe(job)
     out = JobOut.from_job(job, runtime.clock.now(), reason)
     warnings = [WarningOut(**w) for w in runtime.jobs.warnings(principal, job_id)]
+    names = (
+        runtime.jobs.setup_names(principal, job, runtime.registry, runtime.folders)
+        if job.spec.model_version_id
+        or job.spec.environment_id
+        or job.spec.input_bindings
+        or job.spec.input_folder_id
+        or job.spec.output_folder_id
+        else {}
+    )
     out = out.model_copy(
-        update={"warnings": warnings, "retries": runtime.jobs.retries(principal, job_id)}
+        update={
+            "warnings": warnings,
+            "retries": runtime.jobs.retries(principal, job_id),
+            **names,
+        }
     )
     return out.with_insight(insight)
 
