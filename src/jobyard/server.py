@@ -69,6 +69,7 @@ def serve(settings: Settings) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     runtime, new_key = start_runtime(settings)
+    settings = runtime.settings  # with the slots the executor found (a Ray cluster's CPUs)
     _announce(settings, new_key)
     print(
         f"jobyard: serving on {settings.api_url} (node {runtime.node_id}, {settings.slots} slots, "

@@ -1,0 +1,176 @@
+"""The entrypoint of a jobyard attempt on a Ray worker (``python3 -m
+jobyard.executors.raywrap``, run by Ray's job supervisor in the job's ``working_dir``).
+
+It copies the package Ray unpacked (shared by every job with the same content) into a
+private directory of its own, puts the job's paths and Python in place of the jobyard
+host's, runs the job there (in jobyard's bubblewrap sandbox when the worker runs as root
+and has bubblewrap, else as a plain child process), and afterwards sends the files of the
+job's ``output/`` directory back through the log, framed by lines that carry the
+attempt's nonce (the executor on the jobyard host takes them out of the log). Its exit
+code is the job's (a job killed by signal N: this process ends by signal N too).
+
+Ray's stop sends SIGTERM to this process and to every process of the job: this process
+ignores it and keeps waiting for the job, which gets the grace Ray gives
+(``RAY_JOB_STOP_WAIT_TIME_S``, set per job by the executor) before Ray's SIGKILL.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+LAUNCH_DIR = ".jobyard-ray"  #: in the package: the launch file, never copied to the job
+LAUNCH_FILE = "launch.json"
+FRAME = "@@jobyard-ray"  #: output lines: ``@@jobyard-ray:<nonce>:out:<base64>``, then ``:end``
+CHUNK = 48 * 1024  #: bytes of the output archive per framed line (before base64)
+STATUS_FD = 3  #: bwrap's status (not needed: the exit code is the job's) goes to /dev/null
+
+
+def rewrite_env(
+    env: dict[str, str], launch: dict[str, Any], work: Path, jobyard_root: Path
+) -> dict[str, str]:
+    """The job's environment with the host's paths replaced by this worker's: its
+    working directory, its Python, and jobyard's in-job helper on ``PYTHONPATH``."""
+    host_work = launch["host_workdir"]
+    out = {k: v.replace(host_work, str(work)) for k, v in env.items()}
+    out["JOBYARD_PYTHON"] = sys.executable
+    host_pylib = launch.get("host_pylib") or ""
+    parts = [p for p in out.get("PYTHONPATH", "").split(os.pathsep) if p and p != host_pylib]
+    out["PYTHONPATH"] = os.pathsep.join([str(jobyard_root), *parts])
+    return out
+
+
+def command(launch: dict[str, Any]) -> list[str]:
+    argv = launch.get("argv")
+    if argv:
+        args = [str(a) for a in argv]
+        if args[0] == launch["host_python"]:
+            args[0] = sys.executable
+        return args
+    return ["/bin/sh", "-c", str(launch["entrypoint"])]
+
+
+def sandboxed(args: list[str], work: Path, env: dict[str, str], network: bool) -> list[str]:
+    """``args`` inside jobyard's sandbox (as ``nobody``, seeing only its directory and the
+    system's and Python's paths), when this worker runs as root with bubblewrap; else as
+    they are."""
+    from jobyard.executors import sandbox
+    from jobyard.executors.base import LaunchSpec
+    from jobyard.executors.support import DEFAULT_USER
+
+    if sandbox._sandbox_missing():
+        return args
+    read_only = [Path(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    box = sandbox.Sandbox(
+        bwrap=shutil.which("bwrap") or "bwrap",
+        setpriv=shutil.which("setpriv") or "setpriv",
+        read_only=tuple(sorted({*sandbox._python_paths(), *read_only})),
+        cgroups=None,
+        pids_max=None,
+    )
+    import pwd
+
+    user = pwd.getpwnam(DEFAULT_USER)
+    for dirpath, _, filenames in os.walk(work):
+        os.chown(dirpath, user.pw_uid, user.pw_gid)
+        for name in filenames:
+            if not os.path.islink(os.path.join(dirpath, name)):
+                os.chown(os.path.join(dirpath, name), user.pw_uid, user.pw_gid)
+    work.parent.chmod(0o755)
+    spec = LaunchSpec(
+        job_id="ray",
+        attempt=1,
+        entrypoint=None,
+        argv=tuple(args),
+        workdir=work,
+        log_path=work / ".log",
+        env=env,
+        network=network,
+    )
+    # the job gets Ray's SIGTERM itself; bwrap's monitor may die of it without taking
+    # the sandbox along (Ray's SIGKILL after the grace ends them all)
+    full = box.command(spec, args, status_fd=STATUS_FD, group=None)
+    return [a for a in full if a != "--die-with-parent"]
+
+
+def send_outputs(output: Path, nonce: str, limit: int) -> None:
+    """Print the output directory as a zip archive in framed base64 lines."""
+    buf = io.BytesIO()
+    total = 0
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for dirpath, dirnames, filenames in os.walk(output, followlinks=False):
+            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if path.is_symlink() or not path.is_file():
+                    continue
+                total += path.stat().st_size
+                if total > limit:
+                    print(f"jobyard: outputs beyond {limit} bytes are not returned", flush=True)
+                    break
+                zf.write(path, path.relative_to(output).as_posix())
+    data = buf.getvalue()
+    out = sys.stdout
+    out.flush()
+    for i in range(0, len(data), CHUNK):
+        text = base64.b64encode(data[i : i + CHUNK]).decode("ascii")
+        out.write(f"{FRAME}:{nonce}:out:{text}\n")
+    out.write(f"{FRAME}:{nonce}:end\n")
+    out.flush()
+
+
+def main() -> int:
+    package = Path.cwd()
+    launch = json.loads((package / LAUNCH_DIR / LAUNCH_FILE).read_text())
+    root = Path(tempfile.mkdtemp(prefix="jobyard-ray-"))
+    work = root / "work"
+    shutil.copytree(package, work, symlinks=True, ignore=shutil.ignore_patterns(LAUNCH_DIR))
+    import jobyard
+
+    env = rewrite_env(launch["env"], launch, work, Path(jobyard.__file__).resolve().parent.parent)
+    args = command(launch)
+    if launch.get("sandbox", True):
+        args = sandboxed(args, work, env, bool(launch.get("network", True)))
+    signal.signal(signal.SIGTERM, lambda *_: None)  # the job has it; wait for the job
+    null = os.open(os.devnull, os.O_WRONLY)
+    if null != STATUS_FD:
+        os.dup2(null, STATUS_FD)
+        os.close(null)
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - the job's own command
+            args, cwd=work, env=env, stdin=subprocess.DEVNULL, pass_fds=(STATUS_FD,)
+        )
+    except OSError as e:
+        print(f"jobyard: cannot start {args[0]!r}: {e}", flush=True)
+        return 127
+    code = proc.wait()
+    if 128 < code < 128 + signal.NSIG and args[0] != command(launch)[0]:
+        code = -(code - 128)  # bwrap reports a signal as 128 + N, as shells do
+    try:
+        send_outputs(work / "output", str(launch["nonce"]), int(launch["max_output_bytes"]))
+    finally:
+        for dirpath, dirnames, _ in os.walk(root):
+            for name in dirnames:
+                p = Path(dirpath) / name
+                if not p.is_symlink():
+                    p.chmod(0o755)
+        shutil.rmtree(root, ignore_errors=True)
+    return code
+
+
+if __name__ == "__main__":
+    exit_code = main()
+    if exit_code < 0:  # end as the job did: by its signal
+        signal.signal(-exit_code, signal.SIG_DFL)
+        os.kill(os.getpid(), -exit_code)
+    sys.exit(exit_code)
