@@ -32,6 +32,8 @@ class Settings:
     slots: int = field(default_factory=lambda: os.cpu_count() or 1)
     executor: str = "local"  #: local, or ray (jobs run as Ray jobs on ``ray_address``)
     ray_address: str | None = None  #: the Ray cluster's dashboard URL, http://HEAD:8265
+    #: a Ray cluster that does not answer for this long has lost its running jobs (NODE_LOST)
+    ray_lost_after_s: float = 10.0
     node_id: str | None = None  #: default: kept in ``<data_dir>/node_id``
     run_dispatcher: bool = True  #: False: API only
     run_api: bool = True  #: False: worker only

@@ -154,6 +154,7 @@ def make_ray_executor(settings: Settings, node_id: str) -> tuple[Executor, Sandb
             settings.ray_address,
             node_id=node_id,
             stop_grace_s=settings.stop_grace_s,
+            lost_after_s=settings.ray_lost_after_s,
             sandbox=settings.sandbox != "off",
         )
     except errors.ExecutorError as e:

@@ -98,6 +98,15 @@ class ReportsFailure(Protocol):
         """Once the attempt ended: why, when not by its own exit (else None)."""
 
 
+@runtime_checkable
+class Gated(Protocol):
+    """An executor that can be unable to start attempts for a while (optional): a
+    cluster executor whose cluster does not answer. The node claims no job meanwhile."""
+
+    def accepting(self) -> bool:
+        """Whether attempts can start now (answers fast, from a recent check)."""
+
+
 class Executor(Protocol):
     """Starts attempts."""
 

@@ -329,9 +329,26 @@ class RayExecutor:
         self.sandbox = sandbox
         self._connect = client_factory
         self.client = client_factory(self.address)
+        self._accepting = True
+        self._checked_at = time.monotonic()
         import jobyard
 
         self._jobyard_dir = str(Path(jobyard.__file__).resolve().parent)
+
+    def accepting(self) -> bool:
+        """Whether the cluster's dashboard answers (checked at most every second)."""
+        now = time.monotonic()
+        if now - self._checked_at >= 1.0:
+            try:
+                ok = httpx.get(f"{self.address}/api/version", timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok != self._accepting:
+                log.warning(
+                    "the Ray cluster at %s %s", self.address, "answers" if ok else "does not answer"
+                )
+            self._accepting, self._checked_at = ok, now
+        return self._accepting
 
     def submission_id(self, spec: LaunchSpec) -> str:
         return f"jobyard-{spec.job_id}-{spec.attempt}-{secrets.token_hex(3)}"

@@ -9,9 +9,12 @@ job's ``output/`` directory back through the log, framed by lines that carry the
 attempt's nonce (the executor on the jobyard host takes them out of the log). Its exit
 code is the job's (a job killed by signal N: this process ends by signal N too).
 
-Ray's stop sends SIGTERM to this process and to every process of the job: this process
-ignores it and keeps waiting for the job, which gets the grace Ray gives
-(``RAY_JOB_STOP_WAIT_TIME_S``, set per job by the executor) before Ray's SIGKILL.
+Ray's stop sends SIGTERM to this process and to every process below it. This process
+and bubblewrap's ignore it (an ignored signal stays ignored across ``exec``); the job
+itself is started through ``raywrap --exec``, which restores SIGTERM's default before it
+becomes the job, so the job gets the grace Ray gives (``RAY_JOB_STOP_WAIT_TIME_S``, set
+per job by the executor) before Ray's SIGKILL, which also ends this process, and with it
+the sandbox (``--die-with-parent``).
 """
 
 from __future__ import annotations
@@ -97,10 +100,9 @@ def sandboxed(args: list[str], work: Path, env: dict[str, str], network: bool) -
         env=env,
         network=network,
     )
-    # the job gets Ray's SIGTERM itself; bwrap's monitor may die of it without taking
-    # the sandbox along (Ray's SIGKILL after the grace ends them all)
-    full = box.command(spec, args, status_fd=STATUS_FD, group=None)
-    return [a for a in full if a != "--die-with-parent"]
+    env["HOME"] = str(work)
+    env["USER"] = env["LOGNAME"] = DEFAULT_USER
+    return box.command(spec, args, status_fd=STATUS_FD, group=None)
 
 
 def send_outputs(output: Path, nonce: str, limit: int) -> None:
@@ -138,10 +140,11 @@ def main() -> int:
     import jobyard
 
     env = rewrite_env(launch["env"], launch, work, Path(jobyard.__file__).resolve().parent.parent)
-    args = command(launch)
+    job = command(launch)
+    args = [sys.executable, "-m", "jobyard.executors.raywrap", "--exec", *job]
     if launch.get("sandbox", True):
         args = sandboxed(args, work, env, bool(launch.get("network", True)))
-    signal.signal(signal.SIGTERM, lambda *_: None)  # the job has it; wait for the job
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the job gets it; this waits for the job
     null = os.open(os.devnull, os.O_WRONLY)
     if null != STATUS_FD:
         os.dup2(null, STATUS_FD)
@@ -154,7 +157,7 @@ def main() -> int:
         print(f"jobyard: cannot start {args[0]!r}: {e}", flush=True)
         return 127
     code = proc.wait()
-    if 128 < code < 128 + signal.NSIG and args[0] != command(launch)[0]:
+    if 128 < code < 128 + signal.NSIG and args[0] != sys.executable:
         code = -(code - 128)  # bwrap reports a signal as 128 + N, as shells do
     try:
         send_outputs(work / "output", str(launch["nonce"]), int(launch["max_output_bytes"]))
@@ -168,7 +171,19 @@ def main() -> int:
     return code
 
 
+def exec_job(argv: list[str]) -> None:
+    """Become the job, with SIGTERM's default action back."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        os.execvp(argv[0], argv)  # noqa: S606 - the job's own command
+    except OSError as e:
+        print(f"jobyard: cannot start {argv[0]!r}: {e}", flush=True)
+        os._exit(127)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--exec"]:
+        exec_job(sys.argv[2:])
     exit_code = main()
     if exit_code < 0:  # end as the job did: by its signal
         signal.signal(-exit_code, signal.SIG_DFL)
