@@ -18,9 +18,11 @@ out of the log here and unpacked into the attempt's ``output/``).
 
 Stopping is Ray's stop: SIGTERM to the job's processes, Ray's SIGKILL after the grace
 (``RAY_JOB_STOP_WAIT_TIME_S``, set per job from ``stop_grace_s``). Ray's Jobs API has
-no immediate kill: a forced stop is the same call and the job's SIGKILL comes at the
-end of that grace. A cluster that stops answering for ``lost_after_s`` ends its
-attempts as ``NODE_LOST``, as does a Ray job whose supervisor died.
+no immediate kill: a forced stop first puts a marker package named after the attempt's
+secret nonce into Ray's package store, which the worker side looks for when it gets
+Ray's SIGTERM (then it kills the job at once). A cluster that stops answering for
+``lost_after_s`` ends its attempts as ``NODE_LOST``, as does a Ray job whose
+supervisor died.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ import httpx
 from jobyard.domain.jobs import ErrorType, ResourceUsage
 from jobyard.errors import ExecutorError
 from jobyard.executors.base import ExecutorFailure, LaunchSpec
-from jobyard.executors.raywrap import FRAME, LAUNCH_DIR, LAUNCH_FILE
+from jobyard.executors.raywrap import FRAME, LAUNCH_DIR, LAUNCH_FILE, kill_package
 
 log = logging.getLogger("jobyard.executors.ray")
 
@@ -165,6 +167,7 @@ class RayHandle:
         self.client = client
         self.submission_id = submission_id
         self.spec = spec
+        self._nonce = nonce
         self._frames = _OutputFrames(nonce)
         self._lost_after_s = lost_after_s
         self._done = threading.Event()
@@ -200,6 +203,8 @@ class RayHandle:
         if not self._done.is_set():
             self._stop_requested = -signal.SIGKILL if force else -signal.SIGTERM
             try:
+                if force:
+                    self._mark_forced()
                 self.client.stop_job(self.submission_id)
             except Exception as e:  # the watch notices a lost cluster
                 log.warning("ray job %s: stop failed: %s", self.submission_id, e)
@@ -207,6 +212,12 @@ class RayHandle:
             raise ExecutorError(f"ray job {self.submission_id} did not stop")
         assert self._code is not None
         return self._code
+
+    def _mark_forced(self) -> None:
+        """Put the attempt's kill marker into Ray's package store (see :mod:`raywrap`)."""
+        address = self.client.get_address().rstrip("/")
+        url = f"{address}/api/packages/gcs/{kill_package(self._nonce)}"
+        httpx.put(url, content=b"forced stop", timeout=10.0).raise_for_status()
 
     def sample(self) -> ResourceUsage:
         return ResourceUsage()
@@ -250,10 +261,13 @@ class RayHandle:
     def _run_watch(self) -> None:
         since_ok = time.monotonic()
         while True:
-            self._pumped.wait(POLL_S)
+            if self._pumped.is_set():
+                self._done.wait(POLL_S)  # (never set here: a pause between polls)
+            else:
+                self._pumped.wait(POLL_S)  # the log stream ends when the job ended
             try:
-                info = self.client.get_job_info(self.submission_id)
-            except Exception as e:
+                info = self._info()
+            except (httpx.HTTPError, ValueError) as e:
                 if time.monotonic() - since_ok >= self._lost_after_s:
                     self._end(
                         -signal.SIGKILL,
@@ -265,22 +279,32 @@ class RayHandle:
                     return
                 continue
             since_ok = time.monotonic()
-            status = str(getattr(info.status, "value", info.status))
+            status = str(info.get("status"))
             if status in TERMINAL:
                 self._pumped.wait(5.0)  # the stream ends once the log was read to its end
                 self._end(*self._ending(status, info))
                 return
 
-    def _ending(self, status: str, info: Any) -> tuple[int, ExecutorFailure | None]:
-        code = info.driver_exit_code
+    def _info(self) -> dict[str, Any]:
+        """The Ray job's details (``GET /api/jobs/<id>``, as Ray's client reads them, but
+        with a timeout: a cluster that does not answer must not hang the watch)."""
+        address = self.client.get_address().rstrip("/")
+        headers = getattr(self.client, "_headers", None) or {}
+        r = httpx.get(f"{address}/api/jobs/{self.submission_id}", headers=headers, timeout=5.0)
+        r.raise_for_status()
+        info: dict[str, Any] = r.json()
+        return info
+
+    def _ending(self, status: str, info: dict[str, Any]) -> tuple[int, ExecutorFailure | None]:
+        code = info.get("driver_exit_code")
         if status == "SUCCEEDED":
             return 0, None
         if status == "STOPPED":
             return self._stop_requested or -signal.SIGTERM, None
         if code is not None:
             return int(code), None
-        error = str(getattr(info, "error_type", None) or "")
-        message = f"Ray: {info.message}" if info.message else "The Ray job failed."
+        error = str(info.get("error_type") or "")
+        message = f"Ray: {info['message']}" if info.get("message") else "The Ray job failed."
         if error in _RAY_ERRORS_SETUP:
             kind = ErrorType.RUNTIME_ENV_SETUP_FAILED
         elif error in _RAY_ERRORS_LOST:
@@ -404,6 +428,8 @@ class RayExecutor:
             "network": spec.network,
             "sandbox": self.sandbox,
             "nonce": nonce,
+            "ray_address": self.address,
+            "grace_s": self.stop_grace_s,
             "max_output_bytes": MAX_OUTPUT_BYTES,
         }
 

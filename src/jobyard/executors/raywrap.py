@@ -9,17 +9,21 @@ job's ``output/`` directory back through the log, framed by lines that carry the
 attempt's nonce (the executor on the jobyard host takes them out of the log). Its exit
 code is the job's (a job killed by signal N: this process ends by signal N too).
 
-Ray's stop sends SIGTERM to this process and to every process below it. This process
-and bubblewrap's ignore it (an ignored signal stays ignored across ``exec``); the job
-itself is started through ``raywrap --exec``, which restores SIGTERM's default before it
-becomes the job, so the job gets the grace Ray gives (``RAY_JOB_STOP_WAIT_TIME_S``, set
+Ray's stop sends SIGTERM to this process and to every process below it. bubblewrap's
+processes ignore it (started with SIGTERM ignored, which stays so across ``exec``); the
+job itself is started through ``raywrap --exec``, which restores SIGTERM's default before
+it becomes the job, so the job gets the grace Ray gives (``RAY_JOB_STOP_WAIT_TIME_S``, set
 per job by the executor) before Ray's SIGKILL, which also ends this process, and with it
-the sandbox (``--die-with-parent``).
+the sandbox (``--die-with-parent``). Ray's Jobs API has no immediate kill: for a forced
+stop the executor puts a marker package named after the attempt's nonce into Ray's
+package store (:func:`kill_package`) before it stops the job; on SIGTERM this process
+looks for it during the grace and kills the job at once when it is there.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -28,6 +32,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -37,6 +45,34 @@ LAUNCH_FILE = "launch.json"
 FRAME = "@@jobyard-ray"  #: output lines: ``@@jobyard-ray:<nonce>:out:<base64>``, then ``:end``
 CHUNK = 48 * 1024  #: bytes of the output archive per framed line (before base64)
 STATUS_FD = 3  #: bwrap's status (not needed: the exit code is the job's) goes to /dev/null
+
+
+def kill_package(nonce: str) -> str:
+    """The name of the marker package that asks for a forced stop of the attempt."""
+    return f"_jobyard_kill_{nonce}.zip"
+
+
+def kill_requested(address: str, nonce: str) -> bool:
+    """Whether the executor asked for a forced stop (its marker package exists)."""
+    url = f"{address}/api/packages/gcs/{kill_package(nonce)}"
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as r:  # noqa: S310 - the cluster's URL
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def watch_forced_stop(proc: subprocess.Popen[bytes], launch: dict[str, Any]) -> None:
+    """After Ray's SIGTERM: kill the job at once if the stop is a forced one."""
+    address, nonce = str(launch.get("ray_address") or ""), str(launch["nonce"])
+    deadline = time.monotonic() + float(launch.get("grace_s", 10.0))
+    while address and proc.poll() is None and time.monotonic() < deadline:
+        if kill_requested(address, nonce):
+            print("jobyard: forced stop: the job is killed at once", flush=True)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            return
+        time.sleep(0.2)  # a remote check; the job's own exit ends the loop too
 
 
 def rewrite_env(
@@ -144,18 +180,28 @@ def main() -> int:
     args = [sys.executable, "-m", "jobyard.executors.raywrap", "--exec", *job]
     if launch.get("sandbox", True):
         args = sandboxed(args, work, env, bool(launch.get("network", True)))
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the job gets it; this waits for the job
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited: only the job itself gets it
     null = os.open(os.devnull, os.O_WRONLY)
     if null != STATUS_FD:
         os.dup2(null, STATUS_FD)
         os.close(null)
     try:
         proc = subprocess.Popen(  # noqa: S603 - the job's own command
-            args, cwd=work, env=env, stdin=subprocess.DEVNULL, pass_fds=(STATUS_FD,)
+            args,
+            cwd=work,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(STATUS_FD,),
+            start_new_session=True,
         )
     except OSError as e:
         print(f"jobyard: cannot start {args[0]!r}: {e}", flush=True)
         return 127
+
+    def stopping(*_: object) -> None:
+        threading.Thread(target=watch_forced_stop, args=(proc, launch), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stopping)
     code = proc.wait()
     if 128 < code < 128 + signal.NSIG and args[0] != sys.executable:
         code = -(code - 128)  # bwrap reports a signal as 128 + N, as shells do
@@ -172,8 +218,14 @@ def main() -> int:
 
 
 def exec_job(argv: list[str]) -> None:
-    """Become the job, with SIGTERM's default action back."""
+    """Become the job, with SIGTERM's default action back, killed when its parent (this
+    wrapper, or the sandbox's init) dies."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     try:
         os.execvp(argv[0], argv)  # noqa: S606 - the job's own command
     except OSError as e:
