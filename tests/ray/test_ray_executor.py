@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 
 from jobyard.settings import Settings
 from jobyard.wiring import ray_slots
-from tests.acceptance.serverproc import Server, _describe, _free_port, jobyard
+from tests.acceptance.serverproc import JOBYARD, Server, _describe, _free_port, jobyard
 from tests.conftest import wait_for
 from tests.support.wheels import build_wheel
 
@@ -82,7 +83,11 @@ class Api:
 def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayHead]:
     cluster = RayHead(tmp_path_factory.mktemp("ray") / "ray.log").start()
     yield cluster
+    import time as _t
+
+    _s = _t.monotonic()
     cluster.close()
+    print("TIMING cluster close", _t.monotonic() - _s, flush=True)
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +106,34 @@ def server(head: RayHead, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     )
     srv.start()
     yield srv
+    import time as _t
+
+    _s = _t.monotonic()
     srv.stop()
+    print("TIMING server stop", _t.monotonic() - _s, flush=True)
 
 
 @pytest.fixture(scope="module")
 def admin(server: Server) -> Api:
     return Api(server, json.loads((server.home / "credentials.json").read_text())["api_key"])
+
+
+def test_serve_refuses_to_start_without_a_cluster(tmp_path: Path) -> None:
+    port = _free_port()  # nothing listens there
+    for args, says in (
+        ([], "needs the cluster's address"),
+        (["--ray-address", f"http://127.0.0.1:{port}"], "cannot reach the Ray cluster"),
+    ):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBYARD_", "RAY_"))}
+        done = subprocess.run(
+            [JOBYARD, "serve", "--port", str(_free_port()), "--executor", "ray", *args],
+            env={**env, "JOBYARD_HOME": str(tmp_path / "home")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 2 and says in done.stderr, done.stderr
 
 
 def test_slots_come_from_the_clusters_cpus(head: RayHead) -> None:

@@ -57,6 +57,7 @@ log = logging.getLogger("jobyard.executors.ray")
 POLL_S = 0.25  #: how often a running Ray job's status is read
 LOST_AFTER_S = 10.0  #: a cluster that does not answer for this long has lost its jobs
 MAX_OUTPUT_BYTES = 256 * 1024 * 1024  #: output files sent back per attempt
+SUBMIT_RETRY_S = 60.0  #: how long a submission is retried while the cluster cannot take it
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 _RAY_ERRORS_LOST = ("JOB_SUPERVISOR_ACTOR_DIED", "JOB_SUPERVISOR_ACTOR_UNKNOWN_FAILURE")
 _RAY_ERRORS_SETUP = ("RUNTIME_ENV_SETUP_FAILURE",)
@@ -158,11 +159,18 @@ class _OutputFrames:
 
 
 class RayHandle:
-    """One attempt running as a Ray job: its log pump and its status watch, each in a
-    thread of its own."""
+    """One attempt as a Ray job. Its thread submits it (retrying while the cluster refuses
+    for a reason of its own, up to ``SUBMIT_RETRY_S``), then watches its status; a second
+    thread streams its log."""
 
     def __init__(
-        self, client: Any, submission_id: str, spec: LaunchSpec, nonce: str, lost_after_s: float
+        self,
+        client: Any,
+        submission_id: str,
+        spec: LaunchSpec,
+        nonce: str,
+        lost_after_s: float,
+        submit: Callable[[], None],
     ) -> None:
         self.client = client
         self.submission_id = submission_id
@@ -170,14 +178,18 @@ class RayHandle:
         self._nonce = nonce
         self._frames = _OutputFrames(nonce)
         self._lost_after_s = lost_after_s
+        self._submit = submit
+        self._lock = threading.Lock()
+        self._taken = False  #: Ray accepted the submission
+        self._submitted = False  #: ... and this handle knows it (a stop goes to Ray)
+        self._stop_event = threading.Event()
         self._done = threading.Event()
         self._pumped = threading.Event()
         self._code: int | None = None
         self._failure: ExecutorFailure | None = None
         self._stop_requested: int | None = None
         self._pump = threading.Thread(target=self._run_pump, name="jobyard-ray-log", daemon=True)
-        self._watch = threading.Thread(target=self._run_watch, name="jobyard-ray", daemon=True)
-        self._pump.start()
+        self._watch = threading.Thread(target=self._run, name="jobyard-ray", daemon=True)
         self._watch.start()
 
     # ---- Handle ----------------------------------------------------------------------
@@ -199,19 +211,25 @@ class RayHandle:
 
     def stop(self, grace_s: float, *, force: bool = False) -> int:
         """Ray's stop (SIGTERM, then Ray's SIGKILL after the job's grace); the exit code
-        once the Ray job ended."""
-        if not self._done.is_set():
+        once the Ray job ended. A job still being submitted is stopped once it is."""
+        with self._lock:
             self._stop_requested = -signal.SIGKILL if force else -signal.SIGTERM
-            try:
-                if force:
-                    self._mark_forced()
-                self.client.stop_job(self.submission_id)
-            except Exception as e:  # the watch notices a lost cluster
-                log.warning("ray job %s: stop failed: %s", self.submission_id, e)
-        if not self._done.wait(grace_s + self._lost_after_s + 5.0):
+            submitted = self._submitted
+        self._stop_event.set()
+        if submitted and not self._done.is_set():
+            self._stop_ray_job(force)
+        if not self._done.wait(grace_s + self._lost_after_s + SUBMIT_RETRY_S):
             raise ExecutorError(f"ray job {self.submission_id} did not stop")
         assert self._code is not None
         return self._code
+
+    def _stop_ray_job(self, force: bool) -> None:
+        try:
+            if force:
+                self._mark_forced()
+            self.client.stop_job(self.submission_id)
+        except Exception as e:  # the watch notices a lost cluster
+            log.warning("ray job %s: stop failed: %s", self.submission_id, e)
 
     def _mark_forced(self) -> None:
         """Put the attempt's kill marker into Ray's package store (see :mod:`raywrap`)."""
@@ -238,6 +256,53 @@ class RayHandle:
         return self._failure
 
     # ---- threads ---------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            failure = self._submit_until_taken()
+        finally:
+            shutil.rmtree(self.spec.workdir / LAUNCH_DIR, ignore_errors=True)
+        if failure is not None or not self._taken:  # refused, or stopped before Ray took it
+            self._end(self._stop_requested or -1, failure)
+            return
+        with self._lock:
+            self._submitted = True
+            pending = self._stop_requested
+        _say(self.spec, f"jobyard: running as Ray job {self.submission_id} on {self._address()}")
+        self._pump.start()
+        if pending is not None:  # stopped while it was being submitted
+            self._stop_ray_job(pending == -signal.SIGKILL)
+        self._run_watch()
+
+    def _submit_until_taken(self) -> ExecutorFailure | None:
+        """Submit the job; None once Ray took it (``_taken``) or a stop came first, else
+        why it never ran."""
+        deadline = time.monotonic() + SUBMIT_RETRY_S
+        pause = 0.2
+        while True:
+            try:
+                self._submit()
+                self._taken = True
+                return None
+            except Exception as e:
+                error = e
+            if not _transient(error):
+                return ExecutorFailure(
+                    f"The Ray cluster refused the job: {error}",
+                    ErrorType.ENTRYPOINT_COMMAND_START_ERROR.value,
+                )
+            if time.monotonic() >= deadline:
+                return ExecutorFailure(
+                    f"Job was lost: the Ray cluster at {self._address()} did not take it for"
+                    f" {SUBMIT_RETRY_S:g} s ({error}).",
+                    ErrorType.NODE_LOST.value,
+                )
+            if self._stop_event.wait(pause):  # stopped before Ray took it
+                return None
+            pause = min(pause * 2, 2.0)
+
+    def _address(self) -> str:
+        return str(self.client.get_address()).rstrip("/")
+
     def _run_pump(self) -> None:
         """Append the Ray job's log to the attempt's log as it grows."""
         try:
@@ -328,6 +393,17 @@ class RayHandle:
         self._done.set()
 
 
+def _transient(error: Exception) -> bool:
+    """Whether Ray refused a submission for a reason of its own that may pass (it does not
+    answer, or has no agent yet after a restart: a 5xx), not because of the job."""
+    if isinstance(error, (ConnectionError, OSError, TimeoutError)):
+        return True
+    text = str(error)
+    if "No available agent" in text or "status code 5" in text:
+        return True
+    return type(error).__module__.startswith(("requests", "urllib3"))
+
+
 def _say(spec: LaunchSpec, line: str) -> None:
     with contextlib.suppress(OSError), spec.log_path.open("a", encoding="utf-8") as f:
         f.write(line + "\n")
@@ -378,11 +454,16 @@ class RayExecutor:
         return f"jobyard-{spec.job_id}-{spec.attempt}-{secrets.token_hex(3)}"
 
     def start(self, spec: LaunchSpec) -> RayHandle:
+        """Hand the attempt to its handle, which submits it in a thread of its own (the
+        upload and Ray's answer do not hold up the node's claim loop)."""
         nonce = secrets.token_hex(16)
         sid = self.submission_id(spec)
         launch_dir = spec.workdir / LAUNCH_DIR
-        launch_dir.mkdir(mode=0o700, exist_ok=True)
-        (launch_dir / LAUNCH_FILE).write_text(json.dumps(self._launch(spec, nonce)))
+        try:
+            launch_dir.mkdir(mode=0o700, exist_ok=True)
+            (launch_dir / LAUNCH_FILE).write_text(json.dumps(self._launch(spec, nonce)))
+        except OSError as e:
+            raise ExecutorError(f"cannot write the job's launch file: {e}") from None
         runtime_env: dict[str, Any] = {
             "working_dir": str(spec.workdir),
             "py_modules": [self._jobyard_dir],
@@ -396,26 +477,22 @@ class RayExecutor:
             options["entrypoint_num_cpus"] = spec.cpu_slots
         if spec.memory_limit_bytes:
             options["entrypoint_memory"] = int(spec.memory_limit_bytes)
-        try:
+        metadata = {
+            "jobyard_node": self.node_id,
+            "jobyard_job": spec.job_id,
+            "jobyard_attempt": str(spec.attempt),
+        }
+
+        def submit() -> None:
             self.client.submit_job(
                 entrypoint="python3 -m jobyard.executors.raywrap",
                 submission_id=sid,
                 runtime_env=runtime_env,
-                metadata={
-                    "jobyard_node": self.node_id,
-                    "jobyard_job": spec.job_id,
-                    "jobyard_attempt": str(spec.attempt),
-                },
+                metadata=metadata,
                 **options,
             )
-        except Exception as e:
-            message = f"jobyard: the Ray cluster at {self.address} refused the job: {e}"
-            _say(spec, message)
-            raise ExecutorError(message) from None
-        finally:
-            shutil.rmtree(launch_dir, ignore_errors=True)
-        _say(spec, f"jobyard: running as Ray job {sid} on {self.address}")
-        return RayHandle(self.client, sid, spec, nonce, self.lost_after_s)
+
+        return RayHandle(self.client, sid, spec, nonce, self.lost_after_s, submit)
 
     def _launch(self, spec: LaunchSpec, nonce: str) -> dict[str, Any]:
         return {
