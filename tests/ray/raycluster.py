@@ -43,7 +43,7 @@ def _free_ports(n: int) -> list[int]:
 class RayHead:
     def __init__(self, log_path: Path) -> None:
         self.log_path = log_path
-        ports = _free_ports(10)
+        ports = _free_ports(9)
         self.ports = dict(
             zip(
                 (
@@ -56,7 +56,6 @@ class RayHead:
                     "node-manager-port",
                     "object-manager-port",
                     "ray-client-server-port",
-                    "min-worker-port",
                 ),
                 ports,
                 strict=True,
@@ -68,10 +67,9 @@ class RayHead:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RayHead:
-        worker = self.ports["min-worker-port"]
-        args = [
-            f"--{name}={port}" for name, port in self.ports.items() if name != "min-worker-port"
-        ]
+        # workers take Ray's default range (10002-19999), below the kernel's ephemeral
+        # ports, from which the free ports of the tests (and of the jobyard server) come
+        args = [f"--{name}={port}" for name, port in self.ports.items()]
         cmd = [
             RAY,
             "start",
@@ -83,8 +81,6 @@ class RayHead:
             "--num-cpus=2",
             "--disable-usage-stats",
             f"--temp-dir={self.temp_dir}",
-            f"--min-worker-port={worker}",
-            f"--max-worker-port={worker + 200}",
             *args,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "JOBYARD_"))}
