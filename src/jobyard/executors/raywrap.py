@@ -44,7 +44,6 @@ LAUNCH_DIR = ".jobyard-ray"  #: in the package: the launch file, never copied to
 LAUNCH_FILE = "launch.json"
 FRAME = "@@jobyard-ray"  #: output lines: ``@@jobyard-ray:<nonce>:out:<base64>``, then ``:end``
 CHUNK = 48 * 1024  #: bytes of the output archive per framed line (before base64)
-STATUS_FD = 3  #: bwrap's status (not needed: the exit code is the job's) goes to /dev/null
 
 
 def kill_package(nonce: str) -> str:
@@ -99,10 +98,12 @@ def command(launch: dict[str, Any]) -> list[str]:
     return ["/bin/sh", "-c", str(launch["entrypoint"])]
 
 
-def sandboxed(args: list[str], work: Path, env: dict[str, str], network: bool) -> list[str]:
+def sandboxed(
+    args: list[str], work: Path, env: dict[str, str], network: bool, status_fd: int
+) -> list[str]:
     """``args`` inside jobyard's sandbox (as ``nobody``, seeing only its directory and the
     system's and Python's paths), when this worker runs as root with bubblewrap; else as
-    they are."""
+    they are. bubblewrap writes its status to ``status_fd``."""
     from jobyard.executors import sandbox
     from jobyard.executors.base import LaunchSpec
     from jobyard.executors.support import DEFAULT_USER
@@ -138,7 +139,7 @@ def sandboxed(args: list[str], work: Path, env: dict[str, str], network: bool) -
     )
     env["HOME"] = str(work)
     env["USER"] = env["LOGNAME"] = DEFAULT_USER
-    return box.command(spec, args, status_fd=STATUS_FD, group=None)
+    return box.command(spec, args, status_fd=status_fd, group=None)
 
 
 def send_outputs(output: Path, nonce: str, limit: int) -> None:
@@ -178,20 +179,17 @@ def main() -> int:
     env = rewrite_env(launch["env"], launch, work, Path(jobyard.__file__).resolve().parent.parent)
     job = command(launch)
     args = [sys.executable, "-m", "jobyard.executors.raywrap", "--exec", *job]
+    null = os.open(os.devnull, os.O_WRONLY)  # bwrap's status: the job's code is enough
     if launch.get("sandbox", True):
-        args = sandboxed(args, work, env, bool(launch.get("network", True)))
+        args = sandboxed(args, work, env, bool(launch.get("network", True)), null)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited: only the job itself gets it
-    null = os.open(os.devnull, os.O_WRONLY)
-    if null != STATUS_FD:
-        os.dup2(null, STATUS_FD)
-        os.close(null)
     try:
         proc = subprocess.Popen(  # noqa: S603 - the job's own command
             args,
             cwd=work,
             env=env,
             stdin=subprocess.DEVNULL,
-            pass_fds=(STATUS_FD,),
+            pass_fds=(null,),
             start_new_session=True,
         )
     except OSError as e:
