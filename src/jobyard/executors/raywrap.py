@@ -11,13 +11,16 @@ code is the job's (a job killed by signal N: this process ends by signal N too).
 
 Ray's stop sends SIGTERM to this process and to every process below it. bubblewrap's
 processes ignore it (started with SIGTERM ignored, which stays so across ``exec``); the
-job itself is started through ``raywrap --exec``, which restores SIGTERM's default before
-it becomes the job, so the job gets the grace Ray gives (``RAY_JOB_STOP_WAIT_TIME_S``, set
-per job by the executor) before Ray's SIGKILL, which also ends this process, and with it
-the sandbox (``--die-with-parent``). Ray's Jobs API has no immediate kill: for a forced
-stop the executor puts a marker package named after the attempt's nonce into Ray's
-package store (:func:`kill_package`) before it stops the job; on SIGTERM this process
-looks for it during the grace and kills the job at once when it is there.
+job itself is started through ``env --default-signal=TERM`` (inside the sandbox; without
+it, SIGTERM's default is restored in the child before ``exec``), so the job gets the
+grace Ray gives (``RAY_JOB_STOP_WAIT_TIME_S``, set per job by the executor) before Ray's
+SIGKILL, which also ends this process, and with it the job (the sandbox's
+``--die-with-parent``, else the job's parent-death signal).
+
+Ray's Jobs API has no immediate kill: for a forced stop the executor puts a marker
+package named after the attempt's nonce into Ray's package store (:func:`kill_package`)
+before it stops the job; on SIGTERM this process looks for it during the grace and kills
+the job at once when it is there.
 """
 
 from __future__ import annotations
@@ -139,7 +142,8 @@ def sandboxed(
     )
     env["HOME"] = str(work)
     env["USER"] = env["LOGNAME"] = DEFAULT_USER
-    return box.command(spec, args, status_fd=status_fd, group=None)
+    job = ["env", "--default-signal=TERM", "--", *args]  # ignored by bwrap, not by the job
+    return box.command(spec, job, status_fd=status_fd, group=None)
 
 
 def send_outputs(output: Path, nonce: str, limit: int) -> None:
@@ -178,10 +182,11 @@ def main() -> int:
 
     env = rewrite_env(launch["env"], launch, work, Path(jobyard.__file__).resolve().parent.parent)
     job = command(launch)
-    args = [sys.executable, "-m", "jobyard.executors.raywrap", "--exec", *job]
     null = os.open(os.devnull, os.O_WRONLY)  # bwrap's status: the job's code is enough
+    args = job
     if launch.get("sandbox", True):
-        args = sandboxed(args, work, env, bool(launch.get("network", True)), null)
+        args = sandboxed(job, work, env, bool(launch.get("network", True)), null)
+    boxed = args != job
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited: only the job itself gets it
     try:
         proc = subprocess.Popen(  # noqa: S603 - the job's own command
@@ -191,6 +196,7 @@ def main() -> int:
             stdin=subprocess.DEVNULL,
             pass_fds=(null,),
             start_new_session=True,
+            preexec_fn=None if boxed else _as_job,
         )
     except OSError as e:
         print(f"jobyard: cannot start {args[0]!r}: {e}", flush=True)
@@ -201,7 +207,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stopping)
     code = proc.wait()
-    if 128 < code < 128 + signal.NSIG and args[0] != sys.executable:
+    if boxed and 128 < code < 128 + signal.NSIG:
         code = -(code - 128)  # bwrap reports a signal as 128 + N, as shells do
     try:
         send_outputs(work / "output", str(launch["nonce"]), int(launch["max_output_bytes"]))
@@ -215,25 +221,18 @@ def main() -> int:
     return code
 
 
-def exec_job(argv: list[str]) -> None:
-    """Become the job, with SIGTERM's default action back, killed when its parent (this
-    wrapper, or the sandbox's init) dies."""
+def _as_job() -> None:
+    """In the unsandboxed job's child before ``exec``: SIGTERM's default action back, and
+    killed when this wrapper dies."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     with contextlib.suppress(OSError, AttributeError):
         import ctypes
 
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    try:
-        os.execvp(argv[0], argv)  # noqa: S606 - the job's own command
-    except OSError as e:
-        print(f"jobyard: cannot start {argv[0]!r}: {e}", flush=True)
-        os._exit(127)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--exec"]:
-        exec_job(sys.argv[2:])
     exit_code = main()
     if exit_code < 0:  # end as the job did: by its signal
         signal.signal(-exit_code, signal.SIG_DFL)
