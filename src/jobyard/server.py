@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from jobyard import memory
 from jobyard.api.app import create_app
 from jobyard.sdk.config import read_credentials, write_credentials  # no httpx: lazy sdk
 from jobyard.settings import Settings
@@ -86,7 +87,7 @@ def serve(settings: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
-    gc.collect()
+    memory.give_back()
     gc.freeze()  # start-up objects leave the collector's work: no long pauses later
     try:
         _Server(config).run()
