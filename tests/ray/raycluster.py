@@ -41,7 +41,9 @@ def _free_ports(n: int) -> list[int]:
 
 
 class RayHead:
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, temp_dir: Path | None = None) -> None:
+        """``temp_dir``: Ray's session files (a short path: its unix sockets live below
+        it); by default a new directory, removed by :meth:`close`."""
         self.log_path = log_path
         ports = _free_ports(9)
         self.ports = dict(
@@ -61,8 +63,8 @@ class RayHead:
                 strict=True,
             )
         )
-        # a short path: Ray's unix sockets live below it
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="jyray-", dir="/tmp"))
+        self._own_dir = temp_dir is None
+        self.temp_dir = temp_dir or Path(tempfile.mkdtemp(prefix="jyray-", dir="/tmp"))
         self.address = f"http://127.0.0.1:{self.ports['dashboard-port']}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -132,4 +134,5 @@ class RayHead:
 
     def close(self) -> None:
         self.kill()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        if self._own_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
