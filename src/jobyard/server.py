@@ -87,6 +87,7 @@ def serve(settings: Settings) -> None:
     serverlog.configure(settings.log_level, settings.log_format)
     _json_log = settings.log_format == "json"
     runtime, new_key = start_runtime(settings)
+    settings = runtime.settings  # with the slots the executor found (a Ray cluster's CPUs)
     _announce(settings, new_key)
     _say(
         f"jobyard: serving on {settings.api_url} (node {runtime.node_id}, {settings.slots} slots, "

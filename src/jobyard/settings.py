@@ -28,9 +28,12 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = None  #: URL given to jobs and clients; default from host/port
+    #: jobs run at once; 0 with the Ray executor: as many as the cluster has CPUs
     slots: int = field(default_factory=lambda: os.cpu_count() or 1)
-    executor: str = "local"
-    ray_address: str | None = None
+    executor: str = "local"  #: local, or ray (jobs run as Ray jobs on ``ray_address``)
+    ray_address: str | None = None  #: the Ray cluster's dashboard URL, http://HEAD:8265
+    #: a Ray cluster that does not answer for this long has lost its running jobs (NODE_LOST)
+    ray_lost_after_s: float = 10.0
     node_id: str | None = None  #: default: kept in ``<data_dir>/node_id``
     run_dispatcher: bool = True  #: False: API only
     run_api: bool = True  #: False: worker only

@@ -104,8 +104,12 @@ def node_id_for(settings: Settings) -> str:
 
 def make_executor(settings: Settings, node_id: str) -> tuple[Executor, SandboxSupport]:
     """The executor for the settings, and whether its jobs run in a sandbox."""
+    if settings.executor == "ray":
+        return make_ray_executor(settings, node_id)
     if settings.executor != "local":
-        raise ValueError(f"executor {settings.executor!r} is not available (use 'local')")
+        raise errors.InvalidInput(
+            f"executor must be local or ray, not {settings.executor!r}", field="executor"
+        )
     from jobyard.executors.local import LocalExecutor
 
     if settings.sandbox not in ("auto", "on", "off"):
@@ -133,6 +137,50 @@ def make_executor(settings: Settings, node_id: str) -> tuple[Executor, SandboxSu
             )
         return LocalExecutor(), support
     return sandbox.SandboxedExecutor(box), support
+
+
+def make_ray_executor(settings: Settings, node_id: str) -> tuple[Executor, SandboxSupport]:
+    """The Ray executor (its jobs are sandboxed on the workers, where the workers can:
+    see docs/ray.md)."""
+    from jobyard.executors import raycluster
+
+    if not settings.ray_address:
+        raise errors.InvalidInput(
+            "the Ray executor needs the cluster's address: --ray-address http://HEAD:8265",
+            field="ray_address",
+        )
+    try:
+        executor = raycluster.RayExecutor(
+            settings.ray_address,
+            node_id=node_id,
+            stop_grace_s=settings.stop_grace_s,
+            lost_after_s=settings.ray_lost_after_s,
+            sandbox=settings.sandbox != "off",
+        )
+    except errors.ExecutorError as e:
+        raise errors.InvalidInput(e.message, field="ray_address") from None
+    if settings.sandbox == "off":
+        return executor, SandboxSupport.off("turned off (--sandbox off)")
+    return executor, SandboxSupport(
+        False,
+        "jobs run on a Ray cluster: sandboxed there only where its workers run as root"
+        " with bubblewrap (docs/ray.md)",
+        False,
+        "jobs run on a Ray cluster",
+    )
+
+
+def ray_slots(settings: Settings) -> Settings:
+    """For the Ray executor without ``--slots``: as many slots as the cluster has CPUs."""
+    if settings.executor != "ray" or settings.slots > 0 or not settings.ray_address:
+        return settings
+    from jobyard.executors import raycluster
+
+    try:
+        cpus = raycluster.cluster_cpus(settings.ray_address)
+    except errors.ExecutorError as e:
+        raise errors.InvalidInput(e.message, field="ray_address") from None
+    return settings.with_(slots=cpus)
 
 
 def build_runtime(
@@ -166,6 +214,7 @@ def build_runtime(
             executor, support = make_executor(settings, node_id)
         else:
             support = SandboxSupport.off("a custom executor runs the jobs")
+        settings = ray_slots(settings)
         preparer = Preparer(
             workspace=workspace,
             registry=registry_store,
@@ -174,6 +223,7 @@ def build_runtime(
             venvs=VenvCache(settings.data_dir / "envs"),
             api_url=settings.api_url,
             run_as_user=settings.run_as_user or (DEFAULT_USER if support.sandboxed else None),
+            envs_here=settings.executor != "ray",  # Ray sets them up on its workers
         )
         dispatcher = Dispatcher(
             store=store,
@@ -213,6 +263,7 @@ def build_runtime(
         validate_notifications=notifications.validate,
         audit=tenancy.audit,
         quotas=quotas,
+        capacity_reason="waiting for Ray cluster capacity" if settings.executor == "ray" else None,
     )
     definitions = DefinitionService(store=DefinitionStore(db), jobs=jobs, clock=clock)
     upkeep = Upkeep(

@@ -89,7 +89,10 @@ def serve(
     slots: Annotated[
         int | None,
         typer.Option(
-            envvar="JOBYARD_SLOTS", min=1, show_default="CPU count", help="Jobs run at once."
+            envvar="JOBYARD_SLOTS",
+            min=1,
+            show_default="CPU count; with --executor ray the cluster's CPUs",
+            help="Jobs run at once.",
         ),
     ] = None,
     executor: Annotated[
@@ -160,6 +163,8 @@ def serve(
     ] = None,
 ) -> None:
     """Run the jobyard server (API and workers) in the foreground."""
+    if slots is None and executor is Executor.ray:
+        slots = 0  # the Ray cluster's CPUs
     settings = Settings.from_env(
         host=host,
         port=port,

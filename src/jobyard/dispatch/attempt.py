@@ -22,7 +22,7 @@ from jobyard.dispatch.scanner import LogScanner
 from jobyard.domain import tracking
 from jobyard.domain.jobs import Job, ResourceUsage
 from jobyard.domain.states import JobState
-from jobyard.executors.base import Executor, Handle, LaunchSpec
+from jobyard.executors.base import Executor, ExecutorFailure, Handle, LaunchSpec, ReportsFailure
 from jobyard.settings import Settings
 from jobyard.storage import logs
 from jobyard.storage.workspace import Workspace
@@ -284,7 +284,8 @@ class AttemptRunner:
         usage = a.handle.sample()
         if a.launch is not None:
             usage = replace(usage, disk_bytes=outputs.tree_bytes(a.launch.workdir / "output"))
-        return self.end_after_exit(a, code, ended_at=ended_at, usage=usage)
+        failure = a.handle.failure() if isinstance(a.handle, ReportsFailure) else None
+        return self.end_after_exit(a, code, ended_at=ended_at, usage=usage, failure=failure)
 
     def end_after_exit(
         self,
@@ -293,6 +294,7 @@ class AttemptRunner:
         *,
         ended_at: datetime,
         usage: ResourceUsage | None = None,
+        failure: ExecutorFailure | None = None,
     ) -> AttemptEnd | None:
         """The end of the attempt whose process exited with ``code`` at ``ended_at``."""
         job = a.job
@@ -308,6 +310,7 @@ class AttemptRunner:
             summary=a.summary,
             cancel_force=a.stop_force,
             fenced_after_s=a.fenced_after_s,
+            failure=failure,
         )
         if outcome is None:
             return None

@@ -55,6 +55,7 @@ class ClaimLoop:
         settings: Settings,
         node_id: str,
         watch: Callable[[Attempt, Handle], None],
+        accepting: Callable[[], bool] = lambda: True,
     ) -> None:
         self.attempts = attempts
         self.runner = runner
@@ -63,6 +64,7 @@ class ClaimLoop:
         self.settings = settings
         self.node_id = node_id
         self.watch = watch  #: hands a running attempt to the exit waiter
+        self.accepting = accepting  #: whether the executor can start attempts now
         self._wake = threading.Event()
         self._claiming = True  #: False once the node shuts down: only ends are written
         self._stopping = threading.Event()
@@ -181,7 +183,8 @@ class ClaimLoop:
             if end is not None and a.results_pending:
                 self.runner.collect_results(a)  # StoreUnavailable: the step waits
         free = self.attempts.free_slots(excluding=[a for a, _ in ends])
-        secrets = [new_token_secret() for _ in range(max(0, free))] if self._claiming else []
+        claiming = self._claiming and free > 0 and self.accepting()
+        secrets = [new_token_secret() for _ in range(free)] if claiming else []
         request = None
         if secrets:
             request = ClaimRequest(

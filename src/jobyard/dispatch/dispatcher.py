@@ -28,7 +28,7 @@ from jobyard.dispatch.supervisor import Supervisor
 from jobyard.dispatch.waiter import ExitWaiter
 from jobyard.domain.jobs import Job
 from jobyard.domain.states import JobState
-from jobyard.executors.base import Executor
+from jobyard.executors.base import Executor, Gated
 from jobyard.settings import Settings
 from jobyard.storage import logs
 from jobyard.storage.exitstatus import ExitStatus, read_exit_status
@@ -93,6 +93,7 @@ class Dispatcher:
             settings=settings,
             node_id=node_id,
             watch=self.waiter.add,
+            accepting=executor.accepting if isinstance(executor, Gated) else lambda: True,
         )
         self.supervisor = Supervisor(
             attempts=self.attempts,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from jobyard.dispatch import messages
 from jobyard.domain.jobs import ErrorType, Job
 from jobyard.domain.states import JobState
+from jobyard.executors.base import ExecutorFailure
 
 
 class StopReason(enum.Enum):
@@ -59,10 +60,12 @@ def after_exit(
     summary: str | None,
     cancel_force: bool = False,
     fenced_after_s: float = 0.0,
+    failure: ExecutorFailure | None = None,
 ) -> Outcome | None:
     """The end of an attempt whose process exited with ``code``; None when the attempt
     is no longer this node's (nothing may be written). ``log_tail`` is called only for
-    a failure's message."""
+    a failure's message; ``failure``: how the executor says the attempt ended when not
+    by its own exit (a lost cluster), unless the node stopped it first."""
     if reason is StopReason.LOST:
         return None
     if reason is StopReason.FENCED:
@@ -80,6 +83,8 @@ def after_exit(
         return Outcome(JobState.TIMED_OUT, messages.timed_out(job), ErrorType.TIMEOUT.value)
     if reason is StopReason.SHUTDOWN:
         return shut_down(node_id)
+    if failure is not None:
+        return Outcome(JobState.FAILED, failure.message, failure.error_type)
     if code == 0:
         return Outcome(JobState.SUCCEEDED, messages.succeeded(), None)
     return Outcome(

@@ -71,6 +71,7 @@ class Preparer:
         venvs: VenvCache,
         api_url: str,
         run_as_user: str | None = None,
+        envs_here: bool = True,
     ) -> None:
         self.workspace = workspace
         self.registry = registry
@@ -79,6 +80,8 @@ class Preparer:
         self.venvs = venvs
         self.api_url = api_url
         self.run_as_user = run_as_user if os.geteuid() == 0 else None
+        #: False: Python environments are set up where the job runs (by the executor)
+        self.envs_here = envs_here
         self.pylib = write_pylib(workspace.root.parent / "pylib")
 
     def output_roles(self, job: Job) -> tuple[OutputRole, ...]:
@@ -135,7 +138,10 @@ class Preparer:
         self.workspace.write_parameters(job.id, parameters)
         python = sys.executable
         path_prefix = ""
-        if environment is not None and environment.pip_requirements:
+        requirements: tuple[str, ...] = ()
+        if environment is not None and environment.pip_requirements and not self.envs_here:
+            requirements = tuple(environment.pip_requirements)
+        elif environment is not None and environment.pip_requirements:
             stage(f"creating environment {environment.name}")
             say(f"jobyard: preparing Python environment of {environment.name!r}")
             try:
@@ -183,6 +189,7 @@ class Preparer:
             network=environment is None or environment.network != "none",
             memory_limit_bytes=limit * 1024 * 1024 if limit else None,
             cpu_slots=job.spec.slots,
+            python_requirements=requirements,
         )
         if self.run_as_user is not None:
             launch = replace(launch, user=self.run_as_user)

@@ -1,7 +1,10 @@
 """The executor interface: how a node starts, watches and stops a job's process.
 
 The dispatcher only talks to these protocols; the local executor runs a
-subprocess per job, a Ray executor (later) hands the job to a Ray cluster.
+subprocess per job, the Ray executor (``raycluster``) hands the job to a Ray cluster.
+A handle of a job that runs on another host has no local process: its ``pid`` is None,
+its samples are empty, and it may say why it ended without an exit code of its own
+(:class:`ReportsFailure`).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from jobyard.domain.jobs import ResourceUsage
 
@@ -30,14 +33,27 @@ class LaunchSpec:
     network: bool = True  #: False: no network but a loopback interface (sandbox only)
     memory_limit_bytes: int | None = None  #: enforced by the kernel where the executor can
     cpu_slots: int = 0  #: CPU cores the job may use (0: no cap)
+    #: pip requirements the executor installs where the job runs (executors that set
+    #: environments up on their workers; empty when the environment was built here)
+    python_requirements: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExecutorFailure:
+    """Why an attempt ended without an exit code of its own (its cluster was lost, its
+    environment could not be set up where it runs): the job's message and error type."""
+
+    message: str
+    error_type: str
 
 
 class Handle(Protocol):
     """A started attempt."""
 
     @property
-    def pid(self) -> int:
-        """Process id of the job's main process (leader of its process group)."""
+    def pid(self) -> int | None:
+        """Process id of the job's main process (leader of its process group); None when
+        the job runs on another host."""
 
     @property
     def create_time(self) -> float:
@@ -72,6 +88,23 @@ class Handle(Protocol):
         """A file descriptor that becomes readable when the main process exits (a
         pidfd), valid until :meth:`cleanup`; None if the executor has none (then the
         dispatcher waits for the process in a thread)."""
+
+
+@runtime_checkable
+class ReportsFailure(Protocol):
+    """A handle that can tell how its attempt failed besides its exit code (optional)."""
+
+    def failure(self) -> ExecutorFailure | None:
+        """Once the attempt ended: why, when not by its own exit (else None)."""
+
+
+@runtime_checkable
+class Gated(Protocol):
+    """An executor that can be unable to start attempts for a while (optional): a
+    cluster executor whose cluster does not answer. The node claims no job meanwhile."""
+
+    def accepting(self) -> bool:
+        """Whether attempts can start now (answers fast, from a recent check)."""
 
 
 class Executor(Protocol):

@@ -102,6 +102,7 @@ class JobService:
         validate_notifications: Callable[[Any], dict[str, Any]],
         audit: Callable[[Principal, str, str, Mapping[str, Any]], None],
         quotas: Quotas,
+        capacity_reason: str | None = None,
     ) -> None:
         self.store = store
         self.workspace = workspace
@@ -115,6 +116,8 @@ class JobService:
         self.validate_notifications = validate_notifications
         self.audit = audit
         self.quotas = quotas
+        #: what a job waiting for a slot waits for, when the slots are not the node's
+        self.capacity_reason = capacity_reason
 
     # ---- submit --------------------------------------------------------------------
     def submit_request(
@@ -570,6 +573,8 @@ class JobService:
             if running >= quota:
                 return f"quota: the tenant already runs {running} of its {quota} allowed job(s)"
         if ins.total_slots and ins.used_slots + job.spec.slots > ins.total_slots:
+            if self.capacity_reason:
+                return f"capacity: {self.capacity_reason} (all {ins.total_slots} slots in use)"
             return f"capacity: all {ins.total_slots} slots of the active nodes are in use"
         if ins.ahead:
             return f"priority: {ins.ahead} job(s) ahead in the queue"

@@ -174,7 +174,7 @@ class Started:
     """An attempt whose process runs: ``job`` as claimed (state ``starting``)."""
 
     job: Job
-    pid: int
+    pid: int | None  #: None: the job runs on another host (a cluster executor)
     create_time: float
     node_id: str
     started_at: datetime  #: when the process started (it may be marked running later)
@@ -411,7 +411,8 @@ class ClaimStore:
             return out
         states.check_transition(JobState.STARTING, JobState.RUNNING)
         for s in starts:
-            message = f"Job is running on node {s.node_id} (pid {s.pid})."
+            where = f" (pid {s.pid})" if s.pid is not None else ""
+            message = f"Job is running on node {s.node_id}{where}."
             params = {
                 "b_id": s.job.id,
                 "b_epoch": s.job.lease_epoch,
