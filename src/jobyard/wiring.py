@@ -37,6 +37,7 @@ from jobyard.store.artifacts import ArtifactStore
 from jobyard.store.auth import AuthStore
 from jobyard.store.database import Database
 from jobyard.store.definitions import DefinitionStore
+from jobyard.store.fairshare import FairShareStore
 from jobyard.store.folders import FolderStore
 from jobyard.store.jobs import JobStore
 from jobyard.store.nodes import NodeStore
@@ -191,6 +192,7 @@ def build_runtime(
         wakeup = dispatcher
     notifications = NotificationService(NotificationStore(db), store, clock, settings)
     auth = AuthService(AuthStore(db), clock, tracking)
+    fair_share = FairShareStore(db, settings.fair_share_half_life_s)
     tenancy = TenancyService(
         store=tenancy_store,
         auth=auth,
@@ -198,6 +200,7 @@ def build_runtime(
         single_tenant_reason=None
         if support.sandboxed or settings.allow_unsandboxed_jobs or not settings.run_dispatcher
         else support.reason,
+        fair_share=fair_share,
     )
     folders.storage_quota = quotas.check_storage
     jobs = JobService(
@@ -213,6 +216,7 @@ def build_runtime(
         validate_notifications=notifications.validate,
         audit=tenancy.audit,
         quotas=quotas,
+        fair_share=fair_share,
     )
     definitions = DefinitionService(store=DefinitionStore(db), jobs=jobs, clock=clock)
     upkeep = Upkeep(
