@@ -376,7 +376,7 @@ class ClaimStore:
         message = f"Job claimed by node {req.node_id}."
         expires = now + timedelta(seconds=req.lease_ttl_s)
         rows = conn.execute(self._candidates, {"b_max_slots": req.max_slots, "b_now": now}).all()
-        snap, pool = self._fair_pool(conn, rows, req, now)
+        snap, pool = self._fair_pool(conn, rows, req, now, deltas)
         room = self._rooms(conn, pool, req.default_max_running)
         # the candidates per tenant in queue order (one list when fair share is not needed)
         queues: dict[str, list[sa.Row[Any]]] = {}
@@ -430,7 +430,12 @@ class ClaimStore:
         return claimed
 
     def _fair_pool(
-        self, conn: sa.Connection, rows: Sequence[sa.Row[Any]], req: ClaimRequest, now: datetime
+        self,
+        conn: sa.Connection,
+        rows: Sequence[sa.Row[Any]],
+        req: ClaimRequest,
+        now: datetime,
+        deltas: Deltas,
     ) -> tuple[Snapshot | None, list[sa.Row[Any]]]:
         """The standings of the tenants (None when fair share has nothing to decide: one
         tenant waits) and the candidates: ``rows`` (the first queued jobs), plus the
@@ -439,6 +444,8 @@ class ClaimStore:
         if self.fair is None:
             return None, list(rows)
         snap = self.fair.for_claim(conn, to_epoch(now))
+        for (tenant, _node), d in deltas.items():  # the step's ends, written before
+            snap.standing(tenant).running += d
         seen = {r.tenant_id for r in rows}
         others = sorted(
             (t for t in snap.queued if t not in seen), key=lambda t: (snap.standing(t).key(), t)

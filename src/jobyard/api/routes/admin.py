@@ -36,6 +36,7 @@ class TenantChangeIn(ChangeIn):
     max_log_bytes: Count64 | None = Field(None, ge=1024)
     fair_share_weight: int | None = Field(
         None,
+        strict=True,
         ge=1,
         le=fairshare.MAX_WEIGHT,
         description="The tenant's weight for fair share between tenants (default 1).",
