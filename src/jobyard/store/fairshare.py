@@ -95,13 +95,51 @@ class Snapshot:
             s = self.standings[tenant] = Standing(0.0, 0)
         return s
 
+    def key(self, tenant: str) -> tuple[float, float]:
+        """The tenant's fair-share key (lower goes first), see ``Standing.key``."""
+        return self.standing(tenant).key()
+
+    def add_running(self, tenant: str, slots: int) -> None:
+        self.standing(tenant).running += slots
+
     def advanced(self, now: float, k: float) -> Snapshot:
-        """A copy as of ``now`` (usage accrued by the running slots meanwhile)."""
-        out = Snapshot(now, queued=set(self.queued))
-        for t, s in self.standings.items():
-            u = fairshare.usage_at(s.usage, s.running, now - self.at, k)
-            out.standings[t] = Standing(u, s.running, s.weight)
-        return out
+        """A copy as of ``now`` (usage accrued by the running slots meanwhile); each
+        tenant's standing is worked out when first asked for."""
+        return _Advanced(self, now, k)
+
+
+class _Advanced(Snapshot):
+    """A snapshot moved forward in time, tenant by tenant as they are looked at (a claim
+    looks at the tenants of its candidates, not at every tenant)."""
+
+    def __init__(self, base: Snapshot, now: float, k: float) -> None:
+        super().__init__(now, {}, set(base.queued))
+        self._base = base.standings
+        self._elapsed = now - base.at
+        self._k = k
+        self._keys: dict[str, tuple[float, float]] = {}
+
+    def key(self, tenant: str) -> tuple[float, float]:
+        found = self._keys.get(tenant)
+        if found is None:
+            found = self._keys[tenant] = self.standing(tenant).key()
+        return found
+
+    def add_running(self, tenant: str, slots: int) -> None:
+        self.standing(tenant).running += slots
+        self._keys.pop(tenant, None)
+
+    def standing(self, tenant: str) -> Standing:
+        s = self.standings.get(tenant)
+        if s is None:
+            b = self._base.get(tenant)
+            if b is None:
+                s = Standing(0.0, 0)
+            else:
+                u = fairshare.usage_at(b.usage, b.running, self._elapsed, self._k)
+                s = Standing(u, b.running, b.weight)
+            self.standings[tenant] = s
+        return s
 
 
 class FairShareStore:
