@@ -16,10 +16,15 @@ machine. ``--plain`` also times claims without fair share (queue order only).
 ``nodes``: PostgreSQL only: ``--jobs`` (default 100,000) queued jobs over ``--tenants``
 tenants; 1, 2 and 4 node processes (each its own ClaimStore, connection and usage rows)
 claim ``--batch`` jobs per step for ``--seconds`` each; claims per second in all, and
-the CPU per claim of the nodes and of PostgreSQL (every postgres process on the host).
+the CPU per claim of the nodes and of PostgreSQL (the server processes of the
+benchmark's connections).
 
     .venv/bin/python bench/claims.py [--tenants 100] [--jobs 1000000] [--database-url URL]
     .venv/bin/python bench/claims.py nodes --database-url URL [--tenants 10] [--batch 1]
+    .venv/bin/python bench/claims.py notify --database-url URL [--listeners 0 10 50]
+
+``notify``: PostgreSQL only: what a ``NOTIFY`` (how a submit wakes the other nodes,
+``store/listen.py``) adds to a commit, with 0, 10 and 50 listening connections.
 """
 
 from __future__ import annotations
@@ -89,15 +94,29 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def postgres_cpu() -> float:
-    """CPU seconds of every postgres process on this host (0 where /proc hides them)."""
+def backends(url: str) -> list[int]:
+    """The server processes of every connection to ``url``'s database (the machine is
+    shared: other databases' backends are not counted)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid()"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return [int(pid) for (pid,) in rows]
+
+
+def postgres_cpu(pids: list[int]) -> float:
+    """CPU seconds of these PostgreSQL server processes (0 for those gone or hidden)."""
     total = 0.0
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
+    for pid in pids:
         try:
-            if (d / "comm").read_text().strip() in ("postgres", "postmaster"):
-                total += proc_cpu(int(d.name))
+            total += proc_cpu(pid)
         except OSError:
             continue
     return total
@@ -134,26 +153,41 @@ def claim_block(store: ClaimStore, n: int, label: str) -> dict[str, float]:
     return out
 
 
-def measure(db: Database, n_tenants: int, size: str, args: argparse.Namespace) -> None:
+class Queue:
+    """The jobs filled so far; each block first adds as many as it will claim, so the
+    number of queued jobs stays what the label says."""
+
+    def __init__(self, db: Database, n_tenants: int) -> None:
+        self.db, self.n_tenants, self.filled = db, n_tenants, 0
+        self.rng = random.Random(9)
+
+    def add(self, n: int) -> float:
+        took = fill(self.db, self.filled, self.filled + n, self.n_tenants, self.rng)
+        self.filled += n
+        return took
+
+
+def measure(queue: Queue, size: str, args: argparse.Namespace) -> None:
     variants = [("fair share", True)] + ([("plain", False)] if args.plain else [])
-    for name, fair in variants:
-        store = ClaimStore(db, fair_share=fair)
-        label = f"{name}, {n_tenants} tenants, {size} queued"
-        blocks = [
-            claim_block(store, args.claims, f"{label}, block {b}")
-            for b in range(1, args.blocks + 1)
-        ]
+    results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in variants}
+    stores = {name: ClaimStore(queue.db, fair_share=fair) for name, fair in variants}
+    for b in range(1, args.blocks + 1):  # the variants alternate: the load drifts
+        for name, _ in variants:
+            queue.add(args.claims + 1)
+            label = f"{name}, {queue.n_tenants} tenants, {size} queued, block {b}"
+            results[name].append(claim_block(stores[name], args.claims, label))
+    for name, blocks in results.items():
         med = {k: statistics.median(b[k] for b in blocks) for k in ("p50", "cpu", "srv")}
         print(
-            f"RESULT {name} tenants={n_tenants} queued={size}: p50 {med['p50']:.2f} ms,"
+            f"RESULT {name} tenants={queue.n_tenants} queued={size}: p50 {med['p50']:.2f} ms,"
             f" client CPU {med['cpu']:.0f} µs, backend CPU {med['srv']:.0f} µs (medians)",
             flush=True,
         )
 
 
 @contextmanager
-def scratch_database(url: str | None) -> Iterator[str]:
-    """A fresh SQLite file, or the fresh PostgreSQL database ``jobyard_claims``."""
+def scratch_database(url: str | None, name: str = PG_DB) -> Iterator[str]:
+    """A fresh SQLite file, or the fresh PostgreSQL database ``name``, dropped after."""
     if url is None:
         tmp = Path(tempfile.mkdtemp(prefix="jobyard-claims-"))
         try:
@@ -162,35 +196,37 @@ def scratch_database(url: str | None) -> Iterator[str]:
             shutil.rmtree(tmp, ignore_errors=True)
         return
     admin_url = sa.make_url(url)
-    scratch = admin_url.set(database=PG_DB).render_as_string(hide_password=False)
+    scratch = admin_url.set(database=name).render_as_string(hide_password=False)
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
-        conn.exec_driver_sql(f"CREATE DATABASE {PG_DB}")
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
     try:
         yield scratch
     finally:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.dispose()
 
 
 def cost(args: argparse.Namespace) -> None:
-    rng = random.Random(9)
     with scratch_database(args.database_url) as url:
         db = Database(url)
         try:
             migrate.upgrade(db)
             add_tenants(db, args.tenants)
             print(f"database {db.engine.url.render_as_string(hide_password=True)}")
-            fill(db, 0, args.small, args.tenants, rng)
+            queue = Queue(db, args.tenants)
+            queue.add(args.small)
             analyze(db)
-            measure(db, args.tenants, f"{args.small:,}", args)
+            measure(queue, f"{args.small:,}", args)
+            claimed = queue.filled - args.small
             with without_count_triggers(db):
-                took = fill(db, args.small, args.jobs, args.tenants, rng)
+                took = queue.add(args.jobs - args.small)
             analyze(db)
-            print(f"filled to {args.jobs:,} jobs in {took:.0f} s (+ANALYZE)", flush=True)
-            measure(db, args.tenants, f"{args.jobs:,}", args)
+            print(f"filled to {args.jobs:,} queued jobs in {took:.0f} s (+ANALYZE)", flush=True)
+            measure(queue, f"{args.jobs:,}", args)
+            print(f"({claimed:,} claimed before the fill)")
         finally:
             db.dispose()
 
@@ -240,11 +276,14 @@ def nodes(args: argparse.Namespace) -> None:
                 ]
                 for p in procs:
                     p.start()
+                while time.time() < start_at - 0.3:  # the nodes are connected by now
+                    time.sleep(0.01)
+                pids = backends(url)
                 while time.time() < start_at:
                     time.sleep(0.01)
-                pg0 = postgres_cpu()
+                pg0 = postgres_cpu(pids)
                 results = [out.get() for _ in procs]
-                pg = postgres_cpu() - pg0
+                pg = postgres_cpu(pids) - pg0
                 for p in procs:
                     p.join()
                 claimed = sum(c for c, _ in results)
@@ -258,9 +297,85 @@ def nodes(args: argparse.Namespace) -> None:
                 )
 
 
+def _listener(dsn: str, ready: Any, stop: Any, got: list[float]) -> None:
+    """One node's queue listener, as store/listen.py runs it: LISTEN, then wait."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        ready.release()
+        while not stop.is_set():
+            for n in conn.notifies(timeout=0.2):
+                got.append(time.perf_counter() - float(n.payload))
+
+
+NOTIFY_CHANNEL = "jobyard_bench"
+
+
+def notify(args: argparse.Namespace) -> None:
+    """Commits per second of a one-row write transaction with and without a NOTIFY, with
+    0 to ``--listeners`` listening connections (each node of a cluster holds one), the
+    delivery latency to the listeners, and PostgreSQL's CPU per commit."""
+    import threading
+
+    import psycopg
+
+    if not args.database_url:
+        sys.exit("notify: PostgreSQL only (--database-url)")
+    with scratch_database(args.database_url, "jobyard_notify") as url:
+        dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE bench_writes (id bigserial PRIMARY KEY, at float8)")
+        for listeners in args.listeners:
+            ready, stop = threading.Semaphore(0), threading.Event()
+            got: list[float] = []
+            threads = [
+                threading.Thread(target=_listener, args=(dsn, ready, stop, got), daemon=True)
+                for _ in range(listeners)
+            ]
+            for t in threads:
+                t.start()
+            for _ in threads:
+                ready.acquire()
+            with psycopg.connect(dsn) as conn:
+                pids = backends(url)  # the writer's and the listeners'
+                for with_notify in (False, True):
+                    got.clear()
+                    pg0, t0 = postgres_cpu(pids), time.perf_counter()
+                    for _ in range(args.commits):
+                        conn.execute("INSERT INTO bench_writes (at) VALUES (1)")
+                        if with_notify:
+                            conn.execute(f"NOTIFY {NOTIFY_CHANNEL}, '{time.perf_counter()!r}'")
+                        conn.commit()
+                    wall = time.perf_counter() - t0
+                    deadline = time.time() + 10
+                    while with_notify and len(got) < listeners * args.commits:
+                        if time.time() > deadline:
+                            break
+                        time.sleep(0.05)
+                    pg = postgres_cpu(pids) - pg0  # the listeners' share included
+                    lat = sorted(got)
+                    delivered = (
+                        f"; delivered {len(lat):,}/{listeners * args.commits:,},"
+                        f" latency p50 {percentile(lat, 50) * 1000:.1f} ms,"
+                        f" p95 {percentile(lat, 95) * 1000:.1f} ms"
+                        if with_notify and lat
+                        else ""
+                    )
+                    print(
+                        f"RESULT listeners={listeners} notify={with_notify}:"
+                        f" {args.commits / wall:,.0f} commits/s, PostgreSQL CPU per commit"
+                        f" {pg / args.commits * 1e6:.0f} µs{delivered}; load {load_average()}",
+                        flush=True,
+                    )
+            stop.set()
+            for t in threads:
+                t.join(5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("mode", nargs="?", choices=("cost", "nodes"), default="cost")
+    ap.add_argument("mode", nargs="?", choices=("cost", "nodes", "notify"), default="cost")
     ap.add_argument("--database-url", help="PostgreSQL server (its database name is ignored)")
     ap.add_argument("--tenants", type=int, default=None, help="cost: 100; nodes: 10")
     ap.add_argument("--jobs", type=int, default=None, help="cost: 1,000,000; nodes: 100,000")
@@ -272,13 +387,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1, help="nodes: jobs claimed per step")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--listeners", type=int, nargs="+", default=[0, 10, 50])
+    ap.add_argument("--commits", type=int, default=2000, help="notify: commits per case")
     args = ap.parse_args()
     if args.tenants is None:
         args.tenants = 100 if args.mode == "cost" else 10
     if args.jobs is None:
         args.jobs = 1_000_000 if args.mode == "cost" else 100_000
     print(machine_line())
-    (cost if args.mode == "cost" else nodes)(args)
+    {"cost": cost, "nodes": nodes, "notify": notify}[args.mode](args)
     print(f"load average at the end: {load_average()}")
 
 

@@ -450,14 +450,20 @@ class ClaimStore:
         for (tenant, _node), d in deltas.items():  # the step's ends, written before
             snap.add_running(tenant, d)
         seen = {r.tenant_id for r in rows}
-        others = sorted((t for t in snap.queued if t not in seen), key=lambda t: (snap.key(t), t))
+        others = [t for t in snap.queued if t not in seen]
         if not others and len(seen) <= 1:
             return None, list(rows)
         pool = list(rows)
-        best = min((snap.key(t) for t in seen), default=None)
+        key = snap.key
+        best = min((key(t) for t in seen), default=None)
         wanted = min(len(req.token_hashes), FAIR_PROBES)
-        for t in others[:FAIR_PROBES]:
-            if wanted <= 0 or (best is not None and snap.key(t) >= best and wanted <= 1):
+        if wanted <= 1:  # one free slot: only the fairest tenant of all matters
+            first = min(others, key=lambda t: (key(t), t), default=None)
+            probe = [first] if first is not None and (best is None or key(first) < best) else []
+        else:
+            probe = sorted(others, key=lambda t: (key(t), t))[:FAIR_PROBES]
+        for t in probe:
+            if wanted <= 0:
                 break
             head = conn.execute(
                 self._tenant_head,

@@ -12,6 +12,7 @@ claims and ends in between: another node's claims show within that time.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -115,8 +116,10 @@ class _Advanced(Snapshot):
     def __init__(self, base: Snapshot, now: float, k: float) -> None:
         super().__init__(now, {}, set(base.queued))
         self._base = base.standings
-        self._elapsed = now - base.at
-        self._k = k
+        elapsed = max(0.0, now - base.at)
+        # usage_at(u, r, elapsed) = u * d + r * c, the same d and c for every tenant
+        self._d = math.exp(-k * elapsed)
+        self._c = (1.0 - self._d) / k
         self._keys: dict[str, tuple[float, float]] = {}
 
     def key(self, tenant: str) -> tuple[float, float]:
@@ -136,8 +139,7 @@ class _Advanced(Snapshot):
             if b is None:
                 s = Standing(0.0, 0)
             else:
-                u = fairshare.usage_at(b.usage, b.running, self._elapsed, self._k)
-                s = Standing(u, b.running, b.weight)
+                s = Standing(b.usage * self._d + b.running * self._c, b.running, b.weight)
             self.standings[tenant] = s
         return s
 
