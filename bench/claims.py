@@ -255,7 +255,7 @@ def nodes(args: argparse.Namespace) -> None:
     if not args.database_url:
         sys.exit("nodes: PostgreSQL only (--database-url)")
     rng = random.Random(9)
-    with scratch_database(args.database_url) as url:
+    with scratch_database(args.database_url, "jobyard_nodes") as url:
         db = Database(url)
         migrate.upgrade(db)
         add_tenants(db, args.tenants)

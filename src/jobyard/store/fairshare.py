@@ -16,14 +16,17 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
 from jobyard.domain import fairshare
 from jobyard.domain.fairshare import Standing
 from jobyard.domain.states import JobState
 from jobyard.store.database import Database
+from jobyard.store.prepared import driver_cursor
 from jobyard.store.tables import job_counts, tenant_usage, tenants
 
 #: how long a node's copy of the usage table serves its claims before it is read again
@@ -52,7 +55,7 @@ _QUEUED_TENANTS = (
 Deltas = dict[tuple[str, str], int]
 
 
-def _upsert(dialect_name: str) -> sa.Executable:
+def _upsert(dialect_name: str) -> sa.ClauseElement:
     """Add ``b_d`` running slots to a (tenant, node) row, its usage brought to ``b_now``
     first (exactly, see ``domain/fairshare.usage_at``); a new row starts at 0."""
     insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
@@ -80,6 +83,25 @@ def _upsert(dialect_name: str) -> sa.Executable:
             "usage_at": sa.case((newer, now), else_=cur.usage_at),
         },
     )
+
+
+class _Compiled:
+    """A statement compiled once for a dialect and run on the driver's cursor (like
+    ``claims._Fenced``): SQLAlchemy's per-call work costs more than this upsert."""
+
+    def __init__(self, stmt: sa.ClauseElement, dialect: Dialect) -> None:
+        compiled: Any = stmt.compile(dialect=dialect)
+        self._compiled = compiled
+        self.sql: str = compiled.string
+        self._order = tuple(compiled.positiontup) if compiled.positional else None
+
+    def execute_many(self, conn: sa.Connection, rows: list[dict[str, object]]) -> None:
+        args: list[Any] = []
+        for row in rows:
+            values: Any = self._compiled.construct_params(row)
+            args.append(values if self._order is None else tuple(values[k] for k in self._order))
+        with driver_cursor(conn, self.sql, args) as cursor:
+            cursor.executemany(self.sql, args)
 
 
 @dataclass
@@ -151,7 +173,7 @@ class FairShareStore:
         self.db = db
         self.half_life_s = half_life_s
         self.k = fairshare.decay_rate(half_life_s)
-        self._upsert = _upsert(db.dialect)
+        self._upsert = _Compiled(_upsert(db.dialect), db.engine.dialect)
         self._lock = threading.Lock()
         self._cached: Snapshot | None = None
         self._cached_mono = 0.0
@@ -191,13 +213,13 @@ class FairShareStore:
     # ---- writes ----------------------------------------------------------------------
     def record(self, conn: sa.Connection, deltas: Deltas, now: float) -> None:
         """Write a step's changes of running slots, one row each, in tenant order."""
-        changes = [
+        changes: list[dict[str, object]] = [
             {"b_t": t, "b_n": n, "b_d": d, "b_now": now, "b_k": self.k}
             for (t, n), d in sorted(deltas.items())
             if d
         ]
         if changes:
-            conn.execute(self._upsert, changes)
+            self._upsert.execute_many(conn, changes)
 
     def applied(self, deltas: Deltas, now: float) -> None:
         """After the step's commit: the same changes in the cached copy."""
