@@ -36,6 +36,10 @@ from jobyard.store.tracking import TrackingStore
 
 #: queued jobs looked at per claim (jobs of a full environment or tenant are skipped)
 CLAIM_SCAN = 50
+#: queued jobs looked at in queue order when several tenants compete (fair share reads
+#: the heads of the fairest tenants' own queues; these catch tenants new since the
+#: standings were read)
+CLAIM_SCAN_FAIR = 8
 #: at most this many tenants whose jobs are not among the first ``CLAIM_SCAN`` queued
 #: are looked at by one claim for fair share (the furthest under their share first)
 FAIR_PROBES = 8
@@ -279,6 +283,11 @@ class ClaimStore:
             if db.dialect == "sqlite"
             else dialects.lock_for_claim(_CANDIDATES, db.dialect)
         )
+        self._candidates_fair: sa.Executable = (
+            _CANDIDATES_SQLITE.bindparams(b_limit=CLAIM_SCAN_FAIR)
+            if db.dialect == "sqlite"
+            else dialects.lock_for_claim(_CANDIDATES.limit(CLAIM_SCAN_FAIR), db.dialect)
+        )
         self._env_limit = dialects.lock_row(_ENV_LIMIT, db.dialect)
         self._tenant_limit_locked = dialects.lock_row(_TENANT_LIMIT, db.dialect)
         self._insert_attempt = dialects.insert_ignoring_conflicts(job_attempts, db.dialect)
@@ -378,8 +387,14 @@ class ClaimStore:
         claimed: list[Job] = []
         message = f"Job claimed by node {req.node_id}."
         expires = now + timedelta(seconds=req.lease_ttl_s)
-        rows = conn.execute(self._candidates, {"b_max_slots": req.max_slots, "b_now": now}).all()
-        snap, pool = self._fair_pool(conn, rows, req, now, deltas)
+        standings = None
+        candidates = self._candidates
+        if self.fair is not None:
+            standings = self.fair.for_claim(conn, to_epoch(now))
+            if len(standings.queued) > 1:
+                candidates = self._candidates_fair
+        rows = conn.execute(candidates, {"b_max_slots": req.max_slots, "b_now": now}).all()
+        snap, pool = self._fair_pool(conn, rows, req, now, deltas, standings)
         room = self._rooms(conn, pool, req.default_max_running)
         # the candidates per tenant in queue order (one list when fair share is not needed)
         queues: dict[str, list[sa.Row[Any]]] = {}
@@ -439,14 +454,14 @@ class ClaimStore:
         req: ClaimRequest,
         now: datetime,
         deltas: Deltas,
+        snap: Snapshot | None,
     ) -> tuple[Snapshot | None, list[sa.Row[Any]]]:
         """The standings of the tenants (None when fair share has nothing to decide: one
         tenant waits) and the candidates: ``rows`` (the first queued jobs), plus the
         heads of the queues of tenants with queued jobs further back that go before
         every tenant in ``rows`` (or, with several free slots, the next ones)."""
-        if self.fair is None:
+        if snap is None:
             return None, list(rows)
-        snap = self.fair.for_claim(conn, to_epoch(now))
         for (tenant, _node), d in deltas.items():  # the step's ends, written before
             snap.add_running(tenant, d)
         seen = {r.tenant_id for r in rows}
