@@ -22,6 +22,10 @@ benchmark's connections).
     .venv/bin/python bench/claims.py [--tenants 100] [--jobs 1000000] [--database-url URL]
     .venv/bin/python bench/claims.py nodes --database-url URL [--tenants 10] [--batch 1]
     .venv/bin/python bench/claims.py notify --database-url URL [--listeners 0 10 50]
+    .venv/bin/python bench/claims.py tenants [--tenants 100] [--plain] [--database-url URL]
+
+``tenants``: 1 tenant and ``--tenants`` tenants side by side, in two databases of
+``--small`` queued jobs, blocks alternating between them.
 
 ``notify``: PostgreSQL only: what a ``NOTIFY`` (how a submit wakes the other nodes,
 ``store/listen.py``) adds to a commit, with 0, 10 and 50 listening connections.
@@ -231,6 +235,45 @@ def cost(args: argparse.Namespace) -> None:
             db.dispose()
 
 
+def tenants_ab(args: argparse.Namespace) -> None:
+    """1 tenant against ``--tenants`` tenants in the same run: two scratch databases of
+    ``--small`` queued jobs, blocks of claims alternating between them (the load of a
+    shared machine drifts; alternating blocks see the same drift)."""
+    with (
+        scratch_database(args.database_url, "jobyard_t1") as url1,
+        scratch_database(args.database_url, "jobyard_tn") as url_n,
+    ):
+        queues = {}
+        for n, url in ((1, url1), (args.tenants, url_n)):
+            db = Database(url)
+            migrate.upgrade(db)
+            add_tenants(db, n)
+            queues[n] = Queue(db, n)
+            queues[n].add(args.small)
+            analyze(db)
+        variants = [("fair share", True)] + ([("plain", False)] if args.plain else [])
+        stores = {
+            (n, name): ClaimStore(q.db, fair_share=fair)
+            for n, q in queues.items()
+            for name, fair in variants
+        }
+        results: dict[tuple[int, str], list[dict[str, float]]] = {k: [] for k in stores}
+        for b in range(1, args.blocks + 1):
+            for (n, name), store in stores.items():
+                queues[n].add(args.claims + 1)
+                label = f"{name}, {n} tenants, {args.small:,} queued, block {b}"
+                results[(n, name)].append(claim_block(store, args.claims, label))
+        for (n, name), blocks in results.items():
+            med = {k: statistics.median(b[k] for b in blocks) for k in ("p50", "cpu", "srv")}
+            print(
+                f"RESULT {name} tenants={n}: p50 {med['p50']:.2f} ms, client CPU"
+                f" {med['cpu']:.0f} µs, backend CPU {med['srv']:.0f} µs (medians)",
+                flush=True,
+            )
+        for q in queues.values():
+            q.db.dispose()
+
+
 def _node(url: str, k: int, batch: int, start_at: float, until: float, out: Any) -> None:
     """One dispatching node: claim ``batch`` jobs per step until ``until``."""
     db = Database(url)
@@ -375,7 +418,8 @@ def notify(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("mode", nargs="?", choices=("cost", "nodes", "notify"), default="cost")
+    modes = ("cost", "tenants", "nodes", "notify")
+    ap.add_argument("mode", nargs="?", choices=modes, default="cost")
     ap.add_argument("--database-url", help="PostgreSQL server (its database name is ignored)")
     ap.add_argument("--tenants", type=int, default=None, help="cost: 100; nodes: 10")
     ap.add_argument("--jobs", type=int, default=None, help="cost: 1,000,000; nodes: 100,000")
@@ -391,11 +435,11 @@ def main() -> None:
     ap.add_argument("--commits", type=int, default=2000, help="notify: commits per case")
     args = ap.parse_args()
     if args.tenants is None:
-        args.tenants = 100 if args.mode == "cost" else 10
+        args.tenants = 10 if args.mode == "nodes" else 100
     if args.jobs is None:
         args.jobs = 1_000_000 if args.mode == "cost" else 100_000
     print(machine_line())
-    {"cost": cost, "nodes": nodes, "notify": notify}[args.mode](args)
+    {"cost": cost, "tenants": tenants_ab, "nodes": nodes, "notify": notify}[args.mode](args)
     print(f"load average at the end: {load_average()}")
 
 
