@@ -391,7 +391,7 @@ class ClaimStore:
         candidates = self._candidates
         if self.fair is not None:
             standings = self.fair.for_claim(conn, to_epoch(now))
-            if len(standings.queued) > 1:
+            if len(standings.queued) > 1 and len(req.token_hashes) <= CLAIM_SCAN_FAIR:
                 candidates = self._candidates_fair
         rows = conn.execute(candidates, {"b_max_slots": req.max_slots, "b_now": now}).all()
         snap, pool = self._fair_pool(conn, rows, req, now, deltas, standings)
