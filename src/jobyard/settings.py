@@ -66,6 +66,9 @@ class Settings:
     metrics_public: bool = True  #: False: /metrics needs an admin key of the default tenant
     # limits (a tenant's own quota columns override the *_default values)
     max_running_jobs_default: int | None = None  #: per tenant; None: only node slots limit
+    #: fair share between tenants: the half-life of the usage it compares (seconds; 0:
+    #: only the slots held now count), see domain/fairshare.py
+    fair_share_half_life_s: float = 600.0
     max_queued_jobs_default: int | None = None  #: per tenant
     max_storage_bytes_default: int | None = None  #: per tenant: folders and results
     max_log_bytes_default: int = 100 * 1024 * 1024  #: per job attempt; beyond, truncated

@@ -37,6 +37,7 @@ from jobyard.store.artifacts import ArtifactStore
 from jobyard.store.auth import AuthStore
 from jobyard.store.database import Database
 from jobyard.store.definitions import DefinitionStore
+from jobyard.store.fairshare import FairShareStore
 from jobyard.store.folders import FolderStore
 from jobyard.store.jobs import JobStore
 from jobyard.store.nodes import NodeStore
@@ -241,6 +242,7 @@ def build_runtime(
         wakeup = dispatcher
     notifications = NotificationService(NotificationStore(db), store, clock, settings)
     auth = AuthService(AuthStore(db), clock, tracking)
+    fair_share = FairShareStore(db, settings.fair_share_half_life_s)
     tenancy = TenancyService(
         store=tenancy_store,
         auth=auth,
@@ -248,6 +250,7 @@ def build_runtime(
         single_tenant_reason=None
         if support.sandboxed or settings.allow_unsandboxed_jobs or not settings.run_dispatcher
         else support.reason,
+        fair_share=fair_share,
     )
     folders.storage_quota = quotas.check_storage
     jobs = JobService(
@@ -264,6 +267,7 @@ def build_runtime(
         audit=tenancy.audit,
         quotas=quotas,
         capacity_reason="waiting for Ray cluster capacity" if settings.executor == "ray" else None,
+        fair_share=fair_share,
     )
     definitions = DefinitionService(store=DefinitionStore(db), jobs=jobs, clock=clock)
     upkeep = Upkeep(

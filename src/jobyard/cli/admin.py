@@ -51,7 +51,15 @@ def tenant_list(
         rows = client.tenants()
     _table(
         rows,
-        ("id", "name", "active", "max_running_jobs", "max_queued_jobs", "created_at"),
+        (
+            "id",
+            "name",
+            "active",
+            "max_running_jobs",
+            "max_queued_jobs",
+            "fair_share_weight",
+            "created_at",
+        ),
         json_out,
     )
 
@@ -67,10 +75,17 @@ def tenant_update(
     max_queued_jobs: Annotated[int | None, typer.Option(help="Quota.")] = None,
     max_storage_bytes: Annotated[int | None, typer.Option(help="Quota.")] = None,
     max_log_bytes: Annotated[int | None, typer.Option(help="Quota per job attempt.")] = None,
+    weight: Annotated[
+        int | None,
+        typer.Option(
+            "--weight",
+            help="Fair-share weight: competing tenants get slots in proportion (default 1).",
+        ),
+    ] = None,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Rename, (de)activate a tenant or set its quotas."""
+    """Rename, (de)activate a tenant, set its quotas or its fair-share weight."""
     changes = {
         k: v
         for k, v in {
@@ -80,12 +95,14 @@ def tenant_update(
             "max_queued_jobs": max_queued_jobs,
             "max_storage_bytes": max_storage_bytes,
             "max_log_bytes": max_log_bytes,
+            "fair_share_weight": weight,
         }.items()
         if v is not None
     }
     with common.handle_errors(), common.make_client(url, api_key) as client:
         t = client.update_tenant(tenant_id, **changes)
-    common.out().print(f"tenant {t['id']}: {'active' if t['active'] else 'deactivated'}")
+    state = "active" if t["active"] else "deactivated"
+    common.out().print(f"tenant {t['id']}: {state}, fair-share weight {t['fair_share_weight']}")
 
 
 @projects.command("create")

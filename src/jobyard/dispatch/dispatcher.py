@@ -63,7 +63,7 @@ class Dispatcher:
     ) -> None:
         check_lease_settings(settings)
         self.store = store
-        self.claims = ClaimStore(store.db, store)
+        self.claims = ClaimStore(store.db, store, half_life_s=settings.fair_share_half_life_s)
         self.nodes = nodes
         self.executor = executor
         self.workspace = workspace

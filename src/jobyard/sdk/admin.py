@@ -28,12 +28,23 @@ class AdminMixin(BaseClient):
         return items
 
     def update_tenant(self, tenant_id: str, **changes: Any) -> dict[str, Any]:
-        """``name``, ``active`` or quotas (``max_running_jobs``, ``max_queued_jobs``,
-        ``max_storage_bytes``, ``max_log_bytes``)."""
+        """``name``, ``active``, quotas (``max_running_jobs``, ``max_queued_jobs``,
+        ``max_storage_bytes``, ``max_log_bytes``) or ``fair_share_weight`` (superuser
+        keys)."""
         result: dict[str, Any] = self._request(
             "PATCH", f"/v1/tenants/{_q(tenant_id)}", json=changes
         ).json()
         return result
+
+    def set_fair_share_weight(self, tenant_id: str, weight: int) -> dict[str, Any]:
+        """Set a tenant's fair-share weight: tenants that compete for slots get them in
+        proportion to their weights (default 1; superuser keys)."""
+        return self.update_tenant(tenant_id, fair_share_weight=weight)
+
+    def fair_share(self) -> list[dict[str, Any]]:
+        """Each tenant's weight, share, decayed usage and fair-share factor (superuser)."""
+        items: list[dict[str, Any]] = self._request("GET", "/v1/fair-share").json()["items"]
+        return items
 
     def create_project(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("POST", "/v1/projects", json={"name": name}).json()

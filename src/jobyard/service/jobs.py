@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobyard import errors
-from jobyard.clock import Clock
-from jobyard.domain import priorities, states, tracking
+from jobyard.clock import Clock, to_epoch
+from jobyard.domain import fairshare, priorities, states, tracking
 from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec
 from jobyard.domain.priorities import Priority
@@ -27,6 +27,7 @@ from jobyard.service.wakeup import Wakeup
 from jobyard.storage import logs
 from jobyard.storage.blobs import BlobStore
 from jobyard.storage.workspace import Workspace
+from jobyard.store.fairshare import FairShareStore
 from jobyard.store.jobs import JobStore, NewJob
 from jobyard.store.tracking import TrackingStore
 
@@ -103,8 +104,10 @@ class JobService:
         audit: Callable[[Principal, str, str, Mapping[str, Any]], None],
         quotas: Quotas,
         capacity_reason: str | None = None,
+        fair_share: FairShareStore | None = None,
     ) -> None:
         self.store = store
+        self.fair_share = fair_share
         self.workspace = workspace
         self.clock = clock
         self.wakeup = wakeup
@@ -573,12 +576,32 @@ class JobService:
             if running >= quota:
                 return f"quota: the tenant already runs {running} of its {quota} allowed job(s)"
         if ins.total_slots and ins.used_slots + job.spec.slots > ins.total_slots:
+            over = self._over_share(job.tenant_id)
+            if over is not None:
+                return over
             if self.capacity_reason:
                 return f"capacity: {self.capacity_reason} (all {ins.total_slots} slots in use)"
             return f"capacity: all {ins.total_slots} slots of the active nodes are in use"
         if ins.ahead:
             return f"priority: {ins.ahead} job(s) ahead in the queue"
         return None
+
+    def _over_share(self, tenant_id: str) -> str | None:
+        """Why the tenant's jobs wait while other tenants' start (fair share), or None
+        when no other tenant with queued jobs goes before it."""
+        if self.fair_share is None:
+            return None
+        snap = self.fair_share.snapshot(to_epoch(self.clock.now()))
+        competing = {t: snap.standing(t) for t in snap.queued | {tenant_id}}
+        if not fairshare.over_share(tenant_id, competing):
+            return None
+        used, share, factor = fairshare.shares(competing)[tenant_id]
+        return (
+            f"fair share: tenant {tenant_id} is over its share (it holds"
+            f" {max(competing[tenant_id].running, 0)} slot(s) and used {used:.0%} of the recent"
+            f" slot time of the tenants waiting, for a share of {share:.0%}; factor"
+            f" {factor:.2f}); other tenants' jobs start first"
+        )
 
     def list_jobs(
         self, principal: Principal, flt: JobFilter, *, limit: int = 50, cursor: str | None = None

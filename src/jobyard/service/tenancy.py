@@ -7,10 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from jobyard import errors
-from jobyard.clock import Clock
+from jobyard.clock import Clock, to_epoch
+from jobyard.domain import fairshare
 from jobyard.domain.auth import ApiKey, Principal, Role
 from jobyard.domain.jobs import DEFAULT_PROJECT_ID
 from jobyard.service.auth import AuthService
+from jobyard.store.fairshare import FairShareStore
 from jobyard.store.tenancy import TenancyStore
 
 ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.OPERATOR: 2, Role.ADMIN: 3, Role.SUPERUSER: 4}
@@ -32,8 +34,10 @@ class TenancyService:
         auth: AuthService,
         clock: Clock,
         single_tenant_reason: str | None = None,
+        fair_share: FairShareStore | None = None,
     ) -> None:
         self.store = store
+        self.fair_share_store = fair_share
         self.auth = auth
         self.clock = clock
         #: why this node may serve one tenant only (its jobs are not sandboxed), or None
@@ -113,14 +117,52 @@ class TenancyService:
         *,
         name: str | None = None,
         active: bool | None = None,
+        limits: Mapping[str, int | None] | None = None,
     ) -> Mapping[str, Any]:
+        """Rename, (de)activate, or set quotas and the fair-share weight (``limits``:
+        columns of :data:`TENANT_LIMITS`; None values are left as they are)."""
         require(principal, Role.SUPERUSER, "changing a tenant")
         if tenant_id == principal.tenant_id and active is False:
             raise errors.Conflict("a superuser cannot deactivate its own tenant")
+        if not self.store.tenant_exists(tenant_id):
+            raise errors.NotFound(f"tenant {tenant_id} does not exist", kind="tenant")
+        changes = {k: v for k, v in (limits or {}).items() if v is not None}
+        for column, value in changes.items():
+            _check_limit(column, value)
         tenant = self.store.update_tenant(tenant_id, name=name, active=active)
+        if changes:
+            self.store.set_quotas(tenant_id, changes)
+            tenant = self.store.tenant(tenant_id)
         self.auth.forget_keys()
-        self._audit(principal, "tenant.update", tenant_id, {"name": name, "active": active})
+        self._audit(
+            principal, "tenant.update", tenant_id, {"name": name, "active": active, **changes}
+        )
         return tenant
+
+    def fair_share(self, principal: Principal) -> list[dict[str, Any]]:
+        """Each tenant's weight, share, decayed usage and fair-share factor, as Slurm's
+        ``sshare`` shows them; the tenants furthest under their share first."""
+        require(principal, Role.SUPERUSER, "reading the fair share of tenants")
+        if self.fair_share_store is None:
+            raise errors.Conflict("fair share is not available on this node")
+        snap = self.fair_share_store.snapshot(to_epoch(self.clock.now()))
+        for t in self.store.list_tenants():
+            snap.standing(str(t["id"]))
+        parts = fairshare.shares(snap.standings)
+        rows = [
+            {
+                "tenant_id": t,
+                "weight": st.weight,
+                "share": parts[t][1],
+                "usage_s": max(st.usage, 0.0),
+                "usage_part": parts[t][0],
+                "running_slots": max(st.running, 0),
+                "queued": t in snap.queued,
+                "factor": parts[t][2],
+            }
+            for t, st in snap.standings.items()
+        ]
+        return sorted(rows, key=lambda r: (-r["factor"], r["tenant_id"]))
 
     # ---- API keys ----------------------------------------------------------------------
     def create_key(
@@ -201,6 +243,27 @@ class TenancyService:
     def audit_log(self, principal: Principal, limit: int = 100) -> list[Mapping[str, Any]]:
         require(principal, Role.ADMIN, "reading the audit log")
         return self.store.audit_log(principal.tenant_id, limit)
+
+
+#: the tenant columns an admin sets through ``update_tenant``, with their bounds
+TENANT_LIMITS: dict[str, tuple[int, int]] = {
+    "max_running_jobs": (0, 2**31 - 1),
+    "max_queued_jobs": (0, 2**31 - 1),
+    "max_storage_bytes": (0, 2**63 - 1),
+    "max_log_bytes": (1024, 2**63 - 1),
+    "fair_share_weight": (1, fairshare.MAX_WEIGHT),
+}
+
+
+def _check_limit(column: str, value: int) -> None:
+    bounds = TENANT_LIMITS.get(column)
+    if bounds is None:
+        raise errors.InvalidInput(f"{column} is not a tenant setting", field=column)
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise errors.InvalidInput(
+            f"{column} must be a whole number from {low} to {high}, not {value!r}", field=column
+        )
 
 
 def _check_name(name: str, field: str = "name") -> None:

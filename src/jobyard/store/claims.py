@@ -17,11 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from jobyard import errors
+from jobyard.clock import to_epoch
 from jobyard.domain import retry, states
 from jobyard.domain.jobs import Job, ResourceUsage
 from jobyard.domain.states import JobState
 from jobyard.store import dialects
 from jobyard.store.database import Database
+from jobyard.store.fairshare import DEFAULT_HALF_LIFE_S, Deltas, FairShareStore, Snapshot
 from jobyard.store.jobs import (
     _IS_ACTIVE,
     _USAGE_COLUMNS,
@@ -34,6 +36,13 @@ from jobyard.store.tracking import TrackingStore
 
 #: queued jobs looked at per claim (jobs of a full environment or tenant are skipped)
 CLAIM_SCAN = 50
+#: queued jobs looked at in queue order when several tenants compete (fair share reads
+#: the heads of the fairest tenants' own queues; these catch tenants new since the
+#: standings were read)
+CLAIM_SCAN_FAIR = 8
+#: at most this many tenants whose jobs are not among the first ``CLAIM_SCAN`` queued
+#: are looked at by one claim for fair share (the furthest under their share first)
+FAIR_PROBES = 8
 
 # The hot statements are built once: SQLAlchemy then reuses their cache key and
 # compiled form, instead of building an UPDATE per call. Each is a fenced
@@ -71,6 +80,28 @@ _CANDIDATES_SQLITE = sa.text(
     sa.bindparam("b_max_slots", type_=sa.Integer()),
     _b("b_now", _TIME),
     sa.bindparam("b_limit", CLAIM_SCAN),
+)
+#: the head of one tenant's queue, along ``ix_jobs_tenant_queue`` (fair share)
+_TENANT_HEAD = (
+    sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.environment_id, jobs.c.slots)
+    .where(
+        jobs.c.state == sa.literal_column(f"'{JobState.QUEUED.value}'"),
+        jobs.c.tenant_id == _b("b_tenant"),
+        jobs.c.slots <= _b("b_max_slots"),
+        sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= _b("b_now", _TIME)),
+    )
+    .order_by(jobs.c.tenant_id, jobs.c.sort_key, jobs.c.seq)
+    .limit(sa.bindparam("b_limit", type_=sa.Integer()))
+)
+_TENANT_HEAD_SQLITE = sa.text(
+    "SELECT id, tenant_id, environment_id, slots FROM jobs INDEXED BY ix_jobs_tenant_queue"
+    " WHERE state = 'queued' AND tenant_id = :b_tenant AND slots <= :b_max_slots"
+    " AND (not_before IS NULL OR not_before <= :b_now)"
+    " ORDER BY tenant_id, sort_key, seq LIMIT :b_limit"
+).bindparams(
+    sa.bindparam("b_max_slots", type_=sa.Integer()),
+    _b("b_now", _TIME),
+    sa.bindparam("b_limit", type_=sa.Integer()),
 )
 _CLAIM = (
     jobs.update()
@@ -128,6 +159,9 @@ _END = (
 )
 _END_WITH_USAGE = _END.values({c: _b(f"b_{c}") for c in _USAGE_COLUMNS})
 _TENANT_LIMIT = sa.select(tenants.c.max_running_jobs).where(tenants.c.id == _b("b_id"))
+_TENANT_LIMITS = sa.select(tenants.c.id, tenants.c.max_running_jobs).where(
+    tenants.c.id.in_(sa.bindparam("b_ids", expanding=True))
+)
 _TENANT_ACTIVE = (
     sa.select(sa.func.count()).select_from(jobs).where(jobs.c.tenant_id == _b("b_id"), _IS_ACTIVE)
 )
@@ -227,13 +261,32 @@ class Step:
 class ClaimStore:
     """All SQL of the dispatcher: claims, leases, promotions and ends of attempts."""
 
-    def __init__(self, db: Database, jobs_store: JobStore | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        jobs_store: JobStore | None = None,
+        *,
+        fair_share: bool = True,
+        half_life_s: float = DEFAULT_HALF_LIFE_S,
+    ) -> None:
         self.db = db
         self.jobs = jobs_store or JobStore(db)
+        #: fair share between tenants (None: plain queue order across tenants)
+        self.fair = FairShareStore(db, half_life_s) if fair_share else None
+        self._tenant_head: sa.Executable = (
+            _TENANT_HEAD_SQLITE
+            if db.dialect == "sqlite"
+            else dialects.lock_for_claim(_TENANT_HEAD, db.dialect)
+        )
         self._candidates: sa.Executable = (
             _CANDIDATES_SQLITE
             if db.dialect == "sqlite"
             else dialects.lock_for_claim(_CANDIDATES, db.dialect)
+        )
+        self._candidates_fair: sa.Executable = (
+            _CANDIDATES_SQLITE.bindparams(b_limit=CLAIM_SCAN_FAIR)
+            if db.dialect == "sqlite"
+            else dialects.lock_for_claim(_CANDIDATES.limit(CLAIM_SCAN_FAIR), db.dialect)
         )
         self._env_limit = dialects.lock_row(_ENV_LIMIT, db.dialect)
         self._tenant_limit_locked = dialects.lock_row(_TENANT_LIMIT, db.dialect)
@@ -259,13 +312,18 @@ class ClaimStore:
             return Step([], [], [])
         events: list[_Event] = []  # of the whole step, inserted by one statement
         attempts: list[dict[str, object]] = []
+        deltas: Deltas = {}  # running slots per (tenant, node), for fair share
         with self.db.write() as conn:
             running = self._mark_running(conn, starts, now, events)
-            ended = [self._end(conn, end, now, events, attempts) for end in ends]
-            claimed = self._claim(conn, claim, now, events) if claim is not None else []
+            ended = [self._end(conn, end, now, events, attempts, deltas) for end in ends]
+            claimed = self._claim(conn, claim, now, events, deltas) if claim is not None else []
             _insert_events(conn, now, events)
             if attempts:
                 conn.execute(self._insert_attempt, attempts)
+            if self.fair is not None:  # last: the only rows two steps may both write
+                self.fair.record(conn, deltas, to_epoch(now))
+        if self.fair is not None:
+            self.fair.applied(deltas, to_epoch(now))
         return Step(running, ended, claimed)
 
     # ---- claims -----------------------------------------------------------------------
@@ -313,19 +371,45 @@ class ClaimStore:
         return found[0] if found else None
 
     def _claim(
-        self, conn: sa.Connection, req: ClaimRequest, now: datetime, events: list[_Event]
+        self,
+        conn: sa.Connection,
+        req: ClaimRequest,
+        now: datetime,
+        events: list[_Event],
+        deltas: Deltas,
     ) -> list[Job]:
-        """Claim within ``req``; the claims' events are appended to ``events``."""
+        """Claim within ``req``; the claims' events are appended to ``events``, their
+        slots to ``deltas``. Between tenants that compete, fair share picks the tenant
+        of each next claim; within a tenant (or with one tenant), queue order does."""
         if not req.token_hashes or req.max_slots <= 0:
             return []
         states.check_transition(JobState.QUEUED, JobState.STARTING)
         claimed: list[Job] = []
         message = f"Job claimed by node {req.node_id}."
         expires = now + timedelta(seconds=req.lease_ttl_s)
-        rows = conn.execute(self._candidates, {"b_max_slots": req.max_slots, "b_now": now}).all()
-        room = self._rooms(conn, rows, req.default_max_running)
+        standings = None
+        candidates = self._candidates
+        if self.fair is not None:
+            standings = self.fair.for_claim(conn, to_epoch(now))
+            if len(standings.queued) > 1 and len(req.token_hashes) <= CLAIM_SCAN_FAIR:
+                candidates = self._candidates_fair
+        rows = conn.execute(candidates, {"b_max_slots": req.max_slots, "b_now": now}).all()
+        snap, pool = self._fair_pool(conn, rows, req, now, deltas, standings)
+        room = self._rooms(conn, pool, req.default_max_running)
+        # the candidates per tenant in queue order (one list when fair share is not needed)
+        queues: dict[str, list[sa.Row[Any]]] = {}
+        for r in pool:
+            queues.setdefault("" if snap is None else r.tenant_id, []).append(r)
+        heads = {t: 0 for t in queues}  # next candidate of each
+        place = {r.id: i for i, r in enumerate(pool)}  # ties go to the older queue head
         free = req.max_slots
-        for job_id, tenant, env_id, slots in rows:
+        while queues and len(claimed) < len(req.token_hashes) and free > 0:
+            q = "" if snap is None else _fairest(queues, heads, place, snap)
+            cand = queues[q][heads[q]]
+            job_id, tenant, env_id, slots = cand.id, cand.tenant_id, cand.environment_id, cand.slots
+            heads[q] += 1
+            if heads[q] >= len(queues[q]):
+                del queues[q]
             if slots > free:
                 continue
             keys = [f"t:{tenant}"] + ([f"e:{env_id}"] if env_id is not None else [])
@@ -347,8 +431,10 @@ class ClaimStore:
             for k in keys:
                 left = room[k]
                 room[k] = None if left is None else left - 1
-            if len(claimed) == len(req.token_hashes) or free <= 0:
-                break
+            key = (tenant, req.node_id)
+            deltas[key] = deltas.get(key, 0) + slots
+            if snap is not None:
+                snap.add_running(tenant, slots)
         events.extend(
             (
                 j,
@@ -361,6 +447,50 @@ class ClaimStore:
         )
         return claimed
 
+    def _fair_pool(
+        self,
+        conn: sa.Connection,
+        rows: Sequence[sa.Row[Any]],
+        req: ClaimRequest,
+        now: datetime,
+        deltas: Deltas,
+        snap: Snapshot | None,
+    ) -> tuple[Snapshot | None, list[sa.Row[Any]]]:
+        """The standings of the tenants (None when fair share has nothing to decide: one
+        tenant waits) and the candidates: ``rows`` (the first queued jobs), plus the
+        heads of the queues of tenants with queued jobs further back that go before
+        every tenant in ``rows`` (or, with several free slots, the next ones)."""
+        if snap is None:
+            return None, list(rows)
+        for (tenant, _node), d in deltas.items():  # the step's ends, written before
+            snap.add_running(tenant, d)
+        seen = {r.tenant_id for r in rows}
+        others = [t for t in snap.queued if t not in seen]
+        if not others and len(seen) <= 1:
+            return None, list(rows)
+        pool = list(rows)
+        key = snap.key
+        best = min((key(t) for t in seen), default=None)
+        wanted = min(len(req.token_hashes), FAIR_PROBES)
+        if wanted <= 1:  # one free slot: only the fairest tenant of all matters
+            first = min(others, key=lambda t: (key(t), t), default=None)
+            probe = [first] if first is not None and (best is None or key(first) < best) else []
+        else:
+            probe = sorted(others, key=lambda t: (key(t), t))[:FAIR_PROBES]
+        for t in probe:
+            if wanted <= 0:
+                break
+            head = conn.execute(
+                self._tenant_head,
+                {"b_tenant": t, "b_max_slots": req.max_slots, "b_now": now, "b_limit": wanted},
+            ).all()
+            if head:
+                pool.extend(head)
+                wanted -= 1
+        if len({r.tenant_id for r in pool}) <= 1:
+            return None, pool
+        return snap, pool
+
     def _rooms(
         self, conn: sa.Connection, rows: Sequence[sa.Row[Any]], default: int | None
     ) -> dict[str, int | None]:
@@ -371,8 +501,15 @@ class ClaimStore:
         order, tenants then environments, each by id, so no two claimers wait for each
         other in a cycle."""
         room: dict[str, int | None] = {}
-        for tenant in sorted({r.tenant_id for r in rows}):
-            room[f"t:{tenant}"] = self._tenant_room(conn, tenant, default)
+        ids = sorted({r.tenant_id for r in rows})
+        # the quotas of all candidate tenants in one read: most have none, and one query
+        # per tenant made a claim among 100 tenants cost 50 queries
+        own = dict(conn.execute(_TENANT_LIMITS, {"b_ids": ids}).all()) if ids else {}
+        for tenant in ids:
+            if own.get(tenant) is None and default is None:
+                room[f"t:{tenant}"] = None  # unlimited: nothing to lock or count
+            else:
+                room[f"t:{tenant}"] = self._tenant_room(conn, tenant, default)
         for env_id in sorted({r.environment_id for r in rows if r.environment_id is not None}):
             room[f"e:{env_id}"] = self._env_room(conn, env_id)
         return room
@@ -452,16 +589,20 @@ class ClaimStore:
         now: datetime,
         events: list[_Event],
         attempts: list[dict[str, object]],
+        deltas: Deltas,
     ) -> EndResult:
         """One end; its event and attempt record are appended to ``events`` and
-        ``attempts`` (inserted together by the caller)."""
+        ``attempts`` (inserted together by the caller), its freed slots to ``deltas``."""
         job = end.job
         ended_at = end.ended_at or now
         plan = retry.plan(job, end.target, end.error_type, now)
         if plan is not None:  # writes its events at once: those gathered so far go first
             _insert_events(conn, now, events)
             events.clear()
-            return self._end_and_retry(conn, end, now, plan)
+            result = self._end_and_retry(conn, end, now, plan)
+            if result.ended is not None:
+                _freed(deltas, job)
+            return result
         done = 0
         if states.can_transition(job.state, end.target):
             params: dict[str, object] = {
@@ -484,6 +625,7 @@ class ClaimStore:
             row = conn.execute(_SELECT_JOB, {"b_id": job.id}).mappings().first()
             return EndResult(ended=None, current=job_from_row(row) if row else None)
         events.append((job, job.state, end.target, end.message, {}))
+        _freed(deltas, job)
         if job.attempt > 0:
             attempts.append(_attempt_row(job, end, ended_at))
         ended = job.evolve(
@@ -647,6 +789,24 @@ def _insert_events(conn: sa.Connection, now: datetime, changes: Sequence[_Event]
             for job, old, new, message, data in changes
         ],
     )
+
+
+def _fairest(
+    queues: Mapping[str, Sequence[sa.Row[Any]]],
+    heads: Mapping[str, int],
+    place: Mapping[str, int],
+    snap: Snapshot,
+) -> str:
+    """The tenant whose next candidate goes first: the lowest fair-share key, then the
+    candidate's place in queue order."""
+    return min(queues, key=lambda t: (snap.key(t), place[queues[t][heads[t]].id]))
+
+
+def _freed(deltas: Deltas, job: Job) -> None:
+    """The slots of an active ``job`` that ended, to the row of the node that claimed it."""
+    if job.state in states.ACTIVE:
+        key = (job.tenant_id, job.lease_owner or job.node_id or "")
+        deltas[key] = deltas.get(key, 0) - job.spec.slots
 
 
 def _attempt_row(job: Job, end: AttemptEnd, now: datetime) -> dict[str, object]:

@@ -32,6 +32,8 @@ tenants = sa.Table(
     sa.Column("max_queued_jobs", sa.Integer),
     sa.Column("max_storage_bytes", sa.BigInteger),
     sa.Column("max_log_bytes", sa.BigInteger),
+    # fair share between tenants (migration 0010; null: weight 1)
+    sa.Column("fair_share_weight", sa.Integer),
 )
 
 projects = sa.Table(
@@ -184,6 +186,15 @@ jobs = sa.Table(
         sqlite_where=sa.text("state = 'queued'"),
         postgresql_where=sa.text("state = 'queued'"),
     ),
+    # one tenant's queue, for fair share between tenants (migration 0010)
+    sa.Index(
+        "ix_jobs_tenant_queue",
+        "tenant_id",
+        "sort_key",
+        "seq",
+        sqlite_where=sa.text("state = 'queued'"),
+        postgresql_where=sa.text("state = 'queued'"),
+    ),
     sa.Index(
         "uq_jobs_tenant_id_idempotency_key",
         "tenant_id",
@@ -229,6 +240,20 @@ job_counts = sa.Table(
     sa.Column("job_type", sa.String(100), primary_key=True),
     sa.Column("shard", sa.Integer, primary_key=True),
     sa.Column("n", sa.BigInteger, nullable=False),
+)
+
+#: fair share (migration 0010): each tenant's decayed usage in slot-seconds, kept by
+#: each node for the slots it claimed and ended (one row per tenant and node, so nodes
+#: never wait for each other on it); a tenant's usage is the sum of its rows, see
+#: ``domain/fairshare.py``
+tenant_usage = sa.Table(
+    "tenant_usage",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("node_id", sa.String(64), primary_key=True),
+    sa.Column("usage_s", sa.Float, nullable=False),  #: slot-seconds, decayed, as of usage_at
+    sa.Column("running_slots", sa.Integer, nullable=False),  #: held since usage_at
+    sa.Column("usage_at", sa.Float, nullable=False),  #: epoch seconds
 )
 
 job_events = sa.Table(

@@ -52,6 +52,10 @@ class TenancyStore:
             raise errors.Conflict(f"tenant {tenant_id} already exists") from e
         return self._tenant(tenant_id)
 
+    def tenant(self, tenant_id: str) -> Mapping[str, Any]:
+        """The tenant's row; NotFound if there is none."""
+        return self._tenant(tenant_id)
+
     def _tenant(self, tenant_id: str) -> Mapping[str, Any]:
         with self.db.read() as conn:
             row = (

@@ -13,6 +13,7 @@ from jobyard.api.bounds import Count32, Count64
 from jobyard.api.deps import PrincipalDep, RuntimeDep
 from jobyard.api.routes.jobs import ERRORS
 from jobyard.api.schemas import Strict
+from jobyard.domain import fairshare
 from jobyard.domain.auth import ApiKey, Role
 
 router = APIRouter(prefix="/v1", tags=["administration"], responses=ERRORS)
@@ -33,6 +34,13 @@ class TenantChangeIn(ChangeIn):
     max_queued_jobs: Count32 | None = None
     max_storage_bytes: Count64 | None = None
     max_log_bytes: Count64 | None = Field(None, ge=1024)
+    fair_share_weight: int | None = Field(
+        None,
+        strict=True,
+        ge=1,
+        le=fairshare.MAX_WEIGHT,
+        description="The tenant's weight for fair share between tenants (default 1).",
+    )
 
 
 class TenantOut(BaseModel):
@@ -44,6 +52,18 @@ class TenantOut(BaseModel):
     max_queued_jobs: int | None = None
     max_storage_bytes: int | None = None
     max_log_bytes: int | None = None
+    fair_share_weight: int = fairshare.DEFAULT_WEIGHT
+
+
+class FairShareOut(BaseModel):
+    tenant_id: str
+    weight: int
+    share: float = Field(description="The tenant's part of all weights (0-1).")
+    usage_s: float = Field(description="Slot-seconds used, decayed with the half-life.")
+    usage_part: float = Field(description="The tenant's part of all decayed usage (0-1).")
+    running_slots: int
+    queued: bool = Field(description="Whether the tenant has queued jobs.")
+    factor: float = Field(description="Slurm's fair-share factor: 1 unused, 0.5 at its share.")
 
 
 class ProjectIn(Strict):
@@ -109,7 +129,15 @@ class AuditOut(BaseModel):
 
 def _tenant(row: Mapping[str, Any]) -> TenantOut:
     return TenantOut(
-        id=row["id"], name=row["name"], active=row["active"], created_at=row["created_at"]
+        id=row["id"],
+        name=row["name"],
+        active=row["active"],
+        created_at=row["created_at"],
+        max_running_jobs=row.get("max_running_jobs"),
+        max_queued_jobs=row.get("max_queued_jobs"),
+        max_storage_bytes=row.get("max_storage_bytes"),
+        max_log_bytes=row.get("max_log_bytes"),
+        fair_share_weight=row.get("fair_share_weight") or fairshare.DEFAULT_WEIGHT,
     )
 
 
@@ -129,13 +157,24 @@ def list_tenants(runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, list
     return {"items": [_tenant(t) for t in runtime.tenancy.list_tenants(principal)]}
 
 
-@router.patch("/tenants/{tenant_id}", summary="Rename or (de)activate a tenant (superuser)")
+@router.patch(
+    "/tenants/{tenant_id}",
+    summary="Rename, (de)activate a tenant, set its quotas or fair-share weight (superuser)",
+)
 def update_tenant(
-    tenant_id: str, body: ChangeIn, runtime: RuntimeDep, principal: PrincipalDep
+    tenant_id: str, body: TenantChangeIn, runtime: RuntimeDep, principal: PrincipalDep
 ) -> TenantOut:
+    limits = body.model_dump(exclude={"name", "active"}, exclude_none=True)
     return _tenant(
-        runtime.tenancy.update_tenant(principal, tenant_id, name=body.name, active=body.active)
+        runtime.tenancy.update_tenant(
+            principal, tenant_id, name=body.name, active=body.active, limits=limits
+        )
     )
+
+
+@router.get("/fair-share", summary="Fair share: tenants' weights, usage and factors (superuser)")
+def fair_share(runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, list[FairShareOut]]:
+    return {"items": [FairShareOut(**row) for row in runtime.tenancy.fair_share(principal)]}
 
 
 @router.post("/projects", status_code=status.HTTP_201_CREATED, summary="Create a project (admin)")
