@@ -197,33 +197,35 @@ class Cluster:
     clients: dict[str, httpx.Client] = field(default_factory=dict)
 
     def start_node(self, *args: str, ready: Any = None) -> Node:
-        i = len(self.nodes)
-        home = self.root / f"node{i}"
-        home.mkdir()
-        if self.key:  # the first node created the admin key: the others' clients use it
-            (home / "credentials.json").write_text(json.dumps({"url": "", "api_key": self.key}))
-        log_path = self.root / f"serve-{i}.log"
-        self.logs.append(log_path)
-        env = {
-            **self.env,
-            **NODE_ENV,
-            "JOBYARD_SANDBOX_READ_ONLY": str(self.root / GATES),
-            "JOBYARD_NODE_ID": f"node{i}",
-        }
-        node = Node(
-            home,
-            self.db_url,
-            log_path,
-            _free_port(),
-            ("--storage-url", self.storage_url, *args),
-            env,
-            ready=ready,
-        )
-        self.nodes.append(node)
-        node.start()
-        if not self.key:
-            self.key = json.loads((home / "credentials.json").read_text())["api_key"]
+        (node,) = self.start_nodes(1, *args, ready=ready)
         return node
+
+    def start_nodes(self, count: int, *args: str, ready: Any = None) -> list[Node]:
+        """Start ``count`` more nodes at once (each in its own data directory)."""
+        new = []
+        for i in range(len(self.nodes), len(self.nodes) + count):
+            home = self.root / f"node{i}"
+            home.mkdir()
+            if self.key:  # the first node made the admin key: the others' clients use it
+                creds = {"url": "", "api_key": self.key}
+                (home / "credentials.json").write_text(json.dumps(creds))
+            log_path = self.root / f"serve-{i}.log"
+            self.logs.append(log_path)
+            env = {
+                **self.env,
+                **NODE_ENV,
+                "JOBYARD_SANDBOX_READ_ONLY": str(self.root / GATES),
+                "JOBYARD_NODE_ID": f"node{i}",
+            }
+            args_ = ("--storage-url", self.storage_url, *args)
+            node = Node(home, self.db_url, log_path, _free_port(), args_, env, ready=ready)
+            self.nodes.append(node)
+            new.append(node)
+        with ThreadPoolExecutor(count) as pool:
+            list(pool.map(lambda n: n.start(), new))
+        if not self.key:
+            self.key = json.loads((new[0].home / "credentials.json").read_text())["api_key"]
+        return new
 
     @contextlib.contextmanager
     def http(self, node: Node) -> Iterator[httpx.Client]:
@@ -237,9 +239,10 @@ class Cluster:
     def stop(self) -> None:
         for client in self.clients.values():
             client.close()
-        for node in self.nodes:
-            if node.running:
-                node.stop()
+        live = [node for node in self.nodes if node.running]
+        if live:
+            with ThreadPoolExecutor(len(live)) as pool:
+                list(pool.map(lambda n: n.stop(), live))
 
 
 @pytest.fixture(scope="module", params=["dir", "s3"])
@@ -263,8 +266,8 @@ def cluster(
         stack.callback(counter.shutdown)
         c = Cluster(kind, root, db_url, storage_url, env, counter)
         stack.callback(c.stop)
-        for _ in range(3):
-            c.start_node()
+        c.start_node()  # migrates the database and makes the admin key
+        c.start_nodes(2)
         yield c
 
 
@@ -330,6 +333,9 @@ def test_jobs_spread_over_three_nodes_each_run_once_and_read_through_every_node(
     per_node = total // len(c.nodes)
     for node in c.nodes:  # every node's API accepts a share
         ids += submit(c, node, [{"entrypoint": script} for _ in range(per_node)])
+    import time as _t
+
+    _t0 = _t.monotonic()
     wait_for(lambda: all_ended(c, total), timeout=180, interval=0.5)
 
     with c.http(c.nodes[0]) as http:

@@ -395,14 +395,17 @@ class AttemptRunner:
             if a.sealed:
                 return
             a.sealed = True
-        self.seal_log_of(a.job)
+        self.seal_log_of(a.job, shipped=a.shipped > 0)
 
-    def seal_log_of(self, job: Job) -> None:
+    def seal_log_of(self, job: Job, *, shipped: bool = True) -> None:
+        """Store the attempt's whole log on the shared storage (``shipped``: segments
+        of it may be there, to be removed)."""
         archive = self.log_archive
         if archive is None:
             return
         try:
-            archive.seal(job.id, job.attempt, self.workspace.log_path(job.id, job.attempt))
+            path = self.workspace.log_path(job.id, job.attempt)
+            archive.seal(job.id, job.attempt, path, shipped=shipped)
         except Exception:
             log.exception("job %s: its log could not be stored on the shared storage", job.id)
 

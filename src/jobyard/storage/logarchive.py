@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from jobyard.storage import logs
-from jobyard.storage.fs import Storage, file_chunks
+from jobyard.storage.fs import Storage
 from jobyard.storage.workspace import Workspace
 
 log = logging.getLogger("jobyard.storage")
@@ -62,17 +62,18 @@ class LogArchive:
             if not data:
                 break
             key = f"{self._parts(job_id, attempt)}/{offset:0{_DIGITS}d}"
-            self.storage.write_stream(key, [data])
+            self.storage.put_bytes(key, data)
             offset += len(data)
         return offset
 
-    def seal(self, job_id: str, attempt: int, path: Path) -> None:
-        """Store the whole local log of the ended attempt and drop its segments. No local
-        log (the attempt never wrote one): nothing is stored."""
+    def seal(self, job_id: str, attempt: int, path: Path, *, shipped: bool = True) -> None:
+        """Store the whole local log of the ended attempt and drop its segments (if any
+        were ``shipped``). No local log (the attempt never wrote one): nothing is stored."""
         if not path.exists():
             return
-        self.storage.write_stream(self.sealed_key(job_id, attempt), file_chunks(path))
-        self.storage.delete_tree(self._parts(job_id, attempt))
+        self.storage.upload(path, self.sealed_key(job_id, attempt))
+        if shipped:
+            self.storage.delete_tree(self._parts(job_id, attempt))
 
     def delete(self, job_id: str) -> None:
         """Every log of the job (when the job is deleted)."""
