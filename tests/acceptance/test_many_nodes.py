@@ -333,9 +333,6 @@ def test_jobs_spread_over_three_nodes_each_run_once_and_read_through_every_node(
     per_node = total // len(c.nodes)
     for node in c.nodes:  # every node's API accepts a share
         ids += submit(c, node, [{"entrypoint": script} for _ in range(per_node)])
-    import time as _t
-
-    _t0 = _t.monotonic()
     wait_for(lambda: all_ended(c, total), timeout=180, interval=0.5)
 
     with c.http(c.nodes[0]) as http:
