@@ -170,6 +170,8 @@ class Node(Server):
     """A ``jobyard serve`` of the cluster with its own data directory. A dispatch-only
     node (``--no-api``) is ready once it registered as a node."""
 
+    start_timeout_s = 90.0  #: nodes start two at a time, beside the other nodes' jobs
+
     def __init__(self, *args: Any, ready: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.ready = ready
