@@ -247,6 +247,13 @@ class Cluster:
                 list(pool.map(lambda n: n.stop(), live))
 
 
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """moto's S3 server for the module (the environment that points s3fs at it)."""
+    with moto_s3(tmp_path_factory.mktemp("moto") / "moto.log") as env:
+        yield env
+
+
 @pytest.fixture(scope="module", params=["dir", "s3"])
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -257,7 +264,7 @@ def cluster(
     with contextlib.ExitStack() as stack:
         db_url = stack.enter_context(private_database())
         if kind == "s3":
-            env = stack.enter_context(moto_s3(root / "moto.log"))
+            env = request.getfixturevalue("moto")
             storage_url = "s3://jobyard/shared"
         else:
             env = {}
@@ -466,3 +473,47 @@ def test_an_api_only_node_serves_the_jobs_a_dispatch_only_node_runs(
             check_reads(c, api, job)
         assert (tmp_path / "shared" / "logs" / ids[0] / "attempt-1.log").is_file()
         assert not (api.home / "jobs").exists()  # the API node ran nothing itself
+
+
+@pytest.mark.parametrize("kind", ["dir", "s3"])
+def test_a_reader_follows_a_log_as_it_grows_on_the_storage(
+    kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The archive as another node's API uses it, on the same storage: one filesystem
+    object reads while the log grows (s3fs caches listings; a stale one would hide
+    what was shipped after the first read)."""
+    import fsspec.config
+
+    from jobyard.storage.fs import Storage
+    from jobyard.storage.logarchive import LogArchive
+
+    if kind == "s3":
+        endpoint = request.getfixturevalue("moto")["FSSPEC_S3_ENDPOINT_URL"]
+        s3_conf = {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}
+        monkeypatch.setitem(fsspec.config.conf, "s3", s3_conf)
+        url = f"s3://jobyard/probe-{uuid.uuid4().hex[:6]}"
+    else:
+        url = str(tmp_path / "storage")
+    writer = LogArchive(Storage(url))
+    reader = LogArchive(Storage(url))
+    fs = reader.storage.fs  # fsspec shares instances: the reader gets one of its own
+    reader.storage.fs = type(fs)(skip_instance_cache=True, **fs.storage_options)
+    assert reader.storage.fs is not writer.storage.fs
+    job = str(uuid.uuid4())
+    local = tmp_path / "attempt-1.log"
+    local.write_bytes(b"")
+    assert reader.read_range(job, 1, 0, 100) == b""  # nothing yet (and now cached)
+    shipped = 0
+    expected = b""
+    for i in range(3):
+        line = f"line {i}\n".encode()
+        with local.open("ab") as f:
+            f.write(line)
+        expected += line
+        shipped = writer.ship(job, 1, local, shipped, local.stat().st_size)
+        assert reader.read_range(job, 1, 0, 100) == expected
+        assert reader.size(job, 1) == len(expected)
+    with local.open("ab") as f:
+        f.write(b"the end\n")
+    writer.seal(job, 1, local)
+    assert reader.read_range(job, 1, 0, 100) == expected + b"the end\n"

@@ -80,19 +80,21 @@ class LogArchive:
         self.storage.delete_tree(self._dir(job_id))
 
     # ---- any node ---------------------------------------------------------------------------
-    def _refresh(self, job_id: str) -> None:
-        """Forget what the filesystem object cached about the job's logs (s3fs caches
-        listings; a running log changes under it)."""
+    def _refresh(self, job_id: str, attempt: int) -> None:
+        """Forget what the filesystem object cached about the attempt's log (s3fs caches
+        listings and drops only the path given and its parents; a running log changes
+        under it)."""
         fs = self.storage.fs
-        with contextlib.suppress(Exception):
-            fs.invalidate_cache(self.storage.full(self._dir(job_id)))
+        for key in (self._parts(job_id, attempt), self.sealed_key(job_id, attempt)):
+            with contextlib.suppress(Exception):
+                fs.invalidate_cache(self.storage.full(key))
 
     def _segments(self, job_id: str, attempt: int) -> list[tuple[int, int, str]]:
         """(offset, size, full path) of the segments, by offset."""
         fs = self.storage.fs
         parts = self.storage.full(self._parts(job_id, attempt))
         try:
-            entries = fs.ls(parts, detail=True)
+            entries = fs.ls(parts, detail=True, refresh=True)
         except FileNotFoundError:
             return []
         found = []
@@ -104,7 +106,7 @@ class LogArchive:
 
     def size(self, job_id: str, attempt: int) -> int:
         """Bytes of the attempt's log in the archive (0: none there)."""
-        self._refresh(job_id)
+        self._refresh(job_id, attempt)
         try:
             return int(self.storage.info(self.sealed_key(job_id, attempt))["size"])
         except FileNotFoundError:
@@ -119,7 +121,7 @@ class LogArchive:
     def read_range(self, job_id: str, attempt: int, offset: int, limit: int) -> bytes:
         """Up to ``limit`` bytes of the attempt's log from ``offset`` (nothing when the
         archive has no log, or none that far)."""
-        self._refresh(job_id)
+        self._refresh(job_id, attempt)
         try:
             with self.storage.open_read(self.sealed_key(job_id, attempt)) as f:
                 f.seek(offset)
