@@ -42,8 +42,15 @@ pytestmark = [pytest.mark.acceptance, pytest.mark.postgres]
 #: slower than a directory by far (what is tested of the storage is the same)
 JOBS = {"dir": 300, "s3": 60}
 ENDED = {"succeeded", "failed", "timed_out", "cancelled"}
-#: lease and log timings for the nodes (the fault tests' short leases; logs shipped often)
-NODE_ENV = {"JOBYARD_LOG_SYNC_INTERVAL_S": "0.2", "JOBYARD_SLOTS": "2"}
+#: timings for the nodes: logs shipped often; leases short as in the fault tests, yet
+#: with room for the stalls of six servers' worth of work on a shared 2-core machine (a
+#: node fences its jobs after the outage tolerance without a renewal)
+NODE_ENV = {
+    "JOBYARD_LOG_SYNC_INTERVAL_S": "0.2",
+    "JOBYARD_SLOTS": "2",
+    "JOBYARD_OUTAGE_TOLERANCE_S": "8",
+    "JOBYARD_LEASE_TTL_S": "11",
+}
 
 
 # ---- the job and its start counter ----------------------------------------------------------
