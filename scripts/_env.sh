@@ -49,3 +49,18 @@ ensure_sandbox_tools() {
   fi
   echo "jobyard: bubblewrap is not installed: jobs will not be sandboxed (docs/security.md)" >&2
 }
+
+# The dashboard's browser tests (tests/web) drive Debian's chromium (Playwright's own
+# browser download cannot work here). As root with apt, install it when missing.
+ensure_browser() {
+  command -v chromium >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "jobyard: installing chromium for the dashboard's browser tests (apt-get)" >&2
+    if DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 ||
+      { apt-get update -q >/dev/null 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; then
+      return 0
+    fi
+  fi
+  echo "jobyard: chromium is not installed: the browser tests (tests/web) will fail" >&2
+}

@@ -1,7 +1,8 @@
-"""Scenario 3: a private PostgreSQL server (``pg.py``) stops and starts again under a
-steady submit and read load, once per outage length. Counted: 5xx answers other than 503
-with ``Retry-After``, accepted jobs lost, and whether the jobs that were running when the
-database went away survive (end ``succeeded`` in the same attempt)."""
+"""Scenario 3: a private PostgreSQL server (``tests/support/private_pg.py``) stops and
+starts again under a steady submit and read load, once per outage length. Counted: 5xx
+answers other than 503 with ``Retry-After``, accepted jobs lost, and whether the jobs
+that were running when the database went away survive (end ``succeeded`` in the same
+attempt)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ from bench.faults.common import (
     Submitter,
     dist,
     kill_processes_under,
+    on_cleanup,
     temp_dir,
     wait_until,
 )
 from bench.faults.kill9 import Load, _ended_job, analyse
-from bench.faults.pg import PrivatePostgres, why_not
+from tests.support import private_pg
 
 
 @dataclass
@@ -81,7 +83,7 @@ def _running(api: Api, at_least: int) -> dict[str, int] | None:
 def run_pgrestart(outages: list[float], *, seed: int = 13, slots: int = 4) -> Outcome:
     """One round per outage length (seconds the database is down)."""
     out = Outcome("PostgreSQL restart (private server)", "postgresql")
-    reason = why_not()
+    reason = private_pg.unavailable()
     if reason:
         out.add("skipped", reason)
         return out
@@ -89,8 +91,9 @@ def run_pgrestart(outages: list[float], *, seed: int = 13, slots: int = 4) -> Ou
     root, remove = temp_dir("jobyard-faults-pgrestart-")
     marker_dir = root / "markers"
     marker_dir.mkdir()
-    pg = PrivatePostgres.create()
-    server = ServeProc(root / "home", database_url=pg.url, slots=slots)
+    pg = private_pg.PrivatePostgres()
+    close_pg = on_cleanup(f"private postgres {pg.root}", pg.close)
+    server = ServeProc(root / "home", database_url=pg.create_database("jobyard"), slots=slots)
     load: Load | None = None
     reader: Reader | None = None
     try:
@@ -108,7 +111,7 @@ def run_pgrestart(outages: list[float], *, seed: int = 13, slots: int = 4) -> Ou
         back_s: list[float] = []
         for outage in outages:
             running = wait_until(partial(_running, api, 2), 90, 0.2)
-            pg.stop("fast")
+            pg.stop()  # fast shutdown: every session is cut
             time.sleep(outage)  # the outage itself
             pg.start()
             started = time.monotonic()
@@ -165,7 +168,7 @@ def run_pgrestart(outages: list[float], *, seed: int = 13, slots: int = 4) -> Ou
             reader.stop.set()
         server.close()
         kill_processes_under(root)
-        pg.close()
+        close_pg()
         remove()
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from jobyard import errors
+from jobyard import errors, memory
 from jobyard.api.app import create_app
 from jobyard.sdk.config import read_credentials, write_credentials  # no httpx: lazy sdk
 from jobyard.settings import Settings
@@ -96,18 +96,22 @@ def serve(settings: Settings) -> None:
         file=sys.stderr,
     )
     _announce_sandbox(runtime)
-    gc.collect()
+    config = (
+        uvicorn.Config(
+            create_app(runtime),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        if settings.run_api
+        else None
+    )
+    memory.give_back()
     gc.freeze()  # start-up objects leave the collector's work: no long pauses later
     try:
-        if settings.run_api:
-            config = uvicorn.Config(
-                create_app(runtime),
-                host=settings.host,
-                port=settings.port,
-                log_level="warning",
-                access_log=False,
-                timeout_graceful_shutdown=5,
-            )
+        if config is not None:
             _Server(config).run()
         else:
             _wait_for_signal()

@@ -54,6 +54,8 @@ class Settings:
     upkeep_interval_s: float = 10.0  #: cron schedules, retention
     # notifications
     webhook_secret: str | None = field(default=None, repr=False)  #: default: kept in the data dir
+    #: signs the dashboard's sessions; default: kept in the data dir (``web_secret``)
+    web_secret: str | None = field(default=None, repr=False)
     webhook_allow: str = ""  #: CIDRs/hosts webhooks may reach although private (comma-separated)
     smtp_host: str | None = None
     smtp_port: int = 25

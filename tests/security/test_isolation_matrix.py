@@ -43,7 +43,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -129,6 +129,14 @@ PATH_PARAMS: dict[tuple[str, str], str] = {
     ("/v1/tenants/", "tenant_id"): "tenant",
     ("/v1/projects/", "ref"): "project",
     ("/v1/keys/", "key_id"): "spare_key",
+    # the web dashboard (cookie sessions; checked by test_web_*)
+    ("/ui/jobs/", "job_id"): "job",
+    ("/ui/jobs/", "path"): "result_file",
+    ("/ui/models/", "name"): "model",
+    ("/ui/folders/", "name"): "folder",
+    ("/ui/folders/", "path"): "file",
+    ("/ui/definitions/", "def_id"): "definition",
+    ("/ui/admin/keys/", "key_id"): "spare_key",
     # compatibility routers
     ("/api/v1/jobs/", "job_id"): "definition",  # the Prediction API's jobs are definitions
     ("/api/jobmanager/v3/jobs/", "job_id"): "job",
@@ -510,6 +518,11 @@ def test_every_route_is_in_the_matrix() -> None:
     sockets: set[str] = set()
     pages: set[str] = set()
     for route in _walk(list(APP.routes)):
+        if isinstance(route, Mount):
+            assert route.path == WEB_STATIC, f"an unknown mount {route.path}"
+            continue
+        if isinstance(route, APIRoute) and _is_web(route.path_format):
+            continue  # the dashboard's pages: WEB_OPS, walked by the test_web_* cases
         if isinstance(route, APIRoute):
             http_routes |= {(m, route.path_format) for m in route.methods}
         elif isinstance(route, WebSocketRoute):
@@ -532,6 +545,111 @@ def test_every_route_is_in_the_matrix() -> None:
 @pytest.mark.parametrize(("method", "path"), PARAM_OPS, ids=_id)
 def test_every_path_parameter_is_mapped(method: str, path: str) -> None:
     assert path_objects(path)
+
+
+# ---- the web dashboard: the same scoping through a session cookie ------------------------
+WEB_STATIC = "/ui/static"
+#: dashboard pages a visitor without a session may see (they redirect or sign in)
+WEB_PUBLIC = {"/", "/ui", "/ui/", "/ui/sign-in"}
+
+
+def _is_web(path: str) -> bool:
+    return path == "/" or path == "/ui" or path.startswith("/ui/")
+
+
+WEB_OPS = sorted(
+    (method, route.path_format)
+    for route in _walk(list(APP.routes))
+    if isinstance(route, APIRoute) and _is_web(route.path_format)
+    for method in route.methods
+    if method != "HEAD"
+)
+WEB_PRIVATE_OPS = [op for op in WEB_OPS if op[1] not in WEB_PUBLIC]
+WEB_PARAM_OPS = [op for op in WEB_PRIVATE_OPS if "{" in op[1]]
+WEB_WRITE_OPS = [op for op in WEB_PRIVATE_OPS if op[0] != "GET" and op[1] != "/ui/sign-out"]
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@dataclass
+class WebSession:
+    http: httpx.Client
+    csrf: str
+
+
+def web_session(world: World, key: str) -> WebSession:
+    """Sign in through the sign-in form, as a browser does."""
+    http = httpx.Client(base_url=world.server.url, timeout=20)
+    form = _ok(http.get("/ui/sign-in"), 200)
+    match = _CSRF.search(form.text)
+    assert match, form.text
+    data = {"api_key": key, "csrf": match.group(1), "next": "/ui/jobs"}
+    _ok(http.post("/ui/sign-in", data=data), 303)
+    me = _ok(http.get("/ui/me"), 200)
+    match = _CSRF.search(me.text)
+    assert match, me.text
+    return WebSession(http, match.group(1))
+
+
+@pytest.fixture(scope="module")
+def web_b(world: World) -> Iterator[WebSession]:
+    session = web_session(world, world.b.key)
+    yield session
+    session.http.close()
+
+
+@pytest.mark.parametrize(("method", "path"), WEB_PRIVATE_OPS, ids=_id)
+def test_web_page_without_a_session_signs_in_first(world: World, method: str, path: str) -> None:
+    objects = nowhere() if "{" in path else world.a
+    r = world.http.request(method, fill(path, objects) if "{" in path else path)
+    if method == "GET" and not path.endswith("/live"):
+        assert r.status_code == 303, r.text[:300]
+        assert r.headers["location"].startswith("/ui/sign-in?next=")
+    else:
+        assert r.status_code == 401, r.text[:300]
+
+
+@pytest.mark.parametrize(("method", "path"), WEB_PARAM_OPS, ids=_id)
+def test_web_other_tenants_object_is_not_found(
+    world: World, web_b: WebSession, method: str, path: str
+) -> None:
+    """Tenant B's session with A's objects in the path: 404, as for an object that
+    exists nowhere, and nothing of A's in the page."""
+    data = {"csrf": web_b.csrf} if method != "GET" else None
+    foreign = web_b.http.request(method, fill(path, world.a), data=data)
+    absent = web_b.http.request(method, fill(path, nowhere()), data=data)
+    assert foreign.status_code == 404, f"{foreign.status_code} {foreign.text[:300]}"
+    assert absent.status_code == 404, f"{absent.status_code} {absent.text[:300]}"
+    assert_no_markers(foreign, world.a, f"{method} {path}", sent=fill(path, world.a))
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [op for op in WEB_PARAM_OPS if op[0] == "GET"], ids=_id
+)
+def test_web_own_object_is_found(world: World, web_b: WebSession, method: str, path: str) -> None:
+    """The positive control: B's own objects answer 200."""
+    r = web_b.http.request(method, fill(path, world.b))
+    if path.endswith("/live"):
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    else:
+        assert r.status_code == 200, f"{r.status_code} {r.text[:300]}"
+
+
+def test_web_lists_show_no_foreign_rows(world: World, web_b: WebSession) -> None:
+    for path in ("/ui/jobs", "/ui/models", "/ui/folders", "/ui/definitions", "/ui/admin/keys"):
+        r = _ok(web_b.http.get(path), 200)
+        assert_no_markers(r, world.a, f"GET {path}")
+        assert any(m in r.text for m in world.b.markers if m), f"GET {path}: no own rows"
+
+
+@pytest.mark.parametrize(("method", "path"), WEB_WRITE_OPS, ids=_id)
+def test_web_viewer_may_not_write(world: World, method: str, path: str) -> None:
+    viewer = web_session(world, world.keys["viewer"])
+    try:
+        target = fill(path, world.a) if "{" in path else path
+        r = viewer.http.request(method, target, data={"csrf": viewer.csrf})
+        assert r.status_code == 403, f"{r.status_code} {r.text[:300]}"
+    finally:
+        viewer.http.close()
 
 
 # ---- (a) and (b): credentials ------------------------------------------------------------

@@ -167,3 +167,4 @@ class JobFilter:
     created_to: datetime | None = None
     project_id: str | None = None  #: set for project-scoped keys
     model_version_ids: frozenset[str] = frozenset()  #: jobs of these model versions
+    name_contains: str | None = None  #: jobs whose name contains this text (any case)

@@ -320,7 +320,7 @@ class SandboxHandle(LocalHandle):
             pass
 
     def cleanup(self) -> None:
-        """After the exit: the namespace is gone; remove the cgroups (figures kept)."""
+        """After the exit: the namespace is gone; give the cgroups back (figures kept)."""
         if self.group is not None and self._tree is not None:
             self._tree.release(self.group)
         super().cleanup()
@@ -332,11 +332,14 @@ class SandboxHandle(LocalHandle):
         usage = super().sample()
         if self.group is None:
             return usage
+        # The memory figures are the kernel's, the ones its limit applies to: a sum of the
+        # processes' RSS counts shared pages once per process (the sandbox's monitors, the
+        # interpreter's libraries) and can exceed the limit the kernel holds the job to.
         figures = self.group.usage()
         return replace(
             usage,
             rss_bytes=figures.memory_bytes if self._popen.poll() is None else usage.rss_bytes,
-            peak_rss_bytes=max(figures.peak_memory_bytes, usage.peak_rss_bytes or 0),
+            peak_rss_bytes=figures.peak_memory_bytes or usage.peak_rss_bytes,
             cpu_time_s=max(figures.cpu_time_s, usage.cpu_time_s or 0.0),
         )
 
@@ -372,9 +375,10 @@ class SandboxedExecutor:
             argv = ["/bin/sh", "-c", spec.entrypoint]
         else:
             raise ExecutorError("the launch spec has neither argv nor entrypoint")
+        tree = self.sandbox.cgroups
         group = None
-        if self.sandbox.cgroups is not None:
-            group = self.sandbox.cgroups.create(f"{spec.job_id}-{spec.attempt}")
+        if tree is not None:
+            group = tree.acquire()
             try:
                 group.limit(
                     memory_bytes=spec.memory_limit_bytes,
@@ -382,13 +386,13 @@ class SandboxedExecutor:
                     cpu_slots=spec.cpu_slots,
                 )
             except OSError as e:
-                group.close()
+                group.close()  # its limits are not known any more: not reused
                 raise ExecutorError(f"cannot set the job's resource limits: {e}") from e
         try:
             return self._spawner.submit(self._spawn, spec, argv, group).result()
         except BaseException:
-            if group is not None:
-                group.close()
+            if tree is not None and group is not None:
+                tree.release(group)
             raise
 
     def _check_program(self, program: str, spec: LaunchSpec) -> None:

@@ -86,13 +86,13 @@ def split_allow(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(i.strip() for i in items if i.strip())
 
 
-def load_or_create_secret(data_dir: Path) -> bytes:
-    """The server's webhook signing secret, generated once into
-    ``<data_dir>/webhook_secret`` (mode 0600); its UTF-8 text is the HMAC key."""
-    path = Path(data_dir) / "webhook_secret"
+def load_or_create_secret(data_dir: Path, name: str = "webhook_secret") -> bytes:
+    """A server secret, generated once into ``<data_dir>/<name>`` (mode 0600; the
+    webhook signing secret by default); its UTF-8 text is the HMAC key."""
+    path = Path(data_dir) / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".webhook_secret.{os.getpid()}.{secrets.token_hex(4)}")
+        tmp = path.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32) + "\n")
@@ -104,7 +104,7 @@ def load_or_create_secret(data_dir: Path) -> bytes:
             tmp.unlink()
     secret = path.read_text().strip()
     if not secret:
-        raise ValueError(f"{path} is empty: delete it or set JOBYARD_WEBHOOK_SECRET")
+        raise ValueError(f"{path} is empty: delete it or set JOBYARD_{name.upper()}")
     return secret.encode()
 
 

@@ -34,6 +34,8 @@ OUTCOMES = tuple(s.value for s in (JobState.SUCCEEDED, JobState.FAILED, JobState
 MIN_STALE_S = 10.0
 WINDOW = timedelta(hours=1)  #: average wait, throughput and the /metrics distributions
 MEDIAN_OF = 100  #: succeeded jobs behind the drain estimate
+HISTORY_BUCKET = timedelta(minutes=2)  #: the system page's charts: one point per bucket
+HISTORY_ROWS = 20_000  #: jobs read at most per chart (the newest)
 DURATION_BOUNDS_S = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 LATENCY_BOUNDS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -116,6 +118,17 @@ class SystemStatus:
     queue: QueueStatistics
     performance: PerformanceMetrics
     resources: ResourceUtilization
+
+
+@dataclass(frozen=True)
+class History:
+    """The last hour in buckets: when each starts, the mean wait of the jobs started in
+    it (None: none started) and how many jobs ended in it."""
+
+    starts: list[datetime]
+    average_wait_s: list[float | None]
+    ended: list[int]
+    bucket_s: int
 
 
 @dataclass(frozen=True)
@@ -240,6 +253,30 @@ class SystemStatusService:
             average_duration_ms=duration_s * 1000 if duration_s is not None else None,
             success_rate_percent=round(100 * succeeded / decided, 2) if decided else None,
             throughput_per_hour=float(sum(last_hour.values())) * (timedelta(hours=1) / WINDOW),
+        )
+
+    def history(self, principal: Principal) -> History:
+        """Wait time and throughput of the principal's tenant over the last hour."""
+        now = self.clock.now().astimezone(UTC)
+        first = now - WINDOW
+        n = int(WINDOW / HISTORY_BUCKET)
+        starts = [first + i * HISTORY_BUCKET for i in range(n)]
+        waits: list[list[float]] = [[] for _ in range(n)]
+        ended = [0] * n
+        tenant: Scope = principal.tenant_id
+
+        def index(at: datetime) -> int:
+            return min(n - 1, max(0, int((at - first) / HISTORY_BUCKET)))
+
+        for at, wait_s in self.stats.recent_starts(tenant, first, HISTORY_ROWS):
+            waits[index(at)].append(wait_s)
+        for at in self.stats.recent_ends(tenant, first, HISTORY_ROWS):
+            ended[index(at)] += 1
+        return History(
+            starts=starts,
+            average_wait_s=[sum(w) / len(w) if w else None for w in waits],
+            ended=ended,
+            bucket_s=int(HISTORY_BUCKET.total_seconds()),
         )
 
     def metrics(self) -> OperatorMetrics:

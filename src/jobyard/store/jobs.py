@@ -421,6 +421,9 @@ class JobStore:
             cond.append(jobs.c.created_at >= flt.created_from)
         if flt.created_to is not None:
             cond.append(jobs.c.created_at <= flt.created_to)
+        if flt.name_contains:
+            text = flt.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            cond.append(jobs.c.name.ilike(f"%{text}%", escape="\\"))
         return cond
 
     def list_jobs(

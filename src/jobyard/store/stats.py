@@ -102,6 +102,31 @@ class StatsStore:
             value = conn.execute(stmt).scalar_one()
         return float(value) if value is not None else None
 
+    def recent_starts(
+        self, scope: Scope, since: datetime, limit: int
+    ) -> list[tuple[datetime, float]]:
+        """(started at, seconds waited) of the jobs started since then, at most ``limit``
+        (the newest)."""
+        stmt = (
+            sa.select(jobs.c.started_at, WAIT_S)
+            .where(*_scope(scope), jobs.c.started_at >= since, jobs.c.queued_at.is_not(None))
+            .order_by(jobs.c.started_at.desc())
+            .limit(limit)
+        )
+        with self.db.read() as conn:
+            return [(at, float(w)) for at, w in conn.execute(stmt).all()]
+
+    def recent_ends(self, scope: Scope, since: datetime, limit: int) -> list[datetime]:
+        """When the jobs that ended since then ended, at most ``limit`` (the newest)."""
+        stmt = (
+            sa.select(jobs.c.ended_at)
+            .where(*_scope(scope), jobs.c.state.in_(_TERMINAL), jobs.c.ended_at >= since)
+            .order_by(jobs.c.ended_at.desc())
+            .limit(limit)
+        )
+        with self.db.read() as conn:
+            return [at for (at,) in conn.execute(stmt).all()]
+
     def ended_by_state(self, scope: Scope, since: datetime) -> dict[str, int]:
         """Jobs in a final state that ended since then, by state."""
         stmt = (

@@ -1,0 +1,130 @@
+"""Attempts reuse the node's cgroups: one attempt's limits and counters do not leak into
+the next one that runs in the same group. Real sandboxed processes through the
+executor the dispatcher uses, in the host's cgroup v1 hierarchy."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobyard.executors.base import LaunchSpec
+from jobyard.executors.cgroups import CgroupTree
+from jobyard.executors.sandbox import SandboxedExecutor, SandboxHandle, detect
+from tests.conftest import wait_for
+from tests.support.sandbox import require_sandbox
+
+MB = 1024 * 1024
+PY = sys.executable
+HOG = "x = bytearray(200 * 1024 * 1024); x[::4096] = b'1' * len(x[::4096])"
+
+
+@pytest.fixture
+def executor(tmp_path: Path) -> Iterator[SandboxedExecutor]:
+    require_sandbox()
+    os.chmod(tmp_path, 0o755)
+    box, support = detect(node_id="pool-test", data_dir=tmp_path / "data", pids_max=64)
+    if box is None or box.cgroups is None:
+        pytest.skip(f"no cgroups for jobs here: {support.reason or support.limits_reason}")
+    ex = SandboxedExecutor(box)
+    yield ex
+    ex.sweep()
+    ex.close()
+
+
+def _run(ex: SandboxedExecutor, root: Path, name: str, argv: list[str], **kw: int) -> SandboxHandle:
+    work = root / name / "work"
+    work.mkdir(parents=True)
+    os.chown(work, 65534, 65534)
+    spec = LaunchSpec(
+        job_id=name,
+        attempt=1,
+        entrypoint=None,
+        argv=tuple(argv),
+        workdir=work,
+        log_path=root / name / "log",
+        env={"PATH": "/usr/bin:/bin"},
+        status_path=root / name / "exit",
+        **kw,  # type: ignore[arg-type]
+    )
+    handle = ex.start(spec)
+    handle.wait(30)
+    handle.cleanup()
+    # bwrap's own processes may still be exiting: the group is reused once they are gone
+    group = handle.group
+    assert group is not None
+    wait_for(lambda: not group.pids())
+    return handle
+
+
+def _tree(ex: SandboxedExecutor) -> CgroupTree:
+    assert ex.sandbox.cgroups is not None
+    return ex.sandbox.cgroups
+
+
+def _groups(tree: CgroupTree) -> list[str]:
+    return sorted(p.name for p in tree.roots["pids"].iterdir() if p.is_dir())
+
+
+def _group_of(handle: SandboxHandle) -> str:
+    assert handle.group is not None
+    return handle.group.name
+
+
+def test_attempts_one_after_the_other_reuse_one_group(
+    executor: SandboxedExecutor, tmp_path: Path
+) -> None:
+    used = set()
+    for n in range(3):
+        handle = _run(executor, tmp_path, f"j{n}", ["/bin/true"], cpu_slots=1)
+        assert handle.wait(0) == 0
+        used.add(_group_of(handle))
+    assert used == {"g1"}
+    assert _groups(_tree(executor)) == ["g1"]
+
+
+def test_an_oom_kill_and_the_peak_belong_to_their_attempt_only(
+    executor: SandboxedExecutor, tmp_path: Path
+) -> None:
+    hog = _run(executor, tmp_path, "hog", [PY, "-c", HOG], memory_limit_bytes=64 * MB)
+    assert hog.oom_killed()
+    assert hog.sample().peak_rss_bytes is not None
+    assert hog.sample().peak_rss_bytes >= 60 * MB
+    # the next attempt in the same group: a higher limit (memory+swap raised first), no
+    # OOM kill of its own, its own peak
+    small = _run(executor, tmp_path, "small", [PY, "-c", "pass"], memory_limit_bytes=512 * MB)
+    assert small.wait(0) == 0, (tmp_path / "small" / "log").read_text()
+    assert not small.oom_killed()
+    assert (small.sample().peak_rss_bytes or 0) < 60 * MB
+    assert _group_of(small) == _group_of(hog)
+    limit = _tree(executor).roots["memory"] / _group_of(hog) / "memory.limit_in_bytes"
+    assert int(limit.read_text()) == 512 * MB
+    # and without a limit: unlimited again
+    free = _run(executor, tmp_path, "free", ["/bin/true"])
+    assert _group_of(free) == _group_of(hog)
+    assert int(limit.read_text()) > 1 << 50
+
+
+def test_failed_forks_are_counted_for_their_attempt_only(
+    executor: SandboxedExecutor, tmp_path: Path
+) -> None:
+    bomb = "for i in $(seq 100); do sleep 5 & done; wait"
+    first = _run(executor, tmp_path, "bomb", ["/bin/sh", "-c", bomb])
+    assert first.pids_exhausted() == 64
+    second = _run(executor, tmp_path, "calm", ["/bin/true"])
+    assert _group_of(second) == _group_of(first)
+    assert second.pids_exhausted() is None
+
+
+def test_a_group_left_holding_page_cache_is_not_reused(
+    executor: SandboxedExecutor, tmp_path: Path
+) -> None:
+    write = "head -c 33554432 /dev/zero > big"  # 32 MiB of page cache charged to the group
+    writer = _run(executor, tmp_path, "writer", ["/bin/sh", "-c", write])
+    assert (tmp_path / "writer" / "work" / "big").stat().st_size == 32 * MB
+    after = _run(executor, tmp_path, "next", ["/bin/true"])
+    assert _group_of(after) != _group_of(writer), "the group charged with 32 MiB was reused"
+    assert _group_of(writer) not in _groups(_tree(executor)), "it was not removed either"
