@@ -5,6 +5,7 @@ minus the submits and the polls).
 
     .venv/bin/python bench/dispatch_cpu.py [--jobs 500] [--python] [--rounds 3] [--sandbox off]
     .venv/bin/python bench/dispatch_cpu.py --database-url postgresql+psycopg://root@127.0.0.1:5432/x
+    .venv/bin/python bench/dispatch_cpu.py --shared-storage   # logs also on a storage dir
 
 Jobs are ``["true"]`` (``--python``: ``[<python>, "-c", "pass"]``). Each round uses a
 fresh data directory (SQLite) or a fresh database ``jobyard_bench`` (PostgreSQL).
@@ -38,11 +39,19 @@ def _cpu_s() -> tuple[float, float]:
 
 
 def run_round(
-    n: int, slots: int, argv: tuple[str, ...], url: str | None, sandbox: str = "auto"
+    n: int,
+    slots: int,
+    argv: tuple[str, ...],
+    url: str | None,
+    sandbox: str = "auto",
+    shared_storage: bool = False,
 ) -> tuple[float, float, float]:
     """Jobs per second, CPU ms per job, and the system part of it."""
     data = Path(tempfile.mkdtemp(prefix="jobyard-dispatch-"))
-    settings = Settings(data_dir=data, database_url=url, slots=slots, sandbox=sandbox)
+    storage = str(data / "shared") if shared_storage else None
+    settings = Settings(
+        data_dir=data, database_url=url, slots=slots, sandbox=sandbox, storage_url=storage
+    )
     runtime = build_runtime(settings)
     migrate.upgrade(runtime.db)
     runtime.auth.bootstrap()
@@ -86,6 +95,11 @@ def main() -> None:
     parser.add_argument("--python", action="store_true", help="jobs run python -c pass")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--sandbox", default="auto", choices=("auto", "off"))
+    parser.add_argument(
+        "--shared-storage",
+        action="store_true",
+        help="a --storage-url directory: logs are copied there (several nodes)",
+    )
     args = parser.parse_args()
     argv = (sys.executable, "-c", "pass") if args.python else ("true",)
     print(machine_line())
@@ -93,7 +107,9 @@ def main() -> None:
     rates, cpus = [], []
     for i in range(args.rounds):
         with fresh_database(args.database_url) as url:
-            rate, cpu, sys_cpu = run_round(args.jobs, args.slots, argv, url, args.sandbox)
+            rate, cpu, sys_cpu = run_round(
+                args.jobs, args.slots, argv, url, args.sandbox, args.shared_storage
+            )
         rates.append(rate)
         cpus.append(cpu)
         print(

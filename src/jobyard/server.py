@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from jobyard import memory, serverlog
+from jobyard import errors, memory, serverlog
 from jobyard.api.app import create_app
 from jobyard.sdk.config import (  # no httpx: lazy sdk
     read_credentials,
@@ -86,28 +86,52 @@ def serve(settings: Settings) -> None:
     global _json_log
     serverlog.configure(settings.log_level, settings.log_format)
     _json_log = settings.log_format == "json"
+    if not settings.run_api and not settings.run_dispatcher:
+        raise errors.InvalidInput(
+            "a node needs the API or the dispatcher: --no-api and --no-dispatcher together "
+            "leave it nothing to do",
+            field="run_api",
+        )
     runtime, new_key = start_runtime(settings)
     settings = runtime.settings  # with the slots the executor found (a Ray cluster's CPUs)
-    _announce(settings, new_key)
+    if settings.run_api:
+        _announce(settings, new_key)
+    elif new_key:  # a dispatch-only first start: the key is still shown once
+        _say(
+            f"jobyard: first start: created the default tenant and an admin API key "
+            f"(shown once):\n  {new_key}"
+        )
+    roles = [r for r, on in (("API", settings.run_api), ("jobs", settings.run_dispatcher)) if on]
+    where = f"serving on {settings.api_url}" if settings.run_api else "dispatching only (no API)"
+    slots = f", {settings.slots} slots" if settings.run_dispatcher else ""
     _say(
-        f"jobyard: serving on {settings.api_url} (node {runtime.node_id}, {settings.slots} slots, "
-        f"database {runtime.db.engine.url.render_as_string(hide_password=True)}); docs at "
-        f"{settings.api_url}/docs"
+        f"jobyard: {where} (node {runtime.node_id}: {' and '.join(roles)}{slots}, database "
+        f"{runtime.db.engine.url.render_as_string(hide_password=True)}, storage "
+        f"{_safe_url(settings.storage)}"
+        f"{', logs shared there' if settings.logs_shared else ''})"
+        + (f"; docs at {settings.api_url}/docs" if settings.run_api else "")
     )
     _announce_sandbox(runtime)
-    config = uvicorn.Config(
-        create_app(runtime),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        log_config=None,  # uvicorn's records go through serverlog's handler
-        access_log=False,  # jobyard.access logs each request (with its time)
-        timeout_graceful_shutdown=5,
+    config = (
+        uvicorn.Config(
+            create_app(runtime),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            log_config=None,  # uvicorn's records go through serverlog's handler
+            access_log=False,  # jobyard.access logs each request (with its time)
+            timeout_graceful_shutdown=5,
+        )
+        if settings.run_api
+        else None
     )
     memory.give_back()
     gc.freeze()  # start-up objects leave the collector's work: no long pauses later
     try:
-        _Server(config).run()
+        if config is not None:
+            _Server(config).run()
+        else:
+            _wait_for_signal()
     finally:
         runtime.close()
 
@@ -130,3 +154,24 @@ class _Server(uvicorn.Server):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _safe_url(url: str) -> str:
+    """A storage URL without credentials it may carry (``s3://key:secret@bucket``)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        rest = rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
+
+
+def _wait_for_signal() -> None:
+    """A dispatch-only node runs until SIGINT or SIGTERM (its work is in other threads)."""
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        stop.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -36,7 +36,11 @@ class Settings:
     ray_lost_after_s: float = 10.0
     node_id: str | None = None  #: default: kept in ``<data_dir>/node_id``
     run_dispatcher: bool = True  #: False: API only
-    run_api: bool = True  #: False: worker only
+    run_api: bool = True  #: False: worker only (no HTTP server)
+    #: attempt logs also on the storage, for nodes that share it (docs/nodes.md);
+    #: None: when ``storage_url`` is set
+    share_logs: bool | None = None
+    log_sync_interval_s: float = 1.0  #: how often a running job's log is copied there
     heartbeat_interval_s: float = 2.0
     #: how long a lease lasts without renewal; must exceed ``outage_tolerance_s`` (see
     #: docs/reliability.md, "Store outages")
@@ -98,6 +102,11 @@ class Settings:
         if self.storage_url:
             return self.storage_url
         return str((self.data_dir / "storage").resolve())
+
+    @property
+    def logs_shared(self) -> bool:
+        """Whether attempt logs are kept on the storage too (every node reads them)."""
+        return self.storage_url is not None if self.share_logs is None else self.share_logs
 
     @property
     def api_url(self) -> str:

@@ -31,6 +31,7 @@ from jobyard.settings import Settings
 from jobyard.storage import private
 from jobyard.storage.blobs import BlobStore
 from jobyard.storage.fs import Storage
+from jobyard.storage.logarchive import JobLogs, LogArchive
 from jobyard.storage.workspace import Workspace
 from jobyard.store import migrate
 from jobyard.store.artifacts import ArtifactStore
@@ -199,6 +200,8 @@ def build_runtime(
     workspace = Workspace(settings.data_dir)
     storage = Storage(settings.storage)
     blobs = BlobStore(storage)
+    log_archive = LogArchive(storage) if settings.logs_shared else None
+    job_logs = JobLogs(workspace, log_archive)
     limit = settings.max_upload_bytes
     folders = FolderService(
         store=FolderStore(db), storage=storage, jobs=store, clock=clock, max_upload_bytes=limit
@@ -238,6 +241,7 @@ def build_runtime(
             settings=settings,
             node_id=node_id,
             log_limit=quotas.log_bytes,
+            log_archive=log_archive,
         )
         wakeup = dispatcher
     notifications = NotificationService(NotificationStore(db), store, clock, settings)
@@ -255,7 +259,7 @@ def build_runtime(
     folders.storage_quota = quotas.check_storage
     jobs = JobService(
         store=store,
-        workspace=workspace,
+        log_files=job_logs,
         clock=clock,
         wakeup=wakeup,
         aging_step_s=settings.aging_step_s,
@@ -273,7 +277,7 @@ def build_runtime(
     upkeep = Upkeep(
         definitions=definitions,
         jobs=store,
-        workspace=workspace,
+        logs=job_logs,
         clock=clock,
         interval_s=settings.upkeep_interval_s,
     )

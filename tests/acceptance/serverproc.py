@@ -61,6 +61,8 @@ def _clean_env(home: Path) -> dict[str, str]:
 class Server:
     """One ``jobyard serve`` subprocess."""
 
+    start_timeout_s = 30.0  #: how long a start may take until the server answers
+
     def __init__(
         self,
         home: Path,
@@ -91,7 +93,7 @@ class Server:
                 stderr=subprocess.STDOUT,
                 cwd=self.home.parent,
             )
-        wait_for(self._ready, timeout=30, interval=0.05)
+        wait_for(self._ready, timeout=self.start_timeout_s, interval=0.05)
         return self
 
     def _ready(self) -> bool:

@@ -86,6 +86,41 @@ def serve(
             help="SQLAlchemy database URL.",
         ),
     ] = None,
+    storage_url: Annotated[
+        str | None,
+        typer.Option(
+            "--storage-url",
+            envvar="JOBYARD_STORAGE_URL",
+            metavar="URL",
+            show_default="DIR/storage",
+            help="Where folders, artifacts, results and (when set) job logs live: a directory "
+            "(an NFS mount shared by several nodes) or an fsspec URL such as s3://bucket/prefix.",
+        ),
+    ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            envvar="JOBYARD_PUBLIC_URL",
+            metavar="URL",
+            show_default="http://HOST:PORT",
+            help="The API's URL as clients and jobs reach it (dispatch-only node: an API node's).",
+        ),
+    ] = None,
+    no_api: Annotated[
+        bool,
+        typer.Option(
+            "--no-api", envvar="JOBYARD_NO_API", help="Dispatch jobs only: serve no HTTP API."
+        ),
+    ] = False,
+    no_dispatcher: Annotated[
+        bool,
+        typer.Option(
+            "--no-dispatcher",
+            envvar="JOBYARD_NO_DISPATCHER",
+            help="Serve the API only: run no jobs on this node.",
+        ),
+    ] = False,
     slots: Annotated[
         int | None,
         typer.Option(
@@ -170,6 +205,10 @@ def serve(
         port=port,
         data_dir=data_dir,
         database_url=database_url,
+        storage_url=storage_url,
+        public_url=public_url,
+        run_api=False if no_api else None,
+        run_dispatcher=False if no_dispatcher else None,
         slots=slots,
         executor=executor,
         ray_address=ray_address,

@@ -25,6 +25,7 @@ from jobyard.domain.states import JobState
 from jobyard.executors.base import Executor, ExecutorFailure, Handle, LaunchSpec, ReportsFailure
 from jobyard.settings import Settings
 from jobyard.storage import logs
+from jobyard.storage.logarchive import LogArchive
 from jobyard.storage.workspace import Workspace
 from jobyard.store.artifacts import ArtifactStore
 from jobyard.store.claims import AttemptEnd
@@ -59,6 +60,9 @@ class Attempt:
     fenced_after_s: float = 0.0  #: how long its lease had gone without renewal then
     exit_code: int | None = None  #: once its process exited
     results_pending: bool = False  #: its results could not be recorded yet (no database)
+    shipped: int = 0  #: bytes of its log copied to the shared storage so far
+    sealed: bool = False  #: its whole log is on the shared storage (no more shipping)
+    ship_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Attempts:
@@ -138,8 +142,10 @@ class AttemptRunner:
         settings: Settings,
         node_id: str,
         log_limit: Callable[[str], int],
+        log_archive: LogArchive | None = None,
     ) -> None:
         self.jobs = jobs
+        self.log_archive = log_archive
         self.executor = executor
         self.workspace = workspace
         self.preparer = preparer
@@ -192,6 +198,7 @@ class AttemptRunner:
         return None
 
     def _unstarted(self, a: Attempt, failure: Outcome) -> AttemptEnd | None:
+        self.seal_log(a)
         outcome = ending.unstarted(
             a.stop_reason,
             failure,
@@ -265,6 +272,7 @@ class AttemptRunner:
             launch = a.launch
             self._quietly(a, "capping its log", lambda: logs.cap(launch.log_path, a.log_limit))
         if a.stop_reason is StopReason.LOST:
+            self.seal_log(a)
             return None
         if a.stop_reason is None and a.handle.oom_killed():
             a.stop_reason = StopReason.MEMORY  # the kernel enforced the limit
@@ -281,6 +289,7 @@ class AttemptRunner:
         except errors.StoreUnavailable as e:
             log.warning("job %s: results wait for the database: %s", a.job.id, e)
             a.results_pending = True
+        self.seal_log(a)
         usage = a.handle.sample()
         if a.launch is not None:
             usage = replace(usage, disk_bytes=outputs.tree_bytes(a.launch.workdir / "output"))
@@ -378,6 +387,46 @@ class AttemptRunner:
         except Exception as e:  # results are best effort; the job's outcome stands
             log.exception("job %s: results could not be recorded", job.id)
             self.say_to(job, f"jobyard: results could not be recorded: {e}")
+
+    # ---- the log on the shared storage ----------------------------------------------------
+    def ship_log(self, a: Attempt) -> None:
+        """Copy what the running attempt's log gained since the last call to the shared
+        storage (nothing when logs are not shared, or the log did not grow). Beyond the
+        tenant's log limit nothing is shipped: the sealed log has the truncation note."""
+        archive = self.log_archive
+        if archive is None or a.launch is None:
+            return
+        path = a.launch.log_path
+        end = logs.size(path)
+        if a.log_limit:
+            end = min(end, a.log_limit)
+        if end <= a.shipped:
+            return
+        with a.ship_lock:
+            if not a.sealed:
+                a.shipped = archive.ship(a.job.id, a.job.attempt, path, a.shipped, end)
+
+    def seal_log(self, a: Attempt) -> None:
+        """Store the ended attempt's whole log on the shared storage (best effort: a
+        failure is logged, the log stays on this node and its shipped part on the
+        storage)."""
+        with a.ship_lock:
+            if a.sealed:
+                return
+            a.sealed = True
+        self.seal_log_of(a.job, shipped=a.shipped > 0)
+
+    def seal_log_of(self, job: Job, *, shipped: bool = True) -> None:
+        """Store the attempt's whole log on the shared storage (``shipped``: segments
+        of it may be there, to be removed)."""
+        archive = self.log_archive
+        if archive is None:
+            return
+        try:
+            path = self.workspace.log_path(job.id, job.attempt)
+            archive.seal(job.id, job.attempt, path, shipped=shipped)
+        except Exception:
+            log.exception("job %s: its log could not be stored on the shared storage", job.id)
 
     # ---- markers ---------------------------------------------------------------------------
     def scan_if_grown(self, a: Attempt) -> None:

@@ -23,6 +23,7 @@ from jobyard.dispatch.attempt import Attempt, AttemptRunner, Attempts
 from jobyard.dispatch.claimer import ClaimLoop
 from jobyard.dispatch.ending import StopReason
 from jobyard.dispatch.fencing import check_lease_settings
+from jobyard.dispatch.logship import LogShipper
 from jobyard.dispatch.prepare import Preparer
 from jobyard.dispatch.supervisor import Supervisor
 from jobyard.dispatch.waiter import ExitWaiter
@@ -32,6 +33,7 @@ from jobyard.executors.base import Executor, Gated
 from jobyard.settings import Settings
 from jobyard.storage import logs
 from jobyard.storage.exitstatus import ExitStatus, read_exit_status
+from jobyard.storage.logarchive import LogArchive
 from jobyard.storage.workspace import Workspace
 from jobyard.store.artifacts import ArtifactStore
 from jobyard.store.claims import AttemptEnd, ClaimStore
@@ -60,6 +62,7 @@ class Dispatcher:
         settings: Settings,
         node_id: str,
         log_limit: Callable[[str], int] = lambda _tenant: 100 * 1024 * 1024,
+        log_archive: LogArchive | None = None,
     ) -> None:
         check_lease_settings(settings)
         self.store = store
@@ -83,6 +86,15 @@ class Dispatcher:
             settings=settings,
             node_id=node_id,
             log_limit=log_limit,
+            log_archive=log_archive,
+        )
+        #: copies running logs to the shared storage (only when logs are shared)
+        self.log_shipper = (
+            None
+            if log_archive is None
+            else LogShipper(
+                attempts=self.attempts, runner=self.runner, interval_s=settings.log_sync_interval_s
+            )
         )
         self.waiter: ExitWaiter[Attempt] = ExitWaiter(self._exited)
         self.claim_loop = ClaimLoop(
@@ -132,6 +144,8 @@ class Dispatcher:
         self.waiter.start()
         self.claim_loop.start()
         self.supervisor.start()
+        if self.log_shipper is not None:
+            self.log_shipper.start()
         if self._listener is not None:
             self._listener.start()
 
@@ -141,6 +155,8 @@ class Dispatcher:
             self._listener.stop()
         self.claim_loop.stop_claiming()
         self.supervisor.stop(timeout)
+        if self.log_shipper is not None:
+            self.log_shipper.stop(timeout)
         for a in self.attempts.all():
             self.runner.request_stop(a, StopReason.SHUTDOWN, force=False)
         if not self.attempts.wait_empty(timeout):
@@ -182,6 +198,8 @@ class Dispatcher:
                 lost.append(job)
             else:
                 known.append(end)
+        for job in owned:  # what their logs hold is all there will be
+            self.runner.seal_log_of(job)
         if known:
             self.claims.end_attempts(known, self.clock.now())
         self.supervisor.fail_lost(lost, "the server restarted while the job ran")

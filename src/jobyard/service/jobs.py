@@ -5,11 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobyard import errors
@@ -26,7 +24,7 @@ from jobyard.service.tenancy import ROLE_RANK
 from jobyard.service.wakeup import Wakeup
 from jobyard.storage import logs
 from jobyard.storage.blobs import BlobStore
-from jobyard.storage.workspace import Workspace
+from jobyard.storage.logarchive import JobLogs
 from jobyard.store.fairshare import FairShareStore
 from jobyard.store.jobs import JobStore, NewJob
 from jobyard.store.tracking import TrackingStore
@@ -92,7 +90,7 @@ class JobService:
         self,
         *,
         store: JobStore,
-        workspace: Workspace,
+        log_files: JobLogs,
         clock: Clock,
         wakeup: Wakeup,
         aging_step_s: float,
@@ -108,7 +106,7 @@ class JobService:
     ) -> None:
         self.store = store
         self.fair_share = fair_share
-        self.workspace = workspace
+        self.log_files = log_files
         self.clock = clock
         self.wakeup = wakeup
         self.aging_step_s = aging_step_s
@@ -418,7 +416,7 @@ class JobService:
                 f"job {job_id} has not ended ({job.state.value}); cancel it first",
                 current=job.state.value,
             )
-        shutil.rmtree(self.workspace.job_dir(job.id), ignore_errors=True)
+        self.log_files.delete(job.id)
 
     def get(self, principal: Principal, job_id: str) -> Job:
         return self._job(principal, job_id)
@@ -680,10 +678,11 @@ class JobService:
         raise errors.StaleState(f"job {job_id} keeps changing; retry the cancel")
 
     # ---- logs ----------------------------------------------------------------------
-    def _log_path(self, job: Job, attempt: int | None) -> Path:
+    @staticmethod
+    def _attempt_no(job: Job, attempt: int | None) -> int:
         if attempt is not None and not 1 <= attempt <= max(job.attempt, 1):
             raise errors.NotFound(f"job {job.id} has no attempt {attempt}", field="attempt")
-        return self.workspace.log_path(job.id, attempt or max(job.attempt, 1))
+        return attempt or max(job.attempt, 1)
 
     def read_log(
         self,
@@ -695,14 +694,14 @@ class JobService:
         attempt: int | None = None,
     ) -> LogChunk:
         job = self._job(principal, job_id)
-        path = self._log_path(job, attempt)
+        number = self._attempt_no(job, attempt)
         if offset < 0:
             raise errors.InvalidInput("offset must be >= 0", field="offset")
         if tail is not None:
             if tail < 0:
                 raise errors.InvalidInput("tail must be >= 0", field="tail")
-            offset = logs.tail_offset(path, tail)
-        data = logs.read_range(path, offset)
+            offset = self.log_files.tail_offset(job.id, number, tail)
+        data = self.log_files.read_range(job.id, number, offset)
         return LogChunk(data, offset, offset + len(data))
 
     def poll_log(
@@ -720,7 +719,7 @@ class JobService:
         job = self._job(principal, job_id)
         current = max(job.attempt, 1)
         pinned = attempt or current
-        data = logs.read_range(self._log_path(job, pinned), offset, limit)
+        data = self.log_files.read_range(job.id, self._attempt_no(job, pinned), offset, limit)
         if data:
             return LogPoll(data, offset + len(data), pinned, done=False)
         if pinned < current and job.state is not JobState.QUEUED:

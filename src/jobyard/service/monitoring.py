@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -12,7 +11,7 @@ from jobyard.domain.auth import Principal
 from jobyard.domain.registry import Model
 from jobyard.service.definitions import DefinitionService
 from jobyard.service.periodic import Periodic
-from jobyard.storage.workspace import Workspace
+from jobyard.storage.logarchive import JobLogs
 from jobyard.store.jobs import JobStore
 
 log = logging.getLogger("jobyard.upkeep")
@@ -35,13 +34,13 @@ class Upkeep(Periodic):
         *,
         definitions: DefinitionService,
         jobs: JobStore,
-        workspace: Workspace,
+        logs: JobLogs,
         clock: Clock,
         interval_s: float,
     ) -> None:
         self.definitions = definitions
         self.jobs = jobs
-        self.workspace = workspace
+        self.logs = logs
         self.clock = clock
         super().__init__(interval_s)
 
@@ -54,7 +53,7 @@ class Upkeep(Periodic):
         purged = 0
         for job in self.jobs.retention_expired(self.clock.now()):
             if self.jobs.delete_ended(job):
-                shutil.rmtree(self.workspace.job_dir(job.id), ignore_errors=True)
+                self.logs.delete(job.id)
                 purged += 1
         if purged:
             log.info("retention: purged %d jobs", purged)

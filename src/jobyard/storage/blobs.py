@@ -37,7 +37,18 @@ class BlobStore:
         return sha, size
 
     def put_file(self, path: Path) -> tuple[str, int]:
-        return self.put_stream(file_chunks(path))
+        """Store a local file: hashed where it is, then uploaded once to its final key
+        (no staging copy; nothing uploaded when the content is stored already)."""
+        digest = hashlib.sha256()
+        size = 0
+        for chunk in file_chunks(path):
+            digest.update(chunk)
+            size += len(chunk)
+        sha = digest.hexdigest()
+        final = self.key(sha)
+        if not self.storage.exists(final):
+            self.storage.upload(path, final)
+        return sha, size
 
     def exists(self, sha256: str) -> bool:
         return self.storage.exists(self.key(sha256))

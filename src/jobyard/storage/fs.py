@@ -77,6 +77,21 @@ class Storage:
             raise
         return size, digest.hexdigest()
 
+    def upload(self, path: Path, key: str) -> None:
+        """Copy a local file to ``key``; readers see the old object or the whole new one
+        (a rename on local storage; on an object store a single PUT, atomic by itself)."""
+        if self.is_local:
+            self.write_stream(key, file_chunks(path))
+        else:
+            self.fs.put_file(str(path), self.full(key))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store ``data`` at ``key`` (whole or not at all, as :meth:`upload`)."""
+        if self.is_local:
+            self.write_stream(key, [data])
+        else:
+            self.fs.pipe_file(self.full(key), data)
+
     def open_read(self, key: str) -> IO[bytes]:
         f: IO[bytes] = self.fs.open(self.full(key), "rb")
         return f

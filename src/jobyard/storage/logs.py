@@ -53,6 +53,20 @@ def tail_offset(path: Path, lines: int) -> int:
     return 0
 
 
+def tail_offset_in(data: bytes, lines: int) -> int:
+    """The offset in ``data`` (the end of a log) where its last ``lines`` lines start
+    (0 when it holds fewer)."""
+    if lines <= 0:
+        return len(data)
+    end = len(data) - 1 if data.endswith(b"\n") else len(data)
+    pos = end
+    for _ in range(lines):
+        pos = data.rfind(b"\n", 0, pos)
+        if pos == -1:
+            return 0
+    return pos + 1
+
+
 def last_lines(path: Path, lines: int, max_chars: int = 20_000) -> str:
     """The last ``lines`` lines of output as text (marker lines left out), at most
     ``max_chars`` characters."""

@@ -291,6 +291,20 @@ class ClaimStore:
         self._env_limit = dialects.lock_row(_ENV_LIMIT, db.dialect)
         self._tenant_limit_locked = dialects.lock_row(_TENANT_LIMIT, db.dialect)
         self._insert_attempt = dialects.insert_ignoring_conflicts(job_attempts, db.dialect)
+        #: a step locks the rows it will write in order of id first, as a renewal of the
+        #: leases does: two transactions of a node (or of two nodes: a reaper's ends) that
+        #: write the same jobs never wait for each other in a cycle (PostgreSQL; SQLite's
+        #: write transaction holds the whole database)
+        self._lock_in_order: sa.Executable | None = (
+            None
+            if db.dialect == "sqlite"
+            else dialects.lock_row(
+                sa.select(jobs.c.id)
+                .where(jobs.c.id.in_(sa.bindparam("ids", expanding=True)))
+                .order_by(jobs.c.id),
+                db.dialect,
+            )
+        )
         dialect = db.engine.dialect
         self._running = _Fenced(_RUNNING, dialect)
         self._end_plain = _Fenced(_END, dialect)
@@ -313,7 +327,10 @@ class ClaimStore:
         events: list[_Event] = []  # of the whole step, inserted by one statement
         attempts: list[dict[str, object]] = []
         deltas: Deltas = {}  # running slots per (tenant, node), for fair share
+        ids = sorted({s.job.id for s in starts} | {e.job.id for e in ends})
         with self.db.write() as conn:
+            if self._lock_in_order is not None and len(ids) > 1:
+                conn.execute(self._lock_in_order, {"ids": ids})
             running = self._mark_running(conn, starts, now, events)
             ended = [self._end(conn, end, now, events, attempts, deltas) for end in ends]
             claimed = self._claim(conn, claim, now, events, deltas) if claim is not None else []
@@ -725,7 +742,7 @@ class ClaimStore:
         usage = usage or {}
         held: dict[str, Job] = {}
         with self.db.write() as conn:
-            for job_id, epoch in leases:
+            for job_id, epoch in sorted(leases):  # in order of id, as a step locks them
                 values: dict[str, object] = {"lease_expires_at": expires_at}
                 if job_id in usage:
                     values.update({c: getattr(usage[job_id], c) for c in _USAGE_COLUMNS})
