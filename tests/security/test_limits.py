@@ -86,7 +86,7 @@ def _error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
 
 def _release(runtime: Runtime, job_id: str) -> None:
     """Let a job that waits for a ``release`` file in its working directory end."""
-    (runtime.jobs.workspace.workdir(job_id) / "release").touch()
+    (runtime.jobs.log_files.workspace.workdir(job_id) / "release").touch()
 
 
 WAIT_FOR_RELEASE = "while [ ! -f release ]; do sleep 0.05; done"
