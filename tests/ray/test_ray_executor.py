@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,17 +82,18 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayHead]:
-    # Ray's files (with the pip environment it clones from the venv, ~750 MB) stay in
-    # pytest's temporary directory, which pytest's retention removes, as other tests' files
-    ray_dir = tmp_path_factory.mktemp("ray")
+def head() -> Iterator[RayHead]:
+    # Ray's files (with the pip environment it clones from the venv, ~750 MB) go to a
+    # short directory of their own (Ray's socket paths must stay under 108 bytes, which
+    # pytest's temporary directories under xdist exceed) and are removed by a detached
+    # rm after the module: removing them takes a minute on a loaded machine.
+    ray_dir = Path(tempfile.mkdtemp(prefix="jyray-", dir="/tmp"))
     cluster = RayHead(ray_dir / "ray.log", temp_dir=ray_dir / "t").start()
-    yield cluster
-    import time as _t
-
-    _s = _t.monotonic()
-    cluster.close()
-    print("TIMING cluster close", _t.monotonic() - _s, flush=True)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        subprocess.Popen(["rm", "-rf", str(ray_dir)], start_new_session=True)
 
 
 @pytest.fixture(scope="module")
