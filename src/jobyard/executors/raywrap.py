@@ -74,7 +74,8 @@ def watch_forced_stop(proc: subprocess.Popen[bytes], launch: dict[str, Any]) -> 
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             return
-        time.sleep(0.2)  # a remote check; the job's own exit ends the loop too
+        with contextlib.suppress(subprocess.TimeoutExpired):  # the job's exit ends it early
+            proc.wait(0.2)  # between two remote checks
 
 
 def rewrite_env(
