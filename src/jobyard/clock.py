@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, overload
 
 
 class Clock(Protocol):
@@ -46,11 +46,30 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def ensure_utc(value: datetime) -> datetime:
-    """Return ``value`` as an aware UTC datetime; naive values are taken as UTC."""
+@overload
+def ensure_utc(value: datetime) -> datetime: ...
+@overload
+def ensure_utc(value: datetime | None) -> datetime | None: ...
+def ensure_utc(value: datetime | None) -> datetime | None:
+    """Return ``value`` as an aware UTC datetime; naive values are taken as UTC (a time
+    a client sent without a zone), None stays None."""
+    if value is None:
+        return None
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+@overload
+def elapsed_ms(start: datetime, end: datetime) -> int: ...
+@overload
+def elapsed_ms(start: datetime | None, end: datetime | None) -> int | None: ...
+def elapsed_ms(start: datetime | None, end: datetime | None) -> int | None:
+    """Whole milliseconds from ``start`` to ``end`` (0 when ``end`` is earlier); None
+    when either is missing."""
+    if start is None or end is None:
+        return None
+    return max(0, int((end - start).total_seconds() * 1000))
 
 
 def from_epoch(seconds: float) -> datetime:
