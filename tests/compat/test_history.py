@@ -7,7 +7,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,10 +120,10 @@ def test_batch_job_object(client: Client, hist: httpx.Client, tmp_path: Path) ->
         0,
         None,
     )
-    assert (one["total"], one["completed"], one["pending"], one["failed"]) == (1, 1, 0, 0)
+    assert (one["total"], one["completed"], one["pending"], one["failed"]) == (0, 0, 0, 0)
     listed = _list(hist)["items"]
     assert [j["jobIdentifier"] for j in listed] == [plain.id, job.id]
-    assert listed[1]["jobInputs"] is None  # lists carry inputs only on request
+    assert listed[1]["jobInputs"] == []  # lists carry inputs only on request
     assert _list(hist, includeInputs="true")["items"][1]["jobInputs"] == inputs
 
 
@@ -136,7 +136,7 @@ def test_timed_out_job_and_status_filters(client: Client, hist: httpx.Client) ->
     assert [(j["jobIdentifier"], j["status"], j["timeout"]) for j in timed_out] == [
         (slow.id, "TIMEDOUT", 500)
     ]
-    assert timed_out[0]["failed"] == 1
+    assert (timed_out[0]["total"], timed_out[0]["failed"]) == (0, 0)  # it had no items
     assert _ids(hist, status="terminated") == [ok.id]
     assert _ids(hist, status="pending") == []
     assert _ids(hist, status="ALL") == _ids(hist) == [ok.id, slow.id]
@@ -157,10 +157,10 @@ def test_pending_filter_shows_waiting_and_running_jobs(
         pending = {j["jobIdentifier"]: j for j in _list(hist, status="pending")["items"]}
         assert {k: v["status"] for k, v in pending.items()} == {
             blocker.id: "RUNNING",
-            queued.id: "QUEUED",
+            queued.id: "PENDING",
         }
         waiting = pending[queued.id]
-        assert (waiting["pending"], waiting["completed"], waiting["elapsedTime"]) == (1, 0, None)
+        assert (waiting["pending"], waiting["completed"], waiting["elapsedTime"]) == (0, 0, 0)
         assert isinstance(waiting["queueTime"], int)
         assert _ids(hist, status="terminated") == []
         barrier.touch()
@@ -168,6 +168,28 @@ def test_pending_filter_shows_waiting_and_running_jobs(
         _ended(client, queued.id)
         assert _ids(hist, status="pending") == []
         assert _ids(hist, status="terminated") == [queued.id, blocker.id]
+
+
+def test_a_job_that_never_started_answers_the_specs_types(
+    client: Client, hist: httpx.Client
+) -> None:
+    """The spec's types for a job that never ran: ``queueTime`` and ``elapsedTime`` are
+    numbers (it waited all its life, it ran 0 ms), ``total`` counts the items submitted
+    (none), ``jobInputs`` is an array also in a list, and a waiting job is ``PENDING``."""
+    job = client.submit("true", scheduled_at=datetime.now(UTC) + timedelta(hours=1))
+    for waiting in (_list(hist)["items"][0], hist.get(f"{JOBS}/{job.id}").json()):
+        assert waiting["jobIdentifier"] == job.id and waiting["status"] == "PENDING"
+        counts = [waiting[k] for k in ("total", "pending", "completed", "failed")]
+        assert counts == [0, 0, 0, 0]
+        assert waiting["jobInputs"] == [] and waiting["elapsedTime"] == 0
+        assert type(waiting["queueTime"]) is int and waiting["queueTime"] >= 0
+    assert _ids(hist, status="pending") == [job.id]
+    client.cancel(job.id)
+    ended = hist.get(f"{JOBS}/{job.id}").json()
+    assert ended["status"] == "CANCELLED" and ended["elapsedTime"] == 0
+    assert type(ended["queueTime"]) is int and ended["queueTime"] >= 0
+    assert _list(hist)["items"][0]["jobInputs"] == []
+    assert _ids(hist, status="terminated") == [job.id]
 
 
 def test_model_filter_date_range_and_pages(client: Client, hist: httpx.Client) -> None:

@@ -67,7 +67,7 @@ class _Render:
         return self.versions[version_id]
 
     def __call__(self, job: Job) -> HistoryJob:
-        inputs: list[Any] | None = None
+        inputs: list[Any] = []
         if self.inputs:
             inputs = self.runtime.jobs.batch_inputs(job, limit=MAX_INPUTS) or []
         return HistoryJob.of(job, self.now, self._model(job.spec.model_version_id), inputs)

@@ -10,17 +10,31 @@ from pydantic import BaseModel
 
 from jobyard import errors
 from jobyard.api.schemas import ItemsOut
+from jobyard.clock import elapsed_ms
 from jobyard.domain.jobs import Job
 from jobyard.domain.registry import ModelVersion
 from jobyard.domain.states import JobState
 
-S = JobState
 #: the ``status`` filter's values → jobyard states (an empty set: no filter)
 STATUS_FILTERS: dict[str, frozenset[JobState]] = {
     "all": frozenset(),
-    "pending": frozenset({S.SCHEDULED, S.QUEUED, S.STARTING, S.RUNNING, S.CANCELLING}),
-    "timedout": frozenset({S.TIMED_OUT}),
-    "terminated": frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED}),
+    "pending": frozenset(
+        {
+            JobState.SCHEDULED,
+            JobState.QUEUED,
+            JobState.STARTING,
+            JobState.RUNNING,
+            JobState.CANCELLING,
+        }
+    ),
+    "timedout": frozenset({JobState.TIMED_OUT}),
+    "terminated": frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}),
+}
+#: states named in the spec's words; the others answer their name in upper case
+SPEC_STATUS = {
+    JobState.SCHEDULED: "PENDING",
+    JobState.QUEUED: "PENDING",
+    JobState.TIMED_OUT: "TIMEDOUT",
 }
 TRUE = frozenset({"true", "1", "yes", "on"})
 
@@ -35,8 +49,9 @@ def states_for(value: str) -> frozenset[JobState]:
 
 
 def status_name(state: JobState) -> str:
-    """``RUNNING``, ``SUCCEEDED`` …; ``timed_out`` is the spec's ``TIMEDOUT``."""
-    return "TIMEDOUT" if state is S.TIMED_OUT else state.value.upper()
+    """The state in upper case (``RUNNING``, ``SUCCEEDED`` …) in the spec's words where it
+    has them: a job that waits to start is ``PENDING``, ``timed_out`` is ``TIMEDOUT``."""
+    return SPEC_STATUS.get(state) or state.value.upper()
 
 
 def iso(value: datetime | None) -> str | None:
@@ -45,12 +60,6 @@ def iso(value: datetime | None) -> str | None:
         return None
     utc = value.astimezone(UTC)
     return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
-
-
-def _ms(start: datetime | None, end: datetime | None) -> int | None:
-    if start is None or end is None:
-        return None
-    return max(0, int((end - start).total_seconds() * 1000))
 
 
 def _flag(job: Job, key: str) -> bool:
@@ -73,13 +82,9 @@ class UserOut(BaseModel):
 
 
 def _items(job: Job) -> ItemsOut:
-    """Batch jobs count their items; any other job is one item."""
-    counted = ItemsOut.of(job)
-    if counted is not None:
-        return counted
-    done = int(job.state is S.SUCCEEDED)
-    failed = int(job.is_terminal and not done)
-    return ItemsOut(total=1, pending=1 - done - failed, completed=done, failed=failed)
+    """The items submitted to the job and their fate: a job without batch items has
+    none (its ``status`` tells how it went)."""
+    return ItemsOut.of(job) or ItemsOut(total=0, pending=0, completed=0, failed=0)
 
 
 class HistoryJob(BaseModel):
@@ -97,20 +102,21 @@ class HistoryJob(BaseModel):
     pending: int
     completed: int
     failed: int
-    elapsedTime: int | None
-    queueTime: int | None
+    elapsedTime: int
+    queueTime: int
     timeout: int | None
     explain: bool
     user: UserOut
-    jobInputs: list[Any] | None
+    jobInputs: list[Any]
     inputByteAmount: int
     imageClassificationModel: bool
 
     @classmethod
     def of(
-        cls, job: Job, now: datetime, model: ModelVersion | None, inputs: list[Any] | None
+        cls, job: Job, now: datetime, model: ModelVersion | None, inputs: list[Any]
     ) -> HistoryJob:
         s, items = job.spec, _items(job)
+        submitted = job.queued_at or job.created_at
         return cls(
             jobIdentifier=job.id,
             submittedBy=s.submitted_by,
@@ -119,16 +125,14 @@ class HistoryJob(BaseModel):
             status=status_name(job.state),
             createdAt=iso(job.created_at) or "",
             updatedAt=iso(job.updated_at) or "",
-            submittedAt=iso(job.queued_at or job.created_at) or "",
+            submittedAt=iso(submitted) or "",
             total=items.total,
             pending=items.pending,
             completed=items.completed,
             failed=items.failed,
-            elapsedTime=_ms(job.started_at, job.ended_at or now) if job.started_at else None,
-            queueTime=_ms(
-                job.queued_at or job.created_at,
-                job.started_at or (None if job.is_terminal else now),
-            ),
+            # a job that never started waited all its life and ran for 0 ms
+            elapsedTime=elapsed_ms(job.started_at, job.ended_at or now) if job.started_at else 0,
+            queueTime=elapsed_ms(submitted, job.started_at or job.ended_at or now),
             timeout=round(s.timeout_s * 1000) if s.timeout_s is not None else None,
             explain=_flag(job, "explain"),
             user=UserOut(name=s.submitted_by),
