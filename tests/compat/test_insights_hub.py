@@ -173,10 +173,14 @@ def test_second_job_on_a_busy_configuration_waits_pending(
     first = _start(hub, **body)
     _until(hub, first["id"], "RUNNING")
     second = _start(hub, **body)
-    assert second["status"] == "PENDING"
+    # a waiting job says why it waits: the native pending reason
+    why = "concurrency_limit: environment configuration 'cfg' already runs 1 of its 1"
+    assert second["status"] == "PENDING" and second["message"].startswith(why)
     assert _job(hub, second["id"])["status"] == "PENDING"
+    assert _job(hub, second["id"])["message"].startswith(why)
     listed = {j["jobId"]: j["status"] for j in hub.get(JOBS).json()["content"]}
     assert listed == {first["id"]: "RUNNING", second["id"]: "PENDING"}
+    assert hub.get(JOBS).json()["content"][0]["message"].startswith(why)
     barrier.touch()
     assert _until(hub, first["id"], "SUCCEEDED", "FAILED")["status"] == "SUCCEEDED"
     assert _until(hub, second["id"], "SUCCEEDED", "FAILED")["status"] == "SUCCEEDED"
@@ -204,5 +208,40 @@ def test_errors_name_the_spec_fields(client: Client, hub: httpx.Client, live: Li
     assert hub.get(JOBS).json()["totalElements"] == 0
     assert hub.get(f"{JOBS}/no-such-job").status_code == 404
     assert hub.post(f"{JOBS}/no-such-job/stop").status_code == 404
-    assert hub.get(JOBS, params={"pageSize": 0}).status_code == 422
     assert httpx.get(f"{live.url}{JOBS}").status_code == 401
+
+
+def test_a_new_job_says_it_was_queued(client: Client, hub: httpx.Client) -> None:
+    """The message docs/compat-insights-hub.md promises for a job that waits for nothing."""
+    client.create_model("m")
+    client.push_version("m", "1", entrypoint="true")
+    started = _start(hub, modelId="m:1")
+    assert (started["status"], started["message"]) == ("SUBMITTED", "Job submitted and queued.")
+    done = _until(hub, started["id"], "SUCCEEDED", "FAILED")
+    assert done["status"] == "SUCCEEDED" and done["message"] == "Job finished successfully."
+
+
+def test_page_parameters_out_of_range_are_read_as_spring_reads_them(
+    client: Client, hub: httpx.Client
+) -> None:
+    """Spring Data clamps page parameters instead of refusing them: a negative or
+    unreadable page is 0, a size below 1 or unreadable is 100, one over 2000 is 2000."""
+    client.create_model("m")
+    client.push_version("m", "1", entrypoint="true")
+    ids = [_start(hub, modelId="m:1")["id"] for _ in range(2)]
+    cases = [
+        ({"pageNumber": -1, "pageSize": 5000}, 0, 2000),
+        ({"pageNumber": -7}, 0, 100),
+        ({"pageSize": 0}, 0, 100),
+        ({"pageSize": -3}, 0, 100),
+        ({"pageNumber": "first", "pageSize": "many"}, 0, 100),
+        ({"pageNumber": 99_999_999_999, "pageSize": 1}, 0, 1),  # over Java's int: 0
+        ({"pageNumber": 1, "pageSize": 1}, 1, 1),
+    ]
+    for params, number, size in cases:
+        resp = hub.get(JOBS, params=params)
+        assert resp.status_code == 200, (params, resp.text)
+        page = resp.json()
+        assert (page["number"], page["size"], page["totalElements"]) == (number, size, 2), params
+        expected = ids[::-1][number * size : (number + 1) * size]
+        assert [j["jobId"] for j in page["content"]] == expected, params

@@ -10,11 +10,14 @@ from fastapi import APIRouter, Depends, Header, Query, status
 
 from jobyard import errors
 from jobyard.api.compat.insights_hub_mapping import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
     JobIn,
     JobItem,
     JobOut,
     JobPage,
     spec_error,
+    spring_page,
     status_of,
 )
 from jobyard.api.deps import PrincipalDep, RuntimeDep
@@ -26,7 +29,8 @@ from jobyard.wiring import Runtime
 
 #: the reason code of ``JobService.pending_reason`` for a busy environment configuration
 ENVIRONMENT_BUSY = "concurrency_limit:"
-MAX_PAGE_SIZE = 2000
+#: the states of a job that waits to start
+WAITING = frozenset({JobState.SCHEDULED, JobState.QUEUED})
 
 
 def accept_xsrf(
@@ -50,17 +54,22 @@ router = APIRouter(
 )
 
 
-def _status(runtime: Runtime, principal: Principal, job: Job) -> str:
-    """The spec's status of ``job`` as read; a queued job is PENDING while its environment
-    configuration runs as many jobs as it may."""
-    busy = False
-    if job.state is JobState.QUEUED and job.spec.environment_id is not None:
-        reason = runtime.jobs.pending_reason(job) or ""
-        # a job that started since it was read counts itself among the environment's jobs
-        busy = reason.startswith(ENVIRONMENT_BUSY) and (
-            runtime.jobs.get(principal, job.id).state is JobState.QUEUED
-        )
-    return status_of(job, environment_busy=busy)
+def _view(runtime: Runtime, principal: Principal, job: Job) -> tuple[str, str]:
+    """The spec's status and message of ``job`` as read. A waiting job's message says
+    why it waits (the native pending reason); a queued job is PENDING while its
+    environment configuration runs as many jobs as it may. A job that has not changed
+    state since it was submitted has the message of its submission."""
+    reason = runtime.jobs.pending_reason(job) if job.state in WAITING else None
+    busy = reason is not None and reason.startswith(ENVIRONMENT_BUSY)
+    # a job that started since it was read counts itself among the environment's jobs
+    if busy and runtime.jobs.get(principal, job.id).state is not JobState.QUEUED:
+        busy, reason = False, None
+    message = reason or job.message
+    if message is None:
+        events = runtime.jobs.events(principal, job.id)
+        submitted = next((e for e in events if e.kind == "state"), None)
+        message = submitted.message if submitted else None
+    return status_of(job, environment_busy=busy), message or ""
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Start a job")
@@ -69,30 +78,45 @@ def start_job(body: JobIn, runtime: RuntimeDep, principal: PrincipalDep) -> JobO
         job, _ = runtime.jobs.submit_request(principal, body.to_request())
     except errors.InvalidInput as e:
         raise spec_error(e) from e
-    return JobOut.of(job, _status(runtime, principal, job))
+    return JobOut.of(job, *_view(runtime, principal, job))
 
 
 @router.get("", summary="List jobs, newest first, in pages (pageNumber from 0)")
 def list_jobs(
     runtime: RuntimeDep,
     principal: PrincipalDep,
-    page_number: Annotated[int, Query(alias="pageNumber", ge=0, le=1_000_000)] = 0,
-    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 100,
+    page_number: Annotated[
+        str | None,
+        Query(
+            alias="pageNumber",
+            max_length=100,
+            description="From 0 (default 0); read as Spring reads it: negative or not a"
+            " number → 0.",
+        ),
+    ] = None,
+    page_size: Annotated[
+        str | None,
+        Query(
+            alias="pageSize",
+            max_length=100,
+            description=f"Default {DEFAULT_PAGE_SIZE}; read as Spring reads it: below 1 or"
+            f" not a number → {DEFAULT_PAGE_SIZE}, above {MAX_PAGE_SIZE} → {MAX_PAGE_SIZE}.",
+        ),
+    ] = None,
 ) -> JobPage:
-    found = runtime.jobs.page_at(
-        principal, JobFilter(), offset=page_number * page_size, size=page_size
-    )
-    content = [JobItem.of(j, _status(runtime, principal, j)) for j in found.items]
-    return JobPage.of(content, total=found.total, number=page_number, size=page_size)
+    number, size = spring_page(page_number, page_size)
+    found = runtime.jobs.page_at(principal, JobFilter(), offset=number * size, size=size)
+    content = [JobItem.of(j, *_view(runtime, principal, j)) for j in found.items]
+    return JobPage.of(content, total=found.total, number=number, size=size)
 
 
 @router.get("/{job_id}", summary="Get a job")
 def get_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut:
     job = runtime.jobs.get(principal, job_id)
-    return JobOut.of(job, _status(runtime, principal, job))
+    return JobOut.of(job, *_view(runtime, principal, job))
 
 
 @router.post("/{job_id}/stop", summary="Stop a job; outputs written so far are kept")
 def stop_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut:
     job = runtime.jobs.cancel(principal, job_id)
-    return JobOut.of(job, _status(runtime, principal, job))
+    return JobOut.of(job, *_view(runtime, principal, job))

@@ -3,6 +3,7 @@ jobyard's jobs (``docs/compat-insights-hub.md`` lists every field and status).""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from math import ceil
 from typing import Any
@@ -27,26 +28,49 @@ SPEC_FIELDS = {
     "timeout_s": "maximumExecutionTimeInSeconds",
 }
 
-S = JobState
 STATUS: dict[JobState, str] = {
-    S.SCHEDULED: "SUBMITTED",
-    S.QUEUED: "SUBMITTED",
-    S.STARTING: "PENDING",
-    S.RUNNING: "RUNNING",
-    S.CANCELLING: "STOPPING",
-    S.CANCELLED: "STOPPED",
-    S.SUCCEEDED: "SUCCEEDED",
-    S.FAILED: "FAILED",
-    S.TIMED_OUT: "FAILED",
+    JobState.SCHEDULED: "SUBMITTED",
+    JobState.QUEUED: "SUBMITTED",
+    JobState.STARTING: "PENDING",
+    JobState.RUNNING: "RUNNING",
+    JobState.CANCELLING: "STOPPING",
+    JobState.CANCELLED: "STOPPED",
+    JobState.SUCCEEDED: "SUCCEEDED",
+    JobState.FAILED: "FAILED",
+    JobState.TIMED_OUT: "FAILED",
 }
+#: Spring Data's page defaults (``spring.data.web.pageable``)
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 2000
+_INT_MAX = 2**31 - 1  #: Java's ``Integer.MAX_VALUE``
+_JAVA_INT = re.compile(r"[+-]?[0-9]+")
 
 
 def status_of(job: Job, *, environment_busy: bool = False) -> str:
     """The spec's status. A queued job is PENDING when it waits for its environment
     configuration (or was claimed before, for a retry), else SUBMITTED."""
-    if job.state is S.QUEUED and (environment_busy or job.attempt > 0):
+    if job.state is JobState.QUEUED and (environment_busy or job.attempt > 0):
         return "PENDING"
     return STATUS[job.state]
+
+
+def _spring_int(text: str | None, upper: int) -> int | None:
+    """A page parameter as Spring parses it: None when blank, 0 when it is not an int
+    (``Integer.parseInt`` fails), else clamped to 0…``upper``."""
+    if text is None or not text.strip():
+        return None
+    if not _JAVA_INT.fullmatch(text) or not -_INT_MAX - 1 <= int(text) <= _INT_MAX:
+        return 0
+    return min(max(int(text), 0), upper)
+
+
+def spring_page(page_number: str | None, page_size: str | None) -> tuple[int, int]:
+    """(page, size) as Spring Data's ``PageableHandlerMethodArgumentResolver`` reads
+    them: no error for any value; a negative or unreadable page is 0, a size below 1 or
+    unreadable is the default, a size over the maximum is the maximum."""
+    number = _spring_int(page_number, _INT_MAX) or 0
+    size = _spring_int(page_size, MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE
+    return number, size
 
 
 def iso_ms(value: datetime) -> str:
@@ -124,7 +148,7 @@ class _JobFields(BaseModel):
     description: str | None
 
     @classmethod
-    def fields_of(cls, job: Job, status: str) -> dict[str, Any]:
+    def fields_of(cls, job: Job, status: str, message: str) -> dict[str, Any]:
         s = job.spec
 
         def ref(key: str, resolved: str | None) -> str | None:
@@ -133,7 +157,7 @@ class _JobFields(BaseModel):
         return {
             "modelId": ref("modelId", s.model_version_id),
             "environmentId": s.environment_id,
-            "message": job.message or "",
+            "message": message,
             "status": status,
             "creationDate": iso_ms(job.created_at),
             "createdBy": job.tenant_id,
@@ -152,8 +176,8 @@ class JobOut(_JobFields):
     id: str
 
     @classmethod
-    def of(cls, job: Job, status: str) -> JobOut:
-        return cls(id=job.id, **cls.fields_of(job, status))
+    def of(cls, job: Job, status: str, message: str) -> JobOut:
+        return cls(id=job.id, **cls.fields_of(job, status, message))
 
 
 class JobItem(_JobFields):
@@ -162,8 +186,8 @@ class JobItem(_JobFields):
     jobId: str
 
     @classmethod
-    def of(cls, job: Job, status: str) -> JobItem:
-        return cls(jobId=job.id, **cls.fields_of(job, status))
+    def of(cls, job: Job, status: str, message: str) -> JobItem:
+        return cls(jobId=job.id, **cls.fields_of(job, status, message))
 
 
 class JobPage(BaseModel):
