@@ -489,3 +489,21 @@ def test_submit_fields_model_resource_notifications_and_errors(base: str, live: 
     contradiction = {"modifyParameters": False, "updatedParameters": {"a": 1}}
     retry = manager.call("POST", f"/job/{native['id']}/retry", json=contradiction)
     assert retry.status_code == 422 and retry.json()["details"]["field"] == "updatedParameters"
+
+
+def test_job_list_holds_only_the_paths_project(base: str, live: LiveServer) -> None:
+    """A tenant-wide key lists, under a project's path, that project's jobs only."""
+    key, runtime = live.admin_key, live.runtime
+    runtime.tenancy.store.create_project("default", "p2", runtime.clock.now())
+    mine = ExecutionManager(base, "default", "default", key)
+    in_p2 = ExecutionManager(base, "default", "p2", key)
+    later = {"command": "true", "scheduling": _later()}
+    first = mine.call("POST", "/job", json=later).json()["jobId"]
+    second = in_p2.call("POST", "/job", json=later).json()["jobId"]
+    for m, job_id in ((mine, first), (in_p2, second)):
+        for status in (None, "Queued"):
+            listed = m.list_jobs(status=status)
+            assert [j["jobId"] for j in listed["jobs"]] == [job_id], (m.project_id, status)
+            assert listed["summary"]["totalJobs"] == 1
+            assert listed["summary"]["queuedJobs"] == 1
+            assert listed["hasNextPage"] is False
