@@ -69,6 +69,10 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+#: the error answers a route of the job APIs may give (native and compat routers)
+ERRORS = error_responses(401, 403, 404, 409, 413, 422, 429, 503)
+
+
 def status_of(exc: errors.JobyardError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:

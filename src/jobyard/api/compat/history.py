@@ -4,7 +4,7 @@ these are jobyard's. Only translation happens here; see ``docs/compat-history.md
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -12,7 +12,8 @@ from fastapi import APIRouter, Query
 from jobyard import errors
 from jobyard.api.compat.history_mapping import HistoryJob, HistoryPage, states_for
 from jobyard.api.deps import PrincipalDep, RuntimeDep
-from jobyard.api.routes.jobs import ERRORS
+from jobyard.api.errors import ERRORS
+from jobyard.clock import ensure_utc
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
 from jobyard.domain.registry import ModelVersion
@@ -73,10 +74,6 @@ class _Render:
         return HistoryJob.of(job, self.now, self._model(job.spec.model_version_id), inputs)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
 @router.get("", summary="List jobs, newest first, in pages (page from 1)")
 def list_jobs(
     runtime: RuntimeDep,
@@ -103,8 +100,8 @@ def list_jobs(
         flt = JobFilter(
             states=states,
             model_version_ids=versions,
-            created_from=_aware(created_from),
-            created_to=_aware(created_to),
+            created_from=ensure_utc(created_from),
+            created_to=ensure_utc(created_to),
         )
         found = runtime.jobs.page_at(principal, flt, offset=(page - 1) * page_size, size=page_size)
         jobs, total = found.items, found.total

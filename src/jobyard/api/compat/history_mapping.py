@@ -3,12 +3,13 @@ jobs (``docs/compat-history.md`` lists every field and status)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from jobyard import errors
+from jobyard.api.compat.wire import iso_ms
 from jobyard.api.schemas import ItemsOut
 from jobyard.clock import elapsed_ms
 from jobyard.domain.jobs import Job
@@ -52,14 +53,6 @@ def status_name(state: JobState) -> str:
     """The state in upper case (``RUNNING``, ``SUCCEEDED`` …) in the spec's words where it
     has them: a job that waits to start is ``PENDING``, ``timed_out`` is ``TIMEDOUT``."""
     return SPEC_STATUS.get(state) or state.value.upper()
-
-
-def iso(value: datetime | None) -> str | None:
-    """``YYYY-MM-DDThh:mm:ss.sTZD`` with milliseconds, in UTC (``Z``)."""
-    if value is None:
-        return None
-    utc = value.astimezone(UTC)
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
 
 
 def _flag(job: Job, key: str) -> bool:
@@ -123,9 +116,10 @@ class HistoryJob(BaseModel):
             accountIdentifier=job.tenant_id,
             model=ModelOut.of(model) if model else {},
             status=status_name(job.state),
-            createdAt=iso(job.created_at) or "",
-            updatedAt=iso(job.updated_at) or "",
-            submittedAt=iso(submitted) or "",
+            # the spec's YYYY-MM-DDThh:mm:ss.sTZD
+            createdAt=iso_ms(job.created_at),
+            updatedAt=iso_ms(job.updated_at),
+            submittedAt=iso_ms(submitted),
             total=items.total,
             pending=items.pending,
             completed=items.completed,

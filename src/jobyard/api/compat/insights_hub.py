@@ -12,16 +12,17 @@ from jobyard import errors
 from jobyard.api.compat.insights_hub_mapping import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
+    SPEC_FIELDS,
     JobIn,
     JobItem,
     JobOut,
     JobPage,
-    spec_error,
     spring_page,
     status_of,
 )
+from jobyard.api.compat.wire import spec_error
 from jobyard.api.deps import PrincipalDep, RuntimeDep
-from jobyard.api.routes.jobs import ERRORS
+from jobyard.api.errors import ERRORS
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
 from jobyard.domain.states import JobState
@@ -77,7 +78,7 @@ def start_job(body: JobIn, runtime: RuntimeDep, principal: PrincipalDep) -> JobO
     try:
         job, _ = runtime.jobs.submit_request(principal, body.to_request())
     except errors.InvalidInput as e:
-        raise spec_error(e) from e
+        raise spec_error(e, SPEC_FIELDS) from e
     return JobOut.of(job, *_view(runtime, principal, job))
 
 

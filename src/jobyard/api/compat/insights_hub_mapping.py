@@ -4,13 +4,12 @@ jobyard's jobs (``docs/compat-insights-hub.md`` lists every field and status).""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from math import ceil
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobyard import errors
+from jobyard.api.compat.wire import iso_ms
 from jobyard.domain.jobs import Job, JobSpec
 from jobyard.domain.states import JobState
 from jobyard.service.submission import JobRequest
@@ -71,22 +70,6 @@ def spring_page(page_number: str | None, page_size: str | None) -> tuple[int, in
     number = _spring_int(page_number, _INT_MAX) or 0
     size = _spring_int(page_size, MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE
     return number, size
-
-
-def iso_ms(value: datetime) -> str:
-    """``2018-10-01T12:00:00.001Z``: UTC with milliseconds."""
-    utc = value.astimezone(UTC)
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
-
-
-def spec_error(exc: errors.InvalidInput) -> errors.InvalidInput:
-    """The same error, naming the spec's field instead of the native one."""
-    native = exc.details.get("field")
-    spec = SPEC_FIELDS.get(native) if isinstance(native, str) else None
-    if spec is None:
-        return exc
-    message = exc.message.removeprefix(f"{native}:").lstrip()
-    return errors.InvalidInput(f"{spec}: {message}", **{**exc.details, "field": spec})
 
 
 class JobIn(BaseModel):

@@ -6,7 +6,7 @@ results and system status objects; the rest in ``mindzie_mapping``); the tables 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import chain
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -15,11 +15,29 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, 
 from fastapi.responses import StreamingResponse
 
 from jobyard import errors
-from jobyard.api.compat import mindzie_mapping as mz
+from jobyard.api.compat.mindzie_mapping import (
+    SPEC_FIELDS,
+    STATUS,
+    CancelIn,
+    JobSubmission,
+    RetryIn,
+    decimal,
+    iso,
+    job_object,
+    list_item,
+    parse_priority,
+    size,
+    spoken,
+    states_for,
+    submitted,
+    summary,
+)
+from jobyard.api.compat.wire import spec_error
 from jobyard.api.deps import PrincipalDep, RuntimeDep
-from jobyard.api.routes.jobs import ERRORS
-from jobyard.api.routes.results import ResultFormat
+from jobyard.api.errors import ERRORS
+from jobyard.api.params import ResultFormat, split_values
 from jobyard.api.routes.system import get_status_service
+from jobyard.clock import ensure_utc
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
 from jobyard.domain.results import Artifact, OutputType
@@ -72,7 +90,7 @@ class Scope:
 
     def render(self, job: Job) -> Json:
         _, insight = self.runtime.jobs.describe(job)
-        return mz.job_object(job, self.runtime.clock.now(), insight)
+        return job_object(job, self.runtime.clock.now(), insight)
 
 
 def project(projectId: str, principal: TenantDep, runtime: RuntimeDep) -> Scope:
@@ -86,7 +104,7 @@ JOB = "/{projectId}/execution/job/{jobId}"
 
 @router.post("/{projectId}/execution/job", status_code=status.HTTP_201_CREATED)
 def submit_job(
-    body: mz.JobSubmission,
+    body: JobSubmission,
     response: Response,
     scope: ScopeDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
@@ -96,18 +114,10 @@ def submit_job(
         request = body.to_request(scope.project_id, idempotency_key)
         job, created = scope.runtime.jobs.submit_request(scope.principal, request)
     except errors.InvalidInput as e:
-        raise mz.spec_error(e) from e
+        raise spec_error(e, SPEC_FIELDS) from e
     if not created:
         response.status_code = status.HTTP_200_OK
-    return mz.submitted(job, scope.runtime.jobs.describe(job)[1])
-
-
-def _split(values: list[str] | None) -> list[str]:
-    return [v for raw in values or [] for v in raw.split(",") if v.strip()]
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+    return submitted(job, scope.runtime.jobs.describe(job)[1])
 
 
 @router.get("/{projectId}/execution/jobs")
@@ -124,12 +134,12 @@ def list_jobs(
 ) -> Json:
     """List jobs, newest first, in pages (`page` from 1), with counts by status."""
     flt = JobFilter(
-        states=mz.states_for(_split(status_)),
-        priorities=frozenset(mz.parse_priority(p) for p in _split(priority)),
+        states=states_for(split_values(status_)),
+        priorities=frozenset(parse_priority(p) for p in split_values(priority)),
         job_type=jobType,
         submitted_by=submittedBy,
-        created_from=_utc(dateFrom),
-        created_to=_utc(dateTo),
+        created_from=ensure_utc(dateFrom),
+        created_to=ensure_utc(dateTo),
         project_id=scope.project_id,
     )
     found = scope.runtime.jobs.page_at(
@@ -137,8 +147,8 @@ def list_jobs(
     )
     now = scope.runtime.clock.now()
     return {
-        "jobs": [mz.list_item(j, now) for j in found.items],
-        "summary": mz.summary(found.by_status),
+        "jobs": [list_item(j, now) for j in found.items],
+        "summary": summary(found.by_status),
         "page": page,
         "pageSize": pageSize,
         "hasNextPage": page * pageSize < found.total,
@@ -153,10 +163,10 @@ def get_job(jobId: str, scope: ScopeDep) -> Json:
 
 @router.delete(JOB)
 def cancel_job(
-    jobId: str, scope: ScopeDep, body: Annotated[mz.CancelIn | None, Body()] = None
+    jobId: str, scope: ScopeDep, body: Annotated[CancelIn | None, Body()] = None
 ) -> Json:
     """Cancel a queued or running job: 200 with the job; 409 once it has ended."""
-    req = body or mz.CancelIn()
+    req = body or CancelIn()
     scope.job(jobId)
     job = scope.runtime.jobs.cancel(
         scope.principal, jobId, force=req.forceTermination, reason=req.reason
@@ -179,7 +189,7 @@ def _results(
             "type": OUTPUT_NAMES[a.type],
             "title": a.path,
             "format": a.format,
-            "size": mz.size(a.size),
+            "size": size(a.size),
             "recordCount": a.record_count,
             "downloadUrl": files_url + quote(a.path),
         }
@@ -188,9 +198,9 @@ def _results(
     errs = [{"type": job.error_type, "message": job.message}] if failed else []
     return {
         "jobId": job.id,
-        "status": mz.STATUS[job.state],
-        "completionTime": mz.iso(job.ended_at),
-        "totalDuration": None if took is None else mz.spoken(took.total_seconds()),
+        "status": STATUS[job.state],
+        "completionTime": iso(job.ended_at),
+        "totalDuration": None if took is None else spoken(took.total_seconds()),
         "success": job.state is JobState.SUCCEEDED,
         "summary": {
             "recordsProcessed": counted if t.records_processed is None else t.records_processed,
@@ -205,8 +215,8 @@ def _results(
         if files
         else None,
         "executionMetrics": {
-            "totalCpuTime": mz.decimal(u.cpu_time_s),
-            "peakMemoryUsage": mz.size(u.peak_rss_bytes),
+            "totalCpuTime": decimal(u.cpu_time_s),
+            "peakMemoryUsage": size(u.peak_rss_bytes),
             "diskIoOperations": sum(ops) if ops else None,
             "networkDataTransfer": None,
         },
@@ -257,11 +267,9 @@ def job_results(
 
 
 @router.post(JOB + "/retry")
-def retry_job(
-    jobId: str, scope: ScopeDep, body: Annotated[mz.RetryIn | None, Body()] = None
-) -> Json:
+def retry_job(jobId: str, scope: ScopeDep, body: Annotated[RetryIn | None, Body()] = None) -> Json:
     """Run an ended job again as a new job, with merged parameters (200: the new job)."""
-    req = body or mz.RetryIn()
+    req = body or RetryIn()
     parameters, timeout_s = req.changes()
     scope.job(jobId)
     job = scope.runtime.jobs.retry(
@@ -269,7 +277,7 @@ def retry_job(
         jobId,
         reason=req.retryReason,
         parameters=parameters,
-        priority=mz.parse_priority(req.priority) if req.priority else None,
+        priority=parse_priority(req.priority) if req.priority else None,
         timeout_s=timeout_s,
         immediate=req.immediateExecution,
     )
@@ -281,7 +289,7 @@ def system(s: SystemStatus) -> Json:
     q, p, r = s.queue, s.performance, s.resources
     return {
         "systemStatus": s.status.capitalize(),
-        "timestamp": mz.iso(s.timestamp),
+        "timestamp": iso(s.timestamp),
         "executionNodes": [
             {
                 "nodeId": n.id,
@@ -297,21 +305,21 @@ def system(s: SystemStatus) -> Json:
             "totalQueuedJobs": q.total_queued,
             **{f"{k}PriorityJobs": q.by_priority.get(k, 0) for k in ("high", "normal", "low")},
             "criticalPriorityJobs": q.by_priority.get("critical", 0),
-            "averageWaitTime": mz.decimal(q.average_wait_ms, MS),
-            "estimatedProcessingTime": mz.decimal(q.estimated_drain_ms, MS),
+            "averageWaitTime": decimal(q.average_wait_ms, MS),
+            "estimatedProcessingTime": decimal(q.estimated_drain_ms, MS),
         },
         "performanceMetrics": {
             "jobsCompletedToday": p.jobs_completed,
-            "averageJobDuration": mz.decimal(p.average_duration_ms, MS),
+            "averageJobDuration": decimal(p.average_duration_ms, MS),
             "successRate": p.success_rate_percent,
             "throughputPerHour": p.throughput_per_hour,
         },
         "resourceUtilization": {
             "totalCpuCapacity": r.total_slots,
             "usedCpuCapacity": r.used_slots,
-            "totalMemoryCapacity": mz.size(r.memory_total_bytes),
-            "usedMemoryCapacity": mz.size(r.memory_used_bytes),
-            "diskSpaceAvailable": mz.size(r.disk_free_bytes),
+            "totalMemoryCapacity": size(r.memory_total_bytes),
+            "usedMemoryCapacity": size(r.memory_used_bytes),
+            "diskSpaceAvailable": size(r.disk_free_bytes),
         },
     }
 

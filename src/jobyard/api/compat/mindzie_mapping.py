@@ -12,19 +12,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jobyard import errors, notify
 from jobyard.api.schemas import MetricsOut, ProgressOut
+from jobyard.clock import ensure_utc
 from jobyard.domain.jobs import Job, JobSpec
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.service.insight import Insight
 from jobyard.service.submission import JobRequest
 
-S = JobState
 STATUS: dict[JobState, str] = {
-    **dict.fromkeys((S.SCHEDULED, S.QUEUED, S.STARTING), "Queued"),
-    **dict.fromkeys((S.RUNNING, S.CANCELLING), "Running"),
-    **dict.fromkeys((S.FAILED, S.TIMED_OUT), "Failed"),
-    S.SUCCEEDED: "Completed",
-    S.CANCELLED: "Cancelled",
+    **dict.fromkeys((JobState.SCHEDULED, JobState.QUEUED, JobState.STARTING), "Queued"),
+    **dict.fromkeys((JobState.RUNNING, JobState.CANCELLING), "Running"),
+    **dict.fromkeys((JobState.FAILED, JobState.TIMED_OUT), "Failed"),
+    JobState.SUCCEEDED: "Completed",
+    JobState.CANCELLED: "Cancelled",
 }
 STATUS_NAMES = ("Queued", "Running", "Completed", "Failed", "Cancelled")
 UNITS = (("hours", 3600), ("minutes", 60), ("seconds", 1))
@@ -112,18 +112,6 @@ def states_for(names: list[str]) -> frozenset[JobState]:
     return frozenset(s for s, n in STATUS.items() if n in wanted)
 
 
-def spec_error(exc: errors.InvalidInput) -> errors.InvalidInput:
-    """The same error naming the spec's field (``notifications.emailRecipients[0]``)."""
-    native = exc.details.get("field")
-    for ours, theirs in SPEC_FIELDS.items():
-        if isinstance(native, str) and (native == ours or native.startswith(ours + "[")):
-            field = theirs + native[len(ours) :]
-            message = exc.message.replace(native, field, 1)
-            message = message if message.startswith(field) else f"{field}: {message}"
-            return errors.InvalidInput(message, **{**exc.details, "field": field})
-    return exc
-
-
 # ---- requests -----------------------------------------------------------------------
 class _Body(BaseModel):
     """Unknown fields are ignored, as the spec's service does."""
@@ -182,7 +170,7 @@ class JobSubmission(_Body):
             parameters=params,
             metadata={META[k]: v for k, v in self.resource.model_dump().items() if v is not None},
             timeout_s=plan.timeoutMinutes * 60 if plan.timeoutMinutes else None,
-            scheduled_at=at.replace(tzinfo=UTC) if at and at.tzinfo is None else at,
+            scheduled_at=ensure_utc(at),
             project_id=project_id,
             idempotency_key=idempotency_key,
             notifications=notify.compat_spec(
@@ -303,7 +291,7 @@ def job_object(job: Job, now: datetime, insight: Insight) -> dict[str, Any]:
         **waiting(insight),
         "parameters": s.parameters,
         "error": {"type": job.error_type, "message": job.message, "exitCode": job.exit_code}
-        if job.state in (S.FAILED, S.TIMED_OUT)
+        if job.state in (JobState.FAILED, JobState.TIMED_OUT)
         else None,
         "originalJobId": s.retry_of,
         "retryReason": s.retry_reason,

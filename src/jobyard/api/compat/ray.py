@@ -19,7 +19,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.websockets import WebSocketDisconnect
 
 from jobyard import errors
-from jobyard.api.compat import ray_mapping as rm
+from jobyard.api.compat.ray_mapping import (
+    BadRequest,
+    duplicate_message,
+    http_status,
+    job_details,
+    not_ended_message,
+    parse_submit,
+    version_info,
+)
 from jobyard.api.deps import RuntimeDep, check_user
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
@@ -38,7 +46,7 @@ router = APIRouter(tags=["compat: Ray Jobs API"])
 
 def _text(exc: errors.JobyardError) -> Response:
     """An error as Ray's server answers: plain text with the status."""
-    code = rm.http_status(exc)
+    code = http_status(exc)
     headers = {"Retry-After": "1"} if code == 503 else None
     return PlainTextResponse(exc.message, status_code=code, headers=headers)
 
@@ -100,7 +108,7 @@ def _find(runtime: Runtime, principal: Principal, ref: str) -> Job:
 # ---- version and jobs ----------------------------------------------------------------
 @router.get("/api/version", summary="Ray Jobs API version (authenticated, like Ray's)")
 def version(_principal: RayPrincipal) -> dict[str, str]:
-    return rm.version_info()
+    return version_info()
 
 
 @router.post("/api/jobs/", summary="Submit a job (JobSubmitRequest)")
@@ -110,8 +118,8 @@ def submit_job(
     body: Annotated[Any, Body()], runtime: RuntimeDep, principal: RayPrincipal
 ) -> Response:
     try:
-        sub = rm.parse_submit(body)
-    except rm.BadRequest as e:
+        sub = parse_submit(body)
+    except BadRequest as e:
         return PlainTextResponse(str(e), status_code=400)
     missing = _packages(runtime).missing(principal, sub.package_uris)
     if missing:
@@ -124,7 +132,7 @@ def submit_job(
     except errors.IdempotencyConflict:
         created = False
     if not created:  # jobyard would answer the existing job; Ray refuses the id
-        return PlainTextResponse(rm.duplicate_message(sub.submission_id), status_code=500)
+        return PlainTextResponse(duplicate_message(sub.submission_id), status_code=500)
     return JSONResponse({"job_id": sub.submission_id, "submission_id": sub.submission_id})
 
 
@@ -136,7 +144,7 @@ def list_jobs(runtime: RuntimeDep, principal: RayPrincipal) -> Response:
     cursor: str | None = None
     while True:
         page = runtime.jobs.list_jobs(principal, JobFilter(), limit=LIST_PAGE, cursor=cursor)
-        out.extend(rm.job_details(j) for j in page.items)
+        out.extend(job_details(j) for j in page.items)
         if page.next_cursor is None:
             return JSONResponse(out)
         cursor = page.next_cursor
@@ -145,7 +153,7 @@ def list_jobs(runtime: RuntimeDep, principal: RayPrincipal) -> Response:
 @router.get("/api/jobs/{job_id}", summary="A job (JobDetails), by submission id or job id")
 @ray_errors
 def get_job(job_id: str, runtime: RuntimeDep, principal: RayPrincipal) -> Response:
-    return JSONResponse(rm.job_details(_find(runtime, principal, job_id)))
+    return JSONResponse(job_details(_find(runtime, principal, job_id)))
 
 
 @router.get("/api/jobs/{job_id}/logs", summary="The job's whole log")
@@ -180,7 +188,7 @@ def delete_job(job_id: str, runtime: RuntimeDep, principal: RayPrincipal) -> Res
     try:
         runtime.jobs.delete(principal, job.id)
     except errors.Conflict:  # Ray answers 500 for a job that has not ended
-        return PlainTextResponse(rm.not_ended_message(job_id, job.state), status_code=500)
+        return PlainTextResponse(not_ended_message(job_id, job.state), status_code=500)
     return JSONResponse({"deleted": True})
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from jobyard.api.bounds import Count32, Count64
 from jobyard.api.deps import PrincipalDep, RuntimeDep
-from jobyard.api.routes.jobs import ERRORS
+from jobyard.api.errors import ERRORS
 from jobyard.api.schemas import Strict
 from jobyard.domain import fairshare
 from jobyard.domain.auth import ApiKey, Role

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Response, status
 from pydantic import BaseModel, Field
 
 from jobyard.api.deps import PrincipalDep, RuntimeDep
-from jobyard.api.routes.jobs import ERRORS
+from jobyard.api.errors import ERRORS
 from jobyard.api.schemas import JobOut, RetryOutcome, RoleBindingIn, Strict
 from jobyard.domain.definitions import JobDefinition
 from jobyard.domain.priorities import Priority

@@ -16,8 +16,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from jobyard import errors
 from jobyard.api.deps import PrincipalDep, RuntimeDep
-from jobyard.api.errors import error_responses
-from jobyard.api.routes.jobs import ERRORS
+from jobyard.api.errors import ERRORS, error_responses
 from jobyard.api.schemas import Strict
 from jobyard.domain.folders import FolderFile
 from jobyard.service.folders import FolderSummary

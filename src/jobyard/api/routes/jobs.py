@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from jobyard import errors
 from jobyard.api.bounds import AttemptNo, ByteOffset, Seq
 from jobyard.api.deps import PrincipalDep, ReporterDep, RuntimeDep
-from jobyard.api.errors import error_responses, validation_problems
+from jobyard.api.errors import ERRORS, validation_problems
+from jobyard.api.params import split_values
 from jobyard.api.schemas import (
     AttemptOut,
     BatchItemOut,
@@ -32,6 +33,7 @@ from jobyard.api.schemas import (
     RetryRequest,
     WarningOut,
 )
+from jobyard.clock import ensure_utc
 from jobyard.domain.jobs import JobFilter
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
@@ -43,17 +45,12 @@ FOLLOW_CHUNK_BYTES = 64 * 1024
 FOLLOW_POLL_S = 0.05
 E = TypeVar("E", JobState, Priority)
 
-ERRORS = error_responses(401, 403, 404, 409, 413, 422, 429, 503)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)
-
-
-def _split(values: list[str] | None) -> list[str]:
-    return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
 
 
 def _enum_set(kind: type[E], values: list[str] | None, field: str) -> frozenset[E]:
     out = set()
-    for v in _split(values):
+    for v in split_values(values):
         try:
             out.add(kind(v.lower()))
         except ValueError:
@@ -62,10 +59,6 @@ def _enum_set(kind: type[E], values: list[str] | None, field: str) -> frozenset[
                 f"{field}: {v!r} is not one of {allowed}", field=field
             ) from None
     return frozenset(out)
-
-
-def _aware(v: datetime | None) -> datetime | None:
-    return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
 
 
 @router.post(
@@ -157,8 +150,8 @@ def list_jobs(
         priorities=_enum_set(Priority, priority, "priority"),
         job_type=job_type,
         submitted_by=submitted_by,
-        created_from=_aware(created_from),
-        created_to=_aware(created_to),
+        created_from=ensure_utc(created_from),
+        created_to=ensure_utc(created_to),
     )
     page = runtime.jobs.list_jobs(principal, flt, limit=limit, cursor=cursor)
     now = runtime.clock.now()

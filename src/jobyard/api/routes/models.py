@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.errors import ERRORS
 from jobyard.api.registry_schemas import (
     DeprecateRequest,
     ModelCreate,
@@ -28,7 +29,6 @@ from jobyard.api.registry_schemas import (
     VersionList,
     VersionOut,
 )
-from jobyard.api.routes.jobs import ERRORS
 from jobyard.service.model_specs import ArtifactUpload
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERRORS)

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from jobyard.api.deps import PrincipalDep, RuntimeDep
-from jobyard.api.routes.jobs import ERRORS
+from jobyard.api.errors import ERRORS
 from jobyard.service.monitoring import overdue_models
 
 router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"], responses=ERRORS)

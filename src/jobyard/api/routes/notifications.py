@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from jobyard.api.deps import PrincipalDep, RuntimeDep
-from jobyard.api.routes.jobs import ERRORS
+from jobyard.api.errors import ERRORS
 from jobyard.service.notifications import delivery_log
 from jobyard.store.notifications import Delivery
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 from urllib.parse import quote
 
@@ -11,16 +10,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from jobyard.api.deps import PrincipalDep, RuntimeDep
-from jobyard.api.routes.jobs import ERRORS
+from jobyard.api.errors import ERRORS
+from jobyard.api.params import ResultFormat
 from jobyard.domain.results import Artifact, OutputType
 
 router = APIRouter(prefix="/v1/jobs", tags=["results"], responses=ERRORS)
-
-
-class ResultFormat(StrEnum):
-    SUMMARY = "summary"
-    DETAILED = "detailed"
-    DOWNLOAD = "download"
 
 
 class ArtifactOut(BaseModel):

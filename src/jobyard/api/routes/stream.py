@@ -19,6 +19,7 @@ from jobyard import errors
 from jobyard.api.bounds import MAX_INT32, ByteOffset, Seq
 from jobyard.api.deps import PrincipalDep, RuntimeDep
 from jobyard.api.errors import error_responses
+from jobyard.api.params import split_values
 from jobyard.api.schemas import EventOut
 from jobyard.domain.jobs import JobEvent
 from jobyard.domain.priorities import Priority
@@ -51,13 +52,9 @@ def event_message(e: JobEvent) -> str:
     return message(e.kind, {"seq": e.seq, "job_id": e.job_id, **data}, e.seq)
 
 
-def _split(values: list[str] | None) -> frozenset[str]:
-    return frozenset(v.strip() for raw in values or [] for v in raw.split(",") if v.strip())
-
-
 def _enums(kind: type[E], values: list[str] | None, name: str) -> frozenset[E]:
     try:
-        return frozenset(kind(v.lower()) for v in _split(values))
+        return frozenset(kind(v.lower()) for v in split_values(values))
     except ValueError:
         allowed = ", ".join(m.value for m in kind)
         raise errors.InvalidInput(
@@ -141,7 +138,7 @@ def job_event_stream(
     """The job's events (from the start, or after ``Last-Event-ID``/``after``), then new
     ones as they happen, with its log output as ``log`` events; ``end`` when the job has
     ended, then the stream closes."""
-    kinds = _split(kind) or None
+    kinds = frozenset(split_values(kind)) or None
     follower = StreamService.of(runtime.jobs).follow_job(
         principal,
         job_id,
@@ -176,12 +173,12 @@ def tenant_event_stream(
     """Events of all the caller's tenant's jobs, as they happen; it never ends."""
     service = StreamService.of(runtime.jobs)
     flt = EventFilter(
-        job_ids=_split(job_id),
-        kinds=_split(kind),
+        job_ids=frozenset(split_values(job_id)),
+        kinds=frozenset(split_values(kind)),
         to_states=_enums(JobState, to_state, "to_state"),
         job_states=_enums(JobState, status, "status"),
         priorities=_enums(Priority, priority, "priority"),
-        job_types=_split(job_type),
+        job_types=frozenset(split_values(job_type)),
     )
     start = _start(after, last_event_id)
     cursor = start if start is not None else service.latest_seq(principal)
