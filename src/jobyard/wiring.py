@@ -273,7 +273,9 @@ def build_runtime(
         capacity_reason="waiting for Ray cluster capacity" if settings.executor == "ray" else None,
         fair_share=fair_share,
     )
-    definitions = DefinitionService(store=DefinitionStore(db), jobs=jobs, clock=clock)
+    definitions = DefinitionService(
+        store=DefinitionStore(db), jobs=jobs, registry=registry, clock=clock
+    )
     upkeep = Upkeep(
         definitions=definitions,
         jobs=store,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -15,8 +16,11 @@ from jobyard.domain.auth import Principal, Role
 from jobyard.domain.definitions import JobDefinition
 from jobyard.domain.jobs import DEFAULT_PROJECT_ID, Job, JobSpec
 from jobyard.domain.priorities import Priority
+from jobyard.domain.registry import Environment, Model, ModelVersion
 from jobyard.service import submission
 from jobyard.service.jobs import JobService
+from jobyard.service.model_specs import VersionSpec
+from jobyard.service.registry import RegistryService
 from jobyard.store.definitions import DefinitionStore
 
 log = logging.getLogger("jobyard.definitions")
@@ -40,6 +44,52 @@ class DefinitionSpec:
     notifications: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class NewModel:
+    """A model by name: the caller's model of that name, created when it has none."""
+
+    name: str
+    description: str | None = None
+    expected_interval_minutes: int | None = None
+    retention_hours: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DefinitionSetup:
+    """A definition with the model and version it runs, for :meth:`DefinitionService.set_up`.
+
+    The model is the one every ``model_refs`` entry names (field → model id or name) and
+    ``new_model`` finds or creates; the version is the one ``new_version`` specifies for
+    that model (created), else the version whose id ``version_id`` is (it must be of that model),
+    else the model's newest. ``definition.model`` is replaced by the version's id.
+    Errors name the field: a ``model_refs`` key, ``version_id`` or ``new_version``."""
+
+    definition: DefinitionSpec
+    model_refs: Mapping[str, str] = field(default_factory=dict)
+    new_model: NewModel | None = None
+    new_version: Callable[[Model], VersionSpec] | None = None
+    version_id: str | None = None
+
+
+class _WithVersion:
+    """The registry, plus one version that is not stored yet (a setup stores it with
+    the definition that runs it, so the definition is resolved against it first)."""
+
+    def __init__(self, registry: RegistryService, version: ModelVersion) -> None:
+        self.registry, self.version = registry, version
+
+    def resolve(self, principal: Principal, ref: str) -> ModelVersion:
+        if ref == self.version.id:
+            return self.version
+        return self.registry.resolve(principal, ref)
+
+    def check_parameters(self, version: ModelVersion, parameters: dict[str, Any]) -> dict[str, Any]:
+        return self.registry.check_parameters(version, parameters)
+
+    def get_environment(self, principal: Principal, ref: str) -> Environment:
+        return self.registry.get_environment(principal, ref)
+
+
 def next_run(schedule: str, after: datetime) -> datetime:
     """The first time the cron ``schedule`` (UTC) fires strictly after ``after``."""
     result: datetime = croniter(schedule, after).get_next(datetime)
@@ -60,13 +110,20 @@ class DefinitionService:
         *,
         store: DefinitionStore,
         jobs: JobService,
+        registry: RegistryService,
         clock: Clock,
     ) -> None:
         self.store = store
         self.jobs = jobs
+        self.registry = registry
         self.clock = clock
 
-    def _resolve(self, principal: Principal, spec: DefinitionSpec) -> JobSpec:
+    def _resolve(
+        self,
+        principal: Principal,
+        spec: DefinitionSpec,
+        registry: submission.Registry | None = None,
+    ) -> JobSpec:
         request = submission.JobRequest(
             spec=JobSpec(
                 parameters=spec.parameters, priority=spec.priority, timeout_s=spec.timeout_s
@@ -76,20 +133,117 @@ class DefinitionService:
             output_folder=spec.output_folder,
             bindings=spec.role_bindings,
         )
-        return submission.resolve(request, principal, self.jobs.registry, self.jobs.folders)
+        return submission.resolve(
+            request, principal, registry or self.jobs.registry, self.jobs.folders
+        )
 
     def create(self, principal: Principal, spec: DefinitionSpec) -> JobDefinition:
+        now = self.clock.now()
+        return self.store.insert(principal.tenant_id, self._new(principal, spec, now), now)
+
+    def _new(
+        self,
+        principal: Principal,
+        spec: DefinitionSpec,
+        now: datetime,
+        registry: submission.Registry | None = None,
+    ) -> dict[str, Any]:
+        """The row of a new definition, checked."""
         if not spec.name.strip() or len(spec.name) > 200:
             raise errors.InvalidInput("name must be 1 to 200 characters", field="name")
         check_schedule(spec.schedule)
-        resolved = self._resolve(principal, spec)
-        now = self.clock.now()
-        values = _values(spec, resolved)
+        values = _values(spec, self._resolve(principal, spec, registry))
         values["next_run_at"] = (
             next_run(spec.schedule, now) if spec.schedule and spec.active else None
         )
         values["project_id"] = principal.project_id or DEFAULT_PROJECT_ID
-        return self.store.insert(principal.tenant_id, values, now)
+        return values
+
+    def set_up(
+        self, principal: Principal, setup: DefinitionSetup
+    ) -> tuple[JobDefinition, ModelVersion]:
+        """Create a definition with the model and version it runs, those created when
+        new, in one transaction: when any check fails nothing is stored, so the corrected
+        request can simply be sent again."""
+        model, new_model = self._setup_model(principal, setup)
+        new_version = None
+        if setup.new_version is not None:
+            if model is None:
+                raise errors.InvalidInput(
+                    "new_version: name the model it is a version of", field="new_version"
+                )
+            spec = setup.new_version(model)
+            version = new_version = self.registry.new_version(principal, model, spec)
+        else:
+            version = self._setup_version(principal, setup, model)
+        now = self.clock.now()
+        definition = replace(setup.definition, model=version.id)
+        values = self._new(principal, definition, now, _WithVersion(self.registry, version))
+        stored = self.store.insert(
+            principal.tenant_id, values, now, model=new_model, version=new_version
+        )
+        return stored, version
+
+    def _setup_model(
+        self, principal: Principal, setup: DefinitionSetup
+    ) -> tuple[Model | None, Model | None]:
+        """(the setup's model, the same when it is to be created) or (None, None)."""
+        found: dict[str, Model] = {}
+        new = None
+        if setup.new_model is not None:
+            n = setup.new_model
+            try:
+                found["new_model.name"] = self.registry.get_model(principal, n.name)
+            except errors.NotFound:
+                new = self.registry.new_model(
+                    principal,
+                    n.name,
+                    n.description,
+                    n.expected_interval_minutes,
+                    n.retention_hours,
+                )
+        found |= {f: self.registry.get_model(principal, r) for f, r in setup.model_refs.items()}
+        if found and (new is not None or len({m.id for m in found.values()}) > 1):
+            names = ", ".join(
+                sorted({m.name for m in found.values()} | ({new.name} if new else set()))
+            )
+            raise errors.InvalidInput(
+                f"{', '.join(found)}: they name different models ({names})",
+                field=next(iter(found)),
+            )
+        return (new, new) if new is not None else (next(iter(found.values()), None), None)
+
+    def _setup_version(
+        self, principal: Principal, setup: DefinitionSetup, model: Model | None
+    ) -> ModelVersion:
+        """The existing version the setup runs: ``version_id``, else the model's newest."""
+        if setup.version_id is not None:
+            try:
+                found = self.registry.resolve(principal, setup.version_id, field="version_id")
+            except (errors.NotFound, errors.InvalidInput):
+                found = None
+            if found is None or found.id != setup.version_id:  # resolve also takes names
+                raise errors.NotFound(
+                    f"model version {setup.version_id} does not exist",
+                    kind="model_version",
+                    id=setup.version_id,
+                )
+            if model is not None and found.model_id != model.id:
+                raise errors.InvalidInput(
+                    f"version_id: version {found.id} is not a version of model {model.name}",
+                    field="version_id",
+                )
+            return found
+        if model is None:
+            raise errors.InvalidInput("model: name the model to run", field="model")
+        try:
+            return self.registry.resolve(principal, model.name)
+        except errors.NotFound:
+            raise errors.InvalidInput(
+                f"new_version: model {model.name} has no version to run; create one"
+                " (new_version) or name one (version_id)",
+                field="new_version",
+            ) from None
 
     def get(self, principal: Principal, def_id: str) -> JobDefinition:
         return self.store.get(principal.tenant_id, def_id, principal.project_id)

@@ -44,8 +44,23 @@ class ModelUseCases:
         expected_interval_minutes: int | None = None,
         retention_hours: int | None = None,
     ) -> Model:
+        model = self.new_model(
+            principal, name, description, expected_interval_minutes, retention_hours
+        )
+        return self.store.insert_model(model, principal.project_id)
+
+    def new_model(
+        self,
+        principal: Principal,
+        name: str,
+        description: str | None = None,
+        expected_interval_minutes: int | None = None,
+        retention_hours: int | None = None,
+    ) -> Model:
+        """The model :meth:`create_model` would store, checked but not stored (for a
+        caller that stores it with other rows in one transaction)."""
         now = self.clock.now()
-        model = Model(
+        return Model(
             id=new_id(),
             tenant_id=principal.tenant_id,
             name=specs.check_name(name, "model"),
@@ -59,7 +74,6 @@ class ModelUseCases:
                 }
             ),
         )
-        return self.store.insert_model(model, principal.project_id)
 
     def get_model(self, principal: Principal, ref: str) -> Model:
         """The caller's model with this id or name, or NotFound."""
@@ -109,6 +123,18 @@ class ModelUseCases:
     ) -> ModelVersion:
         """Create an immutable version; a second create of the same version is a Conflict."""
         model = self.get_model(principal, model_ref)
+        return self.store.insert_version(self.new_version(principal, model, spec, artifact))
+
+    def new_version(
+        self,
+        principal: Principal,
+        model: Model,
+        spec: VersionSpec,
+        artifact: ArtifactUpload | None = None,
+    ) -> ModelVersion:
+        """The version of ``model`` that :meth:`create_version` would store, checked but
+        not stored (an artifact goes into the blob store at once); ``model`` may be one
+        not stored yet either (see :meth:`new_model`)."""
         version = specs.check_version_string(spec.version)
         specs.check_text(spec.description, "description")
         specs.check_text(spec.entrypoint, "entrypoint", specs.MAX_ENTRYPOINT)
@@ -142,28 +168,26 @@ class ModelUseCases:
             with checked.file:
                 sha, size = self.blobs.put_stream(checked.chunks())
             name, entrypoint = checked.name, checked.entrypoint
-        return self.store.insert_version(
-            ModelVersion(
-                id=new_id(),
-                tenant_id=principal.tenant_id,
-                model_id=model.id,
-                model_name=model.name,
-                version=version,
-                description=spec.description,
-                kind=kind,
-                entrypoint=entrypoint,
-                artifact_sha256=sha,
-                artifact_name=name,
-                artifact_size=size,
-                artifact_is_archive=bool(artifact and artifact.is_archive),
-                input_roles=tuple(spec.input_roles),
-                output_roles=tuple(spec.output_roles),
-                parameters_schema=schema,
-                default_parameters=dict(spec.default_parameters),
-                default_environment_id=env_id,
-                deprecated=False,
-                created_at=self.clock.now(),
-            )
+        return ModelVersion(
+            id=new_id(),
+            tenant_id=principal.tenant_id,
+            model_id=model.id,
+            model_name=model.name,
+            version=version,
+            description=spec.description,
+            kind=kind,
+            entrypoint=entrypoint,
+            artifact_sha256=sha,
+            artifact_name=name,
+            artifact_size=size,
+            artifact_is_archive=bool(artifact and artifact.is_archive),
+            input_roles=tuple(spec.input_roles),
+            output_roles=tuple(spec.output_roles),
+            parameters_schema=schema,
+            default_parameters=dict(spec.default_parameters),
+            default_environment_id=env_id,
+            deprecated=False,
+            created_at=self.clock.now(),
         )
 
     def _check_artifact(

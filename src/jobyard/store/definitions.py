@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from jobyard import errors
 from jobyard.domain.definitions import JobDefinition
 from jobyard.domain.priorities import Priority
+from jobyard.domain.registry import Model, ModelVersion
+from jobyard.store import registry
 from jobyard.store.database import Database
 from jobyard.store.tables import job_definitions as t
 
@@ -48,9 +50,24 @@ class DefinitionStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def insert(self, tenant_id: str, values: Mapping[str, Any], now: datetime) -> JobDefinition:
+    def insert(
+        self,
+        tenant_id: str,
+        values: Mapping[str, Any],
+        now: datetime,
+        *,
+        model: Model | None = None,
+        version: ModelVersion | None = None,
+    ) -> JobDefinition:
+        """Insert the definition; with the new ``model`` and ``version`` it runs, when
+        given, in the same transaction (all or nothing). The model goes into the
+        definition's project."""
         def_id = str(uuid.uuid4())
         with self.db.write() as conn:
+            if model is not None:
+                registry.insert_model(conn, model, values.get("project_id"))
+            if version is not None:
+                registry.insert_version(conn, version)
             conn.execute(
                 t.insert().values(
                     id=def_id, tenant_id=tenant_id, created_at=now, updated_at=now, **values

@@ -128,18 +128,8 @@ class RegistryStore:
     def insert_model(self, model: Model, project_id: str | None = None) -> Model:
         """Insert (into ``project_id``, else the default project); Conflict when the
         tenant already has a model of that name."""
-        try:
-            with self.db.write() as conn:
-                conn.execute(
-                    models.insert().values(
-                        **vars(model), project_id=project_id or DEFAULT_PROJECT_ID
-                    )
-                )
-        except exc.IntegrityError:
-            raise errors.Conflict(
-                f"a model named {model.name!r} already exists", kind="model", name=model.name
-            ) from None
-        return model
+        with self.db.write() as conn:
+            return insert_model(conn, model, project_id)
 
     def find_model(self, tenant_id: str, ref: str, project_id: str | None = None) -> Model | None:
         """The tenant's model with this id or name (an id match wins), within
@@ -190,16 +180,8 @@ class RegistryStore:
     # ---- versions ----------------------------------------------------------------
     def insert_version(self, version: ModelVersion) -> ModelVersion:
         """Insert; Conflict when the model already has this version (versions are immutable)."""
-        values = {k: v for k, v in vars(version).items() if k != "model_name"}
-        values["kind"] = version.kind.value
-        values["input_roles"] = _roles(version.input_roles)
-        values["output_roles"] = _roles(version.output_roles)
-        try:
-            with self.db.write() as conn:
-                conn.execute(model_versions.insert().values(**values))
-        except exc.IntegrityError:
-            raise duplicate_version(version.model_name, version.version) from None
-        return version
+        with self.db.write() as conn:
+            return insert_version(conn, version)
 
     def _one_version(self, *cond: Any) -> ModelVersion | None:
         with self.db.read() as conn:
@@ -357,6 +339,31 @@ class RegistryStore:
                     environments.c.id == env_id, environments.c.tenant_id == tenant_id
                 )
             )
+
+
+def insert_model(conn: sa.Connection, model: Model, project_id: str | None) -> Model:
+    """:meth:`RegistryStore.insert_model` inside ``conn``'s transaction."""
+    values = dict(vars(model), project_id=project_id or DEFAULT_PROJECT_ID)
+    try:  # an error ends the caller's transaction too: it rolls back
+        conn.execute(models.insert().values(**values))
+    except exc.IntegrityError:
+        raise errors.Conflict(
+            f"a model named {model.name!r} already exists", kind="model", name=model.name
+        ) from None
+    return model
+
+
+def insert_version(conn: sa.Connection, version: ModelVersion) -> ModelVersion:
+    """:meth:`RegistryStore.insert_version` inside ``conn``'s transaction."""
+    values = {k: v for k, v in vars(version).items() if k != "model_name"}
+    values["kind"] = version.kind.value
+    values["input_roles"] = _roles(version.input_roles)
+    values["output_roles"] = _roles(version.output_roles)
+    try:
+        conn.execute(model_versions.insert().values(**values))
+    except exc.IntegrityError:
+        raise duplicate_version(version.model_name, version.version) from None
+    return version
 
 
 def duplicate_version(model_name: str, version: str) -> errors.Conflict:
