@@ -240,6 +240,60 @@ def test_setup_creates_source_and_version_on_the_fly(api: LiveServer) -> None:
         assert "frost" in c.logs(run["id"])
 
 
+def test_setup_errors_name_the_request_fields_and_store_nothing(api: LiveServer) -> None:
+    call = _admin(api)
+    source, version = _source_and_version(call)
+    other = call("POST", "/api/v1/sources", {"name": "other-source"}).json()
+    org = {"organisation_id": "default"}
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"job": {"name": "x"}}, 422, "job.source_id: "),
+        ({"source": {}, "job": {"name": "x"}}, 422, "source: "),
+        ({"job": {"name": "x", "source_id": "nope"}}, 404, "source nope does not exist"),
+        (
+            {"job": {"name": "x", "source_version_id": "nope"}},
+            404,
+            "source version nope does not exist",
+        ),
+        (
+            {"source": {"id": source["id"]}, "job": {"name": "x", "source_id": other["id"]}},
+            422,
+            "source.id, job.source_id: ",
+        ),
+        (
+            {"job": {"name": "x", "source_id": other["id"], "source_version_id": version["id"]}},
+            422,
+            "job.source_version_id: ",
+        ),
+        (
+            {"source_version": VERSION_BODY, "job": {"name": "x", "source_id": source["id"]}},
+            409,
+            "",
+        ),
+        (
+            {
+                "source_version": VERSION_BODY,
+                "job": {"name": "x", "source_id": source["id"], "source_version_id": "v"},
+            },
+            422,
+            "job.source_version_id: ",
+        ),
+        ({"source": {"name": "brand-new"}, "job": {"name": "x"}}, 422, "source_version: "),
+        (
+            {"source": {"name": "brand-new"}, "source_version": VERSION_BODY, "job": {"name": "x"}},
+            422,
+            "role_bindings: ",
+        ),
+    ]
+    for body, code, message in cases:
+        r = call("POST", "/api/v1/jobs/setup", {**org, **body})
+        assert r.status_code == code and r.json()["message"].startswith(message), (body, r.text)
+    assert call("GET", "/v1/models/brand-new").status_code == 404
+    assert call("GET", "/api/v1/jobs").json() == []
+    assert [v["id"] for v in call("GET", f"/v1/models/{source['id']}").json()["versions"]] == [
+        version["id"]
+    ]
+
+
 def test_another_organisation_sees_nothing(api: LiveServer) -> None:
     call = _admin(api)
     source, version = _source_and_version(call)

@@ -5,32 +5,29 @@ key's tenant (the "organisation"). Only translation happens here; see
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-
 from fastapi import APIRouter, Response, status
 
 from jobyard import errors
 from jobyard.api.compat.prediction_mapping import (
+    SETUP_FIELDS,
     JobSetupRequest,
     PredictionJob,
     PredictionJobUpdate,
-    SetupSourceIn,
     SourceIn,
     SourceOut,
     SourceVersionIn,
     SourceVersionOut,
-    setup_spec,
+    setup_of,
+    spec_not_found,
     updated_spec,
 )
+from jobyard.api.compat.wire import spec_error
 from jobyard.api.deps import PrincipalDep, RuntimeDep
-from jobyard.api.routes.jobs import ERRORS
+from jobyard.api.errors import ERRORS
 from jobyard.domain.auth import Principal
 from jobyard.domain.definitions import JobDefinition
 from jobyard.domain.registry import Model, ModelVersion
 from jobyard.wiring import Runtime
-
-log = logging.getLogger("jobyard.api.compat.prediction")
 
 router = APIRouter(prefix="/api/v1", tags=["compat: Prediction API"], responses=ERRORS)
 
@@ -76,114 +73,6 @@ def _jobs(runtime: Runtime, principal: Principal, defs: list[JobDefinition]) -> 
     return out
 
 
-# ---- job setup -----------------------------------------------------------------------
-class _Setup:
-    """One setup request: finds or creates its source and version and creates the
-    definition; what it created is deleted again when a later step fails."""
-
-    def __init__(self, runtime: Runtime, principal: Principal) -> None:
-        self.runtime = runtime
-        self.principal = principal
-        self.undo: list[Callable[[], None]] = []
-
-    def run(self, body: JobSetupRequest) -> tuple[JobDefinition, ModelVersion]:
-        try:
-            version = self._version(body)
-            spec = setup_spec(body, version.id)
-            return self.runtime.definitions.create(self.principal, spec), version
-        except BaseException:
-            self._rollback()
-            raise
-
-    def _rollback(self) -> None:
-        for step in reversed(self.undo):
-            try:
-                step()
-            except errors.JobyardError:
-                log.warning("job setup: could not undo a step", exc_info=True)
-
-    def _source(self, body: JobSetupRequest) -> Model | None:
-        refs = {
-            "source.id": body.source.id if body.source else None,
-            "job.source_id": body.job.source_id,
-            "source_version.source_id": body.source_version.source_id
-            if body.source_version
-            else None,
-        }
-        found = {f: _source(self.runtime, self.principal, r) for f, r in refs.items() if r}
-        if body.source is not None and body.source.id is None:
-            found["source.name"] = self._named_or_new(body.source)
-        if len({m.id for m in found.values()}) > 1:
-            raise errors.InvalidInput(
-                f"{', '.join(found)}: name different sources", field=next(iter(found))
-            )
-        return next(iter(found.values()), None)
-
-    def _named_or_new(self, source: SetupSourceIn) -> Model:
-        if source.name is None:
-            raise errors.InvalidInput(
-                "source: give its id (an existing source) or its name", field="source"
-            )
-        registry, principal = self.runtime.registry, self.principal
-        try:
-            return registry.get_model(principal, source.name)
-        except errors.NotFound:
-            pass
-        model = registry.create_model(
-            principal,
-            source.name,
-            source.description,
-            source.expectedintervalminutes,
-            source.retention_hours,
-        )
-        self.undo.append(lambda: registry.delete_model(principal, model.id))
-        return model
-
-    def _version(self, body: JobSetupRequest) -> ModelVersion:
-        model = self._source(body)
-        registry, principal, job = self.runtime.registry, self.principal, body.job
-        if body.source_version is not None:
-            if job.source_version_id is not None:
-                raise errors.InvalidInput(
-                    "job.source_version_id: give a new source_version or"
-                    " job.source_version_id, not both",
-                    field="job.source_version_id",
-                )
-            if model is None:
-                raise errors.InvalidInput(
-                    "source_version: name its source (source, job.source_id or"
-                    " source_version.source_id)",
-                    field="source_version.source_id",
-                )
-            spec = body.source_version.to_spec(model.name)
-            version = registry.create_version(principal, model.id, spec)
-            self.undo.append(lambda: registry.delete_version(principal, model.id, version.version))
-            return version
-        if job.source_version_id is not None:
-            version = _version(self.runtime, principal, job.source_version_id)
-            if model is not None and version.model_id != model.id:
-                raise errors.InvalidInput(
-                    f"job.source_version_id: version {version.id} is not a version of"
-                    f" source {model.name}",
-                    field="job.source_version_id",
-                )
-            return version
-        if model is None:
-            raise errors.InvalidInput(
-                "job.source_id: name the source to run (source, job.source_id or"
-                " job.source_version_id)",
-                field="job.source_id",
-            )
-        try:
-            return registry.resolve(principal, model.name)
-        except errors.NotFound:
-            raise errors.InvalidInput(
-                f"source_version: source {model.name} has no version to run; create one"
-                " (source_version) or name one (job.source_version_id)",
-                field="source_version",
-            ) from None
-
-
 # ---- routes --------------------------------------------------------------------------
 @router.post("/sources", status_code=status.HTTP_201_CREATED, summary="Create a source")
 def create_source(body: SourceIn, runtime: RuntimeDep, principal: PrincipalDep) -> SourceOut:
@@ -216,7 +105,12 @@ def setup_job(body: JobSetupRequest, runtime: RuntimeDep, principal: PrincipalDe
             "job.organisation_id: leave it null (the top-level organisation_id applies)",
             field="job.organisation_id",
         )
-    definition, version = _Setup(runtime, principal).run(body)
+    try:
+        definition, version = runtime.definitions.set_up(principal, setup_of(body))
+    except errors.InvalidInput as e:
+        raise spec_error(e, SETUP_FIELDS) from e
+    except errors.NotFound as e:
+        raise spec_not_found(e) from e
     return PredictionJob.of(definition, version)
 
 

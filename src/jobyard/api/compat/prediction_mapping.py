@@ -15,7 +15,7 @@ from jobyard.api.bounds import Int32
 from jobyard.api.schemas import Strict
 from jobyard.domain.definitions import JobDefinition
 from jobyard.domain.registry import InputRole, Model, ModelKind, ModelVersion, OutputRole
-from jobyard.service.definitions import DefinitionSpec
+from jobyard.service.definitions import DefinitionSetup, DefinitionSpec, NewModel
 from jobyard.service.model_specs import VersionSpec
 from jobyard.service.submission import RoleBinding
 
@@ -304,8 +304,77 @@ def _stored_bindings(d: JobDefinition) -> tuple[RoleBinding, ...]:
     )
 
 
-def setup_spec(body: JobSetupRequest, version_id: str) -> DefinitionSpec:
-    """The definition a setup request asks for, pinned to ``version_id``."""
+#: the fields of a ``DefinitionSetup`` → the setup request's
+SETUP_FIELDS = {
+    "version_id": "job.source_version_id",
+    "new_version": "source_version",
+    "new_model.name": "source.name",
+    "model": "job.source_id",
+}
+#: kinds of jobyard objects → the spec's
+SPEC_KINDS = {"model": "source", "model_version": "source_version"}
+
+
+def spec_not_found(exc: errors.NotFound) -> errors.NotFound:
+    """The same error in the spec's words: a model is a source, a version a source
+    version."""
+    kind, ref = exc.details.get("kind"), exc.details.get("id")
+    theirs = SPEC_KINDS.get(kind) if isinstance(kind, str) else None
+    if theirs is None or ref is None:
+        return exc
+    return errors.NotFound(f"{theirs.replace('_', ' ')} {ref} does not exist", kind=theirs, id=ref)
+
+
+def setup_of(body: JobSetupRequest) -> DefinitionSetup:
+    """The definition, source and version a setup request asks for (the service finds
+    or creates them); refuses requests that name too little or too much."""
+    job, source, version = body.job, body.source, body.source_version
+    refs = {
+        "source.id": source.id if source else None,
+        "job.source_id": job.source_id,
+        "source_version.source_id": version.source_id if version else None,
+    }
+    new_model = None
+    if source is not None and source.id is None:
+        if source.name is None:
+            raise errors.InvalidInput(
+                "source: give its id (an existing source) or its name", field="source"
+            )
+        new_model = NewModel(
+            name=source.name,
+            description=source.description,
+            expected_interval_minutes=source.expectedintervalminutes,
+            retention_hours=source.retention_hours,
+        )
+    named = any(refs.values()) or new_model is not None
+    if version is not None and job.source_version_id is not None:
+        raise errors.InvalidInput(
+            "job.source_version_id: give a new source_version or job.source_version_id, not both",
+            field="job.source_version_id",
+        )
+    if version is not None and not named:
+        raise errors.InvalidInput(
+            "source_version: name its source (source, job.source_id or source_version.source_id)",
+            field="source_version.source_id",
+        )
+    if version is None and job.source_version_id is None and not named:
+        raise errors.InvalidInput(
+            "job.source_id: name the source to run (source, job.source_id or"
+            " job.source_version_id)",
+            field="job.source_id",
+        )
+    return DefinitionSetup(
+        definition=_setup_spec(body),
+        model_refs={f: r for f, r in refs.items() if r},
+        new_model=new_model,
+        # a version without entrypoint gets a placeholder that names its source
+        new_version=(lambda m: version.to_spec(m.name)) if version else None,
+        version_id=job.source_version_id,
+    )
+
+
+def _setup_spec(body: JobSetupRequest) -> DefinitionSpec:
+    """The definition a setup request asks for (the service pins its version)."""
     if body.role_bindings is not None and body.job.role_bindings is not None:
         raise errors.InvalidInput(
             "role_bindings: give the role bindings once, at the top level or in job",
@@ -314,7 +383,7 @@ def setup_spec(body: JobSetupRequest, version_id: str) -> DefinitionSpec:
     job = body.job
     return DefinitionSpec(
         name=job.name,
-        model=version_id,
+        model=job.source_version_id or "",
         description=job.description,
         role_bindings=bindings_in(body.role_bindings or job.role_bindings or ()),
         active=job.active,
