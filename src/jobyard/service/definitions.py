@@ -19,7 +19,7 @@ from jobyard.domain.priorities import Priority
 from jobyard.domain.registry import Environment, Model, ModelVersion
 from jobyard.service import submission
 from jobyard.service.jobs import JobService
-from jobyard.service.model_specs import VersionSpec
+from jobyard.service.model_specs import ModelSpec, VersionSpec
 from jobyard.service.registry import RegistryService
 from jobyard.store.definitions import DefinitionStore
 
@@ -45,28 +45,18 @@ class DefinitionSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class NewModel:
-    """A model by name: the caller's model of that name, created when it has none."""
-
-    name: str
-    description: str | None = None
-    expected_interval_minutes: int | None = None
-    retention_hours: int | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
 class DefinitionSetup:
     """A definition with the model and version it runs, for :meth:`DefinitionService.set_up`.
 
     The model is the one every ``model_refs`` entry names (field → model id or name) and
-    ``new_model`` finds or creates; the version is the one ``new_version`` specifies for
+    ``new_model`` (by name) finds or creates; the version is the one ``new_version`` specifies for
     that model (created), else the version whose id ``version_id`` is (it must be of that model),
     else the model's newest. ``definition.model`` is replaced by the version's id.
     Errors name the field: a ``model_refs`` key, ``version_id`` or ``new_version``."""
 
     definition: DefinitionSpec
     model_refs: Mapping[str, str] = field(default_factory=dict)
-    new_model: NewModel | None = None
+    new_model: ModelSpec | None = None
     new_version: Callable[[Model], VersionSpec] | None = None
     version_id: str | None = None
 
@@ -191,17 +181,10 @@ class DefinitionService:
         found: dict[str, Model] = {}
         new = None
         if setup.new_model is not None:
-            n = setup.new_model
             try:
-                found["new_model.name"] = self.registry.get_model(principal, n.name)
+                found["new_model.name"] = self.registry.get_model(principal, setup.new_model.name)
             except errors.NotFound:
-                new = self.registry.new_model(
-                    principal,
-                    n.name,
-                    n.description,
-                    n.expected_interval_minutes,
-                    n.retention_hours,
-                )
+                new = self.registry.new_model(principal, setup.new_model)
         found |= {f: self.registry.get_model(principal, r) for f, r in setup.model_refs.items()}
         if found and (new is not None or len({m.id for m in found.values()}) > 1):
             names = ", ".join(

@@ -29,6 +29,16 @@ _CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """A model as a caller asks for it (see ``RegistryService.new_model``)."""
+
+    name: str
+    description: str | None = None
+    expected_interval_minutes: int | None = None
+    retention_hours: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class VersionSpec:
     """What a client asks for when it creates a model version (the artifact aside)."""
 

@@ -44,33 +44,29 @@ class ModelUseCases:
         expected_interval_minutes: int | None = None,
         retention_hours: int | None = None,
     ) -> Model:
-        model = self.new_model(
-            principal, name, description, expected_interval_minutes, retention_hours
+        spec = specs.ModelSpec(
+            name=name,
+            description=description,
+            expected_interval_minutes=expected_interval_minutes,
+            retention_hours=retention_hours,
         )
-        return self.store.insert_model(model, principal.project_id)
+        return self.store.insert_model(self.new_model(principal, spec), principal.project_id)
 
-    def new_model(
-        self,
-        principal: Principal,
-        name: str,
-        description: str | None = None,
-        expected_interval_minutes: int | None = None,
-        retention_hours: int | None = None,
-    ) -> Model:
+    def new_model(self, principal: Principal, spec: specs.ModelSpec) -> Model:
         """The model :meth:`create_model` would store, checked but not stored (for a
         caller that stores it with other rows in one transaction)."""
         now = self.clock.now()
         return Model(
             id=new_id(),
             tenant_id=principal.tenant_id,
-            name=specs.check_name(name, "model"),
+            name=specs.check_name(spec.name, "model"),
             created_at=now,
             updated_at=now,
             **_model_fields(
                 {
-                    "description": description,
-                    "expected_interval_minutes": expected_interval_minutes,
-                    "retention_hours": retention_hours,
+                    "description": spec.description,
+                    "expected_interval_minutes": spec.expected_interval_minutes,
+                    "retention_hours": spec.retention_hours,
                 }
             ),
         )

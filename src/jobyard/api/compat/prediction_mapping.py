@@ -15,8 +15,8 @@ from jobyard.api.bounds import Int32
 from jobyard.api.schemas import Strict
 from jobyard.domain.definitions import JobDefinition
 from jobyard.domain.registry import InputRole, Model, ModelKind, ModelVersion, OutputRole
-from jobyard.service.definitions import DefinitionSetup, DefinitionSpec, NewModel
-from jobyard.service.model_specs import VersionSpec
+from jobyard.service.definitions import DefinitionSetup, DefinitionSpec
+from jobyard.service.model_specs import ModelSpec, VersionSpec
 from jobyard.service.submission import RoleBinding
 
 #: ``input_type`` that binds a role to a jobyard folder; any other type binds a value
@@ -340,7 +340,7 @@ def setup_of(body: JobSetupRequest) -> DefinitionSetup:
             raise errors.InvalidInput(
                 "source: give its id (an existing source) or its name", field="source"
             )
-        new_model = NewModel(
+        new_model = ModelSpec(
             name=source.name,
             description=source.description,
             expected_interval_minutes=source.expectedintervalminutes,
