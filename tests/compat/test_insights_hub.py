@@ -236,6 +236,7 @@ def test_page_parameters_out_of_range_are_read_as_spring_reads_them(
         ({"pageSize": -3}, 0, 100),
         ({"pageNumber": "first", "pageSize": "many"}, 0, 100),
         ({"pageNumber": 99_999_999_999, "pageSize": 1}, 0, 1),  # over Java's int: 0
+        ({"pageNumber": "9" * 4400, "pageSize": "0" * 4400 + "1"}, 0, 1),  # > int digits
         ({"pageNumber": 1, "pageSize": 1}, 1, 1),
     ]
     for params, number, size in cases:

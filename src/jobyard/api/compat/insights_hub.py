@@ -90,7 +90,6 @@ def list_jobs(
         str | None,
         Query(
             alias="pageNumber",
-            max_length=100,
             description="From 0 (default 0); read as Spring reads it: negative or not a"
             " number → 0.",
         ),
@@ -99,7 +98,6 @@ def list_jobs(
         str | None,
         Query(
             alias="pageSize",
-            max_length=100,
             description=f"Default {DEFAULT_PAGE_SIZE}; read as Spring reads it: below 1 or"
             f" not a number → {DEFAULT_PAGE_SIZE}, above {MAX_PAGE_SIZE} → {MAX_PAGE_SIZE}.",
         ),

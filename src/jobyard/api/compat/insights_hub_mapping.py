@@ -42,7 +42,7 @@ STATUS: dict[JobState, str] = {
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 2000
 _INT_MAX = 2**31 - 1  #: Java's ``Integer.MAX_VALUE``
-_JAVA_INT = re.compile(r"[+-]?[0-9]+")
+_JAVA_INT = re.compile(r"(?P<sign>[+-]?)(?P<digits>[0-9]+)")
 
 
 def status_of(job: Job, *, environment_busy: bool = False) -> str:
@@ -58,9 +58,14 @@ def _spring_int(text: str | None, upper: int) -> int | None:
     (``Integer.parseInt`` fails), else clamped to 0…``upper``."""
     if text is None or not text.strip():
         return None
-    if not _JAVA_INT.fullmatch(text) or not -_INT_MAX - 1 <= int(text) <= _INT_MAX:
+    found = _JAVA_INT.fullmatch(text)
+    digits = found["digits"].lstrip("0") or "0" if found else ""
+    if found is None or len(digits) > len(str(_INT_MAX)):
         return 0
-    return min(max(int(text), 0), upper)
+    value = -int(digits) if found["sign"] == "-" else int(digits)
+    if not -_INT_MAX - 1 <= value <= _INT_MAX:
+        return 0
+    return min(max(value, 0), upper)
 
 
 def spring_page(page_number: str | None, page_size: str | None) -> tuple[int, int]:
