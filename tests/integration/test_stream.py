@@ -82,7 +82,7 @@ def test_job_stream_sends_states_in_order_the_log_then_end(live: LiveServer) -> 
     states = [e for e in got if e.kind == "state"]
     assert [e.to_state for e in states] == STATES
     assert [e.data["from_state"] for e in states] == [None, *STATES[:-1]]
-    seqs = [e.seq for e in states]
+    seqs = [e.data["seq"] for e in states]
     assert seqs == sorted(seqs) and all(e.last_event_id == str(e.seq) for e in states)
     assert {e.job_id for e in got} == {job.id}
     logs = [e for e in got if e.kind == "log"]
@@ -263,6 +263,7 @@ def test_progress_display_follows_states_and_progress() -> None:
     display.on_event(
         StreamEvent("progress", {"data": {"percent": 40.0, "stage": "scoring", "eta": eta}})
     )
+    (task,) = progress.tasks  # read again: its total was None above
     assert (task.total, task.completed) == (100.0, 40.0)
     assert "running[/] · scoring" in task.description
     assert EtaColumn().render(task).plain == ""  # one report: no rate worth showing yet

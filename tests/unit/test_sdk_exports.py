@@ -75,7 +75,11 @@ def test_what_client_methods_take_and_return_is_exported() -> None:
 
 def test_every_error_class_is_exported() -> None:
     def subclasses(cls: type) -> set[type]:
-        return {cls}.union(*(subclasses(sub) for sub in cls.__subclasses__()))
+        found = {cls}
+        sub: type
+        for sub in cls.__subclasses__():
+            found |= subclasses(sub)
+        return found
 
     errors = {c.__name__ for c in subclasses(APIError) if c.__module__ == "jobyard.sdk.errors"}
     assert errors <= set(sdk.__all__), errors - set(sdk.__all__)
