@@ -76,7 +76,7 @@ def test_model_workflow_from_the_issue(
         "submit",
         "--model",
         "churn:1.0.0",
-        "--env",
+        "--environment",
         "py-small",
         "--input-folder",
         "q3-input",

@@ -64,7 +64,7 @@ def test_an_outcome_held_back_by_the_database_survives_the_death_of_its_node(
     assert job["attempt"] == 1
 
 
-def test_serve_refuses_a_lease_shorter_than_the_outage_tolerance(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_serve_refuses_a_lease_shorter_than_the_outage_tolerance(db_url: str, tmp_path) -> None:
     home = tmp_path / "home"
     env = {**_clean_env(home), **FAST_ENV, "JOBYARD_LEASE_TTL_S": "20"}
     env.pop("JOBYARD_OUTAGE_TOLERANCE_S")  # the default, 35 s

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +17,7 @@ PY = sys.executable
 
 
 @pytest.fixture
-def idle(make_runtime: RuntimeFactory, serve) -> LiveServer:  # type: ignore[no-untyped-def]
+def idle(make_runtime: RuntimeFactory, serve: Callable[[Any], LiveServer]) -> LiveServer:
     """A server whose dispatcher does not run: submitted jobs stay queued."""
     return serve(make_runtime(start=False))
 
@@ -67,7 +69,7 @@ def test_pagination_filters_and_summary(idle: LiveServer) -> None:
         assert len(c.list(created_to=future).items) == 7
 
 
-def _raw(live: LiveServer, method: str, path: str, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
+def _raw(live: LiveServer, method: str, path: str, **kw) -> httpx.Response:
     headers = {"Authorization": f"Bearer {live.admin_key}", **kw.pop("headers", {})}
     return httpx.request(method, live.url + path, headers=headers, timeout=10, **kw)
 
@@ -168,7 +170,7 @@ def test_revoked_and_expired_keys(idle: LiveServer) -> None:
 
 def test_a_key_revoked_elsewhere_stops_working_within_the_cache_time(
     make_runtime: RuntimeFactory,
-    serve,  # type: ignore[no-untyped-def]
+    serve,
 ) -> None:
     """Another replica revoking a key (here: the database row changed behind this
     process's back) is seen once the key's cache entry is older than KEY_CACHE."""

@@ -25,7 +25,7 @@ def _post(live: LiveServer, body: object) -> httpx.Response:
 
 def test_each_job_gets_its_own_result_in_one_transaction(
     make_runtime: RuntimeFactory,
-    serve,  # type: ignore[no-untyped-def]
+    serve,
 ) -> None:
     live = serve(make_runtime(start=False))
     jobs = [
@@ -60,7 +60,7 @@ def test_each_job_gets_its_own_result_in_one_transaction(
         assert client.list(limit=500).summary.total == 2
 
 
-def test_whole_batch_errors(make_runtime: RuntimeFactory, serve) -> None:  # type: ignore[no-untyped-def]
+def test_whole_batch_errors(make_runtime: RuntimeFactory, serve) -> None:
     live = serve(make_runtime(start=False))
     assert _post(live, {"jobs": []}).status_code == 422
     too_many = _post(live, {"jobs": [{"entrypoint": "true"}] * 1001})
@@ -74,7 +74,7 @@ def test_whole_batch_errors(make_runtime: RuntimeFactory, serve) -> None:  # typ
 
 def test_a_thousand_jobs_and_the_waiting_quota(
     make_runtime: RuntimeFactory,
-    serve,  # type: ignore[no-untyped-def]
+    serve,
 ) -> None:
     runtime = make_runtime(start=False)
     live = serve(runtime)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from datetime import timedelta
 
+from sqlalchemy.sql import ClauseElement
+
 from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import JobSpec, ResourceUsage
 from jobyard.domain.states import JobState
@@ -161,7 +163,9 @@ def test_candidates_are_read_along_the_queue_index(make_runtime: RuntimeFactory)
     if runtime.db.dialect != "sqlite":
         return
     with runtime.db.read() as conn:
-        sql = str(claims._candidates.compile(dialect=conn.dialect))
+        candidates = claims._candidates
+        assert isinstance(candidates, ClauseElement)
+        sql = str(candidates.compile(dialect=conn.dialect))
         plan = " ".join(
             str(row[-1])
             for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", (1, "", 50)).all()

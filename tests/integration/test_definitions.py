@@ -11,13 +11,13 @@ from tests.conftest import LiveServer, RuntimeFactory
 
 
 @pytest.fixture
-def clocked(make_runtime: RuntimeFactory, serve) -> tuple[LiveServer, ManualClock]:  # type: ignore[no-untyped-def]
+def clocked(make_runtime: RuntimeFactory, serve) -> tuple[LiveServer, ManualClock]:
     clock = ManualClock()
     live = serve(make_runtime(clock=clock, upkeep_interval_s=3600.0))
     return live, clock
 
 
-def _setup_model(client) -> None:  # type: ignore[no-untyped-def]
+def _setup_model(client) -> None:
     client.create_model("daily", expected_interval_minutes=10, retention_hours=1)
     client.push_version(
         "daily", "1.0", entrypoint="echo scored $JOBYARD_JOB_ID", input_roles=["site:text:required"]

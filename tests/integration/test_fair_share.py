@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -97,7 +97,7 @@ def test_two_tenants_flooding_the_queue_share_the_slots_by_weight(
     # shared 2:1, so "b" starts about as many jobs as "default"
     length = {"default": 10.0, "b": 5.0}
     nodes = [Node(runtime, "n1", 3), Node(runtime, "n2", 3)]
-    slot_s: Counter[str] = Counter()
+    slot_s: defaultdict[str, float] = defaultdict(float)
     started: Counter[str] = Counter()
     for _ in range(100):  # 100 simulated seconds, 6 slots: 600 slot-seconds
         clock.advance(1)

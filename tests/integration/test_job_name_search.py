@@ -19,7 +19,7 @@ def test_name_contains_is_literal_and_ignores_case(make_runtime: RuntimeFactory)
     for name in names:
         runtime.jobs.submit(caller, JobSpec(entrypoint="true", name=name, scheduled_at=LATER))
 
-    def found(text: str) -> list[str | None]:
+    def found(text: str) -> list[str]:
         page = runtime.jobs.list_jobs(caller, JobFilter(name_contains=text), limit=50)
         assert sum(page.by_status.values()) == len(page.items)  # the counts filter too
         return sorted(j.spec.name or "" for j in page.items)

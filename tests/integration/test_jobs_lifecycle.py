@@ -115,7 +115,7 @@ def test_cancel_running_job_kills_its_tree(live: LiveServer, client: Client, for
     assert info.value.status_code == 409
 
 
-def test_cancel_queued_job_at_once(make_runtime, serve) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_queued_job_at_once(make_runtime, serve) -> None:
     live = serve(make_runtime(slots=1))
     with live.client() as client:
         blocker = client.submit([PY, "-c", "import time; time.sleep(60)"])
@@ -162,7 +162,7 @@ def test_scheduled_job_waits_for_its_time(client: Client) -> None:
 def test_job_env_has_no_server_secrets(
     make_runtime,
     serve,
-    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("JOBYARD_DATABASE_URL", "postgresql://secret-db")
     monkeypatch.setenv("JOBYARD_API_KEY", "jy_secret_key")
@@ -185,6 +185,7 @@ def test_usage_is_sampled(client: Client) -> None:
     job = client.submit([PY, "-c", code])
     done = client.wait(job.id, timeout=20)
     assert done.status == "succeeded"
+    assert done.usage is not None
     assert (done.usage.peak_rss_bytes or 0) > 50_000_000
     assert (done.usage.cpu_time_s or 0) > 0.2  # sampled while it ran; the machine may be busy
 
@@ -193,7 +194,7 @@ def test_usage_is_sampled(client: Client) -> None:
 @pytest.mark.skipif(
     not os.path.exists("/usr/bin/python3"), reason="needs a system python3 nobody can run"
 )
-def test_jobs_can_run_as_another_user(make_runtime, serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_jobs_can_run_as_another_user(make_runtime, serve, tmp_path: Path) -> None:
     live = serve(make_runtime(run_as_user="nobody"))
     with live.client() as client:
         client.create_folder("ro")

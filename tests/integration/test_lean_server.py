@@ -56,7 +56,7 @@ from jobyard.cli.main import build_app
 build_app(client_commands=False)
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("httpx", "rich", "alembic")
                         or m.startswith("jobyard.cli.")
-                        and m not in ("jobyard.cli.main", "jobyard.cli.helptext"))))
+                        and m not in ("jobyard.cli.main", "jobyard.cli.helptext", "jobyard.cli.serve"))))
 """
 
 

@@ -61,7 +61,7 @@ def test_migrations_match_tables(db_url: str) -> None:
         db.dispose()
 
 
-def test_sqlite_pragmas(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_pragmas(tmp_path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'x.db'}")
     try:
         with db.read() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,10 @@ PY = sys.executable
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)
 
 
-def _run_order(runtime, ids: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+def _run_order(runtime, ids: list[str]) -> list[str]:
     """The ids in the order the dispatcher claimed them (event order, not clock time)."""
     for i in ids:
-        wait_for(lambda i=i: _ended(runtime, i), timeout=30)
+        wait_for(partial(_ended, runtime, i), timeout=30)
     claimed = {
         i: next(e.seq for e in runtime.jobs.events(ADMIN, i) if e.to_state == "starting")
         for i in ids
@@ -34,12 +35,12 @@ def _run_order(runtime, ids: list[str]) -> list[str]:  # type: ignore[no-untyped
     return sorted(ids, key=claimed.__getitem__)
 
 
-def _ended(runtime, job_id: str):  # type: ignore[no-untyped-def]
+def _ended(runtime, job_id: str):
     job = runtime.jobs.get(ADMIN, job_id)
     return job if job.is_terminal else None
 
 
-def _submit(runtime, priority: str, name: str = "", **kw):  # type: ignore[no-untyped-def]
+def _submit(runtime, priority: str, name: str = "", **kw):
     spec = JobSpec(argv=(PY, "-c", "pass"), priority=Priority(priority), name=name, **kw)
     return runtime.jobs.submit(ADMIN, spec)[0]
 
@@ -88,7 +89,7 @@ def test_capacity_limits_running_jobs(make_runtime: RuntimeFactory, tmp_path: Pa
     assert runtime.dispatcher is not None and runtime.dispatcher.running_count() == 2
     barrier.touch()
     for i in ids:
-        assert wait_for(lambda i=i: _ended(runtime, i)).state is JobState.SUCCEEDED
+        assert wait_for(partial(_ended, runtime, i)).state is JobState.SUCCEEDED
 
 
 def test_concurrent_claims_never_start_a_job_twice(make_runtime: RuntimeFactory) -> None:

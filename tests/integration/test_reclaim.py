@@ -78,7 +78,7 @@ def test_the_old_attempts_end_does_not_remove_the_new_attempt(
         if which is old or which == job.id:
             removed.set()
 
-    dispatcher.attempts.remove = remove  # type: ignore[method-assign]
+    dispatcher.attempts.remove = remove  # type: ignore[method-assign,assignment]
 
     # the lease is lost while the process runs: another node fails the attempt as
     # NODE_LOST (as its reaper does once the lease expired); backoff 0 queues it at once

@@ -8,7 +8,7 @@ import json
 import os
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -40,9 +40,9 @@ def idle(make_runtime: RuntimeFactory, serve: Callable[[Runtime], LiveServer]) -
 
 
 @pytest.fixture
-def c(idle: LiveServer) -> Client:
+def c(idle: LiveServer) -> Iterator[Client]:
     with idle.client() as client:
-        yield client  # type: ignore[misc]
+        yield client
 
 
 def _notebook(path: Path) -> Path:

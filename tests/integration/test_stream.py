@@ -26,13 +26,7 @@ from jobyard.cli.watch import EtaColumn, JobDisplay, make_progress
 from jobyard.domain.auth import Principal, Role
 from jobyard.sdk.errors import NotFound
 from jobyard.sdk.models import Job
-from jobyard.sdk.stream import (
-    ServerSentEvent,
-    StreamEvent,
-    open_event_stream,
-    parse_sse,
-    watch_job,
-)
+from jobyard.sdk.stream import ServerSentEvent, StreamEvent, parse_sse
 from tests.conftest import LiveServer, RuntimeFactory
 
 PY = sys.executable
@@ -83,12 +77,12 @@ def _other_tenant(live: LiveServer) -> str:
 def test_job_stream_sends_states_in_order_the_log_then_end(live: LiveServer) -> None:
     with live.client() as c:
         job = c.submit([PY, "-c", "print('one'); print('héllo ✓', flush=True)"])
-        with open_event_stream(c, job.id) as events:
+        with c.stream_events(job.id) as events:
             got = list(events)
     states = [e for e in got if e.kind == "state"]
     assert [e.to_state for e in states] == STATES
     assert [e.data["from_state"] for e in states] == [None, *STATES[:-1]]
-    seqs = [e.seq for e in states]
+    seqs = [e.data["seq"] for e in states]
     assert seqs == sorted(seqs) and all(e.last_event_id == str(e.seq) for e in states)
     assert {e.job_id for e in got} == {job.id}
     logs = [e for e in got if e.kind == "log"]
@@ -130,7 +124,7 @@ def test_tenant_stream_filters_and_never_shows_other_tenants(live: LiveServer) -
     with live.client() as c:
         a, b = c.submit("echo a"), c.submit("echo b")
         seen: list[StreamEvent] = []
-        with open_event_stream(c, after=0, kinds=["state"]) as events:
+        with c.stream_events(after=0, kinds=["state"]) as events:
             for event in events:
                 seen.append(event)
                 if sum(e.to_state == "succeeded" for e in seen) == 2:
@@ -139,7 +133,7 @@ def test_tenant_stream_filters_and_never_shows_other_tenants(live: LiveServer) -
         assert {e.kind for e in seen} == {"state"}
         for job in (a, b):
             assert [e.to_state for e in seen if e.job_id == job.id] == STATES
-        with open_event_stream(c, after=0, kinds=["state"]) as events:
+        with c.stream_events(after=0, kinds=["state"]) as events:
             assert next(events).seq == seen[0].seq  # the same from the same point
         finals = _first(c, 2, {"after": 0, "to_state": "succeeded"})
         assert {(e.job_id, e.to_state) for e in finals} == {
@@ -149,7 +143,7 @@ def test_tenant_stream_filters_and_never_shows_other_tenants(live: LiveServer) -
         only_a = _first(c, 4, {"after": 0, "job_id": a.id})
         assert {e.job_id for e in only_a} == {a.id}
         # without `after` a stream starts now: the next job's events, not the history
-        with open_event_stream(c) as events:
+        with c.stream_events() as events:
             later = c.submit("true")
             first = next(events)
         assert (first.job_id, first.to_state) == (later.id, "queued")
@@ -174,7 +168,7 @@ def test_a_state_change_reaches_the_stream(idle: LiveServer) -> None:
     principal = Principal(tenant_id="default", key_id="t", key_name="tester", role=Role.ADMIN)
     with idle.client() as c:
         job = c.submit("true")
-        with open_event_stream(c, job.id, kinds=["state"]) as events:
+        with c.stream_events(job.id, kinds=["state"]) as events:
             assert next(events).to_state == "queued"
             start = time.monotonic()
             idle.runtime.jobs.cancel(principal, job.id)
@@ -208,14 +202,14 @@ def test_a_job_that_is_not_yours_is_404_before_the_stream(live: LiveServer) -> N
             assert resp.headers["content-type"] == "application/json"
             assert resp.json()["code"] == "NOT_FOUND"
             with pytest.raises(NotFound):
-                open_event_stream(c, job_id)
+                c.stream_events(job_id)
 
 
 def test_sdk_watch_returns_the_ended_job(live: LiveServer) -> None:
     seen: list[StreamEvent] = []
     with live.client() as c:
         job = c.submit([PY, "-c", "import sys; print('x'); sys.exit(3)"])
-        final = watch_job(c, job.id, seen.append)
+        final = c.watch(job.id, seen.append)
     assert isinstance(final, Job) and final.status == "failed" and final.exit_code == 3
     assert [e.to_state for e in seen if e.kind == "state"] == [*STATES[:-1], "failed"]
     assert any(e.kind == "log" and "x" in e.data["text"] for e in seen)
@@ -269,6 +263,7 @@ def test_progress_display_follows_states_and_progress() -> None:
     display.on_event(
         StreamEvent("progress", {"data": {"percent": 40.0, "stage": "scoring", "eta": eta}})
     )
+    (task,) = progress.tasks  # read again: its total was None above
     assert (task.total, task.completed) == (100.0, 40.0)
     assert "running[/] · scoring" in task.description
     assert EtaColumn().render(task).plain == ""  # one report: no rate worth showing yet

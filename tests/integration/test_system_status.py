@@ -68,7 +68,7 @@ def ended(runtime: Runtime, job: Job) -> Job:
 
 
 def secs(job: Job, start: str, end: str) -> float:
-    return (getattr(job, end) - getattr(job, start)).total_seconds()
+    return float((getattr(job, end) - getattr(job, start)).total_seconds())
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -260,7 +260,8 @@ def doomed(
     def take_away() -> object:
         if sqlite:
             return shutil.move(data, tmp_path / "moved")
-        return pg_admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+        pg_admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+        return None
 
     url = "" if sqlite else db_url.rsplit("/", 1)[0] + f"/{name}"  # "": SQLite in data dir
     yield (

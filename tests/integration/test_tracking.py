@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,13 +20,19 @@ from tests.conftest import GATES, LiveServer, RuntimeFactory, wait_for
 PY = sys.executable
 
 
-def _job(live: LiveServer, job_id: str) -> dict:  # type: ignore[type-arg]
+def _job(live: LiveServer, job_id: str) -> dict[str, Any]:
     r = httpx.get(
         f"{live.url}/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {live.admin_key}"}
     )
     assert r.status_code == 200, r.text
     data: dict = r.json()  # type: ignore[type-arg]
     return data
+
+
+def _queued_again(live: LiveServer, job_id: str, attempt: int) -> dict[str, Any] | None:
+    """The job once its ``attempt`` has failed and it is queued for the next (else None)."""
+    job = _job(live, job_id)
+    return job if job["attempt"] == attempt and job["status"] == "queued" else None
 
 
 HELPER_JOB = """
@@ -162,7 +170,7 @@ def test_resource_samples_and_totals(live: LiveServer, client: Client) -> None:
 
 def test_queue_position_estimates_and_reason(
     make_runtime: RuntimeFactory, serve, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     live = serve(make_runtime(slots=1))
     with live.client() as client:
         for _ in range(2):
@@ -176,7 +184,7 @@ def test_queue_position_estimates_and_reason(
         first = client.submit([PY, "-c", "pass"], job_type="etl")
         second = client.submit([PY, "-c", "pass"], job_type="etl", priority="low")
         fresh = client.submit([PY, "-c", "pass"], job_type="never-ran")
-        assert first.queue_position is None  # type: ignore[attr-defined]  # only when asked
+        assert first.queue_position is None  # only when asked
         assert _job(live, first.id)["queue_position"] == 1
         assert _job(live, first.id)["estimated_start"] is not None
         asked = httpx.post(
@@ -200,7 +208,7 @@ def test_queue_position_estimates_and_reason(
 
 def test_automatic_retries_with_backoff_under_a_controlled_clock(
     make_runtime: RuntimeFactory,
-    serve,  # type: ignore[no-untyped-def]
+    serve,
 ) -> None:
     clock = ManualClock()
     live = serve(make_runtime(clock=clock, lease_ttl_s=3600.0, reap_interval_s=3600.0))
@@ -216,12 +224,7 @@ def test_automatic_retries_with_backoff_under_a_controlled_clock(
             retry_backoff_s=10,
         )
         for attempt, backoff in ((1, 10), (2, 20)):
-            state = wait_for(
-                lambda a=attempt: (
-                    (j := _job(live, job.id))["attempt"] == a and j["status"] == "queued" and j
-                ),
-                timeout=30,
-            )
+            state = wait_for(partial(_queued_again, live, job.id, attempt), timeout=30)
             assert "retrying in" in state["message"]
             clock.advance(backoff * 0.75)  # jitter is at most 20 %: not yet
             live.runtime.dispatcher.job_queued()

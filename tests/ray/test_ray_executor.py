@@ -183,7 +183,15 @@ def test_a_command_job_and_a_notebook_model_job_run_on_ray(
         result = jobyard(server, *args)
         assert result.returncode == 0, (args, _describe(result))
     result = jobyard(
-        server, "submit", "--model", "churn:1.0.0", "--env", "py-ray", "--param", "rows=4", "-q"
+        server,
+        "submit",
+        "--model",
+        "churn:1.0.0",
+        "--environment",
+        "py-ray",
+        "--param",
+        "rows=4",
+        "-q",
     )
     assert result.returncode == 0, _describe(result)
     notebook_job = result.stdout.strip()

@@ -524,7 +524,7 @@ def test_every_route_is_in_the_matrix() -> None:
         if isinstance(route, APIRoute) and _is_web(route.path_format):
             continue  # the dashboard's pages: WEB_OPS, walked by the test_web_* cases
         if isinstance(route, APIRoute):
-            http_routes |= {(m, route.path_format) for m in route.methods}
+            http_routes |= {(m, route.path_format) for m in route.methods or ()}
         elif isinstance(route, WebSocketRoute):
             sockets.add(route.path_format)
         elif isinstance(route, Route):
@@ -561,7 +561,7 @@ WEB_OPS = sorted(
     (method, route.path_format)
     for route in _walk(list(APP.routes))
     if isinstance(route, APIRoute) and _is_web(route.path_format)
-    for method in route.methods
+    for method in route.methods or ()
     if method != "HEAD"
 )
 WEB_PRIVATE_OPS = [op for op in WEB_OPS if op[1] not in WEB_PUBLIC]
@@ -826,7 +826,7 @@ def test_package_upload_under_a_foreign_name_stays_in_the_own_namespace(world: W
 
 def test_websocket_tail_is_scoped(world: World) -> None:
     base = world.server.url.replace("http", "ws", 1)
-    cases = (
+    cases: tuple[tuple[str, dict[str, str], int], ...] = (
         (world.a.ray_job, {}, 401),
         (world.a.ray_job, {"Authorization": f"Bearer {world.keys['revoked']}"}, 403),
         (world.a.ray_job, {"Authorization": f"Bearer {world.b.key}"}, 404),

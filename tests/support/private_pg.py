@@ -128,7 +128,7 @@ class PrivatePostgres:
     def execute(self, database: str, sql: str) -> None:
         """Run ``sql`` on ``database`` in autocommit mode (ALTER SYSTEM, e.g.)."""
         with psycopg.connect(self.dsn(database), autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)
 
     # ---- helpers -------------------------------------------------------------------------
     def _pg_ctl(self, *args: str, check: bool = True) -> None:

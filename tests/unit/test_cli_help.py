@@ -59,6 +59,8 @@ def test_help_pages_in_plain_words() -> None:
     assert TYPE_LEAK.search(out) is None, out
     assert re.search(r"--wait\s+Wait until", out), out
     assert re.search(r"--name\s+TEXT\s+Job name", out), out
+    assert re.search(r"--env\s+K=V\s+An environment variable", out), out
+    assert re.search(r"--environment\s+NAME\s+Run in this environment configuration", out), out
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ def run(*args: str, **env: str) -> Result:
         (
             "submit",
             ["--name", "--description", "--type", "--priority", "--param", "--params-file",
-             "--env", "--metadata", "--timeout", "--at", "--idempotency-key", "--wait",
+             "--env", "--environment", "--metadata", "--timeout", "--at", "--idempotency-key", "--wait",
              "--quiet", "--json", "--command", *CLIENT_ENV],
         ),
         ("status", ["--json", *CLIENT_ENV]),
@@ -165,10 +165,11 @@ def test_build_submission(tmp_path: Path) -> None:
         None,
         params=["threshold=0.7"],
         params_file=params_file,
-        env=["REGION=eu", "py-small"],
+        env=["REGION=eu"],
         metadata=[],
         timeout=5,
         at="2030-01-01T10:00:00+01:00",
+        environment="py-small",
     )
     assert kwargs == {
         "entrypoint": ["python3", "-c", "print('hi')"],
@@ -211,17 +212,6 @@ def test_build_submission(tmp_path: Path) -> None:
             timeout=None,
             at=None,
             model="churn:1.0.0",
-        )
-    with pytest.raises(typer.BadParameter):
-        submit.build_submission(
-            ["x"],
-            None,
-            params=[],
-            params_file=None,
-            env=["a", "b"],
-            metadata=[],
-            timeout=None,
-            at=None,
         )
 
 
@@ -385,6 +375,33 @@ def test_unreachable_server_exits_7(monkeypatch: pytest.MonkeyPatch) -> None:
     result = run("submit", "--url", "http://nowhere:1", *SUBMIT[1:])
     assert result.exit_code == exitcodes.UNAVAILABLE == 7
     assert "http://nowhere:1" in result.stderr and "jobyard serve" in result.stderr
+
+
+def test_submit_env_vars_and_environment_are_two_options(fake: FakeServer) -> None:
+    result = run("submit", "--env", "REGION=eu", "--environment", "py-small", "-q", "--", "true")
+    assert result.exit_code == 0, result.output
+    body = json.loads(fake.requests[0].content)
+    assert (body["env"], body["environment"]) == ({"REGION": "eu"}, "py-small")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--env", "py-small"], "use --environment py-small"),
+        (["--env", "A=1", "--env", "py-small"], "use --environment py-small"),
+        (["--environment", "REGION=eu"], "use --env REGION=eu"),
+    ],
+)
+def test_a_value_for_the_other_option_names_it(
+    args: list[str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_client(*_: Any) -> Client:
+        raise AssertionError("no request on a usage error")
+
+    monkeypatch.setattr(common, "make_client", no_client)
+    result = run("submit", *args, "--", "true")
+    assert result.exit_code == exitcodes.USAGE, result.output
+    assert expected in " ".join(result.output.replace("│", " ").split()), result.output
 
 
 def test_submit_without_wait_prints_id_and_status(fake: FakeServer) -> None:

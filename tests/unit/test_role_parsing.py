@@ -152,7 +152,7 @@ def test_check_schema() -> None:
     ("command", "expected"),
     [
         (["models", "push"], ["--version", "--kind", "--entrypoint", "--input-role", "--output-role",
-                              "--param", "--schema", "--env", "--description", "JOBYARD_URL"]),
+                              "--param", "--schema", "--environment", "--description", "JOBYARD_URL"]),
         (["envs", "create"], ["--pip", "--env", "--file", "--cpu", "--memory-mb", "--max-concurrent",
                               "--description", "JOBYARD_API_KEY"]),
         (["envs", "update"], ["--rename", "--clear-pip", "--no-memory-limit"]),

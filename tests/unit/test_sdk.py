@@ -34,6 +34,7 @@ from jobyard.sdk import (
     RateLimited,
     ServerUnavailable,
     StoreUnavailable,
+    StreamEvent,
     Unauthenticated,
 )
 from jobyard.sdk.config import DEFAULT_URL, find_server, write_credentials
@@ -419,6 +420,24 @@ def test_wait_times_out(client: Client, server: FakeServer) -> None:
     job = server.add_job(status="running")
     with pytest.raises(TimeoutError, match="still running"):
         client.wait(job["id"], timeout=0, poll_interval=0)
+
+
+def test_watch_without_a_stream_polls_like_wait(client: Client, server: FakeServer) -> None:
+    """The fake server has no event stream: ``watch`` falls back to ``wait``'s loop and
+    passes each change of status on as a ``state`` event."""
+    job = server.add_job()
+    server.progress[job["id"]] = ["queued", "running", "running", "failed"]
+    seen: list[StreamEvent] = []
+    final = client.watch(job["id"], seen.append, poll_interval=0)
+    assert final.status == "failed"
+    changes = [(e.kind, e.data["from_state"], e.to_state) for e in seen]
+    assert changes == [
+        ("state", None, "queued"),
+        ("state", "queued", "running"),
+        ("state", "running", "failed"),
+    ]
+    gets = [r for r in server.requests if r.url.path == f"/v1/jobs/{job['id']}"]
+    assert len(gets) == 4  # one GET per poll, none after the end
 
 
 def test_list_sends_filters(client: Client, server: FakeServer) -> None:

@@ -31,8 +31,9 @@ def create(
     param: Annotated[
         list[str] | None, typer.Option("--param", metavar="K=V", help="Default parameter.")
     ] = None,
-    env: Annotated[
-        str | None, typer.Option("--env", metavar="NAME", help="Environment configuration.")
+    environment: Annotated[
+        str | None,
+        typer.Option("--environment", metavar="NAME", help="Environment configuration."),
     ] = None,
     output_folder: Annotated[
         str | None, typer.Option("--output-folder", help="Output folder.")
@@ -57,7 +58,7 @@ def create(
             model,
             role_bindings=bindings,
             parameters=params,
-            environment=env,
+            environment=environment,
             output_folder=output_folder,
             schedule=schedule,
             active=not inactive,

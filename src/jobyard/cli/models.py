@@ -255,8 +255,9 @@ def push(
         Path | None,
         typer.Option("--schema", metavar="FILE.json", help="JSON Schema of the parameters."),
     ] = None,
-    env: Annotated[
-        str | None, typer.Option("--env", metavar="ENV", help="Default environment.")
+    environment: Annotated[
+        str | None,
+        typer.Option("--environment", metavar="NAME", help="Default environment configuration."),
     ] = None,
     description: Annotated[str | None, typer.Option(help="Release notes.")] = None,
     json_out: JsonOption = False,
@@ -281,7 +282,7 @@ def push(
             output_roles=outputs,
             parameters_schema=params_schema,
             default_parameters=defaults,
-            default_environment=env,
+            default_environment=environment,
             description=description,
         )
     if json_out:

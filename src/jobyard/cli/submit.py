@@ -40,13 +40,26 @@ def parse_bindings(values: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def split_env(values: list[str]) -> tuple[list[str], str | None]:
-    """``--env`` takes ``K=V`` (a variable) or ``NAME`` (an environment configuration)."""
-    pairs = [v for v in values if "=" in v]
-    names = [v for v in values if "=" not in v]
-    if len(names) > 1:
-        raise ValueError(f"only one environment configuration per job, got {', '.join(names)}")
-    return pairs, (names[0] if names else None)
+def check_env_vars(values: list[str]) -> list[str]:
+    """``--env`` takes variables (``K=V``, as ``docker run -e`` does); a bare ``NAME`` is
+    most likely an environment configuration meant for ``--environment``."""
+    for value in values:
+        if "=" not in value:
+            raise ValueError(
+                f"expected K=V (an environment variable), got {value!r}; to run in the "
+                f"environment configuration {value!r}, use --environment {value}"
+            )
+    return values
+
+
+def check_environment(value: str | None) -> str | None:
+    """``--environment`` takes the NAME of a registered environment configuration."""
+    if value is not None and "=" in value:
+        raise ValueError(
+            f"expected the NAME of an environment configuration, got {value!r}; "
+            f"to set an environment variable, use --env {value}"
+        )
+    return value
 
 
 def build_submission(
@@ -60,6 +73,7 @@ def build_submission(
     timeout: float | None,
     at: str | None,
     model: str | None = None,
+    environment: str | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments of :meth:`Client.submit` from the command line."""
     if argv and command is not None:
@@ -71,7 +85,8 @@ def build_submission(
             "a command is required: -- CMD [ARG…], -c/--command 'shell string', or --model",
             param_hint="CMD",
         )
-    pairs, environment = _parsed("--env", split_env, env)
+    pairs = _parsed("--env", check_env_vars, env)
+    environment = _parsed("--environment", check_environment, environment)
     if timeout is not None and timeout <= 0:
         raise typer.BadParameter("must be greater than 0", param_hint="--timeout")
     base = _parsed("--params-file", parsing.load_params_file, params_file) if params_file else {}
@@ -112,10 +127,14 @@ def submit(
     ] = None,
     env: Annotated[
         list[str] | None,
+        typer.Option("--env", metavar="K=V", help="An environment variable of the job."),
+    ] = None,
+    environment: Annotated[
+        str | None,
         typer.Option(
-            "--env",
-            metavar="K=V|NAME",
-            help="An environment variable (K=V), or the environment configuration NAME.",
+            "--environment",
+            metavar="NAME",
+            help="Run in this environment configuration (jobyard envs list).",
         ),
     ] = None,
     model: Annotated[
@@ -180,6 +199,7 @@ def submit(
         timeout=timeout,
         at=at,
         model=model,
+        environment=environment,
     )
     bindings = _parsed("--bind", parse_bindings, bind or [])
     with common.handle_errors(), common.make_client(url, api_key) as client:

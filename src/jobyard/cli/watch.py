@@ -28,7 +28,7 @@ from rich.text import Text
 from jobyard.cli import common, exitcodes, output, render
 from jobyard.sdk.client import Client
 from jobyard.sdk.models import Job
-from jobyard.sdk.stream import StreamEvent, watch_job
+from jobyard.sdk.stream import StreamEvent
 
 POLL_INTERVAL_S = 0.2  #: first poll interval when the stream is unavailable
 #: an ETA is shown once the job's progress has risen over at least this long: the first
@@ -192,8 +192,7 @@ def follow(
                 if event.kind == "log":
                     _print(text_of(event))
 
-            final = watch_job(
-                client,
+            final = client.watch(
                 job.id,
                 print_output if show_output else None,
                 kinds=kinds,
@@ -210,8 +209,7 @@ def follow(
                 else:
                     display.on_event(event)
 
-            final = watch_job(
-                client,
+            final = client.watch(
                 job.id,
                 on_event,
                 kinds=[*kinds, "progress", "setup"],

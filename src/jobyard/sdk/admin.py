@@ -18,23 +18,17 @@ class AdminMixin(BaseClient):
 
     def create_tenant(self, tenant_id: str, name: str) -> dict[str, Any]:
         """A new tenant with its default project (superuser keys)."""
-        result: dict[str, Any] = self._request(
-            "POST", "/v1/tenants", json={"id": tenant_id, "name": name}
-        ).json()
-        return result
+        return self._json("POST", "/v1/tenants", json={"id": tenant_id, "name": name})
 
     def tenants(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self._request("GET", "/v1/tenants").json()["items"]
-        return items
+        """Every tenant (superuser keys)."""
+        return self._items("/v1/tenants")
 
     def update_tenant(self, tenant_id: str, **changes: Any) -> dict[str, Any]:
         """``name``, ``active``, quotas (``max_running_jobs``, ``max_queued_jobs``,
         ``max_storage_bytes``, ``max_log_bytes``) or ``fair_share_weight`` (superuser
         keys)."""
-        result: dict[str, Any] = self._request(
-            "PATCH", f"/v1/tenants/{_q(tenant_id)}", json=changes
-        ).json()
-        return result
+        return self._json("PATCH", f"/v1/tenants/{_q(tenant_id)}", json=changes)
 
     def set_fair_share_weight(self, tenant_id: str, weight: int) -> dict[str, Any]:
         """Set a tenant's fair-share weight: tenants that compete for slots get them in
@@ -43,22 +37,19 @@ class AdminMixin(BaseClient):
 
     def fair_share(self) -> list[dict[str, Any]]:
         """Each tenant's weight, share, decayed usage and fair-share factor (superuser)."""
-        items: list[dict[str, Any]] = self._request("GET", "/v1/fair-share").json()["items"]
-        return items
+        return self._items("/v1/fair-share")
 
     def create_project(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._request("POST", "/v1/projects", json={"name": name}).json()
-        return result
+        """A new project in your tenant (admin keys)."""
+        return self._json("POST", "/v1/projects", json={"name": name})
 
     def projects(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self._request("GET", "/v1/projects").json()["items"]
-        return items
+        """Your tenant's projects."""
+        return self._items("/v1/projects")
 
     def update_project(self, ref: str, **changes: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._request(
-            "PATCH", f"/v1/projects/{_q(ref)}", json=changes
-        ).json()
-        return result
+        """Change a project (``name``, ``active``; admin keys)."""
+        return self._json("PATCH", f"/v1/projects/{_q(ref)}", json=changes)
 
     def create_key(
         self,
@@ -77,18 +68,16 @@ class AdminMixin(BaseClient):
             body["expires_at"] = expires_at.isoformat()
         if tenant is not None:
             body["tenant"] = tenant
-        result: dict[str, Any] = self._request("POST", "/v1/keys", json=body).json()
-        return result
+        return self._json("POST", "/v1/keys", json=body)
 
     def keys(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self._request("GET", "/v1/keys").json()["items"]
-        return items
+        """Your tenant's API keys (without their secrets)."""
+        return self._items("/v1/keys")
 
     def revoke_key(self, key_id: str) -> None:
+        """Revoke an API key: it stops working at once."""
         self._request("DELETE", f"/v1/keys/{_q(key_id)}")
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self._request(
-            "GET", "/v1/audit", params={"limit": limit}
-        ).json()["items"]
-        return items
+        """The newest ``limit`` entries of your tenant's audit log (admin keys)."""
+        return self._items("/v1/audit", params={"limit": limit})

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json as jsonlib
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -214,6 +215,55 @@ class BaseClient:
         raise_for_response(resp, self._auth_hint)
         return resp
 
+    def _send_streaming(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> httpx.Response:
+        """Send a request whose answer is read as it arrives (through httpx); an error
+        answer is read, closed and raised. The caller closes the response."""
+        request = self._http.build_request(
+            method,
+            path,
+            params=params,
+            headers=headers,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
+        try:
+            resp = self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise self._connection_error(exc) from exc
+        if resp.status_code >= 400:
+            try:
+                resp.read()
+            finally:
+                resp.close()
+            raise_for_response(resp, self._auth_hint)
+        return resp
+
+    @contextmanager
+    def _stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> Iterator[httpx.Response]:
+        """``with client._stream("GET", path) as resp:`` read the answer as it arrives;
+        a transport error while reading it is raised as :class:`ConnectionFailed`."""
+        resp = self._send_streaming(method, path, params=params, timeout=timeout)
+        try:
+            yield resp
+        except httpx.TransportError as exc:
+            raise self._connection_error(exc) from exc
+        finally:
+            resp.close()
+
     def _call(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         """``_request`` and ``_parse`` in one; the answer's bytes go straight to pydantic."""
         raw = self._send_fast(method, path, kwargs)
@@ -222,6 +272,33 @@ class BaseClient:
         if raw.status_code >= 400:
             raise_for_response(raw.to_httpx(), self._auth_hint)
         return self._validate(model, raw.content, raw.status_code)
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The answer's JSON object (for answers the SDK has no model of)."""
+        resp = self._request(method, path, **kwargs)
+        try:
+            data = resp.json()
+        except ValueError as exc:
+            data = exc
+        if not isinstance(data, dict):
+            raise APIError(
+                f"the server at {self.url} sent an unexpected answer: {data!r:.200}",
+                status_code=resp.status_code,
+                code="BAD_RESPONSE",
+            )
+        return data
+
+    def _items(self, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """The ``items`` of a ``GET`` list answer."""
+        answer = self._json("GET", path, **kwargs)
+        items = answer.get("items")
+        if not isinstance(items, list):
+            raise APIError(
+                f"the server at {self.url} sent a list without items",
+                status_code=200,
+                code="BAD_RESPONSE",
+            )
+        return items
 
     def _parse(self, model: type[M], resp: httpx.Response) -> M:
         return self._validate(model, resp.content, resp.status_code)

@@ -16,12 +16,12 @@ from pydantic import BaseModel, ValidationError
 from jobyard.sdk.admin import AdminMixin
 from jobyard.sdk.config import locate_server
 from jobyard.sdk.definitions import DefinitionsMixin
-from jobyard.sdk.errors import APIError, raise_for_response
+from jobyard.sdk.errors import APIError
 from jobyard.sdk.folders import FoldersMixin
 from jobyard.sdk.models import Job, JobBatch, JobEvent, JobPage, LogChunk, SystemStatus
 from jobyard.sdk.registry import RegistryMixin
 from jobyard.sdk.results import ResultsMixin
-from jobyard.sdk.stream import StreamMixin
+from jobyard.sdk.stream import STREAM_READ_TIMEOUT_S, EventStream, OnEvent, StreamEvent
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -39,7 +39,7 @@ def _path(job_id: str, suffix: str = "") -> str:
     return f"/v1/jobs/{quote(str(job_id), safe='')}{suffix}"
 
 
-class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, StreamMixin, AdminMixin):
+class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, AdminMixin):
     """Talks to a jobyard server.
 
     Without ``url``/``token`` it finds them like the CLI: ``JOBYARD_URL`` /
@@ -199,6 +199,7 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
 
         The interval starts at ``poll_interval`` and grows up to 2 s. ``on_update`` is
         called with every polled job. Raises :class:`TimeoutError` after ``timeout`` s.
+        (The one poll loop of the SDK: :meth:`watch` falls back to it.)
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = poll_interval
@@ -213,6 +214,72 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
                 raise TimeoutError(f"job {job_id} is still {job.status} after {timeout:g} s")
             time.sleep(interval if deadline is None else min(interval, deadline - now))
             interval = min(interval * 1.5, max(poll_interval, _MAX_POLL_INTERVAL_S))
+
+    def stream_events(
+        self,
+        job_id: str | None = None,
+        *,
+        after: int | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> EventStream:
+        """Events as they happen (``docs/events.md``). With ``job_id``: the job's events
+        from the start (or after the seq ``after``) and its log output (kind ``log``),
+        ending after the ``end`` event. Without: the events of all the tenant's jobs from
+        now on (or after ``after``), never ending. ``kinds`` keeps only these kinds
+        (``"log"`` included). Connects at once (errors such as :class:`NotFound` are
+        raised here); close the stream (or use ``with``) to disconnect."""
+        path = _path(job_id, "/events/stream") if job_id is not None else "/v1/events/stream"
+        params: dict[str, Any] = {"kind": builtins.list(kinds or ())}
+        if after is not None:
+            params["after"] = after
+        resp = self._send_streaming(
+            "GET",
+            path,
+            params=params,
+            headers={"Accept": "text/event-stream"},
+            timeout=httpx.Timeout(self._timeout, read=max(self._timeout, STREAM_READ_TIMEOUT_S)),
+        )
+        return EventStream(resp, ends=job_id is not None, connection_error=self._connection_error)
+
+    def watch(
+        self,
+        job_id: str,
+        on_event: OnEvent | None = None,
+        *,
+        kinds: Sequence[str] | None = None,
+        poll_interval: float = 0.2,
+    ) -> Job:
+        """Call ``on_event`` with each event of the job's stream until the job has ended,
+        then return the ended job. If the stream is unavailable or breaks, poll the job
+        with :meth:`wait` instead, passing status changes on as ``state`` events."""
+        status: str | None = None
+        try:
+            events = self.stream_events(job_id, kinds=kinds)
+        except APIError:  # no stream here (an older server, a fake): poll instead
+            events = None
+        if events is not None:
+            with events:
+                while True:
+                    try:
+                        event = next(events)
+                    except (StopIteration, APIError):  # ended early, or broke: poll instead
+                        break
+                    status = event.to_state or status
+                    if on_event is not None:
+                        on_event(event)
+                    if event.kind == "end":
+                        return self.get(job_id)
+        if on_event is None:
+            return self.wait(job_id, poll_interval=poll_interval)
+
+        def state_changes(job: Job) -> None:
+            nonlocal status
+            if job.status != status:
+                data = {"job_id": job.id, "from_state": status, "to_state": job.status}
+                on_event(StreamEvent("state", {**data, "message": job.message}))
+            status = job.status
+
+        return self.wait(job_id, poll_interval=poll_interval, on_update=state_changes)
 
     def cancel(self, job_id: str, *, force: bool = False, reason: str | None = None) -> Job:
         """Ask the server to cancel the job; returns it (``cancelling`` or ``cancelled``)."""
@@ -269,19 +336,9 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, Stream
     def follow_logs(self, job_id: str, *, offset: int = 0) -> Iterator[str]:
         """Stream the log from byte ``offset`` until the job has ended and it is drained."""
         params: dict[str, str | int] = {"follow": "true", "offset": offset}
-        try:
-            with self._http.stream(
-                "GET",
-                _path(job_id, "/logs"),
-                params=params,
-                timeout=httpx.Timeout(self._timeout, read=None),
-            ) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise_for_response(resp, self._auth_hint)
-                yield from resp.iter_text()
-        except httpx.TransportError as exc:
-            raise self._connection_error(exc) from exc
+        timeout = httpx.Timeout(self._timeout, read=None)
+        with self._stream("GET", _path(job_id, "/logs"), params=params, timeout=timeout) as resp:
+            yield from resp.iter_text()
 
     def events(self, job_id: str, *, after: int | None = None) -> builtins.list[JobEvent]:
         """The job's timeline, oldest first; with ``after`` only events with a larger seq."""

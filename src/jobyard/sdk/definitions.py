@@ -13,6 +13,9 @@ from jobyard.sdk.models import Job
 
 
 class Definition(BaseModel):
+    """A job definition: a model version with bound inputs, parameters and an optional
+    cron ``schedule`` (``docs/models.md``)."""
+
     model_config = ConfigDict(extra="allow")
 
     id: str
@@ -44,6 +47,8 @@ class DefinitionsMixin(BaseClient):
         timeout_s: float | None = None,
         description: str | None = None,
     ) -> Definition:
+        """A new definition of ``model`` (``name:version``); with ``schedule`` (cron) it
+        runs by itself while ``active``."""
         body: dict[str, Any] = {
             "name": name,
             "model": model,
@@ -64,18 +69,21 @@ class DefinitionsMixin(BaseClient):
         return self._parse(Definition, self._request("POST", "/v1/definitions", json=body))
 
     def definitions(self) -> list[Definition]:
-        items = self._request("GET", "/v1/definitions").json()["items"]
-        return [Definition.model_validate(i) for i in items]
+        """Your project's definitions."""
+        return [Definition.model_validate(i) for i in self._items("/v1/definitions")]
 
     def definition(self, def_id: str) -> Definition:
+        """The definition with this id."""
         return self._parse(
             Definition, self._request("GET", f"/v1/definitions/{quote(def_id, safe='')}")
         )
 
     def delete_definition(self, def_id: str) -> None:
+        """Delete the definition."""
         self._request("DELETE", f"/v1/definitions/{quote(def_id, safe='')}")
 
     def run_definition(self, def_id: str, parameters: Mapping[str, Any] | None = None) -> Job:
+        """Run the definition now, ``parameters`` merged over its own; the new job."""
         body = {"parameters": dict(parameters or {})}
         return self._parse(
             Job, self._request("POST", f"/v1/definitions/{quote(def_id, safe='')}/run", json=body)

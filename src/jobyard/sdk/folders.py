@@ -12,11 +12,10 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel
 
 from jobyard.sdk.base import BaseClient
-from jobyard.sdk.errors import APIError, raise_for_response
+from jobyard.sdk.errors import APIError
 from jobyard.sdk.models import Folder, FolderFile
 
 #: files per multipart request of :meth:`FoldersMixin.upload_many`
@@ -183,15 +182,9 @@ class FoldersMixin(BaseClient):
     def _stream_to(self, url: str, out: IO[bytes]) -> tuple[str | None, str]:
         """GET ``url`` into ``out``; (the server's sha256 header, the sha256 received)."""
         digest = hashlib.sha256()
-        try:
-            with self._http.stream("GET", url) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise_for_response(resp, self._auth_hint)
-                for chunk in resp.iter_bytes(_CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-                expected = resp.headers.get("X-Content-SHA256")
-        except httpx.TransportError as exc:
-            raise self._connection_error(exc) from exc
+        with self._stream("GET", url) as resp:
+            for chunk in resp.iter_bytes(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+            expected = resp.headers.get("X-Content-SHA256")
         return expected, digest.hexdigest()

@@ -86,6 +86,19 @@ class Job(_Model):
     output_folder: str | None = None
     #: ``{"role", "folder_id", "folder"}`` or ``{"role", "value"}`` (``get`` only)
     role_bindings: list[dict[str, Any]] | None = None
+    model_sha256: str | None = None  #: of the model version's artifact
+    definition_id: str | None = None  #: the job definition that made this job
+    submission_id: str | None = None
+    continue_on_error: bool = False
+    slots: int = 1
+    max_attempts: int = 1
+    retry_on: list[str] = Field(default_factory=list)
+    input_bytes: int | None = None
+    # while the job waits (``get`` only): why, where in the queue, and when it may start
+    pending_reason: str | None = None
+    queue_position: int | None = None
+    estimated_start: datetime | None = None
+    estimate_note: str | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel
 
 from jobyard.sdk.base import BaseClient
-from jobyard.sdk.errors import APIError, raise_for_response
+from jobyard.sdk.errors import APIError
 from jobyard.sdk.models import Environment, InputRole, Model, ModelVersion, OutputRole
 
 #: directories left out when a directory is zipped by :meth:`RegistryMixin.push_version`
@@ -292,18 +291,12 @@ class RegistryMixin(BaseClient):
         tmp = target.with_name(f".{target.name}.part")
         digest = hashlib.sha256()
         try:
-            with self._http.stream("GET", url) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise_for_response(resp, self._auth_hint)
+            with self._stream("GET", url) as resp:
                 expected = resp.headers.get("X-Content-SHA256")
                 with tmp.open("wb") as f:
                     for chunk in resp.iter_bytes(_CHUNK):
                         digest.update(chunk)
                         f.write(chunk)
-        except httpx.TransportError as exc:
-            tmp.unlink(missing_ok=True)
-            raise self._connection_error(exc) from exc
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

@@ -9,10 +9,11 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict
 
 from jobyard.sdk.base import BaseClient
-from jobyard.sdk.errors import raise_for_response
 
 
 class ResultFile(BaseModel):
+    """One file a job produced (``download_url`` fetches it)."""
+
     model_config = ConfigDict(extra="allow")
 
     path: str
@@ -26,6 +27,9 @@ class ResultFile(BaseModel):
 
 
 class JobResults(BaseModel):
+    """What a job produced: its files (``primary_output``, ``artifacts``), a summary
+    and its execution metrics, recorded when it ended."""
+
     model_config = ConfigDict(extra="allow")
 
     job_id: str
@@ -65,12 +69,8 @@ class ResultsMixin(BaseClient):
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             path = f"/v1/jobs/{quote(job_id, safe='')}/results/files/{quote(f.path)}"
-            with self._http.stream("GET", path) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise_for_response(resp, self._auth_hint)
-                with target.open("wb") as out:
-                    for chunk in resp.iter_bytes():
-                        out.write(chunk)
+            with self._stream("GET", path) as resp, target.open("wb") as out:
+                for chunk in resp.iter_bytes():
+                    out.write(chunk)
             written.append(target)
         return written

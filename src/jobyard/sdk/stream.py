@@ -1,28 +1,21 @@
 """Event streams (Server-Sent Events, ``docs/events.md``): a small SSE parser,
-:class:`StreamEvent`, and :class:`StreamMixin` with ``stream_events`` and ``watch``.
-
-The functions take any client (``open_event_stream(client, …)``), so they work before
-and after :class:`StreamMixin` is part of ``Client``.
+:class:`StreamEvent`, and :class:`EventStream`, which ``Client.stream_events`` returns
+(``Client.watch`` follows one).
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
-from jobyard.sdk.base import BaseClient
-from jobyard.sdk.errors import APIError, raise_for_response
-from jobyard.sdk.models import Job
+from jobyard.sdk.errors import APIError
 
 #: read timeout of a stream (at least): the server sends a heartbeat every 15 s
 STREAM_READ_TIMEOUT_S = 45.0
-_MAX_POLL_INTERVAL_S = 2.0
 
 OnEvent = Callable[["StreamEvent"], None]
 
@@ -93,16 +86,22 @@ class StreamEvent:
         return value if isinstance(value, str) else None
 
 
-def _job_path(job_id: str, suffix: str = "") -> str:
-    return f"/v1/jobs/{quote(str(job_id), safe='')}{suffix}"
-
-
 class EventStream(Iterator[StreamEvent]):
-    """An open stream: iterate it for the events; close it (or use ``with``) to disconnect."""
+    """An open stream: iterate it for the events; close it (or use ``with``) to disconnect.
 
-    def __init__(self, client: BaseClient, resp: httpx.Response, *, ends: bool) -> None:
-        self._client = client
+    Made by ``Client.stream_events`` from the open answer ``resp``; ``connection_error``
+    turns a broken connection into the client's :class:`ConnectionFailed`. With ``ends``
+    the iteration stops after the ``end`` event (a job's stream)."""
+
+    def __init__(
+        self,
+        resp: httpx.Response,
+        *,
+        ends: bool,
+        connection_error: Callable[[httpx.TransportError], APIError],
+    ) -> None:
         self._resp = resp
+        self._connection_error = connection_error
         self._events = self._read(ends)
 
     def _read(self, ends: bool) -> Iterator[StreamEvent]:
@@ -112,7 +111,7 @@ class EventStream(Iterator[StreamEvent]):
                     data = json.loads(sse.data)
                 except ValueError as exc:
                     raise APIError(
-                        f"the server at {self._client.url} sent an invalid event: {exc}",
+                        f"the event stream {self._resp.url} sent an invalid event: {exc}",
                         status_code=self._resp.status_code,
                         code="BAD_RESPONSE",
                     ) from exc
@@ -120,7 +119,7 @@ class EventStream(Iterator[StreamEvent]):
                 if ends and sse.event == "end":
                     return
         except httpx.TransportError as exc:
-            raise self._client._connection_error(exc) from exc
+            raise self._connection_error(exc) from exc
         finally:
             self._resp.close()
 
@@ -135,122 +134,3 @@ class EventStream(Iterator[StreamEvent]):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def open_event_stream(
-    client: BaseClient,
-    job_id: str | None = None,
-    *,
-    after: int | None = None,
-    kinds: Sequence[str] | None = None,
-) -> EventStream:
-    """Connect to the events of one job (ending after its ``end`` event) or of all the
-    tenant's jobs (never ending); see :meth:`StreamMixin.stream_events`."""
-    path = _job_path(job_id, "/events/stream") if job_id is not None else "/v1/events/stream"
-    params: dict[str, Any] = {"kind": list(kinds or ())}
-    if after is not None:
-        params["after"] = after
-    timeout = httpx.Timeout(client._timeout, read=max(client._timeout, STREAM_READ_TIMEOUT_S))
-    headers = {"Accept": "text/event-stream"}
-    request = client._http.build_request(
-        "GET", path, params=params, headers=headers, timeout=timeout
-    )
-    try:
-        resp = client._http.send(request, stream=True)
-    except httpx.TransportError as exc:
-        raise client._connection_error(exc) from exc
-    if resp.status_code >= 400:
-        try:
-            resp.read()
-        finally:
-            resp.close()
-        raise_for_response(resp, client._auth_hint)
-    return EventStream(client, resp, ends=job_id is not None)
-
-
-def watch_job(
-    client: BaseClient,
-    job_id: str,
-    on_event: OnEvent | None = None,
-    *,
-    kinds: Sequence[str] | None = None,
-    poll_interval: float = 0.2,
-) -> Job:
-    """Follow the job's stream until its end and return the ended job; see
-    :meth:`StreamMixin.watch`."""
-    status: str | None = None
-    try:
-        events = open_event_stream(client, job_id, kinds=kinds)
-    except APIError:  # no stream here (an older server, a fake): poll instead
-        return _poll(client, job_id, on_event, poll_interval, status)
-    with events:
-        while True:
-            try:
-                event = next(events)
-            except StopIteration:
-                break
-            except APIError:  # the stream broke: poll instead
-                break
-            status = event.to_state or status
-            if on_event is not None:
-                on_event(event)
-            if event.kind == "end":
-                return _get(client, job_id)
-    return _poll(client, job_id, on_event, poll_interval, status)
-
-
-def _get(client: BaseClient, job_id: str) -> Job:
-    return client._call(Job, "GET", _job_path(job_id))
-
-
-def _poll(
-    client: BaseClient,
-    job_id: str,
-    on_event: OnEvent | None,
-    poll_interval: float,
-    status: str | None,
-) -> Job:
-    """Poll like ``Client.wait``; a change of status is passed on as a ``state`` event."""
-    interval = poll_interval
-    while True:
-        job = _get(client, job_id)
-        if on_event is not None and job.status != status:
-            data = {"job_id": job.id, "from_state": status, "to_state": job.status}
-            on_event(StreamEvent("state", {**data, "message": job.message}))
-        status = job.status
-        if job.is_terminal:
-            return job
-        time.sleep(interval)
-        interval = min(interval * 1.5, max(poll_interval, _MAX_POLL_INTERVAL_S))
-
-
-class StreamMixin(BaseClient):
-    """Event streams."""
-
-    def stream_events(
-        self,
-        job_id: str | None = None,
-        *,
-        after: int | None = None,
-        kinds: Sequence[str] | None = None,
-    ) -> EventStream:
-        """Events as they happen. With ``job_id``: the job's events from the start (or
-        after the seq ``after``) and its log output (kind ``log``), ending after the
-        ``end`` event. Without: the events of all the tenant's jobs from now on (or after
-        ``after``), never ending. ``kinds`` keeps only these kinds (``"log"`` included).
-        Connects at once (errors such as :class:`NotFound` are raised here); close the
-        stream (or use ``with``) to disconnect."""
-        return open_event_stream(self, job_id, after=after, kinds=kinds)
-
-    def watch(
-        self,
-        job_id: str,
-        on_event: OnEvent | None = None,
-        *,
-        kinds: Sequence[str] | None = None,
-        poll_interval: float = 0.2,
-    ) -> Job:
-        """Call ``on_event`` with each event of the job's stream until the job has ended,
-        then return the ended job. If the stream is unavailable or breaks, poll the job
-        instead (like :meth:`wait`), passing status changes on as ``state`` events."""
-        return watch_job(self, job_id, on_event, kinds=kinds, poll_interval=poll_interval)
