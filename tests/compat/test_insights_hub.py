@@ -229,7 +229,7 @@ def test_page_parameters_out_of_range_are_read_as_spring_reads_them(
     client.create_model("m")
     client.push_version("m", "1", entrypoint="true")
     ids = [_start(hub, modelId="m:1")["id"] for _ in range(2)]
-    cases = [
+    cases: list[tuple[dict[str, int | str], int, int]] = [
         ({"pageNumber": -1, "pageSize": 5000}, 0, 2000),
         ({"pageNumber": -7}, 0, 100),
         ({"pageSize": 0}, 0, 100),
