@@ -49,7 +49,7 @@ from jobyard.store.tracking import TrackingStore
 
 
 @dataclass
-class Runtime:
+class Services:
     settings: Settings
     clock: Clock
     db: Database
@@ -185,9 +185,9 @@ def ray_slots(settings: Settings) -> Settings:
     return settings.with_(slots=cpus)
 
 
-def build_runtime(
+def build_services(
     settings: Settings, *, clock: Clock | None = None, executor: Executor | None = None
-) -> Runtime:
+) -> Services:
     clock = clock or SystemClock()
     private.make_private_dir(settings.data_dir)
     db = Database(settings.db_url)
@@ -281,7 +281,7 @@ def build_runtime(
         clock=clock,
         interval_s=settings.upkeep_interval_s,
     )
-    return Runtime(
+    return Services(
         settings=settings,
         clock=clock,
         db=db,

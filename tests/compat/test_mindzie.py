@@ -381,7 +381,7 @@ def test_list_jobs_filters_pages_and_summary(base: str, live: LiveServer) -> Non
 
 
 def test_wrong_tenant_project_or_other_tenants_job_is_404(base: str, live: LiveServer) -> None:
-    key, runtime = live.admin_key, live.runtime
+    key, runtime = live.admin_key, live.services
     mine = ExecutionManager(base, "default", "default", key)
     later = {"command": "true", "scheduling": _later()}
     job_id = mine.call("POST", "/job", json=later).json()["jobId"]

@@ -11,12 +11,12 @@ from fastapi import APIRouter, Query
 
 from jobyard import errors
 from jobyard.api.compat.history_mapping import HistoryJob, HistoryPage, states_for
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.routes.jobs import ERRORS
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
 from jobyard.domain.registry import ModelVersion
-from jobyard.wiring import Runtime
+from jobyard.wiring import Services
 
 #: batch items shown per job
 MAX_INPUTS = 1000
@@ -29,7 +29,7 @@ router = APIRouter(
 )
 
 
-def _version_ids(runtime: Runtime, principal: Principal, ref: str) -> frozenset[str]:
+def _version_ids(runtime: Services, principal: Principal, ref: str) -> frozenset[str]:
     """The versions a ``model`` filter names: ``NAME:VERSION`` or a version id → that
     version; a model name or id → all its versions; nothing known → none."""
     name, sep, version = ref.partition(":")
@@ -49,7 +49,7 @@ def _version_ids(runtime: Runtime, principal: Principal, ref: str) -> frozenset[
 class _Render:
     """Turns jobs into the spec's objects, looking each model version up once."""
 
-    def __init__(self, runtime: Runtime, principal: Principal, *, inputs: bool) -> None:
+    def __init__(self, runtime: Services, principal: Principal, *, inputs: bool) -> None:
         self.runtime, self.principal, self.inputs = runtime, principal, inputs
         self.now = runtime.clock.now()
         self.versions: dict[str, ModelVersion | None] = {}
@@ -79,7 +79,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 @router.get("", summary="List jobs, newest first, in pages (page from 1)")
 def list_jobs(
-    runtime: RuntimeDep,
+    runtime: ServicesDep,
     principal: PrincipalDep,
     status: Annotated[str, Query(description="all, timedout, pending or terminated")] = "all",
     model: Annotated[
@@ -119,6 +119,6 @@ def list_jobs(
 
 
 @router.get("/{jobIdentifier}", summary="Get a job with its inputs")
-def get_job(jobIdentifier: str, runtime: RuntimeDep, principal: PrincipalDep) -> HistoryJob:
+def get_job(jobIdentifier: str, runtime: ServicesDep, principal: PrincipalDep) -> HistoryJob:
     job = runtime.jobs.get(principal, jobIdentifier)
     return _Render(runtime, principal, inputs=True)(job)

@@ -17,12 +17,12 @@ from jobyard.api.compat.insights_hub_mapping import (
     spec_error,
     status_of,
 )
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.routes.jobs import ERRORS
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
 from jobyard.domain.states import JobState
-from jobyard.wiring import Runtime
+from jobyard.wiring import Services
 
 #: the reason code of ``JobService.pending_reason`` for a busy environment configuration
 ENVIRONMENT_BUSY = "concurrency_limit:"
@@ -50,7 +50,7 @@ router = APIRouter(
 )
 
 
-def _status(runtime: Runtime, principal: Principal, job: Job) -> str:
+def _status(runtime: Services, principal: Principal, job: Job) -> str:
     """The spec's status of ``job`` as read; a queued job is PENDING while its environment
     configuration runs as many jobs as it may."""
     busy = False
@@ -64,7 +64,7 @@ def _status(runtime: Runtime, principal: Principal, job: Job) -> str:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Start a job")
-def start_job(body: JobIn, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut:
+def start_job(body: JobIn, runtime: ServicesDep, principal: PrincipalDep) -> JobOut:
     try:
         job, _ = runtime.jobs.submit_request(principal, body.to_request())
     except errors.InvalidInput as e:
@@ -74,7 +74,7 @@ def start_job(body: JobIn, runtime: RuntimeDep, principal: PrincipalDep) -> JobO
 
 @router.get("", summary="List jobs, newest first, in pages (pageNumber from 0)")
 def list_jobs(
-    runtime: RuntimeDep,
+    runtime: ServicesDep,
     principal: PrincipalDep,
     page_number: Annotated[int, Query(alias="pageNumber", ge=0, le=1_000_000)] = 0,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 100,
@@ -87,12 +87,12 @@ def list_jobs(
 
 
 @router.get("/{job_id}", summary="Get a job")
-def get_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut:
+def get_job(job_id: str, runtime: ServicesDep, principal: PrincipalDep) -> JobOut:
     job = runtime.jobs.get(principal, job_id)
     return JobOut.of(job, _status(runtime, principal, job))
 
 
 @router.post("/{job_id}/stop", summary="Stop a job; outputs written so far are kept")
-def stop_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut:
+def stop_job(job_id: str, runtime: ServicesDep, principal: PrincipalDep) -> JobOut:
     job = runtime.jobs.cancel(principal, job_id)
     return JobOut.of(job, _status(runtime, principal, job))

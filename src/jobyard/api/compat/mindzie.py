@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 
 from jobyard import errors
 from jobyard.api.compat import mindzie_mapping as mz
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.routes.jobs import ERRORS
 from jobyard.api.routes.results import ResultFormat
 from jobyard.api.routes.system import get_status_service
@@ -26,7 +26,7 @@ from jobyard.domain.results import Artifact, OutputType
 from jobyard.domain.states import JobState
 from jobyard.service.results import Results
 from jobyard.service.status import SystemStatus, SystemStatusService
-from jobyard.wiring import Runtime
+from jobyard.wiring import Services
 
 MAX_PAGE_SIZE = 100
 MS = 0.001
@@ -59,7 +59,7 @@ TenantDep = Annotated[Principal, Depends(tenant)]
 class Scope:
     """The caller in one of its projects (from the path)."""
 
-    runtime: Runtime
+    runtime: Services
     principal: Principal
     project_id: str
 
@@ -75,7 +75,7 @@ class Scope:
         return mz.job_object(job, self.runtime.clock.now(), insight)
 
 
-def project(projectId: str, principal: TenantDep, runtime: RuntimeDep) -> Scope:
+def project(projectId: str, principal: TenantDep, runtime: ServicesDep) -> Scope:
     """``projectId`` must name one of the caller's projects (404 otherwise)."""
     return Scope(runtime, principal, runtime.tenancy.check_project(principal, projectId))
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, Field
 
 from jobyard.api.bounds import Count32, Count64
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.routes.jobs import ERRORS
 from jobyard.api.schemas import Strict
 from jobyard.domain import fairshare
@@ -148,13 +148,13 @@ def _project(row: Mapping[str, Any]) -> ProjectOut:
 
 
 @router.post("/tenants", status_code=status.HTTP_201_CREATED, summary="Create a tenant (superuser)")
-def create_tenant(body: TenantIn, runtime: RuntimeDep, principal: PrincipalDep) -> TenantOut:
-    return _tenant(runtime.tenancy.create_tenant(principal, body.id, body.name))
+def create_tenant(body: TenantIn, services: ServicesDep, principal: PrincipalDep) -> TenantOut:
+    return _tenant(services.tenancy.create_tenant(principal, body.id, body.name))
 
 
 @router.get("/tenants", summary="List tenants (superuser)")
-def list_tenants(runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, list[TenantOut]]:
-    return {"items": [_tenant(t) for t in runtime.tenancy.list_tenants(principal)]}
+def list_tenants(services: ServicesDep, principal: PrincipalDep) -> dict[str, list[TenantOut]]:
+    return {"items": [_tenant(t) for t in services.tenancy.list_tenants(principal)]}
 
 
 @router.patch(
@@ -162,43 +162,43 @@ def list_tenants(runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, list
     summary="Rename, (de)activate a tenant, set its quotas or fair-share weight (superuser)",
 )
 def update_tenant(
-    tenant_id: str, body: TenantChangeIn, runtime: RuntimeDep, principal: PrincipalDep
+    tenant_id: str, body: TenantChangeIn, services: ServicesDep, principal: PrincipalDep
 ) -> TenantOut:
     limits = body.model_dump(exclude={"name", "active"}, exclude_none=True)
     return _tenant(
-        runtime.tenancy.update_tenant(
+        services.tenancy.update_tenant(
             principal, tenant_id, name=body.name, active=body.active, limits=limits
         )
     )
 
 
 @router.get("/fair-share", summary="Fair share: tenants' weights, usage and factors (superuser)")
-def fair_share(runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, list[FairShareOut]]:
-    return {"items": [FairShareOut(**row) for row in runtime.tenancy.fair_share(principal)]}
+def fair_share(services: ServicesDep, principal: PrincipalDep) -> dict[str, list[FairShareOut]]:
+    return {"items": [FairShareOut(**row) for row in services.tenancy.fair_share(principal)]}
 
 
 @router.post("/projects", status_code=status.HTTP_201_CREATED, summary="Create a project (admin)")
-def create_project(body: ProjectIn, runtime: RuntimeDep, principal: PrincipalDep) -> ProjectOut:
-    return _project(runtime.tenancy.create_project(principal, body.name))
+def create_project(body: ProjectIn, services: ServicesDep, principal: PrincipalDep) -> ProjectOut:
+    return _project(services.tenancy.create_project(principal, body.name))
 
 
 @router.get("/projects", summary="List the tenant's projects")
-def list_projects(runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, list[ProjectOut]]:
-    return {"items": [_project(p) for p in runtime.tenancy.list_projects(principal)]}
+def list_projects(services: ServicesDep, principal: PrincipalDep) -> dict[str, list[ProjectOut]]:
+    return {"items": [_project(p) for p in services.tenancy.list_projects(principal)]}
 
 
 @router.patch("/projects/{ref}", summary="Rename or (de)activate a project (admin)")
 def update_project(
-    ref: str, body: ChangeIn, runtime: RuntimeDep, principal: PrincipalDep
+    ref: str, body: ChangeIn, services: ServicesDep, principal: PrincipalDep
 ) -> ProjectOut:
     return _project(
-        runtime.tenancy.update_project(principal, ref, name=body.name, active=body.active)
+        services.tenancy.update_project(principal, ref, name=body.name, active=body.active)
     )
 
 
 @router.post("/keys", status_code=status.HTTP_201_CREATED, summary="Create an API key (admin)")
-def create_key(body: KeyIn, runtime: RuntimeDep, principal: PrincipalDep) -> NewKeyOut:
-    key, secret = runtime.tenancy.create_key(
+def create_key(body: KeyIn, services: ServicesDep, principal: PrincipalDep) -> NewKeyOut:
+    key, secret = services.tenancy.create_key(
         principal,
         name=body.name,
         role=body.role,
@@ -210,20 +210,22 @@ def create_key(body: KeyIn, runtime: RuntimeDep, principal: PrincipalDep) -> New
 
 
 @router.get("/keys", summary="List the tenant's API keys (admin)")
-def list_keys(runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, list[KeyOut]]:
-    return {"items": [KeyOut.of(k) for k in runtime.tenancy.list_keys(principal)]}
+def list_keys(services: ServicesDep, principal: PrincipalDep) -> dict[str, list[KeyOut]]:
+    return {"items": [KeyOut.of(k) for k in services.tenancy.list_keys(principal)]}
 
 
 @router.delete(
     "/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke an API key (admin)"
 )
-def revoke_key(key_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
-    runtime.tenancy.revoke_key(principal, key_id)
+def revoke_key(key_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+    services.tenancy.revoke_key(principal, key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/audit", summary="The tenant's audit log, newest first (admin)")
 def audit(
-    runtime: RuntimeDep, principal: PrincipalDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    services: ServicesDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, list[AuditOut]]:
-    return {"items": [AuditOut(**a) for a in runtime.tenancy.audit_log(principal, limit)]}
+    return {"items": [AuditOut(**a) for a in services.tenancy.audit_log(principal, limit)]}

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response, status
 from pydantic import BaseModel, Field
 
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.routes.jobs import ERRORS
 from jobyard.api.schemas import JobOut, RetryOutcome, RoleBindingIn, Strict
 from jobyard.domain.definitions import JobDefinition
@@ -111,35 +111,35 @@ class DefinitionList(BaseModel):
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a job definition")
 def create_definition(
-    body: DefinitionIn, runtime: RuntimeDep, principal: PrincipalDep
+    body: DefinitionIn, services: ServicesDep, principal: PrincipalDep
 ) -> DefinitionOut:
-    return DefinitionOut.of(runtime.definitions.create(principal, body.to_spec()))
+    return DefinitionOut.of(services.definitions.create(principal, body.to_spec()))
 
 
 @router.get("", summary="List job definitions")
-def list_definitions(runtime: RuntimeDep, principal: PrincipalDep) -> DefinitionList:
+def list_definitions(services: ServicesDep, principal: PrincipalDep) -> DefinitionList:
     return DefinitionList(
-        items=[DefinitionOut.of(d) for d in runtime.definitions.list_definitions(principal)]
+        items=[DefinitionOut.of(d) for d in services.definitions.list_definitions(principal)]
     )
 
 
 @router.get("/{def_id}", summary="Get a job definition")
-def get_definition(def_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> DefinitionOut:
-    return DefinitionOut.of(runtime.definitions.get(principal, def_id))
+def get_definition(def_id: str, services: ServicesDep, principal: PrincipalDep) -> DefinitionOut:
+    return DefinitionOut.of(services.definitions.get(principal, def_id))
 
 
 @router.put("/{def_id}", summary="Replace a job definition's settings")
 def update_definition(
-    def_id: str, body: DefinitionIn, runtime: RuntimeDep, principal: PrincipalDep
+    def_id: str, body: DefinitionIn, services: ServicesDep, principal: PrincipalDep
 ) -> DefinitionOut:
-    return DefinitionOut.of(runtime.definitions.update(principal, def_id, body.to_spec()))
+    return DefinitionOut.of(services.definitions.update(principal, def_id, body.to_spec()))
 
 
 @router.delete(
     "/{def_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a job definition"
 )
-def delete_definition(def_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
-    runtime.definitions.delete(principal, def_id)
+def delete_definition(def_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+    services.definitions.delete(principal, def_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -148,9 +148,9 @@ def delete_definition(def_id: str, runtime: RuntimeDep, principal: PrincipalDep)
 )
 def run_definition(
     def_id: str,
-    runtime: RuntimeDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     body: Annotated[RunIn | None, Body()] = None,
 ) -> JobOut:
-    job = runtime.definitions.run_now(principal, def_id, (body or RunIn()).parameters)
-    return JobOut.from_job(job, runtime.clock.now())
+    job = services.definitions.run_now(principal, def_id, (body or RunIn()).parameters)
+    return JobOut.from_job(job, services.clock.now())

@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.routes.jobs import ERRORS
 from jobyard.service.monitoring import overdue_models
 
@@ -29,9 +29,12 @@ class OverdueList(BaseModel):
 @router.get(
     "/overdue-models", summary="Models whose expected interval passed without a successful job"
 )
-def overdue(runtime: RuntimeDep, principal: PrincipalDep) -> OverdueList:
+def overdue(services: ServicesDep, principal: PrincipalDep) -> OverdueList:
     found = overdue_models(
-        principal, runtime.registry.list_models(principal), runtime.jobs.store, runtime.clock.now()
+        principal,
+        services.registry.list_models(principal),
+        services.jobs.store,
+        services.clock.now(),
     )
     return OverdueList(
         items=[

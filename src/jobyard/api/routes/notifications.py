@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.routes.jobs import ERRORS
 from jobyard.service.notifications import delivery_log
 from jobyard.store.notifications import Delivery
@@ -50,7 +50,7 @@ class DeliveryList(BaseModel):
 
 
 @router.get("/{job_id}/notifications", summary="The job's notification deliveries")
-def job_notifications(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> DeliveryList:
-    runtime.jobs.get(principal, job_id)  # 404 unless it is the caller's job
-    items = delivery_log(runtime.db, principal.tenant_id, job_id)
+def job_notifications(job_id: str, services: ServicesDep, principal: PrincipalDep) -> DeliveryList:
+    services.jobs.get(principal, job_id)  # 404 unless it is the caller's job
+    items = delivery_log(services.db, principal.tenant_id, job_id)
     return DeliveryList(items=[DeliveryOut.of(d) for d in items])

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.routes.jobs import ERRORS
 from jobyard.domain.results import Artifact, OutputType
 
@@ -82,13 +82,13 @@ def _artifact(request: Request, job_id: str, a: Artifact) -> ArtifactOut:
 def job_results(
     job_id: str,
     request: Request,
-    runtime: RuntimeDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     format: ResultFormat = ResultFormat.SUMMARY,
     output_type: Annotated[OutputType | None, Query()] = None,
 ) -> ResultsOut | StreamingResponse:
     if format is ResultFormat.DOWNLOAD:
-        stream = runtime.results.zip_stream(principal, job_id)
+        stream = services.results.zip_stream(principal, job_id)
         first = next(stream, b"")  # errors (404, 409) surface before the answer starts
 
         def body() -> object:
@@ -100,7 +100,7 @@ def job_results(
             media_type="application/zip",
             headers={"Content-Disposition": f'attachment; filename="results-{job_id}.zip"'},
         )
-    res = runtime.results.get(principal, job_id, output_type)
+    res = services.results.get(principal, job_id, output_type)
     job = res.job
     counts = [a.record_count for a in res.artifacts if a.record_count is not None]
     duration = (
@@ -134,9 +134,9 @@ def job_results(
 
 @router.get("/{job_id}/results/files/{path:path}", summary="Download one result file")
 def result_file(
-    job_id: str, path: str, runtime: RuntimeDep, principal: PrincipalDep
+    job_id: str, path: str, services: ServicesDep, principal: PrincipalDep
 ) -> StreamingResponse:
-    artifact, chunks = runtime.results.open(principal, job_id, path)
+    artifact, chunks = services.results.open(principal, job_id, path)
     name = quote(artifact.path.rsplit("/", 1)[-1])
     return StreamingResponse(
         chunks,

@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 
 from jobyard import errors
 from jobyard.api.bounds import MAX_INT32, ByteOffset, Seq
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.errors import error_responses
 from jobyard.api.schemas import EventOut
 from jobyard.domain.jobs import JobEvent
@@ -129,7 +129,7 @@ def _job_messages(follower: JobFollower) -> Callable[[], list[str] | None]:
 @router.get("/v1/jobs/{job_id}/events/stream", summary="Stream a job's events and log (SSE)")
 def job_event_stream(
     job_id: str,
-    runtime: RuntimeDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     after: Annotated[Seq | None, Query(description="Only events after this seq")] = None,
     kind: Annotated[
@@ -142,7 +142,7 @@ def job_event_stream(
     ones as they happen, with its log output as ``log`` events; ``end`` when the job has
     ended, then the stream closes."""
     kinds = _split(kind) or None
-    follower = StreamService.of(runtime.jobs).follow_job(
+    follower = StreamService.of(services.jobs).follow_job(
         principal,
         job_id,
         after=_start(after, last_event_id) or 0,
@@ -156,7 +156,7 @@ def job_event_stream(
 
 @router.get("/v1/events/stream", summary="Stream the events of the tenant's jobs (SSE)")
 def tenant_event_stream(
-    runtime: RuntimeDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     job_id: Repeated = None,
     kind: Repeated = None,
@@ -174,7 +174,7 @@ def tenant_event_stream(
     last_event_id: Annotated[str | None, Header(description="Resume after this seq")] = None,
 ) -> StreamingResponse:
     """Events of all the caller's tenant's jobs, as they happen; it never ends."""
-    service = StreamService.of(runtime.jobs)
+    service = StreamService.of(services.jobs)
     flt = EventFilter(
         job_ids=_split(job_id),
         kinds=_split(kind),

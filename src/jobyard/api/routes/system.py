@@ -12,30 +12,33 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, Field
 
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.schemas import ErrorOut
 from jobyard.executors.support import SandboxSupport
 from jobyard.service.status import SystemStatus, SystemStatusService
-from jobyard.wiring import Runtime
+from jobyard.wiring import Services
 
 RESPONSES: dict[int | str, dict[str, Any]] = {c: {"model": ErrorOut} for c in (401, 403, 503)}
 router = APIRouter(prefix="/v1/system", tags=["system"], responses=RESPONSES)
 
 
-def status_service(app: FastAPI, runtime: Runtime) -> SystemStatusService:
+def status_service(app: FastAPI, services: Services) -> SystemStatusService:
     """The app's status service, made on first use (one per app, so that the CPU
     figure measures the time between two calls)."""
     service = getattr(app.state, "system_status", None)
     if not isinstance(service, SystemStatusService):
         service = SystemStatusService(
-            db=runtime.db, clock=runtime.clock, settings=runtime.settings, node_id=runtime.node_id
+            db=services.db,
+            clock=services.clock,
+            settings=services.settings,
+            node_id=services.node_id,
         )
         app.state.system_status = service
     return service
 
 
-def get_status_service(request: Request, runtime: RuntimeDep) -> SystemStatusService:
-    return status_service(request.app, runtime)
+def get_status_service(request: Request, services: ServicesDep) -> SystemStatusService:
+    return status_service(request.app, services)
 
 
 class NodeOut(BaseModel):
@@ -192,7 +195,7 @@ class SystemStatusOut(BaseModel):
 @router.get("/status", summary="System status: health, nodes, queue, performance, resources")
 def system_status(
     principal: PrincipalDep,
-    runtime: RuntimeDep,
+    services: ServicesDep,
     service: Annotated[SystemStatusService, Depends(get_status_service)],
 ) -> SystemStatusOut:
-    return SystemStatusOut.of(service.status(principal), runtime.sandbox)
+    return SystemStatusOut.of(service.status(principal), services.sandbox)
