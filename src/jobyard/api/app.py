@@ -29,7 +29,7 @@ from jobyard.api.routes import (
     stream,
     system,
 )
-from jobyard.api.schemas import ErrorOut
+from jobyard.api.schemas.base import ErrorOut
 from jobyard.wiring import Services
 
 MAX_BODY_BYTES = 1024 * 1024

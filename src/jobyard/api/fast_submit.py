@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard import errors
 from jobyard.api.deps import check_user
-from jobyard.api.schemas import JobCreate, JobOut
+from jobyard.api.schemas.jobs import JobCreate, JobOut
 from jobyard.wiring import Services
 
 PATH = "/v1/jobs"

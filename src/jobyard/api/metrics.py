@@ -23,7 +23,7 @@ from prometheus_client.metrics_core import GaugeHistogramMetricFamily, GaugeMetr
 
 from jobyard import errors
 from jobyard.api.routes.system import status_service
-from jobyard.api.schemas import ErrorOut
+from jobyard.api.schemas.base import ErrorOut
 from jobyard.domain.auth import Role
 from jobyard.domain.jobs import DEFAULT_TENANT_ID
 from jobyard.service.status import (

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from jobyard import errors
-from jobyard.api.schemas import JobCreate
+from jobyard.api.schemas.jobs import JobCreate
 from jobyard.domain.priorities import Priority
 from jobyard.domain.registry import ModelVersion
 from jobyard.web.base import PREFIX, User, UserDep, WebRoute, WriterDep, page, see_other

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from jobyard import errors
-from jobyard.api.schemas import ItemsOut
+from jobyard.api.schemas.jobs import ItemsOut
 from jobyard.domain.jobs import Job
 from jobyard.domain.registry import ModelVersion
 from jobyard.domain.states import JobState

@@ -18,8 +18,8 @@ from jobyard import errors
 from jobyard.api.compat import mindzie_mapping as mz
 from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.routes.jobs import ERRORS
-from jobyard.api.routes.results import ResultFormat
 from jobyard.api.routes.system import get_status_service
+from jobyard.api.schemas.results import ResultFormat
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
 from jobyard.domain.results import Artifact, OutputType

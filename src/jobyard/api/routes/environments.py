@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from jobyard.api.deps import PrincipalDep, ServicesDep
-from jobyard.api.registry_schemas import (
+from jobyard.api.routes.jobs import ERRORS
+from jobyard.api.schemas.registry import (
     EnvironmentCreate,
     EnvironmentList,
     EnvironmentOut,
     EnvironmentUpdate,
 )
-from jobyard.api.routes.jobs import ERRORS
 
 router = APIRouter(prefix="/v1/environments", tags=["environments"], responses=ERRORS)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
 from typing import IO
 from urllib.parse import quote
 
@@ -11,15 +10,20 @@ import anyio.from_thread
 from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 from starlette.datastructures import FormData, UploadFile
 
 from jobyard import errors
 from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.errors import error_responses
 from jobyard.api.routes.jobs import ERRORS
-from jobyard.api.schemas import Strict
-from jobyard.domain.folders import FolderFile
+from jobyard.api.schemas.folders import (
+    FileItems,
+    FileList,
+    FileOut,
+    FolderCreate,
+    FolderList,
+    FolderOut,
+)
 from jobyard.service.folders import FolderSummary
 from jobyard.storage.fs import CHUNK
 
@@ -30,60 +34,6 @@ router = APIRouter(
     tags=["folders"],
     responses={**ERRORS, **error_responses(413)},
 )
-
-
-# ---- wire models -------------------------------------------------------------------
-class FolderCreate(Strict):
-    name: str = Field(
-        description="1-200 characters: letters, digits, '.', '_', '-'; unique in the tenant."
-    )
-    description: str | None = Field(None, max_length=10_000)
-
-
-class FolderOut(BaseModel):
-    id: str
-    name: str
-    description: str | None
-    created_at: datetime
-    updated_at: datetime
-    file_count: int
-    total_bytes: int
-
-    @classmethod
-    def of(cls, s: FolderSummary) -> FolderOut:
-        f = s.folder
-        return cls(
-            id=f.id,
-            name=f.name,
-            description=f.description,
-            created_at=f.created_at,
-            updated_at=f.updated_at,
-            file_count=s.file_count,
-            total_bytes=s.total_bytes,
-        )
-
-
-class FolderList(BaseModel):
-    items: list[FolderOut]
-
-
-class FileOut(BaseModel):
-    path: str
-    size: int
-    sha256: str
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, f: FolderFile) -> FileOut:
-        return cls(path=f.path, size=f.size, sha256=f.sha256, updated_at=f.updated_at)
-
-
-class FileItems(BaseModel):
-    items: list[FileOut]
-
-
-class FileList(FileItems):
-    total_bytes: int
 
 
 # ---- folders -----------------------------------------------------------------------

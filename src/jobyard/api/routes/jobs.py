@@ -16,7 +16,7 @@ from jobyard import errors
 from jobyard.api.bounds import AttemptNo, ByteOffset, Seq
 from jobyard.api.deps import PrincipalDep, ReporterDep, ServicesDep
 from jobyard.api.errors import error_responses, validation_problems
-from jobyard.api.schemas import (
+from jobyard.api.schemas.jobs import (
     AttemptOut,
     BatchItemOut,
     CancelRequest,

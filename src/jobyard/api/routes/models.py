@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from jobyard.api.deps import PrincipalDep, ServicesDep
-from jobyard.api.registry_schemas import (
+from jobyard.api.routes.jobs import ERRORS
+from jobyard.api.schemas.registry import (
     DeprecateRequest,
     ModelCreate,
     ModelDetail,
@@ -28,7 +29,6 @@ from jobyard.api.registry_schemas import (
     VersionList,
     VersionOut,
 )
-from jobyard.api.routes.jobs import ERRORS
 from jobyard.service.model_specs import ArtifactUpload
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERRORS)

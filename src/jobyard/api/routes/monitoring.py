@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.routes.jobs import ERRORS
+from jobyard.api.schemas.monitoring import OverdueList, OverdueOut
 from jobyard.service.monitoring import overdue_models
 
 router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"], responses=ERRORS)
-
-
-class OverdueOut(BaseModel):
-    model_id: str
-    model: str
-    expected_interval_minutes: int
-    last_success_at: datetime | None
-    due_at: datetime
-
-
-class OverdueList(BaseModel):
-    items: list[OverdueOut]
 
 
 @router.get(

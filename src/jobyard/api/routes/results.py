@@ -2,61 +2,24 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
 
 from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.routes.jobs import ERRORS
+from jobyard.api.schemas.results import (
+    ArtifactOut,
+    ExecutionMetrics,
+    ResultFormat,
+    ResultsOut,
+    ResultSummary,
+)
 from jobyard.domain.results import Artifact, OutputType
 
 router = APIRouter(prefix="/v1/jobs", tags=["results"], responses=ERRORS)
-
-
-class ResultFormat(StrEnum):
-    SUMMARY = "summary"
-    DETAILED = "detailed"
-    DOWNLOAD = "download"
-
-
-class ArtifactOut(BaseModel):
-    path: str
-    type: str
-    format: str
-    size: int
-    sha256: str
-    record_count: int | None
-    role: str | None
-    download_url: str
-
-
-class ExecutionMetrics(BaseModel):
-    duration_ms: int | None
-    cpu_time_s: float | None
-    peak_memory_bytes: int | None
-    cpu_percent: float | None
-
-
-class ResultSummary(BaseModel):
-    outputs_generated: int
-    records_processed: int | None
-    total_bytes: int
-
-
-class ResultsOut(BaseModel):
-    job_id: str
-    status: str
-    success: bool
-    partial: bool
-    completed_at: str | None
-    primary_output: ArtifactOut | None
-    artifacts: list[ArtifactOut] | None
-    summary: ResultSummary
-    execution_metrics: ExecutionMetrics
 
 
 def _artifact(request: Request, job_id: str, a: Artifact) -> ArtifactOut:

@@ -19,7 +19,7 @@ from jobyard import errors
 from jobyard.api.bounds import MAX_INT32, ByteOffset, Seq
 from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.errors import error_responses
-from jobyard.api.schemas import EventOut
+from jobyard.api.schemas.jobs import EventOut
 from jobyard.domain.jobs import JobEvent
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
