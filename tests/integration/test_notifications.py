@@ -27,10 +27,8 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from fastapi import FastAPI
 
 from jobyard import errors, notify
-from jobyard.api.routes import notifications as routes
 from jobyard.clock import ManualClock
 from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import Job, JobSpec
@@ -46,7 +44,6 @@ from jobyard.store.notifications import Delivery, NotificationStore
 from jobyard.wiring import Services
 from tests.conftest import LiveServer, ServicesFactory, wait_for
 
-PATH = "/v1/jobs/{job_id}/notifications"
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="t", role=Role.ADMIN)
 SERVER_SECRET = b"server-secret"
 LOOPBACK = ("127.0.0.0/8", "::1/128")
@@ -383,10 +380,6 @@ def test_the_delivery_log_over_http(
 ) -> None:
     services = make_services(start=False)
     server: LiveServer = serve(services)
-    app = server.server.config.app
-    assert isinstance(app, FastAPI)
-    if not any(getattr(r, "path", "") == PATH for r in app.routes):
-        app.include_router(routes.router)  # until create_app includes it
     svc = make_service(services)  # no SMTP server: the email fails at once
     spec = {"webhooks": [{"url": f"{receiver.url}/hook?token=s3cret"}], "emails": ["a@b.example"]}
     job = ended_job(services, spec)

@@ -18,9 +18,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobyard.api import errors as api_errors
-from jobyard.api.app import create_app
 from jobyard.api.metrics import metrics_route
-from jobyard.api.routes import system
 from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import Job, JobSpec
 from jobyard.domain.priorities import Priority, sort_key
@@ -35,22 +33,6 @@ PY = sys.executable
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="t", role=Role.ADMIN)
 Serve = Callable[[Services], LiveServer]
 HOUR = timedelta(hours=1)
-
-
-def app_with_system_routes(services: Services) -> FastAPI:
-    """``create_app`` plus the system routes, for as long as it does not mount them."""
-    app = create_app(services)
-    paths = {getattr(r, "path", None) for r in app.routes}
-    if "/v1/system/status" not in paths:
-        app.include_router(system.router)
-    if "/metrics" not in paths:
-        metrics_route(app, services)
-    return app
-
-
-@pytest.fixture(autouse=True)
-def _system_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(conftest, "create_app", app_with_system_routes)
 
 
 def get(server: LiveServer, path: str, key: str = "", accept: str = "*/*") -> httpx.Response:
@@ -224,7 +206,7 @@ def test_metrics_can_require_an_operator_key(
     app.state.services = services
     api_errors.install(app)
     metrics_route(app, services, public=False)
-    monkeypatch.setattr(conftest, "create_app", lambda _runtime: app)
+    monkeypatch.setattr(conftest, "create_app", lambda _services: app)
     server = serve(services)
     services.auth.store.ensure_tenant("other", "Other", services.clock.now())
     _, other_admin = services.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)

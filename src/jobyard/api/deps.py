@@ -1,4 +1,5 @@
-"""Request dependencies: the services and the authenticated principal."""
+"""Request dependencies: the services (all built by ``wiring.build_services``) and the
+authenticated principal."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from jobyard import errors
 from jobyard.domain.auth import Principal, Role
+from jobyard.service.notifications import DeliveryLog
+from jobyard.service.packages import PackageService
+from jobyard.service.status import SystemStatusService
 from jobyard.wiring import Services
 
 
@@ -18,6 +22,23 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_status_service(services: ServicesDep) -> SystemStatusService:
+    return services.status
+
+
+def get_packages(services: ServicesDep) -> PackageService:
+    return services.packages
+
+
+def get_delivery_log(services: ServicesDep) -> DeliveryLog:
+    return services.deliveries
+
+
+StatusServiceDep = Annotated[SystemStatusService, Depends(get_status_service)]
+PackagesDep = Annotated[PackageService, Depends(get_packages)]
+DeliveryLogDep = Annotated[DeliveryLog, Depends(get_delivery_log)]
 
 
 async def get_caller(

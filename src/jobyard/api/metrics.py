@@ -22,7 +22,6 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 
 from jobyard import errors
-from jobyard.api.routes.system import status_service
 from jobyard.api.schemas.base import ErrorOut
 from jobyard.domain.auth import Role
 from jobyard.domain.jobs import DEFAULT_TENANT_ID
@@ -80,7 +79,7 @@ class JobyardCollector:
 def metrics_route(app: FastAPI, services: Services, *, public: bool = True) -> CollectorRegistry:
     """Add ``GET /metrics`` to ``app``; returns the app's registry."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(JobyardCollector(status_service(app, services)))
+    registry.register(JobyardCollector(services.status))
 
     responses: dict[int | str, dict[str, Any]] = {
         200: {"description": "Prometheus text format", "content": {CONTENT_TYPE_LATEST: {}}},

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from jobyard import errors
-from jobyard.api.routes.system import status_service
 from jobyard.domain.auth import Role
 from jobyard.service.tenancy import ROLE_RANK
 from jobyard.web.base import PREFIX, User, UserDep, WebRoute, WriterDep, page, see_other
@@ -20,7 +19,7 @@ router = APIRouter(prefix=PREFIX, route_class=WebRoute, include_in_schema=False)
 
 @router.get("/system")
 def system_page(request: Request, user: UserDep) -> Response:
-    service = status_service(request.app, user.services)
+    service = user.services.status
     status = service.status(user.principal)
     history = service.history(user.principal)
     at = [t.timestamp() for t in history.starts]

@@ -16,9 +16,8 @@ from fastapi.responses import StreamingResponse
 
 from jobyard import errors
 from jobyard.api.compat import mindzie_mapping as mz
-from jobyard.api.deps import PrincipalDep, ServicesDep
+from jobyard.api.deps import PrincipalDep, ServicesDep, get_status_service
 from jobyard.api.routes.jobs import ERRORS
-from jobyard.api.routes.system import get_status_service
 from jobyard.api.schemas.results import ResultFormat
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
