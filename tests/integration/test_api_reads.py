@@ -140,7 +140,7 @@ def test_auth_and_not_found(idle: LiveServer) -> None:
     assert _raw(idle, "GET", "/v1/nothing-here").json()["code"] == "NOT_FOUND"
     assert httpx.get(idle.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(idle.url + "/readyz").status_code == 200
-    assert httpx.get(idle.url + "/openapi.json").json()["info"]["title"] == "jobyard"
+    assert httpx.get(idle.url + "/openapi.json", timeout=30).json()["info"]["title"] == "jobyard"
     assert httpx.get(idle.url + "/docs").status_code == 200
 
 
