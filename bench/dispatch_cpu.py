@@ -29,7 +29,7 @@ from jobyard.domain.states import TERMINAL, JobState
 from jobyard.settings import Settings
 from jobyard.store import migrate
 from jobyard.store.tables import jobs
-from jobyard.wiring import build_runtime
+from jobyard.wiring import build_services
 
 
 def _cpu_s() -> tuple[float, float]:
@@ -52,12 +52,12 @@ def run_round(
     settings = Settings(
         data_dir=data, database_url=url, slots=slots, sandbox=sandbox, storage_url=storage
     )
-    runtime = build_runtime(settings)
-    migrate.upgrade(runtime.db)
-    runtime.auth.bootstrap()
-    now = runtime.clock.now()
+    services = build_services(settings)
+    migrate.upgrade(services.db)
+    services.auth.bootstrap()
+    now = services.clock.now()
     for i in range(n):
-        runtime.jobs.store.insert(
+        services.jobs.store.insert(
             tenant_id="default",
             spec=JobSpec(argv=argv),
             state=JobState.QUEUED,
@@ -66,22 +66,22 @@ def run_round(
             request_hash=None,
             message="queued",
         )
-    assert runtime.dispatcher is not None
+    assert services.dispatcher is not None
     unfinished = sa.select(sa.func.count()).where(jobs.c.state.notin_([s.value for s in TERMINAL]))
     cpu0, t0 = _cpu_s(), time.monotonic()
-    runtime.dispatcher.start()
+    services.dispatcher.start()
     while True:
-        with runtime.db.read() as conn:
+        with services.db.read() as conn:
             if not conn.execute(unfinished).scalar():
                 break
         time.sleep(0.1)
     (user1, sys1), wall = _cpu_s(), time.monotonic() - t0
     cpu, sys_cpu = user1 + sys1 - sum(cpu0), sys1 - cpu0[1]
-    with runtime.db.read() as conn:
+    with services.db.read() as conn:
         bad = conn.execute(
             sa.select(sa.func.count()).where(jobs.c.state != JobState.SUCCEEDED.value)
         ).scalar()
-    runtime.close()
+    services.close()
     if bad:
         print(f"  {bad} jobs did not succeed")
     return n / wall, cpu / n * 1000, sys_cpu / n * 1000

@@ -43,21 +43,24 @@ def serve(port: int, data_dir: Path, database_url: str | None, slots: int) -> No
     from jobyard.settings import Settings
 
     try:
-        from jobyard.wiring import build_runtime
-    except ImportError:  # before the rename
-        from jobyard.runtime import build_runtime  # type: ignore[no-redef]
+        from jobyard.wiring import build_services
+    except ImportError:  # before the rename to Services (earlier still in jobyard.runtime)
+        try:
+            from jobyard.wiring import build_runtime as build_services  # type: ignore[attr-defined,no-redef]
+        except ImportError:
+            from jobyard.runtime import build_runtime as build_services  # type: ignore[attr-defined,no-redef]
 
     settings = Settings(data_dir=data_dir, database_url=database_url, slots=slots, port=port)
-    runtime = build_runtime(settings)
-    key = runtime.start()
-    app = create_app(runtime)
+    services = build_services(settings)
+    key = services.start()
+    app = create_app(services)
     if not any(getattr(r, "path", None) == "/v1/events/stream" for r in app.routes):
         app.include_router(stream.router)
     print(json.dumps({"api_key": key}), flush=True)
     try:
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
     finally:
-        runtime.close()
+        services.close()
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -24,7 +24,7 @@ from jobyard.settings import Settings
 from jobyard.store.database import Database
 from jobyard.store.migrate import upgrade
 from jobyard.store.tables import metadata
-from jobyard.wiring import Runtime, build_runtime
+from jobyard.wiring import Services, build_services
 
 PG_URL = os.environ.get(
     "JOBYARD_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
@@ -117,10 +117,10 @@ def fast_settings(data_dir: Path, db_url: str, **overrides: Any) -> Settings:
     return base.with_(**overrides)
 
 
-RuntimeFactory = Callable[..., Runtime]
+ServicesFactory = Callable[..., Services]
 
 #: ``tmp_path / GATES``: files a test creates for its jobs to wait on. Sandboxed jobs see
-#: only their own directory, so the runtimes of ``make_runtime`` show them this one too
+#: only their own directory, so the runtimes of ``make_services`` show them this one too
 #: (read-only, through ``sandbox_read_only``).
 GATES = "gates"
 
@@ -133,11 +133,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def make_runtime(tmp_path: Path, db_url: str) -> Iterator[RuntimeFactory]:
+def make_services(tmp_path: Path, db_url: str) -> Iterator[ServicesFactory]:
     """Build (and by default start) runtimes on the test database; closed at teardown."""
-    made: list[Runtime] = []
+    made: list[Services] = []
 
-    def make(*, start: bool = True, clock: Clock | None = None, **overrides: Any) -> Runtime:
+    def make(*, start: bool = True, clock: Clock | None = None, **overrides: Any) -> Services:
         data_dir = overrides.pop("data_dir", tmp_path / f"data{len(made)}")
         gates = tmp_path / GATES
         gates.mkdir(exist_ok=True)
@@ -146,35 +146,35 @@ def make_runtime(tmp_path: Path, db_url: str) -> Iterator[RuntimeFactory]:
         overrides.setdefault("port", port)
         overrides.setdefault("public_url", f"http://127.0.0.1:{overrides['port']}")
         settings = fast_settings(data_dir, db_url, **overrides)
-        runtime = build_runtime(settings, clock=clock)
-        made.append(runtime)
+        services = build_services(settings, clock=clock)
+        made.append(services)
         if start:
-            runtime.start()
+            services.start()
         else:
-            upgrade(runtime.db)
-            runtime.auth.bootstrap()
-        return runtime
+            upgrade(services.db)
+            services.auth.bootstrap()
+        return services
 
     yield make
-    for runtime in reversed(made):
-        runtime.close()
+    for services in reversed(made):
+        services.close()
 
 
 class LiveServer:
     """A real uvicorn server on 127.0.0.1 in a background thread."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, services: Services) -> None:
+        self.services = services
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", runtime.settings.port))
+        self.sock.bind(("127.0.0.1", services.settings.port))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(runtime), log_level="warning", lifespan="off")
+        config = uvicorn.Config(create_app(services), log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
         )
-        _, self.admin_key = runtime.auth.create_key(
+        _, self.admin_key = services.auth.create_key(
             tenant_id="default", name="tester", role=Role.SUPERUSER
         )
 
@@ -193,11 +193,11 @@ class LiveServer:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[Runtime], LiveServer]]:
+def serve() -> Iterator[Callable[[Services], LiveServer]]:
     servers: list[LiveServer] = []
 
-    def start(runtime: Runtime) -> LiveServer:
-        server = LiveServer(runtime).start()
+    def start(services: Services) -> LiveServer:
+        server = LiveServer(services).start()
         servers.append(server)
         return server
 
@@ -207,9 +207,9 @@ def serve() -> Iterator[Callable[[Runtime], LiveServer]]:
 
 
 @pytest.fixture
-def live(make_runtime: RuntimeFactory, serve: Callable[[Runtime], LiveServer]) -> LiveServer:
-    """A started runtime (2 slots) behind a real HTTP server."""
-    return serve(make_runtime())
+def live(make_services: ServicesFactory, serve: Callable[[Services], LiveServer]) -> LiveServer:
+    """A started services (2 slots) behind a real HTTP server."""
+    return serve(make_services())
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ def run_fuzz(cases: int) -> Outcome:
 
     from jobyard.domain.auth import Role
     from jobyard.store.migrate import upgrade
-    from jobyard.wiring import build_runtime
+    from jobyard.wiring import build_services
 
     out = Outcome("bad input at scale (schemathesis)", "sqlite")
     # a 500's traceback would be logged by the in-process server; the figures count them
@@ -28,7 +28,7 @@ def run_fuzz(cases: int) -> Outcome:
     tmp, remove = temp_dir("jobyard-faults-fuzz-")
     set_hypothesis_home_dir(str(tmp / "hypothesis"))
     port = _free_port()
-    runtime = build_runtime(
+    services = build_services(
         fast_settings(
             tmp / "data",
             f"sqlite:///{tmp / 'jobyard.db'}",
@@ -36,11 +36,11 @@ def run_fuzz(cases: int) -> Outcome:
             public_url=f"http://127.0.0.1:{port}",
         )
     )
-    upgrade(runtime.db)  # no dispatcher: generated entrypoints must never run
-    runtime.auth.bootstrap()
-    live = LiveServer(runtime).start()
+    upgrade(services.db)  # no dispatcher: generated entrypoints must never run
+    services.auth.bootstrap()
+    live = LiveServer(services).start()
     try:
-        _, admin = runtime.auth.create_key(tenant_id="default", name="fuzzer", role=Role.ADMIN)
+        _, admin = services.auth.create_key(tenant_id="default", name="fuzzer", role=Role.ADMIN)
         operations = _count_operations(live.url) - len(EXCLUDED)
         # about 70 % of the examples asked for are generated (operations without
         # parameters have few distinct requests, some cannot be made invalid)
@@ -87,7 +87,7 @@ def run_fuzz(cases: int) -> Outcome:
         return out
     finally:
         live.stop()
-        runtime.close()
+        services.close()
         remove()
 
 

@@ -80,12 +80,3 @@ def _report(type_: str, **fields: Any) -> None:
         except (urllib.error.URLError, OSError, ValueError):
             pass
     print(format_marker(type_, **fields), flush=True)
-
-
-def __getattr__(name: str) -> Any:
-    # transitional: the server's composition root moved to jobyard.wiring
-    if name in ("Runtime", "build_runtime", "node_id_for", "make_executor"):
-        from jobyard import wiring
-
-        return getattr(wiring, name)
-    raise AttributeError(name)

@@ -21,7 +21,7 @@ from jobyard.sdk.config import (  # no httpx: lazy sdk
 )
 from jobyard.settings import Settings
 from jobyard.store import migrate
-from jobyard.wiring import Runtime, build_runtime
+from jobyard.wiring import Services, build_services
 
 log = logging.getLogger("jobyard")
 _json_log = False  #: set by serve: announcements go through the log, as JSON lines
@@ -60,12 +60,12 @@ def _announce(settings: Settings, new_key: str | None) -> None:
         )
 
 
-def _announce_sandbox(runtime: Runtime) -> None:
-    support = runtime.sandbox
+def _announce_sandbox(services: Services) -> None:
+    support = services.sandbox
     if support.sandboxed:
         limits = "with" if support.kernel_limits else f"without ({support.limits_reason})"
         _say(f"jobyard: jobs run in a sandbox, {limits} kernel limits")
-    elif runtime.dispatcher is not None:
+    elif services.dispatcher is not None:
         _say(
             f"jobyard: WARNING: jobs are NOT sandboxed ({support.reason}): a job can read "
             "this server's data directory; serve one tenant only, or tenants that trust "
@@ -73,12 +73,12 @@ def _announce_sandbox(runtime: Runtime) -> None:
         )
 
 
-def start_runtime(settings: Settings) -> tuple[Runtime, str | None]:
-    """Build and start the runtime; returns it with the admin key a first start created.
+def start_services(settings: Settings) -> tuple[Services, str | None]:
+    """Build and start the services; returns it with the admin key a first start created.
     A migration runs in a forked child, so that Alembic never loads in the server."""
-    runtime = build_runtime(settings)
-    migrate.upgrade(runtime.db, isolated=True)
-    return runtime, runtime.start()  # its own upgrade finds the schema at head
+    services = build_services(settings)
+    migrate.upgrade(services.db, isolated=True)
+    return services, services.start()  # its own upgrade finds the schema at head
 
 
 def serve(settings: Settings) -> None:
@@ -92,8 +92,8 @@ def serve(settings: Settings) -> None:
             "leave it nothing to do",
             field="run_api",
         )
-    runtime, new_key = start_runtime(settings)
-    settings = runtime.settings  # with the slots the executor found (a Ray cluster's CPUs)
+    services, new_key = start_services(settings)
+    settings = services.settings  # with the slots the executor found (a Ray cluster's CPUs)
     if settings.run_api:
         _announce(settings, new_key)
     elif new_key:  # a dispatch-only first start: the key is still shown once
@@ -105,16 +105,16 @@ def serve(settings: Settings) -> None:
     where = f"serving on {settings.api_url}" if settings.run_api else "dispatching only (no API)"
     slots = f", {settings.slots} slots" if settings.run_dispatcher else ""
     _say(
-        f"jobyard: {where} (node {runtime.node_id}: {' and '.join(roles)}{slots}, database "
-        f"{runtime.db.engine.url.render_as_string(hide_password=True)}, storage "
+        f"jobyard: {where} (node {services.node_id}: {' and '.join(roles)}{slots}, database "
+        f"{services.db.engine.url.render_as_string(hide_password=True)}, storage "
         f"{_safe_url(settings.storage)}"
         f"{', logs shared there' if settings.logs_shared else ''})"
         + (f"; docs at {settings.api_url}/docs" if settings.run_api else "")
     )
-    _announce_sandbox(runtime)
+    _announce_sandbox(services)
     config = (
         uvicorn.Config(
-            create_app(runtime),
+            create_app(services),
             host=settings.host,
             port=settings.port,
             log_level="warning",
@@ -133,7 +133,7 @@ def serve(settings: Settings) -> None:
         else:
             _wait_for_signal()
     finally:
-        runtime.close()
+        services.close()
 
 
 class _Server(uvicorn.Server):

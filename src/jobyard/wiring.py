@@ -21,10 +21,12 @@ from jobyard.service.folders import FolderService
 from jobyard.service.jobs import JobService
 from jobyard.service.limits import Quotas, RateLimiter
 from jobyard.service.monitoring import Upkeep
-from jobyard.service.notifications import NotificationService
+from jobyard.service.notifications import DeliveryLog, NotificationService
+from jobyard.service.packages import PackageService
 from jobyard.service.readiness import ReadinessCheck
 from jobyard.service.registry import RegistryService
 from jobyard.service.results import ResultService
+from jobyard.service.status import SystemStatusService
 from jobyard.service.tenancy import TenancyService
 from jobyard.service.wakeup import NoWakeup, Wakeup
 from jobyard.settings import Settings
@@ -49,7 +51,7 @@ from jobyard.store.tracking import TrackingStore
 
 
 @dataclass
-class Runtime:
+class Services:
     settings: Settings
     clock: Clock
     db: Database
@@ -69,6 +71,9 @@ class Runtime:
     node_id: str
     sandbox: SandboxSupport
     readiness: ReadinessCheck
+    status: SystemStatusService  #: one per process: its CPU figure spans two calls
+    packages: PackageService  #: uploaded code packages (the Ray API's)
+    deliveries: DeliveryLog  #: what notifications were sent, as users see it
 
     def start(self) -> str | None:
         """Migrate, bootstrap (returns a new admin key on first start) and start dispatching."""
@@ -185,9 +190,9 @@ def ray_slots(settings: Settings) -> Settings:
     return settings.with_(slots=cpus)
 
 
-def build_runtime(
+def build_services(
     settings: Settings, *, clock: Clock | None = None, executor: Executor | None = None
-) -> Runtime:
+) -> Services:
     clock = clock or SystemClock()
     private.make_private_dir(settings.data_dir)
     db = Database(settings.db_url)
@@ -283,7 +288,7 @@ def build_runtime(
         clock=clock,
         interval_s=settings.upkeep_interval_s,
     )
-    return Runtime(
+    return Services(
         settings=settings,
         clock=clock,
         db=db,
@@ -305,4 +310,7 @@ def build_runtime(
         readiness=ReadinessCheck(
             db=db, nodes=NodeStore(db), data_dir=settings.data_dir, clock=clock
         ),
+        status=SystemStatusService(db=db, clock=clock, settings=settings, node_id=node_id),
+        packages=PackageService(storage, settings.max_upload_bytes),
+        deliveries=DeliveryLog(NotificationStore(db), jobs.get),
     )

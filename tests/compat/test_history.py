@@ -16,8 +16,8 @@ import pytest
 
 from jobyard import Client
 from jobyard.domain.auth import Role
-from jobyard.wiring import Runtime
-from tests.conftest import GATES, LiveServer, RuntimeFactory, wait_for
+from jobyard.wiring import Services
+from tests.conftest import GATES, LiveServer, ServicesFactory, wait_for
 
 pytestmark = pytest.mark.compat
 
@@ -145,9 +145,9 @@ def test_timed_out_job_and_status_filters(client: Client, hist: httpx.Client) ->
 
 
 def test_pending_filter_shows_waiting_and_running_jobs(
-    make_runtime: RuntimeFactory, serve: Callable[[Runtime], LiveServer], tmp_path: Path
+    make_services: ServicesFactory, serve: Callable[[Services], LiveServer], tmp_path: Path
 ) -> None:
-    live = serve(make_runtime(slots=1))
+    live = serve(make_services(slots=1))
     barrier = tmp_path / GATES / "go"
     gate = f"import os,time\nwhile not os.path.exists({str(barrier)!r}): time.sleep(0.02)"
     with live.client() as client, _http(live) as hist:
@@ -236,8 +236,8 @@ def test_other_tenants_jobs_are_never_listed(
     live: LiveServer, client: Client, hist: httpx.Client
 ) -> None:
     mine = client.submit("true")
-    live.runtime.auth.store.ensure_tenant("other", "Other", datetime.now(UTC))
-    _, key = live.runtime.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
+    live.services.auth.store.ensure_tenant("other", "Other", datetime.now(UTC))
+    _, key = live.services.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
     with live.client(key) as other_client, _http(live, key) as other:
         theirs = other_client.submit("true")
         _ended(other_client, theirs.id)

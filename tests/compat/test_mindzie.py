@@ -381,7 +381,7 @@ def test_list_jobs_filters_pages_and_summary(base: str, live: LiveServer) -> Non
 
 
 def test_wrong_tenant_project_or_other_tenants_job_is_404(base: str, live: LiveServer) -> None:
-    key, runtime = live.admin_key, live.runtime
+    key, runtime = live.admin_key, live.services
     mine = ExecutionManager(base, "default", "default", key)
     later = {"command": "true", "scheduling": _later()}
     job_id = mine.call("POST", "/job", json=later).json()["jobId"]
@@ -493,7 +493,7 @@ def test_submit_fields_model_resource_notifications_and_errors(base: str, live: 
 
 def test_job_list_holds_only_the_paths_project(base: str, live: LiveServer) -> None:
     """A tenant-wide key lists, under a project's path, that project's jobs only."""
-    key, runtime = live.admin_key, live.runtime
+    key, runtime = live.admin_key, live.services
     runtime.tenancy.store.create_project("default", "p2", runtime.clock.now())
     mine = ExecutionManager(base, "default", "default", key)
     in_p2 = ExecutionManager(base, "default", "p2", key)

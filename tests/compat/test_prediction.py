@@ -56,7 +56,7 @@ def _admin(live: LiveServer) -> Api:
 
 
 def _other_organisation(live: LiveServer) -> Api:
-    runtime = live.runtime
+    runtime = live.services
     runtime.auth.store.ensure_tenant("other", "Other", runtime.clock.now())
     _, key = runtime.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
     return Api(live, key)

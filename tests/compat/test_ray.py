@@ -200,8 +200,8 @@ def test_refusals(ray: JobSubmissionClient, live: LiveServer) -> None:
 def test_packages_are_streamed_and_kept_per_tenant(live: LiveServer) -> None:
     url = f"{live.url}/api/packages/gcs/_ray_pkg_abc123.zip"
     auth = {"Authorization": f"Bearer {live.admin_key}"}
-    live.runtime.auth.store.ensure_tenant("other", "Other", live.runtime.clock.now())
-    _, other_key = live.runtime.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
+    live.services.auth.store.ensure_tenant("other", "Other", live.services.clock.now())
+    _, other_key = live.services.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
     other = {"Authorization": f"Bearer {other_key}"}
     assert httpx.get(url, headers=auth).status_code == 404
     buf = io.BytesIO()

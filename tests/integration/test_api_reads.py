@@ -11,22 +11,22 @@ import httpx
 import pytest
 
 from jobyard import Client
-from tests.conftest import LiveServer, RuntimeFactory
+from tests.conftest import LiveServer, ServicesFactory
 
 PY = sys.executable
 
 
 @pytest.fixture
-def idle(make_runtime: RuntimeFactory, serve: Callable[[Any], LiveServer]) -> LiveServer:
+def idle(make_services: ServicesFactory, serve: Callable[[Any], LiveServer]) -> LiveServer:
     """A server whose dispatcher does not run: submitted jobs stay queued."""
-    return serve(make_runtime(start=False))
+    return serve(make_services(start=False))
 
 
 def test_pagination_filters_and_summary(idle: LiveServer) -> None:
     from jobyard import Client
     from jobyard.domain.auth import Role
 
-    auth = idle.runtime.auth
+    auth = idle.services.auth
     keys = {
         n: auth.create_key(tenant_id="default", name=n, role=Role.MEMBER)[1]
         for n in ("alice", "bob")
@@ -142,15 +142,15 @@ def test_auth_and_not_found(idle: LiveServer) -> None:
     assert _raw(idle, "GET", "/v1/nothing-here").json()["code"] == "NOT_FOUND"
     assert httpx.get(idle.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(idle.url + "/readyz").status_code == 200
-    assert httpx.get(idle.url + "/openapi.json").json()["info"]["title"] == "jobyard"
+    assert httpx.get(idle.url + "/openapi.json", timeout=30).json()["info"]["title"] == "jobyard"
     assert httpx.get(idle.url + "/docs").status_code == 200
 
 
 def test_revoked_and_expired_keys(idle: LiveServer) -> None:
-    runtime = idle.runtime
+    services = idle.services
     from jobyard.domain.auth import Role
 
-    key, secret = runtime.auth.create_key(tenant_id="default", name="temp", role=Role.MEMBER)
+    key, secret = services.auth.create_key(tenant_id="default", name="temp", role=Role.MEMBER)
     ok = httpx.get(idle.url + "/v1/jobs", headers={"Authorization": f"Bearer {secret}"})
     assert ok.status_code == 200  # the key is now cached: the revocation must still bite
     gone = httpx.delete(
@@ -160,8 +160,8 @@ def test_revoked_and_expired_keys(idle: LiveServer) -> None:
     assert gone.status_code == 204
     r = httpx.get(idle.url + "/v1/jobs", headers={"Authorization": f"Bearer {secret}"})
     assert r.status_code == 401 and "revoked" in r.json()["message"]
-    past = runtime.clock.now() - timedelta(seconds=1)
-    _, expired = runtime.auth.create_key(
+    past = services.clock.now() - timedelta(seconds=1)
+    _, expired = services.auth.create_key(
         tenant_id="default", name="old", role=Role.MEMBER, expires_at=past
     )
     r = httpx.get(idle.url + "/v1/jobs", headers={"Authorization": f"Bearer {expired}"})
@@ -169,7 +169,7 @@ def test_revoked_and_expired_keys(idle: LiveServer) -> None:
 
 
 def test_a_key_revoked_elsewhere_stops_working_within_the_cache_time(
-    make_runtime: RuntimeFactory,
+    make_services: ServicesFactory,
     serve,
 ) -> None:
     """Another replica revoking a key (here: the database row changed behind this
@@ -179,12 +179,12 @@ def test_a_key_revoked_elsewhere_stops_working_within_the_cache_time(
     from jobyard.service.auth import KEY_CACHE
 
     clock = ManualClock()
-    live = serve(make_runtime(start=False, clock=clock))
-    runtime = live.runtime
-    key, secret = runtime.auth.create_key(tenant_id="default", name="temp", role=Role.MEMBER)
+    live = serve(make_services(start=False, clock=clock))
+    services = live.services
+    key, secret = services.auth.create_key(tenant_id="default", name="temp", role=Role.MEMBER)
     headers = {"Authorization": f"Bearer {secret}"}
     assert httpx.get(live.url + "/v1/jobs", headers=headers).status_code == 200
-    runtime.auth.store.revoke_key("default", key.id, clock.now())  # as another replica does
+    services.auth.store.revoke_key("default", key.id, clock.now())  # as another replica does
     assert httpx.get(live.url + "/v1/jobs", headers=headers).status_code == 200
     clock.advance(KEY_CACHE.total_seconds())
     r = httpx.get(live.url + "/v1/jobs", headers=headers)

@@ -8,7 +8,7 @@ import sys
 import httpx
 
 from jobyard.domain.jobs import DEFAULT_TENANT_ID
-from tests.conftest import LiveServer, RuntimeFactory, wait_for
+from tests.conftest import LiveServer, ServicesFactory, wait_for
 
 PY = sys.executable
 LATER = "2099-01-01T00:00:00Z"
@@ -24,10 +24,10 @@ def _post(live: LiveServer, body: object) -> httpx.Response:
 
 
 def test_each_job_gets_its_own_result_in_one_transaction(
-    make_runtime: RuntimeFactory,
+    make_services: ServicesFactory,
     serve,
 ) -> None:
-    live = serve(make_runtime(start=False))
+    live = serve(make_services(start=False))
     jobs = [
         {"entrypoint": "true", "name": "plain", "scheduled_at": LATER},
         {"entrypoint": "true", "priority": "urgent"},
@@ -38,11 +38,11 @@ def test_each_job_gets_its_own_result_in_one_transaction(
         "not a job",
         {"entrypoint": ["echo", "hi"], "env": {"JOBYARD_X": "1"}},
     ]
-    before = live.runtime.db.group.transactions
+    before = live.services.db.group.transactions
     r = _post(live, {"jobs": jobs})
     assert r.status_code == 200, r.text
     out = r.json()
-    assert live.runtime.db.group.transactions == before + 1
+    assert live.services.db.group.transactions == before + 1
     items = out["items"]
     assert [i["index"] for i in items] == list(range(len(jobs)))
     assert [i["status_code"] for i in items] == [201, 422, 422, 201, 200, 409, 422, 422]
@@ -60,8 +60,8 @@ def test_each_job_gets_its_own_result_in_one_transaction(
         assert client.list(limit=500).summary.total == 2
 
 
-def test_whole_batch_errors(make_runtime: RuntimeFactory, serve) -> None:
-    live = serve(make_runtime(start=False))
+def test_whole_batch_errors(make_services: ServicesFactory, serve) -> None:
+    live = serve(make_services(start=False))
     assert _post(live, {"jobs": []}).status_code == 422
     too_many = _post(live, {"jobs": [{"entrypoint": "true"}] * 1001})
     assert too_many.status_code == 422 and "jobs" in too_many.json()["message"]
@@ -73,11 +73,11 @@ def test_whole_batch_errors(make_runtime: RuntimeFactory, serve) -> None:
 
 
 def test_a_thousand_jobs_and_the_waiting_quota(
-    make_runtime: RuntimeFactory,
+    make_services: ServicesFactory,
     serve,
 ) -> None:
-    runtime = make_runtime(start=False)
-    live = serve(runtime)
+    services = make_services(start=False)
+    live = serve(services)
     with live.client() as client:
         batch = client.submit_batch(
             [{"entrypoint": "true", "name": f"j{i}", "scheduled_at": LATER} for i in range(1000)]
@@ -85,7 +85,7 @@ def test_a_thousand_jobs_and_the_waiting_quota(
         assert batch.created == 1000 and all(i.ok and i.status == "scheduled" for i in batch.items)
         assert len({i.id for i in batch.items}) == 1000
         assert client.get(str(batch.items[999].id)).name == "j999"
-        runtime.tenancy.store.set_quotas(DEFAULT_TENANT_ID, {"max_queued_jobs": 1002})
+        services.tenancy.store.set_quotas(DEFAULT_TENANT_ID, {"max_queued_jobs": 1002})
         limited = client.submit_batch([{"entrypoint": "true"}] * 5)
         assert [i.status_code for i in limited.items] == [201, 201, 429, 429, 429]
         assert limited.items[2].error is not None

@@ -18,7 +18,7 @@ from jobyard.domain.states import ACTIVE
 from jobyard.store.claims import ClaimRequest, ClaimStore
 from jobyard.store.database import Database
 from jobyard.store.tables import environments, jobs
-from tests.conftest import RuntimeFactory
+from tests.conftest import ServicesFactory
 
 PY = sys.executable
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)
@@ -60,12 +60,12 @@ def _active(db: Database) -> int:
 
 
 def test_the_running_quota_holds_under_concurrent_claims(
-    make_runtime: RuntimeFactory, db_url: str
+    make_services: ServicesFactory, db_url: str
 ) -> None:
-    runtime = make_runtime(start=False)
-    runtime.tenancy.store.set_quotas("default", {"max_running_jobs": QUOTA})
-    now = runtime.clock.now()
-    envs = {name: _environment(runtime.db, name, now) for name in sorted(set(PATTERN))}
+    services = make_services(start=False)
+    services.tenancy.store.set_quotas("default", {"max_running_jobs": QUOTA})
+    now = services.clock.now()
+    envs = {name: _environment(services.db, name, now) for name in sorted(set(PATTERN))}
     replicas = [Database(db_url), Database(db_url)]
     stores = [ClaimStore(db) for db in replicas]
     barrier = threading.Barrier(2)
@@ -73,14 +73,14 @@ def test_the_running_quota_holds_under_concurrent_claims(
     failures: list[BaseException] = []
     try:
         for round_ in range(ROUNDS):
-            with runtime.db.write() as conn:  # end the previous round's claims
+            with services.db.write() as conn:  # end the previous round's claims
                 conn.execute(
                     jobs.update()
                     .where(jobs.c.state.in_([s.value for s in ACTIVE]))
                     .values(state="cancelled", lease_owner=None, lease_expires_at=None)
                 )
             for name in PATTERN:
-                runtime.jobs.submit(
+                services.jobs.submit(
                     ADMIN, JobSpec(argv=(PY, "-c", "pass"), environment_id=envs[name])
                 )
             claimed: list[int] = [0, 0]
@@ -94,7 +94,7 @@ def test_the_running_quota_holds_under_concurrent_claims(
                 )
                 try:
                     barrier.wait(10)
-                    step = stores[i].step(now=runtime.clock.now(), claim=request)
+                    step = stores[i].step(now=services.clock.now(), claim=request)
                     claimed[i] = len(step.claimed)
                 except BaseException as e:
                     failures.append(e)
@@ -104,7 +104,7 @@ def test_the_running_quota_holds_under_concurrent_claims(
                 t.start()
             for t in threads:
                 t.join(60)
-            active = _active(runtime.db)
+            active = _active(services.db)
             assert sum(claimed) == active
             if active > QUOTA:
                 over.append((round_, active))

@@ -12,7 +12,7 @@ from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import JobSpec, ResourceUsage
 from jobyard.domain.states import JobState
 from jobyard.store.claims import AttemptEnd, ClaimRequest, ClaimStore, Started
-from tests.conftest import RuntimeFactory
+from tests.conftest import ServicesFactory
 
 PY = sys.executable
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)
@@ -28,16 +28,16 @@ def _request(n: int, max_slots: int | None = None) -> ClaimRequest:
 
 
 def test_claims_several_jobs_in_queue_order_within_the_free_slots(
-    make_runtime: RuntimeFactory,
+    make_services: ServicesFactory,
 ) -> None:
-    runtime = make_runtime(start=False)
-    big = runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass"), slots=2))[0]
-    small = [runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0] for _ in range(3)]
-    claims = ClaimStore(runtime.db)
-    step = claims.step(now=runtime.clock.now(), claim=_request(3, max_slots=2))
+    services = make_services(start=False)
+    big = services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass"), slots=2))[0]
+    small = [services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0] for _ in range(3)]
+    claims = ClaimStore(services.db)
+    step = claims.step(now=services.clock.now(), claim=_request(3, max_slots=2))
     # the 2-slot job is first in the queue and fills both slots: nothing else fits
     assert [j.id for j in step.claimed] == [big.id]
-    step = claims.step(now=runtime.clock.now(), claim=_request(3))
+    step = claims.step(now=services.clock.now(), claim=_request(3))
     assert [j.id for j in step.claimed] == [s.id for s in small]
     for job in step.claimed:
         assert (job.state, job.attempt, job.lease_epoch, job.lease_owner) == (
@@ -46,7 +46,7 @@ def test_claims_several_jobs_in_queue_order_within_the_free_slots(
             1,
             "n1",
         )
-        events = runtime.jobs.events(ADMIN, job.id)
+        events = services.jobs.events(ADMIN, job.id)
         assert [(e.from_state, e.to_state) for e in events] == [
             (None, "queued"),
             ("queued", "starting"),
@@ -54,21 +54,21 @@ def test_claims_several_jobs_in_queue_order_within_the_free_slots(
         assert events[-1].data == {"node_id": "n1", "attempt": 1}
 
 
-def test_claims_skip_a_tenant_at_its_quota(make_runtime: RuntimeFactory) -> None:
-    runtime = make_runtime(start=False)
-    runtime.tenancy.store.set_quotas("default", {"max_running_jobs": 1})
-    ids = [runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0].id for _ in range(3)]
-    claims = ClaimStore(runtime.db)
-    first = claims.step(now=runtime.clock.now(), claim=_request(3)).claimed
+def test_claims_skip_a_tenant_at_its_quota(make_services: ServicesFactory) -> None:
+    services = make_services(start=False)
+    services.tenancy.store.set_quotas("default", {"max_running_jobs": 1})
+    ids = [services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0].id for _ in range(3)]
+    claims = ClaimStore(services.db)
+    first = claims.step(now=services.clock.now(), claim=_request(3)).claimed
     assert [j.id for j in first] == ids[:1]
-    assert claims.step(now=runtime.clock.now(), claim=_request(3)).claimed == []
+    assert claims.step(now=services.clock.now(), claim=_request(3)).claimed == []
 
 
-def test_running_mark_and_end_in_one_step(make_runtime: RuntimeFactory) -> None:
-    runtime = make_runtime(start=False)
-    job = runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0]
-    claims = ClaimStore(runtime.db)
-    now = runtime.clock.now()
+def test_running_mark_and_end_in_one_step(make_services: ServicesFactory) -> None:
+    services = make_services(start=False)
+    job = services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0]
+    claims = ClaimStore(services.db)
+    now = services.clock.now()
     claimed = claims.step(now=now, claim=_request(1)).claimed[0]
     began = now - timedelta(seconds=1)  # the process started before the step marks it
     running = claimed.evolve(state=JobState.RUNNING, started_at=began)
@@ -83,7 +83,7 @@ def test_running_mark_and_end_in_one_step(make_runtime: RuntimeFactory) -> None:
     )
     assert step.running[0] is not None and step.running[0].pid == 4242
     assert step.ended[0].ended is not None
-    done = runtime.jobs.get(ADMIN, job.id)
+    done = services.jobs.get(ADMIN, job.id)
     assert (done.state, done.exit_code, done.lease_owner, done.pid) == (
         JobState.SUCCEEDED,
         0,
@@ -92,25 +92,25 @@ def test_running_mark_and_end_in_one_step(make_runtime: RuntimeFactory) -> None:
     )
     assert done.usage.peak_rss_bytes == 20 and done.usage.cpu_time_s == 0.5
     assert done.started_at == began  # the process's start, not the time of the mark
-    assert [e.to_state for e in runtime.jobs.events(ADMIN, job.id)] == [
+    assert [e.to_state for e in services.jobs.events(ADMIN, job.id)] == [
         "queued",
         "starting",
         "running",
         "succeeded",
     ]
-    attempts = runtime.jobs.attempts(ADMIN, job.id)
+    attempts = services.jobs.attempts(ADMIN, job.id)
     assert [(a["attempt"], a["state"], a["exit_code"]) for a in attempts] == [(1, "succeeded", 0)]
 
 
-def test_an_end_is_fenced_by_state_and_lease_epoch(make_runtime: RuntimeFactory) -> None:
-    runtime = make_runtime(start=False)
-    job = runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0]
-    claims = ClaimStore(runtime.db)
-    now = runtime.clock.now()
+def test_an_end_is_fenced_by_state_and_lease_epoch(make_services: ServicesFactory) -> None:
+    services = make_services(start=False)
+    job = services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0]
+    claims = ClaimStore(services.db)
+    now = services.clock.now()
     claimed = claims.step(now=now, claim=_request(1)).claimed[0]
     running = claims.mark_running([Started(claimed, 1, 1.0, "n1", now)], now)[0]
     assert running is not None
-    runtime.jobs.store.transition(running, JobState.CANCELLING, now=now, message="cancel")
+    services.jobs.store.transition(running, JobState.CANCELLING, now=now, message="cancel")
     old_epoch = running.evolve(state=JobState.CANCELLING, lease_epoch=0)
     ends = [
         AttemptEnd(job=running, target=JobState.SUCCEEDED, message="done", exit_code=0),
@@ -122,20 +122,20 @@ def test_an_end_is_fenced_by_state_and_lease_epoch(make_runtime: RuntimeFactory)
     assert fenced.ended is None
     cancelled = AttemptEnd(job=stale.current, target=JobState.CANCELLED, message="cancelled")
     assert claims.end_attempts([cancelled], now)[0].ended is not None
-    assert runtime.jobs.get(ADMIN, job.id).state is JobState.CANCELLED
-    assert runtime.jobs.attempts(ADMIN, job.id)[0]["state"] == "cancelled"
+    assert services.jobs.get(ADMIN, job.id).state is JobState.CANCELLED
+    assert services.jobs.attempts(ADMIN, job.id)[0]["state"] == "cancelled"
 
 
-def test_a_step_writes_its_events_in_order_around_a_retry(make_runtime: RuntimeFactory) -> None:
+def test_a_step_writes_its_events_in_order_around_a_retry(make_services: ServicesFactory) -> None:
     """The running mark's event precedes the events of an end that re-queues the job,
     and the claim of the step comes after both."""
-    runtime = make_runtime(start=False)
-    job = runtime.jobs.submit(
+    services = make_services(start=False)
+    job = services.jobs.submit(
         ADMIN, JobSpec(argv=(PY, "-c", "pass"), max_attempts=2, retry_backoff_s=60.0)
     )[0]
-    other = runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0]
-    claims = ClaimStore(runtime.db)
-    now = runtime.clock.now()
+    other = services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0]
+    claims = ClaimStore(services.db)
+    now = services.clock.now()
     claimed = claims.step(now=now, claim=_request(1)).claimed[0]
     running = claimed.evolve(state=JobState.RUNNING, started_at=now)
     end = AttemptEnd(job=running, target=JobState.FAILED, message="failed", exit_code=1)
@@ -147,22 +147,22 @@ def test_a_step_writes_its_events_in_order_around_a_retry(make_runtime: RuntimeF
     )
     assert step.ended[0].ended is not None
     assert [j.id for j in step.claimed] == [other.id]
-    states = [(e.from_state, e.to_state) for e in runtime.jobs.events(ADMIN, job.id)]
+    states = [(e.from_state, e.to_state) for e in services.jobs.events(ADMIN, job.id)]
     assert states[:3] == [(None, "queued"), ("queued", "starting"), ("starting", "running")]
     assert states[3][0] == "running" and states[-1][1] == "queued"
-    assert [e.to_state for e in runtime.jobs.events(ADMIN, other.id)] == ["queued", "starting"]
+    assert [e.to_state for e in services.jobs.events(ADMIN, other.id)] == ["queued", "starting"]
 
 
-def test_candidates_are_read_along_the_queue_index(make_runtime: RuntimeFactory) -> None:
+def test_candidates_are_read_along_the_queue_index(make_services: ServicesFactory) -> None:
     """The claim reads queued jobs in order from the partial queue index: it never sorts
     the whole queue (SQLite's plan; PostgreSQL's depends on its statistics)."""
-    runtime = make_runtime(start=False)
-    claims = ClaimStore(runtime.db)
-    ids = [runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0].id for _ in range(3)]
-    assert [j.id for j in claims.step(now=runtime.clock.now(), claim=_request(3)).claimed] == ids
-    if runtime.db.dialect != "sqlite":
+    services = make_services(start=False)
+    claims = ClaimStore(services.db)
+    ids = [services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0].id for _ in range(3)]
+    assert [j.id for j in claims.step(now=services.clock.now(), claim=_request(3)).claimed] == ids
+    if services.db.dialect != "sqlite":
         return
-    with runtime.db.read() as conn:
+    with services.db.read() as conn:
         candidates = claims._candidates
         assert isinstance(candidates, ClauseElement)
         sql = str(candidates.compile(dialect=conn.dialect))

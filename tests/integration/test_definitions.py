@@ -7,13 +7,13 @@ import pytest
 
 from jobyard.clock import ManualClock
 from jobyard.sdk import errors as sdk_errors
-from tests.conftest import LiveServer, RuntimeFactory
+from tests.conftest import LiveServer, ServicesFactory
 
 
 @pytest.fixture
-def clocked(make_runtime: RuntimeFactory, serve) -> tuple[LiveServer, ManualClock]:
+def clocked(make_services: ServicesFactory, serve) -> tuple[LiveServer, ManualClock]:
     clock = ManualClock()
-    live = serve(make_runtime(clock=clock, upkeep_interval_s=3600.0))
+    live = serve(make_services(clock=clock, upkeep_interval_s=3600.0))
     return live, clock
 
 
@@ -46,18 +46,18 @@ def test_cron_definition_fires_on_time(clocked: tuple[LiveServer, ManualClock]) 
             schedule="*/5 * * * *",
         )
         assert d.next_run_at is not None
-        live.runtime.upkeep.tick()
+        live.services.upkeep.tick()
         assert c.list(limit=10).items == []  # not yet
         clock.advance(5 * 60 + 1)
-        live.runtime.upkeep.tick()
-        live.runtime.upkeep.tick()  # the same slot fires once
+        live.services.upkeep.tick()
+        live.services.upkeep.tick()  # the same slot fires once
         jobs = c.list(limit=10).items
         assert len(jobs) == 1
         assert jobs[0].definition_id == d.id and jobs[0].submitted_by == "schedule:every5"
         assert jobs[0].parameters == {"site": "paris"}
         assert c.wait(jobs[0].id, timeout=30).status == "succeeded"
         clock.advance(5 * 60)
-        live.runtime.upkeep.tick()
+        live.services.upkeep.tick()
         assert len(c.list(limit=10).items) == 2
         manual = c.run_definition(d.id, {"extra": 1})
         assert manual.definition_id == d.id and manual.parameters["extra"] == 1
@@ -82,13 +82,13 @@ def test_overdue_models_and_retention(clocked: tuple[LiveServer, ManualClock]) -
         assert c.wait(job.id, timeout=30).status == "succeeded"
         assert overdue() == []
         clock.advance(30 * 60)
-        assert live.runtime.upkeep.purge_expired() == 0  # kept for retention_hours=1
+        assert live.services.upkeep.purge_expired() == 0  # kept for retention_hours=1
         clock.advance(31 * 60)
-        assert live.runtime.upkeep.purge_expired() == 1
+        assert live.services.upkeep.purge_expired() == 1
         with pytest.raises(sdk_errors.NotFound):
             c.get(job.id)
         plain = c.submit("true")  # jobs without a retention setting stay
         assert c.wait(plain.id, timeout=30).status == "succeeded"
         clock.advance(10 * 3600)
-        assert live.runtime.upkeep.purge_expired() == 0
+        assert live.services.upkeep.purge_expired() == 0
         assert c.get(plain.id).status == "succeeded"

@@ -29,8 +29,8 @@ from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import Job, JobSpec
 from jobyard.domain.states import JobState
 from jobyard.store.claims import AttemptEnd, ClaimRequest, ClaimStore, Started
-from jobyard.wiring import Runtime
-from tests.conftest import GATES, LiveServer, RuntimeFactory, wait_for
+from jobyard.wiring import Services
+from tests.conftest import GATES, LiveServer, ServicesFactory, wait_for
 
 PY = sys.executable
 SUPER = Principal(tenant_id="default", key_id="k", key_name="root", role=Role.SUPERUSER)
@@ -40,17 +40,17 @@ def _as(tenant: str) -> Principal:
     return Principal(tenant_id=tenant, key_id=f"k-{tenant}", key_name=tenant, role=Role.ADMIN)
 
 
-def _flood(runtime: Runtime, tenant: str, n: int) -> None:
+def _flood(services: Services, tenant: str, n: int) -> None:
     for _ in range(n):
-        runtime.jobs.submit(_as(tenant), JobSpec(argv=(PY, "-c", "pass")))
+        services.jobs.submit(_as(tenant), JobSpec(argv=(PY, "-c", "pass")))
 
 
 class Node:
     """One simulated node: its own ClaimStore (own usage rows, own cached copy), slots,
     and the jobs it holds with the simulated time each ends."""
 
-    def __init__(self, runtime: Runtime, node_id: str, slots: int) -> None:
-        self.claims = ClaimStore(runtime.db)
+    def __init__(self, services: Services, node_id: str, slots: int) -> None:
+        self.claims = ClaimStore(services.db)
         self.node_id = node_id
         self.slots = slots
         self.held: list[tuple[datetime, Job]] = []  # (ends at, job as this node knows it)
@@ -85,18 +85,18 @@ class Node:
 
 
 def test_two_tenants_flooding_the_queue_share_the_slots_by_weight(
-    make_runtime: RuntimeFactory,
+    make_services: ServicesFactory,
 ) -> None:
     clock = ManualClock()  # the simulated time, also the time the usage view is read at
-    runtime = make_runtime(start=False, clock=clock)
-    runtime.tenancy.create_tenant(SUPER, "b", "B")
-    runtime.tenancy.update_tenant(SUPER, "default", limits={"fair_share_weight": 2})
-    _flood(runtime, "default", 80)  # submitted first: all of "b"'s jobs are behind them
-    _flood(runtime, "b", 80)
+    services = make_services(start=False, clock=clock)
+    services.tenancy.create_tenant(SUPER, "b", "B")
+    services.tenancy.update_tenant(SUPER, "default", limits={"fair_share_weight": 2})
+    _flood(services, "default", 80)  # submitted first: all of "b"'s jobs are behind them
+    _flood(services, "b", 80)
     # "default" (weight 2) runs 10 s jobs, "b" (weight 1) 5 s jobs: the slot time is
     # shared 2:1, so "b" starts about as many jobs as "default"
     length = {"default": 10.0, "b": 5.0}
-    nodes = [Node(runtime, "n1", 3), Node(runtime, "n2", 3)]
+    nodes = [Node(services, "n1", 3), Node(services, "n2", 3)]
     slot_s: defaultdict[str, float] = defaultdict(float)
     started: Counter[str] = Counter()
     for _ in range(100):  # 100 simulated seconds, 6 slots: 600 slot-seconds
@@ -112,7 +112,7 @@ def test_two_tenants_flooding_the_queue_share_the_slots_by_weight(
     assert abs(share - 2 / 3) <= 0.1 * 2 / 3, (share, slot_s, started)
     assert abs((1 - share) - 1 / 3) <= 0.1 * 1 / 3, (share, slot_s, started)
     # the per-node usage rows add up to what the nodes hold now
-    view = {r["tenant_id"]: r for r in runtime.tenancy.fair_share(SUPER)}
+    view = {r["tenant_id"]: r for r in services.tenancy.fair_share(SUPER)}
     held = Counter(j.tenant_id for node in nodes for _, j in node.held)
     assert {t: view[t]["running_slots"] for t in ("default", "b")} == {
         "default": held["default"],
@@ -124,13 +124,13 @@ def test_two_tenants_flooding_the_queue_share_the_slots_by_weight(
     assert view["default"]["usage_part"] + view["b"]["usage_part"] == pytest.approx(1.0)
 
 
-def test_a_tenant_alone_takes_every_free_slot(make_runtime: RuntimeFactory) -> None:
-    runtime = make_runtime(start=False)
-    runtime.tenancy.create_tenant(SUPER, "b", "B")
-    runtime.tenancy.update_tenant(SUPER, "b", limits={"fair_share_weight": 100})
-    _flood(runtime, "default", 12)
-    node = Node(runtime, "n1", 4)
-    now = runtime.clock.now()
+def test_a_tenant_alone_takes_every_free_slot(make_services: ServicesFactory) -> None:
+    services = make_services(start=False)
+    services.tenancy.create_tenant(SUPER, "b", "B")
+    services.tenancy.update_tenant(SUPER, "b", limits={"fair_share_weight": 100})
+    _flood(services, "default", 12)
+    node = Node(services, "n1", 4)
+    now = services.clock.now()
     length = {"default": 10.0}
     assert len(node.step(now, length)) == 4  # "b" is idle: nothing is kept for it
     now += timedelta(seconds=10)

@@ -13,16 +13,16 @@ import httpx
 from jobyard.api.app import MAX_BODY_BYTES
 from jobyard.api.fast_submit import FastSubmit
 from jobyard.domain.auth import Role
-from tests.conftest import RuntimeFactory
+from tests.conftest import ServicesFactory
 
 BODY = {"entrypoint": "true", "scheduled_at": "2099-01-01T00:00:00Z", "name": "fast"}
 
 
 def test_plain_submits_never_reach_the_app_and_the_rest_always_does(
-    make_runtime: RuntimeFactory,
+    make_services: ServicesFactory,
 ) -> None:
-    runtime = make_runtime(start=False)
-    _, key = runtime.auth.create_key(tenant_id="default", name="fast", role=Role.MEMBER)
+    services = make_services(start=False)
+    _, key = services.auth.create_key(tenant_id="default", name="fast", role=Role.MEMBER)
     seen: list[tuple[str, bytes]] = []
 
     async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
@@ -36,7 +36,7 @@ def test_plain_submits_never_reach_the_app_and_the_rest_always_does(
         await send({"type": "http.response.start", "status": 299, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    fast = FastSubmit(app, runtime, MAX_BODY_BYTES)
+    fast = FastSubmit(app, services, MAX_BODY_BYTES)
     headers = {"Authorization": f"Bearer {key}"}
 
     async def calls() -> list[httpx.Response]:
@@ -51,12 +51,12 @@ def test_plain_submits_never_reach_the_app_and_the_rest_always_does(
             return [first, cached, keyed, invalid, model, other]
 
     # what the route does on a first request: the key and the tenant's quotas are cached
-    runtime.auth.authenticate(f"Bearer {key}")
-    runtime.jobs.quotas.check_queued("default")
+    services.auth.authenticate(f"Bearer {key}")
+    services.jobs.quotas.check_queued("default")
     first, cached, keyed, invalid, model, other = asyncio.run(calls())
     assert first.status_code == cached.status_code == 201
     assert cached.json()["name"] == "fast" and cached.json()["submitted_by"] == "fast"
-    assert runtime.jobs.store.get("default", cached.json()["id"]).spec.name == "fast"
+    assert services.jobs.store.get("default", cached.json()["id"]).spec.name == "fast"
     assert (keyed.status_code, invalid.status_code, model.status_code, other.status_code) == (
         299,
         299,

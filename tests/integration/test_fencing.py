@@ -21,18 +21,18 @@ from jobyard.domain.results import Artifact, OutputType
 from jobyard.domain.states import JobState
 from jobyard.markers import format_marker
 from jobyard.store.claims import AttemptEnd, ClaimRequest, Started
-from jobyard.wiring import Runtime
-from tests.conftest import LiveServer, RuntimeFactory
+from jobyard.wiring import Services
+from tests.conftest import LiveServer, ServicesFactory
 
 PY = sys.executable
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)
 
 
-def _claim(runtime: Runtime, secret: str) -> Job:
+def _claim(services: Services, secret: str) -> Job:
     """Claim the queued job as node n1 and mark it running; its token is ``secret``'s."""
-    assert runtime.dispatcher is not None
-    claims = runtime.dispatcher.claims
-    now = runtime.clock.now()
+    assert services.dispatcher is not None
+    claims = services.dispatcher.claims
+    now = services.clock.now()
     request = ClaimRequest(
         node_id="n1", lease_ttl_s=600, max_slots=1, token_hashes=(hash_secret(secret),)
     )
@@ -53,17 +53,17 @@ def _report(live: LiveServer, job_id: str, token: str, body: object) -> httpx.Re
 
 
 def test_attempt_1_writes_nothing_once_attempt_2_holds_the_job(
-    make_runtime: RuntimeFactory, serve: Callable[[Runtime], LiveServer]
+    make_services: ServicesFactory, serve: Callable[[Services], LiveServer]
 ) -> None:
-    runtime = make_runtime(start=False)
-    live = serve(runtime)
-    assert runtime.dispatcher is not None
-    runner, claims = runtime.dispatcher.runner, runtime.dispatcher.claims
-    job, _ = runtime.jobs.submit(
+    services = make_services(start=False)
+    live = serve(services)
+    assert services.dispatcher is not None
+    runner, claims = services.dispatcher.runner, services.dispatcher.claims
+    job, _ = services.jobs.submit(
         ADMIN, JobSpec(argv=(PY, "-c", "pass"), max_attempts=2, retry_backoff_s=0.0)
     )
     secret1, secret2 = new_token_secret(), new_token_secret()
-    first = _claim(runtime, secret1)
+    first = _claim(services, secret1)
     token1 = job_token(job.id, secret1)
     old = Attempt(job=first, token=token1)
     log = runner.workspace.log_path(job.id, 1)
@@ -72,7 +72,7 @@ def test_attempt_1_writes_nothing_once_attempt_2_holds_the_job(
     # attempt 1 reports while it holds the job: applied
     r = _report(live, job.id, token1, {"type": "progress", "percent": 10, "stage": "one"})
     assert r.status_code == 202, r.text
-    principal1 = runtime.auth.authenticate(f"Bearer {token1}")  # before the lease is lost
+    principal1 = services.auth.authenticate(f"Bearer {token1}")  # before the lease is lost
 
     # attempt 1 loses its lease (failed as NODE_LOST elsewhere, retried at once) and the
     # job is claimed again: attempt 2 reports its progress
@@ -85,15 +85,15 @@ def test_attempt_1_writes_nothing_once_attempt_2_holds_the_job(
                 error_type=ErrorType.NODE_LOST.value,
             )
         ],
-        runtime.clock.now(),
+        services.clock.now(),
     )
     assert result.ended is not None and result.ended.state is JobState.QUEUED
-    second = _claim(runtime, secret2)
+    second = _claim(services, secret2)
     assert (second.attempt, second.lease_epoch) == (2, 2)
     token2 = job_token(job.id, secret2)
     r = _report(live, job.id, token2, {"type": "progress", "percent": 50, "stage": "two"})
     assert r.status_code == 202, r.text
-    events_before = [(e.kind, e.message) for e in runtime.jobs.events(ADMIN, job.id)]
+    events_before = [(e.kind, e.message) for e in services.jobs.events(ADMIN, job.id)]
 
     # attempt 1's last log scan: progress, metrics, a warning, a cell, a note
     lines = [
@@ -107,15 +107,15 @@ def test_attempt_1_writes_nothing_once_attempt_2_holds_the_job(
     runner.scan(old)
     assert old.scanner.offset == log.stat().st_size  # read, and dropped without an error
 
-    current = runtime.jobs.get(ADMIN, job.id)
+    current = services.jobs.get(ADMIN, job.id)
     assert (current.tracking.progress_percent, current.tracking.progress_stage) == (50.0, "two")
     assert current.tracking.records_processed is None
     assert current.tracking.warning_count == 0
-    assert [(e.kind, e.message) for e in runtime.jobs.events(ADMIN, job.id)] == events_before
+    assert [(e.kind, e.message) for e in services.jobs.events(ADMIN, job.id)] == events_before
 
     # attempt 1's samples and results
     runner.tracking.add_samples(
-        [(first, ResourceUsage(cpu_percent=99.0, rss_bytes=1))], runtime.clock.now()
+        [(first, ResourceUsage(cpu_percent=99.0, rss_bytes=1))], services.clock.now()
     )
     with pytest.raises(errors.StaleState):
         runner.artifacts.replace(
@@ -145,8 +145,8 @@ def test_attempt_1_writes_nothing_once_attempt_2_holds_the_job(
     assert r.status_code == 401, r.text
     assert r.json()["code"] == "UNAUTHENTICATED"
     with pytest.raises(errors.Unauthenticated, match="no longer runs"):
-        runtime.jobs.report(principal1, job.id, [{"type": "progress", "percent": 96}])
-    current = runtime.jobs.get(ADMIN, job.id)
+        services.jobs.report(principal1, job.id, [{"type": "progress", "percent": 96}])
+    current = services.jobs.get(ADMIN, job.id)
     assert (current.tracking.progress_percent, current.tracking.progress_stage) == (50.0, "two")
 
     # attempt 2's own writes still go through the same fence
@@ -155,6 +155,6 @@ def test_attempt_1_writes_nothing_once_attempt_2_holds_the_job(
     log2.write_text(format_marker("cell", index=1, status="finished") + "\n")
     new.scanner = LogScanner(log2)
     runner.scan(new)
-    runner.tracking.add_samples([(second, ResourceUsage(cpu_percent=5.0))], runtime.clock.now())
-    assert [e.kind for e in runtime.jobs.events(ADMIN, job.id)][-1] == "cell"
+    runner.tracking.add_samples([(second, ResourceUsage(cpu_percent=5.0))], services.clock.now())
+    assert [e.kind for e in services.jobs.events(ADMIN, job.id)][-1] == "cell"
     assert [s["cpu_percent"] for s in runner.tracking.samples("default", job.id)] == [5.0]

@@ -20,10 +20,10 @@ from jobyard.domain.auth import Role
 from jobyard.domain.jobs import JobSpec
 from jobyard.domain.states import JobState
 from jobyard.sdk import Conflict, InvalidInput, NotFound
-from jobyard.wiring import Runtime
-from tests.conftest import LiveServer, RuntimeFactory
+from jobyard.wiring import Services
+from tests.conftest import LiveServer, ServicesFactory
 
-Serve = Callable[[Runtime], LiveServer]
+Serve = Callable[[Services], LiveServer]
 
 
 def sha(data: bytes) -> str:
@@ -31,9 +31,9 @@ def sha(data: bytes) -> str:
 
 
 @pytest.fixture
-def idle(make_runtime: RuntimeFactory, serve: Serve) -> LiveServer:
+def idle(make_services: ServicesFactory, serve: Serve) -> LiveServer:
     """A server without a dispatcher: jobs inserted for a test stay queued."""
-    return serve(make_runtime(start=False))
+    return serve(make_services(start=False))
 
 
 @pytest.fixture
@@ -189,8 +189,8 @@ def test_delete_file_and_path_conflicts(tmp_path: Path, c: Client) -> None:
     assert c.upload("f", tmp_path / "x", path="dir").path == "dir"
 
 
-def test_upload_over_the_limit_is_refused(make_runtime: RuntimeFactory, serve: Serve) -> None:
-    live = serve(make_runtime(start=False, max_upload_bytes=1000))
+def test_upload_over_the_limit_is_refused(make_services: ServicesFactory, serve: Serve) -> None:
+    live = serve(make_services(start=False, max_upload_bytes=1000))
     with live.client() as c, http(live) as h:
         c.create_folder("small")
         r = h.put("/v1/folders/small/files/big.bin", content=b"x" * 1001)
@@ -198,7 +198,7 @@ def test_upload_over_the_limit_is_refused(make_runtime: RuntimeFactory, serve: S
         assert r.json()["details"]["field"] == "file"
         assert h.put("/v1/folders/small/files/ok.bin", content=b"x" * 1000).status_code == 201
         assert [f.path for f in c.folder_files("small")] == ["ok.bin"]
-    storage = Path(live.runtime.storage.root)
+    storage = Path(live.services.storage.root)
     leftovers = [p for p in storage.rglob("*") if p.is_file() and p.name != "ok.bin"]
     assert leftovers == []
 
@@ -228,7 +228,7 @@ TRAVERSALS = [
 
 def test_path_traversal_is_refused(idle: LiveServer, c: Client, tmp_path: Path) -> None:
     folder = c.create_folder("safe")
-    storage = Path(idle.runtime.storage.root)
+    storage = Path(idle.services.storage.root)
     folder_dir = storage / "folders" / "default" / folder.id
     folder_dir.mkdir(parents=True, exist_ok=True)
     canaries = [
@@ -267,9 +267,9 @@ def test_path_traversal_is_refused(idle: LiveServer, c: Client, tmp_path: Path) 
 
 
 def test_another_tenant_sees_nothing(idle: LiveServer, c: Client, tmp_path: Path) -> None:
-    runtime = idle.runtime
-    runtime.auth.store.ensure_tenant("other", "Other", runtime.clock.now())
-    _, other_key = runtime.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
+    services = idle.services
+    services.auth.store.ensure_tenant("other", "Other", services.clock.now())
+    _, other_key = services.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
     folder = c.create_folder("private")
     (tmp_path / "s").write_bytes(b"secret")
     c.upload("private", tmp_path / "s", path="s.txt")
@@ -298,8 +298,8 @@ def test_another_tenant_sees_nothing(idle: LiveServer, c: Client, tmp_path: Path
 
 def test_delete_refused_while_an_unfinished_job_uses_it(idle: LiveServer, c: Client) -> None:
     folder = c.create_folder("busy")
-    store = idle.runtime.jobs.store
-    now = idle.runtime.clock.now()
+    store = idle.services.jobs.store
+    now = idle.services.clock.now()
     job, _ = store.insert(
         tenant_id="default",
         spec=JobSpec(entrypoint="true", input_folder_id=folder.id),
@@ -322,7 +322,7 @@ def test_delete_refused_while_an_unfinished_job_uses_it(idle: LiveServer, c: Cli
 def test_ingest_skips_links_and_materialize_round_trips(
     idle: LiveServer, c: Client, tmp_path: Path
 ) -> None:
-    service = idle.runtime.folders
+    service = idle.services.folders
     made = c.create_folder("results")
     folder = service.get_unscoped(made.id)
     assert folder is not None

@@ -16,17 +16,17 @@ import sqlalchemy as sa
 
 from jobyard.service import jobs as jobs_service
 from jobyard.store.tables import jobs
-from jobyard.wiring import Runtime
-from tests.conftest import LiveServer, RuntimeFactory
+from jobyard.wiring import Services
+from tests.conftest import LiveServer, ServicesFactory
 
-Serve = Callable[[Runtime], LiveServer]
+Serve = Callable[[Services], LiveServer]
 
 
 @pytest.fixture
-def live_idle(make_runtime: RuntimeFactory, serve: Serve, tmp_path: Path) -> LiveServer:
+def live_idle(make_services: ServicesFactory, serve: Serve, tmp_path: Path) -> LiveServer:
     """A server without a dispatcher (jobs stay queued), with an environment, two
     folders (one file in the input folder) and a model to name."""
-    live = serve(make_runtime(start=False))
+    live = serve(make_services(start=False))
     with live.client() as c:
         c.create_environment("env1", env_vars={"REGION": "eu"})
         c.create_folder("in1")
@@ -118,12 +118,12 @@ def test_a_row_stored_with_the_earlier_hash_format_still_answers_its_retry(
     body = {**BODIES["folders"], "environment": "env1", "inputs": [1, 2]}
     first = _post(live_idle, "/v1/jobs", body, key="old-1")
     assert first.status_code == 201, first.text
-    runtime = live_idle.runtime
-    job = runtime.jobs.store.get_unscoped(first.json()["id"])
+    services = live_idle.services
+    job = services.jobs.store.get_unscoped(first.json()["id"])
     assert job is not None
     legacy = jobs_service.legacy_request_hash(job.spec)
     assert len(legacy) == 64 and legacy != job.request_hash
-    with runtime.db.write() as conn:
+    with services.db.write() as conn:
         conn.execute(jobs.update().where(jobs.c.id == job.id).values(request_hash=legacy))
     again = _post(live_idle, "/v1/jobs", body, key="old-1")
     assert again.status_code == 200, again.text
@@ -131,6 +131,6 @@ def test_a_row_stored_with_the_earlier_hash_format_still_answers_its_retry(
     other = _post(live_idle, "/v1/jobs", _changed(body), key="old-1")
     assert other.status_code == 409, other.text
     assert other.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
-    with runtime.db.read() as conn:
+    with services.db.read() as conn:
         stored = conn.execute(sa.select(jobs.c.request_hash).where(jobs.c.id == job.id)).scalar()
     assert stored == legacy  # the row is left as it was

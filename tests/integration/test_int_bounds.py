@@ -13,16 +13,16 @@ import pytest
 from jobyard.api.bounds import MAX_INT32, MAX_INT64
 from jobyard.domain.auth import hash_secret, job_token, new_token_secret
 from jobyard.store.claims import ClaimRequest
-from jobyard.wiring import Runtime
-from tests.conftest import LiveServer, RuntimeFactory
+from jobyard.wiring import Services
+from tests.conftest import LiveServer, ServicesFactory
 
 HUGE = 19579106200177952686080  # the value schemathesis found
-Serve = Callable[[Runtime], LiveServer]
+Serve = Callable[[Services], LiveServer]
 
 
 @pytest.fixture
-def live_idle(make_runtime: RuntimeFactory, serve: Serve) -> LiveServer:
-    return serve(make_runtime(start=False))
+def live_idle(make_services: ServicesFactory, serve: Serve) -> LiveServer:
+    return serve(make_services(start=False))
 
 
 def _call(
@@ -122,14 +122,14 @@ def test_out_of_range_body_fields_are_422(live_idle: LiveServer) -> None:
 
 
 def test_out_of_range_report_numbers_are_422(live_idle: LiveServer) -> None:
-    runtime = live_idle.runtime
+    services = live_idle.services
     job = _call(live_idle, "POST", "/v1/jobs", {"entrypoint": "true"}).json()
-    assert runtime.dispatcher is not None
+    assert services.dispatcher is not None
     secret = new_token_secret()
     request = ClaimRequest(
         node_id="n1", lease_ttl_s=600, max_slots=1, token_hashes=(hash_secret(secret),)
     )
-    assert runtime.dispatcher.claims.step(now=runtime.clock.now(), claim=request).claimed
+    assert services.dispatcher.claims.step(now=services.clock.now(), claim=request).claimed
     token = job_token(job["id"], secret)
     path = f"/v1/jobs/{job['id']}/report"
     for body, field in [

@@ -7,20 +7,20 @@ from datetime import UTC, datetime
 
 from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import JobFilter, JobSpec
-from tests.conftest import RuntimeFactory
+from tests.conftest import ServicesFactory
 
 LATER = datetime(2099, 1, 1, tzinfo=UTC)  # none of the jobs runs
 
 
-def test_name_contains_is_literal_and_ignores_case(make_runtime: RuntimeFactory) -> None:
-    runtime = make_runtime(run_dispatcher=False)
+def test_name_contains_is_literal_and_ignores_case(make_services: ServicesFactory) -> None:
+    services = make_services(run_dispatcher=False)
     caller = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)
     names = ["Nightly_Report", "nightlyXreport", "50% sample", "500 sample", "back\\slash", None]
     for name in names:
-        runtime.jobs.submit(caller, JobSpec(entrypoint="true", name=name, scheduled_at=LATER))
+        services.jobs.submit(caller, JobSpec(entrypoint="true", name=name, scheduled_at=LATER))
 
     def found(text: str) -> list[str]:
-        page = runtime.jobs.list_jobs(caller, JobFilter(name_contains=text), limit=50)
+        page = services.jobs.list_jobs(caller, JobFilter(name_contains=text), limit=50)
         assert sum(page.by_status.values()) == len(page.items)  # the counts filter too
         return sorted(j.spec.name or "" for j in page.items)
 

@@ -89,7 +89,7 @@ time.sleep(600)
 
 def _pids(live: LiveServer, client: Client, job_id: str) -> list[int]:
     """Host pids of the job's processes, once its child has started."""
-    path = live.runtime.settings.data_dir / "jobs" / job_id / "work" / "pids"
+    path = live.services.settings.data_dir / "jobs" / job_id / "work" / "pids"
     wait_for(lambda: path.exists() and path.read_text())
     pid = wait_for(lambda: client.get(job_id).pid)
     pids = procs.tree(pid)
@@ -115,8 +115,8 @@ def test_cancel_running_job_kills_its_tree(live: LiveServer, client: Client, for
     assert info.value.status_code == 409
 
 
-def test_cancel_queued_job_at_once(make_runtime, serve) -> None:
-    live = serve(make_runtime(slots=1))
+def test_cancel_queued_job_at_once(make_services, serve) -> None:
+    live = serve(make_services(slots=1))
     with live.client() as client:
         blocker = client.submit([PY, "-c", "import time; time.sleep(60)"])
         wait_for(lambda: client.get(blocker.id).status == "running")
@@ -160,14 +160,14 @@ def test_scheduled_job_waits_for_its_time(client: Client) -> None:
 
 
 def test_job_env_has_no_server_secrets(
-    make_runtime,
+    make_services,
     serve,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("JOBYARD_DATABASE_URL", "postgresql://secret-db")
     monkeypatch.setenv("JOBYARD_API_KEY", "jy_secret_key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cloud-secret")
-    live = serve(make_runtime())
+    live = serve(make_services())
     with live.client() as client:
         job = client.submit([PY, "-c", "import json,os; print(json.dumps(dict(os.environ)))"])
         assert client.wait(job.id, timeout=20).status == "succeeded"
@@ -194,8 +194,8 @@ def test_usage_is_sampled(client: Client) -> None:
 @pytest.mark.skipif(
     not os.path.exists("/usr/bin/python3"), reason="needs a system python3 nobody can run"
 )
-def test_jobs_can_run_as_another_user(make_runtime, serve, tmp_path: Path) -> None:
-    live = serve(make_runtime(run_as_user="nobody"))
+def test_jobs_can_run_as_another_user(make_services, serve, tmp_path: Path) -> None:
+    live = serve(make_services(run_as_user="nobody"))
     with live.client() as client:
         client.create_folder("ro")
         (tmp_path / "x.txt").write_text("data")

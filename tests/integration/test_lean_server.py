@@ -20,20 +20,20 @@ START = """
 import json, sys
 from pathlib import Path
 from jobyard.api.app import create_app
-from jobyard.server import start_runtime
+from jobyard.server import start_services
 from jobyard.settings import Settings
 from jobyard.store import migrate
 
-runtime, key = start_runtime(Settings.from_env(data_dir=Path(sys.argv[1]), slots=1))
+services, key = start_services(Settings.from_env(data_dir=Path(sys.argv[1]), slots=1))
 try:
-    create_app(runtime)
+    create_app(services)
     print(json.dumps({
         "alembic": sorted(m for m in sys.modules if m.split(".")[0] == "alembic"),
-        "revision": migrate.current_revision(runtime.db),
+        "revision": migrate.current_revision(services.db),
         "new_key": key is not None,
     }))
 finally:
-    runtime.close()
+    services.close()
 """
 
 BROKEN = """

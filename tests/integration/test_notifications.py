@@ -27,10 +27,8 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from fastapi import FastAPI
 
 from jobyard import errors, notify
-from jobyard.api.routes import notifications as routes
 from jobyard.clock import ManualClock
 from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import Job, JobSpec
@@ -43,10 +41,9 @@ from jobyard.service.notifications import (
 )
 from jobyard.settings import Settings
 from jobyard.store.notifications import Delivery, NotificationStore
-from jobyard.wiring import Runtime
-from tests.conftest import LiveServer, RuntimeFactory, wait_for
+from jobyard.wiring import Services
+from tests.conftest import LiveServer, ServicesFactory, wait_for
 
-PATH = "/v1/jobs/{job_id}/notifications"
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="t", role=Role.ADMIN)
 SERVER_SECRET = b"server-secret"
 LOOPBACK = ("127.0.0.0/8", "::1/128")
@@ -131,7 +128,7 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
     controller.stop()
 
 
-def make_service(runtime: Runtime, **config: Any) -> NotificationService:
+def make_service(services: Services, **config: Any) -> NotificationService:
     values: dict[str, Any] = {
         "api_url": "http://jobyard.test",
         "webhook_secret": SERVER_SECRET,
@@ -139,15 +136,15 @@ def make_service(runtime: Runtime, **config: Any) -> NotificationService:
         "timeout_s": 5.0,
         **config,
     }
-    store = NotificationStore(runtime.db)
-    return NotificationService(store, runtime.jobs.store, runtime.clock, NotifyConfig(**values))
+    store = NotificationStore(services.db)
+    return NotificationService(store, services.jobs.store, services.clock, NotifyConfig(**values))
 
 
 def ended_job(
-    runtime: Runtime, notifications: dict[str, Any] | None, state: JobState = JobState.FAILED
+    services: Services, notifications: dict[str, Any] | None, state: JobState = JobState.FAILED
 ) -> Job:
     """A job moved through the state table to ``state`` by hand (no process runs)."""
-    store, now = runtime.jobs.store, runtime.clock.now()
+    store, now = services.jobs.store, services.clock.now()
     spec = JobSpec(entrypoint="true", name="nightly report", notifications=notifications)
     job, _ = store.insert(
         tenant_id="default",
@@ -168,8 +165,8 @@ def ended_job(
     )
 
 
-def log_of(runtime: Runtime, job: Job) -> list[Delivery]:
-    return NotificationStore(runtime.db).list_for_job(job.tenant_id, job.id)
+def log_of(services: Services, job: Job) -> list[Delivery]:
+    return NotificationStore(services.db).list_for_job(job.tenant_id, job.id)
 
 
 def assert_signed(req: Request, secret: bytes) -> None:
@@ -180,12 +177,12 @@ def assert_signed(req: Request, secret: bytes) -> None:
 
 # ---- end to end -------------------------------------------------------------------
 def test_a_real_job_that_fails_sends_signed_webhooks(
-    make_runtime: RuntimeFactory, receiver: Receiver
+    make_services: ServicesFactory, receiver: Receiver
 ) -> None:
-    runtime = make_runtime(start=False)
-    assert runtime.dispatcher is not None
-    runtime.dispatcher.start()  # jobs run; no notifier of the runtime's own runs meanwhile
-    svc = make_service(runtime)
+    services = make_services(start=False)
+    assert services.dispatcher is not None
+    services.dispatcher.start()  # jobs run; no notifier of the services's own runs meanwhile
+    svc = make_service(services)
     spec = svc.validate(
         {
             "webhooks": [
@@ -194,13 +191,13 @@ def test_a_real_job_that_fails_sends_signed_webhooks(
             ]
         }
     )
-    job, _ = runtime.jobs.submit(
+    job, _ = services.jobs.submit(
         ADMIN,
         JobSpec(
             argv=(sys.executable, "-c", "import sys; sys.exit(3)"), name="n", notifications=spec
         ),
     )
-    done = wait_for(lambda: (j := runtime.jobs.get(ADMIN, job.id)).is_terminal and j, timeout=30)
+    done = wait_for(lambda: (j := services.jobs.get(ADMIN, job.id)).is_terminal and j, timeout=30)
     assert done.state is JobState.FAILED
     svc.tick()
 
@@ -208,7 +205,7 @@ def test_a_real_job_that_fails_sends_signed_webhooks(
     assert set(by_path) == {"/a", "/b?token=x"}
     assert_signed(by_path["/a"], b"per-hook")
     assert_signed(by_path["/b?token=x"], SERVER_SECRET)
-    deliveries = {d.target: d for d in log_of(runtime, job)}
+    deliveries = {d.target: d for d in log_of(services, job)}
     for path, req in by_path.items():
         assert req.headers["content-type"] == "application/json"
         assert req.headers["user-agent"] == "jobyard-webhooks"
@@ -226,18 +223,18 @@ def test_a_real_job_that_fails_sends_signed_webhooks(
         assert body["job"]["attempt"] == 1
         assert body["job"]["submitted_by"] == "t"
         assert body["job"]["ended_at"] is not None
-    assert runtime.jobs.get(ADMIN, job.id).notified_at is not None
+    assert services.jobs.get(ADMIN, job.id).notified_at is not None
     svc.tick()
     assert len(receiver.requests) == 2  # planned once, sent once
 
 
-def test_the_background_thread_sends(make_runtime: RuntimeFactory, receiver: Receiver) -> None:
-    runtime = make_runtime(start=False)
-    svc = make_service(runtime, interval_s=0.05)
+def test_the_background_thread_sends(make_services: ServicesFactory, receiver: Receiver) -> None:
+    services = make_services(start=False)
+    svc = make_service(services, interval_s=0.05)
     svc.start()
     try:
-        job = ended_job(runtime, {"webhooks": [{"url": f"{receiver.url}/hook"}]})
-        wait_for(lambda: [d.status for d in log_of(runtime, job)] == ["delivered"])
+        job = ended_job(services, {"webhooks": [{"url": f"{receiver.url}/hook"}]})
+        wait_for(lambda: [d.status for d in log_of(services, job)] == ["delivered"])
     finally:
         svc.stop()
     assert len(receiver.requests) == 1
@@ -245,16 +242,16 @@ def test_the_background_thread_sends(make_runtime: RuntimeFactory, receiver: Rec
 
 # ---- retries --------------------------------------------------------------------
 def test_a_failed_delivery_is_retried_after_the_backoff(
-    make_runtime: RuntimeFactory, receiver: Receiver
+    make_services: ServicesFactory, receiver: Receiver
 ) -> None:
     clock = ManualClock()
-    runtime = make_runtime(start=False, clock=clock)
-    svc = make_service(runtime)
-    job = ended_job(runtime, {"webhooks": [{"url": f"{receiver.url}/hook"}]})
+    services = make_services(start=False, clock=clock)
+    svc = make_service(services)
+    job = ended_job(services, {"webhooks": [{"url": f"{receiver.url}/hook"}]})
     receiver.answers = [500]
     svc.tick()
     assert len(receiver.requests) == 1
-    (d,) = log_of(runtime, job)
+    (d,) = log_of(services, job)
     assert (d.status, d.attempts, d.response_status) == ("pending", 1, 500)
     assert d.last_error is not None and "HTTP 500" in d.last_error
     assert d.next_attempt_at is not None
@@ -270,51 +267,51 @@ def test_a_failed_delivery_is_retried_after_the_backoff(
     first, second = receiver.requests
     assert first.headers["x-jobyard-delivery"] == second.headers["x-jobyard-delivery"] == d.id
     assert_signed(second, SERVER_SECRET)
-    (d,) = log_of(runtime, job)
+    (d,) = log_of(services, job)
     assert (d.status, d.attempts, d.response_status) == ("delivered", 2, 200)
     assert d.next_attempt_at is None
 
 
 def test_a_delivery_fails_for_good_after_five_attempts(
-    make_runtime: RuntimeFactory, receiver: Receiver
+    make_services: ServicesFactory, receiver: Receiver
 ) -> None:
     clock = ManualClock()
-    runtime = make_runtime(start=False, clock=clock)
-    svc = make_service(runtime)
-    job = ended_job(runtime, {"webhooks": [{"url": f"{receiver.url}/hook"}]})
+    services = make_services(start=False, clock=clock)
+    svc = make_service(services)
+    job = ended_job(services, {"webhooks": [{"url": f"{receiver.url}/hook"}]})
     receiver.answers = [503] * 10
     for _ in range(7):
         svc.tick()
         clock.advance(301)
     assert len(receiver.requests) == 5
-    (d,) = log_of(runtime, job)
+    (d,) = log_of(services, job)
     assert (d.status, d.attempts, d.response_status) == ("failed", 5, 503)
     assert d.last_error is not None and "HTTP 503" in d.last_error
     assert d.next_attempt_at is None
 
 
 def test_a_url_refused_at_delivery_fails_without_a_request(
-    make_runtime: RuntimeFactory, receiver: Receiver
+    make_services: ServicesFactory, receiver: Receiver
 ) -> None:
-    runtime = make_runtime(start=False, clock=ManualClock())
-    svc = make_service(runtime, webhook_allow=())  # loopback is no longer allowed
-    job = ended_job(runtime, {"webhooks": [{"url": f"{receiver.url}/hook"}]})
+    services = make_services(start=False, clock=ManualClock())
+    svc = make_service(services, webhook_allow=())  # loopback is no longer allowed
+    job = ended_job(services, {"webhooks": [{"url": f"{receiver.url}/hook"}]})
     svc.tick()
     assert receiver.requests == []
-    (d,) = log_of(runtime, job)
+    (d,) = log_of(services, job)
     assert (d.status, d.attempts) == ("failed", 1)
     assert d.last_error is not None and "refused" in d.last_error and "127.0.0.1" in d.last_error
 
 
 # ---- email ----------------------------------------------------------------------
 def test_email_reaches_a_real_smtp_server(
-    make_runtime: RuntimeFactory, smtp: tuple[Inbox, int]
+    make_services: ServicesFactory, smtp: tuple[Inbox, int]
 ) -> None:
     inbox, port = smtp
-    runtime = make_runtime(start=False, clock=ManualClock())
-    svc = make_service(runtime, smtp_host="127.0.0.1", smtp_port=port, smtp_from="jy@example.com")
+    services = make_services(start=False, clock=ManualClock())
+    svc = make_service(services, smtp_host="127.0.0.1", smtp_port=port, smtp_from="jy@example.com")
     emails = ["ops@example.com", "lead@example.org"]
-    job = ended_job(runtime, {"emails": emails}, JobState.CANCELLED)
+    job = ended_job(services, {"emails": emails}, JobState.CANCELLED)
     svc.tick()
     wait_for(lambda: len(inbox.messages) == 2)
     assert sorted(rcpt for rcpts, _ in inbox.messages for rcpt in rcpts) == sorted(emails)
@@ -325,30 +322,30 @@ def test_email_reaches_a_real_smtp_server(
         text = msg.get_payload(decode=True)
         assert isinstance(text, bytes)
         assert f"http://jobyard.test/v1/jobs/{job.id}".encode() in text
-    assert {(d.channel, d.status) for d in log_of(runtime, job)} == {("email", "delivered")}
+    assert {(d.channel, d.status) for d in log_of(services, job)} == {("email", "delivered")}
 
 
 # ---- what is planned --------------------------------------------------------------
 def test_an_unwanted_end_sends_nothing_but_is_marked(
-    make_runtime: RuntimeFactory, receiver: Receiver
+    make_services: ServicesFactory, receiver: Receiver
 ) -> None:
-    runtime = make_runtime(start=False, clock=ManualClock())
-    svc = make_service(runtime)
+    services = make_services(start=False, clock=ManualClock())
+    svc = make_service(services)
     spec = {"webhooks": [{"url": f"{receiver.url}/hook"}], "on": ["failed"]}
-    job = ended_job(runtime, spec, JobState.SUCCEEDED)
-    silent = ended_job(runtime, None, JobState.SUCCEEDED)
+    job = ended_job(services, spec, JobState.SUCCEEDED)
+    silent = ended_job(services, None, JobState.SUCCEEDED)
     svc.tick()
-    assert receiver.requests == [] and log_of(runtime, job) == []
-    assert runtime.jobs.get(ADMIN, job.id).notified_at == runtime.clock.now()
-    assert runtime.jobs.get(ADMIN, silent.id).notified_at is not None
-    assert NotificationStore(runtime.db).jobs_to_notify() == []
+    assert receiver.requests == [] and log_of(services, job) == []
+    assert services.jobs.get(ADMIN, job.id).notified_at == services.clock.now()
+    assert services.jobs.get(ADMIN, silent.id).notified_at is not None
+    assert NotificationStore(services.db).jobs_to_notify() == []
 
 
 def test_two_replicas_plan_and_send_each_notification_once(
-    make_runtime: RuntimeFactory, receiver: Receiver
+    make_services: ServicesFactory, receiver: Receiver
 ) -> None:
-    first = make_runtime(start=False, clock=ManualClock())
-    second = make_runtime(start=False, clock=first.clock)
+    first = make_services(start=False, clock=ManualClock())
+    second = make_services(start=False, clock=first.clock)
     hooks = {"webhooks": [{"url": f"{receiver.url}/a"}, {"url": f"{receiver.url}/b"}]}
     jobs = [ended_job(first, hooks) for _ in range(8)]
     services = [make_service(first), make_service(second)]
@@ -379,17 +376,13 @@ def test_two_replicas_plan_and_send_each_notification_once(
 
 # ---- the delivery log -------------------------------------------------------------
 def test_the_delivery_log_over_http(
-    make_runtime: RuntimeFactory, serve: Any, receiver: Receiver
+    make_services: ServicesFactory, serve: Any, receiver: Receiver
 ) -> None:
-    runtime = make_runtime(start=False)
-    server: LiveServer = serve(runtime)
-    app = server.server.config.app
-    assert isinstance(app, FastAPI)
-    if not any(getattr(r, "path", "") == PATH for r in app.routes):
-        app.include_router(routes.router)  # until create_app includes it
-    svc = make_service(runtime)  # no SMTP server: the email fails at once
+    services = make_services(start=False)
+    server: LiveServer = serve(services)
+    svc = make_service(services)  # no SMTP server: the email fails at once
     spec = {"webhooks": [{"url": f"{receiver.url}/hook?token=s3cret"}], "emails": ["a@b.example"]}
-    job = ended_job(runtime, spec)
+    job = ended_job(services, spec)
     svc.tick()
     auth = {"Authorization": f"Bearer {server.admin_key}"}
     r = httpx.get(f"{server.url}/v1/jobs/{job.id}/notifications", headers=auth)
@@ -405,8 +398,8 @@ def test_the_delivery_log_over_http(
 
     r = httpx.get(f"{server.url}/v1/jobs/no-such-job/notifications", headers=auth)
     assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND"
-    runtime.auth.store.ensure_tenant("other", "Other", runtime.clock.now())
-    _, other_key = runtime.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
+    services.auth.store.ensure_tenant("other", "Other", services.clock.now())
+    _, other_key = services.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
     r = httpx.get(
         f"{server.url}/v1/jobs/{job.id}/notifications",
         headers={"Authorization": f"Bearer {other_key}"},

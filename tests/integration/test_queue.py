@@ -18,94 +18,94 @@ from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.store.claims import ClaimStore
 from jobyard.store.database import Database
-from tests.conftest import GATES, RuntimeFactory, wait_for
+from tests.conftest import GATES, ServicesFactory, wait_for
 
 PY = sys.executable
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)
 
 
-def _run_order(runtime, ids: list[str]) -> list[str]:
+def _run_order(services, ids: list[str]) -> list[str]:
     """The ids in the order the dispatcher claimed them (event order, not clock time)."""
     for i in ids:
-        wait_for(partial(_ended, runtime, i), timeout=30)
+        wait_for(partial(_ended, services, i), timeout=30)
     claimed = {
-        i: next(e.seq for e in runtime.jobs.events(ADMIN, i) if e.to_state == "starting")
+        i: next(e.seq for e in services.jobs.events(ADMIN, i) if e.to_state == "starting")
         for i in ids
     }
     return sorted(ids, key=claimed.__getitem__)
 
 
-def _ended(runtime, job_id: str):
-    job = runtime.jobs.get(ADMIN, job_id)
+def _ended(services, job_id: str):
+    job = services.jobs.get(ADMIN, job_id)
     return job if job.is_terminal else None
 
 
-def _submit(runtime, priority: str, name: str = "", **kw):
+def _submit(services, priority: str, name: str = "", **kw):
     spec = JobSpec(argv=(PY, "-c", "pass"), priority=Priority(priority), name=name, **kw)
-    return runtime.jobs.submit(ADMIN, spec)[0]
+    return services.jobs.submit(ADMIN, spec)[0]
 
 
-def test_priority_order(make_runtime: RuntimeFactory) -> None:
-    runtime = make_runtime(start=False, slots=1)
-    low = _submit(runtime, "low")
-    normal = _submit(runtime, "normal")
-    critical = _submit(runtime, "critical")
-    high = _submit(runtime, "high")
-    normal2 = _submit(runtime, "normal")
-    reason = runtime.jobs.pending_reason(runtime.jobs.get(ADMIN, low.id))
+def test_priority_order(make_services: ServicesFactory) -> None:
+    services = make_services(start=False, slots=1)
+    low = _submit(services, "low")
+    normal = _submit(services, "normal")
+    critical = _submit(services, "critical")
+    high = _submit(services, "high")
+    normal2 = _submit(services, "normal")
+    reason = services.jobs.pending_reason(services.jobs.get(ADMIN, low.id))
     assert reason == "priority: 4 job(s) ahead in the queue"
-    assert runtime.dispatcher is not None
-    runtime.dispatcher.start()
-    order = _run_order(runtime, [low.id, normal.id, critical.id, high.id, normal2.id])
+    assert services.dispatcher is not None
+    services.dispatcher.start()
+    order = _run_order(services, [low.id, normal.id, critical.id, high.id, normal2.id])
     assert order == [critical.id, high.id, normal.id, normal2.id, low.id]
 
 
-def test_aging_lets_old_low_priority_jobs_run_first(make_runtime: RuntimeFactory) -> None:
+def test_aging_lets_old_low_priority_jobs_run_first(make_services: ServicesFactory) -> None:
     clock = ManualClock()
-    runtime = make_runtime(start=False, slots=1, clock=clock, aging_step_s=10.0)
-    low = _submit(runtime, "low")  # key T0
+    services = make_services(start=False, slots=1, clock=clock, aging_step_s=10.0)
+    low = _submit(services, "low")  # key T0
     clock.advance(5)
-    high = _submit(runtime, "high")  # key T0+5-20: younger but far more urgent
+    high = _submit(services, "high")  # key T0+5-20: younger but far more urgent
     clock.advance(36)
-    critical = _submit(runtime, "critical")  # key T0+41-30: the low job has waited long enough
-    assert runtime.dispatcher is not None
-    runtime.dispatcher.start()
-    assert _run_order(runtime, [low.id, high.id, critical.id]) == [high.id, low.id, critical.id]
+    critical = _submit(services, "critical")  # key T0+41-30: the low job has waited long enough
+    assert services.dispatcher is not None
+    services.dispatcher.start()
+    assert _run_order(services, [low.id, high.id, critical.id]) == [high.id, low.id, critical.id]
 
 
-def test_capacity_limits_running_jobs(make_runtime: RuntimeFactory, tmp_path: Path) -> None:
-    runtime = make_runtime(slots=2)
+def test_capacity_limits_running_jobs(make_services: ServicesFactory, tmp_path: Path) -> None:
+    services = make_services(slots=2)
     barrier = tmp_path / GATES / "release"
     code = f"import os,time\nwhile not os.path.exists({str(barrier)!r}): time.sleep(0.02)"
-    ids = [runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", code)))[0].id for _ in range(3)]
-    wait_for(lambda: sum(runtime.jobs.get(ADMIN, i).state is JobState.RUNNING for i in ids) == 2)
-    states = [runtime.jobs.get(ADMIN, i).state for i in ids]
+    ids = [services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", code)))[0].id for _ in range(3)]
+    wait_for(lambda: sum(services.jobs.get(ADMIN, i).state is JobState.RUNNING for i in ids) == 2)
+    states = [services.jobs.get(ADMIN, i).state for i in ids]
     assert states.count(JobState.QUEUED) == 1
     waiting = next(
-        runtime.jobs.get(ADMIN, i) for i in ids if states[ids.index(i)] is JobState.QUEUED
+        services.jobs.get(ADMIN, i) for i in ids if states[ids.index(i)] is JobState.QUEUED
     )
-    reason = runtime.jobs.pending_reason(waiting)
+    reason = services.jobs.pending_reason(waiting)
     assert reason is not None and reason.startswith("capacity: all 2 slots")
-    assert runtime.dispatcher is not None and runtime.dispatcher.running_count() == 2
+    assert services.dispatcher is not None and services.dispatcher.running_count() == 2
     barrier.touch()
     for i in ids:
-        assert wait_for(partial(_ended, runtime, i)).state is JobState.SUCCEEDED
+        assert wait_for(partial(_ended, services, i)).state is JobState.SUCCEEDED
 
 
-def test_concurrent_claims_never_start_a_job_twice(make_runtime: RuntimeFactory) -> None:
-    runtime = make_runtime(start=False)
+def test_concurrent_claims_never_start_a_job_twice(make_services: ServicesFactory) -> None:
+    services = make_services(start=False)
     n = 60
     for _ in range(n):
-        _submit(runtime, "normal")
+        _submit(services, "normal")
     claimed: list[str] = []
     lock = threading.Lock()
 
     def worker(k: int) -> None:
-        db = Database(runtime.db.url)
+        db = Database(services.db.url)
         store = ClaimStore(db)
         try:
             while True:
-                job = store.claim_next(node_id=f"n{k}", now=runtime.clock.now(), lease_ttl_s=30)
+                job = store.claim_next(node_id=f"n{k}", now=services.clock.now(), lease_ttl_s=30)
                 if job is None:
                     return
                 with lock:
@@ -121,27 +121,27 @@ def test_concurrent_claims_never_start_a_job_twice(make_runtime: RuntimeFactory)
     assert len(claimed) == n
     assert len(set(claimed)) == n
     for job_id in claimed:
-        job = runtime.jobs.get(ADMIN, job_id)
+        job = services.jobs.get(ADMIN, job_id)
         assert (job.state, job.attempt, job.lease_epoch) == (JobState.STARTING, 1, 1)
-        events = runtime.jobs.events(ADMIN, job_id)
+        events = services.jobs.events(ADMIN, job_id)
         assert [e.to_state for e in events] == ["queued", "starting"]
 
 
-def test_expired_lease_fails_job_and_fences_the_old_owner(make_runtime: RuntimeFactory) -> None:
+def test_expired_lease_fails_job_and_fences_the_old_owner(make_services: ServicesFactory) -> None:
     clock = ManualClock()
-    runtime = make_runtime(start=False, clock=clock, lease_ttl_s=7.0)
-    job = _submit(runtime, "normal")
-    store = runtime.jobs.store
-    claims = ClaimStore(runtime.db)
+    services = make_services(start=False, clock=clock, lease_ttl_s=7.0)
+    job = _submit(services, "normal")
+    store = services.jobs.store
+    claims = ClaimStore(services.db)
     claimed = claims.claim_next(node_id="dead-node", now=clock.now(), lease_ttl_s=5.0)
     assert claimed is not None and claimed.id == job.id
     running = store.transition(claimed, JobState.RUNNING, now=clock.now(), message="run", epoch=1)
-    assert runtime.dispatcher is not None
-    runtime.dispatcher.reap_expired()
-    assert runtime.jobs.get(ADMIN, job.id).state is JobState.RUNNING  # lease still valid
+    assert services.dispatcher is not None
+    services.dispatcher.reap_expired()
+    assert services.jobs.get(ADMIN, job.id).state is JobState.RUNNING  # lease still valid
     clock.advance(6)
-    runtime.dispatcher.reap_expired()
-    lost = runtime.jobs.get(ADMIN, job.id)
+    services.dispatcher.reap_expired()
+    lost = services.jobs.get(ADMIN, job.id)
     assert lost.state is JobState.FAILED
     assert lost.error_type == "NODE_LOST"
     assert lost.message == (
@@ -155,4 +155,4 @@ def test_expired_lease_fails_job_and_fences_the_old_owner(make_runtime: RuntimeF
     assert held == {}
     with pytest.raises(errors.StaleState):
         store.transition(running, JobState.SUCCEEDED, now=clock.now(), message="late", epoch=1)
-    assert runtime.jobs.get(ADMIN, job.id).state is JobState.FAILED
+    assert services.jobs.get(ADMIN, job.id).state is JobState.FAILED

@@ -16,12 +16,12 @@ import pytest
 
 from jobyard.store.database import Database
 from jobyard.store.migrate import upgrade
-from jobyard.wiring import Runtime
-from tests.conftest import LiveServer, RuntimeFactory, wait_for
+from jobyard.wiring import Services
+from tests.conftest import LiveServer, ServicesFactory, wait_for
 from tests.support import private_pg
 from tests.support.private_pg import PrivatePostgres
 
-Serve = Callable[[Runtime], LiveServer]
+Serve = Callable[[Services], LiveServer]
 
 
 def readyz(server: LiveServer) -> httpx.Response:
@@ -33,11 +33,11 @@ def is_ready(server: LiveServer) -> bool:
 
 
 def test_readyz_is_503_while_the_sqlite_database_refuses_writes(
-    db_url: str, make_runtime: RuntimeFactory, serve: Serve
+    db_url: str, make_services: ServicesFactory, serve: Serve
 ) -> None:
     if not db_url.startswith("sqlite"):
         pytest.skip("a lock held by another connection is SQLite's way to refuse writes")
-    server = serve(make_runtime())
+    server = serve(make_services())
     assert readyz(server).status_code == 200
     locker = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")  # every writer waits out its busy timeout, then fails
@@ -91,7 +91,7 @@ def test_readyz_is_503_while_the_disk_is_full(
     db_url: str,
     tmp_path: Path,
     small_disk: Path,
-    make_runtime: RuntimeFactory,
+    make_services: ServicesFactory,
     serve: Serve,
     db_on_it: bool,
 ) -> None:
@@ -99,7 +99,7 @@ def test_readyz_is_503_while_the_disk_is_full(
         pytest.skip("a full disk under a SQLite database and the data directory")
     data_dir = small_disk / "data"
     database = (data_dir if db_on_it else tmp_path) / "jobyard.db"
-    server = serve(make_runtime(data_dir=data_dir, database_url=f"sqlite:///{database}"))
+    server = serve(make_services(data_dir=data_dir, database_url=f"sqlite:///{database}"))
     assert readyz(server).status_code == 200
     filler = fill(small_disk)
     answer = wait_for(lambda: (r := readyz(server)).status_code == 503 and r, timeout=30)
@@ -123,7 +123,7 @@ def pg_server() -> Iterator[PrivatePostgres]:
 
 
 def test_readyz_is_503_while_postgres_refuses_writes(
-    db_url: str, pg_server: PrivatePostgres, make_runtime: RuntimeFactory, serve: Serve
+    db_url: str, pg_server: PrivatePostgres, make_services: ServicesFactory, serve: Serve
 ) -> None:
     if not db_url.startswith("sqlite"):
         pytest.skip("runs once, on the private PostgreSQL server")
@@ -131,7 +131,7 @@ def test_readyz_is_503_while_postgres_refuses_writes(
     db = Database(url)
     upgrade(db)
     db.dispose()
-    server = serve(make_runtime(database_url=url, run_dispatcher=False))
+    server = serve(make_services(database_url=url, run_dispatcher=False))
     assert readyz(server).status_code == 200
     pg_server.execute("postgres", "ALTER SYSTEM SET default_transaction_read_only = on")
     pg_server.execute("postgres", "SELECT pg_reload_conf()")

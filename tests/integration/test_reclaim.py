@@ -15,8 +15,8 @@ from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import ErrorType, JobSpec
 from jobyard.domain.states import JobState
 from jobyard.store.claims import AttemptEnd
-from jobyard.wiring import Runtime
-from tests.conftest import GATES, RuntimeFactory, wait_for
+from jobyard.wiring import Services
+from tests.conftest import GATES, ServicesFactory, wait_for
 
 PY = sys.executable
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)
@@ -37,26 +37,26 @@ else:
 """
 
 
-def _said(runtime: Runtime, job_id: str, attempt: int, word: str) -> bool:
-    log = runtime.settings.data_dir / "jobs" / job_id / "logs" / f"attempt-{attempt}.log"
+def _said(services: Services, job_id: str, attempt: int, word: str) -> bool:
+    log = services.settings.data_dir / "jobs" / job_id / "logs" / f"attempt-{attempt}.log"
     return log.exists() and word in log.read_text()
 
 
 def test_the_old_attempts_end_does_not_remove_the_new_attempt(
-    make_runtime: RuntimeFactory, tmp_path: Path
+    make_services: ServicesFactory, tmp_path: Path
 ) -> None:
     # the supervisor renews leases only when the test says so (one beat at its start);
     # no self-fencing meanwhile (it needs a tolerance of two heartbeats at least)
-    runtime = make_runtime(
+    services = make_services(
         heartbeat_interval_s=3600.0,
         outage_tolerance_s=7200.0,
         lease_ttl_s=7300.0,
         reap_interval_s=3600.0,
     )
-    dispatcher = runtime.dispatcher
+    dispatcher = services.dispatcher
     assert dispatcher is not None
     gates = tmp_path / GATES
-    job, _ = runtime.jobs.submit(
+    job, _ = services.jobs.submit(
         ADMIN,
         JobSpec(
             argv=(PY, "-c", SCRIPT),
@@ -65,8 +65,10 @@ def test_the_old_attempts_end_does_not_remove_the_new_attempt(
             retry_backoff_s=0.0,
         ),
     )
-    first = wait_for(lambda: (j := runtime.jobs.get(ADMIN, job.id)).state is JobState.RUNNING and j)
-    wait_for(lambda: _said(runtime, job.id, 1, "started1"))
+    first = wait_for(
+        lambda: (j := services.jobs.get(ADMIN, job.id)).state is JobState.RUNNING and j
+    )
+    wait_for(lambda: _said(services, job.id, 1, "started1"))
     old = dispatcher.attempts.get(job.id)
     assert old is not None and old.job.lease_epoch == first.lease_epoch == 1
 
@@ -91,14 +93,14 @@ def test_the_old_attempts_end_does_not_remove_the_new_attempt(
                 error_type=ErrorType.NODE_LOST.value,
             )
         ],
-        runtime.clock.now(),
+        services.clock.now(),
     )
     assert ended[0].ended is not None and ended[0].ended.state is JobState.QUEUED
     dispatcher.job_queued()
     # ... and this node claims it again while attempt 1 still runs
-    wait_for(lambda: _said(runtime, job.id, 2, "started2"))
+    wait_for(lambda: _said(services, job.id, 2, "started2"))
     second = wait_for(
-        lambda: (j := runtime.jobs.get(ADMIN, job.id)).state is JobState.RUNNING and j
+        lambda: (j := services.jobs.get(ADMIN, job.id)).state is JobState.RUNNING and j
     )
     assert (second.attempt, second.lease_epoch) == (2, 2)
     new = dispatcher.attempts.get(job.id)
@@ -111,16 +113,16 @@ def test_the_old_attempts_end_does_not_remove_the_new_attempt(
     assert dispatcher.attempts.get(job.id) is new
     assert dispatcher.running_count() == 1
     assert old.stop_reason is StopReason.LOST
-    current = runtime.jobs.get(ADMIN, job.id)
+    current = services.jobs.get(ADMIN, job.id)
     assert (current.state, current.attempt, current.lease_epoch) == (JobState.RUNNING, 2, 2)
     # the next heartbeat renews attempt 2's lease: the reaper of another node leaves it
     before = current.lease_expires_at
     dispatcher.supervisor.heartbeat()
-    renewed = runtime.jobs.get(ADMIN, job.id)
+    renewed = services.jobs.get(ADMIN, job.id)
     assert before is not None and renewed.lease_expires_at is not None
     assert renewed.lease_expires_at > before
 
     (gates / "stop2").touch()
-    done = wait_for(lambda: (j := runtime.jobs.get(ADMIN, job.id)).is_terminal and j)
+    done = wait_for(lambda: (j := services.jobs.get(ADMIN, job.id)).is_terminal and j)
     assert (done.state, done.attempt) == (JobState.SUCCEEDED, 2)
     wait_for(lambda: dispatcher.running_count() == 0)

@@ -27,16 +27,16 @@ from jobyard.errors import NotFound as ServiceNotFound
 from jobyard.sdk.errors import Conflict, NotFound, PayloadTooLarge
 from jobyard.sdk.errors import InvalidInput as SdkInvalidInput
 from jobyard.service.registry import EnvironmentSpec
-from jobyard.wiring import Runtime
-from tests.conftest import LiveServer, RuntimeFactory
+from jobyard.wiring import Services
+from tests.conftest import LiveServer, ServicesFactory
 
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)
 
 
 @pytest.fixture
-def idle(make_runtime: RuntimeFactory, serve: Callable[[Runtime], LiveServer]) -> LiveServer:
+def idle(make_services: ServicesFactory, serve: Callable[[Services], LiveServer]) -> LiveServer:
     """A server whose dispatcher does not run: inserted jobs stay unfinished."""
-    return serve(make_runtime(start=False))
+    return serve(make_services(start=False))
 
 
 @pytest.fixture
@@ -56,13 +56,13 @@ def _note(path: Path) -> Path:
     return path
 
 
-def _add_job(runtime: Runtime, **spec: object) -> None:
-    runtime.jobs.store.insert(
+def _add_job(services: Services, **spec: object) -> None:
+    services.jobs.store.insert(
         tenant_id="default",
         spec=JobSpec(entrypoint="true", **spec),  # type: ignore[arg-type]
         state=JobState.QUEUED,
         sort_key=0.0,
-        now=runtime.clock.now(),
+        now=services.clock.now(),
         request_hash=None,
         message="test",
     )
@@ -162,9 +162,9 @@ def test_artifact_larger_than_one_mib(c: Client, tmp_path: Path) -> None:
 
 
 def test_upload_limits(
-    make_runtime: RuntimeFactory, serve: Callable[[Runtime], LiveServer], tmp_path: Path
+    make_services: ServicesFactory, serve: Callable[[Services], LiveServer], tmp_path: Path
 ) -> None:
-    server = serve(make_runtime(start=False, max_upload_bytes=1024 * 1024))
+    server = serve(make_services(start=False, max_upload_bytes=1024 * 1024))
     with server.client() as c:
         c.create_model("m")
         over = tmp_path / "over.bin"
@@ -180,7 +180,7 @@ def test_upload_limits(
         resp = c._http.post("/v1/models/m/versions", json=spec)
         assert resp.status_code == 413 and resp.json()["code"] == "PAYLOAD_TOO_LARGE"
         assert c.versions("m") == []
-    blobs = Path(server.runtime.storage.root) / "blobs"
+    blobs = Path(server.services.storage.root) / "blobs"
     assert not blobs.exists() or not [p for p in blobs.rglob("*") if p.is_file()]
 
 
@@ -287,7 +287,7 @@ def test_parameter_schema_defaults_and_check(idle: LiveServer, c: Client) -> Non
     )
     assert v.parameters_schema == schema and v.default_parameters == {"mode": "fast"}
 
-    registry = idle.runtime.registry
+    registry = idle.services.registry
     version = registry.get_version(ADMIN, "m", "1")
     assert registry.check_parameters(version, {"threshold": 0.5}) == {
         "mode": "fast",
@@ -307,7 +307,7 @@ def test_parameter_schema_defaults_and_check(idle: LiveServer, c: Client) -> Non
 
 
 def test_resolve_and_deprecate(idle: LiveServer, c: Client) -> None:
-    registry = idle.runtime.registry
+    registry = idle.services.registry
     c.create_model("m")
     c.create_model("empty")
     v1 = c.push_version("m", "1.0", entrypoint="true")
@@ -341,8 +341,8 @@ def test_delete_refused_while_jobs_reference_a_version(idle: LiveServer, c: Clie
     c.create_model("m")
     v1 = c.push_version("m", "1", entrypoint="true")
     c.push_version("m", "2", entrypoint="true")
-    _add_job(idle.runtime, model_version_id=v1.id)
-    _add_job(idle.runtime, model_version_id=v1.id)
+    _add_job(idle.services, model_version_id=v1.id)
+    _add_job(idle.services, model_version_id=v1.id)
     with pytest.raises(Conflict, match="2 job"):
         c.delete_version("m", "1")
     with pytest.raises(Conflict, match="2 job"):
@@ -409,7 +409,7 @@ def test_environments(idle: LiveServer, c: Client, tmp_path: Path) -> None:
     with pytest.raises(SdkInvalidInput, match="network"):
         c.update_environment("py-small", network="bridge")
     with pytest.raises(InvalidInput, match="over the limit"):  # the service's 1 MiB limit
-        idle.runtime.registry.create_environment(
+        idle.services.registry.create_environment(
             ADMIN, EnvironmentSpec(name="big", files={"a": "x" * 600_000, "b": "y" * 600_000})
         )
     assert c.environment("py-small").env_vars == {"REGION": "eu"}
@@ -423,7 +423,7 @@ def test_environments(idle: LiveServer, c: Client, tmp_path: Path) -> None:
         c.push_version("m", "2", entrypoint="true", default_environment="nope")
 
     # an environment in use by an unfinished job cannot be deleted
-    _add_job(idle.runtime, environment_id=env.id)
+    _add_job(idle.services, environment_id=env.id)
     with pytest.raises(Conflict, match="1 unfinished job"):
         c.delete_environment("py-small")
     job = c.list().items[0]
@@ -478,9 +478,9 @@ def test_environment_network_over_http(idle: LiveServer) -> None:
 
 
 def test_other_tenant_sees_nothing(idle: LiveServer, c: Client, tmp_path: Path) -> None:
-    runtime = idle.runtime
-    runtime.auth.store.ensure_tenant("other", "Other", runtime.clock.now())
-    _key, secret = runtime.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
+    services = idle.services
+    services.auth.store.ensure_tenant("other", "Other", services.clock.now())
+    _key, secret = services.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
     m = c.create_model("churn")
     v = c.push_version("churn", "1", _notebook(tmp_path / "s.ipynb"))
     env = c.create_environment("py-small")
@@ -514,7 +514,7 @@ def test_other_tenant_sees_nothing(idle: LiveServer, c: Client, tmp_path: Path) 
     other = Principal(tenant_id="other", key_id="o", key_name="o", role=Role.ADMIN)
     for ref in ("churn:1", v.id):
         with pytest.raises(ServiceNotFound):
-            runtime.registry.resolve(other, ref)
+            services.registry.resolve(other, ref)
     assert c.version("churn", "1").id == v.id
 
 

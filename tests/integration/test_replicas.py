@@ -9,7 +9,7 @@ import pytest
 from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import JobSpec
 from jobyard.domain.states import JobState
-from tests.conftest import RuntimeFactory, wait_for
+from tests.conftest import ServicesFactory, wait_for
 
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)
 
@@ -21,10 +21,10 @@ def pg_only(db_url: str) -> None:
 
 
 @pytest.mark.usefixtures("pg_only")
-def test_submit_on_api_node_wakes_worker_node(make_runtime: RuntimeFactory) -> None:
-    api = make_runtime(run_dispatcher=False, node_id="api-node")
+def test_submit_on_api_node_wakes_worker_node(make_services: ServicesFactory) -> None:
+    api = make_services(run_dispatcher=False, node_id="api-node")
     # polls only every minute: the job can only start quickly if NOTIFY woke it
-    worker = make_runtime(node_id="worker-node", poll_interval_s=60.0)
+    worker = make_services(node_id="worker-node", poll_interval_s=60.0)
     assert api.dispatcher is None and worker.dispatcher is not None
     wait_for(lambda: worker.dispatcher is not None and worker.dispatcher._listener is not None)
     job, _ = api.jobs.submit(ADMIN, JobSpec(argv=(sys.executable, "-c", "pass")))
@@ -34,9 +34,9 @@ def test_submit_on_api_node_wakes_worker_node(make_runtime: RuntimeFactory) -> N
 
 
 @pytest.mark.usefixtures("pg_only")
-def test_cancel_through_another_replica(make_runtime: RuntimeFactory) -> None:
-    worker = make_runtime(node_id="worker-node")
-    api = make_runtime(run_dispatcher=False, node_id="api-node")
+def test_cancel_through_another_replica(make_services: ServicesFactory) -> None:
+    worker = make_services(node_id="worker-node")
+    api = make_services(run_dispatcher=False, node_id="api-node")
     job, _ = api.jobs.submit(
         ADMIN, JobSpec(argv=(sys.executable, "-c", "import time; time.sleep(60)"))
     )

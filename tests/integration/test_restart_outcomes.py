@@ -16,19 +16,19 @@ from jobyard.domain.states import JobState
 from jobyard.storage.exitstatus import parse_exit_code
 from jobyard.storage.workspace import Workspace
 from jobyard.store.claims import ClaimStore, Started
-from jobyard.wiring import Runtime
-from tests.conftest import RuntimeFactory, wait_for
+from jobyard.wiring import Services
+from tests.conftest import ServicesFactory, wait_for
 
 PY = sys.executable
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="tester", role=Role.ADMIN)
 
 
-def _ran_in_a_previous_life(runtime: Runtime, spec: JobSpec) -> Job:
+def _ran_in_a_previous_life(services: Services, spec: JobSpec) -> Job:
     """A job this node (``test-node``) claimed and marked running before it died; its
     process is gone."""
-    job, _ = runtime.jobs.submit(ADMIN, spec)
-    claims = ClaimStore(runtime.db)
-    now = runtime.clock.now()
+    job, _ = services.jobs.submit(ADMIN, spec)
+    claims = ClaimStore(services.db)
+    now = services.clock.now()
     claimed = claims.claim_next(node_id="test-node", now=now, lease_ttl_s=600)
     assert claimed is not None and claimed.id == job.id
     dead = subprocess.Popen(["true"])
@@ -41,41 +41,41 @@ def _ran_in_a_previous_life(runtime: Runtime, spec: JobSpec) -> Job:
     return running
 
 
-def _record_exit(runtime: Runtime, job: Job, content: str, at: datetime) -> None:
+def _record_exit(services: Services, job: Job, content: str, at: datetime) -> None:
     """Write the attempt's exit status as the executor does (bubblewrap's
     ``--json-status-fd`` writes several objects), modified at ``at``."""
-    path = Workspace(runtime.settings.data_dir).exit_status_path(job.id, job.attempt)
+    path = Workspace(services.settings.data_dir).exit_status_path(job.id, job.attempt)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(content)
     os.utime(path, (at.timestamp(), at.timestamp()))
 
 
 def test_a_restarted_node_records_the_real_outcome_of_jobs_that_ended_while_it_was_down(
-    make_runtime: RuntimeFactory,
+    make_services: ServicesFactory,
 ) -> None:
-    runtime = make_runtime(start=False)
-    workspace = Workspace(runtime.settings.data_dir)
-    ended_at = from_epoch(int(runtime.clock.now().timestamp()) - 5)
+    services = make_services(start=False)
+    workspace = Workspace(services.settings.data_dir)
+    ended_at = from_epoch(int(services.clock.now().timestamp()) - 5)
 
-    failed = _ran_in_a_previous_life(runtime, JobSpec(argv=(PY, "-c", "pass")))
+    failed = _ran_in_a_previous_life(services, JobSpec(argv=(PY, "-c", "pass")))
     log = workspace.log_path(failed.id, failed.attempt)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("loading\nfatal: the answer is not 42\n")
     output = workspace.workdir(failed.id) / "output"
     output.mkdir(parents=True)
     (output / "partial.csv").write_text("a,b\n1,2\n")
-    _record_exit(runtime, failed, '{ "child-pid": 12 }\n{ "exit-code": 3 }\n', ended_at)
+    _record_exit(services, failed, '{ "child-pid": 12 }\n{ "exit-code": 3 }\n', ended_at)
 
-    succeeded = _ran_in_a_previous_life(runtime, JobSpec(argv=(PY, "-c", "pass")))
-    _record_exit(runtime, succeeded, '{"exit-code": 0}', ended_at)
+    succeeded = _ran_in_a_previous_life(services, JobSpec(argv=(PY, "-c", "pass")))
+    _record_exit(services, succeeded, '{"exit-code": 0}', ended_at)
 
-    unknown = _ran_in_a_previous_life(runtime, JobSpec(argv=(PY, "-c", "pass")))
-    _record_exit(runtime, unknown, '{ "child-pid": 12 }\n', ended_at)  # died before exiting
+    unknown = _ran_in_a_previous_life(services, JobSpec(argv=(PY, "-c", "pass")))
+    _record_exit(services, unknown, '{ "child-pid": 12 }\n', ended_at)  # died before exiting
 
-    assert runtime.dispatcher is not None
-    runtime.dispatcher.start()  # the restart: reconcile
+    assert services.dispatcher is not None
+    services.dispatcher.start()  # the restart: reconcile
 
-    done = runtime.jobs.get(ADMIN, failed.id)
+    done = services.jobs.get(ADMIN, failed.id)
     assert (done.state, done.exit_code, done.error_type) == (
         JobState.FAILED,
         3,
@@ -85,42 +85,42 @@ def test_a_restarted_node_records_the_real_outcome_of_jobs_that_ended_while_it_w
     assert "fatal: the answer is not 42" in (done.message or "")
     assert done.ended_at is not None
     assert abs(done.ended_at - ended_at) < timedelta(milliseconds=1)  # when it exited
-    results = runtime.results.get(ADMIN, failed.id)
+    results = services.results.get(ADMIN, failed.id)
     assert [a.path for a in results.artifacts] == ["partial.csv"]
 
-    ok = runtime.jobs.get(ADMIN, succeeded.id)
+    ok = services.jobs.get(ADMIN, succeeded.id)
     assert (ok.state, ok.exit_code, ok.error_type) == (JobState.SUCCEEDED, 0, None)
 
-    lost = runtime.jobs.get(ADMIN, unknown.id)
+    lost = services.jobs.get(ADMIN, unknown.id)
     assert (lost.state, lost.exit_code, lost.error_type) == (JobState.FAILED, None, "NODE_LOST")
     assert "the server restarted while the job ran" in (lost.message or "")
 
 
 def test_a_known_failure_found_at_restart_is_retried_as_the_job_allows(
-    make_runtime: RuntimeFactory,
+    make_services: ServicesFactory,
 ) -> None:
-    runtime = make_runtime(start=False)
+    services = make_services(start=False)
     spec = JobSpec(argv=(PY, "-c", "pass"), max_attempts=2, retry_backoff_s=0)
-    job = _ran_in_a_previous_life(runtime, spec)
-    _record_exit(runtime, job, '{"exit-code": 1}', runtime.clock.now())
-    assert runtime.dispatcher is not None
-    runtime.dispatcher.start()
-    done = wait_for(lambda: (j := runtime.jobs.get(ADMIN, job.id)).is_terminal and j, 30)
+    job = _ran_in_a_previous_life(services, spec)
+    _record_exit(services, job, '{"exit-code": 1}', services.clock.now())
+    assert services.dispatcher is not None
+    services.dispatcher.start()
+    done = wait_for(lambda: (j := services.jobs.get(ADMIN, job.id)).is_terminal and j, 30)
     assert (done.state, done.attempt, done.exit_code) == (JobState.SUCCEEDED, 2, 0)
 
 
-def test_an_attempt_does_not_inherit_a_stale_exit_status(make_runtime: RuntimeFactory) -> None:
-    runtime = make_runtime(start=False)
-    job, _ = runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "import time; time.sleep(60)")))
-    stale = Workspace(runtime.settings.data_dir).exit_status_path(job.id, 1)
+def test_an_attempt_does_not_inherit_a_stale_exit_status(make_services: ServicesFactory) -> None:
+    services = make_services(start=False)
+    job, _ = services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "import time; time.sleep(60)")))
+    stale = Workspace(services.settings.data_dir).exit_status_path(job.id, 1)
     stale.parent.mkdir(parents=True)
     stale.write_text('{"exit-code": 9}')  # left by an earlier life of this data directory
-    assert runtime.dispatcher is not None
-    runtime.dispatcher.start()
-    wait_for(lambda: runtime.jobs.get(ADMIN, job.id).state is JobState.RUNNING)
+    assert services.dispatcher is not None
+    services.dispatcher.start()
+    wait_for(lambda: services.jobs.get(ADMIN, job.id).state is JobState.RUNNING)
     # gone, or the running attempt's own file (a sandbox opens it at the start)
     assert not stale.exists() or parse_exit_code(stale.read_text()) is None
-    runtime.jobs.cancel(ADMIN, job.id, force=True)
+    services.jobs.cancel(ADMIN, job.id, force=True)
 
 
 def test_exit_status_files_are_read_robustly() -> None:

@@ -55,11 +55,11 @@ def test_system_status_is_typed(live: LiveServer, client: Client) -> None:
     status = client.system_status()
     assert isinstance(status, SystemStatus)
     assert status.system_status == "healthy"
-    assert [n.node_id for n in status.execution_nodes] == [live.runtime.node_id]
+    assert [n.node_id for n in status.execution_nodes] == [live.services.node_id]
     assert status.execution_nodes[0].job_capacity == 2
     assert status.queue_statistics.by_priority.high == 0
     assert status.performance_metrics.by_outcome.succeeded == 1
     assert status.resource_utilization.total_slots == 2
     assert isinstance(status.sandbox, SandboxStatus)
-    assert status.sandbox.jobs_sandboxed == live.runtime.sandbox.sandboxed
+    assert status.sandbox.jobs_sandboxed == live.services.sandbox.sandboxed
     assert done.status == "succeeded"

@@ -28,8 +28,8 @@ from jobyard.sdk import (
     NotFound,
     Unauthenticated,
 )
-from jobyard.wiring import Runtime
-from tests.conftest import LiveServer, RuntimeFactory, wait_for
+from jobyard.wiring import Services
+from tests.conftest import LiveServer, ServicesFactory, wait_for
 
 
 @pytest.fixture
@@ -39,9 +39,9 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def idle(make_runtime: RuntimeFactory, serve: Callable[[Runtime], LiveServer]) -> LiveServer:
+def idle(make_services: ServicesFactory, serve: Callable[[Services], LiveServer]) -> LiveServer:
     """A server whose dispatcher does not run: submitted jobs stay queued."""
-    return serve(make_runtime(start=False))
+    return serve(make_services(start=False))
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_one_client_from_many_threads(idle: LiveServer, connects: list[tuple[str
 
 
 @pytest.fixture
-def tls_server(make_runtime: RuntimeFactory, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+def tls_server(make_services: ServicesFactory, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     """The app on uvicorn over TLS with a self-signed certificate for 127.0.0.1:
     yields (url, admin key, certificate file)."""
     if shutil.which("openssl") is None:
@@ -181,12 +181,12 @@ def tls_server(make_runtime: RuntimeFactory, tmp_path: Path) -> Iterator[tuple[s
          "-addext", "subjectAltName=IP:127.0.0.1"],
         check=True, capture_output=True,
     )  # fmt: skip
-    runtime = make_runtime(start=False)
-    _, admin_key = runtime.auth.create_key(tenant_id="default", name="t", role=Role.SUPERUSER)
+    services = make_services(start=False)
+    _, admin_key = services.auth.create_key(tenant_id="default", name="t", role=Role.SUPERUSER)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
-        create_app(runtime),
+        create_app(services),
         log_level="warning",
         lifespan="off",
         ssl_certfile=str(cert),

@@ -22,7 +22,7 @@ from jobyard.domain.states import JobState
 from jobyard.settings import Settings
 from jobyard.store.database import Database
 from jobyard.store.migrate import upgrade
-from jobyard.wiring import Runtime, build_runtime
+from jobyard.wiring import Services, build_services
 from tests.conftest import fast_settings, wait_for
 from tests.support import private_pg
 from tests.support.blackhole import TcpProxy
@@ -59,20 +59,20 @@ def private_db(pg_server: PrivatePostgres) -> str:
 
 
 @pytest.fixture
-def start_node(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
-    """Start a runtime (a node with a dispatcher) on a database URL; closed at teardown."""
-    made: list[Runtime] = []
+def start_node(tmp_path: Path) -> Iterator[Callable[..., Services]]:
+    """Start a services (a node with a dispatcher) on a database URL; closed at teardown."""
+    made: list[Services] = []
 
-    def start(url: str, **overrides: Any) -> Runtime:
+    def start(url: str, **overrides: Any) -> Services:
         settings = fast_settings(tmp_path / f"data{len(made)}", url, **overrides)
-        runtime = build_runtime(settings)
-        made.append(runtime)
-        runtime.start()
-        return runtime
+        services = build_services(settings)
+        made.append(services)
+        services.start()
+        return services
 
     yield start
-    for runtime in reversed(made):
-        runtime.close()
+    for services in reversed(made):
+        services.close()
 
 
 def waits_for_go(code: int) -> tuple[str, ...]:
@@ -88,63 +88,63 @@ def waits_for_go(code: int) -> tuple[str, ...]:
     )
 
 
-def go(runtime: Runtime, job: Job) -> None:
-    (runtime.settings.data_dir / "jobs" / job.id / "work" / "go").touch()
+def go(services: Services, job: Job) -> None:
+    (services.settings.data_dir / "jobs" / job.id / "work" / "go").touch()
 
 
-def submit(runtime: Runtime, argv: tuple[str, ...]) -> Job:
-    job, _ = runtime.jobs.submit(ADMIN, JobSpec(argv=argv))
+def submit(services: Services, argv: tuple[str, ...]) -> Job:
+    job, _ = services.jobs.submit(ADMIN, JobSpec(argv=argv))
     return job
 
 
-def current(runtime: Runtime, job_id: str) -> Job | None:
+def current(services: Services, job_id: str) -> Job | None:
     """The job now, or None while the database does not answer."""
     try:
-        return runtime.jobs.get(ADMIN, job_id)
+        return services.jobs.get(ADMIN, job_id)
     except errors.StoreUnavailable:
         return None
 
 
-def state_of(runtime: Runtime, job_id: str) -> JobState | None:
-    job = current(runtime, job_id)
+def state_of(services: Services, job_id: str) -> JobState | None:
+    job = current(services, job_id)
     return None if job is None else job.state
 
 
-def ended(runtime: Runtime, job_id: str, timeout: float = 60) -> Job:
+def ended(services: Services, job_id: str, timeout: float = 60) -> Job:
     def done() -> Job | None:
-        job = current(runtime, job_id)
+        job = current(services, job_id)
         return job if job is not None and job.is_terminal else None
 
     found: Job = wait_for(done, timeout=timeout)
     return found
 
 
-def dispatcher_of(runtime: Runtime) -> Any:
-    assert runtime.dispatcher is not None
-    return runtime.dispatcher
+def dispatcher_of(services: Services) -> Any:
+    assert services.dispatcher is not None
+    return services.dispatcher
 
 
 # ---- 1. an attempt's outcome is kept until it is written -------------------------------
 def test_an_end_blocked_by_a_sqlite_lock_is_written_with_its_exit_code_and_time(
-    tmp_path: Path, start_node: Callable[..., Runtime]
+    tmp_path: Path, start_node: Callable[..., Services]
 ) -> None:
     db_file = tmp_path / "jobyard.db"
-    runtime = start_node(f"sqlite:///{db_file}", **DEFAULT_LEASES)
-    job = submit(runtime, waits_for_go(5))
-    wait_for(lambda: state_of(runtime, job.id) is JobState.RUNNING)
-    claim_loop = dispatcher_of(runtime).claim_loop
+    services = start_node(f"sqlite:///{db_file}", **DEFAULT_LEASES)
+    job = submit(services, waits_for_go(5))
+    wait_for(lambda: state_of(services, job.id) is JobState.RUNNING)
+    claim_loop = dispatcher_of(services).claim_loop
     locker = sqlite3.connect(db_file, isolation_level=None, timeout=10)
     locker.execute("BEGIN EXCLUSIVE")  # longer than the busy timeout: every write fails
     try:
-        go(runtime, job)
+        go(services, job)
         # the exit was seen and its end could not be written (the step failed)
         wait_for(lambda: claim_loop.pending_ends() == 1 and claim_loop.paused_for() > 0, 30)
         exited_before = datetime.now(UTC)
-        assert state_of(runtime, job.id) is JobState.RUNNING
+        assert state_of(services, job.id) is JobState.RUNNING
     finally:
         locker.execute("ROLLBACK")
         locker.close()
-    done = ended(runtime, job.id)
+    done = ended(services, job.id)
     assert (done.state, done.exit_code, done.error_type) == (
         JobState.FAILED,
         5,
@@ -152,25 +152,25 @@ def test_an_end_blocked_by_a_sqlite_lock_is_written_with_its_exit_code_and_time(
     )
     assert "the job saw go" in (done.message or "")
     assert done.ended_at is not None and done.ended_at < exited_before  # the exit's time
-    assert dispatcher_of(runtime).running_count() == 0
+    assert dispatcher_of(services).running_count() == 0
 
 
 def test_an_end_while_postgres_is_down_is_written_when_it_is_back(
     tmp_path: Path,
     pg_server: PrivatePostgres,
     private_db: str,
-    start_node: Callable[..., Runtime],
+    start_node: Callable[..., Services],
 ) -> None:
-    runtime = start_node(private_db, **DEFAULT_LEASES)
-    job = submit(runtime, waits_for_go(3))
-    wait_for(lambda: state_of(runtime, job.id) is JobState.RUNNING)
-    claim_loop = dispatcher_of(runtime).claim_loop
+    services = start_node(private_db, **DEFAULT_LEASES)
+    job = submit(services, waits_for_go(3))
+    wait_for(lambda: state_of(services, job.id) is JobState.RUNNING)
+    claim_loop = dispatcher_of(services).claim_loop
     pg_server.stop()
-    go(runtime, job)
+    go(services, job)
     wait_for(lambda: claim_loop.pending_ends() == 1 and claim_loop.paused_for() > 0, 30)
     exited_before = datetime.now(UTC)
     pg_server.start()
-    done = ended(runtime, job.id)
+    done = ended(services, job.id)
     assert (done.state, done.exit_code, done.error_type) == (
         JobState.FAILED,
         3,
@@ -185,18 +185,18 @@ def test_running_jobs_survive_a_ten_second_postgres_outage(
     tmp_path: Path,
     pg_server: PrivatePostgres,
     private_db: str,
-    start_node: Callable[..., Runtime],
+    start_node: Callable[..., Services],
 ) -> None:
-    runtime = start_node(private_db, **DEFAULT_LEASES)  # the shipped lease settings
-    job = submit(runtime, waits_for_go(0))
-    wait_for(lambda: state_of(runtime, job.id) is JobState.RUNNING)
-    supervisor = dispatcher_of(runtime).supervisor
+    services = start_node(private_db, **DEFAULT_LEASES)  # the shipped lease settings
+    job = submit(services, waits_for_go(0))
+    wait_for(lambda: state_of(services, job.id) is JobState.RUNNING)
+    supervisor = dispatcher_of(services).supervisor
     pg_server.stop()
     wait_for(lambda: supervisor.store_down_for() >= 10, timeout=40)
     pg_server.start()
     wait_for(lambda: supervisor.store_down_for() == 0, timeout=30)  # renewed again
-    go(runtime, job)
-    done = ended(runtime, job.id)
+    go(services, job)
+    done = ended(services, job.id)
     assert (done.state, done.exit_code, done.attempt) == (JobState.SUCCEEDED, 0, 1)
 
 
@@ -204,17 +204,17 @@ def test_a_node_that_loses_postgres_longer_than_its_tolerance_stops_its_jobs(
     tmp_path: Path,
     pg_server: PrivatePostgres,
     private_db: str,
-    start_node: Callable[..., Runtime],
+    start_node: Callable[..., Services],
 ) -> None:
-    runtime = start_node(private_db)  # fast settings: outage_tolerance_s=4, lease_ttl_s=7
-    job = submit(runtime, waits_for_go(0))
-    wait_for(lambda: state_of(runtime, job.id) is JobState.RUNNING)
-    attempt = dispatcher_of(runtime).attempts.get(job.id)
+    services = start_node(private_db)  # fast settings: outage_tolerance_s=4, lease_ttl_s=7
+    job = submit(services, waits_for_go(0))
+    wait_for(lambda: state_of(services, job.id) is JobState.RUNNING)
+    attempt = dispatcher_of(services).attempts.get(job.id)
     pid = attempt.handle.pid
     pg_server.stop()
     wait_for(lambda: _gone(pid), timeout=30)  # killed by the node, not by a reaper
     pg_server.start()
-    done = ended(runtime, job.id)
+    done = ended(services, job.id)
     assert (done.state, done.error_type, done.attempt) == (JobState.FAILED, "NODE_LOST", 1)
     assert re.fullmatch(
         r"The node running this job \(test-node\) could not reach the database for \d+ s"
@@ -241,13 +241,13 @@ TICKS = (
 )
 
 
-def _ticks(runtime: Runtime, job: Job) -> list[float]:
-    path = runtime.settings.data_dir / "jobs" / job.id / "work" / "ticks"
+def _ticks(services: Services, job: Job) -> list[float]:
+    path = services.settings.data_dir / "jobs" / job.id / "work" / "ticks"
     return [float(t) for t in path.read_text().split()] if path.exists() else []
 
 
 def test_a_partitioned_node_stops_its_job_before_another_node_runs_it_again(
-    pg_server: PrivatePostgres, private_db: str, start_node: Callable[..., Runtime]
+    pg_server: PrivatePostgres, private_db: str, start_node: Callable[..., Services]
 ) -> None:
     with TcpProxy("127.0.0.1", pg_server.port) as proxy:
         through_proxy = private_db.replace(f":{pg_server.port}/", f":{proxy.port}/")

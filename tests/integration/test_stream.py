@@ -27,7 +27,7 @@ from jobyard.domain.auth import Principal, Role
 from jobyard.sdk.errors import NotFound
 from jobyard.sdk.models import Job
 from jobyard.sdk.stream import ServerSentEvent, StreamEvent, parse_sse
-from tests.conftest import LiveServer, RuntimeFactory
+from tests.conftest import LiveServer, ServicesFactory
 
 PY = sys.executable
 STATES = ["queued", "starting", "running", "succeeded"]
@@ -46,15 +46,15 @@ def _served(server: LiveServer) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def live(make_runtime: RuntimeFactory) -> Iterator[LiveServer]:
-    """A started runtime behind a real HTTP server that serves the event streams."""
-    yield from _served(LiveServer(make_runtime()))
+def live(make_services: ServicesFactory) -> Iterator[LiveServer]:
+    """A started services behind a real HTTP server that serves the event streams."""
+    yield from _served(LiveServer(make_services()))
 
 
 @pytest.fixture
-def idle(make_runtime: RuntimeFactory) -> Iterator[LiveServer]:
+def idle(make_services: ServicesFactory) -> Iterator[LiveServer]:
     """The same without a dispatcher: submitted jobs stay queued."""
-    yield from _served(LiveServer(make_runtime(start=False)))
+    yield from _served(LiveServer(make_services(start=False)))
 
 
 def _raw(
@@ -69,8 +69,8 @@ def _raw(
 
 
 def _other_tenant(live: LiveServer) -> str:
-    live.runtime.auth.store.ensure_tenant("other", "Other", live.runtime.clock.now())
-    _, key = live.runtime.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
+    live.services.auth.store.ensure_tenant("other", "Other", live.services.clock.now())
+    _, key = live.services.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
     return key
 
 
@@ -171,7 +171,7 @@ def test_a_state_change_reaches_the_stream(idle: LiveServer) -> None:
         with c.stream_events(job.id, kinds=["state"]) as events:
             assert next(events).to_state == "queued"
             start = time.monotonic()
-            idle.runtime.jobs.cancel(principal, job.id)
+            idle.services.jobs.cancel(principal, job.id)
             changed = next(events)
             elapsed = time.monotonic() - start
             assert next(events) == StreamEvent(

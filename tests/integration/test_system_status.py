@@ -18,39 +18,21 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobyard.api import errors as api_errors
-from jobyard.api.app import create_app
 from jobyard.api.metrics import metrics_route
-from jobyard.api.routes import system
 from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import Job, JobSpec
 from jobyard.domain.priorities import Priority, sort_key
 from jobyard.domain.states import JobState
 from jobyard.store.claims import ClaimStore
 from jobyard.store.nodes import NodeStore
-from jobyard.wiring import Runtime
+from jobyard.wiring import Services
 from tests import conftest
-from tests.conftest import PG_URL, LiveServer, RuntimeFactory, wait_for
+from tests.conftest import PG_URL, LiveServer, ServicesFactory, wait_for
 
 PY = sys.executable
 ADMIN = Principal(tenant_id="default", key_id="k", key_name="t", role=Role.ADMIN)
-Serve = Callable[[Runtime], LiveServer]
+Serve = Callable[[Services], LiveServer]
 HOUR = timedelta(hours=1)
-
-
-def app_with_system_routes(runtime: Runtime) -> FastAPI:
-    """``create_app`` plus the system routes, for as long as it does not mount them."""
-    app = create_app(runtime)
-    paths = {getattr(r, "path", None) for r in app.routes}
-    if "/v1/system/status" not in paths:
-        app.include_router(system.router)
-    if "/metrics" not in paths:
-        metrics_route(app, runtime)
-    return app
-
-
-@pytest.fixture(autouse=True)
-def _system_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(conftest, "create_app", app_with_system_routes)
 
 
 def get(server: LiveServer, path: str, key: str = "", accept: str = "*/*") -> httpx.Response:
@@ -58,13 +40,13 @@ def get(server: LiveServer, path: str, key: str = "", accept: str = "*/*") -> ht
     return httpx.get(server.url + path, headers={**auth, "Accept": accept}, timeout=10)
 
 
-def run(runtime: Runtime, code: str, **spec: Any) -> Job:
-    job, _ = runtime.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", code), **spec))
+def run(services: Services, code: str, **spec: Any) -> Job:
+    job, _ = services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", code), **spec))
     return job
 
 
-def ended(runtime: Runtime, job: Job) -> Job:
-    return cast(Job, wait_for(lambda: (j := runtime.jobs.get(ADMIN, job.id)).is_terminal and j))
+def ended(services: Services, job: Job) -> Job:
+    return cast(Job, wait_for(lambda: (j := services.jobs.get(ADMIN, job.id)).is_terminal and j))
 
 
 def secs(job: Job, start: str, end: str) -> float:
@@ -79,24 +61,24 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-def test_status_and_metrics_match_what_ran(make_runtime: RuntimeFactory, serve: Serve) -> None:
-    runtime = make_runtime(slots=1)
-    server = serve(runtime)
-    ok = ended(runtime, run(runtime, "pass"))
-    bad = ended(runtime, run(runtime, "raise SystemExit(3)"))
+def test_status_and_metrics_match_what_ran(make_services: ServicesFactory, serve: Serve) -> None:
+    services = make_services(slots=1)
+    server = serve(services)
+    ok = ended(services, run(services, "pass"))
+    bad = ended(services, run(services, "raise SystemExit(3)"))
     assert (ok.state, bad.state) == (JobState.SUCCEEDED, JobState.FAILED)
-    long = run(runtime, "import time; time.sleep(60)")
-    wait_for(lambda: runtime.jobs.get(ADMIN, long.id).state is JobState.RUNNING)
+    long = run(services, "import time; time.sleep(60)")
+    wait_for(lambda: services.jobs.get(ADMIN, long.id).state is JobState.RUNNING)
     for p in (Priority.CRITICAL, Priority.HIGH, Priority.HIGH, Priority.LOW):  # behind `long`
-        run(runtime, "pass", priority=p)
-    runtime.jobs.cancel(ADMIN, run(runtime, "pass").id)
-    now = runtime.clock.now()
-    run(runtime, "pass", scheduled_at=now + HOUR)
+        run(services, "pass", priority=p)
+    services.jobs.cancel(ADMIN, run(services, "pass").id)
+    now = services.clock.now()
+    run(services, "pass", scheduled_at=now + HOUR)
 
     # another tenant: two queued, one cancelled, one claimed by another node
-    runtime.auth.store.ensure_tenant("other", "Other", now)
-    _, other_key = runtime.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
-    store = runtime.jobs.store
+    services.auth.store.ensure_tenant("other", "Other", now)
+    _, other_key = services.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
+    store = services.jobs.store
 
     def insert(priority: Priority, key: float | None = None) -> Job:
         job, _ = store.insert(
@@ -113,13 +95,13 @@ def test_status_and_metrics_match_what_ran(make_runtime: RuntimeFactory, serve: 
     insert(Priority.NORMAL)
     insert(Priority.NORMAL)
     store.transition(insert(Priority.LOW), JobState.CANCELLED, now=now, message="cancelled")
-    nodes = NodeStore(runtime.db)
+    nodes = NodeStore(services.db)
     nodes.register(node_id="other-node", hostname="elsewhere", pid=1, slots=2, now=now)
     first = insert(Priority.CRITICAL, key=-1e12)  # first in the queue
-    claimed = ClaimStore(runtime.db).claim_next(node_id="other-node", now=now, lease_ttl_s=3600)
+    claimed = ClaimStore(services.db).claim_next(node_id="other-node", now=now, lease_ttl_s=3600)
     assert claimed is not None and claimed.id == first.id
     nodes.register(node_id="gone-node", hostname="h", pid=2, slots=4, now=now - HOUR)
-    nodes.heartbeat("other-node", runtime.clock.now())
+    nodes.heartbeat("other-node", services.clock.now())
 
     assert get(server, "/v1/system/status").status_code == 401
     body = get(server, "/v1/system/status", server.admin_key).json()
@@ -128,7 +110,7 @@ def test_status_and_metrics_match_what_ran(make_runtime: RuntimeFactory, serve: 
     assert sorted(by_id) == ["gone-node", "other-node", "test-node"]
     local = by_id["test-node"]
     assert (local["status"], local["job_capacity"], local["used_slots"]) == ("active", 1, 1)
-    assert local["active_jobs"] == 1 and local["node_id"] == runtime.node_id
+    assert local["active_jobs"] == 1 and local["node_id"] == services.node_id
     assert 0 <= local["cpu_percent"] <= 100 and 0 < local["memory_percent"] <= 100
     remote = by_id["other-node"]
     assert (remote["status"], remote["job_capacity"], remote["used_slots"]) == ("active", 2, 1)
@@ -139,7 +121,7 @@ def test_status_and_metrics_match_what_ran(make_runtime: RuntimeFactory, serve: 
     )
     assert (by_id["gone-node"]["status"], by_id["gone-node"]["used_slots"]) == ("stale", 0)
 
-    long = runtime.jobs.get(ADMIN, long.id)
+    long = services.jobs.get(ADMIN, long.id)
     waits = [secs(j, "queued_at", "started_at") for j in (ok, bad, long)]
     queue = body["queue_statistics"]
     assert queue["by_priority"] == {"low": 1, "normal": 0, "high": 2, "critical": 1}
@@ -195,21 +177,21 @@ def test_status_and_metrics_match_what_ran(make_runtime: RuntimeFactory, serve: 
     assert value(f"{latency}_bucket", le="3600.0") == 3
 
 
-def test_health_follows_nodes_and_queue(make_runtime: RuntimeFactory, serve: Serve) -> None:
-    runtime = make_runtime(start=False)  # no dispatcher: no node
-    server = serve(runtime)
-    runtime.auth.store.ensure_tenant("other", "Other", runtime.clock.now())
-    _, other_key = runtime.auth.create_key(tenant_id="other", name="o", role=Role.MEMBER)
+def test_health_follows_nodes_and_queue(make_services: ServicesFactory, serve: Serve) -> None:
+    services = make_services(start=False)  # no dispatcher: no node
+    server = serve(services)
+    services.auth.store.ensure_tenant("other", "Other", services.clock.now())
+    _, other_key = services.auth.create_key(tenant_id="other", name="o", role=Role.MEMBER)
 
     def health(key: str) -> str:
         return str(get(server, "/v1/system/status", key).json()["system_status"])
 
-    run(runtime, "pass")
+    run(services, "pass")
     assert (health(server.admin_key), health(other_key)) == ("unhealthy", "degraded")
-    nodes = NodeStore(runtime.db)
-    nodes.register(node_id="n1", hostname="h", pid=1, slots=2, now=runtime.clock.now())
+    nodes = NodeStore(services.db)
+    nodes.register(node_id="n1", hostname="h", pid=1, slots=2, now=services.clock.now())
     assert (health(server.admin_key), health(other_key)) == ("healthy", "healthy")
-    nodes.set_status("n1", "stopped", runtime.clock.now())
+    nodes.set_status("n1", "stopped", services.clock.now())
     assert health(server.admin_key) == "unhealthy"
     body = get(server, "/v1/system/status", server.admin_key).json()
     assert body["execution_nodes"][0]["status"] == "stopped"
@@ -217,18 +199,18 @@ def test_health_follows_nodes_and_queue(make_runtime: RuntimeFactory, serve: Ser
 
 
 def test_metrics_can_require_an_operator_key(
-    make_runtime: RuntimeFactory, serve: Serve, monkeypatch: pytest.MonkeyPatch
+    make_services: ServicesFactory, serve: Serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime = make_runtime(start=False)
+    services = make_services(start=False)
     app = FastAPI()
-    app.state.runtime = runtime
+    app.state.services = services
     api_errors.install(app)
-    metrics_route(app, runtime, public=False)
-    monkeypatch.setattr(conftest, "create_app", lambda _runtime: app)
-    server = serve(runtime)
-    runtime.auth.store.ensure_tenant("other", "Other", runtime.clock.now())
-    _, other_admin = runtime.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
-    _, member = runtime.auth.create_key(tenant_id="default", name="m", role=Role.MEMBER)
+    metrics_route(app, services, public=False)
+    monkeypatch.setattr(conftest, "create_app", lambda _services: app)
+    server = serve(services)
+    services.auth.store.ensure_tenant("other", "Other", services.clock.now())
+    _, other_admin = services.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
+    _, member = services.auth.create_key(tenant_id="default", name="m", role=Role.MEMBER)
     assert get(server, "/metrics").status_code == 401
     assert [get(server, "/metrics", k).status_code for k in (other_admin, member)] == [403, 403]
     answer = get(server, "/metrics", server.admin_key)
@@ -248,9 +230,9 @@ def pg_admin(sql: str) -> None:
 
 @pytest.fixture
 def doomed(
-    db_url: str, tmp_path: Path, make_runtime: RuntimeFactory
-) -> Iterator[tuple[Runtime, Callable[[], object]]]:
-    """An API-only runtime and how to take its database away: move the data directory
+    db_url: str, tmp_path: Path, make_services: ServicesFactory
+) -> Iterator[tuple[Services, Callable[[], object]]]:
+    """An API-only services and how to take its database away: move the data directory
     holding the SQLite file, or drop the PostgreSQL database made for the test."""
     data, name = tmp_path / "doomed", f"jobyard_ready_{uuid.uuid4().hex[:8]}"
     sqlite = db_url.startswith("sqlite")
@@ -265,7 +247,7 @@ def doomed(
 
     url = "" if sqlite else db_url.rsplit("/", 1)[0] + f"/{name}"  # "": SQLite in data dir
     yield (
-        make_runtime(start=False, data_dir=data, database_url=url, run_dispatcher=False),
+        make_services(start=False, data_dir=data, database_url=url, run_dispatcher=False),
         take_away,
     )
     if not sqlite:
@@ -274,12 +256,12 @@ def doomed(
 
 def test_readyz_fails_while_the_database_is_gone(
     db_url: str,
-    doomed: tuple[Runtime, Callable[[], object]],
+    doomed: tuple[Services, Callable[[], object]],
     serve: Serve,
     request: pytest.FixtureRequest,
 ) -> None:
-    runtime, take_away = doomed
-    server = serve(runtime)
+    services, take_away = doomed
+    server = serve(services)
     assert get(server, "/readyz").status_code == 200
     take_away()
     healthz = get(server, "/healthz")

@@ -15,7 +15,7 @@ import pytest
 from jobyard import Client
 from jobyard.clock import ManualClock
 from jobyard.sdk import errors as sdk_errors
-from tests.conftest import GATES, LiveServer, RuntimeFactory, wait_for
+from tests.conftest import GATES, LiveServer, ServicesFactory, wait_for
 
 PY = sys.executable
 
@@ -169,9 +169,9 @@ def test_resource_samples_and_totals(live: LiveServer, client: Client) -> None:
 
 
 def test_queue_position_estimates_and_reason(
-    make_runtime: RuntimeFactory, serve, tmp_path: Path
+    make_services: ServicesFactory, serve, tmp_path: Path
 ) -> None:
-    live = serve(make_runtime(slots=1))
+    live = serve(make_services(slots=1))
     with live.client() as client:
         for _ in range(2):
             done = client.submit([PY, "-c", "pass"], job_type="etl")
@@ -207,11 +207,11 @@ def test_queue_position_estimates_and_reason(
 
 
 def test_automatic_retries_with_backoff_under_a_controlled_clock(
-    make_runtime: RuntimeFactory,
+    make_services: ServicesFactory,
     serve,
 ) -> None:
     clock = ManualClock()
-    live = serve(make_runtime(clock=clock, lease_ttl_s=3600.0, reap_interval_s=3600.0))
+    live = serve(make_services(clock=clock, lease_ttl_s=3600.0, reap_interval_s=3600.0))
     with live.client() as client:
         job = client.submit(
             [
@@ -227,10 +227,10 @@ def test_automatic_retries_with_backoff_under_a_controlled_clock(
             state = wait_for(partial(_queued_again, live, job.id, attempt), timeout=30)
             assert "retrying in" in state["message"]
             clock.advance(backoff * 0.75)  # jitter is at most 20 %: not yet
-            live.runtime.dispatcher.job_queued()
+            live.services.dispatcher.job_queued()
             assert _job(live, job.id)["status"] == "queued"
             clock.advance(backoff * 0.5)
-            live.runtime.dispatcher.job_queued()
+            live.services.dispatcher.job_queued()
         final = client.wait(job.id, timeout=30)
         assert final.status == "failed" and final.attempt == 3 and final.exit_code == 3
         attempts = httpx.get(

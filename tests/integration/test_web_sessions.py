@@ -9,15 +9,15 @@ from jobyard import errors
 from jobyard.clock import ManualClock
 from jobyard.domain.auth import Role
 from jobyard.service.sessions import SESSION_TTL, SessionService
-from tests.conftest import RuntimeFactory
+from tests.conftest import ServicesFactory
 
 
 @pytest.fixture
-def setup(make_runtime: RuntimeFactory) -> tuple[SessionService, ManualClock, str, str]:
+def setup(make_services: ServicesFactory) -> tuple[SessionService, ManualClock, str, str]:
     clock = ManualClock()
-    runtime = make_runtime(start=False, clock=clock, run_dispatcher=False)
-    key, secret = runtime.auth.create_key(tenant_id="default", name="alice", role=Role.MEMBER)
-    return SessionService(runtime.auth, clock, b"s" * 32), clock, secret, key.id
+    services = make_services(start=False, clock=clock, run_dispatcher=False)
+    key, secret = services.auth.create_key(tenant_id="default", name="alice", role=Role.MEMBER)
+    return SessionService(services.auth, clock, b"s" * 32), clock, secret, key.id
 
 
 def test_a_session_names_the_key_but_holds_no_secret(

@@ -53,7 +53,7 @@ from jobyard.api.metrics import metrics_route
 from jobyard.domain.auth import Role
 from jobyard.sdk.config import write_credentials
 from jobyard.settings import Settings
-from jobyard.wiring import build_runtime
+from jobyard.wiring import build_services
 from tests.conftest import LiveServer, _free_port, _truncate, fast_settings, wait_for
 from tests.support.sandbox import require_sandbox
 
@@ -435,12 +435,12 @@ def world(
         _truncate(db_url)
     port = _free_port()
     settings = fast_settings(tmp / "data", db_url, port=port, public_url=f"http://127.0.0.1:{port}")
-    runtime = build_runtime(settings)
-    runtime.start()
-    server = LiveServer(runtime).start()
+    services = build_services(settings)
+    services.start()
+    server = LiveServer(services).start()
     http = httpx.Client(base_url=server.url, timeout=20)
     try:
-        _, root = runtime.auth.create_key(tenant_id="default", name="root", role=Role.SUPERUSER)
+        _, root = services.auth.create_key(tenant_id="default", name="root", role=Role.SUPERUSER)
         w = World(
             server=server,
             http=http,
@@ -467,11 +467,11 @@ def world(
         # refused credentials
         revoked_id, w.keys["revoked"] = _new_key(w, w.a.key, name="revoked", role="admin")
         _ok(w.call("DELETE", f"/v1/keys/{revoked_id}", w.a.key), 204)
-        _, w.keys["expired"] = runtime.auth.create_key(
+        _, w.keys["expired"] = services.auth.create_key(
             tenant_id="default",
             name="expired",
             role=Role.ADMIN,
-            expires_at=runtime.clock.now() - timedelta(seconds=1),
+            expires_at=services.clock.now() - timedelta(seconds=1),
         )
         _ok(w.call("POST", "/v1/tenants", root, json={"id": "c", "name": "Tenant C"}), 201)
         _, w.keys["deactivated-tenant"] = _new_key(w, root, name="c", role="admin", tenant="c")
@@ -483,7 +483,7 @@ def world(
     finally:
         http.close()
         server.stop()
-        runtime.close()
+        services.close()
 
 
 def assert_no_markers(r: httpx.Response, foreign: Seed, what: str, sent: str = "") -> None:
@@ -1098,7 +1098,7 @@ def test_private_metrics_admit_the_default_tenants_admins_only(world: World) -> 
     printed on first start (a superuser) or another admin key of the default tenant."""
     app = FastAPI()
     api_errors.install(app)
-    metrics_route(app, world.server.runtime, public=False)
+    metrics_route(app, world.server.services, public=False)
 
     async def scrape(keys: dict[str, str | None]) -> dict[str, int]:
         transport = httpx.ASGITransport(app=app)
@@ -1140,8 +1140,8 @@ def test_a_job_cannot_read_other_tenants_files(world: World) -> None:
     directory, the storage and (after ``jobyard serve``'s first start)
     ``credentials.json`` with the superuser key: the sandbox shows it none of them."""
     require_sandbox()
-    runtime = world.server.runtime
-    write_credentials(runtime.settings.data_dir, world.server.url, world.root)  # as serve does
+    services = world.server.services
+    write_credentials(services.settings.data_dir, world.server.url, world.root)  # as serve does
     script = (
         'cd "$JOBYARD_WORKDIR/../.."; ls;'
         ' for d in */; do [ "$d" = "$JOBYARD_JOB_ID/" ] && continue;'

@@ -15,12 +15,12 @@ import pytest
 
 from jobyard.domain.auth import Role
 from jobyard.storage.logs import TRUNCATED
-from jobyard.wiring import Runtime
-from tests.conftest import LiveServer, RuntimeFactory, wait_for
+from jobyard.wiring import Services
+from tests.conftest import LiveServer, ServicesFactory, wait_for
 
 PY = sys.executable
 ENDED = {"succeeded", "failed", "timed_out", "cancelled"}
-Serve = Callable[[Runtime], LiveServer]
+Serve = Callable[[Services], LiveServer]
 
 
 class Api:
@@ -84,9 +84,9 @@ def _error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     return body
 
 
-def _release(runtime: Runtime, job_id: str) -> None:
+def _release(services: Services, job_id: str) -> None:
     """Let a job that waits for a ``release`` file in its working directory end."""
-    (runtime.jobs.log_files.workspace.workdir(job_id) / "release").touch()
+    (services.jobs.log_files.workspace.workdir(job_id) / "release").touch()
 
 
 WAIT_FOR_RELEASE = "while [ ! -f release ]; do sleep 0.05; done"
@@ -94,10 +94,10 @@ WAIT_FOR_RELEASE = "while [ ! -f release ]; do sleep 0.05; done"
 
 # ---- rate limit ------------------------------------------------------------------------
 def test_rate_limit_is_429_with_retry_after_and_loses_nothing(
-    make_runtime: RuntimeFactory, serve: Serve, api_of: Callable[..., Api]
+    make_services: ServicesFactory, serve: Serve, api_of: Callable[..., Api]
 ) -> None:
-    runtime = make_runtime(start=False, rate_limit_per_s=5)  # bursts of 10
-    live = serve(runtime)
+    services = make_services(start=False, rate_limit_per_s=5)  # bursts of 10
+    live = serve(services)
     api = api_of(live)
     answers: list[httpx.Response] = []
     # a burst: however slow the machine, 5 requests a second are soon outrun
@@ -111,7 +111,7 @@ def test_rate_limit_is_429_with_retry_after_and_loses_nothing(
         _error(r, 429, "RATE_LIMITED")
         assert int(r.headers["Retry-After"]) >= 1
     # another key has its own bucket
-    _, other = runtime.auth.create_key(tenant_id="default", name="other", role=Role.MEMBER)
+    _, other = services.auth.create_key(tenant_id="default", name="other", role=Role.MEMBER)
     assert api_of(live, other)("GET", "/v1/jobs").status_code == 200
     # after the wait the key is served again; every accepted job is there, no refused one
     retry_after = int(limited[-1].headers["Retry-After"])
@@ -136,13 +136,13 @@ RATE_LIMITED_READS = [
 
 
 def test_rate_limit_covers_every_router(
-    make_runtime: RuntimeFactory, serve: Serve, api_of: Callable[..., Api]
+    make_services: ServicesFactory, serve: Serve, api_of: Callable[..., Api]
 ) -> None:
-    runtime = make_runtime(start=False, rate_limit_per_s=5)
-    live = serve(runtime)
+    services = make_services(start=False, rate_limit_per_s=5)
+    live = serve(services)
     unlimited = []
     for path in RATE_LIMITED_READS:
-        _, key = runtime.auth.create_key(tenant_id="default", name=path, role=Role.MEMBER)
+        _, key = services.auth.create_key(tenant_id="default", name=path, role=Role.MEMBER)
         api = api_of(live, key)
         codes = [api("GET", path).status_code for _ in range(40)]
         if 429 not in codes:
@@ -150,17 +150,17 @@ def test_rate_limit_covers_every_router(
     assert not unlimited, (
         "40 quick requests of one key at a limit of 5/s (bursts of 10) were never"
         f" refused with 429 on: {unlimited} (the Ray routes authenticate in"
-        " api/compat/ray.py: ray_principal, which never calls runtime.rate_limiter.check)"
+        " api/compat/ray.py: ray_principal, which never calls services.rate_limiter.check)"
     )
 
 
 # ---- quotas ------------------------------------------------------------------------------
 def test_waiting_jobs_quota(
-    make_runtime: RuntimeFactory, serve: Serve, api_of: Callable[..., Api]
+    make_services: ServicesFactory, serve: Serve, api_of: Callable[..., Api]
 ) -> None:
-    runtime = make_runtime(start=False)  # no dispatcher: submitted jobs keep waiting
-    api = api_of(serve(runtime))
-    runtime.tenancy.store.set_quotas("default", {"max_queued_jobs": 2})
+    services = make_services(start=False)  # no dispatcher: submitted jobs keep waiting
+    api = api_of(serve(services))
+    services.tenancy.store.set_quotas("default", {"max_queued_jobs": 2})
     first = api.submit(entrypoint="true", submission_id="first")
     second = api.submit(entrypoint="true", scheduled_at="2999-01-01T00:00:00Z")
     for body in (
@@ -183,35 +183,35 @@ def test_waiting_jobs_quota(
 
 
 def test_running_jobs_quota(
-    make_runtime: RuntimeFactory, serve: Serve, api_of: Callable[..., Api]
+    make_services: ServicesFactory, serve: Serve, api_of: Callable[..., Api]
 ) -> None:
-    runtime = make_runtime()  # 2 slots
-    live = serve(runtime)
+    services = make_services()  # 2 slots
+    live = serve(services)
     api = api_of(live)
-    runtime.tenancy.store.set_quotas("default", {"max_running_jobs": 1})
+    services.tenancy.store.set_quotas("default", {"max_running_jobs": 1})
     first = api.submit(entrypoint=WAIT_FOR_RELEASE)
     api.wait(first["id"], "running")
     second = api.submit(entrypoint="echo second")
     # another tenant's job, submitted later, runs on the free slot: the dispatcher has
     # passed over the second job, which stays queued for its tenant's quota
-    runtime.tenancy.store.create_tenant("other", "Other", runtime.clock.now())
-    _, other_key = runtime.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
+    services.tenancy.store.create_tenant("other", "Other", services.clock.now())
+    _, other_key = services.auth.create_key(tenant_id="other", name="o", role=Role.ADMIN)
     other = api_of(live, other_key)
     assert other.wait(other.submit(entrypoint="true")["id"])["status"] == "succeeded"
     waiting = api.job(second["id"])
     assert waiting["status"] == "queued", waiting
     assert (waiting["pending_reason"] or "").startswith("quota:"), waiting["pending_reason"]
-    _release(runtime, first["id"])
+    _release(services, first["id"])
     assert api.wait(first["id"])["status"] == "succeeded"
     assert api.wait(second["id"])["status"] == "succeeded"
 
 
 def test_storage_quota(
-    make_runtime: RuntimeFactory, serve: Serve, api_of: Callable[..., Api]
+    make_services: ServicesFactory, serve: Serve, api_of: Callable[..., Api]
 ) -> None:
-    runtime = make_runtime(start=False)
-    api = api_of(serve(runtime))
-    runtime.tenancy.store.set_quotas("default", {"max_storage_bytes": 1000})
+    services = make_services(start=False)
+    api = api_of(serve(services))
+    services.tenancy.store.set_quotas("default", {"max_storage_bytes": 1000})
     assert api("POST", "/v1/folders", json={"name": "f"}).status_code == 201
     assert api("PUT", "/v1/folders/f/files/a.txt", content=b"a" * 600).status_code == 201
 
@@ -246,13 +246,13 @@ def test_storage_quota(
 
 
 def test_storage_quota_counts_a_replaced_file_once(
-    make_runtime: RuntimeFactory, serve: Serve, api_of: Callable[..., Api]
+    make_services: ServicesFactory, serve: Serve, api_of: Callable[..., Api]
 ) -> None:
     """Replacing a file frees its old bytes: a same-size replacement at a full quota
     leaves usage unchanged and must be accepted."""
-    runtime = make_runtime(start=False)
-    api = api_of(serve(runtime))
-    runtime.tenancy.store.set_quotas("default", {"max_storage_bytes": 1000})
+    services = make_services(start=False)
+    api = api_of(serve(services))
+    services.tenancy.store.set_quotas("default", {"max_storage_bytes": 1000})
     assert api("POST", "/v1/folders", json={"name": "f"}).status_code == 201
     assert api("PUT", "/v1/folders/f/files/a.txt", content=b"a" * 1000).status_code == 201
     r = api("PUT", "/v1/folders/f/files/a.txt", content=b"b" * 1000)
@@ -264,11 +264,11 @@ def test_storage_quota_counts_a_replaced_file_once(
 
 
 def test_log_bytes_quota_truncates_with_a_marker(
-    make_runtime: RuntimeFactory, serve: Serve, api_of: Callable[..., Api]
+    make_services: ServicesFactory, serve: Serve, api_of: Callable[..., Api]
 ) -> None:
-    runtime = make_runtime()
-    api = api_of(serve(runtime))
-    runtime.tenancy.store.set_quotas("default", {"max_log_bytes": 1000})
+    services = make_services()
+    api = api_of(serve(services))
+    services.tenancy.store.set_quotas("default", {"max_log_bytes": 1000})
     job = api.submit(entrypoint=[PY, "-c", "import sys; sys.stdout.write('x' * 100_000)"])
     assert api.wait(job["id"])["status"] == "succeeded"
     log = api("GET", f"/v1/jobs/{job['id']}/logs").content
@@ -291,10 +291,10 @@ MASS_ASSIGNMENT: dict[str, Any] = {
 
 
 def test_mass_assignment_is_refused_naming_the_field(
-    make_runtime: RuntimeFactory, serve: Serve, api_of: Callable[..., Api]
+    make_services: ServicesFactory, serve: Serve, api_of: Callable[..., Api]
 ) -> None:
-    runtime = make_runtime(start=False)
-    api = api_of(serve(runtime))
+    services = make_services(start=False)
+    api = api_of(serve(services))
     for name, value in MASS_ASSIGNMENT.items():
         r = api("POST", "/v1/jobs", json={"entrypoint": "true", name: value})
         body = _error(r, 422, "VALIDATION_ERROR")
@@ -326,10 +326,10 @@ def _big_job() -> bytes:
 
 
 def test_oversized_body_is_413(
-    make_runtime: RuntimeFactory, serve: Serve, api_of: Callable[..., Api]
+    make_services: ServicesFactory, serve: Serve, api_of: Callable[..., Api]
 ) -> None:
-    runtime = make_runtime(start=False, max_upload_bytes=4096)
-    api = api_of(serve(runtime))
+    services = make_services(start=False, max_upload_bytes=4096)
+    api = api_of(serve(services))
     body = _big_job()
     r = api("POST", "/v1/jobs", content=body, headers={"Content-Type": "application/json"})
     _error(r, 413, "PAYLOAD_TOO_LARGE")
@@ -343,11 +343,11 @@ def test_oversized_body_is_413(
 
 
 def test_oversized_chunked_body_is_413(
-    make_runtime: RuntimeFactory, serve: Serve, api_of: Callable[..., Api]
+    make_services: ServicesFactory, serve: Serve, api_of: Callable[..., Api]
 ) -> None:
     """The same body without a Content-Length (chunked transfer encoding)."""
-    runtime = make_runtime(start=False)
-    api = api_of(serve(runtime))
+    services = make_services(start=False)
+    api = api_of(serve(services))
     body = _big_job()
 
     def chunks() -> Iterator[bytes]:
@@ -370,10 +370,10 @@ def _nested(levels: int) -> str:
 
 
 def test_deep_parameters_are_refused(
-    make_runtime: RuntimeFactory, serve: Serve, api_of: Callable[..., Api]
+    make_services: ServicesFactory, serve: Serve, api_of: Callable[..., Api]
 ) -> None:
-    runtime = make_runtime(start=False)
-    api = api_of(serve(runtime))
+    services = make_services(start=False)
+    api = api_of(serve(services))
     deep = json.loads(_nested(40))
     body = _error(
         api("POST", "/v1/jobs", json={"entrypoint": "true", "parameters": deep}),
@@ -409,10 +409,10 @@ def test_deep_parameters_are_refused(
 
 
 def test_job_token_may_only_report_on_its_own_job(
-    make_runtime: RuntimeFactory, serve: Serve, api_of: Callable[..., Api]
+    make_services: ServicesFactory, serve: Serve, api_of: Callable[..., Api]
 ) -> None:
-    runtime = make_runtime()
-    live = serve(runtime)
+    services = make_services()
+    live = serve(services)
     api = api_of(live)
     job = api.submit(entrypoint=f'echo "token=$JOBYARD_JOB_TOKEN"; {WAIT_FOR_RELEASE}')
     other = api.submit(entrypoint="true", scheduled_at="2999-01-01T00:00:00Z")
@@ -434,7 +434,7 @@ def test_job_token_may_only_report_on_its_own_job(
         assert as_job("POST", f"/v1/jobs/{job['id']}/report", json=progress).status_code == 202
         _error(as_job("POST", f"/v1/jobs/{other['id']}/report", json=progress), 403, "FORBIDDEN")
     finally:
-        _release(runtime, job["id"])
+        _release(services, job["id"])
     assert api.wait(job["id"])["status"] == "succeeded"
     # the token ends with its job
     _error(

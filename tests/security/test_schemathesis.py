@@ -26,7 +26,7 @@ import pytest
 
 from jobyard.domain.auth import Role
 from jobyard.store.migrate import upgrade
-from jobyard.wiring import build_runtime
+from jobyard.wiring import build_services
 from tests.conftest import LiveServer, _free_port, fast_settings
 
 schemathesis = pytest.importorskip(
@@ -104,7 +104,7 @@ def findings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Findings]:
     tmp = tmp_path_factory.mktemp("schemathesis")
     set_hypothesis_home_dir(tmp / "hypothesis")  # not ./.hypothesis in the work tree
     port = _free_port()
-    runtime = build_runtime(
+    services = build_services(
         fast_settings(
             tmp / "data",
             f"sqlite:///{tmp / 'jobyard.db'}",
@@ -112,15 +112,15 @@ def findings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Findings]:
             public_url=f"http://127.0.0.1:{port}",
         )
     )
-    upgrade(runtime.db)  # no runtime.start(): the API without a dispatcher
-    runtime.auth.bootstrap()
-    live = LiveServer(runtime).start()
-    _, admin = runtime.auth.create_key(tenant_id="default", name="fuzzer", role=Role.ADMIN)
+    upgrade(services.db)  # no services.start(): the API without a dispatcher
+    services.auth.bootstrap()
+    live = LiveServer(services).start()
+    _, admin = services.auth.create_key(tenant_id="default", name="fuzzer", role=Role.ADMIN)
     try:
         yield _run(live, admin)
     finally:
         live.stop()
-        runtime.close()
+        services.close()
 
 
 def _run(live: LiveServer, key: str, examples: int = EXAMPLES) -> Findings:

@@ -29,8 +29,8 @@ from jobyard.api.routes import (
     stream,
     system,
 )
-from jobyard.api.schemas import ErrorOut
-from jobyard.wiring import Runtime
+from jobyard.api.schemas.base import ErrorOut
+from jobyard.wiring import Services
 
 MAX_BODY_BYTES = 1024 * 1024
 #: a batch of up to 1,000 jobs may be larger
@@ -42,7 +42,7 @@ UPLOAD_PATHS = re.compile(
 )
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(services: Services) -> FastAPI:
     app = FastAPI(
         title="jobyard",
         version=__version__,
@@ -50,10 +50,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         "`Authorization: Bearer <api key>`.",
         docs_url=None,  # docs.install: Swagger UI from the package, not a CDN
     )
-    app.state.runtime = runtime
+    app.state.services = services
     app.add_middleware(BodyLimit)
-    app.add_middleware(FastSubmit, runtime=runtime, max_body=MAX_BODY_BYTES)
-    if runtime.settings.access_log:
+    app.add_middleware(FastSubmit, services=services, max_body=MAX_BODY_BYTES)
+    if services.settings.access_log:
         app.add_middleware(AccessLog)  # outermost: it sees the fast submits too
     errors.install(app)
     docs.install(app)
@@ -67,7 +67,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(monitoring.router)
     app.include_router(notifications.router)
     app.include_router(system.router)
-    metrics_route(app, runtime, public=runtime.settings.metrics_public)
+    metrics_route(app, services, public=services.settings.metrics_public)
     app.include_router(stream.router)
     app.include_router(admin.router)
     app.include_router(prediction.router)
@@ -75,7 +75,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(history.router)
     app.include_router(mindzie.router)
     app.include_router(ray_compat.router)
-    web.install(app, runtime)
+    web.install(app, services)
 
     _document_errors(app)
     return app

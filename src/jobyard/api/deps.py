@@ -1,4 +1,5 @@
-"""Request dependencies: the runtime and the authenticated principal."""
+"""Request dependencies: the services (all built by ``wiring.build_services``) and the
+authenticated principal."""
 
 from __future__ import annotations
 
@@ -9,28 +10,48 @@ from fastapi.concurrency import run_in_threadpool
 
 from jobyard import errors
 from jobyard.domain.auth import Principal, Role
-from jobyard.wiring import Runtime
+from jobyard.service.notifications import DeliveryLog
+from jobyard.service.packages import PackageService
+from jobyard.service.status import SystemStatusService
+from jobyard.wiring import Services
 
 
-async def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+async def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_status_service(services: ServicesDep) -> SystemStatusService:
+    return services.status
+
+
+def get_packages(services: ServicesDep) -> PackageService:
+    return services.packages
+
+
+def get_delivery_log(services: ServicesDep) -> DeliveryLog:
+    return services.deliveries
+
+
+StatusServiceDep = Annotated[SystemStatusService, Depends(get_status_service)]
+PackagesDep = Annotated[PackageService, Depends(get_packages)]
+DeliveryLogDep = Annotated[DeliveryLog, Depends(get_delivery_log)]
 
 
 async def get_caller(
-    runtime: RuntimeDep,
+    services: ServicesDep,
     authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
 ) -> Principal:
     """An API key's principal, or a running job's (its token may only report). A key
     read in the last seconds is checked without the database and without leaving the
     event loop; anything else is read in the thread pool."""
-    principal = runtime.auth.cached(authorization)
+    principal = services.auth.cached(authorization)
     if principal is None:
-        principal = await run_in_threadpool(runtime.auth.authenticate, authorization)
-    runtime.rate_limiter.check(principal.key_id)
+        principal = await run_in_threadpool(services.auth.authenticate, authorization)
+    services.rate_limiter.check(principal.key_id)
     return principal
 
 

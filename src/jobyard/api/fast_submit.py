@@ -19,8 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard import errors
 from jobyard.api.deps import check_user
-from jobyard.api.schemas import JobCreate, JobOut
-from jobyard.wiring import Runtime
+from jobyard.api.schemas.jobs import JobCreate, JobOut
+from jobyard.wiring import Services
 
 PATH = "/v1/jobs"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -29,9 +29,9 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 class FastSubmit:
     """Answers plain submits itself; hands every other request to ``app``."""
 
-    def __init__(self, app: ASGIApp, runtime: Runtime, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, services: Services, max_body: int) -> None:
         self.app = app
-        self.runtime = runtime
+        self.services = services
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -70,23 +70,23 @@ class FastSubmit:
 
     async def _submit(self, authorization: str | None, body: bytes) -> tuple[int, bytes] | None:
         """(status, JSON) of the accepted job, or None where the route must answer."""
-        runtime = self.runtime
+        services = self.services
         try:
-            principal = runtime.auth.cached(authorization)
+            principal = services.auth.cached(authorization)
             if principal is None:
                 return None
             check_user(principal, "POST")
             request = JobCreate.model_validate_json(body).to_request(None)
             if not request.is_plain:
                 return None
-            runtime.rate_limiter.check(principal.key_id)
-            accepted = await runtime.jobs.submit_plain(principal, request)
+            services.rate_limiter.check(principal.key_id)
+            accepted = await services.jobs.submit_plain(principal, request)
         except (errors.JobyardError, ValidationError):
             return None  # nothing was stored: the route answers with its error
         if accepted is None:
             return None
         job, created = accepted
-        out = JobOut.from_job(job, runtime.clock.now())
+        out = JobOut.from_job(job, services.clock.now())
         return (201 if created else 200), out.model_dump_json().encode()
 
 

@@ -22,8 +22,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 
 from jobyard import errors
-from jobyard.api.routes.system import status_service
-from jobyard.api.schemas import ErrorOut
+from jobyard.api.schemas.base import ErrorOut
 from jobyard.domain.auth import Role
 from jobyard.domain.jobs import DEFAULT_TENANT_ID
 from jobyard.service.status import (
@@ -32,7 +31,7 @@ from jobyard.service.status import (
     Distribution,
     SystemStatusService,
 )
-from jobyard.wiring import Runtime
+from jobyard.wiring import Services
 
 
 def _buckets(bounds: Sequence[float], d: Distribution) -> list[tuple[str, float]]:
@@ -77,10 +76,10 @@ class JobyardCollector:
         return [jobs, queue, durations, latency, nodes, total, used]
 
 
-def metrics_route(app: FastAPI, runtime: Runtime, *, public: bool = True) -> CollectorRegistry:
+def metrics_route(app: FastAPI, services: Services, *, public: bool = True) -> CollectorRegistry:
     """Add ``GET /metrics`` to ``app``; returns the app's registry."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(JobyardCollector(status_service(app, runtime)))
+    registry.register(JobyardCollector(services.status))
 
     responses: dict[int | str, dict[str, Any]] = {
         200: {"description": "Prometheus text format", "content": {CONTENT_TYPE_LATEST: {}}},
@@ -101,7 +100,7 @@ def metrics_route(app: FastAPI, runtime: Runtime, *, public: bool = True) -> Col
         authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
     ) -> Response:
         if not public:
-            principal = runtime.auth.authenticate(authorization)
+            principal = services.auth.authenticate(authorization)
             if (
                 principal.role not in (Role.ADMIN, Role.SUPERUSER)
                 or principal.tenant_id != DEFAULT_TENANT_ID

@@ -14,7 +14,7 @@ import os
 import random
 import secrets
 import smtplib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,11 +22,11 @@ from typing import Any
 
 from jobyard import errors, notify
 from jobyard.clock import Clock
+from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job
 from jobyard.notify import email, webhook
 from jobyard.service.periodic import Periodic
 from jobyard.settings import Settings
-from jobyard.store.database import Database
 from jobyard.store.jobs import JobStore
 from jobyard.store.notifications import Delivery, NotificationStore
 
@@ -108,10 +108,19 @@ def load_or_create_secret(data_dir: Path, name: str = "webhook_secret") -> bytes
     return secret.encode()
 
 
-def delivery_log(db: Database, tenant_id: str, job_id: str) -> list[Delivery]:
-    """The deliveries of one job of the tenant, targets as shown to users."""
-    items = NotificationStore(db).list_for_job(tenant_id, job_id)
-    return [replace(d, target=notify.shown_target(d.channel, d.target)) for d in items]
+class DeliveryLog:
+    """The delivery log of jobs' notifications as their users see it (``GET
+    /v1/jobs/{id}/notifications``)."""
+
+    def __init__(self, store: NotificationStore, get_job: Callable[[Principal, str], Job]) -> None:
+        self.store = store
+        self.get_job = get_job  #: raises NotFound unless the principal may see the job
+
+    def of_job(self, principal: Principal, job_id: str) -> list[Delivery]:
+        """The deliveries of one of the principal's jobs, targets as shown to users."""
+        self.get_job(principal, job_id)
+        items = self.store.list_for_job(principal.tenant_id, job_id)
+        return [replace(d, target=notify.shown_target(d.channel, d.target)) for d in items]
 
 
 def backoff_s(attempts: int, rng: random.Random) -> float:

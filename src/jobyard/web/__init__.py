@@ -6,16 +6,16 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from jobyard.wiring import Runtime
+from jobyard.wiring import Services
 
 
-def install(app: FastAPI, runtime: Runtime) -> None:
+def install(app: FastAPI, services: Services) -> None:
     """Mount the pages and their static files; the session service is made on the
     first request (``base.web_state``)."""
     from jobyard.web import admin, auth, catalog, jobs, submit
     from jobyard.web.base import HERE, PREFIX
 
-    app.state.web_runtime = runtime
+    app.state.web_services = services
     for module in (auth, jobs, submit, catalog, admin):
         app.include_router(module.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="web-static")

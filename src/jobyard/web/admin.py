@@ -9,7 +9,6 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from jobyard import errors
-from jobyard.api.routes.system import status_service
 from jobyard.domain.auth import Role
 from jobyard.service.tenancy import ROLE_RANK
 from jobyard.web.base import PREFIX, User, UserDep, WebRoute, WriterDep, page, see_other
@@ -20,7 +19,7 @@ router = APIRouter(prefix=PREFIX, route_class=WebRoute, include_in_schema=False)
 
 @router.get("/system")
 def system_page(request: Request, user: UserDep) -> Response:
-    service = status_service(request.app, user.runtime)
+    service = user.services.status
     status = service.status(user.principal)
     history = service.history(user.principal)
     at = [t.timestamp() for t in history.starts]
@@ -28,7 +27,7 @@ def system_page(request: Request, user: UserDep) -> Response:
         "wait": json.dumps({"at": at, "values": history.average_wait_s}),
         "ended": json.dumps({"at": at, "values": history.ended}),
     }
-    quotas = user.runtime.jobs.quotas
+    quotas = user.services.jobs.quotas
     tenant = user.principal.tenant_id
     return page(
         request,
@@ -36,7 +35,7 @@ def system_page(request: Request, user: UserDep) -> Response:
         user,
         {
             "s": status,
-            "sandbox": user.runtime.sandbox,
+            "sandbox": user.services.sandbox,
             "running_limit": quotas.running_limit(tenant),
             "queued_room": quotas.queued_room(tenant),
             "log_bytes": quotas.log_bytes(tenant),
@@ -57,8 +56,8 @@ def _keys_page(
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    keys = user.runtime.tenancy.list_keys(user.principal)
-    projects = user.runtime.tenancy.list_projects(user.principal)
+    keys = user.services.tenancy.list_keys(user.principal)
+    projects = user.services.tenancy.list_projects(user.principal)
     return page(
         request,
         "keys.html",
@@ -85,7 +84,7 @@ async def create_key(request: Request, user: WriterDep) -> Response:
     role = text(form, "role") or "member"
     try:
         _key, secret = await run_in_threadpool(
-            lambda: user.runtime.tenancy.create_key(
+            lambda: user.services.tenancy.create_key(
                 user.principal,
                 name=text(form, "name"),
                 role=Role(role) if role in Role._value2member_map_ else Role.MEMBER,
@@ -100,13 +99,13 @@ async def create_key(request: Request, user: WriterDep) -> Response:
 
 @router.post("/admin/keys/{key_id}/revoke")
 async def revoke_key(request: Request, user: WriterDep, key_id: str) -> Response:
-    await run_in_threadpool(user.runtime.tenancy.revoke_key, user.principal, key_id)
+    await run_in_threadpool(user.services.tenancy.revoke_key, user.principal, key_id)
     return see_other(f"{PREFIX}/admin/keys")
 
 
 @router.get("/admin/projects")
 def projects_page(request: Request, user: UserDep) -> Response:
-    projects = user.runtime.tenancy.list_projects(user.principal)
+    projects = user.services.tenancy.list_projects(user.principal)
     return page(request, "projects.html", user, {"projects": projects, "error": None})
 
 
@@ -115,15 +114,15 @@ async def create_project(request: Request, user: WriterDep) -> Response:
     form = await request.form()
     try:
         await run_in_threadpool(
-            user.runtime.tenancy.create_project, user.principal, text(form, "name")
+            user.services.tenancy.create_project, user.principal, text(form, "name")
         )
     except errors.InvalidInput as e:
-        projects = await run_in_threadpool(user.runtime.tenancy.list_projects, user.principal)
+        projects = await run_in_threadpool(user.services.tenancy.list_projects, user.principal)
         return page(request, "projects.html", user, {"projects": projects, "error": e.message}, 422)
     return see_other(f"{PREFIX}/admin/projects")
 
 
 @router.get("/admin/audit")
 def audit_page(request: Request, user: UserDep) -> Response:
-    entries = user.runtime.tenancy.audit_log(user.principal, limit=200)
+    entries = user.services.tenancy.audit_log(user.principal, limit=200)
     return page(request, "audit.html", user, {"entries": entries})

@@ -24,7 +24,7 @@ from jobyard.service.notifications import load_or_create_secret
 from jobyard.service.sessions import Session, SessionService
 from jobyard.service.tenancy import ROLE_RANK
 from jobyard.web import view
-from jobyard.wiring import Runtime
+from jobyard.wiring import Services
 
 if TYPE_CHECKING:
     from fastapi.templating import Jinja2Templates
@@ -57,24 +57,24 @@ def templates() -> Jinja2Templates:
 
 @dataclass
 class WebState:
-    runtime: Runtime
+    services: Services
     sessions: SessionService
 
 
 def web_state(request: Request) -> WebState:
-    """The app's runtime and session service (made on first use: the signing secret is
+    """The app's services and session service (made on first use: the signing secret is
     ``JOBYARD_WEB_SECRET``, else ``<data_dir>/web_secret``, created once)."""
     app_state = request.app.state
     state = getattr(app_state, "web", None)
     if not isinstance(state, WebState):
-        runtime: Runtime = app_state.web_runtime
-        settings = runtime.settings
+        services: Services = app_state.web_services
+        settings = services.settings
         secret = (
             settings.web_secret.encode()
             if settings.web_secret
             else load_or_create_secret(settings.data_dir, "web_secret")
         )
-        state = WebState(runtime, SessionService(runtime.auth, runtime.clock, secret))
+        state = WebState(services, SessionService(services.auth, services.clock, secret))
         app_state.web = state
     return state
 
@@ -86,7 +86,7 @@ class User:
     principal: Principal
     session: Session
     csrf: str
-    runtime: Runtime
+    services: Services
 
     @property
     def can_write(self) -> bool:
@@ -105,7 +105,7 @@ async def _user(request: Request) -> User:
     cookie = request.cookies.get(SESSION_COOKIE)
     principal, session = await run_in_threadpool(state.sessions.read, cookie)
     check_user(principal, "GET")
-    return User(principal, session, state.sessions.csrf_token(session.nonce), state.runtime)
+    return User(principal, session, state.sessions.csrf_token(session.nonce), state.services)
 
 
 async def _poster(request: Request) -> User:
@@ -139,9 +139,9 @@ def page(
     context: Mapping[str, Any] | None = None,
     status_code: int = 200,
 ) -> Response:
-    ctx = {"user": user, "now": user.runtime.clock.now() if user else None, **(context or {})}
+    ctx = {"user": user, "now": user.services.clock.now() if user else None, **(context or {})}
     if ctx["now"] is None:
-        ctx["now"] = web_state(request).runtime.clock.now()
+        ctx["now"] = web_state(request).services.clock.now()
     return templates().TemplateResponse(request, name, ctx, status_code=status_code)
 
 

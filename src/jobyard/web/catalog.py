@@ -20,7 +20,7 @@ UPLOAD_CHUNK = 1024 * 1024
 
 @router.get("/models")
 def models_page(request: Request, user: UserDep) -> Response:
-    registry = user.runtime.registry
+    registry = user.services.registry
     models = [
         (m, registry.list_versions(user.principal, m.id))
         for m in registry.list_models(user.principal)
@@ -30,12 +30,12 @@ def models_page(request: Request, user: UserDep) -> Response:
 
 @router.get("/models/{name}")
 def model_page(request: Request, user: UserDep, name: str) -> Response:
-    registry = user.runtime.registry
+    registry = user.services.registry
     model = registry.get_model(user.principal, name)
     versions = registry.list_versions(user.principal, model.id)
     ids = frozenset(v.id for v in versions)
     jobs = (
-        user.runtime.jobs.list_jobs(
+        user.services.jobs.list_jobs(
             user.principal, JobFilter(model_version_ids=ids), limit=20
         ).items
         if ids
@@ -46,13 +46,13 @@ def model_page(request: Request, user: UserDep, name: str) -> Response:
 
 @router.get("/environments")
 def environments_page(request: Request, user: UserDep) -> Response:
-    envs = user.runtime.registry.list_environments(user.principal)
+    envs = user.services.registry.list_environments(user.principal)
     return page(request, "environments.html", user, {"environments": envs})
 
 
 @router.get("/folders")
 def folders_page(request: Request, user: UserDep) -> Response:
-    folders = user.runtime.folders.list(user.principal)
+    folders = user.services.folders.list(user.principal)
     return page(request, "folders.html", user, {"folders": folders, "error": None})
 
 
@@ -62,18 +62,18 @@ async def create_folder(request: Request, user: WriterDep) -> Response:
     name = text(form, "name")
     try:
         folder = await run_in_threadpool(
-            user.runtime.folders.create, user.principal, name, text(form, "description") or None
+            user.services.folders.create, user.principal, name, text(form, "description") or None
         )
     except errors.InvalidInput as e:
-        folders = await run_in_threadpool(user.runtime.folders.list, user.principal)
+        folders = await run_in_threadpool(user.services.folders.list, user.principal)
         return page(request, "folders.html", user, {"folders": folders, "error": e.message}, 422)
     return see_other(f"{PREFIX}/folders/{folder.name}")
 
 
 @router.get("/folders/{name}")
 def folder_page(request: Request, user: UserDep, name: str) -> Response:
-    summary = user.runtime.folders.describe(user.principal, name)
-    files = user.runtime.folders.files(user.principal, name)
+    summary = user.services.folders.describe(user.principal, name)
+    files = user.services.folders.files(user.principal, name)
     return page(request, "folder.html", user, {"s": summary, "files": files, "error": None})
 
 
@@ -91,7 +91,7 @@ async def upload(request: Request, user: WriterDep, name: str) -> Response:
     files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
     prefix = text(form, "prefix") or None
     uploads = [(f.filename or "file", _chunks(f)) for f in files]
-    folders = user.runtime.folders
+    folders = user.services.folders
     try:
         await run_in_threadpool(folders.upload_many, user.principal, name, uploads, prefix)
     except errors.InvalidInput as e:
@@ -105,7 +105,7 @@ async def upload(request: Request, user: WriterDep, name: str) -> Response:
 
 @router.get("/folders/{name}/files/{path:path}")
 def download(user: UserDep, name: str, path: str) -> StreamingResponse:
-    file, chunks = user.runtime.folders.open_file(user.principal, name, path)
+    file, chunks = user.services.folders.open_file(user.principal, name, path)
     filename = file.path.rsplit("/", 1)[-1].replace('"', "")
     return StreamingResponse(
         chunks,
@@ -119,11 +119,11 @@ def download(user: UserDep, name: str, path: str) -> StreamingResponse:
 
 @router.get("/definitions")
 def definitions_page(request: Request, user: UserDep) -> Response:
-    found = user.runtime.definitions.list_definitions(user.principal)
+    found = user.services.definitions.list_definitions(user.principal)
     return page(request, "definitions.html", user, {"definitions": found})
 
 
 @router.post("/definitions/{def_id}/run")
 async def run_definition(request: Request, user: WriterDep, def_id: str) -> Response:
-    job = await run_in_threadpool(user.runtime.definitions.run_now, user.principal, def_id)
+    job = await run_in_threadpool(user.services.definitions.run_now, user.principal, def_id)
     return see_other(f"{PREFIX}/jobs/{job.id}")

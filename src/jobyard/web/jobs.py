@@ -60,7 +60,7 @@ def _model_ids(user: User, ref: str | None) -> frozenset[str]:
     """The versions a model filter means: every version of a model name, or one."""
     if not ref:
         return frozenset()
-    registry = user.runtime.registry
+    registry = user.services.registry
     if ":" not in ref:
         try:
             found = frozenset(v.id for v in registry.list_versions(user.principal, ref))
@@ -134,7 +134,7 @@ def jobs_page(
     if limit != PAGE_SIZE:
         query["limit"] = str(limit)
     flt = job_filter(user, query)
-    found = user.runtime.jobs.list_jobs(user.principal, flt, limit=limit, cursor=cursor)
+    found = user.services.jobs.list_jobs(user.principal, flt, limit=limit, cursor=cursor)
     filtered = any(v for k, v in query.items() if k != "limit")
     ids = ",".join(j.id for j in found.items)
     return page(
@@ -177,9 +177,9 @@ def jobs_live(
     query = _query(status, priority, job_type, model, submitted_by, since, until, q)
     flt = job_filter(user, query)
     shown = {i for i in ids.split(",") if i}
-    service = StreamService.of(user.runtime.jobs)
+    service = StreamService.of(user.services.jobs)
     cursor = service.latest_seq(user.principal)
-    jobs = user.runtime.jobs
+    jobs = user.services.jobs
 
     def poll() -> list[str]:
         nonlocal cursor
@@ -188,7 +188,7 @@ def jobs_live(
             return []
         cursor = events[-1].seq
         touched = {e.job_id for e in events}
-        now = user.runtime.clock.now()
+        now = user.services.clock.now()
         out = []
         for job_id in sorted(touched & shown):
             try:
@@ -211,13 +211,13 @@ def jobs_live(
 
 
 def _summary(user: User, job: Job) -> dict[str, Any]:
-    reason, insight = user.runtime.jobs.describe(job)
+    reason, insight = user.services.jobs.describe(job)
     return {
         "j": job,
         "reason": reason,
         "insight": insight,
         "user": user,
-        "now": user.runtime.clock.now(),
+        "now": user.services.clock.now(),
     }
 
 
@@ -225,9 +225,9 @@ def _names(user: User, job: Job) -> dict[str, str]:
     """Names of the job's environment and folders (their ids when gone)."""
     spec, out = job.spec, {}
     lookups: dict[str, tuple[str | None, Callable[[Principal, str], Any]]] = {
-        "environment": (spec.environment_id, user.runtime.registry.get_environment),
-        "input_folder": (spec.input_folder_id, user.runtime.folders.get),
-        "output_folder": (spec.output_folder_id, user.runtime.folders.get),
+        "environment": (spec.environment_id, user.services.registry.get_environment),
+        "input_folder": (spec.input_folder_id, user.services.folders.get),
+        "output_folder": (spec.output_folder_id, user.services.folders.get),
     }
     for what, (ref, get) in lookups.items():
         if ref:
@@ -237,7 +237,7 @@ def _names(user: User, job: Job) -> dict[str, str]:
                 out[what] = f"{ref} (deleted)"
     if spec.model_version_id:
         try:
-            out["model"] = user.runtime.registry.resolve(user.principal, spec.model_version_id).ref
+            out["model"] = user.services.registry.resolve(user.principal, spec.model_version_id).ref
         except errors.NotFound:
             out["model"] = f"{spec.model_version_id} (deleted)"
     return out
@@ -245,11 +245,11 @@ def _names(user: User, job: Job) -> dict[str, str]:
 
 @router.get("/{job_id}")
 def job_page(request: Request, user: UserDep, job_id: str) -> Response:
-    jobs = user.runtime.jobs
+    jobs = user.services.jobs
     job = jobs.get(user.principal, job_id)
     events = jobs.events(user.principal, job_id)
     chunk = jobs.read_log(user.principal, job_id, tail=LOG_TAIL_LINES)
-    results = user.runtime.results.get(user.principal, job_id)
+    results = user.services.results.get(user.principal, job_id)
     samples = jobs.samples(user.principal, job_id)
     chart = {
         "at": [s["at"].timestamp() for s in samples],
@@ -285,7 +285,7 @@ def job_live(
 ) -> StreamingResponse:
     """The job's new log text (``log``), timeline lines (``event``), its summary when it
     changed (``summary``) and ``end`` once it has ended."""
-    follower = StreamService.of(user.runtime.jobs).follow_job(
+    follower = StreamService.of(user.services.jobs).follow_job(
         user.principal, job_id, after=after, log_offset=log_offset
     )
     done = False
@@ -305,7 +305,7 @@ def job_live(
                 out.append(fragment("event", render("_event.html", e=item)))
         if changed or step.ended:
             try:
-                job = user.runtime.jobs.get(user.principal, job_id)
+                job = user.services.jobs.get(user.principal, job_id)
                 out.append(fragment("summary", render("_summary.html", **_summary(user, job))))
             except errors.NotFound:
                 pass
@@ -320,7 +320,7 @@ def job_live(
 @router.get("/{job_id}/log")
 def job_log(user: UserDep, job_id: str, attempt: int | None = None) -> StreamingResponse:
     """The whole log of an attempt (the latest by default), as a download."""
-    jobs = user.runtime.jobs
+    jobs = user.services.jobs
     jobs.get(user.principal, job_id)
 
     def chunks() -> Iterator[bytes]:
@@ -342,7 +342,7 @@ def job_log(user: UserDep, job_id: str, attempt: int | None = None) -> Streaming
 
 @router.get("/{job_id}/results/{path:path}")
 def job_result(user: UserDep, job_id: str, path: str) -> StreamingResponse:
-    artifact, chunks = user.runtime.results.open(user.principal, job_id, path)
+    artifact, chunks = user.services.results.open(user.principal, job_id, path)
     filename = artifact.path.rsplit("/", 1)[-1].replace('"', "")
     return StreamingResponse(
         chunks,
@@ -353,7 +353,7 @@ def job_result(user: UserDep, job_id: str, path: str) -> StreamingResponse:
 
 @router.get("/{job_id}/cancel")
 def cancel_confirm(request: Request, user: UserDep, job_id: str) -> Response:
-    job = user.runtime.jobs.get(user.principal, job_id)
+    job = user.services.jobs.get(user.principal, job_id)
     return page(request, "cancel.html", user, {"j": job})
 
 
@@ -362,7 +362,7 @@ async def cancel(request: Request, user: WriterDep, job_id: str) -> Response:
     form = await request.form()
     force = form.get("force") == "1"
     reason = str(form.get("reason") or "") or None
-    await _threaded(user.runtime.jobs.cancel, user.principal, job_id, force=force, reason=reason)
+    await _threaded(user.services.jobs.cancel, user.principal, job_id, force=force, reason=reason)
     return see_other(f"{PREFIX}/jobs/{job_id}")
 
 
@@ -383,7 +383,7 @@ def _retry_fields(job: Job) -> list[dict[str, str]]:
 
 @router.get("/{job_id}/retry")
 def retry_form(request: Request, user: UserDep, job_id: str) -> Response:
-    job = user.runtime.jobs.get(user.principal, job_id)
+    job = user.services.jobs.get(user.principal, job_id)
     return page(
         request,
         "retry.html",
@@ -395,7 +395,7 @@ def retry_form(request: Request, user: UserDep, job_id: str) -> Response:
 @router.post("/{job_id}/retry")
 async def retry(request: Request, user: WriterDep, job_id: str) -> Response:
     form = await request.form()
-    jobs = user.runtime.jobs
+    jobs = user.services.jobs
     job = await _threaded(jobs.get, user.principal, job_id)
     problems = FieldErrors()
     parameters = parse_parameters(form, problems)

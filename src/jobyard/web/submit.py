@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from jobyard import errors
-from jobyard.api.schemas import JobCreate
+from jobyard.api.schemas.jobs import JobCreate
 from jobyard.domain.priorities import Priority
 from jobyard.domain.registry import ModelVersion
 from jobyard.web.base import PREFIX, User, UserDep, WebRoute, WriterDep, page, see_other
@@ -60,7 +60,7 @@ def _submit(user: User, body: dict[str, Any], problems: FieldErrors) -> str | No
             )
         return None
     try:
-        job, _ = user.runtime.jobs.submit_request(user.principal, request)
+        job, _ = user.services.jobs.submit_request(user.principal, request)
     except errors.InvalidInput as e:
         problems.add(field_of(e.details), e.message)
         return None
@@ -125,19 +125,19 @@ def schema_fields(version: ModelVersion) -> list[dict[str, Any]]:
 
 
 def _model_context(user: User, model: str | None) -> dict[str, Any]:
-    runtime, principal = user.runtime, user.principal
+    services, principal = user.services, user.principal
     choices = []
-    for m in runtime.registry.list_models(principal):
-        for v in runtime.registry.list_versions(principal, m.id):
+    for m in services.registry.list_models(principal):
+        for v in services.registry.list_versions(principal, m.id):
             if not v.deprecated:
                 choices.append(v)
-    version = runtime.registry.resolve(principal, model, field="model") if model else None
+    version = services.registry.resolve(principal, model, field="model") if model else None
     return {
         "choices": choices,
         "version": version,
         "fields": schema_fields(version) if version else [],
-        "environments": runtime.registry.list_environments(principal),
-        "folders": runtime.folders.list(principal),
+        "environments": services.registry.list_environments(principal),
+        "folders": services.folders.list(principal),
         "priorities": PRIORITIES,
     }
 

@@ -11,13 +11,13 @@ from fastapi import APIRouter, Query
 
 from jobyard import errors
 from jobyard.api.compat.history_mapping import HistoryJob, HistoryPage, states_for
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.errors import ERRORS
 from jobyard.clock import ensure_utc
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
 from jobyard.domain.registry import ModelVersion
-from jobyard.wiring import Runtime
+from jobyard.wiring import Services
 
 #: batch items shown per job
 MAX_INPUTS = 1000
@@ -30,7 +30,7 @@ router = APIRouter(
 )
 
 
-def _version_ids(runtime: Runtime, principal: Principal, ref: str) -> frozenset[str]:
+def _version_ids(runtime: Services, principal: Principal, ref: str) -> frozenset[str]:
     """The versions a ``model`` filter names: ``NAME:VERSION`` or a version id → that
     version; a model name or id → all its versions; nothing known → none."""
     name, sep, version = ref.partition(":")
@@ -50,7 +50,7 @@ def _version_ids(runtime: Runtime, principal: Principal, ref: str) -> frozenset[
 class _Render:
     """Turns jobs into the spec's objects, looking each model version up once."""
 
-    def __init__(self, runtime: Runtime, principal: Principal, *, inputs: bool) -> None:
+    def __init__(self, runtime: Services, principal: Principal, *, inputs: bool) -> None:
         self.runtime, self.principal, self.inputs = runtime, principal, inputs
         self.now = runtime.clock.now()
         self.versions: dict[str, ModelVersion | None] = {}
@@ -76,7 +76,7 @@ class _Render:
 
 @router.get("", summary="List jobs, newest first, in pages (page from 1)")
 def list_jobs(
-    runtime: RuntimeDep,
+    runtime: ServicesDep,
     principal: PrincipalDep,
     status: Annotated[str, Query(description="all, timedout, pending or terminated")] = "all",
     model: Annotated[
@@ -116,6 +116,6 @@ def list_jobs(
 
 
 @router.get("/{jobIdentifier}", summary="Get a job with its inputs")
-def get_job(jobIdentifier: str, runtime: RuntimeDep, principal: PrincipalDep) -> HistoryJob:
+def get_job(jobIdentifier: str, runtime: ServicesDep, principal: PrincipalDep) -> HistoryJob:
     job = runtime.jobs.get(principal, jobIdentifier)
     return _Render(runtime, principal, inputs=True)(job)

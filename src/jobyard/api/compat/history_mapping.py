@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from jobyard import errors
 from jobyard.api.compat.wire import iso_ms
-from jobyard.api.schemas import ItemsOut
+from jobyard.api.schemas.jobs import ItemsOut
 from jobyard.clock import elapsed_ms
 from jobyard.domain.jobs import Job
 from jobyard.domain.registry import ModelVersion

@@ -21,12 +21,12 @@ from jobyard.api.compat.insights_hub_mapping import (
     status_of,
 )
 from jobyard.api.compat.wire import spec_error
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.errors import ERRORS
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
 from jobyard.domain.states import JobState
-from jobyard.wiring import Runtime
+from jobyard.wiring import Services
 
 #: the reason code of ``JobService.pending_reason`` for a busy environment configuration
 ENVIRONMENT_BUSY = "concurrency_limit:"
@@ -55,7 +55,7 @@ router = APIRouter(
 )
 
 
-def _view(runtime: Runtime, principal: Principal, job: Job) -> tuple[str, str]:
+def _view(runtime: Services, principal: Principal, job: Job) -> tuple[str, str]:
     """The spec's status and message of ``job`` as read. A waiting job's message says
     why it waits (the native pending reason); a queued job is PENDING while its
     environment configuration runs as many jobs as it may. A job that has not changed
@@ -74,7 +74,7 @@ def _view(runtime: Runtime, principal: Principal, job: Job) -> tuple[str, str]:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Start a job")
-def start_job(body: JobIn, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut:
+def start_job(body: JobIn, runtime: ServicesDep, principal: PrincipalDep) -> JobOut:
     try:
         job, _ = runtime.jobs.submit_request(principal, body.to_request())
     except errors.InvalidInput as e:
@@ -84,7 +84,7 @@ def start_job(body: JobIn, runtime: RuntimeDep, principal: PrincipalDep) -> JobO
 
 @router.get("", summary="List jobs, newest first, in pages (pageNumber from 0)")
 def list_jobs(
-    runtime: RuntimeDep,
+    runtime: ServicesDep,
     principal: PrincipalDep,
     page_number: Annotated[
         str | None,
@@ -110,12 +110,12 @@ def list_jobs(
 
 
 @router.get("/{job_id}", summary="Get a job")
-def get_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut:
+def get_job(job_id: str, runtime: ServicesDep, principal: PrincipalDep) -> JobOut:
     job = runtime.jobs.get(principal, job_id)
     return JobOut.of(job, *_view(runtime, principal, job))
 
 
 @router.post("/{job_id}/stop", summary="Stop a job; outputs written so far are kept")
-def stop_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut:
+def stop_job(job_id: str, runtime: ServicesDep, principal: PrincipalDep) -> JobOut:
     job = runtime.jobs.cancel(principal, job_id)
     return JobOut.of(job, *_view(runtime, principal, job))

@@ -33,10 +33,9 @@ from jobyard.api.compat.mindzie_mapping import (
     summary,
 )
 from jobyard.api.compat.wire import spec_error
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep, get_status_service
 from jobyard.api.errors import ERRORS
 from jobyard.api.params import ResultFormat, split_values
-from jobyard.api.routes.system import get_status_service
 from jobyard.clock import ensure_utc
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
@@ -44,7 +43,7 @@ from jobyard.domain.results import Artifact, OutputType
 from jobyard.domain.states import JobState
 from jobyard.service.results import Results
 from jobyard.service.status import SystemStatus, SystemStatusService
-from jobyard.wiring import Runtime
+from jobyard.wiring import Services
 
 MAX_PAGE_SIZE = 100
 MS = 0.001
@@ -77,7 +76,7 @@ TenantDep = Annotated[Principal, Depends(tenant)]
 class Scope:
     """The caller in one of its projects (from the path)."""
 
-    runtime: Runtime
+    runtime: Services
     principal: Principal
     project_id: str
 
@@ -93,7 +92,7 @@ class Scope:
         return job_object(job, self.runtime.clock.now(), insight)
 
 
-def project(projectId: str, principal: TenantDep, runtime: RuntimeDep) -> Scope:
+def project(projectId: str, principal: TenantDep, runtime: ServicesDep) -> Scope:
     """``projectId`` must name one of the caller's projects (404 otherwise)."""
     return Scope(runtime, principal, runtime.tenancy.check_project(principal, projectId))
 

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobyard import errors, notify
-from jobyard.api.schemas import MetricsOut, ProgressOut
+from jobyard.api.schemas.jobs import MetricsOut, ProgressOut
 from jobyard.clock import ensure_utc
 from jobyard.domain.jobs import Job, JobSpec
 from jobyard.domain.priorities import Priority

@@ -22,12 +22,12 @@ from jobyard.api.compat.prediction_mapping import (
     updated_spec,
 )
 from jobyard.api.compat.wire import spec_error
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.errors import ERRORS
 from jobyard.domain.auth import Principal
 from jobyard.domain.definitions import JobDefinition
 from jobyard.domain.registry import Model, ModelVersion
-from jobyard.wiring import Runtime
+from jobyard.wiring import Services
 
 router = APIRouter(prefix="/api/v1", tags=["compat: Prediction API"], responses=ERRORS)
 
@@ -43,14 +43,14 @@ def _check_organisation(principal: Principal, organisation_id: str | None) -> No
         )
 
 
-def _source(runtime: Runtime, principal: Principal, ref: str) -> Model:
+def _source(runtime: Services, principal: Principal, ref: str) -> Model:
     try:
         return runtime.registry.get_model(principal, ref)
     except errors.NotFound:
         raise errors.NotFound(f"source {ref} does not exist", kind="source", id=ref) from None
 
 
-def _version(runtime: Runtime, principal: Principal, version_id: str) -> ModelVersion:
+def _version(runtime: Services, principal: Principal, version_id: str) -> ModelVersion:
     """The caller's version with this id (``resolve`` also takes names: check the id)."""
     try:
         found = runtime.registry.resolve(principal, version_id, field="source_version_id")
@@ -63,7 +63,9 @@ def _version(runtime: Runtime, principal: Principal, version_id: str) -> ModelVe
     return found
 
 
-def _jobs(runtime: Runtime, principal: Principal, defs: list[JobDefinition]) -> list[PredictionJob]:
+def _jobs(
+    runtime: Services, principal: Principal, defs: list[JobDefinition]
+) -> list[PredictionJob]:
     versions: dict[str, ModelVersion] = {}
     out = []
     for d in defs:
@@ -75,7 +77,7 @@ def _jobs(runtime: Runtime, principal: Principal, defs: list[JobDefinition]) -> 
 
 # ---- routes --------------------------------------------------------------------------
 @router.post("/sources", status_code=status.HTTP_201_CREATED, summary="Create a source")
-def create_source(body: SourceIn, runtime: RuntimeDep, principal: PrincipalDep) -> SourceOut:
+def create_source(body: SourceIn, runtime: ServicesDep, principal: PrincipalDep) -> SourceOut:
     model = runtime.registry.create_model(
         principal,
         body.name,
@@ -90,7 +92,7 @@ def create_source(body: SourceIn, runtime: RuntimeDep, principal: PrincipalDep) 
     "/source_versions", status_code=status.HTTP_201_CREATED, summary="Create a source version"
 )
 def create_source_version(
-    body: SourceVersionIn, runtime: RuntimeDep, principal: PrincipalDep
+    body: SourceVersionIn, runtime: ServicesDep, principal: PrincipalDep
 ) -> SourceVersionOut:
     model = _source(runtime, principal, body.source_id)
     version = runtime.registry.create_version(principal, model.id, body.to_spec(model.name))
@@ -98,7 +100,9 @@ def create_source_version(
 
 
 @router.post("/jobs/setup", status_code=status.HTTP_201_CREATED, summary="Set up a job")
-def setup_job(body: JobSetupRequest, runtime: RuntimeDep, principal: PrincipalDep) -> PredictionJob:
+def setup_job(
+    body: JobSetupRequest, runtime: ServicesDep, principal: PrincipalDep
+) -> PredictionJob:
     _check_organisation(principal, body.organisation_id)
     if body.job.organisation_id not in (None, body.organisation_id):
         raise errors.InvalidInput(
@@ -115,18 +119,18 @@ def setup_job(body: JobSetupRequest, runtime: RuntimeDep, principal: PrincipalDe
 
 
 @router.get("/jobs", summary="List the organisation's jobs")
-def list_jobs(runtime: RuntimeDep, principal: PrincipalDep) -> list[PredictionJob]:
+def list_jobs(runtime: ServicesDep, principal: PrincipalDep) -> list[PredictionJob]:
     return _jobs(runtime, principal, runtime.definitions.list_definitions(principal))
 
 
 @router.get("/jobs/{job_id}", summary="Get a job")
-def get_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> PredictionJob:
+def get_job(job_id: str, runtime: ServicesDep, principal: PrincipalDep) -> PredictionJob:
     return _jobs(runtime, principal, [runtime.definitions.get(principal, job_id)])[0]
 
 
 @router.put("/jobs/{job_id}", summary="Update a job")
 def update_job(
-    job_id: str, body: PredictionJobUpdate, runtime: RuntimeDep, principal: PrincipalDep
+    job_id: str, body: PredictionJobUpdate, runtime: ServicesDep, principal: PrincipalDep
 ) -> PredictionJob:
     _check_organisation(principal, body.organisation_id)
     current = runtime.definitions.get(principal, job_id)
@@ -142,6 +146,6 @@ def update_job(
 
 
 @router.delete("/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a job")
-def delete_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
+def delete_job(job_id: str, runtime: ServicesDep, principal: PrincipalDep) -> Response:
     runtime.definitions.delete(principal, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -12,7 +12,7 @@ from pydantic import AliasChoices, BaseModel, Field
 
 from jobyard import errors
 from jobyard.api.bounds import Int32
-from jobyard.api.schemas import Strict
+from jobyard.api.schemas.base import Strict
 from jobyard.domain.definitions import JobDefinition
 from jobyard.domain.registry import InputRole, Model, ModelKind, ModelVersion, OutputRole
 from jobyard.service.definitions import DefinitionSetup, DefinitionSpec

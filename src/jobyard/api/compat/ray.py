@@ -28,12 +28,12 @@ from jobyard.api.compat.ray_mapping import (
     parse_submit,
     version_info,
 )
-from jobyard.api.deps import RuntimeDep, check_user
+from jobyard.api.deps import ServicesDep, check_user
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
 from jobyard.service.packages import PackageService
 from jobyard.service.submission import JobRequest
-from jobyard.wiring import Runtime
+from jobyard.wiring import Services
 
 TAIL_POLL_S = 0.1
 #: a text frame stays far below aiohttp's default 4 MiB message limit
@@ -64,7 +64,7 @@ def ray_errors(fn: Callable[P, Response]) -> Callable[P, Response]:
     return wrapper
 
 
-def _authenticate(runtime: Runtime, header: str | None, method: str = "GET") -> Principal:
+def _authenticate(runtime: Services, header: str | None, method: str = "GET") -> Principal:
     """401 without a credential, 403 with one that is refused (Ray's client words them
     "Authentication required" and "Authentication failed")."""
     try:
@@ -77,7 +77,7 @@ def _authenticate(runtime: Runtime, header: str | None, method: str = "GET") -> 
 
 def ray_principal(
     request: Request,
-    runtime: RuntimeDep,
+    runtime: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
     x_ray_authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
@@ -90,11 +90,11 @@ def ray_principal(
 RayPrincipal = Annotated[Principal, Depends(ray_principal)]
 
 
-def _packages(runtime: Runtime) -> PackageService:
+def _packages(runtime: Services) -> PackageService:
     return PackageService(runtime.storage, runtime.settings.max_upload_bytes)
 
 
-def _find(runtime: Runtime, principal: Principal, ref: str) -> Job:
+def _find(runtime: Services, principal: Principal, ref: str) -> Job:
     """A job by Ray submission id, else by jobyard id; Ray's 404 text otherwise."""
     job = runtime.jobs.find_by_submission_id(principal, ref)
     if job is not None:
@@ -115,7 +115,7 @@ def version(_principal: RayPrincipal) -> dict[str, str]:
 @router.post("/api/jobs", include_in_schema=False)
 @ray_errors
 def submit_job(
-    body: Annotated[Any, Body()], runtime: RuntimeDep, principal: RayPrincipal
+    body: Annotated[Any, Body()], runtime: ServicesDep, principal: RayPrincipal
 ) -> Response:
     try:
         sub = parse_submit(body)
@@ -139,7 +139,7 @@ def submit_job(
 @router.get("/api/jobs/", summary="All jobs of the caller's tenant (JobDetails list)")
 @router.get("/api/jobs", include_in_schema=False)
 @ray_errors
-def list_jobs(runtime: RuntimeDep, principal: RayPrincipal) -> Response:
+def list_jobs(runtime: ServicesDep, principal: RayPrincipal) -> Response:
     out: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
@@ -152,13 +152,13 @@ def list_jobs(runtime: RuntimeDep, principal: RayPrincipal) -> Response:
 
 @router.get("/api/jobs/{job_id}", summary="A job (JobDetails), by submission id or job id")
 @ray_errors
-def get_job(job_id: str, runtime: RuntimeDep, principal: RayPrincipal) -> Response:
+def get_job(job_id: str, runtime: ServicesDep, principal: RayPrincipal) -> Response:
     return JSONResponse(job_details(_find(runtime, principal, job_id)))
 
 
 @router.get("/api/jobs/{job_id}/logs", summary="The job's whole log")
 @ray_errors
-def job_logs(job_id: str, runtime: RuntimeDep, principal: RayPrincipal) -> Response:
+def job_logs(job_id: str, runtime: ServicesDep, principal: RayPrincipal) -> Response:
     job = _find(runtime, principal, job_id)
     parts: list[bytes] = []
     offset = 0
@@ -170,7 +170,7 @@ def job_logs(job_id: str, runtime: RuntimeDep, principal: RayPrincipal) -> Respo
 
 @router.post("/api/jobs/{job_id}/stop", summary="Stop a job (asynchronously)")
 @ray_errors
-def stop_job(job_id: str, runtime: RuntimeDep, principal: RayPrincipal) -> Response:
+def stop_job(job_id: str, runtime: ServicesDep, principal: RayPrincipal) -> Response:
     job = _find(runtime, principal, job_id)
     if job.is_terminal:
         return JSONResponse({"stopped": False})
@@ -183,7 +183,7 @@ def stop_job(job_id: str, runtime: RuntimeDep, principal: RayPrincipal) -> Respo
 
 @router.delete("/api/jobs/{job_id}", summary="Delete an ended job with its logs")
 @ray_errors
-def delete_job(job_id: str, runtime: RuntimeDep, principal: RayPrincipal) -> Response:
+def delete_job(job_id: str, runtime: ServicesDep, principal: RayPrincipal) -> Response:
     job = _find(runtime, principal, job_id)
     try:
         runtime.jobs.delete(principal, job.id)
@@ -201,7 +201,7 @@ async def _refuse(ws: WebSocket, exc: errors.JobyardError) -> None:
         await ws.close(code=1008, reason=exc.message[:120])
 
 
-async def _log_frames(runtime: Runtime, principal: Principal, job_id: str) -> AsyncIterator[str]:
+async def _log_frames(runtime: Services, principal: Principal, job_id: str) -> AsyncIterator[str]:
     """The log from its start as text, until the job has ended and all was read."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     offset, attempt = 0, None
@@ -227,7 +227,7 @@ async def _log_frames(runtime: Runtime, principal: Principal, job_id: str) -> As
 @router.websocket("/api/jobs/{job_id}/logs/tail")
 async def tail_logs(ws: WebSocket, job_id: str) -> None:
     """Text frames of the log; closes with 1000 once the job has ended and all was sent."""
-    runtime: Runtime = ws.app.state.runtime
+    runtime: Services = ws.app.state.services
     header = ws.headers.get("authorization") or ws.headers.get("x-ray-authorization")
     try:
         principal = await run_in_threadpool(_authenticate, runtime, header)
@@ -267,7 +267,7 @@ async def tail_logs(ws: WebSocket, job_id: str) -> None:
 @router.get("/api/packages/{protocol}/{package_name}", summary="200 if the package exists")
 @ray_errors
 def package_exists(
-    protocol: str, package_name: str, runtime: RuntimeDep, principal: RayPrincipal
+    protocol: str, package_name: str, runtime: ServicesDep, principal: RayPrincipal
 ) -> Response:
     if _packages(runtime).exists(principal, protocol, package_name):
         return Response(status_code=200)
@@ -293,7 +293,7 @@ async def upload_package(
     protocol: str,
     package_name: str,
     request: Request,
-    runtime: RuntimeDep,
+    runtime: ServicesDep,
     principal: RayPrincipal,
 ) -> Response:
     put = _packages(runtime).put

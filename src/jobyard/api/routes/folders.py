@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
 from typing import IO
 from urllib.parse import quote
 
@@ -11,14 +10,19 @@ import anyio.from_thread
 from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 from starlette.datastructures import FormData, UploadFile
 
 from jobyard import errors
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.errors import ERRORS, error_responses
-from jobyard.api.schemas import Strict
-from jobyard.domain.folders import FolderFile
+from jobyard.api.schemas.folders import (
+    FileItems,
+    FileList,
+    FileOut,
+    FolderCreate,
+    FolderList,
+    FolderOut,
+)
 from jobyard.service.folders import FolderSummary
 from jobyard.storage.fs import CHUNK
 
@@ -31,75 +35,21 @@ router = APIRouter(
 )
 
 
-# ---- wire models -------------------------------------------------------------------
-class FolderCreate(Strict):
-    name: str = Field(
-        description="1-200 characters: letters, digits, '.', '_', '-'; unique in the tenant."
-    )
-    description: str | None = Field(None, max_length=10_000)
-
-
-class FolderOut(BaseModel):
-    id: str
-    name: str
-    description: str | None
-    created_at: datetime
-    updated_at: datetime
-    file_count: int
-    total_bytes: int
-
-    @classmethod
-    def of(cls, s: FolderSummary) -> FolderOut:
-        f = s.folder
-        return cls(
-            id=f.id,
-            name=f.name,
-            description=f.description,
-            created_at=f.created_at,
-            updated_at=f.updated_at,
-            file_count=s.file_count,
-            total_bytes=s.total_bytes,
-        )
-
-
-class FolderList(BaseModel):
-    items: list[FolderOut]
-
-
-class FileOut(BaseModel):
-    path: str
-    size: int
-    sha256: str
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, f: FolderFile) -> FileOut:
-        return cls(path=f.path, size=f.size, sha256=f.sha256, updated_at=f.updated_at)
-
-
-class FileItems(BaseModel):
-    items: list[FileOut]
-
-
-class FileList(FileItems):
-    total_bytes: int
-
-
 # ---- folders -----------------------------------------------------------------------
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a folder")
-def create_folder(body: FolderCreate, runtime: RuntimeDep, principal: PrincipalDep) -> FolderOut:
-    folder = runtime.folders.create(principal, body.name, body.description)
+def create_folder(body: FolderCreate, services: ServicesDep, principal: PrincipalDep) -> FolderOut:
+    folder = services.folders.create(principal, body.name, body.description)
     return FolderOut.of(FolderSummary(folder, 0, 0))
 
 
 @router.get("", summary="List folders by name")
-def list_folders(runtime: RuntimeDep, principal: PrincipalDep) -> FolderList:
-    return FolderList(items=[FolderOut.of(s) for s in runtime.folders.list(principal)])
+def list_folders(services: ServicesDep, principal: PrincipalDep) -> FolderList:
+    return FolderList(items=[FolderOut.of(s) for s in services.folders.list(principal)])
 
 
 @router.get("/{ref}", summary="Get a folder (by id or name)")
-def get_folder(ref: str, runtime: RuntimeDep, principal: PrincipalDep) -> FolderOut:
-    return FolderOut.of(runtime.folders.describe(principal, ref))
+def get_folder(ref: str, services: ServicesDep, principal: PrincipalDep) -> FolderOut:
+    return FolderOut.of(services.folders.describe(principal, ref))
 
 
 @router.delete(
@@ -108,15 +58,15 @@ def get_folder(ref: str, runtime: RuntimeDep, principal: PrincipalDep) -> Folder
     response_class=Response,
     summary="Delete a folder and its files (409 while unfinished jobs use it)",
 )
-def delete_folder(ref: str, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
-    runtime.folders.delete(principal, ref)
+def delete_folder(ref: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+    services.folders.delete(principal, ref)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 # ---- files -------------------------------------------------------------------------
 @router.get("/{ref}/files", summary="List a folder's files by path")
-def list_files(ref: str, runtime: RuntimeDep, principal: PrincipalDep) -> FileList:
-    files = runtime.folders.files(principal, ref)
+def list_files(ref: str, services: ServicesDep, principal: PrincipalDep) -> FileList:
+    files = services.folders.files(principal, ref)
     return FileList(items=[FileOut.of(f) for f in files], total_bytes=sum(f.size for f in files))
 
 
@@ -147,9 +97,9 @@ def _blocking(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
     },
 )
 async def put_file(
-    ref: str, path: str, request: Request, runtime: RuntimeDep, principal: PrincipalDep
+    ref: str, path: str, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> FileOut:
-    upload = runtime.folders.upload
+    upload = services.folders.upload
     chunks = _blocking(request.stream())
     return FileOut.of(await run_in_threadpool(upload, principal, ref, path, chunks))
 
@@ -200,14 +150,14 @@ def _form_uploads(form: FormData) -> tuple[list[tuple[str, Iterator[bytes]]], st
     },
 )
 async def post_files(
-    ref: str, request: Request, runtime: RuntimeDep, principal: PrincipalDep
+    ref: str, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> FileItems:
     # the key and the folder are checked before the body is read
-    await run_in_threadpool(runtime.folders.get, principal, ref)
+    await run_in_threadpool(services.folders.get, principal, ref)
     async with request.form(max_files=MAX_FORM_FILES, max_fields=10) as form:
         uploads, prefix = _form_uploads(form)
         stored = await run_in_threadpool(
-            runtime.folders.upload_many, principal, ref, uploads, prefix
+            services.folders.upload_many, principal, ref, uploads, prefix
         )
     return FileItems(items=[FileOut.of(f) for f in stored])
 
@@ -226,8 +176,8 @@ def _disposition(path: str) -> str:
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}, "description": "The file"}},
 )
-def get_file(ref: str, path: str, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
-    file, chunks = runtime.folders.open_file(principal, ref, path)
+def get_file(ref: str, path: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+    file, chunks = services.folders.open_file(principal, ref, path)
     headers = {
         "Content-Disposition": _disposition(file.path),
         "Content-Length": str(file.size),
@@ -242,6 +192,6 @@ def get_file(ref: str, path: str, runtime: RuntimeDep, principal: PrincipalDep) 
     response_class=Response,
     summary="Delete a file",
 )
-def delete_file(ref: str, path: str, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
-    runtime.folders.delete_file(principal, ref, path)
+def delete_file(ref: str, path: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+    services.folders.delete_file(principal, ref, path)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

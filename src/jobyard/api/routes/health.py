@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from jobyard.api.deps import RuntimeDep
+from jobyard.api.deps import ServicesDep
 
 router = APIRouter(tags=["health"])
 
@@ -16,9 +16,9 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="The database answers and the node can write")
-def readyz(runtime: RuntimeDep) -> JSONResponse:
-    sandbox = runtime.sandbox.describe()
-    ready = runtime.readiness.check()
+def readyz(services: ServicesDep) -> JSONResponse:
+    sandbox = services.sandbox.describe()
+    ready = services.readiness.check()
     if ready.ready:
         return JSONResponse({"status": "ready", "details": sandbox})
     if not ready.reachable:

@@ -14,10 +14,10 @@ from pydantic import ValidationError
 
 from jobyard import errors
 from jobyard.api.bounds import AttemptNo, ByteOffset, Seq
-from jobyard.api.deps import PrincipalDep, ReporterDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ReporterDep, ServicesDep
 from jobyard.api.errors import ERRORS, validation_problems
 from jobyard.api.params import split_values
-from jobyard.api.schemas import (
+from jobyard.api.schemas.jobs import (
     AttemptOut,
     BatchItemOut,
     CancelRequest,
@@ -70,7 +70,7 @@ def _enum_set(kind: type[E], values: list[str] | None, field: str) -> frozenset[
 )
 async def submit_job(
     body: JobCreate,
-    runtime: RuntimeDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     insight: Annotated[
@@ -81,14 +81,14 @@ async def submit_job(
     """201 with the new job once it is committed (200 with the job an idempotency key
     already names). A plain command job is accepted without leaving the event loop."""
     request = body.to_request(idempotency_key)
-    accepted = await runtime.jobs.submit_plain(principal, request)
+    accepted = await services.jobs.submit_plain(principal, request)
     if accepted is None:
-        accepted = await run_in_threadpool(runtime.jobs.submit_request, principal, request)
+        accepted = await run_in_threadpool(services.jobs.submit_request, principal, request)
     job, created = accepted
-    out = JobOut.from_job(job, runtime.clock.now())
+    out = JobOut.from_job(job, services.clock.now())
     if insight:
-        reason, found = await run_in_threadpool(runtime.jobs.describe, job)
-        out = JobOut.from_job(job, runtime.clock.now(), reason).with_insight(found)
+        reason, found = await run_in_threadpool(services.jobs.describe, job)
+        out = JobOut.from_job(job, services.clock.now(), reason).with_insight(found)
     return Response(
         out.model_dump_json(),
         status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -104,7 +104,7 @@ async def submit_job(
     "committed together, before the answer.",
 )
 async def submit_batch(
-    body: JobBatchIn, runtime: RuntimeDep, principal: PrincipalDep
+    body: JobBatchIn, services: ServicesDep, principal: PrincipalDep
 ) -> JobBatchOut:
     requests: list[JobRequest | errors.JobyardError] = []
     for i, raw in enumerate(body.jobs):
@@ -113,7 +113,7 @@ async def submit_batch(
         except ValidationError as e:
             message, problems = validation_problems(e.errors(), ("jobs", i))
             requests.append(errors.ValidationFailed(message, errors=problems))
-    results = await run_in_threadpool(runtime.jobs.submit_batch, principal, requests)
+    results = await run_in_threadpool(services.jobs.submit_batch, principal, requests)
     items = [BatchItemOut.of(i, r) for i, r in enumerate(results)]
     created = sum(r.created for r in results)
     failed = sum(r.error is not None for r in results)
@@ -124,7 +124,7 @@ async def submit_batch(
 
 @router.get("", summary="List jobs, newest first")
 def list_jobs(
-    runtime: RuntimeDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     status_: Annotated[
         list[str] | None, Query(alias="status", description="One or more states")
@@ -153,8 +153,8 @@ def list_jobs(
         created_from=ensure_utc(created_from),
         created_to=ensure_utc(created_to),
     )
-    page = runtime.jobs.list_jobs(principal, flt, limit=limit, cursor=cursor)
-    now = runtime.clock.now()
+    page = services.jobs.list_jobs(principal, flt, limit=limit, cursor=cursor)
+    now = services.clock.now()
     return JobList(
         items=[JobOut.from_job(j, now) for j in page.items],
         next_cursor=page.next_cursor,
@@ -163,13 +163,13 @@ def list_jobs(
 
 
 @router.get("/{job_id}", summary="Get a job")
-def get_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut:
-    job = runtime.jobs.get(principal, job_id)
-    reason, insight = runtime.jobs.describe(job)
-    out = JobOut.from_job(job, runtime.clock.now(), reason)
-    warnings = [WarningOut(**w) for w in runtime.jobs.warnings(principal, job_id)]
+def get_job(job_id: str, services: ServicesDep, principal: PrincipalDep) -> JobOut:
+    job = services.jobs.get(principal, job_id)
+    reason, insight = services.jobs.describe(job)
+    out = JobOut.from_job(job, services.clock.now(), reason)
+    warnings = [WarningOut(**w) for w in services.jobs.warnings(principal, job_id)]
     names = (
-        runtime.jobs.setup_names(principal, job, runtime.registry, runtime.folders)
+        services.jobs.setup_names(principal, job, services.registry, services.folders)
         if job.spec.model_version_id
         or job.spec.environment_id
         or job.spec.input_bindings
@@ -180,7 +180,7 @@ def get_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut
     out = out.model_copy(
         update={
             "warnings": warnings,
-            "retries": runtime.jobs.retries(principal, job_id),
+            "retries": services.jobs.retries(principal, job_id),
             **names,
         }
     )
@@ -190,13 +190,13 @@ def get_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, summary="Cancel a job")
 def cancel_job(
     job_id: str,
-    runtime: RuntimeDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> JobOut:
     req = body or CancelRequest()
-    job = runtime.jobs.cancel(principal, job_id, force=req.force, reason=req.reason)
-    return JobOut.from_job(job, runtime.clock.now())
+    job = services.jobs.cancel(principal, job_id, force=req.force, reason=req.reason)
+    return JobOut.from_job(job, services.clock.now())
 
 
 @router.post(
@@ -204,12 +204,14 @@ def cancel_job(
     status_code=status.HTTP_202_ACCEPTED,
     summary="Report progress, metrics, warnings or items (the job's own token, or an API key)",
 )
-def report(job_id: str, body: ReportIn, runtime: RuntimeDep, caller: ReporterDep) -> dict[str, int]:
+def report(
+    job_id: str, body: ReportIn, services: ServicesDep, caller: ReporterDep
+) -> dict[str, int]:
     raw = body.model_dump()
     objects = (
         raw["reports"] if set(raw) == {"reports"} and isinstance(raw["reports"], list) else [raw]
     )
-    return {"accepted": runtime.jobs.report(caller, job_id, objects)}
+    return {"accepted": services.jobs.report(caller, job_id, objects)}
 
 
 @router.post(
@@ -217,12 +219,12 @@ def report(job_id: str, body: ReportIn, runtime: RuntimeDep, caller: ReporterDep
 )
 def retry_job(
     job_id: str,
-    runtime: RuntimeDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     body: Annotated[RetryRequest | None, Body()] = None,
 ) -> JobOut:
     req = body or RetryRequest()
-    job = runtime.jobs.retry(
+    job = services.jobs.retry(
         principal,
         job_id,
         reason=req.reason,
@@ -231,13 +233,13 @@ def retry_job(
         timeout_s=req.timeout_s,
         immediate=req.immediate,
     )
-    reason, insight = runtime.jobs.describe(job)
-    return JobOut.from_job(job, runtime.clock.now(), reason).with_insight(insight)
+    reason, insight = services.jobs.describe(job)
+    return JobOut.from_job(job, services.clock.now(), reason).with_insight(insight)
 
 
 @router.get("/{job_id}/attempts", summary="Every attempt of the job, with its exit code and log")
 def job_attempts(
-    job_id: str, request: Request, runtime: RuntimeDep, principal: PrincipalDep
+    job_id: str, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> dict[str, list[AttemptOut]]:
     base = str(request.base_url)
     items = [
@@ -252,15 +254,15 @@ def job_attempts(
             message=a["message"],
             log_url=f"{base}v1/jobs/{job_id}/logs?attempt={a['attempt']}",
         )
-        for a in runtime.jobs.attempts(principal, job_id)
+        for a in services.jobs.attempts(principal, job_id)
     ]
     return {"items": items}
 
 
 @router.get("/{job_id}/metrics", summary="Resource samples of the job (CPU, memory, disk, I/O)")
-def job_metrics(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, Any]:
-    samples = runtime.jobs.samples(principal, job_id)
-    job = runtime.jobs.get(principal, job_id)
+def job_metrics(job_id: str, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+    samples = services.jobs.samples(principal, job_id)
+    job = services.jobs.get(principal, job_id)
     keys = ("at", "cpu_percent", "rss_bytes", "disk_bytes", "io_read_ops", "io_write_ops")
     return {
         "totals": {
@@ -277,12 +279,12 @@ def job_metrics(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> di
 @router.get("/{job_id}/events", summary="The job's timeline")
 def job_events(
     job_id: str,
-    runtime: RuntimeDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     after: Annotated[Seq | None, Query(description="Only events after this seq")] = None,
 ) -> EventList:
     return EventList(
-        items=[EventOut.from_event(e) for e in runtime.jobs.events(principal, job_id, after)]
+        items=[EventOut.from_event(e) for e in services.jobs.events(principal, job_id, after)]
     )
 
 
@@ -294,14 +296,14 @@ def job_events(
 )
 def job_logs(
     job_id: str,
-    runtime: RuntimeDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     offset: Annotated[ByteOffset, Query()] = 0,
     tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
     follow: bool = False,
     attempt: Annotated[AttemptNo | None, Query()] = None,
 ) -> Response:
-    chunk = runtime.jobs.read_log(principal, job_id, offset=offset, tail=tail, attempt=attempt)
+    chunk = services.jobs.read_log(principal, job_id, offset=offset, tail=tail, attempt=attempt)
     headers = {"X-Log-Offset": str(chunk.offset), "X-Log-Next-Offset": str(chunk.next_offset)}
     if not follow:
         return Response(chunk.data, media_type="text/plain; charset=utf-8", headers=headers)
@@ -312,7 +314,7 @@ def job_logs(
         pos, pinned = chunk.next_offset, attempt
         while True:
             poll = await run_in_threadpool(
-                runtime.jobs.poll_log,
+                services.jobs.poll_log,
                 principal,
                 job_id,
                 offset=pos,

@@ -16,9 +16,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.errors import ERRORS
-from jobyard.api.registry_schemas import (
+from jobyard.api.schemas.registry import (
     DeprecateRequest,
     ModelCreate,
     ModelDetail,
@@ -42,8 +42,8 @@ _FALSE = {"false", "0", "no", "off", ""}
 
 # ---- models --------------------------------------------------------------------------
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a model")
-def create_model(body: ModelCreate, runtime: RuntimeDep, principal: PrincipalDep) -> ModelOut:
-    model = runtime.registry.create_model(
+def create_model(body: ModelCreate, services: ServicesDep, principal: PrincipalDep) -> ModelOut:
+    model = services.registry.create_model(
         principal,
         body.name,
         description=body.description,
@@ -54,23 +54,23 @@ def create_model(body: ModelCreate, runtime: RuntimeDep, principal: PrincipalDep
 
 
 @router.get("", summary="List models by name")
-def list_models(runtime: RuntimeDep, principal: PrincipalDep) -> ModelList:
-    return ModelList(items=[ModelOut.of(m) for m in runtime.registry.list_models(principal)])
+def list_models(services: ServicesDep, principal: PrincipalDep) -> ModelList:
+    return ModelList(items=[ModelOut.of(m) for m in services.registry.list_models(principal)])
 
 
 @router.get("/{ref}", summary="Get a model (by id or name) with its versions")
-def get_model(ref: str, runtime: RuntimeDep, principal: PrincipalDep) -> ModelDetail:
-    model = runtime.registry.get_model(principal, ref)
-    versions = runtime.registry.list_versions(principal, model.id)
+def get_model(ref: str, services: ServicesDep, principal: PrincipalDep) -> ModelDetail:
+    model = services.registry.get_model(principal, ref)
+    versions = services.registry.list_versions(principal, model.id)
     return ModelDetail.with_versions(model, versions)
 
 
 @router.patch("/{ref}", summary="Change a model's metadata (versions never change)")
 def update_model(
-    ref: str, body: ModelUpdate, runtime: RuntimeDep, principal: PrincipalDep
+    ref: str, body: ModelUpdate, services: ServicesDep, principal: PrincipalDep
 ) -> ModelOut:
     changes = body.model_dump(exclude_unset=True)
-    return ModelOut.of(runtime.registry.update_model(principal, ref, **changes))
+    return ModelOut.of(services.registry.update_model(principal, ref, **changes))
 
 
 @router.delete(
@@ -78,8 +78,8 @@ def update_model(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a model and its versions (409 while a job references one)",
 )
-def delete_model(ref: str, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
-    runtime.registry.delete_model(principal, ref)
+def delete_model(ref: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+    services.registry.delete_model(principal, ref)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -195,7 +195,7 @@ def _chunks(upload: UploadFile) -> Iterator[bytes]:
     openapi_extra=_VERSION_BODY,
 )
 async def create_version(
-    ref: str, request: Request, runtime: RuntimeDep, principal: PrincipalDep
+    ref: str, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> VersionOut:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json":
@@ -205,14 +205,14 @@ async def create_version(
             raise _refused(e) from None
         spec = _version_create(_json(raw, "body"), "body")
         version = await run_in_threadpool(
-            runtime.registry.create_version, principal, ref, spec.to_spec(), None
+            services.registry.create_version, principal, ref, spec.to_spec(), None
         )
         return VersionOut.of(version)
     if ctype != "multipart/form-data":
         raise StarletteHTTPException(
             415, "send application/json or multipart/form-data (spec, artifact, archive)"
         )
-    limit = runtime.registry.max_upload_bytes + MAX_SPEC_BYTES
+    limit = services.registry.max_upload_bytes + MAX_SPEC_BYTES
     parser = MultiPartParser(request.headers, _limited(request, limit), max_files=1, max_fields=3)
     try:
         form = await parser.parse()
@@ -241,7 +241,7 @@ async def create_version(
                 is_archive=archive in _TRUE,
             )
         version = await run_in_threadpool(
-            runtime.registry.create_version, principal, ref, spec.to_spec(), artifact
+            services.registry.create_version, principal, ref, spec.to_spec(), artifact
         )
     finally:
         await form.close()
@@ -249,14 +249,16 @@ async def create_version(
 
 
 @router.get("/{ref}/versions", summary="List a model's versions, newest first")
-def list_versions(ref: str, runtime: RuntimeDep, principal: PrincipalDep) -> VersionList:
-    versions = runtime.registry.list_versions(principal, ref)
+def list_versions(ref: str, services: ServicesDep, principal: PrincipalDep) -> VersionList:
+    versions = services.registry.list_versions(principal, ref)
     return VersionList(items=[VersionOut.of(v) for v in versions])
 
 
 @router.get("/{ref}/versions/{version}", summary="Get a model version")
-def get_version(ref: str, version: str, runtime: RuntimeDep, principal: PrincipalDep) -> VersionOut:
-    return VersionOut.of(runtime.registry.get_version(principal, ref, version))
+def get_version(
+    ref: str, version: str, services: ServicesDep, principal: PrincipalDep
+) -> VersionOut:
+    return VersionOut.of(services.registry.get_version(principal, ref, version))
 
 
 @router.post(
@@ -266,12 +268,12 @@ def get_version(ref: str, version: str, runtime: RuntimeDep, principal: Principa
 def deprecate_version(
     ref: str,
     version: str,
-    runtime: RuntimeDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     body: Annotated[DeprecateRequest | None, Body()] = None,
 ) -> VersionOut:
     deprecated = (body or DeprecateRequest()).deprecated
-    return VersionOut.of(runtime.registry.deprecate_version(principal, ref, version, deprecated))
+    return VersionOut.of(services.registry.deprecate_version(principal, ref, version, deprecated))
 
 
 @router.delete(
@@ -280,9 +282,9 @@ def deprecate_version(
     summary="Delete a version (409 while a job references it)",
 )
 def delete_version(
-    ref: str, version: str, runtime: RuntimeDep, principal: PrincipalDep
+    ref: str, version: str, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
-    runtime.registry.delete_version(principal, ref, version)
+    services.registry.delete_version(principal, ref, version)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -303,9 +305,9 @@ def _disposition(name: str) -> str:
     },
 )
 def download_artifact(
-    ref: str, version: str, runtime: RuntimeDep, principal: PrincipalDep
+    ref: str, version: str, services: ServicesDep, principal: PrincipalDep
 ) -> StreamingResponse:
-    found, chunks = runtime.registry.open_artifact(principal, ref, version)
+    found, chunks = services.registry.open_artifact(principal, ref, version)
     headers = {
         "X-Content-SHA256": found.artifact_sha256 or "",
         "Content-Length": str(found.artifact_size or 0),

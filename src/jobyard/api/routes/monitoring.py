@@ -2,36 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
-from pydantic import BaseModel
 
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.errors import ERRORS
+from jobyard.api.schemas.monitoring import OverdueList, OverdueOut
 from jobyard.service.monitoring import overdue_models
 
 router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"], responses=ERRORS)
 
 
-class OverdueOut(BaseModel):
-    model_id: str
-    model: str
-    expected_interval_minutes: int
-    last_success_at: datetime | None
-    due_at: datetime
-
-
-class OverdueList(BaseModel):
-    items: list[OverdueOut]
-
-
 @router.get(
     "/overdue-models", summary="Models whose expected interval passed without a successful job"
 )
-def overdue(runtime: RuntimeDep, principal: PrincipalDep) -> OverdueList:
+def overdue(services: ServicesDep, principal: PrincipalDep) -> OverdueList:
     found = overdue_models(
-        principal, runtime.registry.list_models(principal), runtime.jobs.store, runtime.clock.now()
+        principal,
+        services.registry.list_models(principal),
+        services.jobs.store,
+        services.clock.now(),
     )
     return OverdueList(
         items=[

@@ -7,50 +7,19 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
 
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.errors import ERRORS
 from jobyard.api.params import ResultFormat
+from jobyard.api.schemas.results import (
+    ArtifactOut,
+    ExecutionMetrics,
+    ResultsOut,
+    ResultSummary,
+)
 from jobyard.domain.results import Artifact, OutputType
 
 router = APIRouter(prefix="/v1/jobs", tags=["results"], responses=ERRORS)
-
-
-class ArtifactOut(BaseModel):
-    path: str
-    type: str
-    format: str
-    size: int
-    sha256: str
-    record_count: int | None
-    role: str | None
-    download_url: str
-
-
-class ExecutionMetrics(BaseModel):
-    duration_ms: int | None
-    cpu_time_s: float | None
-    peak_memory_bytes: int | None
-    cpu_percent: float | None
-
-
-class ResultSummary(BaseModel):
-    outputs_generated: int
-    records_processed: int | None
-    total_bytes: int
-
-
-class ResultsOut(BaseModel):
-    job_id: str
-    status: str
-    success: bool
-    partial: bool
-    completed_at: str | None
-    primary_output: ArtifactOut | None
-    artifacts: list[ArtifactOut] | None
-    summary: ResultSummary
-    execution_metrics: ExecutionMetrics
 
 
 def _artifact(request: Request, job_id: str, a: Artifact) -> ArtifactOut:
@@ -76,13 +45,13 @@ def _artifact(request: Request, job_id: str, a: Artifact) -> ArtifactOut:
 def job_results(
     job_id: str,
     request: Request,
-    runtime: RuntimeDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     format: ResultFormat = ResultFormat.SUMMARY,
     output_type: Annotated[OutputType | None, Query()] = None,
 ) -> ResultsOut | StreamingResponse:
     if format is ResultFormat.DOWNLOAD:
-        stream = runtime.results.zip_stream(principal, job_id)
+        stream = services.results.zip_stream(principal, job_id)
         first = next(stream, b"")  # errors (404, 409) surface before the answer starts
 
         def body() -> object:
@@ -94,7 +63,7 @@ def job_results(
             media_type="application/zip",
             headers={"Content-Disposition": f'attachment; filename="results-{job_id}.zip"'},
         )
-    res = runtime.results.get(principal, job_id, output_type)
+    res = services.results.get(principal, job_id, output_type)
     job = res.job
     counts = [a.record_count for a in res.artifacts if a.record_count is not None]
     duration = (
@@ -128,9 +97,9 @@ def job_results(
 
 @router.get("/{job_id}/results/files/{path:path}", summary="Download one result file")
 def result_file(
-    job_id: str, path: str, runtime: RuntimeDep, principal: PrincipalDep
+    job_id: str, path: str, services: ServicesDep, principal: PrincipalDep
 ) -> StreamingResponse:
-    artifact, chunks = runtime.results.open(principal, job_id, path)
+    artifact, chunks = services.results.open(principal, job_id, path)
     name = quote(artifact.path.rsplit("/", 1)[-1])
     return StreamingResponse(
         chunks,

@@ -17,10 +17,10 @@ from fastapi.responses import StreamingResponse
 
 from jobyard import errors
 from jobyard.api.bounds import MAX_INT32, ByteOffset, Seq
-from jobyard.api.deps import PrincipalDep, RuntimeDep
+from jobyard.api.deps import PrincipalDep, ServicesDep
 from jobyard.api.errors import error_responses
 from jobyard.api.params import split_values
-from jobyard.api.schemas import EventOut
+from jobyard.api.schemas.jobs import EventOut
 from jobyard.domain.jobs import JobEvent
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
@@ -126,7 +126,7 @@ def _job_messages(follower: JobFollower) -> Callable[[], list[str] | None]:
 @router.get("/v1/jobs/{job_id}/events/stream", summary="Stream a job's events and log (SSE)")
 def job_event_stream(
     job_id: str,
-    runtime: RuntimeDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     after: Annotated[Seq | None, Query(description="Only events after this seq")] = None,
     kind: Annotated[
@@ -139,7 +139,7 @@ def job_event_stream(
     ones as they happen, with its log output as ``log`` events; ``end`` when the job has
     ended, then the stream closes."""
     kinds = frozenset(split_values(kind)) or None
-    follower = StreamService.of(runtime.jobs).follow_job(
+    follower = StreamService.of(services.jobs).follow_job(
         principal,
         job_id,
         after=_start(after, last_event_id) or 0,
@@ -153,7 +153,7 @@ def job_event_stream(
 
 @router.get("/v1/events/stream", summary="Stream the events of the tenant's jobs (SSE)")
 def tenant_event_stream(
-    runtime: RuntimeDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     job_id: Repeated = None,
     kind: Repeated = None,
@@ -171,7 +171,7 @@ def tenant_event_stream(
     last_event_id: Annotated[str | None, Header(description="Resume after this seq")] = None,
 ) -> StreamingResponse:
     """Events of all the caller's tenant's jobs, as they happen; it never ends."""
-    service = StreamService.of(runtime.jobs)
+    service = StreamService.of(services.jobs)
     flt = EventFilter(
         job_ids=frozenset(split_values(job_id)),
         kinds=frozenset(split_values(kind)),

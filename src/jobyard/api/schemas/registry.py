@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from jobyard.api.bounds import Int32
-from jobyard.api.schemas import Strict
+from jobyard.api.schemas.base import Strict
 from jobyard.domain.registry import (
     Environment,
     InputRole,

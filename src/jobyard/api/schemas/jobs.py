@@ -1,7 +1,15 @@
-"""Wire models of the native API (never domain objects or rows)."""
+"""Wire models of jobs: submit (one or a batch), read, list, cancel, retry, reports,
+events and attempts.
+
+A job field lives in one place per direction: ``RunOptions`` (what a job and a job
+definition share) or ``JobCreate`` for what a submitter sends, ``JobOut`` for what a
+job answers. Both map to the domain by name (``JobSpec``'s and ``Job``'s fields of the
+same name are copied), so exposing a new field of the domain is one line here.
+"""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -9,44 +17,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobyard.api.errors import status_of
+from jobyard.api.schemas.base import ErrorOut, Strict, attribute_reader, shallow
 from jobyard.domain.jobs import Job, JobEvent, JobSpec
 from jobyard.domain.priorities import Priority
 from jobyard.domain.tracking import eta
 from jobyard.service.insight import Insight
 from jobyard.service.jobs import BatchResult
 from jobyard.service.submission import JobRequest, RoleBinding
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-MAX_DEPTH = 32
-
-
-def depth(value: Any) -> int:
-    """How deeply JSON containers nest in ``value`` (a scalar is 0)."""
-    stack, deepest = [(value, 0)], 0
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children = list(item.values())
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level + 1)
-        if deepest > MAX_DEPTH:
-            return deepest
-        stack.extend((child, level + 1) for child in children)
-    return deepest
-
-
-def shallow(value: Any) -> Any:
-    """Refuse JSON nested deeper than ``MAX_DEPTH`` levels (a validator)."""
-    if depth(value) > MAX_DEPTH:
-        raise ValueError(f"nests deeper than {MAX_DEPTH} levels")
-    return value
 
 
 class RetryOutcome(StrEnum):
@@ -61,7 +38,43 @@ class RoleBindingIn(Strict):
     value: Any = None
 
 
-class JobCreate(Strict):
+class RunOptions(Strict):
+    """What a submitter chooses for a run: the fields a job (``JobCreate``) and a job
+    definition (``DefinitionIn``) share."""
+
+    description: str | None = Field(None, max_length=10_000)
+    environment: str | None = Field(None, max_length=200, description="Environment id or name.")
+    output_folder: str | None = Field(
+        None, max_length=200, description="Folder id or name (must exist)."
+    )
+    role_bindings: list[RoleBindingIn] = Field(default_factory=list, max_length=100)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority = Priority.NORMAL
+    timeout_s: float | None = Field(
+        None, gt=0, le=30 * 24 * 3600, description="Limit on running time."
+    )
+    max_attempts: int = Field(
+        1, ge=1, le=20, description="Attempts in all (1: no automatic retry)."
+    )
+    retry_on: list[RetryOutcome] = Field(
+        default_factory=lambda: list(RetryOutcome), description="Outcomes that are retried."
+    )
+    notifications: dict[str, Any] | None = Field(
+        None, description='{"webhooks": [{"url", "secret"?}], "emails": [...], "on": [states]}'
+    )
+
+    @field_validator("parameters", "notifications")
+    @classmethod
+    def _shallow_options(cls, v: Any) -> Any:
+        return shallow(v)
+
+    def bindings(self) -> tuple[RoleBinding, ...]:
+        return tuple(
+            RoleBinding(role=b.role, folder=b.folder, value=b.value) for b in self.role_bindings
+        )
+
+
+class JobCreate(RunOptions):
     entrypoint: str | list[str] | None = Field(
         None,
         description="A command string (run by /bin/sh -c) or an argv list (run without a shell). "
@@ -72,22 +85,11 @@ class JobCreate(Strict):
         max_length=300,
         description="A model version: `name:version`, `name` (newest) or its id.",
     )
-    environment: str | None = Field(None, max_length=200, description="Environment id or name.")
     input_folder: str | None = Field(
         None, max_length=200, description="Folder id or name, read-only."
     )
-    output_folder: str | None = Field(
-        None, max_length=200, description="Folder id or name (must exist)."
-    )
-    role_bindings: list[RoleBindingIn] = Field(default_factory=list, max_length=100)
     continue_on_error: bool = Field(
         False, description="Notebooks: run the remaining cells after a failure."
-    )
-    max_attempts: int = Field(
-        1, ge=1, le=20, description="Attempts in all (1: no automatic retry)."
-    )
-    retry_on: list[RetryOutcome] = Field(
-        default_factory=lambda: list(RetryOutcome), description="Outcomes that are retried."
     )
     retry_backoff_s: float = Field(
         10.0, ge=0, le=3600, description="First backoff; doubles per attempt."
@@ -96,19 +98,10 @@ class JobCreate(Strict):
         None, max_length=100_000, description="Batch items (inputs.jsonl)."
     )
     inputs_from_folder: bool = Field(False, description="One batch item per input-folder file.")
-    notifications: dict[str, Any] | None = Field(
-        None, description='{"webhooks": [{"url", "secret"?}], "emails": [...], "on": [states]}'
-    )
     name: str | None = Field(None, max_length=200)
-    description: str | None = Field(None, max_length=10_000)
     job_type: str | None = Field(None, max_length=100)
-    priority: Priority = Priority.NORMAL
-    parameters: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float | None = Field(
-        None, gt=0, le=30 * 24 * 3600, description="Limit on running time."
-    )
     scheduled_at: datetime | None = Field(None, description="Start no earlier than this time.")
     submission_id: str | None = Field(
         None,
@@ -131,9 +124,9 @@ class JobCreate(Strict):
             raise ValueError("argv must have at least a program name")
         return v
 
-    @field_validator("parameters", "inputs", "notifications")
+    @field_validator("inputs")
     @classmethod
-    def _shallow(cls, v: Any) -> Any:
+    def _shallow_inputs(cls, v: Any) -> Any:
         return shallow(v)
 
     @field_validator("scheduled_at")
@@ -152,32 +145,26 @@ class JobCreate(Strict):
             output_folder=self.output_folder,
             inputs=self.inputs,
             inputs_from_folder=self.inputs_from_folder,
-            bindings=tuple(
-                RoleBinding(role=b.role, folder=b.folder, value=b.value) for b in self.role_bindings
-            ),
+            bindings=self.bindings(),
         )
 
     def to_spec(self, idempotency_key: str | None) -> JobSpec:
+        """The spec: every field named as one of ``JobSpec``'s, and the few that differ."""
         ep = self.entrypoint
         return JobSpec(
+            **_to_spec(self),
             entrypoint=ep if isinstance(ep, str) else None,
             argv=tuple(ep) if isinstance(ep, list) else None,
-            name=self.name,
-            description=self.description,
-            job_type=self.job_type,
-            priority=self.priority,
-            parameters=self.parameters,
-            metadata=self.metadata,
-            env=self.env,
-            timeout_s=self.timeout_s,
-            scheduled_at=self.scheduled_at,
             idempotency_key=idempotency_key or self.submission_id,
-            continue_on_error=self.continue_on_error,
-            max_attempts=self.max_attempts,
             retry_on=tuple(o.value for o in self.retry_on),
-            retry_backoff_s=self.retry_backoff_s,
-            notifications=self.notifications,
         )
+
+
+_SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec))
+#: JobCreate's fields that JobSpec takes as they are
+_to_spec = attribute_reader(
+    n for n in JobCreate.model_fields if n in _SPEC_FIELDS and n not in ("entrypoint", "retry_on")
+)
 
 
 class CancelRequest(Strict):
@@ -270,6 +257,7 @@ class WarningOut(BaseModel):
 
 
 class JobOut(BaseModel):
+    # from_job copies the fields named as JobSpec's or Job's; the others it computes
     id: str
     name: str | None
     description: str | None
@@ -332,57 +320,31 @@ class JobOut(BaseModel):
 
     @classmethod
     def from_job(cls, job: Job, now: datetime, pending_reason: str | None = None) -> JobOut:
+        """The answer: every field named as one of ``JobSpec``'s or ``Job``'s, and the
+        ones computed here."""
         s = job.spec
-        return cls(
-            id=job.id,
-            name=s.name,
-            description=s.description,
-            job_type=s.job_type,
-            status=job.state.value,
-            priority=s.priority.value,
-            entrypoint=s.entrypoint,
-            argv=list(s.argv) if s.argv is not None else None,
-            parameters=s.parameters,
-            metadata=s.metadata,
-            env=s.env,
-            timeout_s=s.timeout_s,
-            scheduled_at=s.scheduled_at,
-            submitted_by=s.submitted_by,
-            submission_id=s.idempotency_key,
-            model_version_id=s.model_version_id,
-            model_sha256=s.model_sha256,
-            environment_id=s.environment_id,
-            input_folder_id=s.input_folder_id,
-            output_folder_id=s.output_folder_id,
-            definition_id=s.definition_id,
-            continue_on_error=s.continue_on_error,
-            slots=s.slots,
-            attempt=job.attempt,
-            exit_code=job.exit_code,
-            error_type=job.error_type,
-            message=job.message,
-            node_id=job.node_id,
-            pid=job.pid,
-            created_at=job.created_at,
-            updated_at=job.updated_at,
-            queued_at=job.queued_at,
-            started_at=job.started_at,
-            ended_at=job.ended_at,
-            queue_time_ms=_ms(
-                job.queued_at or job.created_at,
-                job.started_at or (None if job.is_terminal else now),
-            ),
-            elapsed_time_ms=_ms(job.started_at, job.ended_at or now) if job.started_at else None,
-            usage=UsageOut(**vars(job.usage)),
-            progress=ProgressOut.of(job, now),
-            metrics=MetricsOut.of(job, now),
-            items=ItemsOut.of(job),
-            input_bytes=s.input_bytes,
-            max_attempts=s.max_attempts,
-            retry_on=list(s.retry_on),
-            retry_of=s.retry_of,
-            retry_reason=s.retry_reason,
-            pending_reason=pending_reason,
+        return cls.model_validate(
+            {
+                **_from_spec(s),
+                **_from_job(job),
+                "status": job.state.value,
+                "priority": s.priority.value,
+                "argv": list(s.argv) if s.argv is not None else None,
+                "retry_on": list(s.retry_on),
+                "submission_id": s.idempotency_key,
+                "queue_time_ms": _ms(
+                    job.queued_at or job.created_at,
+                    job.started_at or (None if job.is_terminal else now),
+                ),
+                "elapsed_time_ms": _ms(job.started_at, job.ended_at or now)
+                if job.started_at
+                else None,
+                "usage": UsageOut(**vars(job.usage)),
+                "progress": ProgressOut.of(job, now),
+                "metrics": MetricsOut.of(job, now),
+                "items": ItemsOut.of(job),
+                "pending_reason": pending_reason,
+            }
         )
 
     def with_insight(self, insight: Insight) -> JobOut:
@@ -400,6 +362,17 @@ class JobOut(BaseModel):
                 or (None if d else "no finished job of this model version or job type yet"),
             }
         )
+
+
+#: JobOut's fields copied as they are from the job's spec, and from the job
+_COMPUTED = frozenset(("status", "priority", "argv", "retry_on", "usage"))
+_FROM_SPEC = tuple(n for n in JobOut.model_fields if n in _SPEC_FIELDS and n not in _COMPUTED)
+_from_spec = attribute_reader(_FROM_SPEC)
+_from_job = attribute_reader(
+    n
+    for n in JobOut.model_fields
+    if n in {f.name for f in fields(Job)} and n not in _COMPUTED and n not in _FROM_SPEC
+)
 
 
 def _ms(start: datetime | None, end: datetime | None) -> int | None:
@@ -443,12 +416,6 @@ class EventOut(BaseModel):
 
 class EventList(BaseModel):
     items: list[EventOut]
-
-
-class ErrorOut(BaseModel):
-    code: str
-    message: str
-    details: dict[str, Any]
 
 
 class JobBatchIn(Strict):
