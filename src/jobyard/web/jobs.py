@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -16,6 +16,7 @@ from markupsafe import escape
 
 from jobyard import errors
 from jobyard.api.bounds import ByteOffset, Seq
+from jobyard.clock import ensure_utc
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
 from jobyard.domain.priorities import Priority
@@ -53,7 +54,7 @@ def _time(value: str | None, name: str) -> datetime | None:
         t = datetime.fromisoformat(value)
     except ValueError:
         raise errors.InvalidInput(f"{name}: {value!r} is not a date or time") from None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+    return ensure_utc(t)
 
 
 def _model_ids(user: User, ref: str | None) -> frozenset[str]:

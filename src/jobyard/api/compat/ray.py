@@ -31,7 +31,6 @@ from jobyard.api.compat.ray_mapping import (
 from jobyard.api.deps import ServicesDep, check_user
 from jobyard.domain.auth import Principal
 from jobyard.domain.jobs import Job, JobFilter
-from jobyard.service.packages import PackageService
 from jobyard.service.submission import JobRequest
 from jobyard.wiring import Services
 
@@ -90,10 +89,6 @@ def ray_principal(
 RayPrincipal = Annotated[Principal, Depends(ray_principal)]
 
 
-def _packages(runtime: Services) -> PackageService:
-    return PackageService(runtime.storage, runtime.settings.max_upload_bytes)
-
-
 def _find(runtime: Services, principal: Principal, ref: str) -> Job:
     """A job by Ray submission id, else by jobyard id; Ray's 404 text otherwise."""
     job = runtime.jobs.find_by_submission_id(principal, ref)
@@ -121,7 +116,7 @@ def submit_job(
         sub = parse_submit(body)
     except BadRequest as e:
         return PlainTextResponse(str(e), status_code=400)
-    missing = _packages(runtime).missing(principal, sub.package_uris)
+    missing = runtime.packages.missing(principal, sub.package_uris)
     if missing:
         return PlainTextResponse(
             f"runtime_env package(s) {', '.join(missing)} were not uploaded to this server",
@@ -269,7 +264,7 @@ async def tail_logs(ws: WebSocket, job_id: str) -> None:
 def package_exists(
     protocol: str, package_name: str, runtime: ServicesDep, principal: RayPrincipal
 ) -> Response:
-    if _packages(runtime).exists(principal, protocol, package_name):
+    if runtime.packages.exists(principal, protocol, package_name):
         return Response(status_code=200)
     return PlainTextResponse(f"Package {protocol}://{package_name} does not exist", 404)
 
@@ -296,7 +291,7 @@ async def upload_package(
     runtime: ServicesDep,
     principal: RayPrincipal,
 ) -> Response:
-    put = _packages(runtime).put
+    put = runtime.packages.put
     try:
         await run_in_threadpool(put, principal, protocol, package_name, _blocking(request.stream()))
     except errors.JobyardError as e:

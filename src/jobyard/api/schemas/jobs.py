@@ -10,7 +10,7 @@ same name are copied), so exposing a new field of the domain is one line here.
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobyard.api.errors import status_of
 from jobyard.api.schemas.base import ErrorOut, Strict, attribute_reader, shallow
+from jobyard.clock import elapsed_ms, ensure_utc
 from jobyard.domain.jobs import Job, JobEvent, JobSpec
 from jobyard.domain.priorities import Priority
 from jobyard.domain.tracking import eta
@@ -132,9 +133,7 @@ class JobCreate(RunOptions):
     @field_validator("scheduled_at")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            return v.replace(tzinfo=UTC)
-        return v
+        return ensure_utc(v)
 
     def to_request(self, idempotency_key: str | None) -> JobRequest:
         return JobRequest(
@@ -198,7 +197,7 @@ class ProgressOut(BaseModel):
             percent=done,
             stage=t.progress_stage,
             updated_at=t.progress_updated_at,
-            elapsed_ms=_ms(job.started_at, end) if job.started_at else None,
+            elapsed_ms=elapsed_ms(job.started_at, end) if job.started_at else None,
             estimated_completion=None
             if job.is_terminal
             else eta(t.progress_percent, job.started_at, now),
@@ -332,11 +331,11 @@ class JobOut(BaseModel):
                 "argv": list(s.argv) if s.argv is not None else None,
                 "retry_on": list(s.retry_on),
                 "submission_id": s.idempotency_key,
-                "queue_time_ms": _ms(
+                "queue_time_ms": elapsed_ms(
                     job.queued_at or job.created_at,
                     job.started_at or (None if job.is_terminal else now),
                 ),
-                "elapsed_time_ms": _ms(job.started_at, job.ended_at or now)
+                "elapsed_time_ms": elapsed_ms(job.started_at, job.ended_at or now)
                 if job.started_at
                 else None,
                 "usage": UsageOut(**vars(job.usage)),
@@ -373,12 +372,6 @@ _from_job = attribute_reader(
     for n in JobOut.model_fields
     if n in {f.name for f in fields(Job)} and n not in _COMPUTED and n not in _FROM_SPEC
 )
-
-
-def _ms(start: datetime | None, end: datetime | None) -> int | None:
-    if start is None or end is None:
-        return None
-    return max(0, int((end - start).total_seconds() * 1000))
 
 
 class JobSummary(BaseModel):
