@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 from jobyard import errors
 from jobyard.clock import Clock, to_epoch
 from jobyard.domain import fairshare, priorities, states, tracking
-from jobyard.domain.auth import Principal, Role
+from jobyard.domain.auth import ROLE_RANK, Principal, Role
 from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.service import insight as insight_
 from jobyard.service import submission
 from jobyard.service.limits import Quotas, queued_quota_exceeded
-from jobyard.service.tenancy import ROLE_RANK
 from jobyard.service.wakeup import Wakeup
 from jobyard.storage import logs
 from jobyard.storage.blobs import BlobStore
