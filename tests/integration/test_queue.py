@@ -51,7 +51,7 @@ def test_priority_order(make_runtime: RuntimeFactory) -> None:
     critical = _submit(runtime, "critical")
     high = _submit(runtime, "high")
     normal2 = _submit(runtime, "normal")
-    reason = runtime.jobs.pending_reason(runtime.jobs.get(ADMIN, low.id))
+    reason = runtime.insight.pending_reason(runtime.jobs.get(ADMIN, low.id))
     assert reason == "priority: 4 job(s) ahead in the queue"
     assert runtime.dispatcher is not None
     runtime.dispatcher.start()
@@ -83,7 +83,7 @@ def test_capacity_limits_running_jobs(make_runtime: RuntimeFactory, tmp_path: Pa
     waiting = next(
         runtime.jobs.get(ADMIN, i) for i in ids if states[ids.index(i)] is JobState.QUEUED
     )
-    reason = runtime.jobs.pending_reason(waiting)
+    reason = runtime.insight.pending_reason(waiting)
     assert reason is not None and reason.startswith("capacity: all 2 slots")
     assert runtime.dispatcher is not None and runtime.dispatcher.running_count() == 2
     barrier.touch()

@@ -24,14 +24,12 @@ from jobyard.store import dialects, fencing
 from jobyard.store.database import Database
 from jobyard.store.prepared import prepared_insert
 from jobyard.store.tables import (
-    environments,
     job_artifacts,
     job_counts,
     job_events,
     jobs,
     model_versions,
     models,
-    nodes,
 )
 
 #: the job holds a slot (starting, running or cancelling)
@@ -670,19 +668,6 @@ class JobStore:
         with self.db.read() as conn:
             return {m: t for m, t in conn.execute(stmt).all() if t is not None}
 
-    def environment_load(self, env_id: str) -> tuple[str, int, int] | None:
-        """(name, active jobs, max concurrent jobs) of an environment."""
-        with self.db.read() as conn:
-            row = conn.execute(
-                sa.select(environments.c.name, environments.c.max_concurrent_jobs).where(
-                    environments.c.id == env_id
-                )
-            ).first()
-            if row is None:
-                return None
-            active = _active_count(conn, jobs.c.environment_id == env_id)
-        return str(row[0]), active, int(row[1])
-
     def ahead_in_queue(self, job: Job) -> int:
         """Queued jobs (all tenants) that come before ``job`` in queue order."""
         cur = sa.select(jobs.c.sort_key).where(jobs.c.id == job.id).scalar_subquery()
@@ -698,19 +683,6 @@ class JobStore:
         )
         with self.db.read() as conn:
             return int(conn.execute(stmt).scalar_one())
-
-    def used_and_total_slots(self, alive_since: datetime) -> tuple[int, int]:
-        """Slots taken by active jobs, and the slots of nodes that heartbeat since then."""
-        with self.db.read() as conn:
-            used = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(jobs.c.slots), 0)).where(_IS_ACTIVE)
-            ).scalar_one()
-            total = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(nodes.c.slots), 0)).where(
-                    nodes.c.status == "active", nodes.c.last_heartbeat_at >= alive_since
-                )
-            ).scalar_one()
-        return int(used), int(total)
 
     def recent_durations(
         self, *, model_version_id: str | None = None, job_type: str | None = None, limit: int = 50
@@ -743,19 +715,6 @@ class JobStore:
         )
         with self.db.read() as conn:
             return [r[0] for r in conn.execute(stmt).all()]
-
-    def count_active_of_tenant(self, tenant_id: str) -> int:
-        with self.db.read() as conn:
-            return _active_count(conn, jobs.c.tenant_id == tenant_id)
-
-
-def _active_count(conn: sa.Connection, where: sa.ColumnElement[bool]) -> int:
-    """How many jobs matching ``where`` are starting, running or cancelling."""
-    return int(
-        conn.execute(
-            sa.select(sa.func.count()).select_from(jobs).where(where, _IS_ACTIVE)
-        ).scalar_one()
-    )
 
 
 _NEXT_HEX = dict(zip("0123456789abcdef", "123456789abcdef", strict=False))

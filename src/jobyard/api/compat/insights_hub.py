@@ -24,7 +24,7 @@ from jobyard.domain.jobs import Job, JobFilter
 from jobyard.domain.states import JobState
 from jobyard.wiring import Runtime
 
-#: the reason code of ``JobService.pending_reason`` for a busy environment configuration
+#: the reason code of ``InsightService.pending_reason`` for a busy environment configuration
 ENVIRONMENT_BUSY = "concurrency_limit:"
 MAX_PAGE_SIZE = 2000
 
@@ -55,7 +55,7 @@ def _status(runtime: Runtime, principal: Principal, job: Job) -> str:
     configuration runs as many jobs as it may."""
     busy = False
     if job.state is JobState.QUEUED and job.spec.environment_id is not None:
-        reason = runtime.jobs.pending_reason(job) or ""
+        reason = runtime.insight.pending_reason(job) or ""
         # a job that started since it was read counts itself among the environment's jobs
         busy = reason.startswith(ENVIRONMENT_BUSY) and (
             runtime.jobs.get(principal, job.id).state is JobState.QUEUED

@@ -71,7 +71,7 @@ class Scope:
         return job
 
     def render(self, job: Job) -> Json:
-        _, insight = self.runtime.jobs.describe(job)
+        _, insight = self.runtime.insight.describe(job)
         return mz.job_object(job, self.runtime.clock.now(), insight)
 
 
@@ -99,7 +99,7 @@ def submit_job(
         raise mz.spec_error(e) from e
     if not created:
         response.status_code = status.HTTP_200_OK
-    return mz.submitted(job, scope.runtime.jobs.describe(job)[1])
+    return mz.submitted(job, scope.runtime.insight.describe(job)[1])
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -251,7 +251,7 @@ def job_results(
         )
     res = runtime.results.get(principal, jobId, kind)
     detailed = format is ResultFormat.DETAILED
-    warnings = runtime.jobs.warnings(principal, jobId) if detailed else []
+    warnings = runtime.tracking.warnings(principal, jobId) if detailed else []
     files = f"{request.base_url}v1/jobs/{quote(jobId)}/results/files/"
     return _results(res, files, warnings, detailed=detailed, files=includeArtifacts)
 

@@ -94,7 +94,7 @@ async def submit_job(
     job, created = accepted
     out = JobOut.from_job(job, runtime.clock.now())
     if insight:
-        reason, found = await run_in_threadpool(runtime.jobs.describe, job)
+        reason, found = await run_in_threadpool(runtime.insight.describe, job)
         out = JobOut.from_job(job, runtime.clock.now(), reason).with_insight(found)
     return Response(
         out.model_dump_json(),
@@ -172,9 +172,9 @@ def list_jobs(
 @router.get("/{job_id}", summary="Get a job")
 def get_job(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> JobOut:
     job = runtime.jobs.get(principal, job_id)
-    reason, insight = runtime.jobs.describe(job)
+    reason, insight = runtime.insight.describe(job)
     out = JobOut.from_job(job, runtime.clock.now(), reason)
-    warnings = [WarningOut(**w) for w in runtime.jobs.warnings(principal, job_id)]
+    warnings = [WarningOut(**w) for w in runtime.tracking.warnings(principal, job_id)]
     names = (
         runtime.jobs.setup_names(principal, job, runtime.registry, runtime.folders)
         if job.spec.model_version_id
@@ -216,7 +216,7 @@ def report(job_id: str, body: ReportIn, runtime: RuntimeDep, caller: ReporterDep
     objects = (
         raw["reports"] if set(raw) == {"reports"} and isinstance(raw["reports"], list) else [raw]
     )
-    return {"accepted": runtime.jobs.report(caller, job_id, objects)}
+    return {"accepted": runtime.tracking.report(caller, job_id, objects)}
 
 
 @router.post(
@@ -238,7 +238,7 @@ def retry_job(
         timeout_s=req.timeout_s,
         immediate=req.immediate,
     )
-    reason, insight = runtime.jobs.describe(job)
+    reason, insight = runtime.insight.describe(job)
     return JobOut.from_job(job, runtime.clock.now(), reason).with_insight(insight)
 
 
@@ -259,14 +259,14 @@ def job_attempts(
             message=a["message"],
             log_url=f"{base}v1/jobs/{job_id}/logs?attempt={a['attempt']}",
         )
-        for a in runtime.jobs.attempts(principal, job_id)
+        for a in runtime.tracking.attempts(principal, job_id)
     ]
     return {"items": items}
 
 
 @router.get("/{job_id}/metrics", summary="Resource samples of the job (CPU, memory, disk, I/O)")
 def job_metrics(job_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, Any]:
-    samples = runtime.jobs.samples(principal, job_id)
+    samples = runtime.tracking.samples(principal, job_id)
     job = runtime.jobs.get(principal, job_id)
     keys = ("at", "cpu_percent", "rss_bytes", "disk_bytes", "io_read_ops", "io_write_ops")
     return {
@@ -308,7 +308,7 @@ def job_logs(
     follow: bool = False,
     attempt: Annotated[AttemptNo | None, Query()] = None,
 ) -> Response:
-    chunk = runtime.jobs.read_log(principal, job_id, offset=offset, tail=tail, attempt=attempt)
+    chunk = runtime.logs.read_log(principal, job_id, offset=offset, tail=tail, attempt=attempt)
     headers = {"X-Log-Offset": str(chunk.offset), "X-Log-Next-Offset": str(chunk.next_offset)}
     if not follow:
         return Response(chunk.data, media_type="text/plain; charset=utf-8", headers=headers)
@@ -319,7 +319,7 @@ def job_logs(
         pos, pinned = chunk.next_offset, attempt
         while True:
             poll = await run_in_threadpool(
-                runtime.jobs.poll_log,
+                runtime.logs.poll_log,
                 principal,
                 job_id,
                 offset=pos,
