@@ -18,8 +18,10 @@ from jobyard.executors.support import DEFAULT_USER, SandboxSupport
 from jobyard.service.auth import AuthService
 from jobyard.service.definitions import DefinitionService
 from jobyard.service.folders import FolderService
+from jobyard.service.insight import InsightService
 from jobyard.service.jobs import JobService
 from jobyard.service.limits import Quotas, RateLimiter
+from jobyard.service.logs import LogService
 from jobyard.service.monitoring import Upkeep
 from jobyard.service.notifications import DeliveryLog, NotificationService
 from jobyard.service.packages import PackageService
@@ -28,6 +30,7 @@ from jobyard.service.registry import RegistryService
 from jobyard.service.results import ResultService
 from jobyard.service.status import SystemStatusService
 from jobyard.service.tenancy import TenancyService
+from jobyard.service.tracking import TrackingService
 from jobyard.service.wakeup import NoWakeup, Wakeup
 from jobyard.settings import Settings
 from jobyard.storage import private
@@ -36,6 +39,7 @@ from jobyard.storage.fs import Storage
 from jobyard.storage.logarchive import JobLogs, LogArchive
 from jobyard.storage.workspace import Workspace
 from jobyard.store import migrate
+from jobyard.store.admission import Admission
 from jobyard.store.artifacts import ArtifactStore
 from jobyard.store.auth import AuthStore
 from jobyard.store.database import Database
@@ -56,6 +60,9 @@ class Services:
     clock: Clock
     db: Database
     jobs: JobService
+    logs: LogService
+    tracking: TrackingService
+    insight: InsightService
     auth: AuthService
     folders: FolderService
     registry: RegistryService
@@ -270,13 +277,17 @@ def build_services(
         aging_step_s=settings.aging_step_s,
         registry=registry,
         folders=folders,
-        tracking=tracking,
         blobs=blobs,
         validate_notifications=notifications.validate,
         audit=tenancy.audit,
         quotas=quotas,
+    )
+    insight = InsightService(
+        store=store,
+        admission=Admission(db, fair_share),
+        clock=clock,
+        default_max_running=settings.max_running_jobs_default,
         capacity_reason="waiting for Ray cluster capacity" if settings.executor == "ray" else None,
-        fair_share=fair_share,
     )
     definitions = DefinitionService(
         store=DefinitionStore(db), jobs=jobs, registry=registry, clock=clock
@@ -293,6 +304,9 @@ def build_services(
         clock=clock,
         db=db,
         jobs=jobs,
+        logs=LogService(jobs, job_logs),
+        tracking=TrackingService(jobs, tracking, clock),
+        insight=insight,
         auth=auth,
         folders=folders,
         registry=registry,

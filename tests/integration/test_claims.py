@@ -98,7 +98,7 @@ def test_running_mark_and_end_in_one_step(make_services: ServicesFactory) -> Non
         "running",
         "succeeded",
     ]
-    attempts = services.jobs.attempts(ADMIN, job.id)
+    attempts = services.tracking.attempts(ADMIN, job.id)
     assert [(a["attempt"], a["state"], a["exit_code"]) for a in attempts] == [(1, "succeeded", 0)]
 
 
@@ -123,7 +123,7 @@ def test_an_end_is_fenced_by_state_and_lease_epoch(make_services: ServicesFactor
     cancelled = AttemptEnd(job=stale.current, target=JobState.CANCELLED, message="cancelled")
     assert claims.end_attempts([cancelled], now)[0].ended is not None
     assert services.jobs.get(ADMIN, job.id).state is JobState.CANCELLED
-    assert services.jobs.attempts(ADMIN, job.id)[0]["state"] == "cancelled"
+    assert services.tracking.attempts(ADMIN, job.id)[0]["state"] == "cancelled"
 
 
 def test_a_step_writes_its_events_in_order_around_a_retry(make_services: ServicesFactory) -> None:

@@ -145,7 +145,7 @@ def test_attempt_1_writes_nothing_once_attempt_2_holds_the_job(
     assert r.status_code == 401, r.text
     assert r.json()["code"] == "UNAUTHENTICATED"
     with pytest.raises(errors.Unauthenticated, match="no longer runs"):
-        services.jobs.report(principal1, job.id, [{"type": "progress", "percent": 96}])
+        services.tracking.report(principal1, job.id, [{"type": "progress", "percent": 96}])
     current = services.jobs.get(ADMIN, job.id)
     assert (current.tracking.progress_percent, current.tracking.progress_stage) == (50.0, "two")
 

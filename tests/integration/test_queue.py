@@ -52,7 +52,7 @@ def test_priority_order(make_services: ServicesFactory) -> None:
     critical = _submit(services, "critical")
     high = _submit(services, "high")
     normal2 = _submit(services, "normal")
-    reason = services.jobs.pending_reason(services.jobs.get(ADMIN, low.id))
+    reason = services.insight.pending_reason(services.jobs.get(ADMIN, low.id))
     assert reason == "priority: 4 job(s) ahead in the queue"
     assert services.dispatcher is not None
     services.dispatcher.start()
@@ -84,7 +84,7 @@ def test_capacity_limits_running_jobs(make_services: ServicesFactory, tmp_path: 
     waiting = next(
         services.jobs.get(ADMIN, i) for i in ids if states[ids.index(i)] is JobState.QUEUED
     )
-    reason = services.jobs.pending_reason(waiting)
+    reason = services.insight.pending_reason(waiting)
     assert reason is not None and reason.startswith("capacity: all 2 slots")
     assert services.dispatcher is not None and services.dispatcher.running_count() == 2
     barrier.touch()

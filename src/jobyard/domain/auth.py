@@ -19,6 +19,10 @@ class Role(StrEnum):
     VIEWER = "viewer"
 
 
+#: the order of the roles: a role may do what every role below it may
+ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.OPERATOR: 2, Role.ADMIN: 3, Role.SUPERUSER: 4}
+
+
 @dataclass(frozen=True, kw_only=True)
 class ApiKey:
     """A stored API key (never the secret)."""

@@ -28,8 +28,9 @@ class ErrorType(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class JobSpec:
-    """A validated submission: everything the submitter chose."""
+class Submitted:
+    """What the submitter chose: the job's fields of a submission, before the server
+    resolves its references (model, environment, folders) and batch inputs."""
 
     entrypoint: str | None = None  #: run through ``/bin/sh -c``
     argv: tuple[str, ...] | None = None  #: run without a shell
@@ -42,10 +43,35 @@ class JobSpec:
     env: dict[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
     scheduled_at: datetime | None = None
-    submitted_by: str | None = None  #: the submitting key's name (server-set)
-    submitted_key_id: str | None = None  #: the submitting key's id (server-set)
-    project_id: str = DEFAULT_PROJECT_ID
     idempotency_key: str | None = None
+    continue_on_error: bool = False  #: notebooks: run the remaining cells after a failure
+    # retries and notifications
+    max_attempts: int = 1
+    retry_on: tuple[str, ...] = ("failed", "timed_out", "node_lost")
+    retry_backoff_s: float = 10.0
+    notifications: dict[str, Any] | None = (
+        None  #: {"webhooks": [...], "emails": [...], "on": [...]}
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RayOptions:
+    """What only a Ray client sends (its ``runtime_env``)."""
+
+    #: uploaded code packages: {"uri": "gcs://_ray_pkg_….zip", "role": "working_dir" |
+    #: "py_module"}, unpacked into the job's directory
+    packages: tuple[dict[str, str], ...] = ()
+    runtime_env: dict[str, Any] | None = None  #: as the Ray client sent it (echoed back)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSet:
+    """What the server sets when it accepts a job: who submitted it and where, what its
+    references resolved to, its stored batch inputs, and what it retries."""
+
+    submitted_by: str | None = None  #: the submitting key's name
+    submitted_key_id: str | None = None  #: the submitting key's id
+    project_id: str = DEFAULT_PROJECT_ID
     # registry, environment and data (all optional: a plain command job has none)
     model_version_id: str | None = None
     model_sha256: str | None = None
@@ -54,24 +80,21 @@ class JobSpec:
     output_folder_id: str | None = None
     input_bindings: tuple[dict[str, Any], ...] = ()  #: {"role", "folder_id" | "value"}
     definition_id: str | None = None
-    continue_on_error: bool = False
-    slots: int = 1
-    # retries and notifications
-    max_attempts: int = 1
-    retry_on: tuple[str, ...] = ("failed", "timed_out", "node_lost")
-    retry_backoff_s: float = 10.0
+    slots: int = 1  #: the environment's CPU slots
     retry_of: str | None = None
     retry_reason: str | None = None
-    notifications: dict[str, Any] | None = (
-        None  #: {"webhooks": [...], "emails": [...], "on": [...]}
-    )
     inputs_sha256: str | None = None
     input_bytes: int | None = None
     items_total: int | None = None
-    #: uploaded code packages (Ray's runtime_env): {"uri": "gcs://_ray_pkg_….zip",
-    #: "role": "working_dir" | "py_module"}, unpacked into the job's directory
-    packages: tuple[dict[str, str], ...] = ()
-    runtime_env: dict[str, Any] | None = None  #: as a Ray client sent it (echoed back)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec(Submitted, RayOptions, ServerSet):
+    """A validated submission: what the submitter chose (:class:`Submitted`), what a
+    Ray client added (:class:`RayOptions`) and what the server set (:class:`ServerSet`),
+    as one flat value (``spec.name``, ``spec.environment_id``). A new field is one line
+    in one of the three parts, a column of the same name and its migration; the store
+    maps it by itself (``store/jobs.py``)."""
 
 
 @dataclass(frozen=True, kw_only=True)

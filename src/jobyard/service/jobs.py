@@ -1,4 +1,4 @@
-"""Job use cases: submit, read, list, cancel, timeline and logs."""
+"""Job use cases: submit, read, list, cancel, retry and delete."""
 
 from __future__ import annotations
 
@@ -7,27 +7,21 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from jobyard import errors
-from jobyard.clock import Clock, to_epoch
-from jobyard.domain import fairshare, priorities, states, tracking
-from jobyard.domain.auth import Principal, Role
+from jobyard.clock import Clock
+from jobyard.domain import priorities, states
+from jobyard.domain.auth import ROLE_RANK, Principal, Role
 from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
-from jobyard.service import insight as insight_
 from jobyard.service import submission
 from jobyard.service.limits import Quotas, queued_quota_exceeded
-from jobyard.service.tenancy import ROLE_RANK
 from jobyard.service.wakeup import Wakeup
-from jobyard.storage import logs
 from jobyard.storage.blobs import BlobStore
 from jobyard.storage.logarchive import JobLogs
-from jobyard.store.fairshare import FairShareStore
 from jobyard.store.jobs import JobStore, NewJob
-from jobyard.store.tracking import TrackingStore
 
 if TYPE_CHECKING:  # the services of the get route's names (no import cycle)
     from jobyard.service.folders import FolderService
@@ -37,12 +31,9 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_ENV_PREFIX = "JOBYARD_"
 MAX_LIST_LIMIT = 500
 MAX_ITEMS = 100_000
-MAX_REPORTS = 1000
 MAX_BATCH = 1000
 #: an immediate retry jumps ahead of jobs this many aging steps old
 IMMEDIATE_LEAD = 4
-#: a node that has not heartbeat for this long does not count as capacity
-NODE_ALIVE = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,21 +61,6 @@ class OffsetPage:
     by_status: dict[str, int]
 
 
-@dataclass(frozen=True)
-class LogPoll:
-    data: bytes
-    next_offset: int
-    attempt: int
-    done: bool
-
-
-@dataclass(frozen=True)
-class LogChunk:
-    data: bytes
-    offset: int
-    next_offset: int
-
-
 class JobService:
     def __init__(
         self,
@@ -96,29 +72,22 @@ class JobService:
         aging_step_s: float,
         registry: submission.Registry,
         folders: submission.Folders,
-        tracking: TrackingStore,
         blobs: BlobStore,
         validate_notifications: Callable[[Any], dict[str, Any]],
         audit: Callable[[Principal, str, str, Mapping[str, Any]], None],
         quotas: Quotas,
-        capacity_reason: str | None = None,
-        fair_share: FairShareStore | None = None,
     ) -> None:
         self.store = store
-        self.fair_share = fair_share
         self.log_files = log_files
         self.clock = clock
         self.wakeup = wakeup
         self.aging_step_s = aging_step_s
         self.registry = registry
         self.folders = folders
-        self.tracking = tracking
         self.blobs = blobs
         self.validate_notifications = validate_notifications
         self.audit = audit
         self.quotas = quotas
-        #: what a job waiting for a slot waits for, when the slots are not the node's
-        self.capacity_reason = capacity_reason
 
     # ---- submit --------------------------------------------------------------------
     def submit_request(
@@ -465,44 +434,6 @@ class JobService:
             "role_bindings": bindings,
         }
 
-    def report(self, principal: Principal, job_id: str, objects: list[Any]) -> int:
-        """Apply what a running job reports about itself (its token, or a user key)."""
-        if principal.job_id is not None and principal.job_id != job_id:
-            raise errors.Forbidden("a job token may only report on its own job")
-        if principal.job_id is None and ROLE_RANK[principal.role] < ROLE_RANK[Role.MEMBER]:
-            raise errors.Forbidden("a viewer key may only read")
-        self._job(principal, job_id)
-        if not 1 <= len(objects) <= MAX_REPORTS:
-            raise errors.InvalidInput(f"send 1 to {MAX_REPORTS} reports", field="reports")
-        parsed = []
-        for i, obj in enumerate(objects):
-            try:
-                parsed.append(tracking.parse_report(obj))
-            except errors.InvalidInput as e:
-                field = f"reports[{i}].{e.details.get('field', 'type')}"
-                raise errors.InvalidInput(f"{field}: {e.message}", field=field) from e
-        try:
-            return self.tracking.apply(job_id, parsed, self.clock.now(), epoch=principal.job_epoch)
-        except errors.StaleState as e:  # fenced: a newer attempt runs, or the job ended
-            raise errors.Unauthenticated(
-                "the job token has expired: the attempt it belongs to no longer runs"
-            ) from e
-
-    def insight(self, job: Job) -> insight_.Insight:
-        return insight_.insight(self.store, job, self.clock.now(), self.clock.now() - NODE_ALIVE)
-
-    def warnings(self, principal: Principal, job_id: str) -> list[dict[str, Any]]:
-        self._job(principal, job_id)
-        return self.tracking.warnings(principal.tenant_id, job_id)
-
-    def attempts(self, principal: Principal, job_id: str) -> list[Mapping[str, Any]]:
-        self._job(principal, job_id)
-        return self.tracking.attempts(principal.tenant_id, job_id)
-
-    def samples(self, principal: Principal, job_id: str) -> list[Mapping[str, Any]]:
-        self._job(principal, job_id)
-        return self.tracking.samples(principal.tenant_id, job_id)
-
     def retries(self, principal: Principal, job_id: str) -> list[str]:
         return self.store.retries_of(principal.tenant_id, job_id)
 
@@ -544,62 +475,6 @@ class JobService:
         )
         job, _ = self.submit(principal, spec, immediate=immediate)
         return job
-
-    def describe(self, job: Job) -> tuple[str | None, insight_.Insight]:
-        """Why a waiting job waits (in words; None once it runs) and its queue insight."""
-        ins = self.insight(job)
-        return self._pending_reason(job, ins), ins
-
-    def pending_reason(self, job: Job) -> str | None:
-        return self.describe(job)[0]
-
-    def _pending_reason(self, job: Job, ins: insight_.Insight) -> str | None:
-        if job.state is JobState.SCHEDULED and job.spec.scheduled_at is not None:
-            return f"scheduled: waits for its start time {job.spec.scheduled_at.isoformat()}"
-        if job.state is not JobState.QUEUED:
-            return None
-        if job.not_before is not None and job.not_before > self.clock.now():
-            return f"retry_backoff: the next attempt starts after {job.not_before.isoformat()}"
-        if job.spec.environment_id:
-            load = self.store.environment_load(job.spec.environment_id)
-            if load is not None and load[1] >= load[2]:
-                name, active, limit = load
-                return (
-                    f"concurrency_limit: environment configuration {name!r} already runs "
-                    f"{active} of its {limit} allowed job(s)"
-                )
-        quota = self.quotas.running_limit(job.tenant_id)
-        if quota is not None:
-            running = self.store.count_active_of_tenant(job.tenant_id)
-            if running >= quota:
-                return f"quota: the tenant already runs {running} of its {quota} allowed job(s)"
-        if ins.total_slots and ins.used_slots + job.spec.slots > ins.total_slots:
-            over = self._over_share(job.tenant_id)
-            if over is not None:
-                return over
-            if self.capacity_reason:
-                return f"capacity: {self.capacity_reason} (all {ins.total_slots} slots in use)"
-            return f"capacity: all {ins.total_slots} slots of the active nodes are in use"
-        if ins.ahead:
-            return f"priority: {ins.ahead} job(s) ahead in the queue"
-        return None
-
-    def _over_share(self, tenant_id: str) -> str | None:
-        """Why the tenant's jobs wait while other tenants' start (fair share), or None
-        when no other tenant with queued jobs goes before it."""
-        if self.fair_share is None:
-            return None
-        snap = self.fair_share.snapshot(to_epoch(self.clock.now()))
-        competing = {t: snap.standing(t) for t in snap.queued | {tenant_id}}
-        if not fairshare.over_share(tenant_id, competing):
-            return None
-        used, share, factor = fairshare.shares(competing)[tenant_id]
-        return (
-            f"fair share: tenant {tenant_id} is over its share (it holds"
-            f" {max(competing[tenant_id].running, 0)} slot(s) and used {used:.0%} of the recent"
-            f" slot time of the tenants waiting, for a share of {share:.0%}; factor"
-            f" {factor:.2f}); other tenants' jobs start first"
-        )
 
     def list_jobs(
         self, principal: Principal, flt: JobFilter, *, limit: int = 50, cursor: str | None = None
@@ -676,55 +551,6 @@ class JobService:
             self.wakeup.cancel_requested(job.id)
             return job
         raise errors.StaleState(f"job {job_id} keeps changing; retry the cancel")
-
-    # ---- logs ----------------------------------------------------------------------
-    @staticmethod
-    def _attempt_no(job: Job, attempt: int | None) -> int:
-        if attempt is not None and not 1 <= attempt <= max(job.attempt, 1):
-            raise errors.NotFound(f"job {job.id} has no attempt {attempt}", field="attempt")
-        return attempt or max(job.attempt, 1)
-
-    def read_log(
-        self,
-        principal: Principal,
-        job_id: str,
-        *,
-        offset: int = 0,
-        tail: int | None = None,
-        attempt: int | None = None,
-    ) -> LogChunk:
-        job = self._job(principal, job_id)
-        number = self._attempt_no(job, attempt)
-        if offset < 0:
-            raise errors.InvalidInput("offset must be >= 0", field="offset")
-        if tail is not None:
-            if tail < 0:
-                raise errors.InvalidInput("tail must be >= 0", field="tail")
-            offset = self.log_files.tail_offset(job.id, number, tail)
-        data = self.log_files.read_range(job.id, number, offset)
-        return LogChunk(data, offset, offset + len(data))
-
-    def poll_log(
-        self,
-        principal: Principal,
-        job_id: str,
-        *,
-        offset: int = 0,
-        attempt: int | None = None,
-        limit: int = logs.MAX_READ_BYTES,
-    ) -> LogPoll:
-        """One non-blocking step of following a log: the bytes written since ``offset``
-        and whether the log is complete (the job has ended and all was read). Pass the
-        returned ``attempt`` back so a retry's new log does not mix with the old one."""
-        job = self._job(principal, job_id)
-        current = max(job.attempt, 1)
-        pinned = attempt or current
-        data = self.log_files.read_range(job.id, self._attempt_no(job, pinned), offset, limit)
-        if data:
-            return LogPoll(data, offset + len(data), pinned, done=False)
-        if pinned < current and job.state is not JobState.QUEUED:
-            return LogPoll(b"", offset, pinned, done=True)
-        return LogPoll(b"", offset, pinned, done=job.state in states.TERMINAL)
 
 
 def _validate(spec: JobSpec) -> None:

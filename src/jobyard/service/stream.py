@@ -12,6 +12,7 @@ from jobyard.domain.jobs import Job, JobEvent
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.service.jobs import JobService
+from jobyard.service.logs import LogService
 from jobyard.store.events import EventStore
 
 MAX_BATCH = 500  #: events read per query
@@ -53,14 +54,15 @@ class JobStep:
 
 
 class StreamService:
-    def __init__(self, jobs: JobService, events: EventStore) -> None:
+    def __init__(self, jobs: JobService, logs: LogService, events: EventStore) -> None:
         self.jobs = jobs
+        self.logs = logs
         self.events = events
 
     @classmethod
     def of(cls, jobs: JobService) -> StreamService:
         """A stream service reading the database of ``jobs``."""
-        return cls(jobs, EventStore(jobs.store.db))
+        return cls(jobs, LogService(jobs, jobs.log_files), EventStore(jobs.store.db))
 
     def events_after(
         self,
@@ -163,7 +165,9 @@ class JobFollower:
 
     def _poll_log(self) -> tuple[list[LogText], Job | None]:
         jobs = self.service.jobs
-        poll = jobs.poll_log(self.principal, self.job_id, offset=self.offset, attempt=self.attempt)
+        poll = self.service.logs.poll_log(
+            self.principal, self.job_id, offset=self.offset, attempt=self.attempt
+        )
         self.attempt = poll.attempt
         if poll.data:
             return self._text(poll.data), None
@@ -177,7 +181,7 @@ class JobFollower:
         return [], job if job.is_terminal else None
 
     def _drain(self) -> list[LogText]:
-        poll = self.service.jobs.poll_log(
+        poll = self.service.logs.poll_log(
             self.principal, self.job_id, offset=self.offset, attempt=self.attempt
         )
         return self._text(poll.data) if poll.data else []

@@ -9,13 +9,11 @@ from typing import Any
 from jobyard import errors
 from jobyard.clock import Clock, to_epoch
 from jobyard.domain import fairshare
-from jobyard.domain.auth import ApiKey, Principal, Role
+from jobyard.domain.auth import ROLE_RANK, ApiKey, Principal, Role
 from jobyard.domain.jobs import DEFAULT_PROJECT_ID
 from jobyard.service.auth import AuthService
 from jobyard.store.fairshare import FairShareStore
 from jobyard.store.tenancy import TenancyStore
-
-ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.OPERATOR: 2, Role.ADMIN: 3, Role.SUPERUSER: 4}
 
 
 def require(principal: Principal, role: Role, what: str) -> None:

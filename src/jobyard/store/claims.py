@@ -22,6 +22,7 @@ from jobyard.domain import retry, states
 from jobyard.domain.jobs import Job, ResourceUsage
 from jobyard.domain.states import JobState
 from jobyard.store import dialects
+from jobyard.store.admission import Admission, env_key, held_back, tenant_key
 from jobyard.store.database import Database
 from jobyard.store.fairshare import DEFAULT_HALF_LIFE_S, Deltas, FairShareStore, Snapshot
 from jobyard.store.jobs import (
@@ -31,7 +32,7 @@ from jobyard.store.jobs import (
     job_from_row,
 )
 from jobyard.store.prepared import driver_cursor, prepared_insert
-from jobyard.store.tables import environments, job_attempts, job_events, jobs, tenants
+from jobyard.store.tables import job_attempts, job_events, jobs
 from jobyard.store.tracking import TrackingStore
 
 #: queued jobs looked at per claim (jobs of a full environment or tenant are skipped)
@@ -158,19 +159,6 @@ _END = (
     )
 )
 _END_WITH_USAGE = _END.values({c: _b(f"b_{c}") for c in _USAGE_COLUMNS})
-_TENANT_LIMIT = sa.select(tenants.c.max_running_jobs).where(tenants.c.id == _b("b_id"))
-_TENANT_LIMITS = sa.select(tenants.c.id, tenants.c.max_running_jobs).where(
-    tenants.c.id.in_(sa.bindparam("b_ids", expanding=True))
-)
-_TENANT_ACTIVE = (
-    sa.select(sa.func.count()).select_from(jobs).where(jobs.c.tenant_id == _b("b_id"), _IS_ACTIVE)
-)
-_ENV_LIMIT = sa.select(environments.c.max_concurrent_jobs).where(environments.c.id == _b("b_id"))
-_ENV_ACTIVE = (
-    sa.select(sa.func.count())
-    .select_from(jobs)
-    .where(jobs.c.environment_id == _b("b_id"), _IS_ACTIVE)
-)
 _SELECT_JOB = sa.select(jobs).where(jobs.c.id == _b("b_id"))
 _EVENT_COLUMNS = ("tenant_id", "job_id", "at", "kind", "from_state", "to_state", "message", "data")
 
@@ -288,8 +276,8 @@ class ClaimStore:
             if db.dialect == "sqlite"
             else dialects.lock_for_claim(_CANDIDATES.limit(CLAIM_SCAN_FAIR), db.dialect)
         )
-        self._env_limit = dialects.lock_row(_ENV_LIMIT, db.dialect)
-        self._tenant_limit_locked = dialects.lock_row(_TENANT_LIMIT, db.dialect)
+        #: the rules a queued job must pass (the insight asks the same, see admission.py)
+        self.admission = Admission(db)
         self._insert_attempt = dialects.insert_ignoring_conflicts(job_attempts, db.dialect)
         #: a step locks the rows it will write in order of id first, as a renewal of the
         #: leases does: two transactions of a node (or of two nodes: a reaper's ends) that
@@ -412,7 +400,14 @@ class ClaimStore:
                 candidates = self._candidates_fair
         rows = conn.execute(candidates, {"b_max_slots": req.max_slots, "b_now": now}).all()
         snap, pool = self._fair_pool(conn, rows, req, now, deltas, standings)
-        room = self._rooms(conn, pool, req.default_max_running)
+        rooms = self.admission.rooms(
+            conn,
+            (r.tenant_id for r in pool),
+            (r.environment_id for r in pool if r.environment_id is not None),
+            req.default_max_running,
+            lock=True,
+        )
+        room = {k: r.left for k, r in rooms.items()}
         # the candidates per tenant in queue order (one list when fair share is not needed)
         queues: dict[str, list[sa.Row[Any]]] = {}
         for r in pool:
@@ -427,10 +422,9 @@ class ClaimStore:
             heads[q] += 1
             if heads[q] >= len(queues[q]):
                 del queues[q]
-            if slots > free:
-                continue
-            keys = [f"t:{tenant}"] + ([f"e:{env_id}"] if env_id is not None else [])
-            if any((room[k] is not None and room[k] <= 0) for k in keys):  # type: ignore[operator]
+            if held_back(
+                room, tenant_id=tenant, environment_id=env_id, slots=slots, free_slots=free
+            ):
                 continue
             params = {
                 "b_id": job_id,
@@ -445,7 +439,7 @@ class ClaimStore:
                 continue
             claimed.append(job_from_row(row))
             free -= slots
-            for k in keys:
+            for k in (tenant_key(tenant), *([env_key(env_id)] if env_id is not None else [])):
                 left = room[k]
                 room[k] = None if left is None else left - 1
             key = (tenant, req.node_id)
@@ -507,48 +501,6 @@ class ClaimStore:
         if len({r.tenant_id for r in pool}) <= 1:
             return None, pool
         return snap, pool
-
-    def _rooms(
-        self, conn: sa.Connection, rows: Sequence[sa.Row[Any]], default: int | None
-    ) -> dict[str, int | None]:
-        """Jobs each tenant (``t:<id>``) and environment (``e:<id>``) of the candidate
-        ``rows`` may still start (None: no limit). Their rows are locked before their
-        jobs are counted (PostgreSQL; SQLite's write transaction holds the whole
-        database), so two claimers cannot both take the last place; always in one
-        order, tenants then environments, each by id, so no two claimers wait for each
-        other in a cycle."""
-        room: dict[str, int | None] = {}
-        ids = sorted({r.tenant_id for r in rows})
-        # the quotas of all candidate tenants in one read: most have none, and one query
-        # per tenant made a claim among 100 tenants cost 50 queries
-        own = dict(conn.execute(_TENANT_LIMITS, {"b_ids": ids}).all()) if ids else {}
-        for tenant in ids:
-            if own.get(tenant) is None and default is None:
-                room[f"t:{tenant}"] = None  # unlimited: nothing to lock or count
-            else:
-                room[f"t:{tenant}"] = self._tenant_room(conn, tenant, default)
-        for env_id in sorted({r.environment_id for r in rows if r.environment_id is not None}):
-            room[f"e:{env_id}"] = self._env_room(conn, env_id)
-        return room
-
-    def _tenant_room(self, conn: sa.Connection, tenant_id: str, default: int | None) -> int | None:
-        """Jobs the tenant may still start (its quota, else ``default``); None: no limit.
-        A limited tenant's row is locked (and its quota read again) before counting."""
-        own = conn.execute(_TENANT_LIMIT, {"b_id": tenant_id}).scalar()
-        if own is None and default is None:
-            return None  # unlimited: claims of other nodes need not wait for this one
-        own = conn.execute(self._tenant_limit_locked, {"b_id": tenant_id}).scalar()
-        limit = own if own is not None else default
-        if limit is None:
-            return None
-        return int(limit) - int(conn.execute(_TENANT_ACTIVE, {"b_id": tenant_id}).scalar_one())
-
-    def _env_room(self, conn: sa.Connection, env_id: str) -> int | None:
-        """Jobs the environment may still start (its row locked first, see :meth:`_rooms`)."""
-        limit = conn.execute(self._env_limit, {"b_id": env_id}).scalar_one_or_none()
-        if limit is None:
-            return None
-        return int(limit) - int(conn.execute(_ENV_ACTIVE, {"b_id": env_id}).scalar_one())
 
     # ---- starts and ends ----------------------------------------------------------------
     def mark_running(self, starts: Sequence[Started], now: datetime) -> list[Job | None]:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from enum import Enum
+from operator import itemgetter
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -17,45 +21,123 @@ from sqlalchemy import exc
 from jobyard import errors
 from jobyard.domain import states
 from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec, ResourceUsage, Tracking
-from jobyard.domain.priorities import Priority
 from jobyard.domain.retry import RetryPlan
 from jobyard.domain.states import JobState
 from jobyard.store import dialects, fencing
 from jobyard.store.database import Database
 from jobyard.store.prepared import prepared_insert
 from jobyard.store.tables import (
-    environments,
     job_artifacts,
     job_counts,
     job_events,
     jobs,
     model_versions,
     models,
-    nodes,
 )
 
 #: the job holds a slot (starting, running or cancelling)
 _IS_ACTIVE = jobs.c.state.in_(sorted(s.value for s in states.ACTIVE))
-_USAGE_COLUMNS = (
-    "cpu_percent",
-    "rss_bytes",
-    "peak_rss_bytes",
-    "cpu_time_s",
-    "io_read_ops",
-    "io_write_ops",
-    "disk_bytes",
-)
-_TRACKING_COLUMNS = (
-    "progress_percent",
-    "progress_stage",
-    "progress_updated_at",
-    "records_processed",
-    "total_records",
-    "error_count",
-    "warning_count",
-    "items_completed",
-    "items_failed",
-)
+
+
+class _Columns:
+    """How the fields of a domain dataclass map to the same-named columns of ``jobs``,
+    worked out once from its type hints and the table, so that a new field needs no
+    code here: an enum is stored as its value; a tuple as a JSON list (an empty one as
+    NULL when the field's default is empty too), read back as a tuple; a NULL read for
+    a field that is not optional gives its default."""
+
+    def __init__(self, cls: type[Any], *, skip: frozenset[str] = frozenset()) -> None:
+        hints = get_type_hints(cls)
+        self.names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in skip)
+        encode: dict[str, Callable[[Any], Any]] = {}
+        decode: dict[str, Callable[[Any], Any]] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in skip:
+                continue
+            hint, optional = _unwrap(hints[f.name])
+            default = _default(f)
+            if isinstance(hint, type) and issubclass(hint, Enum):
+                encode[f.name], decode[f.name] = _enum_codec(hint)
+            elif get_origin(hint) is tuple:
+                encode[f.name], decode[f.name] = _tuple_codec(optional, default)
+            elif not optional and jobs.c[f.name].nullable and default is not _NO_DEFAULT:
+                decode[f.name] = _or_default(default)
+        self._read = _getter(itemgetter, self.names)
+        self.decode = tuple(decode.items())
+        #: the column values of an object: a function compiled once, as a dataclass's
+        #: ``__init__`` is, so the insert's row costs what a dict written out would
+        body = ", ".join(
+            f"{n!r}: _encode_{n}(obj.{n})" if n in encode else f"{n!r}: obj.{n}" for n in self.names
+        )
+        scope: dict[str, Any] = {f"_encode_{n}": fn for n, fn in encode.items()}
+        exec(f"def row(obj):\n    return {{{body}}}\n", scope)  # noqa: S102 - field names only
+        self.row: Callable[[Any], dict[str, Any]] = scope["row"]
+
+    def values(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The field values read from ``row`` (keyword arguments of the dataclass)."""
+        values = dict(zip(self.names, self._read(row), strict=False))
+        for name, fn in self.decode:
+            values[name] = fn(values[name])
+        return values
+
+
+_NO_DEFAULT: Any = object()
+
+
+def _getter(make: Callable[..., Callable[[Any], Any]], names: tuple[str, ...]) -> Any:
+    """``attrgetter``/``itemgetter`` of ``names`` that always answers a tuple."""
+    if len(names) == 1:
+        one = make(names[0])
+        return lambda obj: (one(obj),)
+    return make(*names)
+
+
+def _unwrap(hint: Any) -> tuple[Any, bool]:
+    """(the type inside ``X | None``, whether it was optional)."""
+    if get_origin(hint) in (Union, UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        return (args[0] if len(args) == 1 else hint), len(args) < len(get_args(hint))
+    return hint, False
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return _NO_DEFAULT
+
+
+def _enum_codec(
+    cls: type[Enum],
+) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    return (lambda v: v.value if v is not None else None), (
+        lambda v: cls(v) if v is not None else None
+    )
+
+
+def _tuple_codec(optional: bool, default: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    if optional:
+        return (lambda v: list(v) if v is not None else None), (
+            lambda v: tuple(v) if v is not None else None
+        )
+    if default == ():
+        return (lambda v: list(v) or None), (lambda v: tuple(v) if v is not None else ())
+    return (lambda v: list(v)), (lambda v: tuple(v) if v is not None else default)
+
+
+def _or_default(default: Any) -> Callable[[Any], Any]:
+    if isinstance(default, dict):
+        return lambda v: v if v is not None else {}
+    return lambda v: v if v is not None else default
+
+
+_SPEC = _Columns(JobSpec)
+_JOB = _Columns(Job, skip=frozenset({"spec", "usage", "tracking"}))
+_USAGE = _Columns(ResourceUsage)
+_TRACKING = _Columns(Tracking)
+_USAGE_COLUMNS = _USAGE.names
+_TRACKING_COLUMNS = _TRACKING.names
 
 
 #: a filter that selects every job of a tenant
@@ -63,71 +145,11 @@ _NO_FILTER = JobFilter()
 
 
 def job_from_row(row: Mapping[Any, Any]) -> Job:
-    argv = row["argv"]
-    spec = JobSpec(
-        entrypoint=row["entrypoint"],
-        argv=tuple(argv) if argv is not None else None,
-        name=row["name"],
-        description=row["description"],
-        job_type=row["job_type"],
-        priority=Priority(row["priority"]),
-        parameters=row["parameters"] or {},
-        metadata=row["metadata"] or {},
-        env=row["env"] or {},
-        timeout_s=row["timeout_s"],
-        scheduled_at=row["scheduled_at"],
-        submitted_by=row["submitted_by"],
-        submitted_key_id=row["submitted_key_id"],
-        project_id=row["project_id"],
-        idempotency_key=row["idempotency_key"],
-        model_version_id=row["model_version_id"],
-        model_sha256=row["model_sha256"],
-        environment_id=row["environment_id"],
-        input_folder_id=row["input_folder_id"],
-        output_folder_id=row["output_folder_id"],
-        input_bindings=tuple(row["input_bindings"] or ()),
-        definition_id=row["definition_id"],
-        continue_on_error=row["continue_on_error"],
-        slots=row["slots"],
-        max_attempts=row["max_attempts"],
-        retry_on=tuple(row["retry_on"]) if row["retry_on"] is not None else JobSpec().retry_on,
-        retry_backoff_s=row["retry_backoff_s"],
-        retry_of=row["retry_of"],
-        retry_reason=row["retry_reason"],
-        notifications=row["notifications"],
-        inputs_sha256=row["inputs_sha256"],
-        input_bytes=row["input_bytes"],
-        items_total=row["items_total"],
-        packages=tuple(row["packages"] or ()),
-        runtime_env=row["runtime_env"],
-    )
     return Job(
-        id=row["id"],
-        seq=row["seq"],
-        tenant_id=row["tenant_id"],
-        spec=spec,
-        state=JobState(row["state"]),
-        attempt=row["attempt"],
-        lease_epoch=row["lease_epoch"],
-        lease_owner=row["lease_owner"],
-        lease_expires_at=row["lease_expires_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        queued_at=row["queued_at"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        exit_code=row["exit_code"],
-        error_type=row["error_type"],
-        message=row["message"],
-        pid=row["pid"],
-        node_id=row["node_id"],
-        cancel_force=row["cancel_force"],
-        usage=ResourceUsage(**{c: row[c] for c in _USAGE_COLUMNS}),
-        request_hash=row["request_hash"],
-        pid_create_time=row["pid_create_time"],
-        tracking=Tracking(**{c: row[c] for c in _TRACKING_COLUMNS}),
-        not_before=row["not_before"],
-        notified_at=row["notified_at"],
+        **_JOB.values(row),
+        spec=JobSpec(**_SPEC.values(row)),
+        usage=ResourceUsage(**_USAGE.values(row)),
+        tracking=Tracking(**_TRACKING.values(row)),
     )
 
 
@@ -167,52 +189,16 @@ class NewJob:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def row(self) -> dict[str, Any]:
-        spec, state, now = self.spec, self.state, self.now
-        return {
-            "id": self.id,
-            "tenant_id": self.tenant_id,
-            "name": spec.name,
-            "description": spec.description,
-            "job_type": spec.job_type,
-            "priority": spec.priority.value,
-            "entrypoint": spec.entrypoint,
-            "argv": list(spec.argv) if spec.argv is not None else None,
-            "parameters": spec.parameters,
-            "metadata": spec.metadata,
-            "env": spec.env,
-            "timeout_s": spec.timeout_s,
-            "scheduled_at": spec.scheduled_at,
-            "submitted_by": spec.submitted_by,
-            "submitted_key_id": spec.submitted_key_id,
-            "project_id": spec.project_id,
-            "idempotency_key": spec.idempotency_key,
-            "request_hash": self.request_hash,
-            "model_version_id": spec.model_version_id,
-            "model_sha256": spec.model_sha256,
-            "environment_id": spec.environment_id,
-            "input_folder_id": spec.input_folder_id,
-            "output_folder_id": spec.output_folder_id,
-            "input_bindings": list(spec.input_bindings) or None,
-            "definition_id": spec.definition_id,
-            "continue_on_error": spec.continue_on_error,
-            "slots": spec.slots,
-            "max_attempts": spec.max_attempts,
-            "retry_on": list(spec.retry_on),
-            "retry_backoff_s": spec.retry_backoff_s,
-            "retry_of": spec.retry_of,
-            "retry_reason": spec.retry_reason,
-            "notifications": spec.notifications,
-            "inputs_sha256": spec.inputs_sha256,
-            "input_bytes": spec.input_bytes,
-            "items_total": spec.items_total,
-            "packages": list(spec.packages) or None,
-            "runtime_env": spec.runtime_env,
-            "state": state.value,
-            "sort_key": self.sort_key,
-            "created_at": now,
-            "updated_at": now,
-            "queued_at": now if state is JobState.QUEUED else None,
-        }
+        state, now = self.state, self.now
+        row = _SPEC.row(self.spec)
+        row["id"] = self.id
+        row["tenant_id"] = self.tenant_id
+        row["request_hash"] = self.request_hash
+        row["state"] = state.value
+        row["sort_key"] = self.sort_key
+        row["created_at"] = row["updated_at"] = now
+        row["queued_at"] = now if state is JobState.QUEUED else None
+        return row
 
     def event(self) -> dict[str, Any]:
         return {
@@ -670,19 +656,6 @@ class JobStore:
         with self.db.read() as conn:
             return {m: t for m, t in conn.execute(stmt).all() if t is not None}
 
-    def environment_load(self, env_id: str) -> tuple[str, int, int] | None:
-        """(name, active jobs, max concurrent jobs) of an environment."""
-        with self.db.read() as conn:
-            row = conn.execute(
-                sa.select(environments.c.name, environments.c.max_concurrent_jobs).where(
-                    environments.c.id == env_id
-                )
-            ).first()
-            if row is None:
-                return None
-            active = _active_count(conn, jobs.c.environment_id == env_id)
-        return str(row[0]), active, int(row[1])
-
     def ahead_in_queue(self, job: Job) -> int:
         """Queued jobs (all tenants) that come before ``job`` in queue order."""
         cur = sa.select(jobs.c.sort_key).where(jobs.c.id == job.id).scalar_subquery()
@@ -698,19 +671,6 @@ class JobStore:
         )
         with self.db.read() as conn:
             return int(conn.execute(stmt).scalar_one())
-
-    def used_and_total_slots(self, alive_since: datetime) -> tuple[int, int]:
-        """Slots taken by active jobs, and the slots of nodes that heartbeat since then."""
-        with self.db.read() as conn:
-            used = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(jobs.c.slots), 0)).where(_IS_ACTIVE)
-            ).scalar_one()
-            total = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(nodes.c.slots), 0)).where(
-                    nodes.c.status == "active", nodes.c.last_heartbeat_at >= alive_since
-                )
-            ).scalar_one()
-        return int(used), int(total)
 
     def recent_durations(
         self, *, model_version_id: str | None = None, job_type: str | None = None, limit: int = 50
@@ -743,19 +703,6 @@ class JobStore:
         )
         with self.db.read() as conn:
             return [r[0] for r in conn.execute(stmt).all()]
-
-    def count_active_of_tenant(self, tenant_id: str) -> int:
-        with self.db.read() as conn:
-            return _active_count(conn, jobs.c.tenant_id == tenant_id)
-
-
-def _active_count(conn: sa.Connection, where: sa.ColumnElement[bool]) -> int:
-    """How many jobs matching ``where`` are starting, running or cancelling."""
-    return int(
-        conn.execute(
-            sa.select(sa.func.count()).select_from(jobs).where(where, _IS_ACTIVE)
-        ).scalar_one()
-    )
 
 
 _NEXT_HEX = dict(zip("0123456789abcdef", "123456789abcdef", strict=False))

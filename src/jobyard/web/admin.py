@@ -9,8 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from jobyard import errors
-from jobyard.domain.auth import Role
-from jobyard.service.tenancy import ROLE_RANK
+from jobyard.domain.auth import ROLE_RANK, Role
 from jobyard.web.base import PREFIX, User, UserDep, WebRoute, WriterDep, page, see_other
 from jobyard.web.forms import text
 

@@ -19,10 +19,9 @@ from fastapi.routing import APIRoute
 from jobyard import errors
 from jobyard.api.deps import check_user
 from jobyard.api.errors import status_of
-from jobyard.domain.auth import Principal, Role
+from jobyard.domain.auth import ROLE_RANK, Principal, Role
 from jobyard.service.notifications import load_or_create_secret
 from jobyard.service.sessions import Session, SessionService
-from jobyard.service.tenancy import ROLE_RANK
 from jobyard.web import view
 from jobyard.wiring import Services
 

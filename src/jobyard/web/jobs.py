@@ -212,7 +212,7 @@ def jobs_live(
 
 
 def _summary(user: User, job: Job) -> dict[str, Any]:
-    reason, insight = user.services.jobs.describe(job)
+    reason, insight = user.services.insight.describe(job)
     return {
         "j": job,
         "reason": reason,
@@ -249,9 +249,9 @@ def job_page(request: Request, user: UserDep, job_id: str) -> Response:
     jobs = user.services.jobs
     job = jobs.get(user.principal, job_id)
     events = jobs.events(user.principal, job_id)
-    chunk = jobs.read_log(user.principal, job_id, tail=LOG_TAIL_LINES)
+    chunk = user.services.logs.read_log(user.principal, job_id, tail=LOG_TAIL_LINES)
     results = user.services.results.get(user.principal, job_id)
-    samples = jobs.samples(user.principal, job_id)
+    samples = user.services.tracking.samples(user.principal, job_id)
     chart = {
         "at": [s["at"].timestamp() for s in samples],
         "cpu": [s["cpu_percent"] for s in samples],
@@ -269,8 +269,8 @@ def job_page(request: Request, user: UserDep, job_id: str) -> Response:
             "log_truncated": chunk.offset > 0,
             "live_url": f"{PREFIX}/jobs/{job_id}/live?"
             + urlencode({"after": last_seq, "log_offset": chunk.next_offset}),
-            "warnings": jobs.warnings(user.principal, job_id),
-            "attempts": jobs.attempts(user.principal, job_id),
+            "warnings": user.services.tracking.warnings(user.principal, job_id),
+            "attempts": user.services.tracking.attempts(user.principal, job_id),
             "retries": jobs.retries(user.principal, job_id),
             "results": results.artifacts,
             "chart": json.dumps(chart),
@@ -327,7 +327,9 @@ def job_log(user: UserDep, job_id: str, attempt: int | None = None) -> Streaming
     def chunks() -> Iterator[bytes]:
         offset = 0
         while True:
-            piece = jobs.read_log(user.principal, job_id, offset=offset, attempt=attempt)
+            piece = user.services.logs.read_log(
+                user.principal, job_id, offset=offset, attempt=attempt
+            )
             if not piece.data:
                 return
             yield piece.data

@@ -28,7 +28,7 @@ from jobyard.domain.jobs import Job, JobFilter
 from jobyard.domain.states import JobState
 from jobyard.wiring import Services
 
-#: the reason code of ``JobService.pending_reason`` for a busy environment configuration
+#: the reason code of ``InsightService.pending_reason`` for a busy environment configuration
 ENVIRONMENT_BUSY = "concurrency_limit:"
 #: the states of a job that waits to start
 WAITING = frozenset({JobState.SCHEDULED, JobState.QUEUED})
@@ -60,7 +60,7 @@ def _view(runtime: Services, principal: Principal, job: Job) -> tuple[str, str]:
     why it waits (the native pending reason); a queued job is PENDING while its
     environment configuration runs as many jobs as it may. A job that has not changed
     state since it was submitted has the message of its submission."""
-    reason = runtime.jobs.pending_reason(job) if job.state in WAITING else None
+    reason = runtime.insight.pending_reason(job) if job.state in WAITING else None
     busy = reason is not None and reason.startswith(ENVIRONMENT_BUSY)
     # a job that started since it was read counts itself among the environment's jobs
     if busy and runtime.jobs.get(principal, job.id).state is not JobState.QUEUED:

@@ -88,7 +88,7 @@ class Scope:
         return job
 
     def render(self, job: Job) -> Json:
-        _, insight = self.runtime.jobs.describe(job)
+        _, insight = self.runtime.insight.describe(job)
         return job_object(job, self.runtime.clock.now(), insight)
 
 
@@ -116,7 +116,7 @@ def submit_job(
         raise spec_error(e, SPEC_FIELDS) from e
     if not created:
         response.status_code = status.HTTP_200_OK
-    return submitted(job, scope.runtime.jobs.describe(job)[1])
+    return submitted(job, scope.runtime.insight.describe(job)[1])
 
 
 @router.get("/{projectId}/execution/jobs")
@@ -260,7 +260,7 @@ def job_results(
         )
     res = runtime.results.get(principal, jobId, kind)
     detailed = format is ResultFormat.DETAILED
-    warnings = runtime.jobs.warnings(principal, jobId) if detailed else []
+    warnings = runtime.tracking.warnings(principal, jobId) if detailed else []
     files = f"{request.base_url}v1/jobs/{quote(jobId)}/results/files/"
     return _results(res, files, warnings, detailed=detailed, files=includeArtifacts)
 

@@ -157,7 +157,7 @@ def job_logs(job_id: str, runtime: ServicesDep, principal: RayPrincipal) -> Resp
     job = _find(runtime, principal, job_id)
     parts: list[bytes] = []
     offset = 0
-    while chunk := runtime.jobs.read_log(principal, job.id, offset=offset).data:
+    while chunk := runtime.logs.read_log(principal, job.id, offset=offset).data:
         parts.append(chunk)
         offset += len(chunk)
     return JSONResponse({"logs": b"".join(parts).decode("utf-8", errors="replace")})
@@ -202,7 +202,7 @@ async def _log_frames(runtime: Services, principal: Principal, job_id: str) -> A
     offset, attempt = 0, None
     while True:
         poll = await run_in_threadpool(
-            runtime.jobs.poll_log, principal, job_id, offset=offset, attempt=attempt
+            runtime.logs.poll_log, principal, job_id, offset=offset, attempt=attempt
         )
         attempt = poll.attempt
         if poll.data:

@@ -87,7 +87,7 @@ async def submit_job(
     job, created = accepted
     out = JobOut.from_job(job, services.clock.now())
     if insight:
-        reason, found = await run_in_threadpool(services.jobs.describe, job)
+        reason, found = await run_in_threadpool(services.insight.describe, job)
         out = JobOut.from_job(job, services.clock.now(), reason).with_insight(found)
     return Response(
         out.model_dump_json(),
@@ -165,9 +165,9 @@ def list_jobs(
 @router.get("/{job_id}", summary="Get a job")
 def get_job(job_id: str, services: ServicesDep, principal: PrincipalDep) -> JobOut:
     job = services.jobs.get(principal, job_id)
-    reason, insight = services.jobs.describe(job)
+    reason, insight = services.insight.describe(job)
     out = JobOut.from_job(job, services.clock.now(), reason)
-    warnings = [WarningOut(**w) for w in services.jobs.warnings(principal, job_id)]
+    warnings = [WarningOut(**w) for w in services.tracking.warnings(principal, job_id)]
     names = (
         services.jobs.setup_names(principal, job, services.registry, services.folders)
         if job.spec.model_version_id
@@ -211,7 +211,7 @@ def report(
     objects = (
         raw["reports"] if set(raw) == {"reports"} and isinstance(raw["reports"], list) else [raw]
     )
-    return {"accepted": services.jobs.report(caller, job_id, objects)}
+    return {"accepted": services.tracking.report(caller, job_id, objects)}
 
 
 @router.post(
@@ -233,7 +233,7 @@ def retry_job(
         timeout_s=req.timeout_s,
         immediate=req.immediate,
     )
-    reason, insight = services.jobs.describe(job)
+    reason, insight = services.insight.describe(job)
     return JobOut.from_job(job, services.clock.now(), reason).with_insight(insight)
 
 
@@ -254,14 +254,14 @@ def job_attempts(
             message=a["message"],
             log_url=f"{base}v1/jobs/{job_id}/logs?attempt={a['attempt']}",
         )
-        for a in services.jobs.attempts(principal, job_id)
+        for a in services.tracking.attempts(principal, job_id)
     ]
     return {"items": items}
 
 
 @router.get("/{job_id}/metrics", summary="Resource samples of the job (CPU, memory, disk, I/O)")
 def job_metrics(job_id: str, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
-    samples = services.jobs.samples(principal, job_id)
+    samples = services.tracking.samples(principal, job_id)
     job = services.jobs.get(principal, job_id)
     keys = ("at", "cpu_percent", "rss_bytes", "disk_bytes", "io_read_ops", "io_write_ops")
     return {
@@ -303,7 +303,7 @@ def job_logs(
     follow: bool = False,
     attempt: Annotated[AttemptNo | None, Query()] = None,
 ) -> Response:
-    chunk = services.jobs.read_log(principal, job_id, offset=offset, tail=tail, attempt=attempt)
+    chunk = services.logs.read_log(principal, job_id, offset=offset, tail=tail, attempt=attempt)
     headers = {"X-Log-Offset": str(chunk.offset), "X-Log-Next-Offset": str(chunk.next_offset)}
     if not follow:
         return Response(chunk.data, media_type="text/plain; charset=utf-8", headers=headers)
@@ -314,7 +314,7 @@ def job_logs(
         pos, pinned = chunk.next_offset, attempt
         while True:
             poll = await run_in_threadpool(
-                services.jobs.poll_log,
+                services.logs.poll_log,
                 principal,
                 job_id,
                 offset=pos,
