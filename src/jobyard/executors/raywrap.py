@@ -102,51 +102,6 @@ def command(launch: dict[str, Any]) -> list[str]:
     return ["/bin/sh", "-c", str(launch["entrypoint"])]
 
 
-def sandboxed(
-    args: list[str], work: Path, env: dict[str, str], network: bool, status_fd: int
-) -> list[str]:
-    """``args`` inside jobyard's sandbox (as ``nobody``, seeing only its directory and the
-    system's and Python's paths), when this worker runs as root with bubblewrap; else as
-    they are. bubblewrap writes its status to ``status_fd``."""
-    from jobyard.executors import sandbox
-    from jobyard.executors.base import LaunchSpec
-    from jobyard.executors.support import DEFAULT_USER
-
-    if sandbox._sandbox_missing():
-        return args
-    read_only = [Path(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    box = sandbox.Sandbox(
-        bwrap=shutil.which("bwrap") or "bwrap",
-        setpriv=shutil.which("setpriv") or "setpriv",
-        read_only=tuple(sorted({*sandbox._python_paths(), *read_only})),
-        cgroups=None,
-        pids_max=None,
-    )
-    import pwd
-
-    user = pwd.getpwnam(DEFAULT_USER)
-    for dirpath, _, filenames in os.walk(work):
-        os.chown(dirpath, user.pw_uid, user.pw_gid)
-        for name in filenames:
-            if not os.path.islink(os.path.join(dirpath, name)):
-                os.chown(os.path.join(dirpath, name), user.pw_uid, user.pw_gid)
-    work.parent.chmod(0o755)
-    spec = LaunchSpec(
-        job_id="ray",
-        attempt=1,
-        entrypoint=None,
-        argv=tuple(args),
-        workdir=work,
-        log_path=work / ".log",
-        env=env,
-        network=network,
-    )
-    env["HOME"] = str(work)
-    env["USER"] = env["LOGNAME"] = DEFAULT_USER
-    job = ["env", "--default-signal=TERM", "--", *args]  # ignored by bwrap, not by the job
-    return box.command(spec, job, status_fd=status_fd, group=None)
-
-
 def send_outputs(output: Path, nonce: str, limit: int) -> None:
     """Print the output directory as a zip archive in framed base64 lines."""
     buf = io.BytesIO()
@@ -186,7 +141,12 @@ def main() -> int:
     null = os.open(os.devnull, os.O_WRONLY)  # bwrap's status: the job's code is enough
     args = job
     if launch.get("sandbox", True):
-        args = sandboxed(job, work, env, bool(launch.get("network", True)), null)
+        from jobyard.executors import sandbox
+
+        if not sandbox.unavailable():
+            args = sandbox.isolate(
+                job, work, env, network=bool(launch.get("network", True)), status_fd=null
+            )
     boxed = args != job
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited: only the job itself gets it
     try:
