@@ -280,6 +280,7 @@ def build_runtime(
         logs=job_logs,
         clock=clock,
         interval_s=settings.upkeep_interval_s,
+        fair_share=fair_share,
     )
     return Runtime(
         settings=settings,
