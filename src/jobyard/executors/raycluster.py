@@ -54,7 +54,12 @@ from jobyard.executors.raywrap import FRAME, LAUNCH_DIR, LAUNCH_FILE, kill_packa
 
 log = logging.getLogger("jobyard.executors.ray")
 
-POLL_S = 0.25  #: how often a running Ray job's status is read
+POLL_S = 0.25  #: how often a Ray job's status is read when its log stream is not open
+#: ... while its log stream is open: the stream says when the job ends (the wrapper's
+#: end frame, or the stream's end), so the status is read for a lost cluster and for
+#: an end without either (the wrapper killed); each read costs the dashboard too
+STREAMING_POLL_S = 1.0
+ENDING_POLL_S = 0.05  #: ... once the end frame came: Ray says the job ended any moment
 LOST_AFTER_S = 10.0  #: a cluster that does not answer for this long has lost its jobs
 MAX_OUTPUT_BYTES = 256 * 1024 * 1024  #: output files sent back per attempt
 SUBMIT_RETRY_S = 60.0  #: how long a submission is retried while the cluster cannot take it
@@ -188,6 +193,7 @@ class RayHandle:
         self._done = threading.Event()
         self._pumped = threading.Event()  #: the log stream ended
         self._log_whole = threading.Event()  #: the end frame is in the attempt's log
+        self._wake = threading.Event()  #: the end frame came, or the stream ended
         self._pump_stop: Callable[[], None] | None = None
         self._streamed = 0  #: characters of the Ray job's log the stream delivered
         self._stream_whole = False  #: the stream ended by itself, at the log's end
@@ -319,6 +325,7 @@ class RayHandle:
             log.info("ray job %s: log stream ended: %s", self.submission_id, e)
         finally:
             self._pumped.set()
+            self._wake.set()
 
     async def _pump_log(self) -> None:
         loop, task = asyncio.get_running_loop(), asyncio.current_task()
@@ -337,6 +344,7 @@ class RayHandle:
                 self._streamed += len(chunk)
                 if self._frames.complete:  # raywrap's last words: the log is whole
                     self._log_whole.set()
+                    self._wake.set()
             rest = self._frames.filter("", final=True)
             if rest:
                 out.write(rest)
@@ -378,11 +386,11 @@ class RayHandle:
         since_ok = time.monotonic()
         while True:
             if self._log_whole.is_set():  # the job is over: Ray says so any moment
-                self._done.wait(POLL_S / 5)  # (never set here: a pause between polls)
+                self._done.wait(ENDING_POLL_S)  # (never set here: a pause between polls)
             elif self._pumped.is_set():
                 self._done.wait(POLL_S)
             else:  # the log's end frame or the stream's end come when the job ended
-                self._pumped.wait(POLL_S)
+                self._wake.wait(STREAMING_POLL_S)
             try:
                 info = self._info()
             except (httpx.HTTPError, ValueError) as e:
