@@ -16,6 +16,8 @@ the tree to HTTP in one table (``api/errors.py``) and the SDK maps the stable
   + QuotaExceeded           (429)  a tenant limit is reached
     - RateLimited           (429)  too many requests for the key
   + StoreUnavailable        (503)  the database cannot be reached or the outcome is unknown
+    - StorageUnavailable    (503)  the file storage (--storage-url) cannot be read or written
+    - StorageFull           (507)  the disk is full
   + ExecutorError                  a job could not be started or stopped
 """
 
@@ -111,6 +113,15 @@ class StorageFull(StoreUnavailable):
     """The server's disk is full: nothing can be written until space is freed."""
 
     code = "STORAGE_FULL"
+
+
+class StorageUnavailable(StoreUnavailable, OSError):
+    """The file storage cannot be read or written at the moment; retry later.
+
+    Also an ``OSError``: the code that copes with a failed read or write of a file
+    (a job's setup, the log shipper) copes with it the same way."""
+
+    code = "STORAGE_UNAVAILABLE"
 
 
 class ExecutorError(JobyardError):

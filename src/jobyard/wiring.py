@@ -298,6 +298,7 @@ def build_services(
         logs=job_logs,
         clock=clock,
         interval_s=settings.upkeep_interval_s,
+        fair_share=fair_share,
     )
     return Services(
         settings=settings,

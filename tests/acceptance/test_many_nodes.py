@@ -491,7 +491,7 @@ def test_a_reader_follows_a_log_as_it_grows_on_the_storage(
     what was shipped after the first read)."""
     import fsspec.config
 
-    from jobyard.storage.fs import Storage
+    from jobyard.storage.fs import GuardedFS, Storage
     from jobyard.storage.logarchive import LogArchive
 
     if kind == "s3":
@@ -503,8 +503,9 @@ def test_a_reader_follows_a_log_as_it_grows_on_the_storage(
         url = str(tmp_path / "storage")
     writer = LogArchive(Storage(url))
     reader = LogArchive(Storage(url))
-    fs = reader.storage.fs  # fsspec shares instances: the reader gets one of its own
-    reader.storage.fs = type(fs)(skip_instance_cache=True, **fs.storage_options)
+    fs = reader.storage.fs.unguarded  # fsspec shares instances: the reader gets its own
+    own = type(fs)(skip_instance_cache=True, **fs.storage_options)
+    reader.storage.fs = GuardedFS(own, url)
     assert reader.storage.fs is not writer.storage.fs
     job = str(uuid.uuid4())
     local = tmp_path / "attempt-1.log"

@@ -23,6 +23,7 @@ STATUS: dict[type[errors.JobyardError], int] = {
     errors.Conflict: 409,
     errors.QuotaExceeded: 429,
     errors.StoreUnavailable: 503,
+    errors.StorageUnavailable: 503,
     errors.StorageFull: 507,
     errors.ExecutorError: 500,
 }

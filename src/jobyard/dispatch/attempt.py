@@ -5,6 +5,7 @@ scan, results, the end to write)."""
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -289,10 +290,12 @@ class AttemptRunner:
         except errors.StoreUnavailable as e:
             log.warning("job %s: results wait for the database: %s", a.job.id, e)
             a.results_pending = True
-        self.seal_log(a)
+        sealed = self.seal_log(a)
         usage = a.handle.sample()
         if a.launch is not None:
             usage = replace(usage, disk_bytes=outputs.tree_bytes(a.launch.workdir / "output"))
+            if sealed and not a.results_pending:
+                self._drop_workdir(a.job, a.launch.workdir)
         failure = a.handle.failure() if isinstance(a.handle, ReportsFailure) else None
         return self.end_after_exit(a, code, ended_at=ended_at, usage=usage, failure=failure)
 
@@ -406,27 +409,43 @@ class AttemptRunner:
             if not a.sealed:
                 a.shipped = archive.ship(a.job.id, a.job.attempt, path, a.shipped, end)
 
-    def seal_log(self, a: Attempt) -> None:
+    def seal_log(self, a: Attempt) -> bool:
         """Store the ended attempt's whole log on the shared storage (best effort: a
         failure is logged, the log stays on this node and its shipped part on the
-        storage)."""
+        storage); whether it is there now."""
         with a.ship_lock:
             if a.sealed:
-                return
+                return False
             a.sealed = True
-        self.seal_log_of(a.job, shipped=a.shipped > 0)
+        return self.seal_log_of(a.job, shipped=a.shipped > 0)
 
-    def seal_log_of(self, job: Job, *, shipped: bool = True) -> None:
+    def seal_log_of(self, job: Job, *, shipped: bool = True) -> bool:
         """Store the attempt's whole log on the shared storage (``shipped``: segments
-        of it may be there, to be removed)."""
+        of it may be there, to be removed); whether it is there now."""
         archive = self.log_archive
         if archive is None:
-            return
+            return False
         try:
             path = self.workspace.log_path(job.id, job.attempt)
             archive.seal(job.id, job.attempt, path, shipped=shipped)
         except Exception:
             log.exception("job %s: its log could not be stored on the shared storage", job.id)
+            return False
+        return True
+
+    @staticmethod
+    def _drop_workdir(job: Job, workdir: Path) -> None:
+        """Remove an ended attempt's working directory once what the job left is on the
+        shared storage (its log sealed there, its outputs recorded as results): on a
+        node of many, nothing reads it any more, and ended jobs' inputs, artifacts and
+        outputs would pile up on every node. The node's own log and exit status stay
+        (small; its API reads them), and a retry prepares a new directory anyway."""
+        try:
+            shutil.rmtree(workdir)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("job %s: its working directory could not be removed: %s", job.id, e)
 
     # ---- markers ---------------------------------------------------------------------------
     def scan_if_grown(self, a: Attempt) -> None:

@@ -54,7 +54,12 @@ from jobyard.executors.raywrap import FRAME, LAUNCH_DIR, LAUNCH_FILE, kill_packa
 
 log = logging.getLogger("jobyard.executors.ray")
 
-POLL_S = 0.25  #: how often a running Ray job's status is read
+POLL_S = 0.25  #: how often a Ray job's status is read when its log stream is not open
+#: ... while its log stream is open: the stream says when the job ends (the wrapper's
+#: end frame, or the stream's end), so the status is read for a lost cluster and for
+#: an end without either (the wrapper killed); each read costs the dashboard too
+STREAMING_POLL_S = 1.0
+ENDING_POLL_S = 0.05  #: ... once the end frame came: Ray says the job ended any moment
 LOST_AFTER_S = 10.0  #: a cluster that does not answer for this long has lost its jobs
 MAX_OUTPUT_BYTES = 256 * 1024 * 1024  #: output files sent back per attempt
 SUBMIT_RETRY_S = 60.0  #: how long a submission is retried while the cluster cannot take it
@@ -171,8 +176,10 @@ class RayHandle:
         nonce: str,
         lost_after_s: float,
         submit: Callable[[], None],
+        http: httpx.Client | None = None,
     ) -> None:
         self.client = client
+        self._http = http or httpx.Client(timeout=5.0)
         self.submission_id = submission_id
         self.spec = spec
         self._nonce = nonce
@@ -184,7 +191,12 @@ class RayHandle:
         self._submitted = False  #: ... and this handle knows it (a stop goes to Ray)
         self._stop_event = threading.Event()
         self._done = threading.Event()
-        self._pumped = threading.Event()
+        self._pumped = threading.Event()  #: the log stream ended
+        self._log_whole = threading.Event()  #: the end frame is in the attempt's log
+        self._wake = threading.Event()  #: the end frame came, or the stream ended
+        self._pump_stop: Callable[[], None] | None = None
+        self._streamed = 0  #: characters of the Ray job's log the stream delivered
+        self._stream_whole = False  #: the stream ended by itself, at the log's end
         self._code: int | None = None
         self._failure: ExecutorFailure | None = None
         self._stop_requested: int | None = None
@@ -235,7 +247,7 @@ class RayHandle:
         """Put the attempt's kill marker into Ray's package store (see :mod:`raywrap`)."""
         address = self.client.get_address().rstrip("/")
         url = f"{address}/api/packages/gcs/{kill_package(self._nonce)}"
-        httpx.put(url, content=b"forced stop", timeout=10.0).raise_for_status()
+        self._http.put(url, content=b"forced stop", timeout=10.0).raise_for_status()
 
     def sample(self) -> ResourceUsage:
         return ResourceUsage()
@@ -307,29 +319,78 @@ class RayHandle:
         """Append the Ray job's log to the attempt's log as it grows."""
         try:
             asyncio.run(self._pump_log())
+        except asyncio.CancelledError:
+            pass  # the whole log was read: the watch ended the stream
         except Exception as e:  # the watch decides what a broken stream means
             log.info("ray job %s: log stream ended: %s", self.submission_id, e)
         finally:
             self._pumped.set()
+            self._wake.set()
 
     async def _pump_log(self) -> None:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        assert task is not None
+
+        def stop() -> None:
+            loop.call_soon_threadsafe(task.cancel)
+
+        self._pump_stop = stop
         with self.spec.log_path.open("a", encoding="utf-8") as out:
             async for chunk in self.client.tail_job_logs(self.submission_id):
                 text = self._frames.filter(chunk)
                 if text:
                     out.write(text)
                     out.flush()
+                self._streamed += len(chunk)
+                if self._frames.complete:  # raywrap's last words: the log is whole
+                    self._log_whole.set()
+                    self._wake.set()
             rest = self._frames.filter("", final=True)
             if rest:
                 out.write(rest)
+            self._stream_whole = True
+
+    def _end_pump(self) -> None:
+        """Once the Ray job ended: close the log stream, and append what it had not
+        delivered yet. Ray's stream lags (its tail reads the file once a second, then
+        goes through the node's agent) and closes only a second or more after the
+        job's end: waiting for it cost seconds per job. The end frame says the stream
+        has everything; else the rest comes from Ray's whole log (one read)."""
+        stop = self._pump_stop
+        if stop is not None and not self._pumped.is_set():
+            with contextlib.suppress(RuntimeError):  # its loop closed meanwhile
+                stop()
+        if not self._pumped.wait(5.0) or self._log_whole.is_set() or self._stream_whole:
+            return
+        try:
+            whole = self._logs()
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+            log.warning(
+                "ray job %s: the end of its log could not be read: %s", self.submission_id, e
+            )
+            return
+        text = self._frames.filter(whole[self._streamed :], final=True)
+        with contextlib.suppress(OSError), self.spec.log_path.open("a", encoding="utf-8") as f:
+            f.write(text)
+
+    def _logs(self) -> str:
+        """The Ray job's whole log (``GET /api/jobs/<id>/logs``)."""
+        address = self.client.get_address().rstrip("/")
+        headers = getattr(self.client, "_headers", None) or {}
+        url = f"{address}/api/jobs/{self.submission_id}/logs"
+        r = self._http.get(url, headers=headers, timeout=30.0)
+        r.raise_for_status()
+        return str(r.json()["logs"])
 
     def _run_watch(self) -> None:
         since_ok = time.monotonic()
         while True:
-            if self._pumped.is_set():
-                self._done.wait(POLL_S)  # (never set here: a pause between polls)
-            else:
-                self._pumped.wait(POLL_S)  # the log stream ends when the job ended
+            if self._log_whole.is_set():  # the job is over: Ray says so any moment
+                self._done.wait(ENDING_POLL_S)  # (never set here: a pause between polls)
+            elif self._pumped.is_set():
+                self._done.wait(POLL_S)
+            else:  # the log's end frame or the stream's end come when the job ended
+                self._wake.wait(STREAMING_POLL_S)
             try:
                 info = self._info()
             except (httpx.HTTPError, ValueError) as e:
@@ -346,7 +407,7 @@ class RayHandle:
             since_ok = time.monotonic()
             status = str(info.get("status"))
             if status in TERMINAL:
-                self._pumped.wait(5.0)  # the stream ends once the log was read to its end
+                self._end_pump()
                 self._end(*self._ending(status, info))
                 return
 
@@ -355,7 +416,7 @@ class RayHandle:
         with a timeout: a cluster that does not answer must not hang the watch)."""
         address = self.client.get_address().rstrip("/")
         headers = getattr(self.client, "_headers", None) or {}
-        r = httpx.get(f"{address}/api/jobs/{self.submission_id}", headers=headers, timeout=5.0)
+        r = self._http.get(f"{address}/api/jobs/{self.submission_id}", headers=headers)
         r.raise_for_status()
         info: dict[str, Any] = r.json()
         return info
@@ -391,6 +452,41 @@ class RayHandle:
         self._code = code
         self._failure = failure
         self._done.set()
+
+
+class _CodePackage:
+    """jobyard's own code as the Ray jobs' ``py_modules`` entry, packaged once per server
+    process: Ray's client would hash (and, if Ray lacks it, zip and upload) the whole
+    directory on every submit (≈ 0.2 s of CPU each); here it is hashed and uploaded at
+    the first submit and each later one passes the package's content-addressed URI
+    (``gcs://_ray_pkg_<hash>.zip``), after one cheap check that Ray still has it (Ray
+    deletes packages no job uses any more; then it is packaged again)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._uri: str | None = None
+        self._lock = threading.Lock()
+
+    def uri(self, client: Any) -> str:
+        """The URI to put in ``py_modules`` (the directory itself for a client without
+        Ray's packaging methods: Ray's client then packages it per submit)."""
+        upload = getattr(client, "_upload_package_if_needed", None)
+        exists = getattr(client, "_package_exists", None)
+        if upload is None or exists is None:
+            return self.directory
+        with self._lock:
+            if self._uri is not None and exists(self._uri):
+                return self._uri
+            self._uri = str(
+                upload(
+                    self.directory,
+                    include_gitignore=False,
+                    include_parent_dir=True,
+                    excludes=_PY_EXCLUDES,
+                )
+            )
+            log.info("jobyard's code on the Ray cluster: %s", self._uri)
+            return self._uri
 
 
 def _transient(error: Exception) -> bool:
@@ -434,13 +530,17 @@ class RayExecutor:
         import jobyard
 
         self._jobyard_dir = str(Path(jobyard.__file__).resolve().parent)
+        self._code = _CodePackage(self._jobyard_dir)
+        #: one client (one TLS context, kept connections) for every status poll: a new
+        #: one per poll cost more CPU than the poll itself
+        self._http = httpx.Client(timeout=5.0)
 
     def accepting(self) -> bool:
         """Whether the cluster's dashboard answers (checked at most every second)."""
         now = time.monotonic()
         if now - self._checked_at >= 1.0:
             try:
-                ok = httpx.get(f"{self.address}/api/version", timeout=1.0).status_code == 200
+                ok = self._http.get(f"{self.address}/api/version", timeout=1.0).status_code == 200
             except httpx.HTTPError:
                 ok = False
             if ok != self._accepting:
@@ -466,7 +566,6 @@ class RayExecutor:
             raise ExecutorError(f"cannot write the job's launch file: {e}") from None
         runtime_env: dict[str, Any] = {
             "working_dir": str(spec.workdir),
-            "py_modules": [self._jobyard_dir],
             "excludes": _PY_EXCLUDES,
             "env_vars": {"RAY_JOB_STOP_WAIT_TIME_S": str(math.ceil(self.stop_grace_s))},
         }
@@ -484,6 +583,7 @@ class RayExecutor:
         }
 
         def submit() -> None:
+            runtime_env["py_modules"] = [self._code.uri(self.client)]
             self.client.submit_job(
                 entrypoint="python3 -m jobyard.executors.raywrap",
                 submission_id=sid,
@@ -492,7 +592,7 @@ class RayExecutor:
                 **options,
             )
 
-        return RayHandle(self.client, sid, spec, nonce, self.lost_after_s, submit)
+        return RayHandle(self.client, sid, spec, nonce, self.lost_after_s, submit, self._http)
 
     def _launch(self, spec: LaunchSpec, nonce: str) -> dict[str, Any]:
         return {
@@ -531,7 +631,7 @@ class RayExecutor:
         return stopped
 
     def close(self) -> None:
-        return None
+        self._http.close()
 
 
 def _host_pylib(spec: LaunchSpec) -> str:

@@ -47,6 +47,8 @@ LAUNCH_DIR = ".jobyard-ray"  #: in the package: the launch file, never copied to
 LAUNCH_FILE = "launch.json"
 FRAME = "@@jobyard-ray"  #: output lines: ``@@jobyard-ray:<nonce>:out:<base64>``, then ``:end``
 CHUNK = 48 * 1024  #: bytes of the output archive per framed line (before base64)
+PRIVATE_PREFIX = "jobyard-ray-"  #: the attempts' private directories in the worker's tmp
+OWNER_FILE = "owner"  #: in a private directory: ``<pid> <start time>`` of its wrapper
 
 
 def kill_package(nonce: str) -> str:
@@ -102,51 +104,6 @@ def command(launch: dict[str, Any]) -> list[str]:
     return ["/bin/sh", "-c", str(launch["entrypoint"])]
 
 
-def sandboxed(
-    args: list[str], work: Path, env: dict[str, str], network: bool, status_fd: int
-) -> list[str]:
-    """``args`` inside jobyard's sandbox (as ``nobody``, seeing only its directory and the
-    system's and Python's paths), when this worker runs as root with bubblewrap; else as
-    they are. bubblewrap writes its status to ``status_fd``."""
-    from jobyard.executors import sandbox
-    from jobyard.executors.base import LaunchSpec
-    from jobyard.executors.support import DEFAULT_USER
-
-    if sandbox._sandbox_missing():
-        return args
-    read_only = [Path(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    box = sandbox.Sandbox(
-        bwrap=shutil.which("bwrap") or "bwrap",
-        setpriv=shutil.which("setpriv") or "setpriv",
-        read_only=tuple(sorted({*sandbox._python_paths(), *read_only})),
-        cgroups=None,
-        pids_max=None,
-    )
-    import pwd
-
-    user = pwd.getpwnam(DEFAULT_USER)
-    for dirpath, _, filenames in os.walk(work):
-        os.chown(dirpath, user.pw_uid, user.pw_gid)
-        for name in filenames:
-            if not os.path.islink(os.path.join(dirpath, name)):
-                os.chown(os.path.join(dirpath, name), user.pw_uid, user.pw_gid)
-    work.parent.chmod(0o755)
-    spec = LaunchSpec(
-        job_id="ray",
-        attempt=1,
-        entrypoint=None,
-        argv=tuple(args),
-        workdir=work,
-        log_path=work / ".log",
-        env=env,
-        network=network,
-    )
-    env["HOME"] = str(work)
-    env["USER"] = env["LOGNAME"] = DEFAULT_USER
-    job = ["env", "--default-signal=TERM", "--", *args]  # ignored by bwrap, not by the job
-    return box.command(spec, job, status_fd=status_fd, group=None)
-
-
 def send_outputs(output: Path, nonce: str, limit: int) -> None:
     """Print the output directory as a zip archive in framed base64 lines."""
     buf = io.BytesIO()
@@ -173,10 +130,58 @@ def send_outputs(output: Path, nonce: str, limit: int) -> None:
     out.flush()
 
 
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot, ``/proc/<pid>/stat``), None
+    when it does not exist: with the pid, it names a process (pids are reused)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]  # field 22, counted after the name
+
+
+def make_private_dir(tmp: Path) -> Path:
+    """A new private directory for this attempt, marked with this process as its owner."""
+    root = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX, dir=tmp))
+    (root / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}")
+    return root
+
+
+def remove_tree(root: Path) -> None:
+    """Remove a private directory, also what the sandboxed job made unwritable in it."""
+    for dirpath, dirnames, _ in os.walk(root):
+        for name in dirnames:
+            p = Path(dirpath) / name
+            if not p.is_symlink():
+                with contextlib.suppress(OSError):
+                    p.chmod(0o755)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def sweep_leftovers(tmp: Path) -> int:
+    """Remove the private directories whose wrapper died without removing them (Ray's
+    SIGKILL at the end of a stop's grace leaves no time to clean); the number removed.
+    Directories of live wrappers, and those not marked yet, stay."""
+    removed = 0
+    for root in tmp.glob(f"{PRIVATE_PREFIX}*"):
+        try:
+            pid, started = (root / OWNER_FILE).read_text().split()
+            alive = _start_time(int(pid)) == started
+        except (OSError, ValueError):
+            continue
+        if not alive:
+            remove_tree(root)
+            removed += 1
+    return removed
+
+
 def main() -> int:
     package = Path.cwd()
     launch = json.loads((package / LAUNCH_DIR / LAUNCH_FILE).read_text())
-    root = Path(tempfile.mkdtemp(prefix="jobyard-ray-"))
+    tmp = Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        sweep_leftovers(tmp)
+    root = make_private_dir(tmp)
     work = root / "work"
     shutil.copytree(package, work, symlinks=True, ignore=shutil.ignore_patterns(LAUNCH_DIR))
     import jobyard
@@ -186,7 +191,12 @@ def main() -> int:
     null = os.open(os.devnull, os.O_WRONLY)  # bwrap's status: the job's code is enough
     args = job
     if launch.get("sandbox", True):
-        args = sandboxed(job, work, env, bool(launch.get("network", True)), null)
+        from jobyard.executors import sandbox
+
+        if not sandbox.unavailable():
+            args = sandbox.isolate(
+                job, work, env, network=bool(launch.get("network", True)), status_fd=null
+            )
     boxed = args != job
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited: only the job itself gets it
     try:
@@ -213,12 +223,7 @@ def main() -> int:
     try:
         send_outputs(work / "output", str(launch["nonce"]), int(launch["max_output_bytes"]))
     finally:
-        for dirpath, dirnames, _ in os.walk(root):
-            for name in dirnames:
-                p = Path(dirpath) / name
-                if not p.is_symlink():
-                    p.chmod(0o755)
-        shutil.rmtree(root, ignore_errors=True)
+        remove_tree(root)
     return code
 
 

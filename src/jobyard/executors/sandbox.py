@@ -151,7 +151,7 @@ def _parents(path: Path, made: set[Path]) -> list[str]:
     return args
 
 
-def _python_paths() -> list[Path]:
+def python_paths() -> list[Path]:
     """The server's interpreter, its virtualenv and jobyard's own code: notebook and
     Python jobs run with them (read-only)."""
     import jobyard
@@ -179,7 +179,7 @@ def detect(
     lies in it is shown to jobs."""
     cgroups: CgroupTree | None = None
     limits_reason = ""
-    reason = _sandbox_missing()
+    reason = unavailable()
     if reason:
         return None, SandboxSupport(False, reason, False, "jobs are not sandboxed")
     cgroups, limits_reason = CgroupTree.detect(node_id, data_dir)
@@ -188,7 +188,7 @@ def detect(
         inside.mkdir(parents=True, exist_ok=True)
     outside = [
         p
-        for p in (*_python_paths(), *extra_read_only)
+        for p in (*python_paths(), *extra_read_only)
         if not _under(data, [p]) and not _under(p, [data])
     ]
     sandbox = Sandbox(
@@ -204,7 +204,9 @@ def detect(
     return sandbox, SandboxSupport(True, "", cgroups is not None, limits_reason)
 
 
-def _sandbox_missing() -> str:
+def unavailable() -> str:
+    """Why this host cannot sandbox jobs: '' when it can (Linux, root, bubblewrap and
+    setpriv installed; whether the kernel lets bubblewrap run is :func:`detect`'s probe)."""
     if not sys.platform.startswith("linux"):
         return "job sandboxes need Linux namespaces"
     if os.geteuid() != 0:
@@ -213,6 +215,47 @@ def _sandbox_missing() -> str:
         if shutil.which(program) is None:
             return f"{program} is not installed (Debian package {package!r})"
     return ""
+
+
+def isolate(
+    args: list[str], workdir: Path, env: dict[str, str], *, network: bool, status_fd: int
+) -> list[str]:
+    """``args`` as a sandboxed job in ``workdir``, a directory that is not one of this
+    node's job directories (the private copy of a job on a Ray worker, see
+    :mod:`raywrap`): run as ``nobody``, seeing only ``workdir`` (read-write), the
+    system's paths, this Python and jobyard's code, and the ``PYTHONPATH`` entries of
+    ``env`` (read-only). No cgroups: the limits are the cluster's. ``workdir`` (and what
+    is in it) is given to ``nobody``; ``env`` gets the job's ``HOME``/``USER``. Call only
+    where :func:`unavailable` says ''. bubblewrap writes its status to ``status_fd``."""
+    extra = [Path(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    box = Sandbox(
+        bwrap=shutil.which("bwrap") or "bwrap",
+        setpriv=shutil.which("setpriv") or "setpriv",
+        read_only=tuple(sorted({*python_paths(), *extra})),
+        cgroups=None,
+        pids_max=None,
+    )
+    user = pwd.getpwnam(DEFAULT_USER)
+    for dirpath, _, filenames in os.walk(workdir):
+        os.chown(dirpath, user.pw_uid, user.pw_gid)
+        for name in filenames:
+            if not os.path.islink(os.path.join(dirpath, name)):
+                os.chown(os.path.join(dirpath, name), user.pw_uid, user.pw_gid)
+    workdir.parent.chmod(0o755)
+    spec = LaunchSpec(
+        job_id="isolated",
+        attempt=1,
+        entrypoint=None,
+        argv=tuple(args),
+        workdir=workdir,
+        log_path=workdir / ".log",
+        env=env,
+        network=network,
+    )
+    env["HOME"] = str(workdir)
+    env["USER"] = env["LOGNAME"] = DEFAULT_USER
+    job = ["env", "--default-signal=TERM", "--", *args]  # bwrap ignores TERM, the job not
+    return box.command(spec, job, status_fd=status_fd, group=None)
 
 
 def _probe(sandbox: Sandbox) -> str:

@@ -109,6 +109,7 @@ _BY_CODE: dict[str, type[APIError]] = {
     "RATE_LIMITED": RateLimited,
     "QUOTA_EXCEEDED": QuotaExceeded,
     "STORE_UNAVAILABLE": StoreUnavailable,
+    "STORAGE_UNAVAILABLE": StoreUnavailable,
 }
 
 _BY_STATUS: dict[int, type[APIError]] = {

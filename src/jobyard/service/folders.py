@@ -325,6 +325,8 @@ class FolderService:
                 fs.rm(target, recursive=True)
             fs.makedirs(posixpath.dirname(target), exist_ok=True)
             fs.mv(self.storage.full(staging), target)
+        except errors.StorageUnavailable:
+            raise  # (an OSError too) the storage is down: 503, not the path's fault
         except OSError as e:
             self.storage.delete(staging)
             raise errors.InvalidInput(f"cannot store {path!r}: {e}", field="path") from e

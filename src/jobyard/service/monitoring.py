@@ -6,12 +6,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from jobyard.clock import Clock
+from jobyard.clock import Clock, to_epoch
 from jobyard.domain.auth import Principal
 from jobyard.domain.registry import Model
 from jobyard.service.definitions import DefinitionService
 from jobyard.service.periodic import Periodic
 from jobyard.storage.logarchive import JobLogs
+from jobyard.store.fairshare import FairShareStore
 from jobyard.store.jobs import JobStore
 
 log = logging.getLogger("jobyard.upkeep")
@@ -25,7 +26,8 @@ class Overdue:
 
 
 class Upkeep(Periodic):
-    """Fires cron schedules and purges expired jobs every ``interval_s``."""
+    """Fires cron schedules, purges expired jobs and folds idle fair-share rows every
+    ``interval_s``."""
 
     name = "upkeep"
 
@@ -37,8 +39,10 @@ class Upkeep(Periodic):
         logs: JobLogs,
         clock: Clock,
         interval_s: float,
+        fair_share: FairShareStore | None = None,
     ) -> None:
         self.definitions = definitions
+        self.fair_share = fair_share
         self.jobs = jobs
         self.logs = logs
         self.clock = clock
@@ -47,6 +51,8 @@ class Upkeep(Periodic):
     def tick(self) -> None:
         self.definitions.fire_due()
         self.purge_expired()
+        if self.fair_share is not None:
+            self.fair_share.fold(to_epoch(self.clock.now()))
 
     def purge_expired(self) -> int:
         """Delete the jobs, logs and results rows of models past their retention."""

@@ -3,11 +3,15 @@ by configuration. Paths given by users are checked here so nothing escapes its r
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import hashlib
+import logging
 import posixpath
 import unicodedata
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -16,6 +20,68 @@ import fsspec
 from jobyard import errors
 
 CHUNK = 1024 * 1024
+log = logging.getLogger("jobyard.storage")
+
+#: errors that say something about the path, not about the storage being down
+_ABOUT_THE_PATH = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
+#: the modules whose errors (beyond OSError) mean an object store does not answer
+_REMOTE_MODULES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs", "azure")
+
+
+def outage(url: str, e: BaseException) -> errors.JobyardError | None:
+    """The jobyard error for a failure of the storage itself (it does not answer, refuses
+    access, or its disk is full), None for anything else (a missing file, a bug)."""
+    if isinstance(e, errors.JobyardError) or isinstance(e, _ABOUT_THE_PATH):
+        return None
+    if not isinstance(e, OSError) and not type(e).__module__.startswith(_REMOTE_MODULES):
+        return None
+    log.warning("the storage at %s failed: %s: %s", url, type(e).__name__, e)
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return errors.StorageFull("the storage is full: nothing can be stored until space is freed")
+    return errors.StorageUnavailable(
+        "the file storage cannot be read or written at the moment (the server's log has the"
+        " cause); retry later"
+    )
+
+
+@contextlib.contextmanager
+def guarded(url: str) -> Iterator[None]:
+    """Raise the storage's failures as :class:`errors.StorageUnavailable` (503)."""
+    try:
+        yield
+    except Exception as e:
+        mapped = outage(url, e)
+        if mapped is None:
+            raise
+        raise mapped from e
+
+
+class GuardedFS:
+    """An fsspec filesystem whose calls raise the storage's failures as jobyard errors;
+    everything else (attributes, missing files) as the filesystem does."""
+
+    def __init__(self, fs: Any, url: str) -> None:
+        self._fs = fs
+        self._url = url
+
+    @property
+    def unguarded(self) -> Any:
+        return self._fs
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._fs, name)
+        if not callable(attr):
+            return attr
+        return _guard_call(attr, self._url)
+
+
+def _guard_call(fn: Callable[..., Any], url: str) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with guarded(url):
+            return fn(*args, **kwargs)
+
+    return call
 
 
 def safe_relpath(path: str, field: str = "path") -> str:
@@ -41,9 +107,11 @@ class Storage:
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
-        self.fs, root = fsspec.core.url_to_fs(self.url)
+        fs, root = fsspec.core.url_to_fs(self.url)
+        #: every call answers a failure of the storage as errors.StorageUnavailable
+        self.fs: Any = GuardedFS(fs, self.url)
         self.root: str = root.rstrip("/")
-        self.is_local = getattr(self.fs, "protocol", None) in ("file", ("file", "local"))
+        self.is_local = getattr(fs, "protocol", None) in ("file", ("file", "local"))
         if self.is_local:
             self.fs.makedirs(self.root, exist_ok=True)
 
@@ -61,7 +129,7 @@ class Storage:
         digest = hashlib.sha256()
         size = 0
         try:
-            with self.fs.open(tmp, "wb") as f:
+            with guarded(self.url), self.fs.open(tmp, "wb") as f:
                 for chunk in chunks:
                     size += len(chunk)
                     if max_bytes is not None and size > max_bytes:
@@ -72,8 +140,9 @@ class Storage:
                     f.write(chunk)
             self.fs.mv(tmp, target)
         except BaseException:
-            if self.fs.exists(tmp):
-                self.fs.rm(tmp)
+            with contextlib.suppress(Exception):  # the storage may be down: the error stands
+                if self.fs.exists(tmp):
+                    self.fs.rm(tmp)
             raise
         return size, digest.hexdigest()
 
@@ -97,9 +166,25 @@ class Storage:
         return f
 
     def read_chunks(self, key: str) -> Iterator[bytes]:
-        with self.open_read(key) as f:
-            while chunk := f.read(CHUNK):
+        """The object's bytes. Opened, and its first chunk read, at once: a missing object
+        or a storage that does not answer raises here, before an HTTP answer starts
+        streaming them (an object store's ``open`` may answer from a cached listing)."""
+        f = self.open_read(key)
+        try:
+            with guarded(self.url):
+                first = f.read(CHUNK)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                f.close()
+            raise
+        return self._chunks(f, first)
+
+    def _chunks(self, f: IO[bytes], first: bytes) -> Iterator[bytes]:
+        with f, guarded(self.url):
+            chunk = first
+            while chunk:
                 yield chunk
+                chunk = f.read(CHUNK)
 
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self.full(key)))

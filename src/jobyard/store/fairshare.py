@@ -33,6 +33,13 @@ from jobyard.store.tables import job_counts, tenant_usage, tenants
 REFRESH_S = 1.0
 #: the default half-life of usage: a slot-second counts half after this many seconds
 DEFAULT_HALF_LIFE_S = 600.0
+#: a (tenant, node) row with no running slots, untouched for this long, is folded into
+#: the tenant's folded row (:meth:`FairShareStore.fold`)
+FOLD_AFTER_S = 3600.0
+#: the node id of a tenant's folded row: the usage of nodes that no longer run its jobs
+FOLDED_NODE = "~folded"
+#: folded usage below this many slot-seconds is dropped: it changes no one's turn
+NEGLIGIBLE_S = 1e-3
 
 _USAGE_ROWS = sa.select(
     tenant_usage.c.tenant_id,
@@ -234,6 +241,61 @@ class FairShareStore:
                 cached.at = now
             for (tenant, _node), d in deltas.items():
                 cached.standing(tenant).running += d
+
+    def fold(self, now: float, idle_s: float = FOLD_AFTER_S) -> int:
+        """Fold the tenants' rows of nodes that hold none of their jobs and have not
+        for ``idle_s`` into one row per tenant (``FOLDED_NODE``), and drop folded rows
+        whose usage decayed to nothing; the rows folded. Without it a row is kept per
+        tenant and node ever (nodes come and go: every restart with a new id, every
+        autoscaled host). Exact: decay is the same factor for every row, so the sum of
+        the rows decayed to ``now`` is the usage the tenant had; a row a claim touches
+        meanwhile is not folded (the delete matches only rows still idle), and a node
+        that claims for the tenant again starts a new row at 0."""
+        cur = tenant_usage.c
+        with self.db.write() as conn:
+            gone = conn.execute(
+                sa.delete(tenant_usage)
+                .where(
+                    cur.running_slots == 0,
+                    cur.usage_at < now - idle_s,
+                    cur.node_id != FOLDED_NODE,
+                )
+                .returning(cur.tenant_id, cur.usage_s, cur.usage_at)
+            ).all()
+            folded: dict[str, float] = {}
+            for tenant, usage, at in gone:
+                decayed = fairshare.usage_at(float(usage), 0, now - float(at), self.k)
+                folded[tenant] = folded.get(tenant, 0.0) + decayed
+            rows = conn.execute(
+                sa.select(cur.tenant_id, cur.usage_s, cur.usage_at).where(
+                    cur.node_id == FOLDED_NODE
+                )
+            ).all()
+            for tenant, usage, at in rows:
+                total = folded.pop(str(tenant), 0.0) + fairshare.usage_at(
+                    float(usage), 0, now - float(at), self.k
+                )
+                where = (cur.tenant_id == tenant) & (cur.node_id == FOLDED_NODE)
+                if total < NEGLIGIBLE_S:
+                    conn.execute(sa.delete(tenant_usage).where(where))
+                else:
+                    conn.execute(
+                        sa.update(tenant_usage).where(where).values(usage_s=total, usage_at=now)
+                    )
+            for tenant, total in sorted(folded.items()):
+                if total >= NEGLIGIBLE_S:
+                    conn.execute(
+                        sa.insert(tenant_usage).values(
+                            tenant_id=tenant,
+                            node_id=FOLDED_NODE,
+                            usage_s=total,
+                            running_slots=0,
+                            usage_at=now,
+                        )
+                    )
+        if gone:
+            self.forget()
+        return len(gone)
 
     def forget(self) -> None:
         """Drop the cached copy (a weight changed)."""
