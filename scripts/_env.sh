@@ -47,7 +47,7 @@ ensure_sandbox_tools() {
       return 0
     fi
   fi
-  echo "jobyard: bubblewrap is not installed: jobs will not be sandboxed (docs/security.md)" >&2
+  echo "jobyard: bubblewrap is not installed: jobs will not be sandboxed (docs/explanation/security.md)" >&2
 }
 
 # The dashboard's browser tests (tests/web) drive Debian's chromium (Playwright's own

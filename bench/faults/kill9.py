@@ -362,7 +362,7 @@ def run_replicas(
     timing = {
         "JOBYARD_LEASE_TTL_S": str(lease_ttl_s),
         # a node fences itself this long after its last renewal: the lease must outlast it
-        # by 2 s (docs/reliability.md, "Store outages")
+        # by 2 s (docs/explanation/reliability.md, "Store outages")
         "JOBYARD_OUTAGE_TOLERANCE_S": str(max(2 * heartbeat, lease_ttl_s - 2)),
         "JOBYARD_HEARTBEAT_INTERVAL_S": str(heartbeat),
         "JOBYARD_REAP_INTERVAL_S": str(max(0.2, lease_ttl_s / 6)),
@@ -476,7 +476,7 @@ def finished_while_down(
 
         wait_until(lambda: marker("start"), 30)
         api = Api([server.url], key)
-        # its running mark written (a job still `starting` counts as lost: docs/reliability.md)
+        # its running mark written (a job still `starting` counts as lost: docs/explanation/reliability.md)
         wait_until(lambda: (api.job(job_id) or {}).get("status") == "running", 30)
         api.close()
         assert server.proc is not None

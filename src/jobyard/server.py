@@ -69,7 +69,7 @@ def _announce_sandbox(services: Services) -> None:
         _say(
             f"jobyard: WARNING: jobs are NOT sandboxed ({support.reason}): a job can read "
             "this server's data directory; serve one tenant only, or tenants that trust "
-            "each other (docs/security.md)"
+            "each other (docs/explanation/security.md)"
         )
 
 

@@ -37,13 +37,13 @@ class Settings:
     node_id: str | None = None  #: default: kept in ``<data_dir>/node_id``
     run_dispatcher: bool = True  #: False: API only
     run_api: bool = True  #: False: worker only (no HTTP server)
-    #: attempt logs also on the storage, for nodes that share it (docs/nodes.md);
+    #: attempt logs also on the storage, for nodes that share it (docs/how-to/nodes.md);
     #: None: when ``storage_url`` is set
     share_logs: bool | None = None
     log_sync_interval_s: float = 1.0  #: how often a running job's log is copied there
     heartbeat_interval_s: float = 2.0
     #: how long a lease lasts without renewal; must exceed ``outage_tolerance_s`` (see
-    #: docs/reliability.md, "Store outages")
+    #: docs/explanation/reliability.md, "Store outages")
     lease_ttl_s: float = 45.0
     #: how long running jobs outlive a database outage: a node that could not renew its
     #: leases for this long stops its jobs (self-fencing)

@@ -155,7 +155,7 @@ def make_executor(settings: Settings, node_id: str) -> tuple[Executor, SandboxSu
 
 def make_ray_executor(settings: Settings, node_id: str) -> tuple[Executor, SandboxSupport]:
     """The Ray executor (its jobs are sandboxed on the workers, where the workers can:
-    see docs/ray.md)."""
+    see docs/how-to/ray.md)."""
     from jobyard.executors import raycluster
 
     if not settings.ray_address:
@@ -178,7 +178,7 @@ def make_ray_executor(settings: Settings, node_id: str) -> tuple[Executor, Sandb
     return executor, SandboxSupport(
         False,
         "jobs run on a Ray cluster: sandboxed there only where its workers run as root"
-        " with bubblewrap (docs/ray.md)",
+        " with bubblewrap (docs/how-to/ray.md)",
         False,
         "jobs run on a Ray cluster",
     )

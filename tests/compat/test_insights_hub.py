@@ -212,7 +212,7 @@ def test_errors_name_the_spec_fields(client: Client, hub: httpx.Client, live: Li
 
 
 def test_a_new_job_says_it_was_queued(client: Client, hub: httpx.Client) -> None:
-    """The message docs/compat-insights-hub.md promises for a job that waits for nothing."""
+    """The message docs/reference/compat-insights-hub.md promises for a job that waits for nothing."""
     client.create_model("m")
     client.push_version("m", "1", entrypoint="true")
     started = _start(hub, modelId="m:1")

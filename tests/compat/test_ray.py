@@ -1,5 +1,5 @@
 """Ray's own ``JobSubmissionClient`` and ``ray job`` CLI against a live jobyard server,
-on SQLite and PostgreSQL (``docs/compat-ray.md``)."""
+on SQLite and PostgreSQL (``docs/reference/compat-ray.md``)."""
 
 from __future__ import annotations
 

@@ -197,7 +197,7 @@ def test_roles_and_parameter_schema(live: LiveServer, client: Client, tmp_path: 
     log = client.logs(job.id)
     assert done.status == "succeeded"
     assert "['a.csv'] 0.5 eu" in log
-    assert "mode 0o444" in log  # read-only copies (root ignores modes: see docs/folders.md)
+    assert "mode 0o444" in log  # read-only copies (root ignores modes: see docs/how-to/folders.md)
     # the sandbox mounts the inputs read-only and runs the job as an unprivileged user
     assert ("refused" in log) is (os.geteuid() != 0 or live.services.sandbox.sandboxed)
     assert [f.path for f in client.folder_files("cust")] == ["a.csv"]  # the folder is untouched

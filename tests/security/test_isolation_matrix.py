@@ -86,7 +86,7 @@ HIDDEN: dict[tuple[str, str], str] = {
 WEBSOCKETS = {"/api/jobs/{job_id}/logs/tail"}
 #: FastAPI's own pages
 DOC_PAGES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/docs/assets/{name}", "/redoc"}
-#: answered without a key (/metrics: public by default, counts only, see docs/operations.md)
+#: answered without a key (/metrics: public by default, counts only, see docs/how-to/operations.md)
 PUBLIC = {"/healthz", "/readyz", "/metrics", *DOC_PAGES}
 
 #: never end by themselves: read up to a marker (test_event_stream_shows_no_foreign_events)
@@ -105,7 +105,7 @@ def _id(value: Any) -> str:
 
 
 #: Ray's routes speak Ray's protocol: a credential that is refused is 403 ("Authentication
-#: failed"), none at all 401 (docs/compat-ray.md, "Authentication")
+#: failed"), none at all 401 (docs/reference/compat-ray.md, "Authentication")
 RAY_PREFIXES = ("/api/jobs", "/api/version", "/api/packages")
 
 
@@ -1094,7 +1094,7 @@ def test_members_change_only_their_own_jobs_operators_any(world: World) -> None:
 
 
 def test_private_metrics_admit_the_default_tenants_admins_only(world: World) -> None:
-    """With ``metrics_public=False`` (figures of all tenants), docs/operations.md: the key
+    """With ``metrics_public=False`` (figures of all tenants), docs/how-to/operations.md: the key
     printed on first start (a superuser) or another admin key of the default tenant."""
     app = FastAPI()
     api_errors.install(app)

@@ -225,7 +225,7 @@ def test_storage_quota(
     )
     assert body["details"]["quota"] == "max_storage_bytes"
     unchanged()
-    # multipart: files are stored one after the other (docs/folders.md), so the files
+    # multipart: files are stored one after the other (docs/how-to/folders.md), so the files
     # before the one that does not fit are kept; the quota is never passed
     r = api(
         "POST",
@@ -334,7 +334,7 @@ def test_oversized_body_is_413(
     r = api("POST", "/v1/jobs", content=body, headers={"Content-Type": "application/json"})
     _error(r, 413, "PAYLOAD_TOO_LARGE")
     # uploads stream past the 1 MiB guard up to max_upload_bytes; over it the file is
-    # refused with 422 "field": "file" (docs/folders.md) and nothing of it is kept
+    # refused with 422 "field": "file" (docs/how-to/folders.md) and nothing of it is kept
     assert api("POST", "/v1/folders", json={"name": "f"}).status_code == 201
     r = api("PUT", "/v1/folders/f/files/big.bin", content=b"x" * 5000)
     assert _error(r, 422, "INVALID_INPUT")["details"]["field"] == "file"

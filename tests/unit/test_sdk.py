@@ -1,4 +1,4 @@
-"""The SDK against a fake server that follows docs/api.md, reached in two ways: through
+"""The SDK against a fake server that follows docs/reference/api.md, reached in two ways: through
 ``httpx.MockTransport`` (``transport=``, so through httpx) and over a real loopback HTTP
 server (the SDK's default transport for plain JSON requests, httpx for streams)."""
 

@@ -29,8 +29,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-#: screenshots for docs/ui.md: written there with JOBYARD_UI_SCREENSHOTS=1, else to tmp
-DOCS_UI = Path(__file__).resolve().parents[2] / "docs" / "ui"
+#: screenshots for docs/how-to/ui.md: written there with JOBYARD_UI_SCREENSHOTS=1, else to tmp
+DOCS_UI = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "ui"
 
 RELEASE_ALL = "release-all"
 

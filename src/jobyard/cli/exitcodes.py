@@ -1,4 +1,4 @@
-"""Exit codes of the ``jobyard`` CLI (documented in ``docs/cli.md``)."""
+"""Exit codes of the ``jobyard`` CLI (documented in ``docs/reference/cli.md``)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 check.
 
 Each POST carries ``X-Jobyard-Signature: sha256=<hex>``, the HMAC-SHA256 with the
-webhook's secret of ``"<X-Jobyard-Timestamp>.<raw body>"`` (see docs/notifications.md).
+webhook's secret of ``"<X-Jobyard-Timestamp>.<raw body>"`` (see docs/how-to/notifications.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``Client``: a synchronous client of the jobyard ``/v1`` API (see ``docs/api.md``)."""
+"""``Client``: a synchronous client of the jobyard ``/v1`` API (see ``docs/reference/api.md``)."""
 
 from __future__ import annotations
 
@@ -222,7 +222,7 @@ class Client(FoldersMixin, RegistryMixin, ResultsMixin, DefinitionsMixin, AdminM
         after: int | None = None,
         kinds: Sequence[str] | None = None,
     ) -> EventStream:
-        """Events as they happen (``docs/events.md``). With ``job_id``: the job's events
+        """Events as they happen (``docs/reference/events.md``). With ``job_id``: the job's events
         from the start (or after the seq ``after``) and its log output (kind ``log``),
         ending after the ``end`` event. Without: the events of all the tenant's jobs from
         now on (or after ``after``), never ending. ``kinds`` keeps only these kinds

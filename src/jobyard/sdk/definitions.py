@@ -14,7 +14,7 @@ from jobyard.sdk.models import Job
 
 class Definition(BaseModel):
     """A job definition: a model version with bound inputs, parameters and an optional
-    cron ``schedule`` (``docs/models.md``)."""
+    cron ``schedule`` (``docs/how-to/models.md``)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -1,4 +1,4 @@
-"""Client-side models of the ``/v1`` API (see ``docs/api.md``).
+"""Client-side models of the ``/v1`` API (see ``docs/reference/api.md``).
 
 They are the SDK's own copy, independent of the server. Unknown fields are kept
 (``extra="allow"``) so that a newer server with more fields still parses.

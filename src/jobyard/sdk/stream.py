@@ -1,4 +1,4 @@
-"""Event streams (Server-Sent Events, ``docs/events.md``): a small SSE parser,
+"""Event streams (Server-Sent Events, ``docs/reference/events.md``): a small SSE parser,
 :class:`StreamEvent`, and :class:`EventStream`, which ``Client.stream_events`` returns
 (``Client.watch`` follows one).
 """

@@ -1,6 +1,6 @@
 """The job history API (spec 002) under ``/api/history/jobs``: jobs with their item
 counts, times and inputs, filtered by status, model and date. The spec names no routes;
-these are jobyard's. Only translation happens here; see ``docs/compat-history.md``."""
+these are jobyard's. Only translation happens here; see ``docs/reference/compat-history.md``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Wire shapes of the job history API (spec 002) and their translation from jobyard's
-jobs (``docs/compat-history.md`` lists every field and status)."""
+jobs (``docs/reference/compat-history.md`` lists every field and status)."""
 
 from __future__ import annotations
 

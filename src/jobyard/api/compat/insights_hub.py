@@ -1,6 +1,6 @@
 """Insights Hub (MindSphere) Job Manager v3 under ``/api/jobmanager/v3``: run a model
 version in an environment configuration with input and output folders. Only translation
-happens here; see ``docs/compat-insights-hub.md``."""
+happens here; see ``docs/reference/compat-insights-hub.md``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Wire shapes of the Insights Hub Job Manager v3 and their translation to and from
-jobyard's jobs (``docs/compat-insights-hub.md`` lists every field and status)."""
+jobyard's jobs (``docs/reference/compat-insights-hub.md`` lists every field and status)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The mindzie Job Execution API (spec 001): ``/api/{tenantId}/{projectId}/execution/…``
 and ``/api/{tenantId}/execution/system/status``. Only translation happens here (the
 results and system status objects; the rest in ``mindzie_mapping``); the tables are in
-``docs/compat-mindzie.md``."""
+``docs/reference/compat-mindzie.md``."""
 
 from __future__ import annotations
 

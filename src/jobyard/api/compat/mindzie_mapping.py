@@ -1,6 +1,6 @@
 """The mindzie Job Execution API (spec 001) ↔ jobyard: statuses, priorities, the spec's
 text values, request bodies and the job and list objects. Pure translation (no FastAPI,
-no runtime); the tables are in ``docs/compat-mindzie.md``."""
+no runtime); the tables are in ``docs/reference/compat-mindzie.md``."""
 
 from __future__ import annotations
 

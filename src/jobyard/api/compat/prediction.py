@@ -1,7 +1,7 @@
 """The Prediction API (spec 004) under ``/api/v1``: sources are jobyard models, source
 versions are immutable model versions, and jobs are job definitions, all scoped to the
 key's tenant (the "organisation"). Only translation happens here; see
-``docs/compat-prediction.md``."""
+``docs/reference/compat-prediction.md``."""
 
 from __future__ import annotations
 

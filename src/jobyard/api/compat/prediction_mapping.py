@@ -1,5 +1,5 @@
 """Wire shapes of the Prediction API (spec 004) and their mapping to jobyard's models,
-model versions and job definitions; the tables are in ``docs/compat-prediction.md``."""
+model versions and job definitions; the tables are in ``docs/reference/compat-prediction.md``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Ray Jobs API (``ray job …`` and ``JobSubmissionClient``, Ray 2.60) at ``/api``: jobs,
 logs (also over a WebSocket), stop, delete and the package store used by ``working_dir``
-and ``py_modules``. Only translation happens here; see ``docs/compat-ray.md``."""
+and ``py_modules``. Only translation happens here; see ``docs/reference/compat-ray.md``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Ray Jobs (API version 4, Ray 2.60) ↔ jobyard: statuses, error types, times, the
-submit request and JobDetails. Pure functions; see ``docs/compat-ray.md``."""
+submit request and JobDetails. Pure functions; see ``docs/reference/compat-ray.md``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Server-Sent Events: one job's timeline and log (``/v1/jobs/{id}/events/stream``) and
-the tenant's timeline (``/v1/events/stream``). See ``docs/events.md``."""
+the tenant's timeline (``/v1/events/stream``). See ``docs/reference/events.md``."""
 
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ class ResourcesOut(BaseModel):
 
 
 class SandboxOut(BaseModel):
-    """How the answering node walls its jobs in (docs/security.md)."""
+    """How the answering node walls its jobs in (docs/explanation/security.md)."""
 
     jobs_sandboxed: bool = Field(
         description="Jobs run in a sandbox: own namespaces, an unprivileged user, only "
