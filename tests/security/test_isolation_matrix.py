@@ -64,7 +64,9 @@ ENDED = {"succeeded", "failed", "timed_out", "cancelled"}
 # ---- the routes ------------------------------------------------------------------------
 def _schema_app() -> FastAPI:
     """The application, built only to read its routes (no database behind it)."""
-    stub = SimpleNamespace(settings=Settings(), db=None, clock=None, node_id="schema-only")
+    stub = SimpleNamespace(
+        settings=Settings(), db=None, clock=None, node_id="schema-only", status=None
+    )
     return create_app(stub)  # type: ignore[arg-type]
 
 
