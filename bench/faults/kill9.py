@@ -476,7 +476,8 @@ def finished_while_down(
 
         wait_until(lambda: marker("start"), 30)
         api = Api([server.url], key)
-        # its running mark written (a job still `starting` counts as lost: docs/explanation/reliability.md)
+        # its running mark written (a job still `starting` counts as lost:
+        # docs/explanation/reliability.md)
         wait_until(lambda: (api.job(job_id) or {}).get("status") == "running", 30)
         api.close()
         assert server.proc is not None

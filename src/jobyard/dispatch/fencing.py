@@ -1,5 +1,6 @@
 """Self-fencing: how long a node keeps its jobs running without the database, and why
-that keeps "at most one running attempt of a job" (docs/explanation/reliability.md, "Store outages").
+that keeps "at most one running attempt of a job" (docs/explanation/reliability.md,
+"Store outages").
 
 Every renewal of a lease is written with ``expires = t + lease_ttl_s``, ``t`` read before
 the write; the node keeps, per attempt, the monotonic time of that ``t``
