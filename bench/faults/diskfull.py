@@ -160,6 +160,15 @@ def run_diskfull(full_s: float = 30.0, recover_s: float = 60.0) -> Outcome:
         filler.unlink()
         freed_at = time.monotonic()
         recovered_s = _first_201(http, url, freed_at, recover_s)
+
+        def ready_again() -> bool:  # its write probe's answer is kept for up to 1 s
+            resp, _ = _request(http, "GET", f"{url}/readyz")
+            return resp is not None and resp.status_code == 200
+
+        try:
+            wait_until(ready_again, recover_s, 0.2)
+        except TimeoutError:
+            pass
         ready_after = Seen()
         ready_after.add(*_request(http, "GET", f"{url}/readyz"))
         try:
