@@ -34,26 +34,28 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"  #: stopped on request
 
 
-S = JobState
-
 TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
-    S.SCHEDULED: frozenset({S.QUEUED, S.CANCELLED}),
-    S.QUEUED: frozenset({S.STARTING, S.CANCELLED}),
-    S.STARTING: frozenset({S.RUNNING, S.FAILED, S.CANCELLING}),
-    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLING}),
-    S.CANCELLING: frozenset({S.CANCELLED}),
-    S.SUCCEEDED: frozenset(),
-    S.FAILED: frozenset({S.QUEUED}),
-    S.TIMED_OUT: frozenset({S.QUEUED}),
-    S.CANCELLED: frozenset(),
+    JobState.SCHEDULED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    JobState.QUEUED: frozenset({JobState.STARTING, JobState.CANCELLED}),
+    JobState.STARTING: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLING}),
+    JobState.RUNNING: frozenset(
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLING}
+    ),
+    JobState.CANCELLING: frozenset({JobState.CANCELLED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset({JobState.QUEUED}),
+    JobState.TIMED_OUT: frozenset({JobState.QUEUED}),
+    JobState.CANCELLED: frozenset(),
 }
 
 #: States a job never leaves on its own (failed/timed_out only leave for a retry).
-TERMINAL: frozenset[JobState] = frozenset({S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED})
+TERMINAL: frozenset[JobState] = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED}
+)
 #: States in which a node owns the job and holds its lease.
-ACTIVE: frozenset[JobState] = frozenset({S.STARTING, S.RUNNING, S.CANCELLING})
+ACTIVE: frozenset[JobState] = frozenset({JobState.STARTING, JobState.RUNNING, JobState.CANCELLING})
 #: States of a job that waits to run.
-PENDING: frozenset[JobState] = frozenset({S.SCHEDULED, S.QUEUED})
+PENDING: frozenset[JobState] = frozenset({JobState.SCHEDULED, JobState.QUEUED})
 
 
 def can_transition(old: JobState, new: JobState) -> bool:

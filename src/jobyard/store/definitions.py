@@ -15,7 +15,7 @@ from jobyard.domain.priorities import Priority
 from jobyard.domain.registry import Model, ModelVersion
 from jobyard.store import registry
 from jobyard.store.database import Database
-from jobyard.store.tables import job_definitions as t
+from jobyard.store.tables import job_definitions
 
 
 def _row(r: Mapping[Any, Any]) -> JobDefinition:
@@ -69,18 +69,18 @@ class DefinitionStore:
             if version is not None:
                 registry.insert_version(conn, version)
             conn.execute(
-                t.insert().values(
+                job_definitions.insert().values(
                     id=def_id, tenant_id=tenant_id, created_at=now, updated_at=now, **values
                 )
             )
         return self.get(tenant_id, def_id)
 
     def get(self, tenant_id: str, def_id: str, project_id: str | None = None) -> JobDefinition:
-        cond = [t.c.id == def_id, t.c.tenant_id == tenant_id]
+        cond = [job_definitions.c.id == def_id, job_definitions.c.tenant_id == tenant_id]
         if project_id is not None:
-            cond.append(t.c.project_id == project_id)
+            cond.append(job_definitions.c.project_id == project_id)
         with self.db.read() as conn:
-            r = conn.execute(sa.select(t).where(*cond)).mappings().first()
+            r = conn.execute(sa.select(job_definitions).where(*cond)).mappings().first()
         if r is None:
             raise errors.NotFound(
                 f"job definition {def_id} does not exist", kind="definition", id=def_id
@@ -88,9 +88,13 @@ class DefinitionStore:
         return _row(r)
 
     def list_all(self, tenant_id: str, project_id: str | None = None) -> list[JobDefinition]:
-        stmt = sa.select(t).where(t.c.tenant_id == tenant_id).order_by(t.c.created_at, t.c.id)
+        stmt = (
+            sa.select(job_definitions)
+            .where(job_definitions.c.tenant_id == tenant_id)
+            .order_by(job_definitions.c.created_at, job_definitions.c.id)
+        )
         if project_id is not None:
-            stmt = stmt.where(t.c.project_id == project_id)
+            stmt = stmt.where(job_definitions.c.project_id == project_id)
         with self.db.read() as conn:
             return [_row(r) for r in conn.execute(stmt).mappings().all()]
 
@@ -99,8 +103,8 @@ class DefinitionStore:
     ) -> JobDefinition:
         with self.db.write() as conn:
             res = conn.execute(
-                t.update()
-                .where(t.c.id == def_id, t.c.tenant_id == tenant_id)
+                job_definitions.update()
+                .where(job_definitions.c.id == def_id, job_definitions.c.tenant_id == tenant_id)
                 .values(updated_at=now, **values)
             )
         if not res.rowcount:
@@ -111,7 +115,11 @@ class DefinitionStore:
 
     def delete(self, tenant_id: str, def_id: str) -> None:
         with self.db.write() as conn:
-            res = conn.execute(t.delete().where(t.c.id == def_id, t.c.tenant_id == tenant_id))
+            res = conn.execute(
+                job_definitions.delete().where(
+                    job_definitions.c.id == def_id, job_definitions.c.tenant_id == tenant_id
+                )
+            )
         if not res.rowcount:
             raise errors.NotFound(
                 f"job definition {def_id} does not exist", kind="definition", id=def_id
@@ -120,9 +128,13 @@ class DefinitionStore:
     def due(self, now: datetime, limit: int = 100) -> list[JobDefinition]:
         """Active scheduled definitions whose next run time has come (all tenants)."""
         stmt = (
-            sa.select(t)
-            .where(t.c.active.is_(True), t.c.next_run_at.is_not(None), t.c.next_run_at <= now)
-            .order_by(t.c.next_run_at)
+            sa.select(job_definitions)
+            .where(
+                job_definitions.c.active.is_(True),
+                job_definitions.c.next_run_at.is_not(None),
+                job_definitions.c.next_run_at <= now,
+            )
+            .order_by(job_definitions.c.next_run_at)
             .limit(limit)
         )
         with self.db.read() as conn:
@@ -133,12 +145,16 @@ class DefinitionStore:
         True means this caller owns this run."""
         with self.db.write() as conn:
             res = conn.execute(
-                t.update()
-                .where(t.c.id == d.id, t.c.next_run_at == d.next_run_at)
+                job_definitions.update()
+                .where(job_definitions.c.id == d.id, job_definitions.c.next_run_at == d.next_run_at)
                 .values(next_run_at=next_run_at, last_run_at=now, updated_at=now)
             )
         return bool(res.rowcount)
 
     def set_last_job(self, def_id: str, job_id: str) -> None:
         with self.db.write() as conn:
-            conn.execute(t.update().where(t.c.id == def_id).values(last_job_id=job_id))
+            conn.execute(
+                job_definitions.update()
+                .where(job_definitions.c.id == def_id)
+                .values(last_job_id=job_id)
+            )
