@@ -37,20 +37,16 @@ import argparse
 import multiprocessing as mp
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from common import load_average, machine_line, percentile
-from scale import CHUNK, analyze, job_rows, without_count_triggers
+from scale import CHUNK, analyze, job_rows, scratch_database, without_count_triggers
 
 from jobyard.store import migrate
 from jobyard.store.claims import ClaimRequest, ClaimStore
@@ -189,32 +185,8 @@ def measure(queue: Queue, size: str, args: argparse.Namespace) -> None:
         )
 
 
-@contextmanager
-def scratch_database(url: str | None, name: str = PG_DB) -> Iterator[str]:
-    """A fresh SQLite file, or the fresh PostgreSQL database ``name``, dropped after."""
-    if url is None:
-        tmp = Path(tempfile.mkdtemp(prefix="jobyard-claims-"))
-        try:
-            yield f"sqlite:///{tmp / 'jobyard.db'}"
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return
-    admin_url = sa.make_url(url)
-    scratch = admin_url.set(database=name).render_as_string(hide_password=False)
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    try:
-        yield scratch
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
-
-
 def cost(args: argparse.Namespace) -> None:
-    with scratch_database(args.database_url) as url:
+    with scratch_database(args.database_url, PG_DB) as url:
         db = Database(url)
         try:
             migrate.upgrade(db)

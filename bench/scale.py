@@ -418,27 +418,27 @@ def explain_all(db: Database) -> None:
 
 
 @contextmanager
-def scratch_database(url: str | None) -> Iterator[str]:
-    """A fresh SQLite file, or the fresh PostgreSQL database ``jobyard_scale`` (dropped
+def scratch_database(url: str | None, name: str = PG_DB) -> Iterator[str]:
+    """A fresh SQLite file, or the fresh PostgreSQL database ``name`` (dropped
     afterwards) on the server of ``url``."""
     if url is None:
-        tmp = Path(tempfile.mkdtemp(prefix="jobyard-scale-"))
+        tmp = Path(tempfile.mkdtemp(prefix="jobyard-bench-"))
         try:
             yield f"sqlite:///{tmp / 'jobyard.db'}"
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return
     admin_url = sa.make_url(url)
-    scratch = admin_url.set(database=PG_DB).render_as_string(hide_password=False)
+    scratch = admin_url.set(database=name).render_as_string(hide_password=False)
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
-        conn.exec_driver_sql(f"CREATE DATABASE {PG_DB}")
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
     try:
         yield scratch
     finally:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.dispose()
 
 
