@@ -16,12 +16,12 @@ delivery of SIGKILL and the clock skew between nodes.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
 from jobyard import errors
 from jobyard.dispatch.attempt import Attempt, Attempts
-from jobyard.service.periodic import Periodic
 from jobyard.settings import Settings
 
 log = logging.getLogger("jobyard.dispatch")
@@ -63,22 +63,26 @@ def reap_grace_s(settings: Settings) -> float:
     return 2 * max(settings.heartbeat_interval_s, settings.poll_interval_s)
 
 
-class FenceWatch(Periodic):
+class FenceWatch:
     """Calls ``fence(attempt, seconds)`` once for each running attempt whose lease went
     ``outage_tolerance_s`` without a renewal (``seconds``: the time since the last one)."""
-
-    name = "fence"
 
     def __init__(
         self, attempts: Attempts, tolerance_s: float, fence: Callable[[Attempt, float], None]
     ) -> None:
-        super().__init__(WATCH_TICK_S)
         self.attempts = attempts
         self.tolerance_s = tolerance_s
         self.fence = fence
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="jobyard-fence", daemon=True)
 
-    def tick(self) -> None:
-        self.check(time.monotonic())
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stopping.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
 
     def check(self, mono: float) -> None:
         for a in self.attempts.all():
@@ -90,3 +94,7 @@ class FenceWatch(Periodic):
                 self.fence(a, unrenewed)
             except Exception:  # the watchdog must keep watching
                 log.exception("job %s: self-fencing failed", a.job.id)
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(WATCH_TICK_S):
+            self.check(time.monotonic())

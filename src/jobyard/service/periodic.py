@@ -27,10 +27,10 @@ class Periodic:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self) -> None:
         self._stop.set()
         if self._thread.ident is not None:
-            self._thread.join(timeout)
+            self._thread.join(10)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
