@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,7 +36,9 @@ def executor(tmp_path: Path) -> Iterator[SandboxedExecutor]:
     ex.close()
 
 
-def _run(ex: SandboxedExecutor, root: Path, name: str, argv: list[str], **kw: int) -> SandboxHandle:
+def _start(
+    ex: SandboxedExecutor, root: Path, name: str, argv: list[str], **kw: int
+) -> SandboxHandle:
     work = root / name / "work"
     work.mkdir(parents=True)
     os.chown(work, 65534, 65534)
@@ -50,7 +53,11 @@ def _run(ex: SandboxedExecutor, root: Path, name: str, argv: list[str], **kw: in
         status_path=root / name / "exit",
         **kw,  # type: ignore[arg-type]
     )
-    handle = ex.start(spec)
+    return ex.start(spec)
+
+
+def _run(ex: SandboxedExecutor, root: Path, name: str, argv: list[str], **kw: int) -> SandboxHandle:
+    handle = _start(ex, root, name, argv, **kw)
     handle.wait(30)
     handle.cleanup()
     # bwrap's own processes may still be exiting: the group is reused once they are gone
@@ -128,3 +135,41 @@ def test_a_group_left_holding_page_cache_is_not_reused(
     after = _run(executor, tmp_path, "next", ["/bin/true"])
     assert _group_of(after) != _group_of(writer), "the group charged with 32 MiB was reused"
     assert _group_of(writer) not in _groups(_tree(executor)), "it was not removed either"
+
+
+def test_a_group_goes_back_to_the_pool_only_after_its_attempts_kill(
+    executor: SandboxedExecutor, tmp_path: Path
+) -> None:
+    # A forced stop kills the sandbox, then every process left in its group. Its process
+    # may be reaped, and the attempt finished, before that kill is over: the group must
+    # not go back to the pool meanwhile, or the kill would hit the next attempt in it
+    # (a job claimed again at once after its lease was lost died of SIGKILL that way).
+    first = _start(executor, tmp_path, "first", [PY, "-c", "import time; time.sleep(60)"])
+    group = first.group
+    assert group is not None
+    real_kill_all = group.kill_all
+    killing, go = threading.Event(), threading.Event()
+
+    def held_kill_all() -> bool:
+        killing.set()
+        go.wait(30)
+        return real_kill_all()
+
+    group.kill_all = held_kill_all  # type: ignore[method-assign]
+    stopper = threading.Thread(target=first.stop, args=(0.0,), kwargs={"force": True})
+    stopper.start()
+    assert killing.wait(30)
+    assert first.wait(30) is not None  # the sandbox is gone, its group's kill is not over
+    cleaner = threading.Thread(target=first.cleanup)
+    cleaner.start()
+    cleaner.join(0.5)
+    assert cleaner.is_alive(), "the group was given back while its kill was still running"
+    second = _start(executor, tmp_path, "second", [PY, "-c", "import time; time.sleep(60)"])
+    assert _group_of(second) != group.name
+    go.set()
+    stopper.join(30)
+    cleaner.join(30)
+    assert not cleaner.is_alive()
+    assert second.wait(0) is None, "the next attempt was killed by the previous one's stop"
+    second.stop(0.0, force=True)
+    second.cleanup()

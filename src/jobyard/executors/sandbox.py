@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -317,6 +318,10 @@ class SandboxHandle(LocalHandle):
         super().__init__(popen, log_path, root)
         self.group = group
         self._tree = tree
+        #: held while this handle signals its group, and when it gives the group back:
+        #: a group back in the pool may already hold the next attempt's processes
+        self._group_lock = threading.Lock()
+        self._given_back = False
 
     @property
     def kernel_limits(self) -> bool:
@@ -336,8 +341,9 @@ class SandboxHandle(LocalHandle):
         if self._popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)  # the sandbox's PID 1 dies with it
-            if self.group is not None:
-                self.group.kill_all()
+            with self._group_lock:
+                if self.group is not None and not self._given_back:
+                    self.group.kill_all()
             try:
                 self._popen.wait(_KILL_DEADLINE_S)
             except subprocess.TimeoutExpired:
@@ -353,7 +359,9 @@ class SandboxHandle(LocalHandle):
         try:
             monitors = {self.pid, *(c.pid for c in self._root.children())}
             if self.group is not None:
-                self.group.signal_all(sig, sparing=frozenset(monitors))
+                with self._group_lock:
+                    if not self._given_back:
+                        self.group.signal_all(sig, sparing=frozenset(monitors))
                 return
             for child in self._root.children(recursive=True):
                 if child.pid not in monitors:
@@ -363,9 +371,13 @@ class SandboxHandle(LocalHandle):
             pass
 
     def cleanup(self) -> None:
-        """After the exit: the namespace is gone; give the cgroups back (figures kept)."""
+        """After the exit: the namespace is gone; give the cgroups back (figures kept),
+        once a kill of this handle's in progress is over, and never signal them again."""
         if self.group is not None and self._tree is not None:
-            self._tree.release(self.group)
+            with self._group_lock:
+                if not self._given_back:
+                    self._given_back = True
+                    self._tree.release(self.group)
         super().cleanup()
 
     def _finished(self) -> bool:
