@@ -198,6 +198,14 @@ class AttemptRunner:
             )
         return None
 
+    def failed_to_start(self, a: Attempt, error: Exception) -> AttemptEnd | None:
+        """The end of an attempt whose setup raised an unexpected error (the node's
+        disk refused the job's files, a bug): failed with the error, retried where the
+        job allows it (None: not ours any more)."""
+        reason = f"{type(error).__name__}: {error}"
+        self.say(a, f"jobyard: the job could not be set up on node {self.node_id}: {reason}")
+        return self._unstarted(a, ending.start_failed(reason))
+
     def _unstarted(self, a: Attempt, failure: Outcome) -> AttemptEnd | None:
         self.seal_log(a)
         outcome = ending.unstarted(

@@ -318,9 +318,9 @@ class ClaimLoop:
         next step."""
         try:
             end = self.runner.launch(a)
-        except Exception:
+        except Exception as e:  # not left "starting" until its lease expires
             log.exception("job %s: unexpected error while starting", a.job.id)
-            end = None
+            end = self.runner.failed_to_start(a, e)
         if a.handle is None:
             self.ended([(a, end)])
             return
