@@ -156,3 +156,26 @@ def test_expired_lease_fails_job_and_fences_the_old_owner(make_services: Service
     with pytest.raises(errors.StaleState):
         store.transition(running, JobState.SUCCEEDED, now=clock.now(), message="late", epoch=1)
     assert services.jobs.get(ADMIN, job.id).state is JobState.FAILED
+
+
+def test_a_queued_submit_notifies_the_listening_nodes(
+    make_services: ServicesFactory, db_url: str
+) -> None:
+    # PostgreSQL nodes wake up on NOTIFY (the job and its event are inserted by one
+    # statement that also notifies); SQLite has no other process to wake
+    if not db_url.startswith("postgresql"):
+        pytest.skip("notifications are PostgreSQL's; a SQLite node wakes itself")
+    import psycopg
+
+    services = make_services(start=False)
+    dsn = services.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN jobyard_queue")
+        later = services.clock.now() + timedelta(days=1)
+        services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass"), scheduled_at=later))
+        queued, _ = services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))
+        heard = list(listener.notifies(timeout=10, stop_after=1))
+    assert [n.channel for n in heard] == ["jobyard_queue"]
+    assert services.jobs.get(ADMIN, queued.id).state is JobState.QUEUED
+    events = services.jobs.events(ADMIN, queued.id)
+    assert [(e.from_state, e.to_state) for e in events] == [(None, "queued")]

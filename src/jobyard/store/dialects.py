@@ -5,7 +5,8 @@
   ``BEGIN IMMEDIATE`` transaction already serialises claims),
 * locking a row for the rest of the transaction (PostgreSQL ``FOR NO KEY UPDATE``),
 * ``INSERT … ON CONFLICT DO NOTHING``,
-* seconds since the epoch of a timestamp (:class:`EpochSeconds`).
+* seconds since the epoch of a timestamp (:class:`EpochSeconds`),
+* a job and its first event inserted by one statement (PostgreSQL's data-modifying CTE).
 """
 
 from __future__ import annotations
@@ -91,6 +92,17 @@ def insert_ignoring_conflicts(table: sa.Table, dialect_name: str) -> Any:
 
 
 QUEUE_CHANNEL = "jobyard_queue"
+
+
+def inserts_with_cte(conn: sa.Connection) -> bool:
+    """Whether one statement may insert a row and the rows that refer to it (a
+    data-modifying CTE: PostgreSQL; SQLite has none, and no round trips to save)."""
+    return bool(conn.dialect.name == "postgresql")
+
+
+#: the SQL expression that notifies the queue's listeners (:func:`notify_queue`) from
+#: inside another statement
+NOTIFY_QUEUE_SQL = f"pg_notify('{QUEUE_CHANNEL}', '')"
 
 
 def notify_queue(conn: sa.Connection) -> None:

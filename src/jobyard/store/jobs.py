@@ -25,7 +25,7 @@ from jobyard.domain.retry import RetryPlan
 from jobyard.domain.states import JobState
 from jobyard.store import dialects, fencing
 from jobyard.store.database import Database
-from jobyard.store.prepared import prepared_insert
+from jobyard.store.prepared import prepared_insert, prepared_insert_with
 from jobyard.store.tables import (
     job_artifacts,
     job_counts,
@@ -245,9 +245,18 @@ class NewJob:
     def insert(self, conn: sa.Connection) -> Job:
         """Insert the row and its event inside ``conn``'s transaction."""
         row, event = self.row(), self.event()
+        queued = self.state is JobState.QUEUED
+        if dialects.inserts_with_cte(conn):  # one round trip instead of three
+            seq = prepared_insert_with(
+                (jobs, tuple(row), "seq"),
+                (job_events, tuple(event)),
+                conn.dialect,
+                dialects.NOTIFY_QUEUE_SQL if queued else None,
+            ).execute(conn, row, event)
+            return self.job(seq)
         seq = prepared_insert(jobs, tuple(row), conn.dialect, "seq").execute(conn, row)
         prepared_insert(job_events, tuple(event), conn.dialect).execute(conn, event)
-        if self.state is JobState.QUEUED:
+        if queued:
             dialects.notify_queue(conn)
         return self.job(seq)
 

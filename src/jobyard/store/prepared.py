@@ -42,10 +42,14 @@ class PreparedInsert:
             if process is not None:
                 self.processors[name] = process
 
+    def values(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """``row``'s values as the driver takes them, by column name."""
+        procs = self.processors
+        return {k: (procs[k](v) if k in procs else v) for k, v in row.items()}
+
     def parameters(self, row: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """The driver's parameters for ``row`` (which has exactly :attr:`columns`)."""
-        procs = self.processors
-        values = {k: (procs[k](v) if k in procs else v) for k, v in row.items()}
+        values = self.values(row)
         if self.order is not None:
             return tuple(values[k] for k in self.order)
         return values
@@ -79,6 +83,46 @@ def driver_cursor(conn: sa.Connection, sql: str, params: Any) -> Iterator[Any]:
         cursor.close()
 
 
+class PreparedInsertWith:
+    """A parent row and one row that refers to it, inserted by one statement: a
+    data-modifying CTE (PostgreSQL): one round trip instead of one per row (and one more
+    for a ``NOTIFY``).
+    ``RETURNING`` gives the parent's ``returning`` column; ``also`` is an SQL expression
+    without parameters evaluated once with it (e.g. ``pg_notify(…)``)."""
+
+    def __init__(
+        self,
+        parent: PreparedInsert,
+        child: PreparedInsert,
+        also: str | None = None,
+    ) -> None:
+        if parent.order is not None or child.order is not None:
+            raise ValueError("PreparedInsertWith needs a named paramstyle")
+        if "RETURNING" not in parent.sql.upper():
+            raise ValueError("the parent insert needs a RETURNING column")
+        child_sql = child.sql.split(" RETURNING ")[0]  # the child's implicit RETURNING
+        for name in child.columns:  # the child's parameters get a prefix of their own
+            child_sql = child_sql.replace(f"%({name})s", f"%(child_{name})s")
+        extra = f", {also}" if also else ""
+        # compiled statements and a constant expression only: no value is in the text
+        self.sql = (
+            f"WITH parent AS ({parent.sql}) {child_sql} RETURNING (SELECT * FROM parent){extra}"  # noqa: S608
+        )
+        self.parent = parent
+        self.child = child
+
+    def execute(
+        self, conn: sa.Connection, parent: Mapping[str, Any], child: Mapping[str, Any]
+    ) -> Any:
+        """Insert both rows in ``conn``'s transaction; the parent's RETURNING value."""
+        params = self.parent.values(parent)
+        params.update({f"child_{k}": v for k, v in self.child.values(child).items()})
+        with driver_cursor(conn, self.sql, params) as cursor:
+            cursor.execute(self.sql, params)
+            found = cursor.fetchone()
+        return found[0]
+
+
 _CACHE: dict[tuple[str, str, str, tuple[str, ...], str | None], PreparedInsert] = {}
 
 
@@ -90,4 +134,26 @@ def prepared_insert(
     found = _CACHE.get(key)
     if found is None:
         found = _CACHE[key] = PreparedInsert(table, columns, dialect, returning)
+    return found
+
+
+_WITH_CACHE: dict[tuple[Any, ...], PreparedInsertWith] = {}
+
+
+def prepared_insert_with(
+    parent: tuple[sa.Table, tuple[str, ...], str],
+    child: tuple[sa.Table, tuple[str, ...]],
+    dialect: Dialect,
+    also: str | None = None,
+) -> PreparedInsertWith:
+    """The :class:`PreparedInsertWith` of ``parent`` (table, columns, returning) and
+    ``child`` (table, columns), compiled on first use."""
+    key = (dialect.name, dialect.driver, parent[0].name, parent[1:], child[0].name, child[1], also)
+    found = _WITH_CACHE.get(key)
+    if found is None:
+        found = _WITH_CACHE[key] = PreparedInsertWith(
+            prepared_insert(parent[0], parent[1], dialect, parent[2]),
+            prepared_insert(child[0], child[1], dialect),
+            also,
+        )
     return found
