@@ -4,7 +4,7 @@
 * claiming rows (PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite has one writer, so the
   ``BEGIN IMMEDIATE`` transaction already serialises claims),
 * locking a row for the rest of the transaction (PostgreSQL ``FOR NO KEY UPDATE``),
-* ``INSERT … ON CONFLICT DO NOTHING``,
+* ``INSERT … ON CONFLICT`` (do nothing; the fair-share usage upsert),
 * seconds since the epoch of a timestamp (:class:`EpochSeconds`),
 * a job and its first event inserted by one statement (PostgreSQL's data-modifying CTE).
 """
@@ -84,11 +84,16 @@ def lock_row(stmt: sa.Select[Any], dialect_name: str) -> sa.Select[Any]:
     return stmt
 
 
+def insert_with_conflicts(table: sa.Table, dialect_name: str) -> Any:
+    """The dialect's ``INSERT`` that takes ``ON CONFLICT`` clauses."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
 def insert_ignoring_conflicts(table: sa.Table, dialect_name: str) -> Any:
     """``INSERT … ON CONFLICT DO NOTHING`` for the engine's dialect."""
-    if dialect_name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+    return insert_with_conflicts(table, dialect_name).on_conflict_do_nothing()
 
 
 QUEUE_CHANNEL = "jobyard_queue"

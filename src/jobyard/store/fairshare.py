@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 from jobyard.domain import fairshare
 from jobyard.domain.fairshare import Standing
 from jobyard.domain.states import JobState
+from jobyard.store import dialects
 from jobyard.store.database import Database
 from jobyard.store.prepared import driver_cursor
 from jobyard.store.tables import job_counts, tenant_usage, tenants
@@ -65,12 +65,11 @@ Deltas = dict[tuple[str, str], int]
 def _upsert(dialect_name: str) -> sa.ClauseElement:
     """Add ``b_d`` running slots to a (tenant, node) row, its usage brought to ``b_now``
     first (exactly, see ``domain/fairshare.usage_at``); a new row starts at 0."""
-    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
     now = sa.bindparam("b_now", type_=sa.Float())
     k = sa.bindparam("b_k", type_=sa.Float())
     d = sa.bindparam("b_d", type_=sa.Integer())
     cur = tenant_usage.c
-    ins = insert(tenant_usage).values(
+    ins = dialects.insert_with_conflicts(tenant_usage, dialect_name).values(
         tenant_id=sa.bindparam("b_t"),
         node_id=sa.bindparam("b_n"),
         usage_s=0.0,
@@ -79,7 +78,7 @@ def _upsert(dialect_name: str) -> sa.ClauseElement:
     )
     decay = sa.func.exp(-k * (now - cur.usage_at))
     newer = cur.usage_at < now
-    return ins.on_conflict_do_update(
+    upsert: sa.ClauseElement = ins.on_conflict_do_update(
         index_elements=[cur.tenant_id, cur.node_id],
         set_={
             "usage_s": sa.case(
@@ -90,6 +89,7 @@ def _upsert(dialect_name: str) -> sa.ClauseElement:
             "usage_at": sa.case((newer, now), else_=cur.usage_at),
         },
     )
+    return upsert
 
 
 class _Compiled:
