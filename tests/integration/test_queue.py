@@ -92,6 +92,24 @@ def test_capacity_limits_running_jobs(make_services: ServicesFactory, tmp_path: 
         assert wait_for(partial(_ended, services, i)).state is JobState.SUCCEEDED
 
 
+def test_job_queued_on_a_full_node_starts_when_a_slot_frees(
+    make_services: ServicesFactory, tmp_path: Path
+) -> None:
+    """A submit to a node whose slots are all taken does not wake its claim loop: the
+    step that frees a slot claims the job. With a poll interval of an hour, a lost
+    wake-up would leave the job queued."""
+    services = make_services(slots=1, poll_interval_s=3600)
+    barrier = tmp_path / GATES / "release"
+    code = f"import os,time\nwhile not os.path.exists({str(barrier)!r}): time.sleep(0.02)"
+    first = services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", code)))[0]
+    wait_for(lambda: services.jobs.get(ADMIN, first.id).state is JobState.RUNNING)
+    waiting = [_submit(services, "normal") for _ in range(3)]
+    assert all(services.jobs.get(ADMIN, j.id).state is JobState.QUEUED for j in waiting)
+    barrier.touch()
+    for job in [first, *waiting]:
+        assert wait_for(partial(_ended, services, job.id)).state is JobState.SUCCEEDED
+
+
 def test_concurrent_claims_never_start_a_job_twice(make_services: ServicesFactory) -> None:
     services = make_services(start=False)
     n = 60

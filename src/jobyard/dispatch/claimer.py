@@ -28,7 +28,7 @@ from jobyard.dispatch.ending import StopReason
 from jobyard.domain.auth import hash_secret, job_token, new_token_secret
 from jobyard.domain.jobs import Job
 from jobyard.domain.states import JobState
-from jobyard.executors.base import Handle
+from jobyard.executors.base import Handle, outlives_its_processes
 from jobyard.settings import Settings
 from jobyard.store.claims import AttemptEnd, ClaimRequest, ClaimStore, EndResult, Started
 
@@ -75,6 +75,7 @@ class ClaimLoop:
         self._next_promote = 0.0  #: monotonic time to look at scheduled jobs again
         self._failing_since: float | None = None  #: monotonic time of the first failed step
         self._retry_s = RETRY_FIRST_S
+        self._queued = False  #: a job was queued since the last step's claim began
         self._thread = threading.Thread(target=self._loop, name="jobyard-dispatch", daemon=True)
 
     def start(self) -> None:
@@ -92,8 +93,13 @@ class ClaimLoop:
         if self._thread.ident is not None:
             self._thread.join(timeout)
 
-    def wake(self) -> None:
-        self._wake.set()
+    def job_queued(self) -> None:
+        """A job became runnable: step now if a slot is free. Else the step that frees
+        one claims it (it sees the flag and steps again if it freed slots after its
+        claim): a submit to a full node costs no step."""
+        self._queued = True
+        if self.attempts.free_slots() > 0:
+            self._wake.set()
 
     def paused_for(self) -> float:
         """Seconds since the steps started failing for want of the database (0: they
@@ -115,6 +121,9 @@ class ClaimLoop:
 
     # ---- the loop ------------------------------------------------------------------------
     def _loop(self) -> None:
+        # this thread ends only after the node's attempts (``Dispatcher.stop``): the
+        # processes it starts may be its own children
+        outlives_its_processes()
         while not self._stopping.is_set():
             mono = time.monotonic()
             delay = self.settings.poll_interval_s
@@ -182,6 +191,7 @@ class ClaimLoop:
         for a, end in ends:  # results first: readers of an ended job find them
             if end is not None and a.results_pending:
                 self.runner.collect_results(a)  # StoreUnavailable: the step waits
+        self._queued = False  # this step's claim sees the jobs queued until now
         free = self.attempts.free_slots(excluding=[a for a, _ in ends])
         claiming = self._claiming and free > 0 and self.accepting()
         secrets = [new_token_secret() for _ in range(free)] if claiming else []
@@ -223,6 +233,8 @@ class ClaimLoop:
             self.ended(again)
         if step.claimed:
             self._start_claimed(step.claimed, secrets, mono)
+        if self._queued and self.attempts.free_slots() > 0:
+            self._wake.set()  # queued during the step, when no slot looked free
         if jobs_log.isEnabledFor(logging.INFO):
             self._log_changes(step.claimed, step.running, step.ended)
 

@@ -121,7 +121,7 @@ class Dispatcher:
 
     # ---- Wakeup -----------------------------------------------------------------------
     def job_queued(self) -> None:
-        self.claim_loop.wake()
+        self.claim_loop.job_queued()
 
     def cancel_requested(self, job_id: str) -> None:
         a = self.attempts.get(job_id)

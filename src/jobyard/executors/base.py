@@ -9,12 +9,28 @@ its samples are empty, and it may say why it ended without an exit code of its o
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from jobyard.domain.jobs import ResourceUsage
+
+_thread_marks = threading.local()
+
+
+def outlives_its_processes() -> None:
+    """Mark the calling thread as one that ends only after the processes it starts have
+    ended (the claim loop, stopped after its attempts): an executor whose processes die
+    with the thread that forked them (the sandbox's ``--die-with-parent``) may then
+    start them from it directly instead of handing them to a thread of its own."""
+    _thread_marks.outlives = True
+
+
+def thread_outlives_its_processes() -> bool:
+    """Whether :func:`outlives_its_processes` was called in the calling thread."""
+    return bool(getattr(_thread_marks, "outlives", False))
 
 
 @dataclass(frozen=True, kw_only=True)

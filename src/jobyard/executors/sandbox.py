@@ -37,7 +37,7 @@ import psutil
 
 from jobyard.domain.jobs import ResourceUsage
 from jobyard.errors import ExecutorError
-from jobyard.executors.base import LaunchSpec
+from jobyard.executors.base import LaunchSpec, thread_outlives_its_processes
 from jobyard.executors.cgroups import CgroupTree, JobCgroup
 from jobyard.executors.local import LocalHandle, kill_group_of, open_log
 from jobyard.executors.support import DEFAULT_USER, SandboxSupport
@@ -415,8 +415,10 @@ def _job_code(code: int) -> int:
 
 
 class SandboxedExecutor:
-    """Starts each attempt in a sandbox. Processes are started from one long-lived
-    thread: a child's parent-death signal fires when the *thread* that forked it ends."""
+    """Starts each attempt in a sandbox. A child's parent-death signal fires when the
+    *thread* that forked it ends: processes are started from a thread that outlives
+    them (the claim loop, see ``base.outlives_its_processes``) or from one long-lived
+    thread of the executor's own (for the others, e.g. a setup thread)."""
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
@@ -444,6 +446,8 @@ class SandboxedExecutor:
                 group.close()  # its limits are not known any more: not reused
                 raise ExecutorError(f"cannot set the job's resource limits: {e}") from e
         try:
+            if thread_outlives_its_processes():  # no hand-off: ≈ 0.2 ms of CPU per job
+                return self._spawn(spec, argv, group)
             return self._spawner.submit(self._spawn, spec, argv, group).result()
         except BaseException:
             if tree is not None and group is not None:
