@@ -9,8 +9,9 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import httpx
+import pytest
 
-from jobyard.api.app import MAX_BODY_BYTES
+from jobyard.api.app import MAX_BODY_BYTES, create_app
 from jobyard.api.fast_submit import FastSubmit
 from jobyard.domain.auth import Role
 from tests.conftest import ServicesFactory
@@ -66,3 +67,28 @@ def test_plain_submits_never_reach_the_app_and_the_rest_always_does(
     assert [path for path, _ in seen] == ["/v1/jobs"] * 4  # the four it did not answer
     bodies = [json.loads(body) if body else None for _, body in seen]
     assert bodies == [BODY, {"entrypoint": " "}, {"model": "m:1"}, None]  # bodies intact
+
+
+def test_an_unexpected_error_gets_the_apps_500_answer(
+    make_services: ServicesFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In front of FastAPI's stack, a bug in the fast path still answers the app's JSON
+    500 (and reaches the server, which logs it), not a bare connection reset."""
+    services = make_services(start=False)
+    _, key = services.auth.create_key(tenant_id="default", name="fast", role=Role.MEMBER)
+    services.auth.authenticate(f"Bearer {key}")
+    services.jobs.quotas.check_queued("default")
+
+    async def broken(*_args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(services.jobs, "submit_plain", broken)
+    app = create_app(services)
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return await c.post("/v1/jobs", json=BODY, headers={"Authorization": f"Bearer {key}"})
+
+    answer = asyncio.run(call())
+    assert answer.status_code == 500 and answer.json()["code"] == "INTERNAL_ERROR"

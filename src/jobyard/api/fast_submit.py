@@ -8,6 +8,10 @@ key not cached, a body that does not validate, a request that names a model or a
 idempotency key, a query string, an error before the job was stored — goes, with its
 body, to the route itself, which answers it (and its errors) as it always has. The
 route stays the one documented in the OpenAPI schema.
+
+The server's application (``api.app.App``) calls it before FastAPI's own middleware
+stack, which it then skips: an error it did not expect gets the app's own 500 answer
+here (``internal_error``), as the stack would give it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard import errors
 from jobyard.api.deps import check_user
+from jobyard.api.errors import internal_error
 from jobyard.api.schemas.jobs import JobCreate, JobOut
 from jobyard.wiring import Services
 
@@ -59,7 +64,11 @@ class FastSubmit:
             await self.app(scope, receive, send)
             return
         body, messages = await _read_body(receive)
-        answer = await self._submit(authorization, body)
+        try:
+            answer = await self._submit(authorization, body)
+        except Exception as e:  # a bug: the answer the app's stack would give, re-raised
+            await internal_error(e)(scope, receive, send)
+            raise
         if answer is None:
             await self.app(scope, _replay(messages, receive), send)
             return
