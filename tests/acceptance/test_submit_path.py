@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from jobyard.store.database import Database
 from jobyard.store.tables import job_events, jobs
 from tests.acceptance.serverproc import StartServer
+from tests.conftest import wait_for
 
 BODY = {"entrypoint": "true", "scheduled_at": "2099-01-01T00:00:00Z", "name": "durable"}
 
@@ -94,3 +95,47 @@ def test_the_fast_path_answers_like_the_route(start_server: StartServer) -> None
             "/v1/jobs", json={**BODY, "name": "other"}, headers={"Idempotency-Key": "k1"}
         )
         assert other.status_code == 409
+
+
+def test_the_front_logs_each_request_once_and_keeps_the_apps_answers(
+    start_server: StartServer,
+) -> None:
+    """The fast path runs in front of FastAPI's middleware stack: a fast submit, a submit
+    it hands to the route and any other request each get one access-log line, and the
+    answers the stack gives (a body over the limit, a body that is not JSON, an unknown
+    path) stay the same as with the route behind a query string."""
+    server = start_server("--log-format", "json")
+    headers = {"Authorization": f"Bearer {_key(server.home)}"}
+    with httpx.Client(base_url=server.url, headers=headers) as http:
+        http.post("/v1/jobs", json=BODY)  # the key is cached from now on
+        fast = http.post("/v1/jobs", json={**BODY, "name": "front"})
+        assert fast.status_code == 201 and fast.json()["name"] == "front"
+        big = {**BODY, "description": "x" * (1024 * 1024)}
+        text = {"content-type": "text/plain"}
+        for path in ("/v1/jobs", "/v1/jobs?insight=false"):
+            too_large = http.post(path, json=big)
+            assert too_large.status_code == 413
+            assert too_large.json()["code"] == "PAYLOAD_TOO_LARGE"
+        front, routed = (
+            http.post(p, content=b"entrypoint=true", headers=text)
+            for p in ("/v1/jobs", "/v1/jobs?insight=false")
+        )
+        assert (front.status_code, front.json()) == (routed.status_code, routed.json())
+        assert front.status_code == 422
+        missing = http.get("/v1/nothing-here")
+        assert missing.status_code == 404 and missing.json()["code"] == "NOT_FOUND"
+
+    def access() -> list[tuple[str, str, int]]:
+        lines = [json.loads(x) for x in server.log_path.read_text().splitlines() if x[:1] == "{"]
+        return [
+            (r["method"], r["path"], r["status"]) for r in lines if r["logger"] == "jobyard.access"
+        ]
+
+    expected = [
+        ("POST", "/v1/jobs", 201),
+        ("POST", "/v1/jobs", 201),
+        *[("POST", "/v1/jobs", 413)] * 2,
+        *[("POST", "/v1/jobs", 422)] * 2,
+        ("GET", "/v1/nothing-here", 404),
+    ]
+    assert wait_for(lambda: access()[-len(expected) :] == expected, timeout=10), access()

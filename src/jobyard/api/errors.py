@@ -128,5 +128,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "INTERNAL_ERROR", "internal server error; see the server log")
+        return internal_error(exc)
+
+
+def internal_error(exc: BaseException) -> JSONResponse:
+    """The answer to an error no handler expected (logged with its traceback)."""
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "INTERNAL_ERROR", "internal server error; see the server log")

@@ -1,13 +1,18 @@
 """``POST /v1/jobs`` for the common case, without the framework's work per request.
 
-Most submits are a plain command job from a key the server has just seen. For those,
-this ASGI middleware does what the route does (the cached key, the rate limit, the
-same ``JobCreate`` model, the same service call, the same ``JobOut`` answer) without
-FastAPI's routing, dependency solving and response validation. Anything else — a
-key not cached, a body that does not validate, a request that names a model or an
-idempotency key, a query string, an error before the job was stored — goes, with its
-body, to the route itself, which answers it (and its errors) as it always has. The
-route stays the one documented in the OpenAPI schema.
+Most submits are a plain command job from a key the server has seen. For those, this
+ASGI middleware does what the route does (the cached key, read again in the thread
+pool when its entry is due; the rate limit; the same ``JobCreate`` model; the same
+service calls; the same ``JobOut`` answer) without FastAPI's routing, dependency
+solving and response validation. Anything else — a key never read, a body that does
+not validate, a request that names a model or an idempotency key, a query string, an
+error before the job was stored — goes, with its body, to the route itself, which
+answers it (and its errors) as it always has. The route stays the one documented in
+the OpenAPI schema.
+
+The server's application (``api.app.App``) calls it before FastAPI's own middleware
+stack, which it then skips: an error it did not expect gets the app's own 500 answer
+here (``internal_error``), as the stack would give it.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard import errors
 from jobyard.api.deps import check_user
+from jobyard.api.errors import internal_error
 from jobyard.api.schemas.jobs import JobCreate, JobOut
 from jobyard.wiring import Services
 
@@ -59,7 +66,11 @@ class FastSubmit:
             await self.app(scope, receive, send)
             return
         body, messages = await _read_body(receive)
-        answer = await self._submit(authorization, body)
+        try:
+            answer = await self._submit(authorization, body)
+        except Exception as e:  # a bug: the answer the app's stack would give, re-raised
+            await internal_error(e)(scope, receive, send)
+            raise
         if answer is None:
             await self.app(scope, _replay(messages, receive), send)
             return
@@ -74,17 +85,20 @@ class FastSubmit:
         try:
             principal = services.auth.cached(authorization)
             if principal is None:
-                return None
+                if not services.auth.was_cached(authorization):
+                    return None
+                # a key read a while ago: read again as the route would (every 5 s)
+                principal = await run_in_threadpool(services.auth.authenticate, authorization)
             check_user(principal, "POST")
             request = JobCreate.model_validate_json(body).to_request(None)
             if not request.is_plain:
                 return None
             services.rate_limiter.check(principal.key_id)
             accepted = await services.jobs.submit_plain(principal, request)
+            if accepted is None:  # the tenant's quotas are read again, as the route does
+                accepted = await run_in_threadpool(services.jobs.submit_request, principal, request)
         except (errors.JobyardError, ValidationError):
             return None  # nothing was stored: the route answers with its error
-        if accepted is None:
-            return None
         job, created = accepted
         out = JobOut.from_job(job, services.clock.now())
         return (201 if created else 200), out.model_dump_json().encode()

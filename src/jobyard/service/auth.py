@@ -131,6 +131,15 @@ class AuthService:
             return None
         return _check_key(entry[1], entry[2], secret, now)
 
+    def was_cached(self, authorization: str | None) -> bool:
+        """Whether this header names a key :meth:`cached` knew (its entry may be due to
+        be read again): worth :meth:`authenticate` on the submit's fast path too."""
+        try:
+            raw = _bearer(authorization)
+            return parse_job_token(raw) is None and parse_key(raw)[0] in self._keys
+        except errors.Unauthenticated:
+            return False
+
     def key_principal(self, key_id: str) -> Principal:
         """The principal of a key whose secret was checked before (a web session opened
         with it): refused once the key is revoked or expired or its tenant deactivated,

@@ -12,7 +12,7 @@ callers see the same exceptions as from :meth:`sqlalchemy.Connection.execute`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,15 +37,35 @@ class PreparedInsert:
             tuple(compiled.positiontup) if compiled.positional else None
         )
         self.processors: dict[str, Callable[[Any], Any]] = {}
+        #: what a processor makes of None, and a JSON column's of ``{}``, worked out once
+        #: (most of a plain job's columns are one or the other)
+        self._none: dict[str, Any] = {}
+        self._empty: dict[str, Any] = {}
         for name in columns:
-            process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            column_type = table.c[name].type
+            process = column_type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 self.processors[name] = process
+                with suppress(Exception):  # a type that refuses None keeps refusing it
+                    self._none[name] = process(None)
+                if isinstance(column_type, sa.JSON):
+                    self._empty[name] = process({})
 
     def values(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """``row``'s values as the driver takes them, by column name."""
-        procs = self.processors
-        return {k: (procs[k](v) if k in procs else v) for k, v in row.items()}
+        procs, nones, empty = self.processors, self._none, self._empty
+        return {
+            k: (
+                v
+                if k not in procs
+                else nones[k]
+                if v is None and k in nones
+                else empty[k]
+                if k in empty and type(v) is dict and not v
+                else procs[k](v)
+            )
+            for k, v in row.items()
+        }
 
     def parameters(self, row: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """The driver's parameters for ``row`` (which has exactly :attr:`columns`)."""

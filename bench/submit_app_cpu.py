@@ -1,0 +1,141 @@
+"""The server's own CPU per plain submit without uvicorn or a socket: the application
+called in-process as uvicorn calls it, in one event loop (SQLite in a fresh data dir,
+no dispatcher, the access log on, the commit in the loop's thread as in the server).
+
+A diagnostic for A/B comparisons on a loaded machine: the loop thread's CPU time
+(``time.thread_time``, user and system) over many short rounds, so that the minimum and
+the lower quartile are not much moved by the other processes; ``--calls`` counts the
+Python function calls per submit instead (deterministic, cProfile).
+
+    .venv/bin/python bench/submit_app_cpu.py [--rounds 40] [--submits 200] [--calls]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import logging
+import pstats
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import machine_line
+
+from jobyard import serverlog
+from jobyard.api.app import create_app
+from jobyard.server import start_services
+from jobyard.settings import Settings
+
+WARMUP = 300
+#: what ``Client.submit(ENTRYPOINT, scheduled_at=2099)`` sends (bench/w3_submit.py)
+BODY = json.dumps(
+    {
+        "priority": "normal",
+        "entrypoint": "python3 -c pass",
+        "scheduled_at": "2099-01-01T00:00:00Z",
+    }
+).encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--submits", type=int, default=200, help="per round")
+    parser.add_argument("--calls", action="store_true", help="Python calls per submit")
+    args = parser.parse_args()
+    print(machine_line())
+    home = Path(tempfile.mkdtemp(prefix="jobyard-bench-"))
+    with (home / "server.log").open("w") as log:
+        serverlog.configure("info", "text")
+        logging.getLogger().handlers[0].setStream(log)  # type: ignore[attr-defined]
+        services, key = start_services(Settings(data_dir=home, run_dispatcher=False))
+        try:
+            app = create_app(services)
+            submit = _submitter(app, f"Bearer {key}".encode())
+            if args.calls:
+                print(f"Python calls per submit: {asyncio.run(_calls(submit, 500)):.0f}")
+            else:
+                report(asyncio.run(_rounds(submit, args.rounds, args.submits)), args.submits)
+        finally:
+            services.close()
+
+
+def report(per_submit_us: list[float], submits: int) -> None:
+    r = sorted(per_submit_us)
+    print(
+        f"loop thread CPU us per submit over {len(r)} x {submits}: min {r[0]:.0f}, "
+        f"p25 {r[len(r) // 4]:.0f}, median {statistics.median(r):.0f}"
+    )
+
+
+def _submitter(app: Any, authorization: bytes) -> Any:
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"accept", b"*/*"),
+        (b"connection", b"keep-alive"),
+        (b"authorization", authorization),
+        (b"content-length", str(len(BODY)).encode()),
+        (b"content-type", b"application/json"),
+    ]
+
+    async def submit() -> None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": ("127.0.0.1", 8000),
+            "client": ("127.0.0.1", 50000),
+            "scheme": "http",
+            "method": "POST",
+            "root_path": "",
+            "path": "/v1/jobs",
+            "raw_path": b"/v1/jobs",
+            "query_string": b"",
+            "headers": headers,
+            "state": {},
+        }
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": BODY, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        if sent[0]["status"] != 201:
+            raise RuntimeError(f"submit answered {sent}")
+
+    return submit
+
+
+async def _rounds(submit: Any, rounds: int, submits: int) -> list[float]:
+    for _ in range(WARMUP):
+        await submit()
+    out = []
+    for _ in range(rounds):
+        cpu = time.thread_time()
+        for _ in range(submits):
+            await submit()
+        out.append((time.thread_time() - cpu) / submits * 1e6)
+    return out
+
+
+async def _calls(submit: Any, submits: int) -> float:
+    for _ in range(WARMUP):
+        await submit()
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(submits):
+        await submit()
+    profile.disable()
+    return float(pstats.Stats(profile).total_calls) / submits  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    main()
