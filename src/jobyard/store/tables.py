@@ -214,6 +214,8 @@ jobs = sa.Table(
     sa.Index(
         "ix_jobs_tenant_id_submitted_by_seq_state", "tenant_id", "submitted_by", "seq", "state"
     ),
+    # time ranges of the list and their counts (migration 0012)
+    sa.Index("ix_jobs_tenant_id_created_at_state_seq", "tenant_id", "created_at", "state", "seq"),
     # partial (migration 0007): a row is only in the indexes whose queries can match it,
     # so a plain submit updates few b-trees; their queries imply the condition
     _partial("ix_jobs_leased", "lease_owner IS NOT NULL", "lease_owner", "state"),
