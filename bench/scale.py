@@ -13,6 +13,7 @@
 4. The query plans of the claim, the list and the counts are printed.
 
     .venv/bin/python bench/scale.py [--jobs 1000000] [--claims 200] [--pages 200]
+    .venv/bin/python bench/scale.py --list-only [--pages 60]   # no claims: fill, then the list
     .venv/bin/python bench/scale.py --database-url postgresql+psycopg://root@127.0.0.1:5432/postgres
     .venv/bin/python bench/scale.py --trigger-cost [--database-url …]   # triggers' write cost
 """
@@ -20,6 +21,8 @@
 from __future__ import annotations
 
 import argparse
+import inspect
+import os
 import random
 import shutil
 import statistics
@@ -156,6 +159,13 @@ def fill(db: Database, start: int, end: int, rng: random.Random) -> float:
 
 
 def analyze(db: Database) -> None:
+    """Statistics for the planner; on PostgreSQL also the visibility map (``VACUUM``, as
+    autovacuum does within minutes of a bulk change), which index-only scans rely on."""
+    if db.dialect == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM (ANALYZE) jobs")
+            conn.exec_driver_sql("ANALYZE")
+        return
     with db.engine.begin() as conn:
         conn.execute(sa.text("ANALYZE"))
 
@@ -257,7 +267,18 @@ LIST_FILTERS: list[dict[str, str]] = [
     {"priority": "high"},
     {"priority": "critical", "status": "queued"},
     {"submitted_by": "user3"},
+    {"submitted_by": "user3", "status": "failed"},
+    {"created_from": "2026-01-11T00:00:00Z"},  # the newest ≈ 9 % of the jobs
+    {"created_to": "2026-01-02T00:00:00Z"},  # the oldest ≈ 9 %: below 900,000 newer
+    {"created_from": "2026-01-06T00:00:00Z", "created_to": "2026-01-06T01:00:00Z"},
+    {"id_prefix": "4a2"},
 ]
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def time_pages(url: str, pages: int) -> None:
@@ -286,15 +307,18 @@ def time_pages(url: str, pages: int) -> None:
                 resp = c.get("/v1/jobs", params=params)
                 resp.raise_for_status()
                 times = []
+                cpu0 = _cpu_s(server.pid)
                 for _ in range(pages):
                     t0 = time.perf_counter()
                     c.get("/v1/jobs", params=params).raise_for_status()
                     times.append((time.perf_counter() - t0) * 1000)
+                cpu_ms = (_cpu_s(server.pid) - cpu0) * 1000 / pages
                 body = resp.json()
                 label = "&".join(f"{k}={v}" for k, v in flt.items()) or "(no filter)"
                 print(
                     f"  {label}{' +cursor' if deep else ''}: {fmt_ms(times)}; "
-                    f"{len(body['items'])} items, summary total {body['summary']['total']}",
+                    f"server CPU {cpu_ms:.1f} ms/request; {len(body['items'])} items, "
+                    f"summary total {body['summary']['total']}",
                     flush=True,
                 )
 
@@ -358,21 +382,33 @@ def trigger_cost(db: Database, blocks: int = 10, block: int = 1000) -> None:
         print(f"  {label}: INSERT {ins_us:.1f} µs, state UPDATE {upd_us:.1f} µs (medians)")
 
 
+def job_filter(flt: dict[str, str]) -> Any:
+    """The store's filter for the query parameters of one of ``LIST_FILTERS``."""
+    from jobyard.domain.jobs import JobFilter
+    from jobyard.domain.states import JobState
+
+    def when(key: str) -> datetime | None:
+        return datetime.fromisoformat(flt[key]) if key in flt else None
+
+    return JobFilter(
+        states=frozenset(JobState(v) for v in flt.get("status", "").split(",") if v),
+        priorities=frozenset(Priority(v) for v in flt.get("priority", "").split(",") if v),
+        job_type=flt.get("job_type"),
+        submitted_by=flt.get("submitted_by"),
+        created_from=when("created_from"),
+        created_to=when("created_to"),
+        id_prefix=flt.get("id_prefix"),
+    )
+
+
 def time_store(db: Database, n: int) -> None:
     """The store's part of a page, in-process (no HTTP): ``list_jobs`` of 50 and
     ``count_by_state``, per filter, ``n`` times each."""
-    from jobyard.domain.jobs import JobFilter
-    from jobyard.domain.states import JobState
     from jobyard.store.jobs import JobStore
 
     store = JobStore(db)
     for flt in LIST_FILTERS:
-        f = JobFilter(
-            states=frozenset(JobState(v) for v in flt.get("status", "").split(",") if v),
-            priorities=frozenset(Priority(v) for v in flt.get("priority", "").split(",") if v),
-            job_type=flt.get("job_type"),
-            submitted_by=flt.get("submitted_by"),
-        )
+        f = job_filter(flt)
         pages, counts = [], []
         for _ in range(n):
             t0 = time.perf_counter()
@@ -396,9 +432,16 @@ def explain_all(db: Database) -> None:
         ("status=queued", JobFilter(states=frozenset({JobState.QUEUED}))),
         ("job_type=type-00", JobFilter(job_type="type-00")),
         ("priority=high", JobFilter(priorities=frozenset({Priority.HIGH}))),
+    ] + [
+        ("&".join(f"{k}={v}" for k, v in flt.items()), job_filter(flt))
+        for flt in LIST_FILTERS
+        if {"submitted_by", "created_from", "created_to"} & flt.keys()
     ]
+    # the list's own choice of the created_at index (a keyword of later commits)
+    by_time = "by_time" in inspect.signature(store._where).parameters
     for label, flt in cases:
-        cond = store._where(TENANT, flt, with_states=True)
+        kw = {"by_time": flt.created_to is not None} if by_time else {}
+        cond = store._where(TENANT, flt, with_states=True, **kw)
         stmt = sa.select(jobs.c.seq).where(*cond).order_by(jobs.c.seq.desc()).limit(51)
         explain(db, stmt, f"list {label}")
         cond = store._where(TENANT, flt, with_states=False)
@@ -451,6 +494,7 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=3, help="blocks of claims per size")
     ap.add_argument("--pages", type=int, default=200, help="requests per list case")
     ap.add_argument("--skip-list", action="store_true")
+    ap.add_argument("--list-only", action="store_true", help="fill, then only the list pages")
     ap.add_argument("--trigger-cost", action="store_true", help="only time the job_counts triggers")
     args = ap.parse_args()
     print(machine_line())
@@ -464,18 +508,24 @@ def main() -> None:
             if args.trigger_cost:
                 trigger_cost(db)
                 return
-            fill(db, 0, args.small, rng)
-            analyze(db)
-            claim = claimer(db)
-            small = claim_blocks(claim, args.claims, args.blocks, f"{args.small:,}")
-            with without_count_triggers(db):
-                took = fill(db, args.small, args.jobs, rng)
-            analyze(db)
-            print(f"filled to {args.jobs:,} jobs in {took:.0f} s (+ANALYZE)", flush=True)
-            large = claim_blocks(claim, args.claims, args.blocks, f"{args.jobs:,}")
-            print(
-                f"claim p50 ratio {large / small:.2f} (median of the blocks' p50s; target <= 1.5)"
-            )
+            if args.list_only:
+                with without_count_triggers(db):
+                    took = fill(db, 0, args.jobs, rng)
+                print(f"filled to {args.jobs:,} jobs in {took:.0f} s", flush=True)
+            else:
+                fill(db, 0, args.small, rng)
+                analyze(db)
+                claim = claimer(db)
+                small = claim_blocks(claim, args.claims, args.blocks, f"{args.small:,}")
+                with without_count_triggers(db):
+                    took = fill(db, args.small, args.jobs, rng)
+                analyze(db)
+                print(f"filled to {args.jobs:,} jobs in {took:.0f} s (+ANALYZE)", flush=True)
+                large = claim_blocks(claim, args.claims, args.blocks, f"{args.jobs:,}")
+                print(
+                    f"claim p50 ratio {large / small:.2f} (median of the blocks' p50s;"
+                    " target <= 1.5)"
+                )
             if args.skip_list:
                 return
             with without_count_triggers(db):

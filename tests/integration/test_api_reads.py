@@ -203,3 +203,36 @@ def test_logs_offset_tail_and_follow(client: Client) -> None:
     assert chunk.next_offset == len(streamed.encode())
     assert client.logs(job.id, offset=chunk.next_offset) == ""
     assert "".join(client.follow_logs(job.id, offset=chunk.next_offset)) == ""
+
+
+def test_time_ranges_pages_and_counts(
+    make_services: ServicesFactory, serve: Callable[[Any], LiveServer]
+) -> None:
+    from jobyard.clock import ManualClock
+
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    clock = ManualClock(start)
+    live = serve(make_services(start=False, clock=clock))
+    with live.client() as c:
+        made = []
+        for i in range(6):  # one job an hour, j0 … j5
+            made.append(c.submit("true", name=f"j{i}"))
+            clock.advance(3600)
+        c.cancel(made[2].id)
+
+        def names(**params: Any) -> list[str]:
+            return [j.name or "" for j in c.iter_jobs(limit=2, **params)]
+
+        hour = timedelta(hours=1)
+        assert names(created_from=start + 2 * hour) == ["j5", "j4", "j3", "j2"]
+        assert names(created_to=start + 2 * hour) == ["j2", "j1", "j0"]
+        assert names(created_from=start + hour, created_to=start + 3 * hour) == ["j3", "j2", "j1"]
+        assert names(
+            created_from=start + hour, created_to=start + 3 * hour, status="cancelled"
+        ) == ["j2"]
+        assert names(created_from=start + 6 * hour) == []
+        assert names(created_to=start - hour) == []
+        page = c.list(created_from=start + hour, created_to=start + 3 * hour, limit=1)
+        assert page.summary.by_status == {"queued": 2, "cancelled": 1}
+        assert c.list(created_to=start + 2 * hour).summary.total == 3
+        assert c.list(created_from=start + 2 * hour).summary.total == 4

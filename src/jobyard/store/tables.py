@@ -210,7 +210,12 @@ jobs = sa.Table(
     _partial(
         "ix_jobs_tenant_id_job_type_seq", "job_type IS NOT NULL", "tenant_id", "job_type", "seq"
     ),
-    sa.Index("ix_jobs_tenant_id_submitted_by_seq", "tenant_id", "submitted_by", "seq"),
+    # the submitter's also holds the state: its counts read the index only (migration 0011)
+    sa.Index(
+        "ix_jobs_tenant_id_submitted_by_seq_state", "tenant_id", "submitted_by", "seq", "state"
+    ),
+    # time ranges of the list and their counts (migration 0012)
+    sa.Index("ix_jobs_tenant_id_created_at_state_seq", "tenant_id", "created_at", "state", "seq"),
     # partial (migration 0007): a row is only in the indexes whose queries can match it,
     # so a plain submit updates few b-trees; their queries imply the condition
     _partial("ix_jobs_leased", "lease_owner IS NOT NULL", "lease_owner", "state"),
