@@ -10,6 +10,7 @@ from jobyard import errors
 from jobyard.clock import Clock
 from jobyard.domain import tracking
 from jobyard.domain.auth import ROLE_RANK, Principal, Role
+from jobyard.domain.jobs import Job
 from jobyard.service.jobs import JobService
 from jobyard.store.tracking import TrackingStore
 
@@ -48,8 +49,12 @@ class TrackingService:
             ) from e
 
     def warnings(self, principal: Principal, job_id: str) -> list[dict[str, Any]]:
-        self.jobs.get(principal, job_id)
-        return self.store.warnings(principal.tenant_id, job_id)
+        return self.warnings_of(self.jobs.get(principal, job_id))
+
+    def warnings_of(self, job: Job) -> list[dict[str, Any]]:
+        """The warnings of a job the caller has already read (so may see): no second
+        read of the job."""
+        return self.store.warnings(job.tenant_id, job.id)
 
     def attempts(self, principal: Principal, job_id: str) -> list[Mapping[str, Any]]:
         self.jobs.get(principal, job_id)

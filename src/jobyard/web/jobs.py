@@ -269,7 +269,7 @@ def job_page(request: Request, user: UserDep, job_id: str) -> Response:
             "log_truncated": chunk.offset > 0,
             "live_url": f"{PREFIX}/jobs/{job_id}/live?"
             + urlencode({"after": last_seq, "log_offset": chunk.next_offset}),
-            "warnings": user.services.tracking.warnings(user.principal, job_id),
+            "warnings": user.services.tracking.warnings_of(job),
             "attempts": user.services.tracking.attempts(user.principal, job_id),
             "retries": jobs.retries(user.principal, job_id),
             "results": results.artifacts,

@@ -167,7 +167,7 @@ def get_job(job_id: str, services: ServicesDep, principal: PrincipalDep) -> JobO
     job = services.jobs.get(principal, job_id)
     reason, insight = services.insight.describe(job)
     out = JobOut.from_job(job, services.clock.now(), reason)
-    warnings = [WarningOut(**w) for w in services.tracking.warnings(principal, job_id)]
+    warnings = [WarningOut(**w) for w in services.tracking.warnings_of(job)]
     names = (
         services.jobs.setup_names(principal, job, services.registry, services.folders)
         if job.spec.model_version_id
