@@ -484,10 +484,10 @@ class JobService:
                 f"limit must be between 1 and {MAX_LIST_LIMIT}", field="limit"
             )
         flt = replace(flt, project_id=principal.project_id or flt.project_id)
-        items, next_cursor = self.store.list_jobs(
+        items, next_cursor, counts = self.store.page(
             principal.tenant_id, flt, limit=limit, cursor=cursor
         )
-        return JobPage(items, next_cursor, self.store.count_by_state(principal.tenant_id, flt))
+        return JobPage(items, next_cursor, counts)
 
     def page_at(
         self, principal: Principal, flt: JobFilter, *, offset: int, size: int

@@ -433,10 +433,32 @@ class JobStore:
             cond.extend(_id_prefix(flt.id_prefix))
         return cond
 
+    def page(
+        self, tenant_id: str, flt: JobFilter, *, limit: int, cursor: str | None
+    ) -> tuple[list[Job], str | None, dict[str, int]]:
+        """:meth:`list_jobs` and :meth:`count_by_state` in one read transaction (one
+        connection checkout; on SQLite one snapshot, so the counts agree with the page)."""
+        with self.db.read() as conn:
+            rows = conn.execute(self._list_stmt(tenant_id, flt, limit, cursor)).mappings().all()
+            counts = conn.execute(self._count_stmt(tenant_id, flt)).all()
+        return (*self._page_of(rows, limit), {state: int(n) for state, n in counts if n})
+
     def list_jobs(
         self, tenant_id: str, flt: JobFilter, *, limit: int, cursor: str | None
     ) -> tuple[list[Job], str | None]:
         """Newest first; a page of at most ``limit`` and the cursor of the next page."""
+        with self.db.read() as conn:
+            rows = conn.execute(self._list_stmt(tenant_id, flt, limit, cursor)).mappings().all()
+        return self._page_of(rows, limit)
+
+    @staticmethod
+    def _page_of(rows: Sequence[Any], limit: int) -> tuple[list[Job], str | None]:
+        items = [job_from_row(r) for r in rows[:limit]]
+        next_cursor = encode_cursor(items[-1].seq) if len(rows) > limit and items else None
+        return items, next_cursor
+
+    def _list_stmt(self, tenant_id: str, flt: JobFilter, limit: int, cursor: str | None) -> Any:
+        """The page's statement: ``limit + 1`` rows, newest first."""
         by_time = flt.created_to is not None
         cond = self._where(tenant_id, flt, with_states=True, by_time=by_time)
         if cursor:
@@ -450,14 +472,15 @@ class JobStore:
             by_seq = (jobs.c.seq + 0).desc()
             page = sa.select(jobs.c.seq).where(*cond).order_by(by_seq).limit(limit + 1)
             cond = [jobs.c.seq.in_(page.scalar_subquery())]
-        stmt = sa.select(jobs).where(*cond).order_by(newest).limit(limit + 1)
-        with self.db.read() as conn:
-            rows = conn.execute(stmt).mappings().all()
-        items = [job_from_row(r) for r in rows[:limit]]
-        next_cursor = encode_cursor(items[-1].seq) if len(rows) > limit and items else None
-        return items, next_cursor
+        return sa.select(jobs).where(*cond).order_by(newest).limit(limit + 1)
 
     def count_by_state(self, tenant_id: str, flt: JobFilter) -> dict[str, int]:
+        """Counts by state of the jobs matching the filter, ignoring its states."""
+        with self.db.read() as conn:
+            counts = conn.execute(self._count_stmt(tenant_id, flt)).all()
+        return {state: int(n) for state, n in counts if n}
+
+    def _count_stmt(self, tenant_id: str, flt: JobFilter) -> Any:
         """Counts by state of the jobs matching the filter, ignoring its states. Filters
         of project, priority and job type only read ``job_counts`` (rows kept by
         triggers, a few per job type); other filters count the matching jobs."""
@@ -477,8 +500,7 @@ class JobStore:
         else:
             cond = self._where(tenant_id, flt, with_states=False)
             stmt = sa.select(jobs.c.state, sa.func.count()).where(*cond).group_by(jobs.c.state)
-        with self.db.read() as conn:
-            return {state: int(n) for state, n in conn.execute(stmt).all() if n}
+        return stmt
 
     def events(self, tenant_id: str, job_id: str, *, after: int | None = None) -> list[JobEvent]:
         cond = [job_events.c.job_id == job_id, job_events.c.tenant_id == tenant_id]
