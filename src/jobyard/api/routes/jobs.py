@@ -122,7 +122,14 @@ async def submit_batch(
     )
 
 
-@router.get("", summary="List jobs, newest first")
+def _json(model: JobOut | JobList) -> Response:
+    """``model`` as FastAPI would answer it (its ``response_model``, by alias), without
+    the validation of the returned model that FastAPI runs in the thread pool for a
+    sync route (one thread hop less per read; ≈ 0.2 ms of CPU)."""
+    return Response(model.model_dump_json(by_alias=True), media_type="application/json")
+
+
+@router.get("", summary="List jobs, newest first", response_model=JobList)
 def list_jobs(
     services: ServicesDep,
     principal: PrincipalDep,
@@ -143,7 +150,7 @@ def list_jobs(
             description="Only jobs whose id starts with this (lower-case hex and '-')",
         ),
     ] = None,
-) -> JobList:
+) -> Response:
     flt = JobFilter(
         id_prefix=id_prefix,
         states=_enum_set(JobState, status_, "status"),
@@ -155,15 +162,17 @@ def list_jobs(
     )
     page = services.jobs.list_jobs(principal, flt, limit=limit, cursor=cursor)
     now = services.clock.now()
-    return JobList(
-        items=[JobOut.from_job(j, now) for j in page.items],
-        next_cursor=page.next_cursor,
-        summary=JobSummary(total=sum(page.by_status.values()), by_status=page.by_status),
+    return _json(
+        JobList(
+            items=[JobOut.from_job(j, now) for j in page.items],
+            next_cursor=page.next_cursor,
+            summary=JobSummary(total=sum(page.by_status.values()), by_status=page.by_status),
+        )
     )
 
 
-@router.get("/{job_id}", summary="Get a job")
-def get_job(job_id: str, services: ServicesDep, principal: PrincipalDep) -> JobOut:
+@router.get("/{job_id}", summary="Get a job", response_model=JobOut)
+def get_job(job_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
     job = services.jobs.get(principal, job_id)
     reason, insight = services.insight.describe(job)
     out = JobOut.from_job(job, services.clock.now(), reason)
@@ -184,7 +193,7 @@ def get_job(job_id: str, services: ServicesDep, principal: PrincipalDep) -> JobO
             **names,
         }
     )
-    return out.with_insight(insight)
+    return _json(out.with_insight(insight))
 
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, summary="Cancel a job")
