@@ -61,6 +61,15 @@ def _enum_set(kind: type[E], values: list[str] | None, field: str) -> frozenset[
     return frozenset(out)
 
 
+def _json(model: JobOut | JobList, status_code: int = status.HTTP_200_OK) -> Response:
+    """``model`` as FastAPI would answer it (its ``response_model``, by alias), without
+    FastAPI's validation of the returned model (in the thread pool for a sync route:
+    one thread hop less per read, ≈ 0.2 ms of CPU)."""
+    return Response(
+        model.model_dump_json(by_alias=True), status_code=status_code, media_type="application/json"
+    )
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -89,11 +98,7 @@ async def submit_job(
     if insight:
         reason, found = await run_in_threadpool(services.insight.describe, job)
         out = JobOut.from_job(job, services.clock.now(), reason).with_insight(found)
-    return Response(
-        out.model_dump_json(),
-        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-        media_type="application/json",
-    )
+    return _json(out, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 @router.post(
@@ -120,13 +125,6 @@ async def submit_batch(
     return JobBatchOut(
         items=items, created=created, existing=len(results) - created - failed, failed=failed
     )
-
-
-def _json(model: JobOut | JobList) -> Response:
-    """``model`` as FastAPI would answer it (its ``response_model``, by alias), without
-    the validation of the returned model that FastAPI runs in the thread pool for a
-    sync route (one thread hop less per read; ≈ 0.2 ms of CPU)."""
-    return Response(model.model_dump_json(by_alias=True), media_type="application/json")
 
 
 @router.get("", summary="List jobs, newest first", response_model=JobList)
