@@ -6,8 +6,6 @@ from __future__ import annotations
 import sys
 from datetime import timedelta
 
-from sqlalchemy.sql import ClauseElement
-
 from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import JobSpec, ResourceUsage
 from jobyard.domain.states import JobState
@@ -163,11 +161,29 @@ def test_candidates_are_read_along_the_queue_index(make_services: ServicesFactor
     if services.db.dialect != "sqlite":
         return
     with services.db.read() as conn:
-        candidates = claims._candidates
-        assert isinstance(candidates, ClauseElement)
-        sql = str(candidates.compile(dialect=conn.dialect))
+        sql = claims._candidates.sql
         plan = " ".join(
             str(row[-1])
             for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", (1, "", 50)).all()
         )
     assert "ix_jobs_queue" in plan and "TEMP B-TREE" not in plan
+
+
+def test_a_claimed_job_is_the_row_as_read_back(make_services: ServicesFactory) -> None:
+    """The claim's RETURNING row (read on the driver's cursor) comes out as SQLAlchemy
+    reads the row: aware timestamps, JSON, booleans, every column."""
+    services = make_services(start=False)
+    spec = JobSpec(
+        argv=(PY, "-c", "pass"),
+        env={"A": "1"},
+        parameters={"n": [1, 2]},
+        metadata={"k": "v"},
+        timeout_s=5.0,
+        retry_on=("timeout",),
+        max_attempts=2,
+    )
+    job = services.jobs.submit(ADMIN, spec)[0]
+    claimed = ClaimStore(services.db).step(now=services.clock.now(), claim=_request(1)).claimed
+    assert claimed == [services.jobs.store.get_unscoped(job.id)]
+    assert claimed[0].created_at.tzinfo is not None
+    assert claimed[0].spec.parameters == {"n": [1, 2]}

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
 
 from jobyard import errors
 from jobyard.clock import to_epoch
@@ -31,7 +30,7 @@ from jobyard.store.jobs import (
     JobStore,
     job_from_row,
 )
-from jobyard.store.prepared import driver_cursor, prepared_insert
+from jobyard.store.prepared import PreparedStatement, prepared_insert
 from jobyard.store.tables import job_attempts, job_events, jobs
 from jobyard.store.tracking import TrackingStore
 
@@ -160,35 +159,28 @@ _END = (
 )
 _END_WITH_USAGE = _END.values({c: _b(f"b_{c}") for c in _USAGE_COLUMNS})
 _SELECT_JOB = sa.select(jobs).where(jobs.c.id == _b("b_id"))
+_ATTEMPT_COLUMNS = (
+    "tenant_id",
+    "job_id",
+    "attempt",
+    "node_id",
+    "state",
+    "started_at",
+    "ended_at",
+    "exit_code",
+    "error_type",
+    "message",
+)
 _EVENT_COLUMNS = ("tenant_id", "job_id", "at", "kind", "from_state", "to_state", "message", "data")
 
 
-class _Fenced:
-    """A fenced UPDATE compiled once for a dialect and run on the driver's cursor: the
-    running mark and the ends run once per job, and SQLAlchemy's per-call work (cache
-    lookup, execution context, result set-up) cost more than the statement itself.
-    Parameters go through the columns' bind processors, as SQLAlchemy would do; driver
-    errors come out wrapped as SQLAlchemy's."""
+class _Candidate(NamedTuple):
+    """A queued job a claim looks at."""
 
-    def __init__(self, stmt: sa.Update, dialect: Dialect) -> None:
-        self._compiled = stmt.compile(dialect=dialect)
-        self.sql: str = self._compiled.string
-        self._order = tuple(self._compiled.positiontup or ()) if self._compiled.positional else None
-        self._processors = {
-            name: process
-            for name, bind in self._compiled.binds.items()
-            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-        }
-
-    def rowcount(self, conn: sa.Connection, params: Mapping[str, object]) -> int:
-        """Run with ``params`` in ``conn``'s transaction; the number of rows updated."""
-        values = self._compiled.construct_params(dict(params))
-        procs = self._processors
-        done = {k: (procs[k](v) if k in procs else v) for k, v in values.items()}
-        args: Any = done if self._order is None else tuple(done[k] for k in self._order)
-        with driver_cursor(conn, self.sql, args) as cursor:
-            cursor.execute(self.sql, args)
-            return int(cursor.rowcount)
+    id: str
+    tenant_id: str
+    environment_id: str | None
+    slots: int
 
 
 @dataclass(frozen=True)
@@ -261,31 +253,37 @@ class ClaimStore:
         self.jobs = jobs_store or JobStore(db)
         #: fair share between tenants (None: plain queue order across tenants)
         self.fair = FairShareStore(db, half_life_s) if fair_share else None
-        self._tenant_head: sa.Executable = (
-            _TENANT_HEAD_SQLITE
-            if db.dialect == "sqlite"
-            else dialects.lock_for_claim(_TENANT_HEAD, db.dialect)
+        # the hot statements, compiled once for the dialect (see ``prepared.py``): a
+        # step's SQLAlchemy per-call work cost more than most of its statements
+        dialect = db.engine.dialect
+        sqlite = db.dialect == "sqlite"
+
+        def prepare(stmt: sa.ClauseElement) -> PreparedStatement:
+            return PreparedStatement(stmt, dialect)
+
+        def for_claim(stmt: sa.Select[Any]) -> PreparedStatement:
+            return prepare(dialects.lock_for_claim(stmt, db.dialect))
+
+        self._tenant_head = prepare(_TENANT_HEAD_SQLITE) if sqlite else for_claim(_TENANT_HEAD)
+        self._candidates = prepare(_CANDIDATES_SQLITE) if sqlite else for_claim(_CANDIDATES)
+        self._candidates_fair = (
+            prepare(_CANDIDATES_SQLITE.bindparams(b_limit=CLAIM_SCAN_FAIR))
+            if sqlite
+            else for_claim(_CANDIDATES.limit(CLAIM_SCAN_FAIR))
         )
-        self._candidates: sa.Executable = (
-            _CANDIDATES_SQLITE
-            if db.dialect == "sqlite"
-            else dialects.lock_for_claim(_CANDIDATES, db.dialect)
-        )
-        self._candidates_fair: sa.Executable = (
-            _CANDIDATES_SQLITE.bindparams(b_limit=CLAIM_SCAN_FAIR)
-            if db.dialect == "sqlite"
-            else dialects.lock_for_claim(_CANDIDATES.limit(CLAIM_SCAN_FAIR), db.dialect)
-        )
+        self._claim_one = prepare(_CLAIM)
         #: the rules a queued job must pass (the insight asks the same, see admission.py)
         self.admission = Admission(db)
-        self._insert_attempt = dialects.insert_ignoring_conflicts(job_attempts, db.dialect)
+        self._insert_attempt = PreparedStatement(
+            dialects.insert_ignoring_conflicts(job_attempts, db.dialect), dialect, _ATTEMPT_COLUMNS
+        )
         #: a step locks the rows it will write in order of id first, as a renewal of the
         #: leases does: two transactions of a node (or of two nodes: a reaper's ends) that
         #: write the same jobs never wait for each other in a cycle (PostgreSQL; SQLite's
         #: write transaction holds the whole database)
         self._lock_in_order: sa.Executable | None = (
             None
-            if db.dialect == "sqlite"
+            if sqlite
             else dialects.lock_row(
                 sa.select(jobs.c.id)
                 .where(jobs.c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -293,10 +291,9 @@ class ClaimStore:
                 db.dialect,
             )
         )
-        dialect = db.engine.dialect
-        self._running = _Fenced(_RUNNING, dialect)
-        self._end_plain = _Fenced(_END, dialect)
-        self._end_usage = _Fenced(_END_WITH_USAGE, dialect)
+        self._running = prepare(_RUNNING)
+        self._end_plain = prepare(_END)
+        self._end_usage = prepare(_END_WITH_USAGE)
 
     # ---- one transaction for a dispatch step ------------------------------------------
     def step(
@@ -324,7 +321,7 @@ class ClaimStore:
             claimed = self._claim(conn, claim, now, events, deltas) if claim is not None else []
             _insert_events(conn, now, events)
             if attempts:
-                conn.execute(self._insert_attempt, attempts)
+                self._insert_attempt.execute_many(conn, attempts)
             if self.fair is not None:  # last: the only rows two steps may both write
                 self.fair.record(conn, deltas, to_epoch(now))
         if self.fair is not None:
@@ -398,7 +395,10 @@ class ClaimStore:
             standings = self.fair.for_claim(conn, to_epoch(now))
             if len(standings.queued) > 1 and len(req.token_hashes) <= CLAIM_SCAN_FAIR:
                 candidates = self._candidates_fair
-        rows = conn.execute(candidates, {"b_max_slots": req.max_slots, "b_now": now}).all()
+        rows = [
+            _Candidate(*r)
+            for r in candidates.rows(conn, {"b_max_slots": req.max_slots, "b_now": now})
+        ]
         snap, pool = self._fair_pool(conn, rows, req, now, deltas, standings)
         rooms = self.admission.rooms(
             conn,
@@ -409,7 +409,7 @@ class ClaimStore:
         )
         room = {k: r.left for k, r in rooms.items()}
         # the candidates per tenant in queue order (one list when fair share is not needed)
-        queues: dict[str, list[sa.Row[Any]]] = {}
+        queues: dict[str, list[_Candidate]] = {}
         for r in pool:
             queues.setdefault("" if snap is None else r.tenant_id, []).append(r)
         heads = {t: 0 for t in queues}  # next candidate of each
@@ -434,10 +434,10 @@ class ClaimStore:
                 "b_now": now,
                 "b_message": message,
             }
-            row = conn.execute(_CLAIM, params).mappings().first()
-            if row is None:  # on SQLite the write lock makes this impossible
+            found = self._claim_one.mappings(conn, params)
+            if not found:  # on SQLite the write lock makes this impossible
                 continue
-            claimed.append(job_from_row(row))
+            claimed.append(job_from_row(found[0]))
             free -= slots
             for k in (tenant_key(tenant), *([env_key(env_id)] if env_id is not None else [])):
                 left = room[k]
@@ -461,12 +461,12 @@ class ClaimStore:
     def _fair_pool(
         self,
         conn: sa.Connection,
-        rows: Sequence[sa.Row[Any]],
+        rows: Sequence[_Candidate],
         req: ClaimRequest,
         now: datetime,
         deltas: Deltas,
         snap: Snapshot | None,
-    ) -> tuple[Snapshot | None, list[sa.Row[Any]]]:
+    ) -> tuple[Snapshot | None, list[_Candidate]]:
         """The standings of the tenants (None when fair share has nothing to decide: one
         tenant waits) and the candidates: ``rows`` (the first queued jobs), plus the
         heads of the queues of tenants with queued jobs further back that go before
@@ -491,12 +491,12 @@ class ClaimStore:
         for t in probe:
             if wanted <= 0:
                 break
-            head = conn.execute(
-                self._tenant_head,
+            head = self._tenant_head.rows(
+                conn,
                 {"b_tenant": t, "b_max_slots": req.max_slots, "b_now": now, "b_limit": wanted},
-            ).all()
+            )
             if head:
-                pool.extend(head)
+                pool.extend(_Candidate(*r) for r in head)
                 wanted -= 1
         if len({r.tenant_id for r in pool}) <= 1:
             return None, pool
@@ -761,7 +761,7 @@ def _insert_events(conn: sa.Connection, now: datetime, changes: Sequence[_Event]
 
 
 def _fairest(
-    queues: Mapping[str, Sequence[sa.Row[Any]]],
+    queues: Mapping[str, Sequence[_Candidate]],
     heads: Mapping[str, int],
     place: Mapping[str, int],
     snap: Snapshot,
