@@ -4,12 +4,15 @@ mark and the end in one step, fenced ends, on both databases."""
 from __future__ import annotations
 
 import sys
+import uuid
 from datetime import timedelta
 
 from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import JobSpec, ResourceUsage
 from jobyard.domain.states import JobState
-from jobyard.store.claims import AttemptEnd, ClaimRequest, ClaimStore, Started
+from jobyard.store.claims import CLAIM_SCAN_FAIR, AttemptEnd, ClaimRequest, ClaimStore, Started
+from jobyard.store.tables import environments
+from jobyard.wiring import Services
 from tests.conftest import ServicesFactory
 
 PY = sys.executable
@@ -187,3 +190,68 @@ def test_a_claimed_job_is_the_row_as_read_back(make_services: ServicesFactory) -
     assert claimed == [services.jobs.store.get_unscoped(job.id)]
     assert claimed[0].created_at.tzinfo is not None
     assert claimed[0].spec.parameters == {"n": [1, 2]}
+
+
+def _environment(services: Services, max_concurrent_jobs: int) -> str:
+    env_id = str(uuid.uuid4())
+    now = services.clock.now()
+    with services.db.write() as conn:
+        conn.execute(
+            environments.insert().values(
+                id=env_id,
+                tenant_id="default",
+                name="full",
+                env_vars={},
+                pip_requirements=[],
+                files=[],
+                max_concurrent_jobs=max_concurrent_jobs,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return env_id
+
+
+def test_a_claim_looks_past_more_held_back_jobs_than_its_first_read(
+    make_services: ServicesFactory,
+) -> None:
+    """A claim reads few queued jobs when none can be held back; jobs of a full
+    environment at the head of the queue make it read further (``CLAIM_SCAN``)."""
+    services = make_services(start=False)
+    env_id = _environment(services, max_concurrent_jobs=1)
+    now = services.clock.now()
+
+    def queue(environment_id: str | None) -> str:
+        spec = JobSpec(argv=(PY, "-c", "pass"), environment_id=environment_id)
+        return services.jobs.store.insert(
+            tenant_id="default",
+            spec=spec,
+            state=JobState.QUEUED,
+            sort_key=0.0,
+            now=now,
+            request_hash=None,
+            message="queued",
+        )[0].id
+
+    in_env = [queue(env_id) for _ in range(CLAIM_SCAN_FAIR + 3)]
+    plain = queue(None)
+    claims = ClaimStore(services.db)
+    assert [j.id for j in claims.step(now=now, claim=_request(1)).claimed] == in_env[:1]
+    # the environment runs its one job: the next claim skips its 10 queued jobs
+    assert [j.id for j in claims.step(now=now, claim=_request(1)).claimed] == [plain]
+
+
+def test_a_quota_set_between_claims_holds_at_the_next(make_services: ServicesFactory) -> None:
+    """The claim reads the tenant's quota with its candidates, in each step."""
+    services = make_services(start=False)
+    ids = [services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0].id for _ in range(3)]
+    claims = ClaimStore(services.db)
+    assert [j.id for j in claims.step(now=services.clock.now(), claim=_request(1)).claimed] == [
+        ids[0]
+    ]
+    services.tenancy.store.set_quotas("default", {"max_running_jobs": 1})
+    assert claims.step(now=services.clock.now(), claim=_request(2)).claimed == []
+    services.tenancy.store.set_quotas("default", {"max_running_jobs": 2})
+    assert [j.id for j in claims.step(now=services.clock.now(), claim=_request(2)).claimed] == [
+        ids[1]
+    ]

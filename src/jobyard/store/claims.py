@@ -31,14 +31,15 @@ from jobyard.store.jobs import (
     job_from_row,
 )
 from jobyard.store.prepared import PreparedStatement, prepared_insert
-from jobyard.store.tables import job_attempts, job_events, jobs
+from jobyard.store.tables import job_attempts, job_events, jobs, tenants
 from jobyard.store.tracking import TrackingStore
 
 #: queued jobs looked at per claim (jobs of a full environment or tenant are skipped)
 CLAIM_SCAN = 50
 #: queued jobs looked at in queue order when several tenants compete (fair share reads
 #: the heads of the fairest tenants' own queues; these catch tenants new since the
-#: standings were read)
+#: standings were read), or when no rule can hold back the first ones (one tenant, no
+#: quota, no environment: then a claim of up to this many jobs needs no more)
 CLAIM_SCAN_FAIR = 8
 #: at most this many tenants whose jobs are not among the first ``CLAIM_SCAN`` queued
 #: are looked at by one claim for fair share (the furthest under their share first)
@@ -56,34 +57,50 @@ def _b(name: str, type_: sa.types.TypeEngine[object] | None = None) -> sa.BindPa
 
 #: scheduled jobs, as the partial index ``ix_jobs_scheduled`` needs it (a literal state)
 _IS_SCHEDULED = jobs.c.state == sa.literal_column(f"'{JobState.SCHEDULED.value}'")
+#: what a claim reads of a candidate: with its tenant's own quota (``max_running_jobs``,
+#: None: none), so that a claim needs no read of its own to learn a tenant has none
+_CANDIDATE_COLUMNS = (
+    jobs.c.id,
+    jobs.c.tenant_id,
+    jobs.c.environment_id,
+    jobs.c.slots,
+    sa.select(tenants.c.max_running_jobs)
+    .where(tenants.c.id == jobs.c.tenant_id)
+    .scalar_subquery()
+    .label("tenant_quota"),
+)
+_CANDIDATE_COLUMNS_SQL = (
+    "id, tenant_id, environment_id, slots,"
+    " (SELECT max_running_jobs FROM tenants WHERE tenants.id = jobs.tenant_id)"
+)
 #: queued jobs in queue order, read along the partial index ``ix_jobs_queue`` (``WHERE
 #: state = 'queued'``): the state is a literal, as a partial index needs (a bound state
 #: would make the database find every queued job by state and sort them all)
 _CANDIDATES = (
-    sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.environment_id, jobs.c.slots)
+    sa.select(*_CANDIDATE_COLUMNS)
     .where(
         jobs.c.state == sa.literal_column(f"'{JobState.QUEUED.value}'"),
         jobs.c.slots <= _b("b_max_slots"),
         sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= _b("b_now", _TIME)),
     )
     .order_by(jobs.c.sort_key, jobs.c.seq)
-    .limit(CLAIM_SCAN)
+    .limit(sa.bindparam("b_limit", type_=sa.Integer()))
 )
 #: the same on SQLite, told to use that index: without statistics its planner would
 #: rather take the (state, lease_owner) index and sort all queued jobs
 _CANDIDATES_SQLITE = sa.text(
-    "SELECT id, tenant_id, environment_id, slots FROM jobs INDEXED BY ix_jobs_queue"
+    f"SELECT {_CANDIDATE_COLUMNS_SQL} FROM jobs INDEXED BY ix_jobs_queue"  # noqa: S608
     " WHERE state = 'queued' AND slots <= :b_max_slots"
     " AND (not_before IS NULL OR not_before <= :b_now)"
     " ORDER BY sort_key, seq LIMIT :b_limit"
 ).bindparams(
     sa.bindparam("b_max_slots", type_=sa.Integer()),
     _b("b_now", _TIME),
-    sa.bindparam("b_limit", CLAIM_SCAN),
+    sa.bindparam("b_limit", type_=sa.Integer()),
 )
 #: the head of one tenant's queue, along ``ix_jobs_tenant_queue`` (fair share)
 _TENANT_HEAD = (
-    sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.environment_id, jobs.c.slots)
+    sa.select(*_CANDIDATE_COLUMNS)
     .where(
         jobs.c.state == sa.literal_column(f"'{JobState.QUEUED.value}'"),
         jobs.c.tenant_id == _b("b_tenant"),
@@ -94,7 +111,7 @@ _TENANT_HEAD = (
     .limit(sa.bindparam("b_limit", type_=sa.Integer()))
 )
 _TENANT_HEAD_SQLITE = sa.text(
-    "SELECT id, tenant_id, environment_id, slots FROM jobs INDEXED BY ix_jobs_tenant_queue"
+    f"SELECT {_CANDIDATE_COLUMNS_SQL} FROM jobs INDEXED BY ix_jobs_tenant_queue"  # noqa: S608
     " WHERE state = 'queued' AND tenant_id = :b_tenant AND slots <= :b_max_slots"
     " AND (not_before IS NULL OR not_before <= :b_now)"
     " ORDER BY tenant_id, sort_key, seq LIMIT :b_limit"
@@ -181,6 +198,7 @@ class _Candidate(NamedTuple):
     tenant_id: str
     environment_id: str | None
     slots: int
+    tenant_quota: int | None  #: the tenant's own ``max_running_jobs`` (None: none)
 
 
 @dataclass(frozen=True)
@@ -266,11 +284,6 @@ class ClaimStore:
 
         self._tenant_head = prepare(_TENANT_HEAD_SQLITE) if sqlite else for_claim(_TENANT_HEAD)
         self._candidates = prepare(_CANDIDATES_SQLITE) if sqlite else for_claim(_CANDIDATES)
-        self._candidates_fair = (
-            prepare(_CANDIDATES_SQLITE.bindparams(b_limit=CLAIM_SCAN_FAIR))
-            if sqlite
-            else for_claim(_CANDIDATES.limit(CLAIM_SCAN_FAIR))
-        )
         self._claim_one = prepare(_CLAIM)
         #: the rules a queued job must pass (the insight asks the same, see admission.py)
         self.admission = Admission(db)
@@ -390,15 +403,10 @@ class ClaimStore:
         message = f"Job claimed by node {req.node_id}."
         expires = now + timedelta(seconds=req.lease_ttl_s)
         standings = None
-        candidates = self._candidates
         if self.fair is not None:
             standings = self.fair.for_claim(conn, to_epoch(now))
-            if len(standings.queued) > 1 and len(req.token_hashes) <= CLAIM_SCAN_FAIR:
-                candidates = self._candidates_fair
-        rows = [
-            _Candidate(*r)
-            for r in candidates.rows(conn, {"b_max_slots": req.max_slots, "b_now": now})
-        ]
+        competing = standings is not None and len(standings.queued) > 1
+        rows = self._first_queued(conn, req, now, competing)
         snap, pool = self._fair_pool(conn, rows, req, now, deltas, standings)
         rooms = self.admission.rooms(
             conn,
@@ -406,6 +414,7 @@ class ClaimStore:
             (r.environment_id for r in pool if r.environment_id is not None),
             req.default_max_running,
             lock=True,
+            quotas={r.tenant_id: r.tenant_quota for r in pool},
         )
         room = {k: r.left for k, r in rooms.items()}
         # the candidates per tenant in queue order (one list when fair share is not needed)
@@ -457,6 +466,26 @@ class ClaimStore:
             for j in claimed
         )
         return claimed
+
+    def _first_queued(
+        self, conn: sa.Connection, req: ClaimRequest, now: datetime, competing: bool
+    ) -> list[_Candidate]:
+        """The first queued jobs in queue order: ``CLAIM_SCAN_FAIR`` of them when that is
+        enough, that is when tenants compete (fair share reads the heads of their queues
+        itself) or when no rule can hold back the jobs the claim wants (no environment,
+        no quota, their slots fit: the usual case); else ``CLAIM_SCAN``, to look past
+        the jobs a rule holds back."""
+
+        def read(limit: int) -> list[_Candidate]:
+            params = {"b_max_slots": req.max_slots, "b_now": now, "b_limit": limit}
+            return [_Candidate(*r) for r in self._candidates.rows(conn, params)]
+
+        wanted = len(req.token_hashes)
+        if wanted <= CLAIM_SCAN_FAIR:
+            rows = read(CLAIM_SCAN_FAIR)
+            if len(rows) < CLAIM_SCAN_FAIR or competing or _unhindered(rows[:wanted], req):
+                return rows
+        return read(CLAIM_SCAN)
 
     def _fair_pool(
         self,
@@ -769,6 +798,16 @@ def _fairest(
     """The tenant whose next candidate goes first: the lowest fair-share key, then the
     candidate's place in queue order."""
     return min(queues, key=lambda t: (snap.key(t), place[queues[t][heads[t]].id]))
+
+
+def _unhindered(rows: Sequence[_Candidate], req: ClaimRequest) -> bool:
+    """Whether no admission rule can hold back any of ``rows`` in a claim of all of them
+    (see ``admission.held_back``): no environment, no quota, their slots fit."""
+    return (
+        req.default_max_running is None
+        and all(r.environment_id is None and r.tenant_quota is None for r in rows)
+        and sum(r.slots for r in rows) <= req.max_slots
+    )
 
 
 def _freed(deltas: Deltas, job: Job) -> None:

@@ -168,7 +168,7 @@ class PreparedStatement:
         }
         #: the types of the columns read, by name (a SELECT's or a RETURNING's)
         self._types = {c.keyname: c.type for c in compiled._result_columns}
-        self._results: list[Callable[[Any], Any] | None] | None = None
+        self._results: list[tuple[int, Callable[[Any], Any]]] | None = None
 
     def parameters(self, params: Mapping[str, object]) -> Any:
         """The driver's parameters for ``params`` (defaults of the statement filled in)."""
@@ -196,12 +196,15 @@ class PreparedStatement:
             results = self._results
             if results is None:
                 results = self._results = self._result_processors(cursor.description)
-        if not any(results):
+        if not results:
             return [tuple(r) for r in found]
-        return [
-            tuple(v if p is None or v is None else p(v) for p, v in zip(results, r, strict=True))
-            for r in found
-        ]
+        out = []
+        for r in found:
+            values = list(r)
+            for i, process in results:
+                values[i] = process(values[i])
+            out.append(tuple(values))
+        return out
 
     def mappings(self, conn: sa.Connection, params: Mapping[str, object]) -> list[dict[str, Any]]:
         """Like :meth:`rows`, each row by column name."""
@@ -217,14 +220,16 @@ class PreparedStatement:
         with driver_cursor(conn, self.sql, args) as cursor:
             cursor.executemany(self.sql, args)
 
-    def _result_processors(self, description: Any) -> list[Callable[[Any], Any] | None]:
+    def _result_processors(self, description: Any) -> list[tuple[int, Callable[[Any], Any]]]:
+        """The columns whose values need processing, with their processors."""
         types = list(self._types.values())
         if len(types) != len(description):  # text: the driver's values as they are
-            return [None] * len(description)
-        return [
+            return []
+        found = (
             t.dialect_impl(self._dialect).result_processor(self._dialect, d[1])
             for t, d in zip(types, description, strict=True)
-        ]
+        )
+        return [(i, p) for i, p in enumerate(found) if p is not None]
 
 
 _CACHE: dict[tuple[str, str, str, tuple[str, ...], str | None], PreparedInsert] = {}
