@@ -103,6 +103,69 @@ def test_running_mark_and_end_in_one_step(make_services: ServicesFactory) -> Non
     assert [(a["attempt"], a["state"], a["exit_code"]) for a in attempts] == [(1, "succeeded", 0)]
 
 
+def test_a_start_and_end_of_a_changed_job_write_neither(make_services: ServicesFactory) -> None:
+    """The running mark and the end of one attempt in one step are one fenced write: a
+    job cancelled meanwhile gets neither (nor their events), and the end says how the
+    job is now."""
+    services = make_services(start=False)
+    job = services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0]
+    claims = ClaimStore(services.db)
+    now = services.clock.now()
+    claimed = claims.step(now=now, claim=_request(1)).claimed[0]
+    services.jobs.cancel(ADMIN, job.id)
+    cancelling = services.jobs.get(ADMIN, job.id)
+    running = claimed.evolve(state=JobState.RUNNING, started_at=now)
+    step = claims.step(
+        now=now,
+        starts=[Started(job=claimed, pid=4242, create_time=1.0, node_id="n1", started_at=now)],
+        ends=[AttemptEnd(job=running, target=JobState.SUCCEEDED, message="done", exit_code=0)],
+    )
+    assert step.running == [None]
+    assert step.ended[0].ended is None and step.ended[0].current == cancelling
+    assert services.jobs.get(ADMIN, job.id) == cancelling
+    assert [e.to_state for e in services.jobs.events(ADMIN, job.id)] == [
+        "queued",
+        "starting",
+        cancelling.state.value,
+    ]
+    assert services.tracking.attempts(ADMIN, job.id) == []
+
+
+def test_a_start_and_plain_end_in_one_step_leave_the_row_as_two_steps_would(
+    make_services: ServicesFactory,
+) -> None:
+    """Marked running and ended in one step (no usage figures), or in two: the same
+    row, events and attempt record, times and ids aside."""
+    services = make_services(start=False)
+    ids = [services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0].id for _ in range(2)]
+    claims = ClaimStore(services.db)
+    now = services.clock.now()
+    for together in (True, False):
+        claimed = claims.step(now=now, claim=_request(1)).claimed[0]
+        start = Started(job=claimed, pid=7, create_time=2.0, node_id="n1", started_at=now)
+        running = claimed.evolve(state=JobState.RUNNING, started_at=now)
+        end = AttemptEnd(job=running, target=JobState.FAILED, message="exit 3", exit_code=3)
+        if together:
+            step = claims.step(now=now, starts=[start], ends=[end])
+        else:
+            claims.step(now=now, starts=[start])
+            step = claims.step(now=now, ends=[end])
+        assert step.ended[0].ended is not None
+    rows = [services.jobs.get(ADMIN, i) for i in ids]
+    same = ("state", "pid", "pid_create_time", "exit_code", "message", "lease_owner", "attempt")
+    assert [tuple(getattr(r, f) for f in same) for r in rows] == [
+        (JobState.FAILED, 7, 2.0, 3, "exit 3", None, 1)
+    ] * 2
+    for i in ids:
+        events = services.jobs.events(ADMIN, i)
+        assert [(e.from_state, e.to_state, e.message) for e in events][2:] == [
+            ("starting", "running", "Job is running on node n1 (pid 7)."),
+            ("running", "failed", "exit 3"),
+        ]
+        attempts = services.tracking.attempts(ADMIN, i)
+        assert [(a["attempt"], a["state"], a["exit_code"]) for a in attempts] == [(1, "failed", 3)]
+
+
 def test_an_end_is_fenced_by_state_and_lease_epoch(make_services: ServicesFactory) -> None:
     services = make_services(start=False)
     job = services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0]

@@ -175,6 +175,15 @@ _END = (
     )
 )
 _END_WITH_USAGE = _END.values({c: _b(f"b_{c}") for c in _USAGE_COLUMNS})
+#: an end written with its attempt's running mark (from ``starting``): the row as the
+#: mark and then the end would leave it
+_RUNNING_FIELDS = {
+    "pid": _b("b_pid"),
+    "pid_create_time": _b("b_create_time"),
+    "started_at": _b("b_started", _TIME),
+}
+_MARKED_END = _END.values(_RUNNING_FIELDS)
+_MARKED_END_WITH_USAGE = _END_WITH_USAGE.values(_RUNNING_FIELDS)
 _SELECT_JOB = sa.select(jobs).where(jobs.c.id == _b("b_id"))
 _ATTEMPT_COLUMNS = (
     "tenant_id",
@@ -307,6 +316,8 @@ class ClaimStore:
         self._running = prepare(_RUNNING)
         self._end_plain = prepare(_END)
         self._end_usage = prepare(_END_WITH_USAGE)
+        self._marked_end_plain = prepare(_MARKED_END)
+        self._marked_end_usage = prepare(_MARKED_END_WITH_USAGE)
 
     # ---- one transaction for a dispatch step ------------------------------------------
     def step(
@@ -326,11 +337,17 @@ class ClaimStore:
         attempts: list[dict[str, object]] = []
         deltas: Deltas = {}  # running slots per (tenant, node), for fair share
         ids = sorted({s.job.id for s in starts} | {e.job.id for e in ends})
+        # an attempt that started and ended since the last step: its end is written by
+        # its running mark's UPDATE (one statement instead of two; its events are the same)
+        with_mark = {e.job.id: e for e in ends if _plain_end(e, now)}
         with self.db.write() as conn:
             if self._lock_in_order is not None and len(ids) > 1:
                 conn.execute(self._lock_in_order, {"ids": ids})
-            running = self._mark_running(conn, starts, now, events)
-            ended = [self._end(conn, end, now, events, attempts, deltas) for end in ends]
+            running, written = self._mark_running(conn, starts, now, events, with_mark)
+            ended = [
+                self._end(conn, end, now, events, attempts, deltas, end.job.id in written)
+                for end in ends
+            ]
             claimed = self._claim(conn, claim, now, events, deltas) if claim is not None else []
             _insert_events(conn, now, events)
             if attempts:
@@ -538,12 +555,20 @@ class ClaimStore:
         return self.step(now=now, starts=starts).running
 
     def _mark_running(
-        self, conn: sa.Connection, starts: Sequence[Started], now: datetime, events: list[_Event]
-    ) -> list[Job | None]:
-        """The running marks; their events are appended to ``events``."""
+        self,
+        conn: sa.Connection,
+        starts: Sequence[Started],
+        now: datetime,
+        events: list[_Event],
+        with_mark: Mapping[str, AttemptEnd],
+    ) -> tuple[list[Job | None], set[str]]:
+        """The running marks; their events are appended to ``events``. A mark whose
+        attempt ends in ``with_mark`` (a plain end of the same lease) writes that end
+        too; the ids of those jobs come second."""
         out: list[Job | None] = []
+        written: set[str] = set()
         if not starts:
-            return out
+            return out, written
         states.check_transition(JobState.STARTING, JobState.RUNNING)
         for s in starts:
             where = f" (pid {s.pid})" if s.pid is not None else ""
@@ -557,7 +582,15 @@ class ClaimStore:
                 "b_now": now,
                 "b_message": message,
             }
-            if not self._running.rowcount(conn, params):
+            end = with_mark.get(s.job.id)
+            if end is not None and end.job.lease_epoch == s.job.lease_epoch:
+                fenced, end_params = self._end_statement(end, now, marked=True)
+                if fenced.rowcount(conn, {**params, **end_params}):
+                    written.add(s.job.id)
+                else:  # changed meanwhile: the end is tried by itself, and says how
+                    out.append(None)
+                    continue
+            elif not self._running.rowcount(conn, params):
                 out.append(None)
                 continue
             job = s.job.evolve(
@@ -571,7 +604,7 @@ class ClaimStore:
             out.append(job)
             data = {"pid": s.pid, "node_id": s.node_id}
             events.append((s.job, JobState.STARTING, JobState.RUNNING, message, data))
-        return out
+        return out, written
 
     def end_attempts(self, ends: Sequence[AttemptEnd], now: datetime) -> list[EndResult]:
         """Write the ends of attempts in one transaction: each a fenced compare-and-set
@@ -588,9 +621,11 @@ class ClaimStore:
         events: list[_Event],
         attempts: list[dict[str, object]],
         deltas: Deltas,
+        written: bool = False,
     ) -> EndResult:
         """One end; its event and attempt record are appended to ``events`` and
-        ``attempts`` (inserted together by the caller), its freed slots to ``deltas``."""
+        ``attempts`` (inserted together by the caller), its freed slots to ``deltas``.
+        ``written``: its row was written with the attempt's running mark already."""
         job = end.job
         ended_at = end.ended_at or now
         plan = retry.plan(job, end.target, end.error_type, now)
@@ -601,23 +636,9 @@ class ClaimStore:
             if result.ended is not None:
                 _freed(deltas, job)
             return result
-        done = 0
-        if states.can_transition(job.state, end.target):
-            params: dict[str, object] = {
-                "b_id": job.id,
-                "b_from": job.state.value,
-                "b_epoch": job.lease_epoch,
-                "b_to": end.target.value,
-                "b_message": end.message,
-                "b_error_type": end.error_type,
-                "b_exit_code": end.exit_code,
-                "b_now": now,
-                "b_ended": ended_at,
-            }
-            fenced = self._end_plain
-            if end.usage is not None:
-                fenced = self._end_usage
-                params.update({f"b_{c}": getattr(end.usage, c) for c in _USAGE_COLUMNS})
+        done = 1 if written else 0
+        if not done and states.can_transition(job.state, end.target):
+            fenced, params = self._end_statement(end, now, marked=False)
             done = fenced.rowcount(conn, params)
         if not done:
             row = conn.execute(_SELECT_JOB, {"b_id": job.id}).mappings().first()
@@ -637,6 +658,29 @@ class ClaimStore:
             lease_expires_at=None,
         )
         return EndResult(ended=ended, current=ended)
+
+    def _end_statement(
+        self, end: AttemptEnd, now: datetime, *, marked: bool
+    ) -> tuple[PreparedStatement, dict[str, object]]:
+        """The fenced UPDATE of ``end`` and its parameters; ``marked``: the one that also
+        writes the attempt's running mark (from ``starting``; it takes the mark's
+        parameters too)."""
+        job = end.job
+        params: dict[str, object] = {
+            "b_id": job.id,
+            "b_from": JobState.STARTING.value if marked else job.state.value,
+            "b_epoch": job.lease_epoch,
+            "b_to": end.target.value,
+            "b_message": end.message,
+            "b_error_type": end.error_type,
+            "b_exit_code": end.exit_code,
+            "b_now": now,
+            "b_ended": end.ended_at or now,
+        }
+        if end.usage is None:
+            return (self._marked_end_plain if marked else self._end_plain), params
+        params.update({f"b_{c}": getattr(end.usage, c) for c in _USAGE_COLUMNS})
+        return (self._marked_end_usage if marked else self._end_usage), params
 
     def _end_and_retry(
         self, conn: sa.Connection, end: AttemptEnd, now: datetime, plan: retry.RetryPlan
@@ -807,6 +851,16 @@ def _unhindered(rows: Sequence[_Candidate], req: ClaimRequest) -> bool:
         req.default_max_running is None
         and all(r.environment_id is None and r.tenant_quota is None for r in rows)
         and sum(r.slots for r in rows) <= req.max_slots
+    )
+
+
+def _plain_end(end: AttemptEnd, now: datetime) -> bool:
+    """Whether ``end`` is of a running attempt, with no retry: one fenced UPDATE."""
+    job = end.job
+    return (
+        job.state is JobState.RUNNING
+        and states.can_transition(JobState.RUNNING, end.target)
+        and retry.plan(job, end.target, end.error_type, now) is None
     )
 
 
