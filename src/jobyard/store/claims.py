@@ -38,8 +38,8 @@ from jobyard.store.tracking import TrackingStore
 CLAIM_SCAN = 50
 #: queued jobs looked at in queue order when several tenants compete (fair share reads
 #: the heads of the fairest tenants' own queues; these catch tenants new since the
-#: standings were read), or when no rule can hold back the first ones (one tenant, no
-#: quota, no environment: then a claim of up to this many jobs needs no more)
+#: standings were read), or when no rule can hold back the first ones (no quota, no
+#: environment, their slots fit: then a claim of up to this many jobs needs no more)
 CLAIM_SCAN_FAIR = 8
 #: at most this many tenants whose jobs are not among the first ``CLAIM_SCAN`` queued
 #: are looked at by one claim for fair share (the furthest under their share first)

@@ -166,7 +166,8 @@ class PreparedStatement:
             for name, bind in compiled.binds.items()
             if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
-        #: the types of the columns read, by name (a SELECT's or a RETURNING's)
+        #: the types of the columns read, by name (a SELECT's or a RETURNING's; none for
+        #: a text statement), as SQLAlchemy's own result set-up takes them
         self._types = {c.keyname: c.type for c in compiled._result_columns}
         self._results: list[tuple[int, Callable[[Any], Any]]] | None = None
 
@@ -208,11 +209,10 @@ class PreparedStatement:
 
     def mappings(self, conn: sa.Connection, params: Mapping[str, object]) -> list[dict[str, Any]]:
         """Like :meth:`rows`, each row by column name."""
-        names = list(self._types) if self._types else None
-        found = self.rows(conn, params)
-        if names is None:
+        if not self._types:
             raise ValueError("the statement names no columns")
-        return [dict(zip(names, r, strict=True)) for r in found]
+        names = list(self._types)
+        return [dict(zip(names, r, strict=True)) for r in self.rows(conn, params)]
 
     def execute_many(self, conn: sa.Connection, rows: Sequence[Mapping[str, object]]) -> None:
         """Run once per row of ``rows`` with one ``executemany``."""
