@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 
 from common import load_average, machine_line, spread
+from dispatch_cpu import queue_jobs
 from w3_submit import fresh_database
 
-from jobyard.domain.jobs import Job, JobSpec
+from jobyard.domain.jobs import Job
 from jobyard.domain.states import JobState
 from jobyard.settings import Settings
 from jobyard.store import migrate
@@ -35,17 +36,7 @@ def run_round(n: int, url: str | None, same: bool) -> tuple[int, float]:
     services = build_services(Settings(data_dir=data, database_url=url, sandbox="off"))
     migrate.upgrade(services.db)
     services.auth.bootstrap()
-    now = services.clock.now()
-    for i in range(n):
-        services.jobs.store.insert(
-            tenant_id="default",
-            spec=JobSpec(argv=("true",)),
-            state=JobState.QUEUED,
-            sort_key=float(i),
-            now=now,
-            request_hash=None,
-            message="queued",
-        )
+    queue_jobs(services, n, ("true",))
     claims = ClaimStore(services.db, services.jobs.store)
     started: Started | None = None  # claimed by the step before
     running: Job | None = None  # marked running by the step before
