@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from jobyard.domain.priorities import Priority
 
 def test_but_is_replace() -> None:
     spec = JobSpec(entrypoint="echo", parameters={"a": 1}, priority=Priority.HIGH)
-    changes = {
+    changes: dict[str, Any] = {
         "submitted_by": "key",
         "project_id": "p1",
         "scheduled_at": datetime(2030, 1, 1, tzinfo=UTC),
