@@ -37,6 +37,17 @@ from jobyard.store.tables import (
 
 #: the job holds a slot (starting, running or cancelling)
 _IS_ACTIVE = jobs.c.state.in_(sorted(s.value for s in states.ACTIVE))
+#: the reads of ``GET /v1/jobs/{id}``, built once: on SQLite building a statement costs
+#: about what running it does (≈ 90 µs of ≈ 220 µs for the job's row)
+_GET = sa.select(jobs).where(
+    jobs.c.id == sa.bindparam("job_id"), jobs.c.tenant_id == sa.bindparam("tenant_id")
+)
+_GET_IN_PROJECT = _GET.where(jobs.c.project_id == sa.bindparam("project_id"))
+_RETRIES = (
+    sa.select(jobs.c.id)
+    .where(jobs.c.tenant_id == sa.bindparam("tenant_id"), jobs.c.retry_of == sa.bindparam("job_id"))
+    .order_by(jobs.c.seq)
+)
 
 
 class _Columns:
@@ -386,11 +397,10 @@ class JobStore:
     # ---- reads -------------------------------------------------------------------
     def get(self, tenant_id: str, job_id: str, project_id: str | None = None) -> Job:
         """The tenant's job (within ``project_id`` when given), or NotFound."""
-        cond = [jobs.c.id == job_id, jobs.c.tenant_id == tenant_id]
-        if project_id is not None:
-            cond.append(jobs.c.project_id == project_id)
+        params = {"job_id": job_id, "tenant_id": tenant_id, "project_id": project_id}
+        stmt = _GET if project_id is None else _GET_IN_PROJECT
         with self.db.read() as conn:
-            row = conn.execute(sa.select(jobs).where(*cond)).mappings().first()
+            row = conn.execute(stmt, params).mappings().first()
         if row is None:
             raise errors.NotFound(f"job {job_id} does not exist", kind="job", id=job_id)
         return job_from_row(row)
@@ -747,13 +757,9 @@ class JobStore:
             return [(e - s).total_seconds() for s, e in conn.execute(stmt).all()]
 
     def retries_of(self, tenant_id: str, job_id: str) -> list[str]:
-        stmt = (
-            sa.select(jobs.c.id)
-            .where(jobs.c.tenant_id == tenant_id, jobs.c.retry_of == job_id)
-            .order_by(jobs.c.seq)
-        )
+        params = {"tenant_id": tenant_id, "job_id": job_id}
         with self.db.read() as conn:
-            return [r[0] for r in conn.execute(stmt).all()]
+            return [r[0] for r in conn.execute(_RETRIES, params).all()]
 
 
 _NEXT_HEX = dict(zip("0123456789abcdef", "123456789abcdef", strict=False))
