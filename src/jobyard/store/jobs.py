@@ -23,7 +23,7 @@ from jobyard.domain import states
 from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec, ResourceUsage, Tracking
 from jobyard.domain.retry import RetryPlan
 from jobyard.domain.states import JobState
-from jobyard.store import dialects, fencing
+from jobyard.store import dialects, fencing, page_statements
 from jobyard.store.database import Database
 from jobyard.store.prepared import prepared_insert, prepared_insert_with
 from jobyard.store.tables import (
@@ -448,17 +448,20 @@ class JobStore:
     ) -> tuple[list[Job], str | None, dict[str, int]]:
         """:meth:`list_jobs` and :meth:`count_by_state` in one read transaction (one
         connection checkout; on SQLite one snapshot, so the counts agree with the page)."""
+        page = self._list_stmt(tenant_id, flt, limit, cursor)
+        count = self._count_stmt(tenant_id, flt)
         with self.db.read() as conn:
-            rows = conn.execute(self._list_stmt(tenant_id, flt, limit, cursor)).mappings().all()
-            counts = conn.execute(self._count_stmt(tenant_id, flt)).all()
+            rows = conn.execute(*page).mappings().all()
+            counts = conn.execute(*count).all()
         return (*self._page_of(rows, limit), {state: int(n) for state, n in counts if n})
 
     def list_jobs(
         self, tenant_id: str, flt: JobFilter, *, limit: int, cursor: str | None
     ) -> tuple[list[Job], str | None]:
         """Newest first; a page of at most ``limit`` and the cursor of the next page."""
+        page = self._list_stmt(tenant_id, flt, limit, cursor)
         with self.db.read() as conn:
-            rows = conn.execute(self._list_stmt(tenant_id, flt, limit, cursor)).mappings().all()
+            rows = conn.execute(*page).mappings().all()
         return self._page_of(rows, limit)
 
     @staticmethod
@@ -467,12 +470,19 @@ class JobStore:
         next_cursor = encode_cursor(items[-1].seq) if len(rows) > limit and items else None
         return items, next_cursor
 
-    def _list_stmt(self, tenant_id: str, flt: JobFilter, limit: int, cursor: str | None) -> Any:
-        """The page's statement: ``limit + 1`` rows, newest first."""
+    def _list_stmt(
+        self, tenant_id: str, flt: JobFilter, limit: int, cursor: str | None
+    ) -> page_statements.Statement:
+        """The page's statement (``limit + 1`` rows, newest first) and its parameters:
+        built once for the common filters, else here."""
+        before = decode_cursor(cursor) if cursor else None
+        built = page_statements.list_statement(tenant_id, flt, limit, before)
+        if built is not None:
+            return built
         by_time = flt.created_to is not None
         cond = self._where(tenant_id, flt, with_states=True, by_time=by_time)
-        if cursor:
-            cond.append(jobs.c.seq < decode_cursor(cursor))
+        if before is not None:
+            cond.append(jobs.c.seq < before)
         newest = jobs.c.seq.desc()
         if by_time:
             # the page's seqs from the created_at index alone, sorted there, then the rows;
@@ -482,18 +492,23 @@ class JobStore:
             by_seq = (jobs.c.seq + 0).desc()
             page = sa.select(jobs.c.seq).where(*cond).order_by(by_seq).limit(limit + 1)
             cond = [jobs.c.seq.in_(page.scalar_subquery())]
-        return sa.select(jobs).where(*cond).order_by(newest).limit(limit + 1)
+        return sa.select(jobs).where(*cond).order_by(newest).limit(limit + 1), {}
 
     def count_by_state(self, tenant_id: str, flt: JobFilter) -> dict[str, int]:
         """Counts by state of the jobs matching the filter, ignoring its states."""
+        count = self._count_stmt(tenant_id, flt)
         with self.db.read() as conn:
-            counts = conn.execute(self._count_stmt(tenant_id, flt)).all()
+            counts = conn.execute(*count).all()
         return {state: int(n) for state, n in counts if n}
 
-    def _count_stmt(self, tenant_id: str, flt: JobFilter) -> Any:
-        """Counts by state of the jobs matching the filter, ignoring its states. Filters
-        of project, priority and job type only read ``job_counts`` (rows kept by
-        triggers, a few per job type); other filters count the matching jobs."""
+    def _count_stmt(self, tenant_id: str, flt: JobFilter) -> page_statements.Statement:
+        """Counts by state of the jobs matching the filter, ignoring its states, and the
+        statement's parameters. Filters of project, priority and job type only read
+        ``job_counts`` (rows kept by triggers, a few per job type); other filters count
+        the matching jobs. Built once for the common filters, else here."""
+        built = page_statements.count_statement(tenant_id, flt)
+        if built is not None:
+            return built
         counted = replace(
             flt, states=frozenset(), project_id=None, priorities=frozenset(), job_type=None
         )
@@ -510,7 +525,7 @@ class JobStore:
         else:
             cond = self._where(tenant_id, flt, with_states=False)
             stmt = sa.select(jobs.c.state, sa.func.count()).where(*cond).group_by(jobs.c.state)
-        return stmt
+        return stmt, {}
 
     def events(self, tenant_id: str, job_id: str, *, after: int | None = None) -> list[JobEvent]:
         cond = [job_events.c.job_id == job_id, job_events.c.tenant_id == tenant_id]
