@@ -18,6 +18,7 @@ from jobyard.api import docs, errors
 from jobyard.api.accesslog import AccessLog
 from jobyard.api.compat import history, insights_hub, mindzie, prediction
 from jobyard.api.compat import ray as ray_compat
+from jobyard.api.fast_reads import FastReads
 from jobyard.api.fast_submit import FastSubmit
 from jobyard.api.metrics import metrics_route
 from jobyard.api.routes import (
@@ -50,11 +51,12 @@ UPLOAD_PATHS = re.compile(
 
 class App(FastAPI):
     """The FastAPI application behind a thin front (:attr:`front`): the access log, then
-    the plain submit's fast path (``FastSubmit``), which answers most ``POST /v1/jobs``
-    without FastAPI's and Starlette's middleware stack (≈ 1/10 of the server's CPU per
-    submit) and hands every other request to :meth:`framework`, the whole stack.
-    FastAPI's native OpenTelemetry spans (only when a provider is configured; jobyard
-    configures none) do not cover the fast submits."""
+    the fast paths of the job reads (``FastReads``: most ``GET /v1/jobs/{id}`` and
+    ``GET /v1/jobs``) and of the plain submit (``FastSubmit``: most ``POST /v1/jobs``),
+    which answer without FastAPI's and Starlette's middleware stack (≈ 1/10 of the
+    server's CPU per submit) and hand every other request to :meth:`framework`, the
+    whole stack. FastAPI's native OpenTelemetry spans (only when a provider is
+    configured; jobyard configures none) do not cover the fast paths."""
 
     front: ASGIApp | None = None
 
@@ -80,7 +82,7 @@ def create_app(services: Services) -> App:
     )
     app.state.services = services
     app.add_middleware(BodyLimit)
-    front: ASGIApp = FastSubmit(app.framework, services, MAX_BODY_BYTES)
+    front: ASGIApp = FastReads(FastSubmit(app.framework, services, MAX_BODY_BYTES), services)
     if services.settings.access_log:
         front = AccessLog(front)  # outermost: it sees the fast submits too
     app.front = front
