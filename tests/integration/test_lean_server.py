@@ -1,27 +1,30 @@
 """The server keeps out of memory what it does not use: Alembic when the schema is at
-head (and, through a forked child, even when it migrates), the CLI's client commands."""
+head (and, through a forked child, even when it migrates), the CLI's client commands,
+SQLAlchemy's PostgreSQL dialect on SQLite."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
 from jobyard.store import migrate
 from jobyard.store.database import Database
+from tests.conftest import wait_for
 
 START = """
 import json, sys
 from pathlib import Path
 from jobyard.api.app import create_app
-from jobyard.server import start_services
-from jobyard.settings import Settings
 from jobyard.store import migrate
 
 services, key = start_services(Settings.from_env(data_dir=Path(sys.argv[1]), slots=1))
@@ -58,6 +61,53 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("httpx", "
                         or m.startswith("jobyard.cli.")
                         and m not in ("jobyard.cli.main", "jobyard.cli.helptext", "jobyard.cli.serve"))))
 """
+
+
+#: ``jobyard serve`` as its script runs it (``main()``), which writes the names of the
+#: modules it holds to ``argv[1]`` on SIGUSR1
+SERVE_AND_TELL = """
+import json, os, signal, sys
+path = sys.argv[1]
+def tell(*_):
+    with open(path + ".part", "w") as f:
+        json.dump(sorted(sys.modules), f)
+    os.replace(path + ".part", path)
+signal.signal(signal.SIGUSR1, tell)
+sys.argv = ["jobyard", *sys.argv[2:]]
+from jobyard.cli.main import main
+main()
+"""
+
+#: modules a server on SQLite has no use for, whatever it answered
+NOT_LOADED = ("sqlalchemy.dialects.postgresql", "psycopg", "alembic", "rich")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _touch_every_router(url: str, key: str) -> dict[str, int]:
+    """One request to a route of each router (as ``bench/idle_rss.py``); their statuses."""
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as client:
+        job = client.post(
+            "/v1/jobs", json={"entrypoint": "true", "scheduled_at": "2099-01-01T00:00:00Z"}
+        ).json()
+        paths = [
+            "/healthz", "/readyz", "/v1/jobs", f"/v1/jobs/{job['id']}",
+            f"/v1/jobs/{job['id']}/results", f"/v1/jobs/{job['id']}/notifications",
+            "/v1/models", "/v1/environments", "/v1/folders", "/v1/definitions",
+            "/v1/monitoring/overdue-models", "/v1/system/status", "/v1/keys", "/api/v1/jobs",
+            "/api/jobmanager/v3/jobs", "/api/history/jobs",
+            "/api/default/execution/system/status", "/api/version", "/api/jobs/",
+            "/metrics", "/openapi.json", "/ui/sign-in",
+        ]  # fmt: skip
+        answers = {path: client.get(path).status_code for path in paths}
+        answers["cancel"] = client.post(f"/v1/jobs/{job['id']}/cancel").status_code
+        answers["events"] = client.get(f"/v1/jobs/{job['id']}/events/stream").status_code
+    return answers
 
 
 def _run(code: str, *args: str) -> Any:
@@ -113,3 +163,39 @@ def test_a_failed_migration_in_the_child_is_an_error(tmp_path: Path) -> None:
 
 def test_serve_command_leaves_out_the_client_commands() -> None:
     assert _run(SERVE_COMMAND) == []
+
+
+def test_a_server_on_sqlite_leaves_out_what_it_does_not_use(tmp_path: Path) -> None:
+    home, told = tmp_path / "home", tmp_path / "modules.json"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
+    env |= {"JOBYARD_HOME": str(home), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    command = ["serve", "--port", str(port), "--slots", "1"]
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE_AND_TELL, str(told), *command],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(url, server), timeout=60, interval=0.05)
+        key = json.loads((home / "credentials.json").read_text())["api_key"]
+        answers = _touch_every_router(url, key)
+        server.send_signal(signal.SIGUSR1)
+        modules = wait_for(lambda: told.exists() and json.loads(told.read_text()), timeout=10)
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert set(answers.values()) == {200, 202}, answers
+    assert "jobyard.server" in modules
+    assert [m for m in NOT_LOADED if m in modules] == []
+
+
+def _answers(url: str, server: subprocess.Popen[bytes]) -> bool:
+    assert server.poll() is None, f"jobyard serve exited with {server.returncode}"
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
