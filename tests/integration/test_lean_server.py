@@ -85,8 +85,8 @@ from jobyard.cli.main import main
 main()
 """
 
-#: modules a server on SQLite has no use for, whatever it answered
-NOT_LOADED = ("sqlalchemy.dialects.postgresql", "psycopg", "alembic", "rich")
+#: modules a server on SQLite without cron schedules has no use for, whatever it answered
+NOT_LOADED = ("sqlalchemy.dialects.postgresql", "psycopg", "alembic", "rich", "croniter")
 
 
 def _free_port() -> int:
