@@ -1,5 +1,6 @@
 """The server keeps out of memory what it does not use: Alembic when the schema is at
-head (and, through a forked child, even when it migrates), the CLI's client commands,
+head (and, through a forked child, even when it migrates), the CLI (typer reads
+``jobyard serve``'s options in a forked child),
 SQLAlchemy's PostgreSQL dialect on SQLite, a second build of every route."""
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ from jobyard.cli.main import build_app
 build_app(client_commands=False)
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("httpx", "rich", "alembic")
                         or m.startswith("jobyard.cli.")
-                        and m not in ("jobyard.cli.main", "jobyard.cli.helptext", "jobyard.cli.serve"))))
+                        and m not in ("jobyard.cli.main", "jobyard.cli.command", "jobyard.cli.helptext",
+                                      "jobyard.cli.serve", "jobyard.cli.launch"))))
 """
 
 
@@ -86,7 +88,7 @@ main()
 """
 
 #: modules a server on SQLite without cron schedules has no use for, whatever it answered
-NOT_LOADED = ("sqlalchemy.dialects.postgresql", "psycopg", "alembic", "rich", "croniter")
+NOT_LOADED = ("sqlalchemy.dialects.postgresql", "psycopg", "alembic", "typer", "rich", "croniter")
 
 
 def _free_port() -> int:
@@ -230,3 +232,30 @@ def test_the_app_serves_each_routers_own_routes(tmp_path: Path) -> None:
     for router in routers:
         assert router.routes
         assert all(id(route) in held for route in router.routes), router.prefix
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["--help"], 0, "Run the jobyard server (API and workers) in the foreground."),
+        (["--slots", "0"], 2, "Invalid value for '--slots'"),
+        (["--no-such-option"], 2, "No such option: --no-such-option"),
+    ],
+)
+def test_serve_reads_its_options_in_a_child(
+    tmp_path: Path, args: list[str], code: int, says: str
+) -> None:
+    """What typer says and the exit code reach the user from the child that read them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
+    env |= {"JOBYARD_HOME": str(tmp_path), "COLUMNS": "200", "NO_COLOR": "1"}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "jobyard"), "serve", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    assert says in done.stdout + done.stderr
+    assert not (tmp_path / "jobyard.db").exists()  # no server started
