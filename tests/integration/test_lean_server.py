@@ -1,20 +1,29 @@
 """The server keeps out of memory what it does not use: Alembic when the schema is at
-head (and, through a forked child, even when it migrates), the CLI's client commands."""
+head (and, through a forked child, even when it migrates), the CLI (typer reads
+``jobyard serve``'s options in a forked child),
+SQLAlchemy's PostgreSQL dialect on SQLite, a second build of every route."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import APIRouter
 
+from jobyard.server import start_services
+from jobyard.settings import Settings
 from jobyard.store import migrate
 from jobyard.store.database import Database
+from tests.conftest import wait_for
 
 START = """
 import json, sys
@@ -38,6 +47,8 @@ finally:
 
 BROKEN = """
 import json, sys
+from jobyard.server import start_services
+from jobyard.settings import Settings
 from jobyard.store import migrate
 from jobyard.store.database import Database
 
@@ -56,8 +67,56 @@ from jobyard.cli.main import build_app
 build_app(client_commands=False)
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("httpx", "rich", "alembic")
                         or m.startswith("jobyard.cli.")
-                        and m not in ("jobyard.cli.main", "jobyard.cli.helptext", "jobyard.cli.serve"))))
+                        and m not in ("jobyard.cli.main", "jobyard.cli.command", "jobyard.cli.helptext",
+                                      "jobyard.cli.serve", "jobyard.cli.launch"))))
 """
+
+
+#: ``jobyard serve`` as its script runs it (``main()``), which writes the names of the
+#: modules it holds to ``argv[1]`` on SIGUSR1
+SERVE_AND_TELL = """
+import json, os, signal, sys
+path = sys.argv[1]
+def tell(*_):
+    with open(path + ".part", "w") as f:
+        json.dump(sorted(sys.modules), f)
+    os.replace(path + ".part", path)
+signal.signal(signal.SIGUSR1, tell)
+sys.argv = ["jobyard", *sys.argv[2:]]
+from jobyard.cli.main import main
+main()
+"""
+
+#: modules a server on SQLite without cron schedules has no use for, whatever it answered
+NOT_LOADED = ("sqlalchemy.dialects.postgresql", "psycopg", "alembic", "typer", "rich", "croniter")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _touch_every_router(url: str, key: str) -> dict[str, int]:
+    """One request to a route of each router (as ``bench/idle_rss.py``); their statuses."""
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as client:
+        job = client.post(
+            "/v1/jobs", json={"entrypoint": "true", "scheduled_at": "2099-01-01T00:00:00Z"}
+        ).json()
+        paths = [
+            "/healthz", "/readyz", "/v1/jobs", f"/v1/jobs/{job['id']}",
+            f"/v1/jobs/{job['id']}/results", f"/v1/jobs/{job['id']}/notifications",
+            "/v1/models", "/v1/environments", "/v1/folders", "/v1/definitions",
+            "/v1/monitoring/overdue-models", "/v1/system/status", "/v1/keys", "/api/v1/jobs",
+            "/api/jobmanager/v3/jobs", "/api/history/jobs",
+            "/api/default/execution/system/status", "/api/version", "/api/jobs/",
+            "/metrics", "/openapi.json", "/ui/sign-in",
+        ]  # fmt: skip
+        answers = {path: client.get(path).status_code for path in paths}
+        answers["cancel"] = client.post(f"/v1/jobs/{job['id']}/cancel").status_code
+        answers["events"] = client.get(f"/v1/jobs/{job['id']}/events/stream").status_code
+    return answers
 
 
 def _run(code: str, *args: str) -> Any:
@@ -113,3 +172,90 @@ def test_a_failed_migration_in_the_child_is_an_error(tmp_path: Path) -> None:
 
 def test_serve_command_leaves_out_the_client_commands() -> None:
     assert _run(SERVE_COMMAND) == []
+
+
+def test_a_server_on_sqlite_leaves_out_what_it_does_not_use(tmp_path: Path) -> None:
+    home, told = tmp_path / "home", tmp_path / "modules.json"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
+    env |= {"JOBYARD_HOME": str(home), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    command = ["serve", "--port", str(port), "--slots", "1"]
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE_AND_TELL, str(told), *command],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(url, server), timeout=60, interval=0.05)
+        key = json.loads((home / "credentials.json").read_text())["api_key"]
+        answers = _touch_every_router(url, key)
+        server.send_signal(signal.SIGUSR1)
+        modules = wait_for(lambda: told.exists() and json.loads(told.read_text()), timeout=10)
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert set(answers.values()) == {200, 202}, answers
+    assert "jobyard.server" in modules
+    assert [m for m in NOT_LOADED if m in modules] == []
+
+
+def _answers(url: str, server: subprocess.Popen[bytes]) -> bool:
+    assert server.poll() is None, f"jobyard serve exited with {server.returncode}"
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_the_app_serves_each_routers_own_routes(tmp_path: Path) -> None:
+    """``app.include_router`` would build every route a second time on its first request
+    (≈ 2 MB for all of them): the app holds the routes its routers built."""
+    from jobyard.api import app as api_app
+    from jobyard.web import admin, auth, catalog, jobs, submit
+
+    services, _ = start_services(Settings.from_env(data_dir=tmp_path, slots=1))
+    try:
+        app = api_app.create_app(services)
+    finally:
+        services.close()
+    routers = [
+        getattr(api_app, name).router
+        for name in dir(api_app)
+        if isinstance(getattr(getattr(api_app, name), "router", None), APIRouter)
+    ]
+    routers += [module.router for module in (auth, jobs, submit, catalog, admin)]
+    assert len(routers) >= 22
+    held = {id(route) for route in app.routes}
+    for router in routers:
+        assert router.routes
+        assert all(id(route) in held for route in router.routes), router.prefix
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["--help"], 0, "Run the jobyard server (API and workers) in the foreground."),
+        (["--slots", "0"], 2, "Invalid value for '--slots'"),
+        (["--no-such-option"], 2, "No such option: --no-such-option"),
+    ],
+)
+def test_serve_reads_its_options_in_a_child(
+    tmp_path: Path, args: list[str], code: int, says: str
+) -> None:
+    """What typer says and the exit code reach the user from the child that read them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
+    env |= {"JOBYARD_HOME": str(tmp_path), "COLUMNS": "200", "NO_COLOR": "1"}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "jobyard"), "serve", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    assert says in done.stdout + done.stderr
+    assert not (tmp_path / "jobyard.db").exists()  # no server started

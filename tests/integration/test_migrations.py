@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy.schema import CreateIndex
 
 from jobyard.store import migrate
 from jobyard.store.database import Database
@@ -57,6 +58,27 @@ def test_migrations_match_tables(db_url: str) -> None:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             diff = compare_metadata(ctx, metadata)
         assert diff == []
+    finally:
+        db.dispose()
+
+
+def test_partial_indexes_keep_their_condition(db_url: str) -> None:
+    """The tables give PostgreSQL's ``WHERE`` of a partial index only once an engine on
+    PostgreSQL exists (a server on SQLite never loads that dialect): with the database's
+    own dialect, every partial index still renders with its condition."""
+    db = Database(db_url)
+    try:
+        partial = [
+            index
+            for table in metadata.tables.values()
+            for index in table.indexes
+            if index.dialect_options["sqlite"]["where"] is not None
+        ]
+        assert len(partial) >= 10
+        for index in partial:
+            ddl = str(CreateIndex(index).compile(dialect=db.engine.dialect))
+            condition = str(index.dialect_options["sqlite"]["where"])
+            assert ddl.endswith(f" WHERE {condition}"), ddl
     finally:
         db.dispose()
 

@@ -38,6 +38,7 @@ def test_parameters_are_what_the_column_types_make_of_the_values(dialect: Dialec
     order = prepared.order or ()
     got = dict(params) if isinstance(params, dict) else dict(zip(order, params, strict=True))
     assert _plain(got) == _plain(expected)
+    assert _plain(prepared.values(row)) == _plain(expected)
     assert _plain(got)["parameters"] == _plain(got)["env"] != _plain(got)["metadata"]
 
 

@@ -18,8 +18,10 @@ from jobyard.api import docs, errors
 from jobyard.api.accesslog import AccessLog
 from jobyard.api.compat import history, insights_hub, mindzie, prediction
 from jobyard.api.compat import ray as ray_compat
+from jobyard.api.fast_reads import FastReads
 from jobyard.api.fast_submit import FastSubmit
 from jobyard.api.metrics import metrics_route
+from jobyard.api.routers import add_routes
 from jobyard.api.routes import (
     admin,
     definitions,
@@ -50,11 +52,12 @@ UPLOAD_PATHS = re.compile(
 
 class App(FastAPI):
     """The FastAPI application behind a thin front (:attr:`front`): the access log, then
-    the plain submit's fast path (``FastSubmit``), which answers most ``POST /v1/jobs``
-    without FastAPI's and Starlette's middleware stack (≈ 1/10 of the server's CPU per
-    submit) and hands every other request to :meth:`framework`, the whole stack.
-    FastAPI's native OpenTelemetry spans (only when a provider is configured; jobyard
-    configures none) do not cover the fast submits."""
+    the fast paths of the job reads (``FastReads``: most ``GET /v1/jobs/{id}`` and
+    ``GET /v1/jobs``) and of the plain submit (``FastSubmit``: most ``POST /v1/jobs``),
+    which answer without FastAPI's and Starlette's middleware stack (≈ 1/10 of the
+    server's CPU per submit) and hand every other request to :meth:`framework`, the
+    whole stack. FastAPI's native OpenTelemetry spans (only when a provider is
+    configured; jobyard configures none) do not cover the fast paths."""
 
     front: ASGIApp | None = None
 
@@ -80,30 +83,18 @@ def create_app(services: Services) -> App:
     )
     app.state.services = services
     app.add_middleware(BodyLimit)
-    front: ASGIApp = FastSubmit(app.framework, services, MAX_BODY_BYTES)
+    front: ASGIApp = FastReads(FastSubmit(app.framework, services, MAX_BODY_BYTES), services)
     if services.settings.access_log:
         front = AccessLog(front)  # outermost: it sees the fast submits too
     app.front = front
     errors.install(app)
     docs.install(app)
-    app.include_router(health.router)
-    app.include_router(jobs.router)
-    app.include_router(results.router)
-    app.include_router(models.router)
-    app.include_router(environments.router)
-    app.include_router(folders.router)
-    app.include_router(definitions.router)
-    app.include_router(monitoring.router)
-    app.include_router(notifications.router)
-    app.include_router(system.router)
+    first = (health, jobs, results, models, environments, folders, definitions, monitoring)
+    for module in (*first, notifications, system):
+        add_routes(app, module.router)
     metrics_route(app, services, public=services.settings.metrics_public)
-    app.include_router(stream.router)
-    app.include_router(admin.router)
-    app.include_router(prediction.router)
-    app.include_router(insights_hub.router)
-    app.include_router(history.router)
-    app.include_router(mindzie.router)
-    app.include_router(ray_compat.router)
+    for module in (stream, admin, prediction, insights_hub, history, mindzie, ray_compat):
+        add_routes(app, module.router)
     web.install(app, services)
 
     _document_errors(app)
@@ -116,13 +107,15 @@ def _build_schema_apart(app: FastAPI) -> None:
     ≈ 7.5 MB that building it leaves in the heap stay there. The server keeps the
     schema as JSON text (≈ 0.3 MB) and answers ``/openapi.json`` with it as it is;
     ``app.openapi()`` parses it for the few callers that want the objects
-    (``bench/idle_rss.py``)."""
+    (``bench/idle_rss.py``). Reading it from the child leaves free heap behind
+    (≈ 0.5 MB), given back at once (``memory.give_back``: once per process)."""
     build = app.openapi
     text: list[bytes] = []
 
     def schema_text() -> bytes:
         if not text:
             text.append(memory.built_apart(build))
+            memory.give_back()
         return text[0]
 
     def openapi() -> dict[str, Any]:

@@ -102,13 +102,18 @@ def validation_problems(
     return message, problems
 
 
+def error_of(exc: errors.JobyardError) -> JSONResponse:
+    """The answer to one of jobyard's errors (``Retry-After`` where a retry may help)."""
+    status = status_of(exc)
+    retry_after = str(exc.details.get("retry_after", 1))
+    headers = {"Retry-After": retry_after} if status in (429, 503, 507) else None
+    return error_response(status, exc.code, exc.message, dict(exc.details), headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.JobyardError)
     async def jobyard_error(_request: Request, exc: errors.JobyardError) -> JSONResponse:
-        status = status_of(exc)
-        retry_after = str(exc.details.get("retry_after", 1))
-        headers = {"Retry-After": retry_after} if status in (429, 503, 507) else None
-        return error_response(status, exc.code, exc.message, dict(exc.details), headers)
+        return error_of(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

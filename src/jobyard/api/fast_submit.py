@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobyard import errors
-from jobyard.api.deps import check_user
+from jobyard.api.deps import check_user, known_caller
 from jobyard.api.errors import internal_error
 from jobyard.api.schemas.jobs import JobCreate, JobOut
 from jobyard.wiring import Services
@@ -82,13 +82,10 @@ class FastSubmit:
     async def _submit(self, authorization: str | None, body: bytes) -> tuple[int, bytes] | None:
         """(status, JSON) of the accepted job, or None where the route must answer."""
         services = self.services
+        principal = await known_caller(services, authorization)
+        if principal is None:
+            return None
         try:
-            principal = services.auth.cached(authorization)
-            if principal is None:
-                if not services.auth.was_cached(authorization):
-                    return None
-                # a key read a while ago: read again as the route would (every 5 s)
-                principal = await run_in_threadpool(services.auth.authenticate, authorization)
             check_user(principal, "POST")
             request = JobCreate.model_validate_json(body).to_request(None)
             if not request.is_plain:

@@ -1,93 +1,36 @@
-"""The ``jobyard`` command: ``serve`` (``serve.py``) and the client commands (``submit.py``,
-``jobs.py``, …).
-
-``jobyard serve`` builds a command with only ``serve``: the client commands (httpx, rich)
-would stay in the server's memory for nothing. ``app`` is the whole command.
-"""
+"""Entry point of the ``jobyard`` script: ``jobyard serve`` through ``launch.py`` (typer
+reads its options in a child process, so that the server never holds the CLI), every
+other command through the typer command of ``command.py``."""
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Any
 
-import typer
+if TYPE_CHECKING:
+    import typer
 
-from jobyard.cli import helptext
-from jobyard.cli.serve import serve
+    from jobyard.cli.command import build_app as build_app
 
-
-def _version(value: bool) -> None:
-    if value:
-        from jobyard import __version__
-
-        typer.echo(f"jobyard {__version__}")
-        raise typer.Exit()
-
-
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-) -> None:
-    """jobyard: run jobs on this machine (or a Ray cluster) through an HTTP API."""
-
-
-def build_app(*, client_commands: bool = True) -> typer.Typer:
-    """The ``jobyard`` command; without ``client_commands`` only ``serve``."""
-    helptext.install()
-    cli = typer.Typer(
-        name="jobyard",
-        help="jobyard: a self-hosted job execution service.",
-        no_args_is_help=True,
-        add_completion=False,
-        pretty_exceptions_show_locals=False,  # locals may hold API keys
-        context_settings={"help_option_names": ["-h", "--help"]},
-    )
-    cli.callback()(_root)
-    cli.command()(serve)
-    if not client_commands:
-        return cli
-    from jobyard.cli import (
-        admin,
-        definitions,
-        envs,
-        folders,
-        jobs,
-        models,
-        results,
-        retry,
-        submit,
-        system,
-    )
-
-    cli.command(context_settings={"allow_interspersed_args": False})(submit.submit)
-    cli.command()(jobs.status)
-    cli.command("list")(jobs.list_jobs)
-    cli.command()(jobs.logs)
-    cli.command()(jobs.cancel)
-    cli.command()(retry.retry)
-    cli.command()(results.results)
-    cli.add_typer(models.app, name="models")
-    cli.add_typer(envs.app, name="envs")
-    cli.add_typer(folders.app, name="folders")
-    cli.add_typer(definitions.app, name="definitions")
-    cli.add_typer(admin.tenants, name="tenants")
-    cli.add_typer(admin.projects, name="projects")
-    cli.add_typer(admin.keys, name="keys")
-    cli.command()(admin.audit)
-    cli.command()(system.system)
-    return cli
-
-
-def __getattr__(name: str) -> typer.Typer:
-    # ``from jobyard.cli.main import app``: the whole command, built once on first use
-    if name == "app":
-        whole = globals()["app"] = build_app()
-        return whole
-    raise AttributeError(name)
+    app: typer.Typer
 
 
 def main() -> None:
     """Entry point of the ``jobyard`` script."""
-    build_app(client_commands=sys.argv[1:2] != ["serve"])()
+    if sys.argv[1:2] == ["serve"]:
+        from jobyard.cli import launch
+
+        launch.serve(sys.argv[1:])
+        return
+    from jobyard.cli.command import build_app
+
+    build_app()()
+
+
+def __getattr__(name: str) -> Any:
+    # ``from jobyard.cli.main import app, build_app``: the typer command of command.py
+    if name in ("app", "build_app"):
+        from jobyard.cli import command
+
+        return getattr(command, name)
+    raise AttributeError(name)

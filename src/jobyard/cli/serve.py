@@ -1,6 +1,6 @@
 """``jobyard serve``: the server's settings from options and ``JOBYARD_*`` variables,
-then the server itself. The only CLI module that imports server code (``jobyard.settings``
-here, ``jobyard.server`` and ``jobyard.errors`` when the command runs); the client
+handed to ``launch.start``. With ``launch.py``, the only CLI module that imports server
+code (``jobyard.settings`` here; ``launch.py`` runs ``jobyard.server``); the client
 commands reach the server through the SDK only."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from jobyard.cli import helptext
+from jobyard.cli import helptext, launch
 from jobyard.settings import Settings
 
 
@@ -199,13 +199,4 @@ def serve(
         log_format=log_format,
         access_log=access_log,
     )
-    # the server, loaded only now: the one place where the CLI imports it (pyproject.toml's
-    # import-linter contract "the CLI talks to the server only through the SDK")
-    from jobyard.errors import JobyardError
-    from jobyard.server import serve as run_server  # type: ignore[import-not-found,unused-ignore]
-
-    try:
-        run_server(settings)
-    except JobyardError as e:  # a setting or the database refuses this start
-        typer.echo(f"jobyard: cannot start: {e.message}", err=True)
-        raise typer.Exit(2) from None
+    launch.start(settings)

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from croniter import croniter
-
 from jobyard import errors
 from jobyard.clock import Clock
 from jobyard.domain.auth import Principal, Role
@@ -82,12 +80,18 @@ class _WithVersion:
 
 def next_run(schedule: str, after: datetime) -> datetime:
     """The first time the cron ``schedule`` (UTC) fires strictly after ``after``."""
+    from croniter import croniter  # here: a server without schedules never loads it
+
     result: datetime = croniter(schedule, after).get_next(datetime)
     return result
 
 
 def check_schedule(schedule: str | None) -> None:
-    if schedule is not None and not croniter.is_valid(schedule):
+    if schedule is None:
+        return
+    from croniter import croniter
+
+    if not croniter.is_valid(schedule):
         raise errors.InvalidInput(
             f"schedule: {schedule!r} is not a valid cron expression (e.g. '*/15 * * * *')",
             field="schedule",

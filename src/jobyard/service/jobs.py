@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from jobyard import errors
-from jobyard.clock import Clock
+from jobyard.clock import Clock, ensure_utc
 from jobyard.domain import priorities, states
 from jobyard.domain.auth import ROLE_RANK, Principal, Role
 from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec
@@ -262,11 +262,11 @@ class JobService:
     ) -> NewJob:
         """Validate ``spec`` for this caller and decide its first state and queue place."""
         _validate(spec)
-        spec = replace(
-            spec,
+        spec = spec.but(
             submitted_by=principal.key_name,
             submitted_key_id=principal.key_id,
             project_id=principal.project_id or spec.project_id,
+            scheduled_at=ensure_utc(spec.scheduled_at),
         )
         if check_quota:
             self.quotas.check_queued(principal.tenant_id)

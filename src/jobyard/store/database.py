@@ -14,7 +14,7 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 
 from jobyard import errors
-from jobyard.store import dialects
+from jobyard.store import dialects, tables
 from jobyard.store.group_commit import GroupCommit
 
 
@@ -25,6 +25,8 @@ class Database:
         self.url = url
         self.engine: Engine = dialects.make_engine(url)
         self.dialect = self.engine.dialect.name
+        if self.dialect == "postgresql":
+            tables.complete_for_postgresql()
         # SQLite has one writer: threads of this process queue here instead of sleeping
         # in SQLite's busy handler (other processes still wait on BEGIN IMMEDIATE)
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -87,6 +87,9 @@ def lock_row(stmt: sa.Select[Any], dialect_name: str) -> sa.Select[Any]:
 def insert_with_conflicts(table: sa.Table, dialect_name: str) -> Any:
     """The dialect's ``INSERT`` that takes ``ON CONFLICT`` clauses."""
     if dialect_name == "postgresql":
+        # imported here: a server on SQLite never loads the PostgreSQL dialect (≈ 2 MB)
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
     return sqlite.insert(table)
 

@@ -23,7 +23,7 @@ from jobyard.domain import states
 from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec, ResourceUsage, Tracking
 from jobyard.domain.retry import RetryPlan
 from jobyard.domain.states import JobState
-from jobyard.store import dialects, fencing
+from jobyard.store import dialects, fencing, page_statements
 from jobyard.store.database import Database
 from jobyard.store.prepared import prepared_insert, prepared_insert_with
 from jobyard.store.tables import (
@@ -37,6 +37,17 @@ from jobyard.store.tables import (
 
 #: the job holds a slot (starting, running or cancelling)
 _IS_ACTIVE = jobs.c.state.in_(sorted(s.value for s in states.ACTIVE))
+#: the reads of ``GET /v1/jobs/{id}``, built once: on SQLite building a statement costs
+#: about what running it does (≈ 90 µs of ≈ 220 µs for the job's row)
+_GET = sa.select(jobs).where(
+    jobs.c.id == sa.bindparam("job_id"), jobs.c.tenant_id == sa.bindparam("tenant_id")
+)
+_GET_IN_PROJECT = _GET.where(jobs.c.project_id == sa.bindparam("project_id"))
+_RETRIES = (
+    sa.select(jobs.c.id)
+    .where(jobs.c.tenant_id == sa.bindparam("tenant_id"), jobs.c.retry_of == sa.bindparam("job_id"))
+    .order_by(jobs.c.seq)
+)
 
 
 class _Columns:
@@ -386,11 +397,10 @@ class JobStore:
     # ---- reads -------------------------------------------------------------------
     def get(self, tenant_id: str, job_id: str, project_id: str | None = None) -> Job:
         """The tenant's job (within ``project_id`` when given), or NotFound."""
-        cond = [jobs.c.id == job_id, jobs.c.tenant_id == tenant_id]
-        if project_id is not None:
-            cond.append(jobs.c.project_id == project_id)
+        params = {"job_id": job_id, "tenant_id": tenant_id, "project_id": project_id}
+        stmt = _GET if project_id is None else _GET_IN_PROJECT
         with self.db.read() as conn:
-            row = conn.execute(sa.select(jobs).where(*cond)).mappings().first()
+            row = conn.execute(stmt, params).mappings().first()
         if row is None:
             raise errors.NotFound(f"job {job_id} does not exist", kind="job", id=job_id)
         return job_from_row(row)
@@ -438,17 +448,20 @@ class JobStore:
     ) -> tuple[list[Job], str | None, dict[str, int]]:
         """:meth:`list_jobs` and :meth:`count_by_state` in one read transaction (one
         connection checkout; on SQLite one snapshot, so the counts agree with the page)."""
+        page = self._list_stmt(tenant_id, flt, limit, cursor)
+        count = self._count_stmt(tenant_id, flt)
         with self.db.read() as conn:
-            rows = conn.execute(self._list_stmt(tenant_id, flt, limit, cursor)).mappings().all()
-            counts = conn.execute(self._count_stmt(tenant_id, flt)).all()
+            rows = conn.execute(*page).mappings().all()
+            counts = conn.execute(*count).all()
         return (*self._page_of(rows, limit), {state: int(n) for state, n in counts if n})
 
     def list_jobs(
         self, tenant_id: str, flt: JobFilter, *, limit: int, cursor: str | None
     ) -> tuple[list[Job], str | None]:
         """Newest first; a page of at most ``limit`` and the cursor of the next page."""
+        page = self._list_stmt(tenant_id, flt, limit, cursor)
         with self.db.read() as conn:
-            rows = conn.execute(self._list_stmt(tenant_id, flt, limit, cursor)).mappings().all()
+            rows = conn.execute(*page).mappings().all()
         return self._page_of(rows, limit)
 
     @staticmethod
@@ -457,12 +470,19 @@ class JobStore:
         next_cursor = encode_cursor(items[-1].seq) if len(rows) > limit and items else None
         return items, next_cursor
 
-    def _list_stmt(self, tenant_id: str, flt: JobFilter, limit: int, cursor: str | None) -> Any:
-        """The page's statement: ``limit + 1`` rows, newest first."""
+    def _list_stmt(
+        self, tenant_id: str, flt: JobFilter, limit: int, cursor: str | None
+    ) -> page_statements.Statement:
+        """The page's statement (``limit + 1`` rows, newest first) and its parameters:
+        built once for the common filters, else here."""
+        before = decode_cursor(cursor) if cursor else None
+        built = page_statements.list_statement(tenant_id, flt, limit, before)
+        if built is not None:
+            return built
         by_time = flt.created_to is not None
         cond = self._where(tenant_id, flt, with_states=True, by_time=by_time)
-        if cursor:
-            cond.append(jobs.c.seq < decode_cursor(cursor))
+        if before is not None:
+            cond.append(jobs.c.seq < before)
         newest = jobs.c.seq.desc()
         if by_time:
             # the page's seqs from the created_at index alone, sorted there, then the rows;
@@ -472,18 +492,23 @@ class JobStore:
             by_seq = (jobs.c.seq + 0).desc()
             page = sa.select(jobs.c.seq).where(*cond).order_by(by_seq).limit(limit + 1)
             cond = [jobs.c.seq.in_(page.scalar_subquery())]
-        return sa.select(jobs).where(*cond).order_by(newest).limit(limit + 1)
+        return sa.select(jobs).where(*cond).order_by(newest).limit(limit + 1), {}
 
     def count_by_state(self, tenant_id: str, flt: JobFilter) -> dict[str, int]:
         """Counts by state of the jobs matching the filter, ignoring its states."""
+        count = self._count_stmt(tenant_id, flt)
         with self.db.read() as conn:
-            counts = conn.execute(self._count_stmt(tenant_id, flt)).all()
+            counts = conn.execute(*count).all()
         return {state: int(n) for state, n in counts if n}
 
-    def _count_stmt(self, tenant_id: str, flt: JobFilter) -> Any:
-        """Counts by state of the jobs matching the filter, ignoring its states. Filters
-        of project, priority and job type only read ``job_counts`` (rows kept by
-        triggers, a few per job type); other filters count the matching jobs."""
+    def _count_stmt(self, tenant_id: str, flt: JobFilter) -> page_statements.Statement:
+        """Counts by state of the jobs matching the filter, ignoring its states, and the
+        statement's parameters. Filters of project, priority and job type only read
+        ``job_counts`` (rows kept by triggers, a few per job type); other filters count
+        the matching jobs. Built once for the common filters, else here."""
+        built = page_statements.count_statement(tenant_id, flt)
+        if built is not None:
+            return built
         counted = replace(
             flt, states=frozenset(), project_id=None, priorities=frozenset(), job_type=None
         )
@@ -500,7 +525,7 @@ class JobStore:
         else:
             cond = self._where(tenant_id, flt, with_states=False)
             stmt = sa.select(jobs.c.state, sa.func.count()).where(*cond).group_by(jobs.c.state)
-        return stmt
+        return stmt, {}
 
     def events(self, tenant_id: str, job_id: str, *, after: int | None = None) -> list[JobEvent]:
         cond = [job_events.c.job_id == job_id, job_events.c.tenant_id == tenant_id]
@@ -747,13 +772,9 @@ class JobStore:
             return [(e - s).total_seconds() for s, e in conn.execute(stmt).all()]
 
     def retries_of(self, tenant_id: str, job_id: str) -> list[str]:
-        stmt = (
-            sa.select(jobs.c.id)
-            .where(jobs.c.tenant_id == tenant_id, jobs.c.retry_of == job_id)
-            .order_by(jobs.c.seq)
-        )
+        params = {"tenant_id": tenant_id, "job_id": job_id}
         with self.db.read() as conn:
-            return [r[0] for r in conn.execute(stmt).all()]
+            return [r[0] for r in conn.execute(_RETRIES, params).all()]
 
 
 _NEXT_HEX = dict(zip("0123456789abcdef", "123456789abcdef", strict=False))

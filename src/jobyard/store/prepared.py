@@ -51,28 +51,39 @@ class PreparedInsert:
                 if isinstance(column_type, sa.JSON):
                     self._empty[name] = process({})
 
-    def values(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """``row``'s values as the driver takes them, by column name."""
-        procs, nones, empty = self.processors, self._none, self._empty
-        return {
-            k: (
-                v
-                if k not in procs
-                else nones[k]
-                if v is None and k in nones
-                else empty[k]
-                if k in empty and type(v) is dict and not v
-                else procs[k](v)
-            )
-            for k, v in row.items()
-        }
+        self.values: Callable[[Mapping[str, Any]], dict[str, Any]]
+        self.parameters: Callable[[Mapping[str, Any]], Sequence[Any] | dict[str, Any]]
+        self.values, self.parameters = self._compile()
 
-    def parameters(self, row: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        """The driver's parameters for ``row`` (which has exactly :attr:`columns`)."""
-        values = self.values(row)
+    def _compile(self) -> tuple[Any, Any]:
+        """``values(row)``: ``row``'s values as the driver takes them, by column name;
+        ``parameters(row)``: the same in placeholder order (positional paramstyles), else
+        that dict. ``row`` has exactly :attr:`columns`. Both are functions compiled once
+        (as dataclasses compile ``__init__``): a column with a processor is written out
+        as ``None``'s and ``{}``'s precomputed value or a call, one expression each."""
+        scope: dict[str, Any] = {}
+        exprs: dict[str, str] = {}
+        reads = ""  # a column with a processor is read once into a local
+        for i, name in enumerate(self.columns):
+            expr = f"row[{name!r}]"
+            if name in self.processors:
+                reads += f"    v{i} = {expr}\n"
+                scope[f"p{i}"] = self.processors[name]
+                expr = f"p{i}(v{i})"
+                if name in self._empty:
+                    scope[f"e{i}"] = self._empty[name]
+                    expr = f"e{i} if type(v{i}) is dict and not v{i} else {expr}"
+                if name in self._none:
+                    scope[f"n{i}"] = self._none[name]
+                    expr = f"n{i} if v{i} is None else {expr}"
+            exprs[name] = f"({expr})"
+        values = ", ".join(f"{name!r}: {exprs[name]}" for name in self.columns)
+        source = f"def values(row):\n{reads}    return {{{values}}}\n"
         if self.order is not None:
-            return tuple(values[k] for k in self.order)
-        return values
+            ordered = ", ".join(exprs[name] for name in self.order)
+            source += f"def parameters(row):\n{reads}    return ({ordered},)\n"
+        exec(source, scope)  # noqa: S102 - column names as string literals only
+        return scope["values"], scope.get("parameters", scope["values"])
 
     def execute(self, conn: sa.Connection, row: Mapping[str, Any]) -> Any:
         """Insert ``row`` in ``conn``'s transaction; the RETURNING value, if any."""

@@ -27,6 +27,16 @@ from jobyard.store.tables import (
 
 log = logging.getLogger("jobyard.store")
 
+#: a job's warnings, most frequent first (built once: ``GET /v1/jobs/{id}`` reads them)
+_WARNINGS = (
+    sa.select(job_warnings.c.type, job_warnings.c.count, job_warnings.c.last_message)
+    .where(
+        job_warnings.c.tenant_id == sa.bindparam("tenant_id"),
+        job_warnings.c.job_id == sa.bindparam("job_id"),
+    )
+    .order_by(job_warnings.c.count.desc(), job_warnings.c.type)
+)
+
 #: samples kept per job (older ones are dropped)
 MAX_SAMPLES = 360
 
@@ -173,14 +183,11 @@ class TrackingStore:
         }
 
     def warnings(self, tenant_id: str, job_id: str) -> list[dict[str, Any]]:
-        stmt = (
-            sa.select(job_warnings.c.type, job_warnings.c.count, job_warnings.c.last_message)
-            .where(job_warnings.c.tenant_id == tenant_id, job_warnings.c.job_id == job_id)
-            .order_by(job_warnings.c.count.desc(), job_warnings.c.type)
-        )
+        params = {"tenant_id": tenant_id, "job_id": job_id}
         with self.db.read() as conn:
             return [
-                {"type": t, "count": int(c), "message": m} for t, c, m in conn.execute(stmt).all()
+                {"type": t, "count": int(c), "message": m}
+                for t, c, m in conn.execute(_WARNINGS, params).all()
             ]
 
     def add_samples(self, samples: Sequence[tuple[Job, ResourceUsage]], now: datetime) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -16,7 +16,7 @@ from jobyard import errors
 from jobyard.api.bounds import AttemptNo, ByteOffset, Seq
 from jobyard.api.deps import PrincipalDep, ReporterDep, ServicesDep
 from jobyard.api.errors import ERRORS, validation_problems
-from jobyard.api.params import split_values
+from jobyard.api.job_reads import job_filter, job_page, one_job, to_json
 from jobyard.api.schemas.jobs import (
     AttemptOut,
     BatchItemOut,
@@ -28,46 +28,24 @@ from jobyard.api.schemas.jobs import (
     JobCreate,
     JobList,
     JobOut,
-    JobSummary,
     ReportIn,
     RetryRequest,
-    WarningOut,
 )
-from jobyard.clock import ensure_utc
-from jobyard.domain.jobs import JobFilter
-from jobyard.domain.priorities import Priority
-from jobyard.domain.states import JobState
 from jobyard.service.submission import JobRequest
 
 #: a followed log goes out in pieces this big: a slow reader holds one piece, and pieces
 #: this small go back to the allocator when sent (8 MiB ones stayed in the process)
 FOLLOW_CHUNK_BYTES = 64 * 1024
 FOLLOW_POLL_S = 0.05
-E = TypeVar("E", JobState, Priority)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)
-
-
-def _enum_set(kind: type[E], values: list[str] | None, field: str) -> frozenset[E]:
-    out = set()
-    for v in split_values(values):
-        try:
-            out.add(kind(v.lower()))
-        except ValueError:
-            allowed = ", ".join(m.value for m in kind)
-            raise errors.InvalidInput(
-                f"{field}: {v!r} is not one of {allowed}", field=field
-            ) from None
-    return frozenset(out)
 
 
 def _json(model: JobOut | JobList, status_code: int = status.HTTP_200_OK) -> Response:
     """``model`` as FastAPI would answer it (its ``response_model``, by alias), without
     FastAPI's validation of the returned model (in the thread pool for a sync route:
     one thread hop less per read, ≈ 0.2 ms of CPU)."""
-    return Response(
-        model.model_dump_json(by_alias=True), status_code=status_code, media_type="application/json"
-    )
+    return Response(to_json(model), status_code=status_code, media_type="application/json")
 
 
 @router.post(
@@ -149,49 +127,21 @@ def list_jobs(
         ),
     ] = None,
 ) -> Response:
-    flt = JobFilter(
-        id_prefix=id_prefix,
-        states=_enum_set(JobState, status_, "status"),
-        priorities=_enum_set(Priority, priority, "priority"),
+    flt = job_filter(
+        status=status_,
+        priority=priority,
         job_type=job_type,
         submitted_by=submitted_by,
-        created_from=ensure_utc(created_from),
-        created_to=ensure_utc(created_to),
+        created_from=created_from,
+        created_to=created_to,
+        id_prefix=id_prefix,
     )
-    page = services.jobs.list_jobs(principal, flt, limit=limit, cursor=cursor)
-    now = services.clock.now()
-    return _json(
-        JobList(
-            items=[JobOut.from_job(j, now) for j in page.items],
-            next_cursor=page.next_cursor,
-            summary=JobSummary(total=sum(page.by_status.values()), by_status=page.by_status),
-        )
-    )
+    return _json(job_page(services, principal, flt, limit, cursor))
 
 
 @router.get("/{job_id}", summary="Get a job", response_model=JobOut)
 def get_job(job_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
-    job = services.jobs.get(principal, job_id)
-    reason, insight = services.insight.describe(job)
-    out = JobOut.from_job(job, services.clock.now(), reason)
-    warnings = [WarningOut(**w) for w in services.tracking.warnings_of(job)]
-    names = (
-        services.jobs.setup_names(principal, job, services.registry, services.folders)
-        if job.spec.model_version_id
-        or job.spec.environment_id
-        or job.spec.input_bindings
-        or job.spec.input_folder_id
-        or job.spec.output_folder_id
-        else {}
-    )
-    out = out.model_copy(
-        update={
-            "warnings": warnings,
-            "retries": services.jobs.retries(principal, job_id),
-            **names,
-        }
-    )
-    return _json(out.with_insight(insight))
+    return _json(one_job(services, principal, job_id))
 
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, summary="Cancel a job")
