@@ -329,6 +329,8 @@ class ClaimStore:
                 self.fair.record(conn, deltas, to_epoch(now))
         if self.fair is not None:
             self.fair.applied(deltas, to_epoch(now))
+        if any(e.ended is not None for e in ended):
+            self.db.jobs_ended()
         return Step(running, ended, claimed)
 
     # ---- claims -----------------------------------------------------------------------
