@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 import uvicorn
 
@@ -139,7 +141,31 @@ def serve(settings: Settings) -> None:
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM after its shutdown, which would end the process before
     the dispatcher stops its jobs; here SIGINT and SIGTERM only ask the server to exit
-    (a second one forces it), and :func:`serve` then stops the jobs."""
+    (a second one forces it), and :func:`serve` then stops the jobs.
+
+    uvicorn's main loop also wakes ten times a second to see whether to exit; this one
+    wakes once a second (for the ``Date`` header, which uvicorn refreshes as often), and
+    a signal wakes it at once."""
+
+    _wake: Callable[[], object] | None = None
+
+    async def main_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        asked = asyncio.Event()
+        self._wake = lambda: loop.call_soon_threadsafe(asked.set)
+        counter = 0
+        try:
+            while not await self.on_tick(counter):
+                counter += 10  # a multiple of ten: on_tick refreshes the Date header
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asked.wait(), 1.0)
+        finally:
+            self._wake = None  # the loop may close: a later signal only sets the flags
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._wake is not None:
+            self._wake()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

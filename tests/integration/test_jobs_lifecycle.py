@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from jobyard import Client
 from jobyard.sdk import errors as sdk_errors
-from tests.conftest import LiveServer, wait_for
+from jobyard.wiring import Services
+from tests.conftest import LiveServer, ServicesFactory, wait_for
 from tests.support import procs
 
 PY = sys.executable
@@ -75,6 +78,37 @@ def test_timeout(client: Client) -> None:
     assert done.status == "timed_out"
     assert done.error_type == "TIMEOUT"
     assert "timeout of 0.5 s" in (done.message or "")
+
+
+def test_a_timeout_fires_when_the_supervisor_slept(
+    make_services: ServicesFactory, serve: Callable[[Services], LiveServer]
+) -> None:
+    """With no job running the supervisor sleeps until its next heartbeat (an hour
+    here); the job's start wakes it, so its timeout still fires."""
+    services = make_services(
+        start=False,
+        heartbeat_interval_s=3600.0,
+        outage_tolerance_s=7200.0,
+        lease_ttl_s=7300.0,
+        reap_interval_s=3600.0,
+    )
+    assert services.dispatcher is not None
+    supervisor = services.dispatcher.supervisor
+    beaten = threading.Event()
+    heartbeat = supervisor.heartbeat
+
+    def beat_and_say() -> None:
+        heartbeat()
+        beaten.set()
+
+    supervisor.heartbeat = beat_and_say  # type: ignore[method-assign]
+    services.start()
+    assert beaten.wait(30)  # its first round is done: it sleeps now
+    with serve(services).client() as client:
+        job = client.submit([PY, "-c", "import time; time.sleep(60)"], timeout_s=0.5)
+        done = client.wait(job.id, timeout=20)
+    assert done.status == "timed_out"
+    assert done.error_type == "TIMEOUT"
 
 
 STUBBORN = """

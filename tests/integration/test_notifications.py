@@ -35,6 +35,7 @@ from jobyard.domain.jobs import Job, JobSpec
 from jobyard.domain.states import JobState
 from jobyard.notify import webhook
 from jobyard.service.notifications import (
+    FALLBACK_ROUNDS,
     NotificationService,
     NotifyConfig,
     load_or_create_secret,
@@ -240,7 +241,57 @@ def test_the_background_thread_sends(make_services: ServicesFactory, receiver: R
     assert len(receiver.requests) == 1
 
 
+def test_the_thread_reads_nothing_until_something_ended_here(
+    make_services: ServicesFactory, receiver: Receiver
+) -> None:
+    services = make_services(start=False, clock=ManualClock())
+    svc = make_service(services)
+    svc.tick()  # a round that finds nothing
+    assert [svc.wanted() for _ in range(FALLBACK_ROUNDS)] == [False] * (FALLBACK_ROUNDS - 1) + [
+        True
+    ]  # only the fallback round
+    ended_job(services, {"webhooks": [{"url": f"{receiver.url}/hook"}]})
+    assert svc.wanted()  # this process ended a job
+    svc.tick()
+    assert svc.wanted()  # that round sent something: the next one looks again
+    svc.tick()
+    assert not svc.wanted()
+    assert len(receiver.requests) == 1
+
+
+def test_a_job_ended_by_another_process_is_notified_by_the_fallback_round(
+    make_services: ServicesFactory, receiver: Receiver
+) -> None:
+    first = make_services(start=False, clock=ManualClock())
+    second = make_services(start=False, clock=first.clock)  # its own database handle
+    svc = make_service(second)
+    svc.tick()
+    job = ended_job(first, {"webhooks": [{"url": f"{receiver.url}/hook"}]})
+    rounds = [svc.wanted() for _ in range(FALLBACK_ROUNDS)]
+    assert rounds == [False] * (FALLBACK_ROUNDS - 1) + [True]  # no hint from the other
+    svc.tick()
+    assert [d.status for d in log_of(second, job)] == ["delivered"]
+    assert len(receiver.requests) == 1
+
+
 # ---- retries --------------------------------------------------------------------
+def test_a_retry_of_this_sender_wakes_the_thread_when_due(
+    make_services: ServicesFactory, receiver: Receiver
+) -> None:
+    clock = ManualClock()
+    services = make_services(start=False, clock=clock)
+    svc = make_service(services)
+    ended_job(services, {"webhooks": [{"url": f"{receiver.url}/hook"}]})
+    receiver.answers = [500]
+    svc.tick()
+    svc.tick()  # nothing due yet: idle
+    assert not svc.wanted()
+    clock.advance(2.5)  # past the backoff (2 s ± 20 %)
+    assert svc.wanted()
+    svc.tick()
+    assert len(receiver.requests) == 2
+
+
 def test_a_failed_delivery_is_retried_after_the_backoff(
     make_services: ServicesFactory, receiver: Receiver
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -79,6 +81,21 @@ def test_the_fence_watch_stops_each_unrenewed_running_attempt_once() -> None:
         attempts.add(a)
     fenced: list[tuple[str, float]] = []
     watch = FenceWatch(attempts, 35.0, lambda a, s: fenced.append((a.job.id, s)))
-    watch.check(100.0)
+    assert watch.check(100.0) == 95.0 + 35.0  # when "fresh" is due
     watch.check(101.0)
     assert fenced == [("stale", 40.0)]
+
+
+def test_the_fence_watch_wakes_for_a_new_attempt_and_at_its_deadline() -> None:
+    attempts = Attempts(slots=4)
+    fenced: queue.Queue[str] = queue.Queue()
+    watch = FenceWatch(attempts, 35.0, lambda a, s: fenced.put(a.job.id))
+    watch.start()  # no attempt: it waits for one
+    try:
+        attempts.add(_attempt("later", renewed=time.monotonic()))  # due in 35 s
+        attempts.add(_attempt("overdue", renewed=time.monotonic() - 40.0))
+        assert fenced.get(timeout=30) == "overdue"
+        attempts.add(_attempt("due soon", renewed=time.monotonic() - 34.8))  # before "later"
+        assert fenced.get(timeout=30) == "due soon"
+    finally:
+        watch.stop(5)

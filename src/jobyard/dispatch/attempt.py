@@ -76,10 +76,17 @@ class Attempts:
         self.slots = slots
         self._runs: list[Attempt] = []
         self._cond = threading.Condition()
+        self._on_add: list[Callable[[Attempt], None]] = []
+
+    def on_add(self, callback: Callable[[Attempt], None]) -> None:
+        """Call ``callback(attempt)`` after each :meth:`add` (in the adding thread)."""
+        self._on_add.append(callback)
 
     def add(self, attempt: Attempt) -> None:
         with self._cond:
             self._runs.append(attempt)
+        for callback in self._on_add:
+            callback(attempt)
 
     def remove(self, attempt: Attempt) -> None:
         """Remove this attempt (never a newer attempt of the same job)."""

@@ -29,7 +29,7 @@ from jobyard.dispatch.supervisor import Supervisor
 from jobyard.dispatch.waiter import ExitWaiter
 from jobyard.domain.jobs import Job
 from jobyard.domain.states import JobState
-from jobyard.executors.base import Executor, Gated
+from jobyard.executors.base import Executor, Gated, Handle
 from jobyard.settings import Settings
 from jobyard.storage import logs
 from jobyard.storage.exitstatus import ExitStatus, read_exit_status
@@ -104,7 +104,7 @@ class Dispatcher:
             clock=clock,
             settings=settings,
             node_id=node_id,
-            watch=self.waiter.add,
+            watch=self._watch,
             accepting=executor.accepting if isinstance(executor, Gated) else lambda: True,
         )
         self.supervisor = Supervisor(
@@ -231,7 +231,12 @@ class Dispatcher:
         """Fail (or finish cancelling) the jobs of other nodes whose lease expired."""
         self.supervisor.reap_expired()
 
-    # ---- exits ---------------------------------------------------------------------------
+    # ---- starts and exits ----------------------------------------------------------------
+    def _watch(self, a: Attempt, handle: Handle) -> None:
+        """A started attempt: the waiter waits for its exit, the supervisor ticks."""
+        self.waiter.add(a, handle)
+        self.supervisor.attempt_started()
+
     def _exited(self, batch: list[tuple[Attempt, int]]) -> None:
         """Finish the attempts whose processes exited; the claim loop writes their ends
         together in its next step."""

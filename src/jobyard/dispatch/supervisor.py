@@ -1,8 +1,10 @@
-"""The supervisor: every tick checks timeouts and scans the logs that grew; every
-sample interval samples the process trees (an attempt's first sample waits
-``FIRST_SAMPLE_DELAY_S``, so a short job costs no sampling); every heartbeat renews
-the leases with the latest usage and picks up cancels made through other nodes;
-every reap interval fails the jobs of other nodes whose lease expired.
+"""The supervisor: while attempts run, every tick (``TICK_S``) checks timeouts and
+scans the logs that grew; every sample interval samples the process trees (an
+attempt's first sample waits ``FIRST_SAMPLE_DELAY_S``, so a short job costs no
+sampling); every heartbeat renews the leases with the latest usage and picks up
+cancels made through other nodes; every reap interval fails the jobs of other nodes
+whose lease expired. With no running attempt it sleeps until the next heartbeat or
+reap; :meth:`Supervisor.attempt_started` wakes it for a new attempt's first tick.
 
 A database outage is not a node loss: the jobs keep running while the leases cannot be
 renewed, up to ``outage_tolerance_s``; then the fence watch (``fencing.FenceWatch``, a
@@ -13,6 +15,7 @@ reaps their leases, so they can renew them or write their own ends first."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +62,10 @@ class Supervisor:
         self.settings = settings
         self.node_id = node_id
         self._stopping = threading.Event()
+        self._wake = threading.Event()  #: an attempt started while idle, or the node stops
+        #: True from before the loop reads the attempts until it saw a running one: then
+        #: a start wakes it (else it ticks anyway)
+        self._idle = True
         #: monotonic time since which the heartbeats reach the database (None: they fail)
         self._store_ok_since: float | None = None
         self._store_lost_at: float | None = None  #: monotonic time of the first failure
@@ -71,9 +78,15 @@ class Supervisor:
 
     def stop(self, timeout: float) -> None:
         self._stopping.set()
+        self._wake.set()
         if self._thread.ident is not None:
             self._thread.join(timeout)
         self.fence_watch.stop(timeout)
+
+    def attempt_started(self) -> None:
+        """An attempt's process started (``Attempt.handle`` is set): tick from now on."""
+        if self._idle:
+            self._wake.set()
 
     def store_down_for(self) -> float:
         """Seconds since the heartbeats stopped reaching the database (0: they do)."""
@@ -82,9 +95,16 @@ class Supervisor:
 
     def _loop(self) -> None:
         next_beat = next_reap = next_sample = 0.0
-        while not self._stopping.wait(TICK_S):
+        delay = TICK_S
+        while True:
+            self._wake.wait(delay)
+            self._idle = True
+            self._wake.clear()  # before the attempts are read: a later start wakes again
+            if self._stopping.is_set():
+                return
             mono = time.monotonic()
             running = [a for a in self.attempts.all() if a.handle is not None]
+            self._idle = not running
             self._guarded(self._check_timeouts, running)
             for a in running:  # a report the database refuses must not stop the heartbeat
                 self._guarded(self.runner.scan_if_grown, a)
@@ -97,6 +117,19 @@ class Supervisor:
             if mono >= next_reap and self._may_reap(mono):
                 next_reap = mono + self.settings.reap_interval_s
                 self._guarded(self.reap_expired)
+            if running:  # timeouts, markers and samples: as before, every tick
+                delay = TICK_S
+            else:
+                delay = min(next_beat, self._reap_at(next_reap)) - time.monotonic()
+            delay = max(delay, 0.0)
+
+    def _reap_at(self, next_reap: float) -> float:
+        """When the next reap may run: not before the heartbeats have reached the
+        database for ``reap_grace_s`` (never while they fail: a heartbeat comes first)."""
+        since = self._store_ok_since
+        if since is None:
+            return math.inf
+        return max(next_reap, since + fencing.reap_grace_s(self.settings))
 
     @staticmethod
     def _guarded(step: Callable[..., None], *args: object) -> None:

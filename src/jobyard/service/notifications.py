@@ -2,13 +2,15 @@
 one delivery per webhook and per email address, send them, retry with backoff.
 
 A background thread (:meth:`NotificationService.start`) calls :meth:`tick` every
-``interval_s``; tests call :meth:`tick` directly with a manual clock. Planning is a
-compare-and-set on ``jobs.notified_at`` and sending claims each delivery for a lease, so
-several replicas never plan or send the same notification twice.
+``interval_s`` when there can be something to do (:meth:`NotificationService.wanted`),
+else every ``FALLBACK_ROUNDS`` intervals; tests call :meth:`tick` directly with a manual
+clock. Planning is a compare-and-set on ``jobs.notified_at`` and sending claims each
+delivery for a lease, so several replicas never plan or send the same notification twice.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import random
@@ -38,6 +40,10 @@ BACKOFF_CAP_S = 300.0
 JITTER = 0.2
 CLAIM_BATCH = 10  #: deliveries claimed at a time (each claim holds a lease)
 MAX_PER_TICK = 100
+#: with nothing ended in this process and none of its retries due, a round runs only
+#: every this many intervals: it finds what other processes left (the jobs ended by one
+#: that died before planning them, the deliveries of a sender that died)
+FALLBACK_ROUNDS = 10
 
 
 class _Permanent(Exception):
@@ -151,6 +157,10 @@ class NotificationService(Periodic):
             settings if isinstance(settings, NotifyConfig) else NotifyConfig.from_settings(settings)
         )
         self.rng = rng or random.SystemRandom()
+        self._ends_seen = -1  #: ``store.ends_committed()`` before the last whole round
+        self._busy = False  #: the last round planned or sent something
+        self._retries: list[datetime] = []  #: heap: when this sender's retries come due
+        self._idle_rounds = 0  #: intervals skipped since the last round
         super().__init__(self.config.interval_s)
 
     def validate(self, spec: Any) -> dict[str, Any]:
@@ -158,8 +168,30 @@ class NotificationService(Periodic):
         return notify.validate_spec(spec, self.config.webhook_allow)
 
     def tick(self) -> None:
-        self.plan_ended()
-        self.deliver_due()
+        """One round: plan the ended jobs' deliveries, send the due ones."""
+        ends, now = self.store.ends_committed(), self.clock.now()
+        self._busy = True  # until the round is done: one that failed runs again
+        planned = self.plan_ended()
+        sent = self.deliver_due()
+        while self._retries and self._retries[0] <= now:  # tried now (or by others)
+            heapq.heappop(self._retries)
+        self._ends_seen = ends
+        self._busy = bool(planned or sent)
+
+    def wanted(self) -> bool:
+        """Whether the thread's round may find something (else it reads nothing): a
+        job ended in this process since the last round, the last round was busy, a retry
+        of this sender is due, or ``FALLBACK_ROUNDS`` intervals passed without a round."""
+        self._idle_rounds += 1
+        if (
+            self._busy
+            or self.store.ends_committed() != self._ends_seen
+            or (self._retries and self._retries[0] <= self.clock.now())
+            or self._idle_rounds >= FALLBACK_ROUNDS
+        ):
+            self._idle_rounds = 0
+            return True
+        return False
 
     def plan_ended(self) -> int:
         """Plan the deliveries of ended jobs not yet notified; returns the jobs planned."""
@@ -216,6 +248,7 @@ class NotificationService(Periodic):
             again = None
             if attempts < MAX_ATTEMPTS:
                 again = now + timedelta(seconds=backoff_s(attempts, self.rng))
+                heapq.heappush(self._retries, again)
             error = (str(e) or type(e).__name__)[:1000]
             self.store.record_attempt(d.id, False, code, error, again, now, lease=d.next_attempt_at)
             return

@@ -1,4 +1,5 @@
-"""A background thread that calls ``tick()`` every interval until stopped."""
+"""A background thread that calls ``tick()`` every interval (when ``wanted()``) until
+stopped."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ class Periodic:
     def tick(self) -> None:
         raise NotImplementedError
 
+    def wanted(self) -> bool:
+        """Whether this interval's :meth:`tick` has anything to do (subclasses that can
+        tell cheaply skip the rest)."""
+        return True
+
     def start(self) -> None:
         self._thread.start()
 
@@ -35,7 +41,8 @@ class Periodic:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.tick()
+                if self.wanted():
+                    self.tick()
             except errors.StoreUnavailable as e:
                 log.warning("%s paused: %s", self.name, e)
             except Exception:

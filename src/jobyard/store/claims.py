@@ -57,6 +57,8 @@ def _b(name: str, type_: sa.types.TypeEngine[object] | None = None) -> sa.BindPa
 
 #: scheduled jobs, as the partial index ``ix_jobs_scheduled`` needs it (a literal state)
 _IS_SCHEDULED = jobs.c.state == sa.literal_column(f"'{JobState.SCHEDULED.value}'")
+#: the claim loop's timer reads it every poll interval: built once (40 µs less a read)
+_NEXT_SCHEDULED = sa.select(sa.func.min(jobs.c.scheduled_at)).where(_IS_SCHEDULED)
 #: what a claim reads of a candidate: with its tenant's own quota (``max_running_jobs``,
 #: None: none), so that a claim needs no read of its own to learn a tenant has none
 _CANDIDATE_COLUMNS = (
@@ -356,6 +358,8 @@ class ClaimStore:
                 self.fair.record(conn, deltas, to_epoch(now))
         if self.fair is not None:
             self.fair.applied(deltas, to_epoch(now))
+        if any(e.ended is not None for e in ended):
+            self.db.jobs_ended()
         return Step(running, ended, claimed)
 
     # ---- claims -----------------------------------------------------------------------
@@ -720,9 +724,8 @@ class ClaimStore:
     # ---- scheduled jobs -----------------------------------------------------------------
     def next_scheduled_at(self) -> datetime | None:
         """The earliest due time of a scheduled job, or None."""
-        stmt = sa.select(sa.func.min(jobs.c.scheduled_at)).where(_IS_SCHEDULED)
         with self.db.read() as conn:
-            due: datetime | None = conn.execute(stmt).scalar()
+            due: datetime | None = conn.execute(_NEXT_SCHEDULED).scalar()
         return due
 
     def promote_due(self, now: datetime, limit: int = 100) -> int:

@@ -34,6 +34,14 @@ class Database:
         #: connection of its own
         self.group = GroupCommit(self._group_write, self._group_write_now)
         self._group_conn: sa.Connection | None = None
+        self._ends_lock = threading.Lock()
+        #: commits of this process that ended jobs so far (a hint for the notifier)
+        self.ended_commits = 0
+
+    def jobs_ended(self) -> None:
+        """Count a commit that ended jobs: called after the commit."""
+        with self._ends_lock:
+            self.ended_commits += 1
 
     @property
     def file_path(self) -> Path | None:

@@ -570,7 +570,7 @@ class JobStore:
         states.check_transition(job.state, to)
         if conn is None:
             with self.db.write() as c:
-                return self.transition(
+                changed = self.transition(
                     job,
                     to,
                     now=now,
@@ -581,6 +581,9 @@ class JobStore:
                     conn=c,
                     retry=retry,
                 )
+            if changed.state in states.TERMINAL:
+                self.db.jobs_ended()
+            return changed
         if retry is not None:
             ended = self.transition(
                 job,

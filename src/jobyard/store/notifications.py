@@ -69,6 +69,10 @@ class NotificationStore:
         self.db = db
 
     # ---- planning ----------------------------------------------------------------
+    def ends_committed(self) -> int:
+        """How many commits of this process ended jobs so far (it changes after each)."""
+        return self.db.ended_commits
+
     def jobs_to_notify(self, limit: int = 100) -> list[Job]:
         """Ended jobs (all tenants) with a notification spec not yet planned."""
         stmt = (
