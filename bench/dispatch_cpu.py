@@ -29,13 +29,28 @@ from jobyard.domain.states import TERMINAL, JobState
 from jobyard.settings import Settings
 from jobyard.store import migrate
 from jobyard.store.tables import jobs
-from jobyard.wiring import build_services
+from jobyard.wiring import Services, build_services
 
 
 def _cpu_s() -> tuple[float, float]:
     """User and system CPU seconds of this process so far."""
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime, r.ru_stime
+
+
+def queue_jobs(services: Services, n: int, argv: tuple[str, ...]) -> None:
+    """Insert ``n`` queued jobs of ``argv`` for the default tenant, in queue order."""
+    now = services.clock.now()
+    for i in range(n):
+        services.jobs.store.insert(
+            tenant_id="default",
+            spec=JobSpec(argv=argv),
+            state=JobState.QUEUED,
+            sort_key=float(i),
+            now=now,
+            request_hash=None,
+            message="queued",
+        )
 
 
 def run_round(
@@ -55,17 +70,7 @@ def run_round(
     services = build_services(settings)
     migrate.upgrade(services.db)
     services.auth.bootstrap()
-    now = services.clock.now()
-    for i in range(n):
-        services.jobs.store.insert(
-            tenant_id="default",
-            spec=JobSpec(argv=argv),
-            state=JobState.QUEUED,
-            sort_key=float(i),
-            now=now,
-            request_hash=None,
-            message="queued",
-        )
+    queue_jobs(services, n, argv)
     assert services.dispatcher is not None
     unfinished = sa.select(sa.func.count()).where(jobs.c.state.notin_([s.value for s in TERMINAL]))
     cpu0, t0 = _cpu_s(), time.monotonic()

@@ -28,6 +28,7 @@ from jobyard.store import dialects
 from jobyard.store.database import Database
 from jobyard.store.fairshare import FairShareStore
 from jobyard.store.jobs import _IS_ACTIVE
+from jobyard.store.prepared import PreparedStatement
 from jobyard.store.tables import environments, jobs, nodes, tenants
 
 
@@ -128,7 +129,10 @@ class Admission:
     def __init__(self, db: Database, fair_share: FairShareStore | None = None) -> None:
         self.db = db
         self.fair_share = fair_share
-        self._env_limit = dialects.lock_row(_ENV_LIMIT, db.dialect)
+        # compiled once: a claim reads it for each environment of its candidates
+        self._env_limit_locked = PreparedStatement(
+            dialects.lock_row(_ENV_LIMIT, db.dialect), db.engine.dialect
+        )
         self._tenant_limit_locked = dialects.lock_row(_TENANT_LIMIT, db.dialect)
 
     def rooms(
@@ -139,18 +143,21 @@ class Admission:
         default_max_running: int | None,
         *,
         lock: bool,
+        quotas: Mapping[str, int | None] | None = None,
     ) -> dict[str, Room]:
         """What each tenant and environment runs of its limit (keyed by
         :func:`tenant_key` and :func:`env_key`). With ``lock`` (a claim) their rows are
         locked before their jobs are counted (PostgreSQL; SQLite's write transaction
         holds the whole database), so two claimers cannot both take the last place;
         always in one order, tenants then environments, each by id, so no two claimers
-        wait for each other in a cycle."""
+        wait for each other in a cycle. ``quotas``: the tenants' own
+        ``max_running_jobs`` as read already in this transaction (else read here)."""
         room: dict[str, Room] = {}
         ids = sorted(set(tenant_ids))
-        # the quotas of all tenants in one read: most have none, and one query per
-        # tenant made a claim among 100 tenants cost 50 queries
-        own = dict(conn.execute(_TENANT_LIMITS, {"b_ids": ids}).all()) if ids else {}
+        # the quotas of all tenants in one read (a claim's come with its candidates):
+        # most have none, and one query per tenant made a claim among 100 tenants cost
+        # 50 queries
+        own = quotas if quotas is not None else self._tenant_quotas(conn, ids)
         for tenant in ids:
             if own.get(tenant) is None and default_max_running is None:
                 room[tenant_key(tenant)] = Room(0, None)  # unlimited: nothing to count
@@ -165,14 +172,22 @@ class Admission:
             active = int(conn.execute(_TENANT_ACTIVE, {"b_id": tenant}).scalar_one())
             room[tenant_key(tenant)] = Room(active, int(limit))
         for env_id in sorted(set(environment_ids)):
-            stmt = self._env_limit if lock else _ENV_LIMIT
-            limit = conn.execute(stmt, {"b_id": env_id}).scalar_one_or_none()
+            if lock:
+                found = self._env_limit_locked.rows(conn, {"b_id": env_id})
+                limit = found[0][0] if found else None
+            else:
+                limit = conn.execute(_ENV_LIMIT, {"b_id": env_id}).scalar_one_or_none()
             if limit is None:
                 room[env_key(env_id)] = Room(0, None)
                 continue
             active = int(conn.execute(_ENV_ACTIVE, {"b_id": env_id}).scalar_one())
             room[env_key(env_id)] = Room(active, int(limit))
         return room
+
+    @staticmethod
+    def _tenant_quotas(conn: sa.Connection, ids: list[str]) -> Mapping[str, int | None]:
+        """The tenants' own ``max_running_jobs`` (None: none), by id."""
+        return dict(conn.execute(_TENANT_LIMITS, {"b_ids": ids}).all()) if ids else {}
 
     def slots(self, alive_since: datetime) -> tuple[int, int]:
         """Slots taken by active jobs, and the slots of nodes that heartbeat since then."""

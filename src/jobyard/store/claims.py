@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
 
 from jobyard import errors
 from jobyard.clock import to_epoch
@@ -31,15 +30,16 @@ from jobyard.store.jobs import (
     JobStore,
     job_from_row,
 )
-from jobyard.store.prepared import driver_cursor, prepared_insert
-from jobyard.store.tables import job_attempts, job_events, jobs
+from jobyard.store.prepared import PreparedStatement, prepared_insert
+from jobyard.store.tables import job_attempts, job_events, jobs, tenants
 from jobyard.store.tracking import TrackingStore
 
 #: queued jobs looked at per claim (jobs of a full environment or tenant are skipped)
 CLAIM_SCAN = 50
 #: queued jobs looked at in queue order when several tenants compete (fair share reads
 #: the heads of the fairest tenants' own queues; these catch tenants new since the
-#: standings were read)
+#: standings were read), or when no rule can hold back the first ones (no quota, no
+#: environment, their slots fit: then a claim of up to this many jobs needs no more)
 CLAIM_SCAN_FAIR = 8
 #: at most this many tenants whose jobs are not among the first ``CLAIM_SCAN`` queued
 #: are looked at by one claim for fair share (the furthest under their share first)
@@ -59,34 +59,50 @@ def _b(name: str, type_: sa.types.TypeEngine[object] | None = None) -> sa.BindPa
 _IS_SCHEDULED = jobs.c.state == sa.literal_column(f"'{JobState.SCHEDULED.value}'")
 #: the claim loop's timer reads it every poll interval: built once (40 µs less a read)
 _NEXT_SCHEDULED = sa.select(sa.func.min(jobs.c.scheduled_at)).where(_IS_SCHEDULED)
+#: what a claim reads of a candidate: with its tenant's own quota (``max_running_jobs``,
+#: None: none), so that a claim needs no read of its own to learn a tenant has none
+_CANDIDATE_COLUMNS = (
+    jobs.c.id,
+    jobs.c.tenant_id,
+    jobs.c.environment_id,
+    jobs.c.slots,
+    sa.select(tenants.c.max_running_jobs)
+    .where(tenants.c.id == jobs.c.tenant_id)
+    .scalar_subquery()
+    .label("tenant_quota"),
+)
+_CANDIDATE_COLUMNS_SQL = (
+    "id, tenant_id, environment_id, slots,"
+    " (SELECT max_running_jobs FROM tenants WHERE tenants.id = jobs.tenant_id)"
+)
 #: queued jobs in queue order, read along the partial index ``ix_jobs_queue`` (``WHERE
 #: state = 'queued'``): the state is a literal, as a partial index needs (a bound state
 #: would make the database find every queued job by state and sort them all)
 _CANDIDATES = (
-    sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.environment_id, jobs.c.slots)
+    sa.select(*_CANDIDATE_COLUMNS)
     .where(
         jobs.c.state == sa.literal_column(f"'{JobState.QUEUED.value}'"),
         jobs.c.slots <= _b("b_max_slots"),
         sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= _b("b_now", _TIME)),
     )
     .order_by(jobs.c.sort_key, jobs.c.seq)
-    .limit(CLAIM_SCAN)
+    .limit(sa.bindparam("b_limit", type_=sa.Integer()))
 )
 #: the same on SQLite, told to use that index: without statistics its planner would
 #: rather take the (state, lease_owner) index and sort all queued jobs
 _CANDIDATES_SQLITE = sa.text(
-    "SELECT id, tenant_id, environment_id, slots FROM jobs INDEXED BY ix_jobs_queue"
+    f"SELECT {_CANDIDATE_COLUMNS_SQL} FROM jobs INDEXED BY ix_jobs_queue"  # noqa: S608
     " WHERE state = 'queued' AND slots <= :b_max_slots"
     " AND (not_before IS NULL OR not_before <= :b_now)"
     " ORDER BY sort_key, seq LIMIT :b_limit"
 ).bindparams(
     sa.bindparam("b_max_slots", type_=sa.Integer()),
     _b("b_now", _TIME),
-    sa.bindparam("b_limit", CLAIM_SCAN),
+    sa.bindparam("b_limit", type_=sa.Integer()),
 )
 #: the head of one tenant's queue, along ``ix_jobs_tenant_queue`` (fair share)
 _TENANT_HEAD = (
-    sa.select(jobs.c.id, jobs.c.tenant_id, jobs.c.environment_id, jobs.c.slots)
+    sa.select(*_CANDIDATE_COLUMNS)
     .where(
         jobs.c.state == sa.literal_column(f"'{JobState.QUEUED.value}'"),
         jobs.c.tenant_id == _b("b_tenant"),
@@ -97,7 +113,7 @@ _TENANT_HEAD = (
     .limit(sa.bindparam("b_limit", type_=sa.Integer()))
 )
 _TENANT_HEAD_SQLITE = sa.text(
-    "SELECT id, tenant_id, environment_id, slots FROM jobs INDEXED BY ix_jobs_tenant_queue"
+    f"SELECT {_CANDIDATE_COLUMNS_SQL} FROM jobs INDEXED BY ix_jobs_tenant_queue"  # noqa: S608
     " WHERE state = 'queued' AND tenant_id = :b_tenant AND slots <= :b_max_slots"
     " AND (not_before IS NULL OR not_before <= :b_now)"
     " ORDER BY tenant_id, sort_key, seq LIMIT :b_limit"
@@ -161,36 +177,39 @@ _END = (
     )
 )
 _END_WITH_USAGE = _END.values({c: _b(f"b_{c}") for c in _USAGE_COLUMNS})
+#: an end written with its attempt's running mark (from ``starting``): the row as the
+#: mark and then the end would leave it
+_RUNNING_FIELDS = {
+    "pid": _b("b_pid"),
+    "pid_create_time": _b("b_create_time"),
+    "started_at": _b("b_started", _TIME),
+}
+_MARKED_END = _END.values(_RUNNING_FIELDS)
+_MARKED_END_WITH_USAGE = _END_WITH_USAGE.values(_RUNNING_FIELDS)
 _SELECT_JOB = sa.select(jobs).where(jobs.c.id == _b("b_id"))
+_ATTEMPT_COLUMNS = (
+    "tenant_id",
+    "job_id",
+    "attempt",
+    "node_id",
+    "state",
+    "started_at",
+    "ended_at",
+    "exit_code",
+    "error_type",
+    "message",
+)
 _EVENT_COLUMNS = ("tenant_id", "job_id", "at", "kind", "from_state", "to_state", "message", "data")
 
 
-class _Fenced:
-    """A fenced UPDATE compiled once for a dialect and run on the driver's cursor: the
-    running mark and the ends run once per job, and SQLAlchemy's per-call work (cache
-    lookup, execution context, result set-up) cost more than the statement itself.
-    Parameters go through the columns' bind processors, as SQLAlchemy would do; driver
-    errors come out wrapped as SQLAlchemy's."""
+class _Candidate(NamedTuple):
+    """A queued job a claim looks at."""
 
-    def __init__(self, stmt: sa.Update, dialect: Dialect) -> None:
-        self._compiled = stmt.compile(dialect=dialect)
-        self.sql: str = self._compiled.string
-        self._order = tuple(self._compiled.positiontup or ()) if self._compiled.positional else None
-        self._processors = {
-            name: process
-            for name, bind in self._compiled.binds.items()
-            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-        }
-
-    def rowcount(self, conn: sa.Connection, params: Mapping[str, object]) -> int:
-        """Run with ``params`` in ``conn``'s transaction; the number of rows updated."""
-        values = self._compiled.construct_params(dict(params))
-        procs = self._processors
-        done = {k: (procs[k](v) if k in procs else v) for k, v in values.items()}
-        args: Any = done if self._order is None else tuple(done[k] for k in self._order)
-        with driver_cursor(conn, self.sql, args) as cursor:
-            cursor.execute(self.sql, args)
-            return int(cursor.rowcount)
+    id: str
+    tenant_id: str
+    environment_id: str | None
+    slots: int
+    tenant_quota: int | None  #: the tenant's own ``max_running_jobs`` (None: none)
 
 
 @dataclass(frozen=True)
@@ -263,31 +282,32 @@ class ClaimStore:
         self.jobs = jobs_store or JobStore(db)
         #: fair share between tenants (None: plain queue order across tenants)
         self.fair = FairShareStore(db, half_life_s) if fair_share else None
-        self._tenant_head: sa.Executable = (
-            _TENANT_HEAD_SQLITE
-            if db.dialect == "sqlite"
-            else dialects.lock_for_claim(_TENANT_HEAD, db.dialect)
-        )
-        self._candidates: sa.Executable = (
-            _CANDIDATES_SQLITE
-            if db.dialect == "sqlite"
-            else dialects.lock_for_claim(_CANDIDATES, db.dialect)
-        )
-        self._candidates_fair: sa.Executable = (
-            _CANDIDATES_SQLITE.bindparams(b_limit=CLAIM_SCAN_FAIR)
-            if db.dialect == "sqlite"
-            else dialects.lock_for_claim(_CANDIDATES.limit(CLAIM_SCAN_FAIR), db.dialect)
-        )
+        # the hot statements, compiled once for the dialect (see ``prepared.py``): a
+        # step's SQLAlchemy per-call work cost more than most of its statements
+        dialect = db.engine.dialect
+        sqlite = db.dialect == "sqlite"
+
+        def prepare(stmt: sa.ClauseElement) -> PreparedStatement:
+            return PreparedStatement(stmt, dialect)
+
+        def for_claim(stmt: sa.Select[Any]) -> PreparedStatement:
+            return prepare(dialects.lock_for_claim(stmt, db.dialect))
+
+        self._tenant_head = prepare(_TENANT_HEAD_SQLITE) if sqlite else for_claim(_TENANT_HEAD)
+        self._candidates = prepare(_CANDIDATES_SQLITE) if sqlite else for_claim(_CANDIDATES)
+        self._claim_one = prepare(_CLAIM)
         #: the rules a queued job must pass (the insight asks the same, see admission.py)
         self.admission = Admission(db)
-        self._insert_attempt = dialects.insert_ignoring_conflicts(job_attempts, db.dialect)
+        self._insert_attempt = PreparedStatement(
+            dialects.insert_ignoring_conflicts(job_attempts, db.dialect), dialect, _ATTEMPT_COLUMNS
+        )
         #: a step locks the rows it will write in order of id first, as a renewal of the
         #: leases does: two transactions of a node (or of two nodes: a reaper's ends) that
         #: write the same jobs never wait for each other in a cycle (PostgreSQL; SQLite's
         #: write transaction holds the whole database)
         self._lock_in_order: sa.Executable | None = (
             None
-            if db.dialect == "sqlite"
+            if sqlite
             else dialects.lock_row(
                 sa.select(jobs.c.id)
                 .where(jobs.c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -295,10 +315,11 @@ class ClaimStore:
                 db.dialect,
             )
         )
-        dialect = db.engine.dialect
-        self._running = _Fenced(_RUNNING, dialect)
-        self._end_plain = _Fenced(_END, dialect)
-        self._end_usage = _Fenced(_END_WITH_USAGE, dialect)
+        self._running = prepare(_RUNNING)
+        self._end_plain = prepare(_END)
+        self._end_usage = prepare(_END_WITH_USAGE)
+        self._marked_end_plain = prepare(_MARKED_END)
+        self._marked_end_usage = prepare(_MARKED_END_WITH_USAGE)
 
     # ---- one transaction for a dispatch step ------------------------------------------
     def step(
@@ -318,15 +339,21 @@ class ClaimStore:
         attempts: list[dict[str, object]] = []
         deltas: Deltas = {}  # running slots per (tenant, node), for fair share
         ids = sorted({s.job.id for s in starts} | {e.job.id for e in ends})
+        # an attempt that started and ended since the last step: its end is written by
+        # its running mark's UPDATE (one statement instead of two; its events are the same)
+        with_mark = {e.job.id: e for e in ends if _plain_end(e, now)}
         with self.db.write() as conn:
             if self._lock_in_order is not None and len(ids) > 1:
                 conn.execute(self._lock_in_order, {"ids": ids})
-            running = self._mark_running(conn, starts, now, events)
-            ended = [self._end(conn, end, now, events, attempts, deltas) for end in ends]
+            running, written = self._mark_running(conn, starts, now, events, with_mark)
+            ended = [
+                self._end(conn, end, now, events, attempts, deltas, end.job.id in written)
+                for end in ends
+            ]
             claimed = self._claim(conn, claim, now, events, deltas) if claim is not None else []
             _insert_events(conn, now, events)
             if attempts:
-                conn.execute(self._insert_attempt, attempts)
+                self._insert_attempt.execute_many(conn, attempts)
             if self.fair is not None:  # last: the only rows two steps may both write
                 self.fair.record(conn, deltas, to_epoch(now))
         if self.fair is not None:
@@ -397,12 +424,10 @@ class ClaimStore:
         message = f"Job claimed by node {req.node_id}."
         expires = now + timedelta(seconds=req.lease_ttl_s)
         standings = None
-        candidates = self._candidates
         if self.fair is not None:
             standings = self.fair.for_claim(conn, to_epoch(now))
-            if len(standings.queued) > 1 and len(req.token_hashes) <= CLAIM_SCAN_FAIR:
-                candidates = self._candidates_fair
-        rows = conn.execute(candidates, {"b_max_slots": req.max_slots, "b_now": now}).all()
+        competing = standings is not None and len(standings.queued) > 1
+        rows = self._first_queued(conn, req, now, competing)
         snap, pool = self._fair_pool(conn, rows, req, now, deltas, standings)
         rooms = self.admission.rooms(
             conn,
@@ -410,10 +435,11 @@ class ClaimStore:
             (r.environment_id for r in pool if r.environment_id is not None),
             req.default_max_running,
             lock=True,
+            quotas={r.tenant_id: r.tenant_quota for r in pool},
         )
         room = {k: r.left for k, r in rooms.items()}
         # the candidates per tenant in queue order (one list when fair share is not needed)
-        queues: dict[str, list[sa.Row[Any]]] = {}
+        queues: dict[str, list[_Candidate]] = {}
         for r in pool:
             queues.setdefault("" if snap is None else r.tenant_id, []).append(r)
         heads = {t: 0 for t in queues}  # next candidate of each
@@ -438,10 +464,10 @@ class ClaimStore:
                 "b_now": now,
                 "b_message": message,
             }
-            row = conn.execute(_CLAIM, params).mappings().first()
-            if row is None:  # on SQLite the write lock makes this impossible
+            found = self._claim_one.mappings(conn, params)
+            if not found:  # on SQLite the write lock makes this impossible
                 continue
-            claimed.append(job_from_row(row))
+            claimed.append(job_from_row(found[0]))
             free -= slots
             for k in (tenant_key(tenant), *([env_key(env_id)] if env_id is not None else [])):
                 left = room[k]
@@ -462,15 +488,35 @@ class ClaimStore:
         )
         return claimed
 
+    def _first_queued(
+        self, conn: sa.Connection, req: ClaimRequest, now: datetime, competing: bool
+    ) -> list[_Candidate]:
+        """The first queued jobs in queue order: ``CLAIM_SCAN_FAIR`` of them when that is
+        enough, that is when tenants compete (fair share reads the heads of their queues
+        itself) or when no rule can hold back the jobs the claim wants (no environment,
+        no quota, their slots fit: the usual case); else ``CLAIM_SCAN``, to look past
+        the jobs a rule holds back."""
+
+        def read(limit: int) -> list[_Candidate]:
+            params = {"b_max_slots": req.max_slots, "b_now": now, "b_limit": limit}
+            return [_Candidate(*r) for r in self._candidates.rows(conn, params)]
+
+        wanted = len(req.token_hashes)
+        if wanted <= CLAIM_SCAN_FAIR:
+            rows = read(CLAIM_SCAN_FAIR)
+            if len(rows) < CLAIM_SCAN_FAIR or competing or _unhindered(rows[:wanted], req):
+                return rows
+        return read(CLAIM_SCAN)
+
     def _fair_pool(
         self,
         conn: sa.Connection,
-        rows: Sequence[sa.Row[Any]],
+        rows: Sequence[_Candidate],
         req: ClaimRequest,
         now: datetime,
         deltas: Deltas,
         snap: Snapshot | None,
-    ) -> tuple[Snapshot | None, list[sa.Row[Any]]]:
+    ) -> tuple[Snapshot | None, list[_Candidate]]:
         """The standings of the tenants (None when fair share has nothing to decide: one
         tenant waits) and the candidates: ``rows`` (the first queued jobs), plus the
         heads of the queues of tenants with queued jobs further back that go before
@@ -495,12 +541,12 @@ class ClaimStore:
         for t in probe:
             if wanted <= 0:
                 break
-            head = conn.execute(
-                self._tenant_head,
+            head = self._tenant_head.rows(
+                conn,
                 {"b_tenant": t, "b_max_slots": req.max_slots, "b_now": now, "b_limit": wanted},
-            ).all()
+            )
             if head:
-                pool.extend(head)
+                pool.extend(_Candidate(*r) for r in head)
                 wanted -= 1
         if len({r.tenant_id for r in pool}) <= 1:
             return None, pool
@@ -513,12 +559,20 @@ class ClaimStore:
         return self.step(now=now, starts=starts).running
 
     def _mark_running(
-        self, conn: sa.Connection, starts: Sequence[Started], now: datetime, events: list[_Event]
-    ) -> list[Job | None]:
-        """The running marks; their events are appended to ``events``."""
+        self,
+        conn: sa.Connection,
+        starts: Sequence[Started],
+        now: datetime,
+        events: list[_Event],
+        with_mark: Mapping[str, AttemptEnd],
+    ) -> tuple[list[Job | None], set[str]]:
+        """The running marks; their events are appended to ``events``. A mark whose
+        attempt ends in ``with_mark`` (a plain end of the same lease) writes that end
+        too; the ids of those jobs come second."""
         out: list[Job | None] = []
+        written: set[str] = set()
         if not starts:
-            return out
+            return out, written
         states.check_transition(JobState.STARTING, JobState.RUNNING)
         for s in starts:
             where = f" (pid {s.pid})" if s.pid is not None else ""
@@ -532,7 +586,15 @@ class ClaimStore:
                 "b_now": now,
                 "b_message": message,
             }
-            if not self._running.rowcount(conn, params):
+            end = with_mark.get(s.job.id)
+            if end is not None and end.job.lease_epoch == s.job.lease_epoch:
+                fenced, end_params = self._end_statement(end, now, marked=True)
+                if fenced.rowcount(conn, {**params, **end_params}):
+                    written.add(s.job.id)
+                else:  # changed meanwhile: the end is tried by itself, and says how
+                    out.append(None)
+                    continue
+            elif not self._running.rowcount(conn, params):
                 out.append(None)
                 continue
             job = s.job.evolve(
@@ -546,7 +608,7 @@ class ClaimStore:
             out.append(job)
             data = {"pid": s.pid, "node_id": s.node_id}
             events.append((s.job, JobState.STARTING, JobState.RUNNING, message, data))
-        return out
+        return out, written
 
     def end_attempts(self, ends: Sequence[AttemptEnd], now: datetime) -> list[EndResult]:
         """Write the ends of attempts in one transaction: each a fenced compare-and-set
@@ -563,9 +625,11 @@ class ClaimStore:
         events: list[_Event],
         attempts: list[dict[str, object]],
         deltas: Deltas,
+        written: bool = False,
     ) -> EndResult:
         """One end; its event and attempt record are appended to ``events`` and
-        ``attempts`` (inserted together by the caller), its freed slots to ``deltas``."""
+        ``attempts`` (inserted together by the caller), its freed slots to ``deltas``.
+        ``written``: its row was written with the attempt's running mark already."""
         job = end.job
         ended_at = end.ended_at or now
         plan = retry.plan(job, end.target, end.error_type, now)
@@ -576,23 +640,9 @@ class ClaimStore:
             if result.ended is not None:
                 _freed(deltas, job)
             return result
-        done = 0
-        if states.can_transition(job.state, end.target):
-            params: dict[str, object] = {
-                "b_id": job.id,
-                "b_from": job.state.value,
-                "b_epoch": job.lease_epoch,
-                "b_to": end.target.value,
-                "b_message": end.message,
-                "b_error_type": end.error_type,
-                "b_exit_code": end.exit_code,
-                "b_now": now,
-                "b_ended": ended_at,
-            }
-            fenced = self._end_plain
-            if end.usage is not None:
-                fenced = self._end_usage
-                params.update({f"b_{c}": getattr(end.usage, c) for c in _USAGE_COLUMNS})
+        done = 1 if written else 0
+        if not done and states.can_transition(job.state, end.target):
+            fenced, params = self._end_statement(end, now, marked=False)
             done = fenced.rowcount(conn, params)
         if not done:
             row = conn.execute(_SELECT_JOB, {"b_id": job.id}).mappings().first()
@@ -612,6 +662,29 @@ class ClaimStore:
             lease_expires_at=None,
         )
         return EndResult(ended=ended, current=ended)
+
+    def _end_statement(
+        self, end: AttemptEnd, now: datetime, *, marked: bool
+    ) -> tuple[PreparedStatement, dict[str, object]]:
+        """The fenced UPDATE of ``end`` and its parameters; ``marked``: the one that also
+        writes the attempt's running mark (from ``starting``; it takes the mark's
+        parameters too)."""
+        job = end.job
+        params: dict[str, object] = {
+            "b_id": job.id,
+            "b_from": JobState.STARTING.value if marked else job.state.value,
+            "b_epoch": job.lease_epoch,
+            "b_to": end.target.value,
+            "b_message": end.message,
+            "b_error_type": end.error_type,
+            "b_exit_code": end.exit_code,
+            "b_now": now,
+            "b_ended": end.ended_at or now,
+        }
+        if end.usage is None:
+            return (self._marked_end_plain if marked else self._end_plain), params
+        params.update({f"b_{c}": getattr(end.usage, c) for c in _USAGE_COLUMNS})
+        return (self._marked_end_usage if marked else self._end_usage), params
 
     def _end_and_retry(
         self, conn: sa.Connection, end: AttemptEnd, now: datetime, plan: retry.RetryPlan
@@ -764,7 +837,7 @@ def _insert_events(conn: sa.Connection, now: datetime, changes: Sequence[_Event]
 
 
 def _fairest(
-    queues: Mapping[str, Sequence[sa.Row[Any]]],
+    queues: Mapping[str, Sequence[_Candidate]],
     heads: Mapping[str, int],
     place: Mapping[str, int],
     snap: Snapshot,
@@ -772,6 +845,26 @@ def _fairest(
     """The tenant whose next candidate goes first: the lowest fair-share key, then the
     candidate's place in queue order."""
     return min(queues, key=lambda t: (snap.key(t), place[queues[t][heads[t]].id]))
+
+
+def _unhindered(rows: Sequence[_Candidate], req: ClaimRequest) -> bool:
+    """Whether no admission rule can hold back any of ``rows`` in a claim of all of them
+    (see ``admission.held_back``): no environment, no quota, their slots fit."""
+    return (
+        req.default_max_running is None
+        and all(r.environment_id is None and r.tenant_quota is None for r in rows)
+        and sum(r.slots for r in rows) <= req.max_slots
+    )
+
+
+def _plain_end(end: AttemptEnd, now: datetime) -> bool:
+    """Whether ``end`` is of a running attempt, with no retry: one fenced UPDATE."""
+    job = end.job
+    return (
+        job.state is JobState.RUNNING
+        and states.can_transition(JobState.RUNNING, end.target)
+        and retry.plan(job, end.target, end.error_type, now) is None
+    )
 
 
 def _freed(deltas: Deltas, job: Job) -> None:

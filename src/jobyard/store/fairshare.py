@@ -16,17 +16,15 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
 
 from jobyard.domain import fairshare
 from jobyard.domain.fairshare import Standing
 from jobyard.domain.states import JobState
 from jobyard.store import dialects
 from jobyard.store.database import Database
-from jobyard.store.prepared import driver_cursor
+from jobyard.store.prepared import PreparedStatement
 from jobyard.store.tables import job_counts, tenant_usage, tenants
 
 #: how long a node's copy of the usage table serves its claims before it is read again
@@ -90,25 +88,6 @@ def _upsert(dialect_name: str) -> sa.ClauseElement:
         },
     )
     return upsert
-
-
-class _Compiled:
-    """A statement compiled once for a dialect and run on the driver's cursor (like
-    ``claims._Fenced``): SQLAlchemy's per-call work costs more than this upsert."""
-
-    def __init__(self, stmt: sa.ClauseElement, dialect: Dialect) -> None:
-        compiled: Any = stmt.compile(dialect=dialect)
-        self._compiled = compiled
-        self.sql: str = compiled.string
-        self._order = tuple(compiled.positiontup) if compiled.positional else None
-
-    def execute_many(self, conn: sa.Connection, rows: list[dict[str, object]]) -> None:
-        args: list[Any] = []
-        for row in rows:
-            values: Any = self._compiled.construct_params(row)
-            args.append(values if self._order is None else tuple(values[k] for k in self._order))
-        with driver_cursor(conn, self.sql, args) as cursor:
-            cursor.executemany(self.sql, args)
 
 
 @dataclass
@@ -180,7 +159,7 @@ class FairShareStore:
         self.db = db
         self.half_life_s = half_life_s
         self.k = fairshare.decay_rate(half_life_s)
-        self._upsert = _Compiled(_upsert(db.dialect), db.engine.dialect)
+        self._upsert = PreparedStatement(_upsert(db.dialect), db.engine.dialect)
         self._lock = threading.Lock()
         self._cached: Snapshot | None = None
         self._cached_mono = 0.0

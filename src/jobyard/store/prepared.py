@@ -154,6 +154,95 @@ class PreparedInsertWith:
         return found[0]
 
 
+class PreparedStatement:
+    """Any statement compiled once for a dialect and run on the driver's cursor: the
+    claim loop's hot reads and writes (candidates, claim, running mark, ends, attempt
+    rows, fair-share upsert). Parameters go through the bind processors SQLAlchemy
+    would use; so do the rows read (their result processors, chosen by the cursor's
+    column types on first use as SQLAlchemy chooses them). No expanding parameters."""
+
+    def __init__(
+        self, stmt: sa.ClauseElement, dialect: Dialect, column_keys: Sequence[str] | None = None
+    ) -> None:
+        keys = list(column_keys) if column_keys is not None else None
+        compiled: Any = stmt.compile(dialect=dialect, column_keys=keys)
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            raise ValueError("PreparedStatement takes no expanding or literal parameters")
+        self._compiled = compiled
+        self._dialect = dialect
+        self.sql: str = compiled.string
+        self._order = tuple(compiled.positiontup) if compiled.positional else None
+        self._processors = {
+            name: process
+            for name, bind in compiled.binds.items()
+            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        #: the types of the columns read, by name (a SELECT's or a RETURNING's; none for
+        #: a text statement), as SQLAlchemy's own result set-up takes them
+        self._types = {c.keyname: c.type for c in compiled._result_columns}
+        self._results: list[tuple[int, Callable[[Any], Any]]] | None = None
+
+    def parameters(self, params: Mapping[str, object]) -> Any:
+        """The driver's parameters for ``params`` (defaults of the statement filled in)."""
+        values = self._compiled.construct_params(dict(params))
+        procs = self._processors
+        done = {k: (procs[k](v) if k in procs else v) for k, v in values.items()}
+        return done if self._order is None else tuple(done[k] for k in self._order)
+
+    def rowcount(self, conn: sa.Connection, params: Mapping[str, object]) -> int:
+        """Run with ``params`` in ``conn``'s transaction; the number of rows it changed."""
+        args = self.parameters(params)
+        with driver_cursor(conn, self.sql, args) as cursor:
+            cursor.execute(self.sql, args)
+            return int(cursor.rowcount)
+
+    def rows(self, conn: sa.Connection, params: Mapping[str, object]) -> list[tuple[Any, ...]]:
+        """Run with ``params`` in ``conn``'s transaction; the rows it gives (a SELECT's or
+        a RETURNING's), their values as SQLAlchemy would give them."""
+        args = self.parameters(params)
+        with driver_cursor(conn, self.sql, args) as cursor:
+            cursor.execute(self.sql, args)
+            found = cursor.fetchall()
+            if not found:
+                return []
+            results = self._results
+            if results is None:
+                results = self._results = self._result_processors(cursor.description)
+        if not results:
+            return [tuple(r) for r in found]
+        out = []
+        for r in found:
+            values = list(r)
+            for i, process in results:
+                values[i] = process(values[i])
+            out.append(tuple(values))
+        return out
+
+    def mappings(self, conn: sa.Connection, params: Mapping[str, object]) -> list[dict[str, Any]]:
+        """Like :meth:`rows`, each row by column name."""
+        if not self._types:
+            raise ValueError("the statement names no columns")
+        names = list(self._types)
+        return [dict(zip(names, r, strict=True)) for r in self.rows(conn, params)]
+
+    def execute_many(self, conn: sa.Connection, rows: Sequence[Mapping[str, object]]) -> None:
+        """Run once per row of ``rows`` with one ``executemany``."""
+        args: Any = [self.parameters(row) for row in rows]
+        with driver_cursor(conn, self.sql, args) as cursor:
+            cursor.executemany(self.sql, args)
+
+    def _result_processors(self, description: Any) -> list[tuple[int, Callable[[Any], Any]]]:
+        """The columns whose values need processing, with their processors."""
+        types = list(self._types.values())
+        if len(types) != len(description):  # text: the driver's values as they are
+            return []
+        found = (
+            t.dialect_impl(self._dialect).result_processor(self._dialect, d[1])
+            for t, d in zip(types, description, strict=True)
+        )
+        return [(i, p) for i, p in enumerate(found) if p is not None]
+
+
 _CACHE: dict[tuple[str, str, str, tuple[str, ...], str | None], PreparedInsert] = {}
 
 
