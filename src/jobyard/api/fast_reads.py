@@ -32,7 +32,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from jobyard import errors
 from jobyard.api.deps import check_user, known_caller
 from jobyard.api.errors import error_of, internal_error
-from jobyard.api.job_reads import job_filter, job_page, one_job, to_json
+from jobyard.api.job_reads import (
+    ID_PREFIX,
+    MAX_CURSOR,
+    MAX_LIMIT,
+    job_filter,
+    job_page,
+    one_job,
+    to_json,
+)
 from jobyard.domain.auth import Principal
 from jobyard.wiring import Services
 
@@ -43,12 +51,10 @@ _JSON = b"application/json"
 #: the list's parameters read here: the repeated ones, and those given at most once
 _REPEATED = frozenset({"status", "priority"})
 _SINGLE = frozenset({"job_type", "submitted_by", "id_prefix", "cursor", "limit"})
-#: what the route accepts (``limit`` 1–500 as plain digits, ``cursor`` ≤ 200 characters,
-#: ``id_prefix`` its pattern); anything else goes to the route for its 422
+#: what the route accepts (``api.job_reads``'s bounds; ``limit`` as plain digits); anything
+#: else goes to the route for its 422
 _LIMIT = re.compile(r"[1-9][0-9]{0,2}")
-MAX_LIMIT = 500
-MAX_CURSOR = 200
-_ID_PREFIX = re.compile(r"[0-9a-f-]{1,36}")
+_ID_PREFIX = re.compile(ID_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,12 @@ from jobyard.wiring import Services
 
 E = TypeVar("E", JobState, Priority)
 
+#: what the list accepts: ``limit`` up to this, ``cursor`` up to this many characters,
+#: ``id_prefix`` of this pattern (job ids are lower-case UUIDs)
+MAX_LIMIT = 500
+MAX_CURSOR = 200
+ID_PREFIX = r"[0-9a-f-]{1,36}"
+
 
 def enum_set(kind: type[E], values: list[str] | None, field: str) -> frozenset[E]:
     """The members named by a repeated, comma-separated query parameter (any case)."""

@@ -16,7 +16,15 @@ from jobyard import errors
 from jobyard.api.bounds import AttemptNo, ByteOffset, Seq
 from jobyard.api.deps import PrincipalDep, ReporterDep, ServicesDep
 from jobyard.api.errors import ERRORS, validation_problems
-from jobyard.api.job_reads import job_filter, job_page, one_job, to_json
+from jobyard.api.job_reads import (
+    ID_PREFIX,
+    MAX_CURSOR,
+    MAX_LIMIT,
+    job_filter,
+    job_page,
+    one_job,
+    to_json,
+)
 from jobyard.api.schemas.jobs import (
     AttemptOut,
     BatchItemOut,
@@ -117,12 +125,12 @@ def list_jobs(
     submitted_by: str | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR)] = None,
     id_prefix: Annotated[
         str | None,
         Query(
-            pattern=r"^[0-9a-f-]{1,36}$",  # job ids are lower-case UUIDs
+            pattern=f"^{ID_PREFIX}$",
             description="Only jobs whose id starts with this (lower-case hex and '-')",
         ),
     ] = None,
