@@ -1,4 +1,4 @@
-"""``JobSpec.but``: the same value ``dataclasses.replace`` gives, without a new
+"""``JobSpec.evolve``: the same value ``dataclasses.replace`` gives, without a new
 ``__init__`` call."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from jobyard.domain.jobs import JobSpec
 from jobyard.domain.priorities import Priority
 
 
-def test_but_is_replace() -> None:
+def test_evolve_is_replace() -> None:
     spec = JobSpec(entrypoint="echo", parameters={"a": 1}, priority=Priority.HIGH)
     changes: dict[str, Any] = {
         "submitted_by": "key",
         "project_id": "p1",
         "scheduled_at": datetime(2030, 1, 1, tzinfo=UTC),
     }
-    got = spec.but(**changes)
+    got = spec.evolve(**changes)
     assert got == replace(spec, **changes)
     assert type(got) is JobSpec
     assert {f.name: getattr(got, f.name) for f in fields(JobSpec)} == {
@@ -31,6 +31,6 @@ def test_but_is_replace() -> None:
         got.name = "frozen"  # type: ignore[misc]
 
 
-def test_but_refuses_a_name_that_is_no_field() -> None:
+def test_evolve_refuses_a_name_that_is_no_field() -> None:
     with pytest.raises(TypeError, match="no field bogus"):
-        JobSpec().but(bogus=1)
+        JobSpec().evolve(bogus=1)

@@ -262,7 +262,7 @@ class JobService:
     ) -> NewJob:
         """Validate ``spec`` for this caller and decide its first state and queue place."""
         _validate(spec)
-        spec = spec.but(
+        spec = spec.evolve(
             submitted_by=principal.key_name,
             submitted_key_id=principal.key_id,
             project_id=principal.project_id or spec.project_id,

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from jobyard.api.errors import status_of
 from jobyard.api.schemas.base import ErrorOut, Strict, attribute_reader, shallow
 from jobyard.clock import elapsed_ms, ensure_utc
-from jobyard.domain.jobs import Job, JobEvent, JobSpec
+from jobyard.domain.jobs import SPEC_FIELDS, Job, JobEvent, JobSpec
 from jobyard.domain.priorities import Priority
 from jobyard.domain.tracking import eta
 from jobyard.service.insight import Insight
@@ -159,10 +159,9 @@ class JobCreate(RunOptions):
         )
 
 
-_SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec))
 #: JobCreate's fields that JobSpec takes as they are
 _to_spec = attribute_reader(
-    n for n in JobCreate.model_fields if n in _SPEC_FIELDS and n not in ("entrypoint", "retry_on")
+    n for n in JobCreate.model_fields if n in SPEC_FIELDS and n not in ("entrypoint", "retry_on")
 )
 
 
@@ -365,7 +364,7 @@ class JobOut(BaseModel):
 
 #: JobOut's fields copied as they are from the job's spec, and from the job
 _COMPUTED = frozenset(("status", "priority", "argv", "retry_on", "usage"))
-_FROM_SPEC = tuple(n for n in JobOut.model_fields if n in _SPEC_FIELDS and n not in _COMPUTED)
+_FROM_SPEC = tuple(n for n in JobOut.model_fields if n in SPEC_FIELDS and n not in _COMPUTED)
 _from_spec = attribute_reader(_FROM_SPEC)
 _from_job = attribute_reader(
     n
