@@ -73,13 +73,13 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("httpx", "
 
 
 #: ``jobyard serve`` as its script runs it (``main()``), which writes the names of the
-#: modules it holds to ``argv[1]`` on SIGUSR1
+#: modules it holds (not those refused with ``None``) to ``argv[1]`` on SIGUSR1
 SERVE_AND_TELL = """
 import json, os, signal, sys
 path = sys.argv[1]
 def tell(*_):
     with open(path + ".part", "w") as f:
-        json.dump(sorted(sys.modules), f)
+        json.dump(sorted(m for m, module in sys.modules.items() if module is not None), f)
     os.replace(path + ".part", path)
 signal.signal(signal.SIGUSR1, tell)
 sys.argv = ["jobyard", *sys.argv[2:]]
@@ -88,7 +88,11 @@ main()
 """
 
 #: modules a server on SQLite without cron schedules has no use for, whatever it answered
-NOT_LOADED = ("sqlalchemy.dialects.postgresql", "psycopg", "alembic", "typer", "rich", "croniter")
+#: (``lean_imports``: pydantic's v1, uvicorn's command line and reloaders)
+NOT_LOADED = (
+    "sqlalchemy.dialects.postgresql", "psycopg", "alembic", "typer", "rich", "croniter",
+    "pydantic.v1", "uvicorn.main", "click", "watchfiles", "multiprocessing",
+)  # fmt: skip
 
 
 def _free_port() -> int:

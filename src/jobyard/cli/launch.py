@@ -43,7 +43,10 @@ def run(settings: Settings) -> None:
     database ends the process with code 2."""
     # the server, loaded only now: besides serve.py's settings the one place where the CLI
     # imports it (pyproject.toml's contract "the CLI talks to the server only through the SDK")
+    from jobyard import lean_imports
     from jobyard.errors import JobyardError
+
+    lean_imports.for_the_server()  # before uvicorn and FastAPI's routes are imported
     from jobyard.server import serve as run_server  # type: ignore[import-not-found,unused-ignore]
 
     try:
