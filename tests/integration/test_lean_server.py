@@ -72,14 +72,18 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("httpx", "
 """
 
 
-#: ``jobyard serve`` as its script runs it (``main()``), which writes the names of the
-#: modules it holds (not those refused with ``None``) to ``argv[1]`` on SIGUSR1
+#: ``jobyard serve`` as its script runs it (``main()``), which writes to ``argv[1]`` on
+#: SIGUSR1 the names of the modules it holds (not those refused with ``None``), its pid
+#: and whether its code objects have column tables (``-X no_debug_ranges``)
 SERVE_AND_TELL = """
 import json, os, signal, sys
 path = sys.argv[1]
 def tell(*_):
+    modules = sorted(m for m, module in sys.modules.items() if module is not None)
+    code = sys.modules["jobyard.server"].serve.__code__
+    columns = any(column is not None for _, _, column, _ in code.co_positions())
     with open(path + ".part", "w") as f:
-        json.dump(sorted(m for m, module in sys.modules.items() if module is not None), f)
+        json.dump({"modules": modules, "pid": os.getpid(), "columns": columns}, f)
     os.replace(path + ".part", path)
 signal.signal(signal.SIGUSR1, tell)
 sys.argv = ["jobyard", *sys.argv[2:]]
@@ -197,13 +201,68 @@ def test_a_server_on_sqlite_leaves_out_what_it_does_not_use(tmp_path: Path) -> N
         key = json.loads((home / "credentials.json").read_text())["api_key"]
         answers = _touch_every_router(url, key)
         server.send_signal(signal.SIGUSR1)
-        modules = wait_for(lambda: told.exists() and json.loads(told.read_text()), timeout=10)
+        state = wait_for(lambda: told.exists() and json.loads(told.read_text()), timeout=10)
     finally:
         server.terminate()
         server.wait(30)
     assert set(answers.values()) == {200, 202}, answers
+    modules = state["modules"]
     assert "jobyard.server" in modules
     assert [m for m in NOT_LOADED if m in modules] == []
+    # it ran itself again (same process) with -X no_debug_ranges: no column tables
+    assert (state["pid"], state["columns"]) == (server.pid, False)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc, and the re-exec is Linux's")
+def test_the_server_runs_again_with_no_debug_ranges_under_its_name(tmp_path: Path) -> None:
+    """``jobyard serve`` replaces itself with ``python -X no_debug_ranges …``: the same
+    process, still named ``jobyard``, whose jobs' Python keeps its column tables."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
+    env |= {"JOBYARD_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    script = Path(sys.executable).parent / "jobyard"
+    server = subprocess.Popen(
+        [str(script), "serve", "--port", str(port), "--slots", "1"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(url, server), timeout=60, interval=0.05)
+        proc = Path(f"/proc/{server.pid}")
+        name = (proc / "comm").read_text().strip()
+        argv = (proc / "cmdline").read_bytes().decode().split("\0")[:-1]
+        key = json.loads((tmp_path / "credentials.json").read_text())["api_key"]
+        code = (
+            "import json, sys;"
+            "print(json.dumps([sys._xoptions, json.dumps.__code__.co_positions().__next__()]))"
+        )
+        job = httpx.post(
+            f"{url}/v1/jobs",
+            json={"entrypoint": ["python3", "-c", code]},
+            headers={"Authorization": f"Bearer {key}"},
+        ).json()
+        logs = wait_for(lambda: _ended_logs(url, key, job["id"]), timeout=60, interval=0.1)
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert name == "jobyard"
+    assert argv[:4] == [sys.executable, "-X", "no_debug_ranges", "-X"]
+    assert argv[5:] == [str(script), "serve", "--port", str(port), "--slots", "1"]
+    xoptions, first_position = json.loads(logs.strip().splitlines()[-1])
+    assert xoptions == {}
+    assert first_position[2] is not None  # the job's code has its columns
+
+
+def _ended_logs(url: str, key: str, job_id: str) -> str | None:
+    headers = {"Authorization": f"Bearer {key}"}
+    job = httpx.get(f"{url}/v1/jobs/{job_id}", headers=headers).json()
+    if job["status"] not in ("succeeded", "failed", "timed_out", "cancelled"):
+        return None
+    assert job["status"] == "succeeded", job
+    return httpx.get(f"{url}/v1/jobs/{job_id}/logs", headers=headers).text
 
 
 def _answers(url: str, server: subprocess.Popen[bytes]) -> bool:
