@@ -185,19 +185,9 @@ def test_serve_command_leaves_out_the_client_commands() -> None:
 def test_a_server_on_sqlite_leaves_out_what_it_does_not_use(tmp_path: Path) -> None:
     home, told = tmp_path / "home", tmp_path / "modules.json"
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
-    env |= {"JOBYARD_HOME": str(home), "XDG_CONFIG_HOME": str(tmp_path / "config")}
-    command = ["serve", "--port", str(port), "--slots", "1"]
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVE_AND_TELL, str(told), *command],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = _serve([sys.executable, "-c", SERVE_AND_TELL, str(told)], port, home)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(url, server), timeout=60, interval=0.05)
         key = json.loads((home / "credentials.json").read_text())["api_key"]
         answers = _touch_every_router(url, key)
         server.send_signal(signal.SIGUSR1)
@@ -218,19 +208,10 @@ def test_the_server_runs_again_with_no_debug_ranges_under_its_name(tmp_path: Pat
     """``jobyard serve`` replaces itself with ``python -X no_debug_ranges …``: the same
     process, still named ``jobyard``, whose jobs' Python keeps its column tables."""
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
-    env |= {"JOBYARD_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
     script = Path(sys.executable).parent / "jobyard"
-    server = subprocess.Popen(
-        [str(script), "serve", "--port", str(port), "--slots", "1"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = _serve([str(script)], port, tmp_path)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(url, server), timeout=60, interval=0.05)
         proc = Path(f"/proc/{server.pid}")
         name = (proc / "comm").read_text().strip()
         argv = (proc / "cmdline").read_bytes().decode().split("\0")[:-1]
@@ -254,6 +235,27 @@ def test_the_server_runs_again_with_no_debug_ranges_under_its_name(tmp_path: Pat
     xoptions, first_position = json.loads(logs.strip().splitlines()[-1])
     assert xoptions == {}
     assert first_position[2] is not None  # the job's code has its columns
+
+
+def _serve(program: list[str], port: int, home: Path) -> subprocess.Popen[bytes]:
+    """``program serve`` on ``port`` with its data in ``home``, once it answers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBYARD_")}
+    env |= {"JOBYARD_HOME": str(home), "XDG_CONFIG_HOME": str(home / "config")}
+    server = subprocess.Popen(
+        [*program, "serve", "--port", str(port), "--slots", "1"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(url, server), timeout=60, interval=0.05)
+    except BaseException:
+        server.terminate()
+        server.wait(30)
+        raise
+    return server
 
 
 def _ended_logs(url: str, key: str, job_id: str) -> str | None:
