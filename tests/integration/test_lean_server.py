@@ -92,10 +92,11 @@ main()
 """
 
 #: modules a server on SQLite without cron schedules has no use for, whatever it answered
-#: (``lean_imports``: pydantic's v1, uvicorn's command line and reloaders)
+#: (``lean_imports``: pydantic's v1, uvicorn's command line and reloaders; fsspec until
+#: a file is stored or read)
 NOT_LOADED = (
     "sqlalchemy.dialects.postgresql", "psycopg", "alembic", "typer", "rich", "croniter",
-    "pydantic.v1", "uvicorn.main", "click", "watchfiles", "multiprocessing",
+    "pydantic.v1", "uvicorn.main", "click", "watchfiles", "multiprocessing", "fsspec",
 )  # fmt: skip
 
 
