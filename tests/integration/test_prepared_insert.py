@@ -7,9 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
+from jobyard.domain.jobs import JobSpec
+from jobyard.domain.states import JobState
+from jobyard.store import tables
+from jobyard.store.jobs import NewJob
 from jobyard.store.prepared import PreparedInsert
 from jobyard.store.tables import jobs
 
@@ -45,3 +50,38 @@ def test_parameters_are_what_the_column_types_make_of_the_values(dialect: Dialec
 def _plain(params: dict[str, Any]) -> dict[str, Any]:
     """psycopg's ``Json`` wrapper (no equality of its own) as what it wraps."""
     return {k: ("json", v.obj) if type(v).__name__ == "Json" else v for k, v in params.items()}
+
+
+def test_execute_many_leaves_out_the_columns_null_in_every_row() -> None:
+    """The rows stored are those SQLAlchemy's own insert stores; the statement names no
+    column that is NULL in every row (a column set in one row stays in)."""
+    now = datetime(2026, 12, 7, 4, 40, tzinfo=UTC)
+    specs = [
+        JobSpec(entrypoint="true"),
+        JobSpec(entrypoint="true", name="second", parameters={"a": 1}),
+        JobSpec(argv=("echo", "hi"), timeout_s=5.0),
+    ]
+    rows = [
+        NewJob("default", spec, JobState.QUEUED, 1.0 + i, now, None, "queued").row()
+        for i, spec in enumerate(specs)
+    ]
+    stored = []
+    for prepared in (True, False):
+        engine = sa.create_engine("sqlite://")
+        tables.metadata.create_all(engine)
+        statements: list[str] = []
+        with engine.begin() as conn:
+            conn.connection.driver_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
+            if prepared:
+                insert = PreparedInsert(jobs, tuple(rows[0]), conn.dialect, returning=None)
+                insert.execute_many(conn, rows)
+                (sql,) = [s for s in statements if s.startswith("INSERT")][:1]
+                columns = sql.split("(", 1)[1].split(")", 1)[0].split(", ")
+                assert {"name", "argv", "timeout_s", "entrypoint"} <= set(columns)
+                assert not {"description", "job_type", "notifications"} & set(columns)
+            else:
+                conn.execute(jobs.insert(), rows)
+        with engine.connect() as conn:
+            stored.append(conn.execute(sa.select(jobs).order_by(jobs.c.seq)).all())
+    assert stored[0] == stored[1]
+    assert [r.name for r in stored[0]] == [None, "second", None]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,6 +55,20 @@ class PreparedInsert:
         self.values: Callable[[Mapping[str, Any]], dict[str, Any]]
         self.parameters: Callable[[Mapping[str, Any]], Sequence[Any] | dict[str, Any]]
         self.values, self.parameters = self._compile()
+        self._table = table
+        self._dialect = dialect
+        #: the placeholders whose column may be left out when its value is NULL: the
+        #: database writes the same NULL (nullable, no default of its own)
+        self._omittable = tuple(
+            i
+            for i, name in enumerate(self.order or ())
+            if table.c[name].nullable
+            and table.c[name].server_default is None
+            and table.c[name].default is None
+            and not table.c[name].primary_key
+        )
+        #: the statements without the columns that were NULL in every row, by those
+        self._narrower: dict[tuple[int, ...], tuple[str, Callable[[Any], tuple[Any, ...]]]] = {}
 
     def _compile(self) -> tuple[Any, Any]:
         """``values(row)``: ``row``'s values as the driver takes them, by column name;
@@ -94,10 +109,56 @@ class PreparedInsert:
         return found[0] if found else None
 
     def execute_many(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert ``rows`` in ``conn``'s transaction with one ``executemany``."""
+        """Insert ``rows`` in ``conn``'s transaction with one ``executemany``. With a
+        positional paramstyle (SQLite), the nullable columns that are NULL in every row
+        are left out of the statement: the rows stored are the same, and the driver
+        binds fewer parameters (≈ 0.4 µs each for a ``None`` through ``sqlite3``'s
+        adaptation; a plain job's row has 23 NULLs among its 43 columns)."""
         params: Any = [self.parameters(row) for row in rows]
-        with driver_cursor(conn, self.sql, params) as cursor:
-            cursor.executemany(self.sql, params)
+        sql = self.sql
+        if self._omittable and params:
+            null = _null_everywhere(params, self._omittable)
+            if null:
+                sql, keep = self._without(null)
+                params = [keep(p) for p in params]
+        with driver_cursor(conn, sql, params) as cursor:
+            cursor.executemany(sql, params)
+
+    def _without(self, null: tuple[int, ...]) -> tuple[str, Callable[[Any], tuple[Any, ...]]]:
+        """The SQL without the placeholders ``null``, and what keeps the others of a
+        row's parameters (compiled once per such set)."""
+        found = self._narrower.get(null)
+        if found is None:
+            order = self.order or ()
+            left = [i for i in range(len(order)) if i not in null]
+            narrow = PreparedInsert(self._table, [order[i] for i in left], self._dialect, None)
+            if narrow.order != tuple(order[i] for i in left):
+                raise ValueError(f"{self._table.name}: unexpected placeholder order")
+            found = self._narrower[null] = (narrow.sql, _tuple_getter(left))
+        return found
+
+
+def _null_everywhere(params: Sequence[Sequence[Any]], candidates: Sequence[int]) -> tuple[int, ...]:
+    """The positions among ``candidates`` whose value is None in every row of ``params``."""
+    null = tuple(i for i in candidates if params[0][i] is None)
+    if not null:
+        return null
+    probe, nones = _tuple_getter(null), (None,) * len(null)
+    for p in params:
+        if probe(p) != nones:
+            null = tuple(i for i in null if p[i] is None)
+            if not null:
+                return null
+            probe, nones = _tuple_getter(null), (None,) * len(null)
+    return null
+
+
+def _tuple_getter(positions: Sequence[int]) -> Callable[[Any], tuple[Any, ...]]:
+    """``itemgetter`` of ``positions`` that always answers a tuple."""
+    if len(positions) == 1:
+        one = positions[0]
+        return lambda p: (p[one],)
+    return itemgetter(*positions)
 
 
 @contextmanager
