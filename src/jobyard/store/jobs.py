@@ -6,7 +6,7 @@ import asyncio
 import base64
 import binascii
 import dataclasses
-import uuid
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -189,6 +189,17 @@ def decode_cursor(cursor: str) -> int:
         ) from e
 
 
+def new_job_id() -> str:
+    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` writes it: 122 random
+    bits, formatted without a ``UUID`` object (≈ 1.2 against ≈ 2.4 µs, per job of a batch)."""
+    x = os.urandom(16).hex()
+    return f"{x[:8]}-{x[8:12]}-4{x[13:16]}-{_VARIANT[int(x[16], 16) & 3]}{x[17:20]}-{x[20:]}"
+
+
+#: the RFC 4122 variant's nibble (binary 10xx) for each value of its two random bits
+_VARIANT = "89ab"
+
+
 @dataclass(frozen=True, slots=True)
 class NewJob:
     """A job about to be inserted, with its first event's message."""
@@ -200,7 +211,7 @@ class NewJob:
     now: datetime
     request_hash: str | None
     message: str
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=new_job_id)
 
     def row(self) -> dict[str, Any]:
         state, now = self.state, self.now
@@ -227,32 +238,20 @@ class NewJob:
         }
 
     def job(self, seq: int) -> Job:
-        """The job as the database now holds it (no need to read it back)."""
+        """The job as the database now holds it (no need to read it back): a copy of a
+        new job's defaults with its own fields (``Job.evolve``)."""
         spec = self.spec
         if spec.scheduled_at is not None and spec.scheduled_at.tzinfo is not UTC:
-            spec = replace(spec, scheduled_at=spec.scheduled_at.astimezone(UTC))
-        return Job(
+            spec = spec.evolve(scheduled_at=spec.scheduled_at.astimezone(UTC))
+        return _JUST_INSERTED.evolve(
             id=self.id,
             seq=seq,
             tenant_id=self.tenant_id,
             spec=spec,
             state=self.state,
-            attempt=0,
-            lease_epoch=0,
-            lease_owner=None,
-            lease_expires_at=None,
             created_at=self.now,
             updated_at=self.now,
             queued_at=self.now if self.state is JobState.QUEUED else None,
-            started_at=None,
-            ended_at=None,
-            exit_code=None,
-            error_type=None,
-            message=None,
-            pid=None,
-            node_id=None,
-            cancel_force=False,
-            usage=_NO_USAGE,
             request_hash=self.request_hash,
         )
 
@@ -276,6 +275,30 @@ class NewJob:
 
 
 _NO_USAGE = ResourceUsage()
+#: what every job is as inserted, but its own fields (``NewJob.job`` sets them all)
+_JUST_INSERTED = Job(
+    id="",
+    seq=0,
+    tenant_id="",
+    spec=JobSpec(),
+    state=JobState.QUEUED,
+    attempt=0,
+    lease_epoch=0,
+    lease_owner=None,
+    lease_expires_at=None,
+    created_at=_EARLIEST,
+    updated_at=_EARLIEST,
+    queued_at=None,
+    started_at=None,
+    ended_at=None,
+    exit_code=None,
+    error_type=None,
+    message=None,
+    pid=None,
+    node_id=None,
+    cancel_force=False,
+    usage=_NO_USAGE,
+)
 
 
 def _insert_many(conn: sa.Connection, batch: Sequence[NewJob]) -> list[Job | None]:
