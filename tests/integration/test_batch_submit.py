@@ -8,6 +8,7 @@ import sys
 import httpx
 
 from jobyard.domain.jobs import DEFAULT_TENANT_ID
+from jobyard.store.claims import ClaimStore
 from tests.conftest import LiveServer, ServicesFactory, wait_for
 
 PY = sys.executable
@@ -104,3 +105,29 @@ def test_batch_jobs_run(live: LiveServer) -> None:
             assert done.status == "succeeded"
             assert client.logs(done.id).strip() == str(item.index)
         wait_for(lambda: client.list(status="succeeded").summary.by_status.get("succeeded") == 4)
+
+
+def test_a_batch_shares_one_time_and_queues_in_its_order(
+    make_services: ServicesFactory,
+    serve,
+) -> None:
+    """The jobs of a batch are created at one time (one clock read per batch); they
+    still queue in the request's order, and each has its own id and event."""
+    services = make_services(start=False)
+    live = serve(services)
+    with live.client() as client:
+        batch = client.submit_batch(
+            [{"entrypoint": "true", "name": f"q{i}", "priority": "high"} for i in range(5)]
+        )
+        assert batch.created == 5
+        jobs = [client.get(str(item.id)) for item in batch.items]
+        assert len({j.created_at for j in jobs}) == 1
+        assert all(j.status == "queued" and j.queued_at == j.created_at for j in jobs)
+        assert all([e.to_state for e in client.events(j.id)] == ["queued"] for j in jobs)
+    claims = ClaimStore(services.db)
+    claimed = []
+    for _ in range(5):
+        job = claims.claim_next(node_id="n1", now=services.clock.now(), lease_ttl_s=60)
+        assert job is not None
+        claimed.append(job.spec.name)
+    assert claimed == [f"q{i}" for i in range(5)]

@@ -52,3 +52,19 @@ def test_refuses_what_the_chain_refuses(bad: Any) -> None:
         FAST(bad)
     with pytest.raises(ValueError, match="aware datetimes"):
         CHAIN(bad)
+
+
+def test_the_kept_text_is_only_that_of_the_same_value() -> None:
+    """The last value's text is answered again for that value only, not for an equal
+    one in another zone (the same instant, the same text) nor after another value."""
+    assert FAST is not None
+    now = datetime(2026, 12, 7, 10, 0, 0, 123, tzinfo=UTC)
+    assert FAST(now) == FAST(now) == "2026-12-07 10:00:00.000123"
+    east = now.astimezone(timezone(timedelta(hours=5)))
+    assert FAST(east) == "2026-12-07 10:00:00.000123"
+    later = now + timedelta(microseconds=1)
+    assert [FAST(later), FAST(now), FAST(later)] == [
+        "2026-12-07 10:00:00.000124",
+        "2026-12-07 10:00:00.000123",
+        "2026-12-07 10:00:00.000124",
+    ]

@@ -55,10 +55,21 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
 
 
 def _sqlite_text(value: Any) -> str | None:
-    """An aware datetime as SQLite's naive UTC text (see ``UtcDateTime.bind_processor``)."""
+    """An aware datetime as SQLite's naive UTC text (see ``UtcDateTime.bind_processor``).
+    The last value's text is kept: an insert writes one ``now`` several times (a job's
+    ``created_at``, ``updated_at``, its event's ``at``; a batch's jobs share it)."""
+    global _last
     if value is None:
         return None
+    last = _last  # one tuple, read and replaced whole: safe between threads
+    if value is last[0]:
+        return last[1]
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise ValueError(f"timestamps must be aware datetimes, got {value!r}")
     v = value if value.tzinfo is UTC else value.astimezone(UTC)
-    return _TEXT % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
+    text = _TEXT % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
+    _last = (value, text)  # the value is held here: its id is not reused meanwhile
+    return text
+
+
+_last: tuple[object, str] = (object(), "")
