@@ -3,12 +3,19 @@ in the request's order, idempotency per job, quotas, and the jobs run."""
 
 from __future__ import annotations
 
+import json
 import sys
+from datetime import UTC, datetime
 
 import httpx
 
-from jobyard.domain.jobs import DEFAULT_TENANT_ID
+from jobyard import errors
+from jobyard.api.schemas.jobs import BatchItemOut, JobBatchOut, batch_json
+from jobyard.domain.jobs import DEFAULT_TENANT_ID, JobSpec
+from jobyard.domain.states import JobState
+from jobyard.service.jobs import BatchResult
 from jobyard.store.claims import ClaimStore
+from jobyard.store.jobs import NewJob
 from tests.conftest import LiveServer, ServicesFactory, wait_for
 
 PY = sys.executable
@@ -131,3 +138,22 @@ def test_a_batch_shares_one_time_and_queues_in_its_order(
         assert job is not None
         claimed.append(job.spec.name)
     assert claimed == [f"q{i}" for i in range(5)]
+
+
+def test_the_answer_is_the_models_json() -> None:
+    """``batch_json`` writes what FastAPI wrote for the ``JobBatchOut`` it answered
+    before: created, found and failed jobs, an error's details included."""
+    now = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    queued = NewJob("t", JobSpec(entrypoint="true"), JobState.QUEUED, 1.0, now, None, "q")
+    later = NewJob("t", JobSpec(entrypoint="true"), JobState.SCHEDULED, 1.0, now, None, "s")
+    results = [
+        BatchResult(job=queued.job(1), created=True),
+        BatchResult(error=errors.ValidationFailed("jobs.1.priority: bad", errors=[{"a": 1}])),
+        BatchResult(job=later.job(2)),
+        BatchResult(error=errors.IdempotencyConflict("used", job_id="j-1")),
+        BatchResult(job=later.job(3), created=True),
+    ]
+    items = [BatchItemOut.of(i, r) for i, r in enumerate(results)]
+    model = JobBatchOut(items=items, created=2, existing=1, failed=2)
+    assert batch_json(results) == model.__pydantic_serializer__.to_json(model, by_alias=True)
+    assert json.loads(batch_json(results))["items"][3]["error"]["details"] == {"job_id": "j-1"}
