@@ -12,9 +12,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 from jobyard.domain.jobs import JobSpec
+from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.store import tables
-from jobyard.store.jobs import NewJob
+from jobyard.store.jobs import NewJob, insert_parameters
 from jobyard.store.prepared import PreparedInsert
 from jobyard.store.tables import jobs
 
@@ -85,3 +86,40 @@ def test_execute_many_leaves_out_the_columns_null_in_every_row() -> None:
             stored.append(conn.execute(sa.select(jobs).order_by(jobs.c.seq)).all())
     assert stored[0] == stored[1]
     assert [r.name for r in stored[0]] == [None, "second", None]
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()], ids=["sqlite", "pg"])
+def test_parameters_read_from_new_jobs_are_those_of_their_rows(dialect: Dialect) -> None:
+    """A batch's parameters read straight from its NewJobs equal those of their rows."""
+    now = datetime(2026, 12, 7, 4, 40, tzinfo=UTC)
+    batch = [
+        NewJob("t", JobSpec(entrypoint="true"), JobState.QUEUED, 1.0, now, None, "q"),
+        NewJob(
+            "t",
+            JobSpec(
+                argv=("echo", "hi"),
+                name="n",
+                parameters={"a": [1, 2]},
+                env={"X": "1"},
+                retry_on=("failed",),
+                input_bindings=({"role": "r", "value": 3},),
+                scheduled_at=datetime(2099, 1, 1, tzinfo=UTC),
+                priority=Priority.HIGH,
+            ),
+            JobState.SCHEDULED,
+            2.5,
+            now,
+            "v2:h",
+            "s",
+        ),
+    ]
+    insert = PreparedInsert(jobs, tuple(batch[0].row()), dialect, returning=None)
+    got = [_by_name(insert, p) for p in insert_parameters(insert, batch)]
+    assert got == [_by_name(insert, insert.parameters(n.row())) for n in batch]
+    assert got[0] != got[1]
+
+
+def _by_name(insert: PreparedInsert, params: Any) -> dict[str, Any]:
+    if insert.order is None:
+        return _plain(params)
+    return _plain(dict(zip(insert.order, params, strict=True)))

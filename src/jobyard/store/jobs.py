@@ -25,7 +25,7 @@ from jobyard.domain.retry import RetryPlan
 from jobyard.domain.states import JobState
 from jobyard.store import dialects, fencing, page_statements
 from jobyard.store.database import Database
-from jobyard.store.prepared import prepared_insert, prepared_insert_with
+from jobyard.store.prepared import PreparedInsert, prepared_insert, prepared_insert_with
 from jobyard.store.tables import (
     job_artifacts,
     job_counts,
@@ -75,6 +75,7 @@ class _Columns:
                 decode[f.name] = _or_default(default)
         self._read = _getter(itemgetter, self.names)
         self.decode = tuple(decode.items())
+        self.encode = encode
         #: the column values of an object: a function compiled once, as a dataclass's
         #: ``__init__`` is, so the insert's row costs what a dict written out would
         body = ", ".join(
@@ -214,16 +215,8 @@ class NewJob:
     id: str = field(default_factory=new_job_id)
 
     def row(self) -> dict[str, Any]:
-        state, now = self.state, self.now
-        row = _SPEC.row(self.spec)
-        row["id"] = self.id
-        row["tenant_id"] = self.tenant_id
-        row["request_hash"] = self.request_hash
-        row["state"] = state.value
-        row["sort_key"] = self.sort_key
-        row["created_at"] = row["updated_at"] = now
-        row["queued_at"] = now if state is JobState.QUEUED else None
-        return row
+        """The job's row in ``jobs``, by column."""
+        return _new_row(self)
 
     def event(self) -> dict[str, Any]:
         return {
@@ -272,6 +265,41 @@ class NewJob:
         if queued:
             dialects.notify_queue(conn)
         return self.job(seq)
+
+
+#: how a new job's row reads each column from its NewJob ``row`` (``s``: its spec): the
+#: one description of the row, for :meth:`NewJob.row` and the prepared insert's
+#: parameters read straight from the NewJob (``PreparedInsert.reader``)
+_NEW_ROW = {
+    **{n: f"_encode_{n}(s.{n})" if n in _SPEC.encode else f"s.{n}" for n in _SPEC.names},
+    "id": "row.id",
+    "tenant_id": "row.tenant_id",
+    "request_hash": "row.request_hash",
+    "state": "row.state.value",
+    "sort_key": "row.sort_key",
+    "created_at": "row.now",
+    "updated_at": "row.now",
+    "queued_at": "row.now if row.state is _QUEUED else None",
+}
+_NEW_ROW_PRELUDE = "s = row.spec"
+_NEW_ROW_NAMES: dict[str, Any] = {f"_encode_{n}": fn for n, fn in _SPEC.encode.items()} | {
+    "_QUEUED": JobState.QUEUED
+}
+_new_row_scope: dict[str, Any] = dict(_NEW_ROW_NAMES)
+exec(  # noqa: S102 - column names and the expressions above only
+    f"def row(row):\n    {_NEW_ROW_PRELUDE}\n    return {{"
+    + ", ".join(f"{n!r}: {e}" for n, e in _NEW_ROW.items())
+    + "}\n",
+    _new_row_scope,
+)
+_new_row: Callable[[NewJob], dict[str, Any]] = _new_row_scope["row"]
+
+
+def insert_parameters(insert: PreparedInsert, batch: Sequence[NewJob]) -> list[Any]:
+    """``insert``'s parameters of each job's row, read from the jobs without their rows'
+    dicts (what ``insert.parameters(n.row())`` gives, ≈ 4 µs less a job)."""
+    read = insert.reader(_NEW_ROW, _NEW_ROW_PRELUDE, _NEW_ROW_NAMES)
+    return [read(n) for n in batch]
 
 
 _NO_USAGE = ResourceUsage()
@@ -326,8 +354,9 @@ def _insert_many(conn: sa.Connection, batch: Sequence[NewJob]) -> list[Job | Non
     if fresh:
         # a plain executemany (RETURNING would make SQLAlchemy insert row by row to keep
         # the order), then the sequence numbers read back by id
-        rows, events = [n.row() for n in fresh], [n.event() for n in fresh]
-        prepared_insert(jobs, tuple(rows[0]), conn.dialect).execute_many(conn, rows)
+        insert = prepared_insert(jobs, tuple(_NEW_ROW), conn.dialect)
+        insert.execute_parameters(conn, insert_parameters(insert, fresh))
+        events = [n.event() for n in fresh]
         prepared_insert(job_events, tuple(events[0]), conn.dialect).execute_many(conn, events)
         ids = [n.id for n in fresh]
         for i in range(0, len(ids), 500):

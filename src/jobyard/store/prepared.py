@@ -67,20 +67,28 @@ class PreparedInsert:
             and table.c[name].default is None
             and not table.c[name].primary_key
         )
+        self._readers: dict[int, tuple[Mapping[str, str], Callable[[Any], Any]]] = {}
         #: the statements without the columns that were NULL in every row, by those
         self._narrower: dict[tuple[int, ...], tuple[str, Callable[[Any], tuple[Any, ...]]]] = {}
 
-    def _compile(self) -> tuple[Any, Any]:
+    def _compile(
+        self,
+        read: Mapping[str, str] | None = None,
+        prelude: str = "",
+        names: Mapping[str, Any] | None = None,
+    ) -> tuple[Any, Any]:
         """``values(row)``: ``row``'s values as the driver takes them, by column name;
         ``parameters(row)``: the same in placeholder order (positional paramstyles), else
         that dict. ``row`` has exactly :attr:`columns`. Both are functions compiled once
         (as dataclasses compile ``__init__``): a column with a processor is written out
-        as ``None``'s and ``{}``'s precomputed value or a call, one expression each."""
-        scope: dict[str, Any] = {}
+        as ``None``'s and ``{}``'s precomputed value or a call, one expression each.
+        With ``read``, a column's value is not ``row[name]`` but the expression
+        ``read[name]`` (of ``row``, after the statements ``prelude``, with ``names``)."""
+        scope: dict[str, Any] = dict(names or {})
         exprs: dict[str, str] = {}
-        reads = ""  # a column with a processor is read once into a local
+        reads = f"    {prelude}\n" if prelude else ""  # a processed value: read once
         for i, name in enumerate(self.columns):
-            expr = f"row[{name!r}]"
+            expr = f"row[{name!r}]" if read is None else f"({read[name]})"
             if name in self.processors:
                 reads += f"    v{i} = {expr}\n"
                 scope[f"p{i}"] = self.processors[name]
@@ -100,6 +108,31 @@ class PreparedInsert:
         exec(source, scope)  # noqa: S102 - column names as string literals only
         return scope["values"], scope.get("parameters", scope["values"])
 
+    def reader(
+        self, read: Mapping[str, str], prelude: str, names: Mapping[str, Any]
+    ) -> Callable[[Any], Sequence[Any] | dict[str, Any]]:
+        """:attr:`parameters` of an object rather than of a row dict: ``read[column]`` is
+        the expression of the column's value (Python source over ``row``, the object,
+        after the statement ``prelude``; ``names`` are the names they use). Compiled
+        once per ``read`` (by identity): a row written as a dict and then read back
+        costs about what the parameters do."""
+        key = id(read)
+        found = self._readers.get(key)
+        if found is None or found[0] is not read:
+            found = self._readers[key] = (read, self._compile(read, prelude, names)[1])
+        return found[1]
+
+    def execute_parameters(self, conn: sa.Connection, params: list[Any]) -> None:
+        """:meth:`execute_many` of rows already made :attr:`parameters`."""
+        sql = self.sql
+        if self._omittable and params:
+            null = _null_everywhere(params, self._omittable)
+            if null:
+                sql, keep = self._without(null)
+                params = [keep(p) for p in params]
+        with driver_cursor(conn, sql, params) as cursor:
+            cursor.executemany(sql, params)
+
     def execute(self, conn: sa.Connection, row: Mapping[str, Any]) -> Any:
         """Insert ``row`` in ``conn``'s transaction; the RETURNING value, if any."""
         params = self.parameters(row)
@@ -114,15 +147,7 @@ class PreparedInsert:
         are left out of the statement: the rows stored are the same, and the driver
         binds fewer parameters (≈ 0.4 µs each for a ``None`` through ``sqlite3``'s
         adaptation; a plain job's row has 23 NULLs among its 43 columns)."""
-        params: Any = [self.parameters(row) for row in rows]
-        sql = self.sql
-        if self._omittable and params:
-            null = _null_everywhere(params, self._omittable)
-            if null:
-                sql, keep = self._without(null)
-                params = [keep(p) for p in params]
-        with driver_cursor(conn, sql, params) as cursor:
-            cursor.executemany(sql, params)
+        self.execute_parameters(conn, [self.parameters(row) for row in rows])
 
     def _without(self, null: tuple[int, ...]) -> tuple[str, Callable[[Any], tuple[Any, ...]]]:
         """The SQL without the placeholders ``null``, and what keeps the others of a
