@@ -297,7 +297,7 @@ _new_row: Callable[[NewJob], dict[str, Any]] = _new_row_scope["row"]
 
 def insert_parameters(insert: PreparedInsert, batch: Sequence[NewJob]) -> list[Any]:
     """``insert``'s parameters of each job's row, read from the jobs without their rows'
-    dicts (what ``insert.parameters(n.row())`` gives, ≈ 4 µs less a job)."""
+    dicts (what ``insert.parameters(n.row())`` gives, ≈ 1.5 µs less a job)."""
     read = insert.reader(_NEW_ROW, _NEW_ROW_PRELUDE, _NEW_ROW_NAMES)
     return [read(n) for n in batch]
 
