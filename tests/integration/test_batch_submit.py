@@ -8,14 +8,18 @@ import sys
 from datetime import UTC, datetime
 
 import httpx
+import sqlalchemy as sa
 
 from jobyard import errors
-from jobyard.api.schemas.jobs import BatchItemOut, JobBatchOut, batch_json
+from jobyard.api.schemas.jobs import BatchItemOut, JobBatchOut, JobCreate, batch_json
+from jobyard.domain.auth import Role
 from jobyard.domain.jobs import DEFAULT_TENANT_ID, JobSpec
 from jobyard.domain.states import JobState
 from jobyard.service.jobs import BatchResult
+from jobyard.service.submission import JobRequest
 from jobyard.store.claims import ClaimStore
 from jobyard.store.jobs import NewJob
+from jobyard.wiring import Services
 from tests.conftest import LiveServer, ServicesFactory, wait_for
 
 PY = sys.executable
@@ -157,3 +161,39 @@ def test_the_answer_is_the_models_json() -> None:
     model = JobBatchOut(items=items, created=2, existing=1, failed=2)
     assert batch_json(results) == model.__pydantic_serializer__.to_json(model, by_alias=True)
     assert json.loads(batch_json(results))["items"][3]["error"]["details"] == {"job_id": "j-1"}
+
+
+def _stored_seqs(services: Services, ids: list[str]) -> list[int]:
+    return [services.jobs.store.get(DEFAULT_TENANT_ID, job_id).seq for job_id in ids]
+
+
+def test_a_batch_answers_each_job_with_its_stored_seq(make_services: ServicesFactory) -> None:
+    """The seqs of a batch's jobs, worked out from the largest before and after the
+    insert (SQLite), or read back when that does not tell (the largest at 2**63 - 1:
+    new rows get random free numbers), are the ones stored, jobs skipped included."""
+    services = make_services(start=False)
+    _, key = services.auth.create_key(tenant_id=DEFAULT_TENANT_ID, name="t", role=Role.ADMIN)
+    principal = services.auth.authenticate(f"Bearer {key}")
+    body = [
+        {"entrypoint": "true", "scheduled_at": LATER},
+        {"entrypoint": "true", "scheduled_at": LATER, "submission_id": "k"},
+        {"entrypoint": "true", "scheduled_at": LATER, "submission_id": "k"},
+        {"entrypoint": "true", "scheduled_at": LATER},
+    ]
+    results = services.jobs.submit_batch(principal, _requests(body))
+    assert results[2].job == results[1].job and not results[2].created
+    _assert_stored(services, results, 3)
+    if services.db.dialect == "sqlite":  # new rows now get random free seqs
+        with services.db.write() as conn:
+            conn.execute(sa.text("UPDATE jobs SET seq = 9223372036854775807 WHERE seq = 1"))
+    _assert_stored(services, services.jobs.submit_batch(principal, _requests(body[:1] * 3)), 3)
+
+
+def _requests(body: list[dict[str, str]]) -> list[JobRequest | errors.JobyardError]:
+    return [JobCreate.model_validate(j).to_request(None) for j in body]
+
+
+def _assert_stored(services: Services, results: list[BatchResult], n: int) -> None:
+    created = [r.job for r in results if r.created and r.job is not None]
+    assert len(created) == n
+    assert [j.seq for j in created] == _stored_seqs(services, [j.id for j in created])

@@ -25,7 +25,12 @@ from jobyard.domain.retry import RetryPlan
 from jobyard.domain.states import JobState
 from jobyard.store import dialects, fencing, page_statements
 from jobyard.store.database import Database
-from jobyard.store.prepared import PreparedInsert, prepared_insert, prepared_insert_with
+from jobyard.store.prepared import (
+    PreparedInsert,
+    driver_cursor,
+    prepared_insert,
+    prepared_insert_with,
+)
 from jobyard.store.tables import (
     job_artifacts,
     job_counts,
@@ -353,18 +358,38 @@ def _insert_many(conn: sa.Connection, batch: Sequence[NewJob]) -> list[Job | Non
     seqs: dict[str, int] = {}
     if fresh:
         # a plain executemany (RETURNING would make SQLAlchemy insert row by row to keep
-        # the order), then the sequence numbers read back by id
+        # the order), then the sequence numbers: on SQLite from the largest before and
+        # after, else (or if they do not tell) read back by id
+        sqlite = conn.dialect.name == "sqlite"
+        before = _largest_seq(conn) if sqlite else None
         insert = prepared_insert(jobs, tuple(_NEW_ROW), conn.dialect)
         insert.execute_parameters(conn, insert_parameters(insert, fresh))
         events = [n.event() for n in fresh]
         prepared_insert(job_events, tuple(events[0]), conn.dialect).execute_many(conn, events)
         ids = [n.id for n in fresh]
-        for i in range(0, len(ids), 500):
-            stmt = sa.select(jobs.c.id, jobs.c.seq).where(jobs.c.id.in_(ids[i : i + 500]))
-            seqs.update((job_id, seq) for job_id, seq in conn.execute(stmt))
+        if before is not None and _largest_seq(conn) == before + len(ids):
+            seqs = dict(zip(ids, range(before + 1, before + len(ids) + 1), strict=True))
+        else:
+            for i in range(0, len(ids), 500):
+                stmt = sa.select(jobs.c.id, jobs.c.seq).where(jobs.c.id.in_(ids[i : i + 500]))
+                seqs.update((job_id, seq) for job_id, seq in conn.execute(stmt))
         if any(n.state is JobState.QUEUED for n in fresh):
             dialects.notify_queue(conn)
     return [n.job(seqs[n.id]) if n.id in seqs else None for n in batch]
+
+
+def _largest_seq(conn: sa.Connection) -> int:
+    """The largest ``seq`` in ``jobs`` (0 when empty). On SQLite ``seq`` is the rowid: a
+    row inserted without one gets the largest plus one (a random free one only once the
+    largest is 2**63 - 1), so when n rows inserted one after the other raise it by
+    exactly n, they hold the n numbers after the old largest, in their order; that
+    saves reading 1,000 ids back (≈ 2.4 µs a job)."""
+    with driver_cursor(conn, _LARGEST_SEQ, ()) as cursor:
+        cursor.execute(_LARGEST_SEQ)
+        return int(cursor.fetchone()[0])
+
+
+_LARGEST_SEQ = "SELECT coalesce(max(seq), 0) FROM jobs"
 
 
 class JobStore:
