@@ -15,9 +15,9 @@ from jobyard.domain.jobs import JobSpec
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.store import tables
-from jobyard.store.jobs import NewJob, insert_parameters
+from jobyard.store.jobs import _NEW_EVENT, NewJob, insert_parameters
 from jobyard.store.prepared import PreparedInsert
-from jobyard.store.tables import jobs
+from jobyard.store.tables import job_events, jobs
 
 
 @pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()], ids=["sqlite", "pg"])
@@ -117,6 +117,10 @@ def test_parameters_read_from_new_jobs_are_those_of_their_rows(dialect: Dialect)
     got = [_by_name(insert, p) for p in insert_parameters(insert, batch)]
     assert got == [_by_name(insert, insert.parameters(n.row())) for n in batch]
     assert got[0] != got[1]
+    events = PreparedInsert(job_events, tuple(batch[0].event()), dialect, returning=None)
+    got = [_by_name(events, p) for p in insert_parameters(events, batch, _NEW_EVENT)]
+    assert got == [_by_name(events, events.parameters(n.event())) for n in batch]
+    assert got[0]["to_state"] != got[1]["to_state"]
 
 
 def _by_name(insert: PreparedInsert, params: Any) -> dict[str, Any]:
