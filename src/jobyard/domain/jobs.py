@@ -107,11 +107,13 @@ class JobSpec(Submitted, RayOptions, ServerSet):
 
 def _changed(obj: _T, names: frozenset[str], changes: dict[str, Any]) -> _T:
     """A copy of the frozen dataclass ``obj`` (fields ``names``) with ``changes``."""
-    unknown = changes.keys() - names
-    if unknown:
-        raise TypeError(f"{type(obj).__name__} has no field {', '.join(sorted(unknown))}")
+    if not names.issuperset(changes):
+        unknown = ", ".join(sorted(changes.keys() - names))
+        raise TypeError(f"{type(obj).__name__} has no field {unknown}")
     copy = object.__new__(type(obj))
-    copy.__dict__.update(obj.__dict__, **changes)
+    values = obj.__dict__.copy()
+    values.update(changes)
+    object.__setattr__(copy, "__dict__", values)  # frozen: set as dataclasses' __init__ does
     return copy
 
 
