@@ -17,19 +17,10 @@ import asyncio
 import cProfile
 import gc
 import json
-import logging
-import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from common import machine_line
-
-from jobyard import serverlog
-from jobyard.api.app import create_app
-from jobyard.server import start_services
-from jobyard.settings import Settings
+from common import asgi_post, in_process_app, low_quartiles, machine_line
 
 LATER = "2099-01-01T00:00:00Z"
 
@@ -53,61 +44,30 @@ def main() -> None:
     parser.add_argument("--profile", help="write a cProfile of the rounds to this file")
     args = parser.parse_args()
     print(machine_line())
-    home = Path(tempfile.mkdtemp(prefix="jobyard-bench-"))
-    with (home / "server.log").open("w") as log:
-        serverlog.configure("info", "text")
-        logging.getLogger().handlers[0].setStream(log)  # type: ignore[attr-defined]
-        services, key = start_services(Settings(data_dir=home, run_dispatcher=False))
-        try:
-            app = create_app(services)
-            gc.collect()
-            gc.freeze()  # as ``jobyard serve`` does after start-up
-            post = _poster(app, f"Bearer {key}".encode())
-            bodies = [body(args.size, args.keys, n) for n in range(args.rounds + 2)]
-            per_job = asyncio.run(_rounds(post, bodies, args.size, args.profile))
-        finally:
-            services.close()
-    r = sorted(per_job)
+    with in_process_app() as (app, key):
+        gc.collect()
+        gc.freeze()  # as ``jobyard serve`` does after start-up
+        post = _poster(app, f"Bearer {key}".encode())
+        bodies = [body(args.size, args.keys, n) for n in range(args.rounds + 2)]
+        per_job = asyncio.run(_rounds(post, bodies, args.size, args.profile))
     print(
-        f"process CPU us per job over {len(r)} batches of {args.size}: min {r[0]:.1f}, "
-        f"p25 {r[len(r) // 4]:.1f}, median {statistics.median(r):.1f}"
+        f"process CPU us per job over {len(per_job)} batches of {args.size}: "
+        + low_quartiles(per_job, 1)
     )
 
 
 def _poster(app: Any, authorization: bytes) -> Any:
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"authorization", authorization),
+        (b"content-type", b"application/json"),
+    ]
+
     async def post(payload: bytes) -> bytes:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "server": ("127.0.0.1", 8000),
-            "client": ("127.0.0.1", 50000),
-            "scheme": "http",
-            "method": "POST",
-            "root_path": "",
-            "path": "/v1/jobs/batch",
-            "raw_path": b"/v1/jobs/batch",
-            "query_string": b"",
-            "headers": [
-                (b"host", b"127.0.0.1"),
-                (b"authorization", authorization),
-                (b"content-length", str(len(payload)).encode()),
-                (b"content-type", b"application/json"),
-            ],
-            "state": {},
-        }
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": payload, "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        await app(scope, receive, send)
-        if sent[0]["status"] != 200:
-            raise RuntimeError(f"the batch answered {sent}")
-        return b"".join(m.get("body", b"") for m in sent[1:])
+        status, answer = await asgi_post(app, "/v1/jobs/batch", payload, headers)
+        if status != 200:
+            raise RuntimeError(f"the batch answered {status}: {answer[:300]!r}")
+        return answer
 
     return post
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jobyard.domain.jobs import Job, JobSpec, ResourceUsage
+from jobyard.domain.jobs import Job, JobSpec
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.store.jobs import NewJob, new_job_id
@@ -48,39 +48,6 @@ def test_job_evolve_is_replace() -> None:
     assert job.id != "j1" and job.pid is None  # the original as it was
     with pytest.raises(TypeError, match="Job has no field bogus"):
         job.evolve(bogus=1)
-
-
-def test_a_new_job_is_what_the_constructor_makes() -> None:
-    """``NewJob.job`` copies a template; every field is the one a ``Job(...)`` of a
-    just-inserted row has (a field added to Job without a default fails here)."""
-    now = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
-    spec = JobSpec(entrypoint="true")
-    new = NewJob("t1", spec, JobState.QUEUED, 1.0, now, "v2:x", "queued")
-    expected = Job(
-        id=new.id,
-        seq=3,
-        tenant_id="t1",
-        spec=spec,
-        state=JobState.QUEUED,
-        attempt=0,
-        lease_epoch=0,
-        lease_owner=None,
-        lease_expires_at=None,
-        created_at=now,
-        updated_at=now,
-        queued_at=now,
-        started_at=None,
-        ended_at=None,
-        exit_code=None,
-        error_type=None,
-        message=None,
-        pid=None,
-        node_id=None,
-        cancel_force=False,
-        usage=ResourceUsage(),
-        request_hash="v2:x",
-    )
-    assert new.job(3) == expected
 
 
 def test_job_ids_are_version_4_uuids() -> None:
