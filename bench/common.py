@@ -329,7 +329,7 @@ def low_quartiles(values: Sequence[float], digits: int = 0) -> str:
 
 
 @contextmanager
-def in_process_app() -> Iterator[tuple[Any, str]]:
+def in_process_app() -> Iterator[tuple[Any, str | None]]:
     """(the ASGI app, an admin API key) of services started in this process: SQLite in
     a fresh data dir, no dispatcher, the access log on (into ``server.log`` there)."""
     import logging
