@@ -195,3 +195,19 @@ def _assert_stored(services: Services, results: list[BatchResult], n: int) -> No
     created = [r.job for r in results if r.created and r.job is not None]
     assert len(created) == n
     assert created == [services.jobs.store.get(DEFAULT_TENANT_ID, j.id) for j in created]
+
+
+def test_a_job_without_a_key_is_not_the_job_keyed_none(make_services: ServicesFactory) -> None:
+    """A job sent without a submission_id is new even when the batch also names a job
+    by the key "None" that exists (the key was looked up as ``str(None)``)."""
+    services = make_services(start=False)
+    _, key = services.auth.create_key(tenant_id=DEFAULT_TENANT_ID, name="t", role=Role.ADMIN)
+    principal = services.auth.authenticate(f"Bearer {key}")
+    keyed = {"entrypoint": "true", "scheduled_at": LATER, "submission_id": "None"}
+    [first] = services.jobs.submit_batch(principal, _requests([keyed]))
+    assert first.created and first.job is not None
+    results = services.jobs.submit_batch(
+        principal, _requests([keyed, {"entrypoint": "false", "scheduled_at": LATER}])
+    )
+    assert results[0].job == first.job and not results[0].created
+    assert results[1].error is None and results[1].created

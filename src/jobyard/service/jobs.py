@@ -158,7 +158,8 @@ class JobService:
                 continue
             try:
                 digest = self._digest(principal, request)
-                found = before.get(str(request.spec.idempotency_key))
+                key = request.spec.idempotency_key
+                found = before.get(key) if key is not None else None
                 if found is not None:
                     planned.append(
                         BatchResult(job=self._replayed(principal, request, digest, found))
