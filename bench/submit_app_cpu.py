@@ -16,20 +16,11 @@ import argparse
 import asyncio
 import cProfile
 import json
-import logging
 import pstats
-import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from common import machine_line
-
-from jobyard import serverlog
-from jobyard.api.app import create_app
-from jobyard.server import start_services
-from jobyard.settings import Settings
+from common import asgi_post, in_process_app, low_quartiles, machine_line
 
 WARMUP = 300
 #: what ``Client.submit(ENTRYPOINT, scheduled_at=2099)`` sends (bench/w3_submit.py)
@@ -49,27 +40,18 @@ def main() -> None:
     parser.add_argument("--calls", action="store_true", help="Python calls per submit")
     args = parser.parse_args()
     print(machine_line())
-    home = Path(tempfile.mkdtemp(prefix="jobyard-bench-"))
-    with (home / "server.log").open("w") as log:
-        serverlog.configure("info", "text")
-        logging.getLogger().handlers[0].setStream(log)  # type: ignore[attr-defined]
-        services, key = start_services(Settings(data_dir=home, run_dispatcher=False))
-        try:
-            app = create_app(services)
-            submit = _submitter(app, f"Bearer {key}".encode())
-            if args.calls:
-                print(f"Python calls per submit: {asyncio.run(_calls(submit, 500)):.0f}")
-            else:
-                report(asyncio.run(_rounds(submit, args.rounds, args.submits)), args.submits)
-        finally:
-            services.close()
+    with in_process_app() as (app, key):
+        submit = _submitter(app, f"Bearer {key}".encode())
+        if args.calls:
+            print(f"Python calls per submit: {asyncio.run(_calls(submit, 500)):.0f}")
+        else:
+            report(asyncio.run(_rounds(submit, args.rounds, args.submits)), args.submits)
 
 
 def report(per_submit_us: list[float], submits: int) -> None:
-    r = sorted(per_submit_us)
     print(
-        f"loop thread CPU us per submit over {len(r)} x {submits}: min {r[0]:.0f}, "
-        f"p25 {r[len(r) // 4]:.0f}, median {statistics.median(r):.0f}"
+        f"loop thread CPU us per submit over {len(per_submit_us)} x {submits}: "
+        + low_quartiles(per_submit_us)
     )
 
 
@@ -79,37 +61,13 @@ def _submitter(app: Any, authorization: bytes) -> Any:
         (b"accept", b"*/*"),
         (b"connection", b"keep-alive"),
         (b"authorization", authorization),
-        (b"content-length", str(len(BODY)).encode()),
         (b"content-type", b"application/json"),
     ]
 
     async def submit() -> None:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "server": ("127.0.0.1", 8000),
-            "client": ("127.0.0.1", 50000),
-            "scheme": "http",
-            "method": "POST",
-            "root_path": "",
-            "path": "/v1/jobs",
-            "raw_path": b"/v1/jobs",
-            "query_string": b"",
-            "headers": headers,
-            "state": {},
-        }
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": BODY, "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        await app(scope, receive, send)
-        if sent[0]["status"] != 201:
-            raise RuntimeError(f"submit answered {sent}")
+        status, answer = await asgi_post(app, "/v1/jobs", BODY, headers)
+        if status != 201:
+            raise RuntimeError(f"submit answered {status}: {answer!r}")
 
     return submit
 

@@ -55,6 +55,8 @@ def ensure_utc(value: datetime | None) -> datetime | None:
     a client sent without a zone), None stays None."""
     if value is None:
         return None
+    if value.tzinfo is UTC:
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

@@ -3,11 +3,23 @@ in the request's order, idempotency per job, quotas, and the jobs run."""
 
 from __future__ import annotations
 
+import json
 import sys
+from datetime import UTC, datetime
 
 import httpx
+import sqlalchemy as sa
 
-from jobyard.domain.jobs import DEFAULT_TENANT_ID
+from jobyard import errors
+from jobyard.api.schemas.jobs import BatchItemOut, JobBatchOut, JobCreate, batch_json
+from jobyard.domain.auth import Role
+from jobyard.domain.jobs import DEFAULT_TENANT_ID, JobSpec
+from jobyard.domain.states import JobState
+from jobyard.service.jobs import BatchResult
+from jobyard.service.submission import JobRequest
+from jobyard.store.claims import ClaimStore
+from jobyard.store.jobs import NewJob
+from jobyard.wiring import Services
 from tests.conftest import LiveServer, ServicesFactory, wait_for
 
 PY = sys.executable
@@ -104,3 +116,98 @@ def test_batch_jobs_run(live: LiveServer) -> None:
             assert done.status == "succeeded"
             assert client.logs(done.id).strip() == str(item.index)
         wait_for(lambda: client.list(status="succeeded").summary.by_status.get("succeeded") == 4)
+
+
+def test_a_batch_shares_one_time_and_queues_in_its_order(
+    make_services: ServicesFactory,
+    serve,
+) -> None:
+    """The jobs of a batch are created at one time (one clock read per batch); they
+    still queue in the request's order, and each has its own id and event."""
+    services = make_services(start=False)
+    live = serve(services)
+    with live.client() as client:
+        batch = client.submit_batch(
+            [{"entrypoint": "true", "name": f"q{i}", "priority": "high"} for i in range(5)]
+        )
+        assert batch.created == 5
+        jobs = [client.get(str(item.id)) for item in batch.items]
+        assert len({j.created_at for j in jobs}) == 1
+        assert all(j.status == "queued" and j.queued_at == j.created_at for j in jobs)
+        assert all([e.to_state for e in client.events(j.id)] == ["queued"] for j in jobs)
+    claims = ClaimStore(services.db)
+    claimed = []
+    for _ in range(5):
+        job = claims.claim_next(node_id="n1", now=services.clock.now(), lease_ttl_s=60)
+        assert job is not None
+        claimed.append(job.spec.name)
+    assert claimed == [f"q{i}" for i in range(5)]
+
+
+def test_the_answer_is_the_models_json() -> None:
+    """``batch_json`` writes what FastAPI wrote for the ``JobBatchOut`` it answered
+    before: created, found and failed jobs, an error's details included."""
+    now = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    queued = NewJob("t", JobSpec(entrypoint="true"), JobState.QUEUED, 1.0, now, None, "q")
+    later = NewJob("t", JobSpec(entrypoint="true"), JobState.SCHEDULED, 1.0, now, None, "s")
+    results = [
+        BatchResult(job=queued.job(1), created=True),
+        BatchResult(error=errors.ValidationFailed("jobs.1.priority: bad", errors=[{"a": 1}])),
+        BatchResult(job=later.job(2)),
+        BatchResult(error=errors.IdempotencyConflict("used", job_id="j-1")),
+        BatchResult(job=later.job(3), created=True),
+    ]
+    items = [BatchItemOut.of(i, r) for i, r in enumerate(results)]
+    model = JobBatchOut(items=items, created=2, existing=1, failed=2)
+    assert batch_json(results) == model.__pydantic_serializer__.to_json(model, by_alias=True)
+    assert json.loads(batch_json(results))["items"][3]["error"]["details"] == {"job_id": "j-1"}
+
+
+def test_a_batch_answers_each_job_with_its_stored_seq(make_services: ServicesFactory) -> None:
+    """A batch's jobs as answered (not read back) are the rows stored: their seqs
+    worked out from the largest before and after the insert (SQLite), or read back when
+    that does not tell (the largest at 2**63 - 1: new rows get random free numbers),
+    jobs skipped included, and every other field as a new job's."""
+    services = make_services(start=False)
+    _, key = services.auth.create_key(tenant_id=DEFAULT_TENANT_ID, name="t", role=Role.ADMIN)
+    principal = services.auth.authenticate(f"Bearer {key}")
+    body = [
+        {"entrypoint": "true", "scheduled_at": LATER},
+        {"entrypoint": "true", "scheduled_at": LATER, "submission_id": "k"},
+        {"entrypoint": "true", "scheduled_at": LATER, "submission_id": "k"},
+        {"entrypoint": "true", "scheduled_at": LATER},
+    ]
+    results = services.jobs.submit_batch(principal, _requests(body))
+    assert results[2].job == results[1].job and not results[2].created
+    _assert_stored(services, results, 3)
+    if services.db.dialect == "sqlite":  # new rows now get random free seqs
+        with services.db.write() as conn:
+            conn.execute(sa.text("UPDATE jobs SET seq = 9223372036854775807 WHERE seq = 1"))
+    _assert_stored(services, services.jobs.submit_batch(principal, _requests(body[:1] * 3)), 3)
+
+
+def _requests(body: list[dict[str, str]]) -> list[JobRequest | errors.JobyardError]:
+    return [JobCreate.model_validate(j).to_request(None) for j in body]
+
+
+def _assert_stored(services: Services, results: list[BatchResult], n: int) -> None:
+    """The jobs answered are the rows stored, every field (seq included)."""
+    created = [r.job for r in results if r.created and r.job is not None]
+    assert len(created) == n
+    assert created == [services.jobs.store.get(DEFAULT_TENANT_ID, j.id) for j in created]
+
+
+def test_a_job_without_a_key_is_not_the_job_keyed_none(make_services: ServicesFactory) -> None:
+    """A job sent without a submission_id is new even when the batch also names a job
+    by the key "None" that exists (the key was looked up as ``str(None)``)."""
+    services = make_services(start=False)
+    _, key = services.auth.create_key(tenant_id=DEFAULT_TENANT_ID, name="t", role=Role.ADMIN)
+    principal = services.auth.authenticate(f"Bearer {key}")
+    keyed = {"entrypoint": "true", "scheduled_at": LATER, "submission_id": "None"}
+    [first] = services.jobs.submit_batch(principal, _requests([keyed]))
+    assert first.created and first.job is not None
+    results = services.jobs.submit_batch(
+        principal, _requests([keyed, {"entrypoint": "false", "scheduled_at": LATER}])
+    )
+    assert results[0].job == first.job and not results[0].created
+    assert results[1].error is None and results[1].created

@@ -7,11 +7,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
+from jobyard.domain.jobs import JobSpec
+from jobyard.domain.priorities import Priority
+from jobyard.domain.states import JobState
+from jobyard.store import tables
+from jobyard.store.jobs import _NEW_EVENT, NewJob, insert_parameters
 from jobyard.store.prepared import PreparedInsert
-from jobyard.store.tables import jobs
+from jobyard.store.tables import job_events, jobs
 
 
 @pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()], ids=["sqlite", "pg"])
@@ -45,3 +51,79 @@ def test_parameters_are_what_the_column_types_make_of_the_values(dialect: Dialec
 def _plain(params: dict[str, Any]) -> dict[str, Any]:
     """psycopg's ``Json`` wrapper (no equality of its own) as what it wraps."""
     return {k: ("json", v.obj) if type(v).__name__ == "Json" else v for k, v in params.items()}
+
+
+def test_execute_many_leaves_out_the_columns_null_in_every_row() -> None:
+    """The rows stored are those SQLAlchemy's own insert stores; the statement names no
+    column that is NULL in every row (a column set in one row stays in)."""
+    now = datetime(2026, 12, 7, 4, 40, tzinfo=UTC)
+    specs = [
+        JobSpec(entrypoint="true"),
+        JobSpec(entrypoint="true", name="second", parameters={"a": 1}),
+        JobSpec(argv=("echo", "hi"), timeout_s=5.0),
+    ]
+    rows = [
+        NewJob("default", spec, JobState.QUEUED, 1.0 + i, now, None, "queued").row()
+        for i, spec in enumerate(specs)
+    ]
+    stored = []
+    for prepared in (True, False):
+        engine = sa.create_engine("sqlite://")
+        tables.metadata.create_all(engine)
+        statements: list[str] = []
+        with engine.begin() as conn:
+            conn.connection.driver_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
+            if prepared:
+                insert = PreparedInsert(jobs, tuple(rows[0]), conn.dialect, returning=None)
+                insert.execute_many(conn, rows)
+                (sql,) = [s for s in statements if s.startswith("INSERT")][:1]
+                columns = sql.split("(", 1)[1].split(")", 1)[0].split(", ")
+                assert {"name", "argv", "timeout_s", "entrypoint"} <= set(columns)
+                assert not {"description", "job_type", "notifications"} & set(columns)
+            else:
+                conn.execute(jobs.insert(), rows)
+        with engine.connect() as conn:
+            stored.append(conn.execute(sa.select(jobs).order_by(jobs.c.seq)).all())
+    assert stored[0] == stored[1]
+    assert [r.name for r in stored[0]] == [None, "second", None]
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()], ids=["sqlite", "pg"])
+def test_parameters_read_from_new_jobs_are_those_of_their_rows(dialect: Dialect) -> None:
+    """A batch's parameters read straight from its NewJobs equal those of their rows."""
+    now = datetime(2026, 12, 7, 4, 40, tzinfo=UTC)
+    batch = [
+        NewJob("t", JobSpec(entrypoint="true"), JobState.QUEUED, 1.0, now, None, "q"),
+        NewJob(
+            "t",
+            JobSpec(
+                argv=("echo", "hi"),
+                name="n",
+                parameters={"a": [1, 2]},
+                env={"X": "1"},
+                retry_on=("failed",),
+                input_bindings=({"role": "r", "value": 3},),
+                scheduled_at=datetime(2099, 1, 1, tzinfo=UTC),
+                priority=Priority.HIGH,
+            ),
+            JobState.SCHEDULED,
+            2.5,
+            now,
+            "v2:h",
+            "s",
+        ),
+    ]
+    insert = PreparedInsert(jobs, tuple(batch[0].row()), dialect, returning=None)
+    got = [_by_name(insert, p) for p in insert_parameters(insert, batch)]
+    assert got == [_by_name(insert, insert.parameters(n.row())) for n in batch]
+    assert got[0] != got[1]
+    events = PreparedInsert(job_events, tuple(batch[0].event()), dialect, returning=None)
+    got = [_by_name(events, p) for p in insert_parameters(events, batch, _NEW_EVENT)]
+    assert got == [_by_name(events, events.parameters(n.event())) for n in batch]
+    assert got[0]["to_state"] != got[1]["to_state"]
+
+
+def _by_name(insert: PreparedInsert, params: Any) -> dict[str, Any]:
+    if insert.order is None:
+        return _plain(params)
+    return _plain(dict(zip(insert.order, params, strict=True)))

@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from jobyard import errors
@@ -149,6 +150,7 @@ class JobService:
         before = self.store.find_by_idempotency_keys(principal.tenant_id, keys) if keys else {}
         quota = self.quotas.queued_room(principal.tenant_id)
         room = quota[0] if quota is not None else None
+        now = self.clock.now()  # one time for the batch: its jobs queue in its order (seq)
         planned: list[tuple[submission.JobRequest, NewJob] | BatchResult] = []
         for request in requests:
             if isinstance(request, errors.JobyardError):
@@ -156,7 +158,8 @@ class JobService:
                 continue
             try:
                 digest = self._digest(principal, request)
-                found = before.get(str(request.spec.idempotency_key))
+                key = request.spec.idempotency_key
+                found = before.get(key) if key is not None else None
                 if found is not None:
                     planned.append(
                         BatchResult(job=self._replayed(principal, request, digest, found))
@@ -164,7 +167,12 @@ class JobService:
                     continue
                 spec = self._resolve(principal, self._notified(request))
                 new = self._new_job(
-                    principal, spec, immediate=False, request_hash=digest, check_quota=False
+                    principal,
+                    spec,
+                    immediate=False,
+                    request_hash=digest,
+                    check_quota=False,
+                    now=now,
                 )
                 if quota is not None and room is not None:
                     if room <= 0:
@@ -259,8 +267,10 @@ class JobService:
         immediate: bool,
         request_hash: str | None,
         check_quota: bool = True,
+        now: datetime | None = None,
     ) -> NewJob:
-        """Validate ``spec`` for this caller and decide its first state and queue place."""
+        """Validate ``spec`` for this caller and decide its first state and queue place
+        (at ``now``, a batch's one time, else the clock's)."""
         _validate(spec)
         spec = spec.evolve(
             submitted_by=principal.key_name,
@@ -270,7 +280,8 @@ class JobService:
         )
         if check_quota:
             self.quotas.check_queued(principal.tenant_id)
-        now = self.clock.now()
+        if now is None:
+            now = self.clock.now()
         scheduled = spec.scheduled_at is not None and spec.scheduled_at > now
         state = JobState.SCHEDULED if scheduled else JobState.QUEUED
         eligible = spec.scheduled_at if scheduled and spec.scheduled_at else now

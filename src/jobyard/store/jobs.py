@@ -6,7 +6,7 @@ import asyncio
 import base64
 import binascii
 import dataclasses
-import uuid
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -25,7 +25,12 @@ from jobyard.domain.retry import RetryPlan
 from jobyard.domain.states import JobState
 from jobyard.store import dialects, fencing, page_statements
 from jobyard.store.database import Database
-from jobyard.store.prepared import prepared_insert, prepared_insert_with
+from jobyard.store.prepared import (
+    PreparedInsert,
+    driver_cursor,
+    prepared_insert,
+    prepared_insert_with,
+)
 from jobyard.store.tables import (
     job_artifacts,
     job_counts,
@@ -75,6 +80,7 @@ class _Columns:
                 decode[f.name] = _or_default(default)
         self._read = _getter(itemgetter, self.names)
         self.decode = tuple(decode.items())
+        self.encode = encode
         #: the column values of an object: a function compiled once, as a dataclass's
         #: ``__init__`` is, so the insert's row costs what a dict written out would
         body = ", ".join(
@@ -189,6 +195,17 @@ def decode_cursor(cursor: str) -> int:
         ) from e
 
 
+def new_job_id() -> str:
+    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` writes it: 122 random
+    bits, formatted without a ``UUID`` object (≈ 1.2 against ≈ 2.4 µs, per job of a batch)."""
+    x = os.urandom(16).hex()
+    return f"{x[:8]}-{x[8:12]}-4{x[13:16]}-{_VARIANT[int(x[16], 16) & 3]}{x[17:20]}-{x[20:]}"
+
+
+#: the RFC 4122 variant's nibble (binary 10xx) for each value of its two random bits
+_VARIANT = "89ab"
+
+
 @dataclass(frozen=True, slots=True)
 class NewJob:
     """A job about to be inserted, with its first event's message."""
@@ -200,59 +217,31 @@ class NewJob:
     now: datetime
     request_hash: str | None
     message: str
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=new_job_id)
 
     def row(self) -> dict[str, Any]:
-        state, now = self.state, self.now
-        row = _SPEC.row(self.spec)
-        row["id"] = self.id
-        row["tenant_id"] = self.tenant_id
-        row["request_hash"] = self.request_hash
-        row["state"] = state.value
-        row["sort_key"] = self.sort_key
-        row["created_at"] = row["updated_at"] = now
-        row["queued_at"] = now if state is JobState.QUEUED else None
-        return row
+        """The job's row in ``jobs``, by column."""
+        return _new_row(self)
 
     def event(self) -> dict[str, Any]:
-        return {
-            "tenant_id": self.tenant_id,
-            "job_id": self.id,
-            "at": self.now,
-            "kind": "state",
-            "from_state": None,
-            "to_state": self.state.value,
-            "message": self.message,
-            "data": {},
-        }
+        """Its first event's row in ``job_events``, by column."""
+        return _new_event(self)
 
     def job(self, seq: int) -> Job:
-        """The job as the database now holds it (no need to read it back)."""
+        """The job as the database now holds it (no need to read it back): a copy of a
+        new job's defaults with its own fields (``Job.evolve``)."""
         spec = self.spec
         if spec.scheduled_at is not None and spec.scheduled_at.tzinfo is not UTC:
-            spec = replace(spec, scheduled_at=spec.scheduled_at.astimezone(UTC))
-        return Job(
+            spec = spec.evolve(scheduled_at=spec.scheduled_at.astimezone(UTC))
+        return _JUST_INSERTED.evolve(
             id=self.id,
             seq=seq,
             tenant_id=self.tenant_id,
             spec=spec,
             state=self.state,
-            attempt=0,
-            lease_epoch=0,
-            lease_owner=None,
-            lease_expires_at=None,
             created_at=self.now,
             updated_at=self.now,
             queued_at=self.now if self.state is JobState.QUEUED else None,
-            started_at=None,
-            ended_at=None,
-            exit_code=None,
-            error_type=None,
-            message=None,
-            pid=None,
-            node_id=None,
-            cancel_force=False,
-            usage=_NO_USAGE,
             request_hash=self.request_hash,
         )
 
@@ -275,7 +264,86 @@ class NewJob:
         return self.job(seq)
 
 
+#: how a new job's row reads each column from its NewJob ``row`` (``s``: its spec): the
+#: one description of the row, for :meth:`NewJob.row` and the prepared insert's
+#: parameters read straight from the NewJob (``PreparedInsert.reader``)
+_NEW_ROW = {
+    **{n: f"_encode_{n}(s.{n})" if n in _SPEC.encode else f"s.{n}" for n in _SPEC.names},
+    "id": "row.id",
+    "tenant_id": "row.tenant_id",
+    "request_hash": "row.request_hash",
+    "state": "row.state.value",
+    "sort_key": "row.sort_key",
+    "created_at": "row.now",
+    "updated_at": "row.now",
+    "queued_at": "row.now if row.state is _QUEUED else None",
+}
+_NEW_ROW_PRELUDE = "s = row.spec"
+_NEW_ROW_NAMES: dict[str, Any] = {f"_encode_{n}": fn for n, fn in _SPEC.encode.items()} | {
+    "_QUEUED": JobState.QUEUED
+}
+#: its first event's row, the same way
+_NEW_EVENT = {
+    "tenant_id": "row.tenant_id",
+    "job_id": "row.id",
+    "at": "row.now",
+    "kind": "'state'",
+    "from_state": "None",
+    "to_state": "row.state.value",
+    "message": "row.message",
+    "data": "{}",
+}
+
+
+def _row_function(read: Mapping[str, str], prelude: str) -> Callable[[NewJob], dict[str, Any]]:
+    """The function of a NewJob ``row`` that gives the dict of ``read``'s expressions."""
+    scope: dict[str, Any] = dict(_NEW_ROW_NAMES)
+    body = ", ".join(f"{n!r}: {e}" for n, e in read.items())
+    source = f"def row(row):\n    {prelude}\n    return {{{body}}}\n"
+    exec(source, scope)  # noqa: S102 - column names and the expressions above only
+    function: Callable[[NewJob], dict[str, Any]] = scope["row"]
+    return function
+
+
+_new_row = _row_function(_NEW_ROW, _NEW_ROW_PRELUDE)
+_new_event = _row_function(_NEW_EVENT, _NEW_ROW_PRELUDE)
+
+
+def insert_parameters(
+    insert: PreparedInsert, batch: Sequence[NewJob], row: Mapping[str, str] = _NEW_ROW
+) -> list[Any]:
+    """``insert``'s parameters of each job's row (``_NEW_ROW``) or first event
+    (``_NEW_EVENT``), read from the jobs without their rows' dicts: what
+    ``insert.parameters(n.row())`` gives, ≈ 1.5 µs less a job."""
+    read = insert.reader(row, _NEW_ROW_PRELUDE, _NEW_ROW_NAMES)
+    return [read(n) for n in batch]
+
+
 _NO_USAGE = ResourceUsage()
+#: what every job is as inserted, but its own fields (``NewJob.job`` sets them all)
+_JUST_INSERTED = Job(
+    id="",
+    seq=0,
+    tenant_id="",
+    spec=JobSpec(),
+    state=JobState.QUEUED,
+    attempt=0,
+    lease_epoch=0,
+    lease_owner=None,
+    lease_expires_at=None,
+    created_at=_EARLIEST,
+    updated_at=_EARLIEST,
+    queued_at=None,
+    started_at=None,
+    ended_at=None,
+    exit_code=None,
+    error_type=None,
+    message=None,
+    pid=None,
+    node_id=None,
+    cancel_force=False,
+    usage=_NO_USAGE,
+)
 
 
 def _insert_many(conn: sa.Connection, batch: Sequence[NewJob]) -> list[Job | None]:
@@ -302,17 +370,38 @@ def _insert_many(conn: sa.Connection, batch: Sequence[NewJob]) -> list[Job | Non
     seqs: dict[str, int] = {}
     if fresh:
         # a plain executemany (RETURNING would make SQLAlchemy insert row by row to keep
-        # the order), then the sequence numbers read back by id
-        rows, events = [n.row() for n in fresh], [n.event() for n in fresh]
-        prepared_insert(jobs, tuple(rows[0]), conn.dialect).execute_many(conn, rows)
-        prepared_insert(job_events, tuple(events[0]), conn.dialect).execute_many(conn, events)
+        # the order), then the sequence numbers: on SQLite from the largest before and
+        # after, else (or if they do not tell) read back by id
+        sqlite = conn.dialect.name == "sqlite"
+        before = _largest_seq(conn) if sqlite else None
+        insert = prepared_insert(jobs, tuple(_NEW_ROW), conn.dialect)
+        insert.execute_parameters(conn, insert_parameters(insert, fresh))
+        events = prepared_insert(job_events, tuple(_NEW_EVENT), conn.dialect)
+        events.execute_parameters(conn, insert_parameters(events, fresh, _NEW_EVENT))
         ids = [n.id for n in fresh]
-        for i in range(0, len(ids), 500):
-            stmt = sa.select(jobs.c.id, jobs.c.seq).where(jobs.c.id.in_(ids[i : i + 500]))
-            seqs.update((job_id, seq) for job_id, seq in conn.execute(stmt))
+        if before is not None and _largest_seq(conn) == before + len(ids):
+            seqs = dict(zip(ids, range(before + 1, before + len(ids) + 1), strict=True))
+        else:
+            for i in range(0, len(ids), 500):
+                stmt = sa.select(jobs.c.id, jobs.c.seq).where(jobs.c.id.in_(ids[i : i + 500]))
+                seqs.update((job_id, seq) for job_id, seq in conn.execute(stmt))
         if any(n.state is JobState.QUEUED for n in fresh):
             dialects.notify_queue(conn)
     return [n.job(seqs[n.id]) if n.id in seqs else None for n in batch]
+
+
+def _largest_seq(conn: sa.Connection) -> int:
+    """The largest ``seq`` in ``jobs`` (0 when empty). On SQLite ``seq`` is the rowid: a
+    row inserted without one gets the largest plus one (a random free one only once the
+    largest is 2**63 - 1), so when n rows inserted one after the other raise it by
+    exactly n, they hold the n numbers after the old largest, in their order; that
+    saves reading 1,000 ids back (≈ 2.4 µs a job)."""
+    with driver_cursor(conn, _LARGEST_SEQ, ()) as cursor:
+        cursor.execute(_LARGEST_SEQ)
+        return int(cursor.fetchone()[0])
+
+
+_LARGEST_SEQ = "SELECT coalesce(max(seq), 0) FROM jobs"
 
 
 class JobStore:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,18 +55,40 @@ class PreparedInsert:
         self.values: Callable[[Mapping[str, Any]], dict[str, Any]]
         self.parameters: Callable[[Mapping[str, Any]], Sequence[Any] | dict[str, Any]]
         self.values, self.parameters = self._compile()
+        self._table = table
+        self._dialect = dialect
+        #: the placeholders whose column may be left out when its value is NULL: the
+        #: database writes the same NULL (nullable, no default of its own)
+        self._omittable = tuple(
+            i
+            for i, name in enumerate(self.order or ())
+            if table.c[name].nullable
+            and table.c[name].server_default is None
+            and table.c[name].default is None
+            and not table.c[name].primary_key
+        )
+        self._readers: dict[int, tuple[Mapping[str, str], Callable[[Any], Any]]] = {}
+        #: the statements without the columns that were NULL in every row, by those
+        self._narrower: dict[tuple[int, ...], tuple[str, Callable[[Any], tuple[Any, ...]]]] = {}
 
-    def _compile(self) -> tuple[Any, Any]:
+    def _compile(
+        self,
+        read: Mapping[str, str] | None = None,
+        prelude: str = "",
+        names: Mapping[str, Any] | None = None,
+    ) -> tuple[Any, Any]:
         """``values(row)``: ``row``'s values as the driver takes them, by column name;
         ``parameters(row)``: the same in placeholder order (positional paramstyles), else
         that dict. ``row`` has exactly :attr:`columns`. Both are functions compiled once
         (as dataclasses compile ``__init__``): a column with a processor is written out
-        as ``None``'s and ``{}``'s precomputed value or a call, one expression each."""
-        scope: dict[str, Any] = {}
+        as ``None``'s and ``{}``'s precomputed value or a call, one expression each.
+        With ``read``, a column's value is not ``row[name]`` but the expression
+        ``read[name]`` (of ``row``, after the statements ``prelude``, with ``names``)."""
+        scope: dict[str, Any] = dict(names or {})
         exprs: dict[str, str] = {}
-        reads = ""  # a column with a processor is read once into a local
+        reads = f"    {prelude}\n" if prelude else ""  # a processed value: read once
         for i, name in enumerate(self.columns):
-            expr = f"row[{name!r}]"
+            expr = f"row[{name!r}]" if read is None else f"({read[name]})"
             if name in self.processors:
                 reads += f"    v{i} = {expr}\n"
                 scope[f"p{i}"] = self.processors[name]
@@ -85,6 +108,31 @@ class PreparedInsert:
         exec(source, scope)  # noqa: S102 - column names as string literals only
         return scope["values"], scope.get("parameters", scope["values"])
 
+    def reader(
+        self, read: Mapping[str, str], prelude: str, names: Mapping[str, Any]
+    ) -> Callable[[Any], Sequence[Any] | dict[str, Any]]:
+        """:attr:`parameters` of an object rather than of a row dict: ``read[column]`` is
+        the expression of the column's value (Python source over ``row``, the object,
+        after the statement ``prelude``; ``names`` are the names they use). Compiled
+        once per ``read`` (by identity): a row written as a dict and then read back
+        costs about what the parameters do."""
+        key = id(read)
+        found = self._readers.get(key)
+        if found is None or found[0] is not read:
+            found = self._readers[key] = (read, self._compile(read, prelude, names)[1])
+        return found[1]
+
+    def execute_parameters(self, conn: sa.Connection, params: list[Any]) -> None:
+        """:meth:`execute_many` of rows already made :attr:`parameters`."""
+        sql = self.sql
+        if self._omittable and params:
+            null = _null_everywhere(params, self._omittable)
+            if null:
+                sql, keep = self._without(null)
+                params = [keep(p) for p in params]
+        with driver_cursor(conn, sql, params) as cursor:
+            cursor.executemany(sql, params)
+
     def execute(self, conn: sa.Connection, row: Mapping[str, Any]) -> Any:
         """Insert ``row`` in ``conn``'s transaction; the RETURNING value, if any."""
         params = self.parameters(row)
@@ -94,10 +142,48 @@ class PreparedInsert:
         return found[0] if found else None
 
     def execute_many(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert ``rows`` in ``conn``'s transaction with one ``executemany``."""
-        params: Any = [self.parameters(row) for row in rows]
-        with driver_cursor(conn, self.sql, params) as cursor:
-            cursor.executemany(self.sql, params)
+        """Insert ``rows`` in ``conn``'s transaction with one ``executemany``. With a
+        positional paramstyle (SQLite), the nullable columns that are NULL in every row
+        are left out of the statement: the rows stored are the same, and the driver
+        binds fewer parameters (≈ 0.4 µs each for a ``None`` through ``sqlite3``'s
+        adaptation; a plain job's row has 23 NULLs among its 43 columns)."""
+        self.execute_parameters(conn, [self.parameters(row) for row in rows])
+
+    def _without(self, null: tuple[int, ...]) -> tuple[str, Callable[[Any], tuple[Any, ...]]]:
+        """The SQL without the placeholders ``null``, and what keeps the others of a
+        row's parameters (compiled once per such set)."""
+        found = self._narrower.get(null)
+        if found is None:
+            order = self.order or ()
+            left = [i for i in range(len(order)) if i not in null]
+            narrow = PreparedInsert(self._table, [order[i] for i in left], self._dialect, None)
+            if narrow.order != tuple(order[i] for i in left):
+                raise ValueError(f"{self._table.name}: unexpected placeholder order")
+            found = self._narrower[null] = (narrow.sql, _tuple_getter(left))
+        return found
+
+
+def _null_everywhere(params: Sequence[Sequence[Any]], candidates: Sequence[int]) -> tuple[int, ...]:
+    """The positions among ``candidates`` whose value is None in every row of ``params``."""
+    null = tuple(i for i in candidates if params[0][i] is None)
+    if not null:
+        return null
+    probe, nones = _tuple_getter(null), (None,) * len(null)
+    for p in params:
+        if probe(p) != nones:
+            null = tuple(i for i in null if p[i] is None)
+            if not null:
+                return null
+            probe, nones = _tuple_getter(null), (None,) * len(null)
+    return null
+
+
+def _tuple_getter(positions: Sequence[int]) -> Callable[[Any], tuple[Any, ...]]:
+    """``itemgetter`` of ``positions`` that always answers a tuple."""
+    if len(positions) == 1:
+        one = positions[0]
+        return lambda p: (p[one],)
+    return itemgetter(*positions)
 
 
 @contextmanager

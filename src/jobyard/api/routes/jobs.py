@@ -27,7 +27,6 @@ from jobyard.api.job_reads import (
 )
 from jobyard.api.schemas.jobs import (
     AttemptOut,
-    BatchItemOut,
     CancelRequest,
     EventList,
     EventOut,
@@ -38,6 +37,7 @@ from jobyard.api.schemas.jobs import (
     JobOut,
     ReportIn,
     RetryRequest,
+    batch_json,
 )
 from jobyard.service.submission import JobRequest
 
@@ -93,10 +93,11 @@ async def submit_job(
     description="Each job is validated and accepted on its own: the answer lists, in the "
     "request's order, each job's id and state or its error. The accepted jobs are "
     "committed together, before the answer.",
+    response_model=JobBatchOut,
 )
 async def submit_batch(
     body: JobBatchIn, services: ServicesDep, principal: PrincipalDep
-) -> JobBatchOut:
+) -> Response:
     requests: list[JobRequest | errors.JobyardError] = []
     for i, raw in enumerate(body.jobs):
         try:
@@ -105,12 +106,7 @@ async def submit_batch(
             message, problems = validation_problems(e.errors(), ("jobs", i))
             requests.append(errors.ValidationFailed(message, errors=problems))
     results = await run_in_threadpool(services.jobs.submit_batch, principal, requests)
-    items = [BatchItemOut.of(i, r) for i, r in enumerate(results)]
-    created = sum(r.created for r in results)
-    failed = sum(r.error is not None for r in results)
-    return JobBatchOut(
-        items=items, created=created, existing=len(results) - created - failed, failed=failed
-    )
+    return Response(batch_json(results), media_type="application/json")
 
 
 @router.get("", summary="List jobs, newest first", response_model=JobList)
