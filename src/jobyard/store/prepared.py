@@ -11,9 +11,10 @@ callers see the same exceptions as from :meth:`sqlalchemy.Connection.execute`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -104,8 +105,23 @@ class PreparedInsert:
 def driver_cursor(conn: sa.Connection, sql: str, params: Any) -> Iterator[Any]:
     """A cursor of the driver's connection under ``conn`` (inside its transaction); a
     driver error comes out as SQLAlchemy's (IntegrityError, OperationalError, …)."""
+    with _wrapped(conn, sql, params, conn.connection.cursor()) as cursor:
+        yield cursor
+
+
+@contextmanager
+def raw_cursor(conn: sa.Connection, sql: str, params: Any) -> Iterator[Any]:
+    """:func:`driver_cursor` for psycopg's ``$n`` placeholders (``psycopg.RawCursor``)."""
+    import psycopg  # only a server on PostgreSQL loads it
+
+    raw = psycopg.RawCursor(cast("psycopg.Connection[Any]", conn.connection.driver_connection))
+    with _wrapped(conn, sql, params, raw) as cursor:
+        yield cursor
+
+
+@contextmanager
+def _wrapped(conn: sa.Connection, sql: str, params: Any, cursor: Any) -> Iterator[Any]:
     base = conn.dialect.loaded_dbapi.Error
-    cursor = conn.connection.cursor()
     try:
         yield cursor
     except base as e:
@@ -139,6 +155,11 @@ class PreparedInsertWith:
         self.sql = (
             f"WITH parent AS ({parent.sql}) {child_sql} RETURNING (SELECT * FROM parent){extra}"  # noqa: S608
         )
+        names = [*parent.columns, *(f"child_{name}" for name in child.columns)]
+        #: :attr:`sql` with PostgreSQL's own ``$n`` placeholders, parameters in the order
+        #: of ``names``: the driver sends it as it is (psycopg parses a query of this
+        #: size and over 50 parameters again on every call otherwise)
+        self.raw_sql = _numbered(self.sql, names)
         self.parent = parent
         self.child = child
 
@@ -146,12 +167,26 @@ class PreparedInsertWith:
         self, conn: sa.Connection, parent: Mapping[str, Any], child: Mapping[str, Any]
     ) -> Any:
         """Insert both rows in ``conn``'s transaction; the parent's RETURNING value."""
-        params = self.parent.values(parent)
-        params.update({f"child_{k}": v for k, v in self.child.values(child).items()})
-        with driver_cursor(conn, self.sql, params) as cursor:
-            cursor.execute(self.sql, params)
+        params = (*self.parent.values(parent).values(), *self.child.values(child).values())
+        with raw_cursor(conn, self.raw_sql, params) as cursor:
+            cursor.execute(self.raw_sql, params)
             found = cursor.fetchone()
         return found[0]
+
+
+def _numbered(sql: str, names: Sequence[str]) -> str:
+    """``sql`` with each ``%(name)s`` replaced by ``$n``, n its place in ``names``."""
+    place = {name: i for i, name in enumerate(names, 1)}
+    seen: set[str] = set()
+
+    def number(m: re.Match[str]) -> str:
+        seen.add(m[1])
+        return f"${place[m[1]]}"
+
+    out = re.sub(r"%\((\w+)\)s", number, sql)
+    if seen != set(place) or "%" in out:
+        raise ValueError("the statement's parameters are not exactly the columns given")
+    return out
 
 
 class PreparedStatement:
