@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -32,8 +33,12 @@ class Database:
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         #: the writer thread that commits concurrent small writes together, on a
         #: connection of its own
-        self.group = GroupCommit(self._group_write, self._group_write_now)
-        self._group_conn: sa.Connection | None = None
+        self.group = GroupCommit(
+            self._group_write,
+            self._group_write_now,
+            self._group_statement if self.dialect == "postgresql" else None,
+        )
+        self._group_conns: list[sa.Connection | None] = [None, None]
         self._ends_lock = threading.Lock()
         #: commits of this process that ended jobs so far (a hint for the notifier)
         self.ended_commits = 0
@@ -67,17 +72,34 @@ class Database:
     def _group_write(self) -> Iterator[sa.Connection]:
         """:meth:`write` on the group-commit thread's own connection (no pool checkout
         per transaction); a connection that broke is replaced on the next call."""
+        with self._held(0) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _group_statement(self) -> Iterator[sa.Connection]:
+        """A connection of the group-commit thread on which each statement commits on
+        its own (PostgreSQL's autocommit): a lone piece of one statement is committed
+        with it, in one round trip instead of three (``BEGIN``, the statement, ``COMMIT``)."""
+        with self._held(1) as conn:
+            yield conn
+
+    @contextmanager
+    def _held(self, slot: int) -> Iterator[sa.Connection]:
+        """The group-commit thread's connection ``slot`` (0: transactions, 1: autocommit),
+        under the write lock (SQLite) and the translation of driver errors."""
         with contextlib.ExitStack() as stack:
             if self._write_lock is not None:
                 stack.enter_context(self._write_lock)
             stack.enter_context(translate_errors())
-            if self._group_conn is None or self._group_conn.invalidated:
-                if self._group_conn is not None:
-                    self._group_conn.close()
-                conn = self.engine.connect()
-                self._group_conn = conn.execution_options(**{dialects.WRITE_OPTION: True})
-            with self._group_conn.begin():
-                yield self._group_conn
+            conn = self._group_conns[slot]
+            if conn is None or conn.invalidated:
+                if conn is not None:
+                    conn.close()
+                options: dict[str, Any] = {dialects.WRITE_OPTION: True}
+                if slot == 1:
+                    options["isolation_level"] = "AUTOCOMMIT"
+                conn = self._group_conns[slot] = self.engine.connect().execution_options(**options)
+            yield conn
 
     def _group_write_now(self) -> contextlib.AbstractContextManager[sa.Connection] | None:
         """:meth:`_group_write` for a caller that must not wait (the event loop): only on
@@ -116,9 +138,10 @@ class Database:
 
     def dispose(self) -> None:
         self.group.close()
-        if self._group_conn is not None:
-            self._group_conn.close()
-            self._group_conn = None
+        for conn in self._group_conns:
+            if conn is not None:
+                conn.close()
+        self._group_conns = [None, None]
         self.engine.dispose()
 
 

@@ -260,7 +260,7 @@ class NewJob:
         """Insert the row and its event inside ``conn``'s transaction."""
         row, event = self.row(), self.event()
         queued = self.state is JobState.QUEUED
-        if dialects.inserts_with_cte(conn):  # one round trip instead of three
+        if dialects.inserts_with_cte(conn.dialect.name):  # one statement, not three
             seq = prepared_insert_with(
                 (jobs, tuple(row), "seq"),
                 (job_events, tuple(event)),
@@ -320,6 +320,8 @@ class JobStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        #: whether :meth:`NewJob.insert` is one statement (it may commit by itself)
+        self._one_statement = dialects.inserts_with_cte(db.dialect)
 
     # ---- submission -------------------------------------------------------------
     def insert(
@@ -338,7 +340,7 @@ class JobStore:
         committed by the group-commit writer, with the inserts that arrive with it."""
         new = NewJob(tenant_id, spec, state, sort_key, now, request_hash, message)
         try:
-            return self.db.group.run(new.insert), True
+            return self.db.group.run(new.insert, one_statement=self._one_statement), True
         except exc.IntegrityError:
             existing = self._existing(new)
             if existing is None:
@@ -348,7 +350,9 @@ class JobStore:
     async def insert_async(self, new: NewJob) -> tuple[Job, bool]:
         """:meth:`insert` for the event loop: waits for the commit without a thread."""
         try:
-            return await self.db.group.run_async(new.insert), True
+            return await self.db.group.run_async(
+                new.insert, one_statement=self._one_statement
+            ), True
         except exc.IntegrityError:
             existing = await asyncio.to_thread(self._existing, new)
             if existing is None:

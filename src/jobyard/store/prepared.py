@@ -121,11 +121,20 @@ def raw_cursor(conn: sa.Connection, sql: str, params: Any) -> Iterator[Any]:
 
 @contextmanager
 def _wrapped(conn: sa.Connection, sql: str, params: Any, cursor: Any) -> Iterator[Any]:
+    """``cursor``, its driver errors raised as SQLAlchemy's; a lost connection is
+    invalidated, as :meth:`sqlalchemy.Connection.execute` does (a connection held for
+    long is then replaced, not used again broken)."""
     base = conn.dialect.loaded_dbapi.Error
     try:
         yield cursor
     except base as e:
-        raise exc.DBAPIError.instance(sql, params, e, base, dialect=conn.dialect) from e
+        lost = conn.dialect.is_disconnect(e, conn.connection.dbapi_connection, cursor)
+        error = exc.DBAPIError.instance(
+            sql, params, e, base, dialect=conn.dialect, connection_invalidated=lost
+        )
+        if lost:
+            conn.invalidate(error)
+        raise error from e
     finally:
         cursor.close()
 
