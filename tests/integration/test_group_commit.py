@@ -196,17 +196,3 @@ def test_a_lone_statement_commits_by_itself_on_postgresql(db: Database) -> None:
     assert seen == [False, False, False]  # together: one transaction, one commit
     assert db.group.transactions == before + 5  # lone, next, several, the blocker, the 3
     assert {"lone", "next", "several", "g0", "g1", "g2"} <= _ids(db)
-
-
-def test_a_lone_statement_from_the_event_loop(db: Database) -> None:
-    import asyncio
-
-    seen: list[bool] = []
-
-    def work(conn: sa.Connection) -> str:
-        seen.append(db.dialect == "postgresql" and _autocommit(conn))
-        return _add("from-loop")(conn)
-
-    assert asyncio.run(db.group.run_async(work, one_statement=True)) == "from-loop"
-    assert seen == [db.dialect == "postgresql"]
-    assert "from-loop" in _ids(db)

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -17,6 +17,9 @@ from sqlalchemy.engine import Engine
 from jobyard import errors
 from jobyard.store import dialects, tables
 from jobyard.store.group_commit import GroupCommit
+
+if TYPE_CHECKING:
+    from jobyard.store.loop_statements import LoopStatements
 
 
 class Database:
@@ -39,6 +42,17 @@ class Database:
             self._group_statement if self.dialect == "postgresql" else None,
         )
         self._group_conns: list[sa.Connection | None] = [None, None]
+        #: PostgreSQL: one-statement transactions from the event loop, on its own
+        #: connection (no thread hand-off); None on SQLite
+        self.loop_statements: LoopStatements | None = None
+        if self.dialect == "postgresql":
+            # imported here: a server on SQLite never loads psycopg
+            from jobyard.store import loop_statements
+
+            dialect = self.engine.dialect
+            self.loop_statements = loop_statements.LoopStatements(
+                loop_statements.connector(dialect, self.engine.url), dialect
+            )
         self._ends_lock = threading.Lock()
         #: commits of this process that ended jobs so far (a hint for the notifier)
         self.ended_commits = 0
@@ -103,8 +117,9 @@ class Database:
 
     def _group_write_now(self) -> contextlib.AbstractContextManager[sa.Connection] | None:
         """:meth:`_group_write` for a caller that must not wait (the event loop): only on
-        SQLite with its write lock free now (a PostgreSQL commit is a network round trip:
-        those stay on the writer thread)."""
+        SQLite with its write lock free now (a PostgreSQL commit is a network round trip,
+        which must not block the loop: a submit's goes through :attr:`loop_statements`,
+        the rest stays on the writer thread)."""
         lock = self._write_lock
         if lock is None or not lock.acquire(blocking=False):
             return None
@@ -142,6 +157,8 @@ class Database:
             if conn is not None:
                 conn.close()
         self._group_conns = [None, None]
+        if self.loop_statements is not None:
+            self.loop_statements.close()
         self.engine.dispose()
 
 

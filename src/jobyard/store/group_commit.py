@@ -51,8 +51,7 @@ class GroupCommit:
         self._begin_write = begin_write
         self._try_begin_write = try_begin_write
         self._begin_statement = begin_statement
-        #: this loop turn's pieces: (work, its future, whether it is one statement)
-        self._turn: list[tuple[Work, asyncio.Future[Any], bool]] = []
+        self._turn: list[tuple[Work, asyncio.Future[Any]]] = []  #: this loop turn's pieces
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -78,15 +77,13 @@ class GroupCommit:
         """Queue ``work`` and wait for its committed result (or its exception)."""
         return self.submit(work, one_statement=one_statement).result()
 
-    async def run_async(
-        self, work: Callable[[sa.Connection], T], *, one_statement: bool = False
-    ) -> T:
+    async def run_async(self, work: Callable[[sa.Connection], T]) -> T:
         """:meth:`run` for the event loop: committed with the pieces of the same turn of
         the loop, without a thread when the database is free at once. One event loop
         per process uses it (the server's)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._turn.append((work, future, one_statement))
+        self._turn.append((work, future))
         if len(self._turn) == 1:  # the first of this turn: flush after the others
             loop.call_soon(self._flush_turn)
         return await future
@@ -95,10 +92,10 @@ class GroupCommit:
         group, self._turn = self._turn, []
         begin = self._try_begin_write() if self._try_begin_write is not None else None
         if begin is None:  # the database is busy (or remote): the writer thread commits
-            for work, future, one in group:
-                _chain(self.submit(work, one_statement=one), future)
+            for work, future in group:
+                _chain(self.submit(work), future)
             return
-        live = [(w, f) for w, f, _ in group if not f.cancelled()]
+        live = [(w, f) for w, f in group if not f.cancelled()]
         _settle(live, self._transaction(begin, [w for w, _ in live]))
 
     def _start(self) -> None:

@@ -172,11 +172,15 @@ class PreparedInsertWith:
         self.parent = parent
         self.child = child
 
+    def parameters(self, parent: Mapping[str, Any], child: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The driver's parameters of :attr:`raw_sql` for these rows."""
+        return (*self.parent.values(parent).values(), *self.child.values(child).values())
+
     def execute(
         self, conn: sa.Connection, parent: Mapping[str, Any], child: Mapping[str, Any]
     ) -> Any:
         """Insert both rows in ``conn``'s transaction; the parent's RETURNING value."""
-        params = (*self.parent.values(parent).values(), *self.child.values(child).values())
+        params = self.parameters(parent, child)
         with raw_cursor(conn, self.raw_sql, params) as cursor:
             cursor.execute(self.raw_sql, params)
             found = cursor.fetchone()
