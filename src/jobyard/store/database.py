@@ -82,25 +82,21 @@ class Database:
             with conn.begin():
                 yield conn
 
-    @contextmanager
-    def _group_write(self) -> Iterator[sa.Connection]:
+    def _group_write(self) -> contextlib.AbstractContextManager[sa.Connection]:
         """:meth:`write` on the group-commit thread's own connection (no pool checkout
         per transaction); a connection that broke is replaced on the next call."""
-        with self._held(0) as conn, conn.begin():
-            yield conn
+        return self._held(0)
 
-    @contextmanager
-    def _group_statement(self) -> Iterator[sa.Connection]:
+    def _group_statement(self) -> contextlib.AbstractContextManager[sa.Connection]:
         """A connection of the group-commit thread on which each statement commits on
         its own (PostgreSQL's autocommit): a lone piece of one statement is committed
         with it, in one round trip instead of three (``BEGIN``, the statement, ``COMMIT``)."""
-        with self._held(1) as conn:
-            yield conn
+        return self._held(1)
 
     @contextmanager
     def _held(self, slot: int) -> Iterator[sa.Connection]:
-        """The group-commit thread's connection ``slot`` (0: transactions, 1: autocommit),
-        under the write lock (SQLite) and the translation of driver errors."""
+        """The group-commit thread's connection ``slot`` (0: in a write transaction, 1:
+        autocommit), under the write lock (SQLite) and the translation of driver errors."""
         with contextlib.ExitStack() as stack:
             if self._write_lock is not None:
                 stack.enter_context(self._write_lock)
@@ -113,7 +109,11 @@ class Database:
                 if slot == 1:
                     options["isolation_level"] = "AUTOCOMMIT"
                 conn = self._group_conns[slot] = self.engine.connect().execution_options(**options)
-            yield conn
+            if slot == 1:
+                yield conn
+                return
+            with conn.begin():
+                yield conn
 
     def _group_write_now(self) -> contextlib.AbstractContextManager[sa.Connection] | None:
         """:meth:`_group_write` for a caller that must not wait (the event loop): only on

@@ -105,8 +105,13 @@ class PreparedInsert:
 def driver_cursor(conn: sa.Connection, sql: str, params: Any) -> Iterator[Any]:
     """A cursor of the driver's connection under ``conn`` (inside its transaction); a
     driver error comes out as SQLAlchemy's (IntegrityError, OperationalError, …)."""
-    with _wrapped(conn, sql, params, conn.connection.cursor()) as cursor:
+    cursor = conn.connection.cursor()
+    try:
         yield cursor
+    except conn.dialect.loaded_dbapi.Error as e:
+        raise _wrapped(conn, sql, params, cursor, e) from e
+    finally:
+        cursor.close()
 
 
 @contextmanager
@@ -114,29 +119,27 @@ def raw_cursor(conn: sa.Connection, sql: str, params: Any) -> Iterator[Any]:
     """:func:`driver_cursor` for psycopg's ``$n`` placeholders (``psycopg.RawCursor``)."""
     import psycopg  # only a server on PostgreSQL loads it
 
-    raw = psycopg.RawCursor(cast("psycopg.Connection[Any]", conn.connection.driver_connection))
-    with _wrapped(conn, sql, params, raw) as cursor:
-        yield cursor
-
-
-@contextmanager
-def _wrapped(conn: sa.Connection, sql: str, params: Any, cursor: Any) -> Iterator[Any]:
-    """``cursor``, its driver errors raised as SQLAlchemy's; a lost connection is
-    invalidated, as :meth:`sqlalchemy.Connection.execute` does (a connection held for
-    long is then replaced, not used again broken)."""
-    base = conn.dialect.loaded_dbapi.Error
+    cursor = psycopg.RawCursor(cast("psycopg.Connection[Any]", conn.connection.driver_connection))
     try:
         yield cursor
-    except base as e:
-        lost = conn.dialect.is_disconnect(e, conn.connection.dbapi_connection, cursor)
-        error = exc.DBAPIError.instance(
-            sql, params, e, base, dialect=conn.dialect, connection_invalidated=lost
-        )
-        if lost:
-            conn.invalidate(error)
-        raise error from e
+    except psycopg.Error as e:
+        raise _wrapped(conn, sql, params, cursor, e) from e
     finally:
         cursor.close()
+
+
+def _wrapped(conn: sa.Connection, sql: str, params: Any, cursor: Any, error: Any) -> Any:
+    """A driver's ``error`` as SQLAlchemy's; a lost connection is invalidated, as
+    :meth:`sqlalchemy.Connection.execute` does (a connection held for long is then
+    replaced, not used again broken)."""
+    lost = conn.dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
+    base = conn.dialect.loaded_dbapi.Error
+    wrapped = exc.DBAPIError.instance(
+        sql, params, error, base, dialect=conn.dialect, connection_invalidated=lost
+    )
+    if lost:
+        conn.invalidate(wrapped)
+    return wrapped
 
 
 class PreparedInsertWith:
