@@ -329,9 +329,10 @@ def low_quartiles(values: Sequence[float], digits: int = 0) -> str:
 
 
 @contextmanager
-def in_process_app() -> Iterator[tuple[Any, str | None]]:
+def in_process_app(database_url: str | None = None) -> Iterator[tuple[Any, str | None]]:
     """(the ASGI app, an admin API key) of services started in this process: SQLite in
-    a fresh data dir, no dispatcher, the access log on (into ``server.log`` there)."""
+    a fresh data dir (or ``database_url``), no dispatcher, the access log on (into
+    ``server.log`` there)."""
     import logging
 
     from jobyard import serverlog
@@ -343,7 +344,8 @@ def in_process_app() -> Iterator[tuple[Any, str | None]]:
     with (home / "server.log").open("w") as log:
         serverlog.configure("info", "text")
         logging.getLogger().handlers[0].setStream(log)  # type: ignore[attr-defined]
-        services, key = start_services(Settings(data_dir=home, run_dispatcher=False))
+        settings = Settings(data_dir=home, run_dispatcher=False, database_url=database_url)
+        services, key = start_services(settings)
         try:
             yield create_app(services), key
         finally:

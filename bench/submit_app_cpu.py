@@ -1,13 +1,16 @@
 """The server's own CPU per plain submit without uvicorn or a socket: the application
 called in-process as uvicorn calls it, in one event loop (SQLite in a fresh data dir,
-no dispatcher, the access log on, the commit in the loop's thread as in the server).
+no dispatcher, the access log on, the commit in the loop's thread as in the server;
+or with ``--database-url`` a fresh PostgreSQL database, as ``w3_submit.py`` makes it).
 
 A diagnostic for A/B comparisons on a loaded machine: the loop thread's CPU time
 (``time.thread_time``, user and system) over many short rounds, so that the minimum and
-the lower quartile are not much moved by the other processes; ``--calls`` counts the
-Python function calls per submit instead (deterministic, cProfile).
+the lower quartile are not much moved by the other processes), and the whole process's
+(``time.process_time``: the threads the submit hands work to too); ``--calls`` counts
+the Python function calls per submit instead (deterministic, cProfile).
 
     .venv/bin/python bench/submit_app_cpu.py [--rounds 40] [--submits 200] [--calls]
+    .venv/bin/python bench/submit_app_cpu.py --database-url postgresql+psycopg://…/x --bench-db w3pg
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from typing import Any
 
 from common import asgi_post, in_process_app, low_quartiles, machine_line
+from w3_submit import BENCH_DB, fresh_database
 
 WARMUP = 300
 #: what ``Client.submit(ENTRYPOINT, scheduled_at=2099)`` sends (bench/w3_submit.py)
@@ -38,9 +42,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--submits", type=int, default=200, help="per round")
     parser.add_argument("--calls", action="store_true", help="Python calls per submit")
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: SQLite in the data dir)")
+    parser.add_argument("--bench-db", default=BENCH_DB, help="the scratch database's name")
     args = parser.parse_args()
     print(machine_line())
-    with in_process_app() as (app, key):
+    with (
+        fresh_database(args.database_url, args.bench_db) as url,
+        in_process_app(url) as (app, key),
+    ):
         submit = _submitter(app, f"Bearer {key}".encode())
         if args.calls:
             print(f"Python calls per submit: {asyncio.run(_calls(submit, 500)):.0f}")
@@ -48,11 +57,13 @@ def main() -> None:
             report(asyncio.run(_rounds(submit, args.rounds, args.submits)), args.submits)
 
 
-def report(per_submit_us: list[float], submits: int) -> None:
-    print(
-        f"loop thread CPU us per submit over {len(per_submit_us)} x {submits}: "
-        + low_quartiles(per_submit_us)
-    )
+def report(rounds: list[tuple[float, float]], submits: int) -> None:
+    """Each round's (loop thread, process) CPU per submit in µs."""
+    for i, what in enumerate(("loop thread", "process")):
+        print(
+            f"{what} CPU us per submit over {len(rounds)} x {submits}: "
+            + low_quartiles([r[i] for r in rounds])
+        )
 
 
 def _submitter(app: Any, authorization: bytes) -> Any:
@@ -72,15 +83,16 @@ def _submitter(app: Any, authorization: bytes) -> Any:
     return submit
 
 
-async def _rounds(submit: Any, rounds: int, submits: int) -> list[float]:
+async def _rounds(submit: Any, rounds: int, submits: int) -> list[tuple[float, float]]:
     for _ in range(WARMUP):
         await submit()
     out = []
     for _ in range(rounds):
-        cpu = time.thread_time()
+        cpu, process = time.thread_time(), time.process_time()
         for _ in range(submits):
             await submit()
-        out.append((time.thread_time() - cpu) / submits * 1e6)
+        loop_us = (time.thread_time() - cpu) / submits * 1e6
+        out.append((loop_us, (time.process_time() - process) / submits * 1e6))
     return out
 
 

@@ -19,7 +19,7 @@ submits to an ASGI app that answers at once with a job (``common.null_app``) ins
 
 With ``--database-url`` each round runs on a fresh database ``jobyard_bench`` (created on
 that PostgreSQL server with psycopg and dropped afterwards; the URL's own database name is
-ignored).
+ignored), or the one ``--bench-db`` names (two benchmarks on one server at a time).
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ class ClientRun:
 
 
 @contextmanager
-def fresh_database(url: str | None) -> Iterator[str | None]:
-    """Yield ``url`` pointing at a new, empty ``jobyard_bench`` database; drop it after."""
+def fresh_database(url: str | None, name: str = BENCH_DB) -> Iterator[str | None]:
+    """Yield ``url`` pointing at a new, empty database ``name``; drop it after."""
     if url is None:
         yield None  # SQLite in the server's fresh data dir
         return
@@ -92,12 +92,12 @@ def fresh_database(url: str | None) -> Iterator[str | None]:
         "dbname": "postgres",
         "autocommit": True,
     }
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB))
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     with psycopg.connect(**admin) as conn:  # type: ignore[arg-type]
         conn.execute(drop)
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield parsed.set(database=BENCH_DB).render_as_string(hide_password=False)
+        yield parsed.set(database=name).render_as_string(hide_password=False)
     finally:
         with psycopg.connect(**admin) as conn:  # type: ignore[arg-type]
             conn.execute(drop)
@@ -143,21 +143,29 @@ def run_client(
 
 
 @contextmanager
-def bench_server(database_url: str | None, null: bool) -> Iterator[Server]:
+def bench_server(database_url: str | None, bench_db: str, null: bool) -> Iterator[Server]:
     """``jobyard serve`` (on a fresh database), or the null server."""
     if null:
         with running_null_server() as server:
             yield server
         return
-    with fresh_database(database_url) as url, running_server(slots=1, database_url=url) as server:
+    with (
+        fresh_database(database_url, bench_db) as url,
+        running_server(slots=1, database_url=url) as server,
+    ):
         yield server
 
 
 def one_round(
-    submits: int, clients: int, raw_httpx: bool, database_url: str | None, null: bool
+    submits: int,
+    clients: int,
+    raw_httpx: bool,
+    database_url: str | None,
+    null: bool,
+    bench_db: str = BENCH_DB,
 ) -> Round:
     ctx = mp.get_context("fork")
-    with bench_server(database_url, null) as server:
+    with bench_server(database_url, bench_db, null) as server:
         barrier = ctx.Barrier(clients + 1)
         pipes = [ctx.Pipe(duplex=False) for _ in range(clients)]
         procs = [
@@ -194,10 +202,13 @@ def main() -> None:
     )
     ap.add_argument("--database-url", help="PostgreSQL URL (default: SQLite in the data dir)")
     ap.add_argument(
+        "--bench-db", default=BENCH_DB, help=f"the scratch database's name (default {BENCH_DB})"
+    )
+    ap.add_argument(
         "--null-server", action="store_true", help="a server that answers at once (client alone)"
     )
     args = ap.parse_args()
-    where = make_url(args.database_url).set(database=BENCH_DB) if args.database_url else None
+    where = make_url(args.database_url).set(database=args.bench_db) if args.database_url else None
     store = where.render_as_string(hide_password=True) if where else "SQLite (default data dir)"
     if args.null_server:
         store = "the null server (common.null_app), not jobyard"
@@ -211,7 +222,12 @@ def main() -> None:
     rounds: list[Round] = []
     for n in range(1, args.rounds + 1):
         r = one_round(
-            args.submits, args.clients, args.raw_httpx, args.database_url, args.null_server
+            args.submits,
+            args.clients,
+            args.raw_httpx,
+            args.database_url,
+            args.null_server,
+            args.bench_db,
         )
         rounds.append(r)
         print(

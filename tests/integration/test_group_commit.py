@@ -158,3 +158,41 @@ def test_one_turn_of_the_event_loop_is_one_transaction(db: Database) -> None:
     assert db.group.transactions == before + 2  # the blocker's, then the ten
     assert threading.get_ident() not in threads
     assert {f"{p}{i}" for p in "abc" for i in range(10)} <= _ids(db)
+
+
+def _autocommit(conn: sa.Connection) -> bool:
+    return bool(conn.connection.driver_connection.autocommit)  # type: ignore[union-attr]
+
+
+def test_a_lone_statement_commits_by_itself_on_postgresql(db: Database) -> None:
+    """A piece of one statement, alone in its group, runs without a transaction block
+    on PostgreSQL (the statement commits itself: one round trip); in a group, or on
+    SQLite, it shares the group's transaction as any piece."""
+    seen: list[bool] = []
+
+    def add(tenant_id: str) -> Callable[[sa.Connection], str]:
+        def work(conn: sa.Connection) -> str:
+            seen.append(db.dialect == "postgresql" and _autocommit(conn))
+            return _add(tenant_id)(conn)
+
+        return work
+
+    before = db.group.transactions
+    assert db.group.run(add("lone"), one_statement=True) == "lone"
+    assert "lone" in _ids(db)  # committed before the answer
+    assert seen == [db.dialect == "postgresql"]
+    with pytest.raises(exc.IntegrityError):  # fails alone, leaves nothing half done
+        db.group.run(add("lone"), one_statement=True)
+    assert db.group.run(add("next"), one_statement=True) == "next"
+    assert db.group.run(add("several"), one_statement=False) == "several"
+    assert seen[-1] is False  # a piece that may be several statements: a transaction
+
+    gate, first = _hold(db)
+    waiting = [db.group.submit(add(f"g{i}"), one_statement=True) for i in range(3)]
+    seen.clear()
+    gate.set()
+    first.result(10)
+    assert [f.result(10) for f in waiting] == ["g0", "g1", "g2"]
+    assert seen == [False, False, False]  # together: one transaction, one commit
+    assert db.group.transactions == before + 5  # lone, next, several, the blocker, the 3
+    assert {"lone", "next", "several", "g0", "g1", "g2"} <= _ids(db)

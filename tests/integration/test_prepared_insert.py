@@ -3,6 +3,7 @@ value, including the values it works out once (None, a JSON column's ``{}``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,9 +16,11 @@ from jobyard.domain.jobs import JobSpec
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.store import tables
+from jobyard.store.database import Database
 from jobyard.store.jobs import _NEW_EVENT, NewJob, insert_parameters
-from jobyard.store.prepared import PreparedInsert
-from jobyard.store.tables import job_events, jobs
+from jobyard.store.migrate import upgrade
+from jobyard.store.prepared import PreparedInsert, _numbered
+from jobyard.store.tables import job_events, jobs, tenants
 
 
 @pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()], ids=["sqlite", "pg"])
@@ -127,3 +130,62 @@ def _by_name(insert: PreparedInsert, params: Any) -> dict[str, Any]:
     if insert.order is None:
         return _plain(params)
     return _plain(dict(zip(insert.order, params, strict=True)))
+
+
+def test_the_one_statement_insert_stores_what_sqlalchemy_would(db_url: str) -> None:
+    """PostgreSQL's job-and-event statement (psycopg's raw ``$n`` placeholders) stores
+    the same rows as SQLAlchemy's own inserts of the same values."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("one statement for a job and its event is PostgreSQL's (a CTE)")
+    db = Database(db_url)
+    upgrade(db)
+    now = datetime(2026, 12, 7, 9, 45, tzinfo=UTC)
+    spec = JobSpec(
+        argv=("python3", "-c", "pass"),
+        name="raw",
+        parameters={"n": 1, "s": "x"},
+        metadata={"team": "a"},
+        env={"K": "v"},
+        scheduled_at=datetime(2099, 1, 1, tzinfo=UTC),
+        max_attempts=3,
+        notifications={"webhooks": ["http://h/x"], "on": ["failed"]},
+    )
+    one = NewJob("t-raw", spec, JobState.SCHEDULED, 12.5, now, "hash", "Job scheduled.")
+    core = replace(one, id="core-job")
+    try:
+        with db.write() as conn:
+            conn.execute(tenants.insert().values(id="t-raw", name="t-raw", created_at=now))
+        with db.write() as conn:
+            job = one.insert(conn)
+            row, event = core.row(), core.event()
+            conn.execute(jobs.insert().values(row))
+            conn.execute(job_events.insert().values(event))
+        with db.read() as conn:
+            stored = {r.id: r._asdict() for r in conn.execute(sa.select(jobs).order_by(jobs.c.seq))}
+            events = {
+                r.job_id: r._asdict()
+                for r in conn.execute(sa.select(job_events).order_by(job_events.c.seq))
+            }
+    finally:
+        db.dispose()
+    assert job.seq == stored[one.id]["seq"]
+    mine, theirs = stored[one.id], stored["core-job"]
+    assert {k: v for k, v in mine.items() if k not in ("id", "seq")} == {
+        k: v for k, v in theirs.items() if k not in ("id", "seq")
+    }
+    assert mine["parameters"] == {"n": 1, "s": "x"} and mine["env"] == {"K": "v"}
+    mine_event, their_event = events[one.id], events["core-job"]
+    assert {k: v for k, v in mine_event.items() if k not in ("seq", "job_id")} == {
+        k: v for k, v in their_event.items() if k not in ("seq", "job_id")
+    }
+
+
+def test_numbered_placeholders_name_each_column_once() -> None:
+    sql = "INSERT INTO t (a, b) VALUES (%(a)s, %(b)s) RETURNING (SELECT %(a)s)"
+    assert (
+        _numbered(sql, ["a", "b"]) == "INSERT INTO t (a, b) VALUES ($1, $2) RETURNING (SELECT $1)"
+    )
+    with pytest.raises(ValueError, match="not exactly"):
+        _numbered(sql, ["a", "b", "c"])  # a column the statement does not take
+    with pytest.raises(ValueError, match="not exactly"):
+        _numbered("SELECT '%%' || %(a)s", ["a"])  # a literal percent sign

@@ -274,3 +274,30 @@ def test_a_partitioned_node_stops_its_job_before_another_node_runs_it_again(
         wait_for(lambda: dispatcher_of(a).running_count() == 0, timeout=30)
         final = current(b, job.id)
         assert final is not None and (final.state, final.attempt) == (JobState.SUCCEEDED, 2)
+
+
+# ---- 6. submits after an outage ---------------------------------------------------------
+def test_submits_are_accepted_again_once_postgres_is_back(
+    pg_server: PrivatePostgres, private_db: str, start_node: Callable[..., Services]
+) -> None:
+    """The group-commit writer's held connections (a lone one-statement submit's, and a
+    transaction's) broke with the server: a submit answers StoreUnavailable while it is
+    down, and the next submits once it is back are stored (no stale connection kept)."""
+    services = start_node(private_db, run_dispatcher=False)
+    later = datetime(2099, 1, 1, tzinfo=UTC)
+    before, _ = services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass"), scheduled_at=later))
+    pg_server.stop()
+    with pytest.raises(errors.StoreUnavailable):
+        services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))
+    pg_server.start()
+
+    def accepted() -> Job | None:
+        try:
+            job, _ = services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))
+        except errors.StoreUnavailable:
+            return None  # a connection that broke is replaced on the next call
+        return job
+
+    after = wait_for(accepted, timeout=30)
+    assert services.jobs.get(ADMIN, after.id).state is JobState.QUEUED
+    assert services.jobs.get(ADMIN, before.id).state is JobState.SCHEDULED

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -16,6 +17,9 @@ from sqlalchemy.engine import Engine
 from jobyard import errors
 from jobyard.store import dialects, tables
 from jobyard.store.group_commit import GroupCommit
+
+if TYPE_CHECKING:
+    from jobyard.store.loop_statements import LoopStatements
 
 
 class Database:
@@ -32,8 +36,23 @@ class Database:
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         #: the writer thread that commits concurrent small writes together, on a
         #: connection of its own
-        self.group = GroupCommit(self._group_write, self._group_write_now)
-        self._group_conn: sa.Connection | None = None
+        self.group = GroupCommit(
+            self._group_write,
+            self._group_write_now,
+            self._group_statement if self.dialect == "postgresql" else None,
+        )
+        self._group_conns: list[sa.Connection | None] = [None, None]
+        #: PostgreSQL: one-statement transactions from the event loop, on its own
+        #: connection (no thread hand-off); None on SQLite
+        self.loop_statements: LoopStatements | None = None
+        if self.dialect == "postgresql":
+            # imported here: a server on SQLite never loads psycopg
+            from jobyard.store import loop_statements
+
+            dialect = self.engine.dialect
+            self.loop_statements = loop_statements.LoopStatements(
+                loop_statements.connector(dialect, self.engine.url), dialect
+            )
         self._ends_lock = threading.Lock()
         #: commits of this process that ended jobs so far (a hint for the notifier)
         self.ended_commits = 0
@@ -63,26 +82,44 @@ class Database:
             with conn.begin():
                 yield conn
 
-    @contextmanager
-    def _group_write(self) -> Iterator[sa.Connection]:
+    def _group_write(self) -> contextlib.AbstractContextManager[sa.Connection]:
         """:meth:`write` on the group-commit thread's own connection (no pool checkout
         per transaction); a connection that broke is replaced on the next call."""
+        return self._held(0)
+
+    def _group_statement(self) -> contextlib.AbstractContextManager[sa.Connection]:
+        """A connection of the group-commit thread on which each statement commits on
+        its own (PostgreSQL's autocommit): a lone piece of one statement is committed
+        with it, in one round trip instead of three (``BEGIN``, the statement, ``COMMIT``)."""
+        return self._held(1)
+
+    @contextmanager
+    def _held(self, slot: int) -> Iterator[sa.Connection]:
+        """The group-commit thread's connection ``slot`` (0: in a write transaction, 1:
+        autocommit), under the write lock (SQLite) and the translation of driver errors."""
         with contextlib.ExitStack() as stack:
             if self._write_lock is not None:
                 stack.enter_context(self._write_lock)
             stack.enter_context(translate_errors())
-            if self._group_conn is None or self._group_conn.invalidated:
-                if self._group_conn is not None:
-                    self._group_conn.close()
-                conn = self.engine.connect()
-                self._group_conn = conn.execution_options(**{dialects.WRITE_OPTION: True})
-            with self._group_conn.begin():
-                yield self._group_conn
+            conn = self._group_conns[slot]
+            if conn is None or conn.invalidated:
+                if conn is not None:
+                    conn.close()
+                options: dict[str, Any] = {dialects.WRITE_OPTION: True}
+                if slot == 1:
+                    options["isolation_level"] = "AUTOCOMMIT"
+                conn = self._group_conns[slot] = self.engine.connect().execution_options(**options)
+            if slot == 1:
+                yield conn
+                return
+            with conn.begin():
+                yield conn
 
     def _group_write_now(self) -> contextlib.AbstractContextManager[sa.Connection] | None:
         """:meth:`_group_write` for a caller that must not wait (the event loop): only on
-        SQLite with its write lock free now (a PostgreSQL commit is a network round trip:
-        those stay on the writer thread)."""
+        SQLite with its write lock free now (a PostgreSQL commit is a network round trip,
+        which must not block the loop: a submit's goes through :attr:`loop_statements`,
+        the rest stays on the writer thread)."""
         lock = self._write_lock
         if lock is None or not lock.acquire(blocking=False):
             return None
@@ -116,9 +153,12 @@ class Database:
 
     def dispose(self) -> None:
         self.group.close()
-        if self._group_conn is not None:
-            self._group_conn.close()
-            self._group_conn = None
+        for conn in self._group_conns:
+            if conn is not None:
+                conn.close()
+        self._group_conns = [None, None]
+        if self.loop_statements is not None:
+            self.loop_statements.close()
         self.engine.dispose()
 
 

@@ -102,10 +102,10 @@ def insert_ignoring_conflicts(table: sa.Table, dialect_name: str) -> Any:
 QUEUE_CHANNEL = "jobyard_queue"
 
 
-def inserts_with_cte(conn: sa.Connection) -> bool:
+def inserts_with_cte(dialect_name: str) -> bool:
     """Whether one statement may insert a row and the rows that refer to it (a
     data-modifying CTE: PostgreSQL; SQLite has none, and no round trips to save)."""
-    return bool(conn.dialect.name == "postgresql")
+    return dialect_name == "postgresql"
 
 
 #: the SQL expression that notifies the queue's listeners (:func:`notify_queue`) from

@@ -12,6 +12,10 @@ From the event loop (:meth:`GroupCommit.run_async`) the pieces submitted in one 
 the loop are committed together, in the loop's own thread when the database can take
 the transaction at once (``try_begin_write``: SQLite with its write lock free), which
 saves two thread hand-offs per submit; otherwise the writer thread commits them.
+
+A piece that is one statement (``one_statement``) and is alone in its group is run on
+``begin_statement``'s connection when there is one (PostgreSQL's autocommit): the
+statement commits itself, in one round trip instead of three.
 """
 
 from __future__ import annotations
@@ -42,9 +46,11 @@ class GroupCommit:
         self,
         begin_write: Callable[[], AbstractContextManager[sa.Connection]],
         try_begin_write: Callable[[], AbstractContextManager[sa.Connection] | None] | None = None,
+        begin_statement: Callable[[], AbstractContextManager[sa.Connection]] | None = None,
     ) -> None:
         self._begin_write = begin_write
         self._try_begin_write = try_begin_write
+        self._begin_statement = begin_statement
         self._turn: list[tuple[Work, asyncio.Future[Any]]] = []  #: this loop turn's pieces
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -56,17 +62,20 @@ class GroupCommit:
         """Pieces of work queued and not yet taken by the writer."""
         return self._queue.qsize()
 
-    def submit(self, work: Callable[[sa.Connection], T]) -> Future[T]:
-        """Queue ``work``; its future resolves once the transaction holding it committed."""
+    def submit(
+        self, work: Callable[[sa.Connection], T], *, one_statement: bool = False
+    ) -> Future[T]:
+        """Queue ``work``; its future resolves once the transaction holding it committed.
+        ``one_statement``: ``work`` runs exactly one statement (atomic by itself)."""
         if self._thread is None:
             self._start()
         future: Future[T] = Future()
-        self._queue.put((work, future))
+        self._queue.put((work, future, one_statement))
         return future
 
-    def run(self, work: Callable[[sa.Connection], T]) -> T:
+    def run(self, work: Callable[[sa.Connection], T], *, one_statement: bool = False) -> T:
         """Queue ``work`` and wait for its committed result (or its exception)."""
-        return self.submit(work).result()
+        return self.submit(work, one_statement=one_statement).result()
 
     async def run_async(self, work: Callable[[sa.Connection], T]) -> T:
         """:meth:`run` for the event loop: committed with the pieces of the same turn of
@@ -124,9 +133,12 @@ class GroupCommit:
             if stop:
                 return
 
-    def _commit(self, group: list[tuple[Work, Future[Any]]]) -> None:
-        live = [(w, f) for w, f in group if f.set_running_or_notify_cancel()]
-        _settle(live, self._transaction(self._begin_write(), [w for w, _ in live]))
+    def _commit(self, group: list[tuple[Work, Future[Any], bool]]) -> None:
+        live = [(w, f, one) for w, f, one in group if f.set_running_or_notify_cancel()]
+        statement = self._begin_statement
+        alone = statement is not None and len(live) == 1 and live[0][2]
+        begin = statement() if statement is not None and alone else self._begin_write()
+        _settle([(w, f) for w, f, _ in live], self._transaction(begin, [w for w, _, _ in live]))
 
     def _transaction(
         self, begin: AbstractContextManager[sa.Connection], works: list[Work]

@@ -17,6 +17,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import sqlalchemy as sa
 from sqlalchemy import exc
+from sqlalchemy.engine import Dialect
 
 from jobyard import errors
 from jobyard.domain import states
@@ -24,9 +25,10 @@ from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec, ResourceUsage
 from jobyard.domain.retry import RetryPlan
 from jobyard.domain.states import JobState
 from jobyard.store import dialects, fencing, page_statements
-from jobyard.store.database import Database
+from jobyard.store.database import Database, translate_errors
 from jobyard.store.prepared import (
     PreparedInsert,
+    PreparedInsertWith,
     driver_cursor,
     prepared_insert,
     prepared_insert_with,
@@ -249,19 +251,29 @@ class NewJob:
         """Insert the row and its event inside ``conn``'s transaction."""
         row, event = self.row(), self.event()
         queued = self.state is JobState.QUEUED
-        if dialects.inserts_with_cte(conn):  # one round trip instead of three
-            seq = prepared_insert_with(
-                (jobs, tuple(row), "seq"),
-                (job_events, tuple(event)),
-                conn.dialect,
-                dialects.NOTIFY_QUEUE_SQL if queued else None,
-            ).execute(conn, row, event)
+        if dialects.inserts_with_cte(conn.dialect.name):  # one statement, not three
+            seq = self._with_event(row, event, conn.dialect).execute(conn, row, event)
             return self.job(seq)
         seq = prepared_insert(jobs, tuple(row), conn.dialect, "seq").execute(conn, row)
         prepared_insert(job_events, tuple(event), conn.dialect).execute(conn, event)
         if queued:
             dialects.notify_queue(conn)
         return self.job(seq)
+
+    def statement(self, dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
+        """The one statement (SQL with ``$n`` placeholders, parameters) that inserts the
+        row and its event, and notifies when queued (PostgreSQL): RETURNING the seq."""
+        row, event = self.row(), self.event()
+        prepared = self._with_event(row, event, dialect)
+        return prepared.raw_sql, prepared.parameters(row, event)
+
+    def _with_event(
+        self, row: dict[str, Any], event: dict[str, Any], dialect: Dialect
+    ) -> PreparedInsertWith:
+        notify = dialects.NOTIFY_QUEUE_SQL if self.state is JobState.QUEUED else None
+        return prepared_insert_with(
+            (jobs, tuple(row), "seq"), (job_events, tuple(event)), dialect, notify
+        )
 
 
 #: how a new job's row reads each column from its NewJob ``row`` (``s``: its spec): the
@@ -409,6 +421,8 @@ class JobStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        #: whether :meth:`NewJob.insert` is one statement (it may commit by itself)
+        self._one_statement = dialects.inserts_with_cte(db.dialect)
 
     # ---- submission -------------------------------------------------------------
     def insert(
@@ -427,7 +441,7 @@ class JobStore:
         committed by the group-commit writer, with the inserts that arrive with it."""
         new = NewJob(tenant_id, spec, state, sort_key, now, request_hash, message)
         try:
-            return self.db.group.run(new.insert), True
+            return self.db.group.run(new.insert, one_statement=self._one_statement), True
         except exc.IntegrityError:
             existing = self._existing(new)
             if existing is None:
@@ -435,8 +449,15 @@ class JobStore:
             return existing, False
 
     async def insert_async(self, new: NewJob) -> tuple[Job, bool]:
-        """:meth:`insert` for the event loop: waits for the commit without a thread."""
+        """:meth:`insert` for the event loop: waits for the commit without a thread
+        (PostgreSQL: the loop's own connection; SQLite: when its write lock is free)."""
+        statements = self.db.loop_statements
         try:
+            if statements is not None:
+                sql, params = new.statement(self.db.engine.dialect)
+                with translate_errors():
+                    row = await statements.run(sql, params)
+                return new.job(row[0]), True
             return await self.db.group.run_async(new.insert), True
         except exc.IntegrityError:
             existing = await asyncio.to_thread(self._existing, new)

@@ -11,10 +11,11 @@ callers see the same exceptions as from :meth:`sqlalchemy.Connection.execute`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -190,14 +191,41 @@ def _tuple_getter(positions: Sequence[int]) -> Callable[[Any], tuple[Any, ...]]:
 def driver_cursor(conn: sa.Connection, sql: str, params: Any) -> Iterator[Any]:
     """A cursor of the driver's connection under ``conn`` (inside its transaction); a
     driver error comes out as SQLAlchemy's (IntegrityError, OperationalError, …)."""
-    base = conn.dialect.loaded_dbapi.Error
     cursor = conn.connection.cursor()
     try:
         yield cursor
-    except base as e:
-        raise exc.DBAPIError.instance(sql, params, e, base, dialect=conn.dialect) from e
+    except conn.dialect.loaded_dbapi.Error as e:
+        raise _wrapped(conn, sql, params, cursor, e) from e
     finally:
         cursor.close()
+
+
+@contextmanager
+def raw_cursor(conn: sa.Connection, sql: str, params: Any) -> Iterator[Any]:
+    """:func:`driver_cursor` for psycopg's ``$n`` placeholders (``psycopg.RawCursor``)."""
+    import psycopg  # only a server on PostgreSQL loads it
+
+    cursor = psycopg.RawCursor(cast("psycopg.Connection[Any]", conn.connection.driver_connection))
+    try:
+        yield cursor
+    except psycopg.Error as e:
+        raise _wrapped(conn, sql, params, cursor, e) from e
+    finally:
+        cursor.close()
+
+
+def _wrapped(conn: sa.Connection, sql: str, params: Any, cursor: Any, error: Any) -> Any:
+    """A driver's ``error`` as SQLAlchemy's; a lost connection is invalidated, as
+    :meth:`sqlalchemy.Connection.execute` does (a connection held for long is then
+    replaced, not used again broken)."""
+    lost = conn.dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
+    base = conn.dialect.loaded_dbapi.Error
+    wrapped = exc.DBAPIError.instance(
+        sql, params, error, base, dialect=conn.dialect, connection_invalidated=lost
+    )
+    if lost:
+        conn.invalidate(wrapped)
+    return wrapped
 
 
 class PreparedInsertWith:
@@ -225,19 +253,42 @@ class PreparedInsertWith:
         self.sql = (
             f"WITH parent AS ({parent.sql}) {child_sql} RETURNING (SELECT * FROM parent){extra}"  # noqa: S608
         )
+        names = [*parent.columns, *(f"child_{name}" for name in child.columns)]
+        #: :attr:`sql` with PostgreSQL's own ``$n`` placeholders, parameters in the order
+        #: of ``names``: the driver sends it as it is (psycopg parses a query of this
+        #: size and over 50 parameters again on every call otherwise)
+        self.raw_sql = _numbered(self.sql, names)
         self.parent = parent
         self.child = child
+
+    def parameters(self, parent: Mapping[str, Any], child: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The driver's parameters of :attr:`raw_sql` for these rows."""
+        return (*self.parent.values(parent).values(), *self.child.values(child).values())
 
     def execute(
         self, conn: sa.Connection, parent: Mapping[str, Any], child: Mapping[str, Any]
     ) -> Any:
         """Insert both rows in ``conn``'s transaction; the parent's RETURNING value."""
-        params = self.parent.values(parent)
-        params.update({f"child_{k}": v for k, v in self.child.values(child).items()})
-        with driver_cursor(conn, self.sql, params) as cursor:
-            cursor.execute(self.sql, params)
+        params = self.parameters(parent, child)
+        with raw_cursor(conn, self.raw_sql, params) as cursor:
+            cursor.execute(self.raw_sql, params)
             found = cursor.fetchone()
         return found[0]
+
+
+def _numbered(sql: str, names: Sequence[str]) -> str:
+    """``sql`` with each ``%(name)s`` replaced by ``$n``, n its place in ``names``."""
+    place = {name: i for i, name in enumerate(names, 1)}
+    seen: set[str] = set()
+
+    def number(m: re.Match[str]) -> str:
+        seen.add(m[1])
+        return f"${place[m[1]]}"
+
+    out = re.sub(r"%\((\w+)\)s", number, sql)
+    if seen != set(place) or "%" in out:
+        raise ValueError("the statement's parameters are not exactly the columns given")
+    return out
 
 
 class PreparedStatement:
