@@ -95,6 +95,7 @@ def main() -> None:
                 finally:
                     tree.release(group)
     finally:
+        tree.sweep()  # the last group may still hold bwrap's exiting processes
         tree.close()
     alone = statistics.median(took["python alone"])
     for name, ms in took.items():
