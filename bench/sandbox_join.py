@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -95,6 +96,7 @@ def main() -> None:
     finally:
         tree.sweep()  # the last group may still hold bwrap's exiting processes
         tree.close()
+        shutil.rmtree(data, ignore_errors=True)
     alone = statistics.median(took["python alone"])
     for name, ms in took.items():
         p50 = statistics.median(ms)
