@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from jobyard.executors.base import LaunchSpec
@@ -173,3 +174,41 @@ def test_a_group_goes_back_to_the_pool_only_after_its_attempts_kill(
     assert second.wait(0) is None, "the next attempt was killed by the previous one's stop"
     second.stop(0.0, force=True)
     second.cleanup()
+
+
+def _groups_of(pid: int) -> dict[str, str]:
+    """The v1 group of process ``pid`` in each controller (``/proc/<pid>/cgroup``)."""
+    found: dict[str, str] = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, names, path = line.split(":", 2)
+        for name in names.split(","):
+            found[name] = path
+    return found
+
+
+def test_every_process_of_a_job_is_in_its_groups_from_the_start(
+    executor: SandboxedExecutor, tmp_path: Path
+) -> None:
+    # The first process joins the groups before it execs bubblewrap: every process of
+    # the sandbox (bwrap's two, the job, what it forks at once) is in all four of them.
+    # A process moved after it forked would have left its children behind.
+    job = _start(executor, tmp_path, "tree", ["/bin/sh", "-c", "sleep 60 & sleep 60 & wait"])
+    group = job.group
+    assert group is not None
+    root = psutil.Process(job.pid)
+    wait_for(lambda: sum(p.name() == "sleep" for p in root.children(recursive=True)) == 2)
+    tree = [job.pid, *(p.pid for p in root.children(recursive=True))]
+    assert len(tree) >= 5  # bwrap, its PID 1, the shell, two sleeps
+    for pid in tree:
+        groups = _groups_of(pid)
+        for controller, directory in group.dirs.items():
+            path = groups[controller]
+            assert path.endswith(f"/{group.name}") and str(directory).endswith(path), (
+                pid,
+                controller,
+                path,
+            )
+    assert sorted(group.pids()) == sorted(tree)
+    assert os.getpid() not in group.pids()  # the server's own process never joins
+    job.stop(0.0, force=True)
+    job.cleanup()

@@ -188,8 +188,16 @@ class JobCgroup:
         self.limits.memory_bytes = memory_bytes
 
     def procs_files(self) -> list[Path]:
-        """The ``cgroup.procs`` files a new process writes its pid to, to join."""
+        """The ``cgroup.procs`` files that move a process given by its pid."""
         return [d / "cgroup.procs" for d in self.dirs.values()]
+
+    def tasks_files(self) -> list[Path]:
+        """The ``tasks`` files a new single-threaded process writes ``0`` to, to join
+        (itself, its one thread: the whole process). Cheaper than its pid written to
+        ``cgroup.procs``: a thread that moves itself needs no lock of every thread
+        group, whose taking waits for an RCU grace period (on Linux 6.18 here, four
+        such moves after a pause: 6-16 ms, four of ``0``: 0.1-0.3 ms)."""
+        return [d / "tasks" for d in self.dirs.values()]
 
     def pids(self) -> list[int]:
         """Every process in the attempt's group (host pids)."""

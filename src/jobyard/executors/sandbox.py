@@ -8,10 +8,11 @@ own code, all read-only), a private ``/tmp`` and ``/dev``, and its own processes
 credentials, the database, the server's environment or its processes. ``network:
 none`` gives it a network namespace with only a loopback interface.
 
-The process chain is ``sh`` (joins the attempt's cgroups, then ``exec``) → ``bwrap``
-(the outer monitor, a child of the server: ``--die-with-parent`` kills the sandbox
-when the server dies, so a dead node leaves nothing running) → bwrap's PID 1 → the
-job, started through ``setpriv`` as the unprivileged user with no capabilities.
+The process chain is ``sh`` (joins the attempt's cgroups, ``0`` written to their
+``tasks``, then ``exec``) → ``bwrap`` (the outer monitor, a child of the server:
+``--die-with-parent`` kills the sandbox when the server dies, so a dead node leaves
+nothing running) → bwrap's PID 1 → the job, started through ``setpriv`` as the
+unprivileged user with no capabilities.
 bwrap records the exit status in the attempt's status file (``--json-status-fd``), so
 a node restarted after its job finished still knows the outcome.
 """
@@ -126,7 +127,7 @@ class Sandbox:
         ]
         if group is None:
             return args
-        joins = " && ".join(f"echo $$ > {shlex.quote(str(f))}" for f in group.procs_files())
+        joins = " && ".join(f"echo 0 > {shlex.quote(str(f))}" for f in group.tasks_files())
         return ["/bin/sh", "-c", f'{joins} && exec "$@"', "sh", *args]
 
 
