@@ -16,7 +16,6 @@ from sqlalchemy.engine import Engine
 
 from jobyard import errors
 from jobyard.store import dialects, tables
-from jobyard.store.checkpoints import Checkpointer
 from jobyard.store.group_commit import GroupCommit
 
 if TYPE_CHECKING:
@@ -43,8 +42,6 @@ class Database:
             self._group_statement if self.dialect == "postgresql" else None,
         )
         self._group_conns: list[sa.Connection | None] = [None, None]
-        #: SQLite: the WAL checkpoints of the group's commits, on a thread of their own
-        self._checkpointer = Checkpointer(self.engine) if self.dialect == "sqlite" else None
         #: PostgreSQL: one-statement transactions from the event loop, on its own
         #: connection (no thread hand-off); None on SQLite
         self.loop_statements: LoopStatements | None = None
@@ -112,15 +109,11 @@ class Database:
                 if slot == 1:
                     options["isolation_level"] = "AUTOCOMMIT"
                 conn = self._group_conns[slot] = self.engine.connect().execution_options(**options)
-                if self._checkpointer is not None:
-                    self._checkpointer.hand_over(conn)
             if slot == 1:
                 yield conn
                 return
             with conn.begin():
                 yield conn
-            if self._checkpointer is not None:
-                self._checkpointer.changed(conn)
 
     def _group_write_now(self) -> contextlib.AbstractContextManager[sa.Connection] | None:
         """:meth:`_group_write` for a caller that must not wait (the event loop): only on
@@ -160,8 +153,6 @@ class Database:
 
     def dispose(self) -> None:
         self.group.close()
-        if self._checkpointer is not None:
-            self._checkpointer.close()
         for conn in self._group_conns:
             if conn is not None:
                 conn.close()
