@@ -85,12 +85,9 @@ class _Columns:
         self.encode = encode
         #: the column values of an object: a function compiled once, as a dataclass's
         #: ``__init__`` is, so the insert's row costs what a dict written out would
-        body = ", ".join(
-            f"{n!r}: _encode_{n}(obj.{n})" if n in encode else f"{n!r}: obj.{n}" for n in self.names
-        )
-        scope: dict[str, Any] = {f"_encode_{n}": fn for n, fn in encode.items()}
-        exec(f"def row(obj):\n    return {{{body}}}\n", scope)  # noqa: S102 - field names only
-        self.row: Callable[[Any], dict[str, Any]] = scope["row"]
+        read = {n: f"_encode_{n}(row.{n})" if n in encode else f"row.{n}" for n in self.names}
+        names = {f"_encode_{n}": fn for n, fn in encode.items()}
+        self.row: Callable[[Any], dict[str, Any]] = _dict_function(read, "", names)
 
     def values(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The field values read from ``row`` (keyword arguments of the dataclass)."""
@@ -101,6 +98,21 @@ class _Columns:
 
 
 _NO_DEFAULT: Any = object()
+
+
+def _dict_function(
+    read: Mapping[str, str], prelude: str, names: Mapping[str, Any]
+) -> Callable[[Any], dict[str, Any]]:
+    """The function of ``row`` that gives the dict of ``read``'s expressions (after the
+    statement ``prelude``; ``names`` are the names they use): compiled once, as a
+    dataclass's ``__init__`` is, so a row costs what a dict written out would."""
+    scope: dict[str, Any] = dict(names)
+    body = ", ".join(f"{n!r}: {e}" for n, e in read.items())
+    first = f"    {prelude}\n" if prelude else ""
+    source = f"def row(row):\n{first}    return {{{body}}}\n"
+    exec(source, scope)  # noqa: S102 - column names and this module's expressions only
+    function: Callable[[Any], dict[str, Any]] = scope["row"]
+    return function
 
 
 def _getter(make: Callable[..., Callable[[Any], Any]], names: tuple[str, ...]) -> Any:
@@ -307,18 +319,8 @@ _NEW_EVENT = {
 }
 
 
-def _row_function(read: Mapping[str, str], prelude: str) -> Callable[[NewJob], dict[str, Any]]:
-    """The function of a NewJob ``row`` that gives the dict of ``read``'s expressions."""
-    scope: dict[str, Any] = dict(_NEW_ROW_NAMES)
-    body = ", ".join(f"{n!r}: {e}" for n, e in read.items())
-    source = f"def row(row):\n    {prelude}\n    return {{{body}}}\n"
-    exec(source, scope)  # noqa: S102 - column names and the expressions above only
-    function: Callable[[NewJob], dict[str, Any]] = scope["row"]
-    return function
-
-
-_new_row = _row_function(_NEW_ROW, _NEW_ROW_PRELUDE)
-_new_event = _row_function(_NEW_EVENT, _NEW_ROW_PRELUDE)
+_new_row = _dict_function(_NEW_ROW, _NEW_ROW_PRELUDE, _NEW_ROW_NAMES)
+_new_event = _dict_function(_NEW_EVENT, _NEW_ROW_PRELUDE, _NEW_ROW_NAMES)
 
 
 def insert_parameters(
