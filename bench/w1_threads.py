@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import psutil
-from common import load_average, machine_line, running_server
+from common import inode_line, load_average, machine_line, running_server
 from w1_throughput import job_path, wait_all_ended
 
 import jobyard
@@ -74,6 +74,7 @@ def main() -> None:
     python = os.path.abspath(sys.executable)
     tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
     print(machine_line())
+    print(inode_line())
     with (
         running_server(slots=2, extra_env={"PATH": job_path(python)}) as server,
         server.client() as c,

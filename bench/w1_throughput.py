@@ -30,6 +30,7 @@ import psutil
 from common import (
     all_jobs,
     describe_python,
+    inode_line,
     load_average,
     machine_line,
     parse_time,
@@ -152,6 +153,7 @@ def main() -> None:
     rounds: list[Round] = []
     for n in range(1, args.rounds + 1):
         # The floor brackets the jobyard run: the machine's load drifts between rounds.
+        print(inode_line(), flush=True)
         before = floor_seconds(python, args.jobs)
         wall, submit, cpu = jobyard_round(
             python, args.jobs, args.shell, args.poll_ms / 1000, args.database_url

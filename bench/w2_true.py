@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psutil
-from common import all_jobs, load_average, machine_line, parse_time, running_server, spread
+from common import (
+    all_jobs,
+    inode_line,
+    load_average,
+    machine_line,
+    parse_time,
+    running_server,
+    spread,
+)
 from w1_throughput import TERMINAL, cpu_s, wait_all_ended
 from w3_submit import fresh_database
 
@@ -77,6 +85,7 @@ def main() -> None:
     print(f"{args.jobs} jobs of {form}, {SLOTS} slots, submitted one by one with the SDK")
     rounds: list[Round] = []
     for n in range(1, args.rounds + 1):
+        print(inode_line(), flush=True)
         r = run_round(args.jobs, args.argv, args.database_url, args.poll_ms / 1000)
         rounds.append(r)
         print(

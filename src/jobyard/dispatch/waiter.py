@@ -1,12 +1,16 @@
 """One thread that waits for the exits of all running attempts: their pidfds in one
-selector, so exits that arrive together are handled (and their ends written)
-together. A handle without a pidfd is waited for in a thread of its own."""
+epoll set, so exits that arrive together are handled (and their ends written)
+together. A handle without a pidfd is waited for in a thread of its own.
+
+A new pidfd is added to the set by the thread that started the attempt, while the
+waiter may be blocked in ``epoll_wait``: the kernel allows that, and reports the fd
+once it is ready (also if it already is), so a start does not wake the waiter."""
 
 from __future__ import annotations
 
 import logging
 import os
-import selectors
+import select
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -24,12 +28,12 @@ class ExitWaiter(Generic[T]):
 
     def __init__(self, on_exits: Callable[[list[tuple[T, int]]], None]) -> None:
         self._on_exits = on_exits
-        self._selector = selectors.DefaultSelector()
+        self._epoll = select.epoll()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._epoll.register(self._wake_r, select.EPOLLIN)
         self._lock = threading.Lock()
-        self._added: list[tuple[T, Handle, int]] = []
+        self._watched: dict[int, tuple[T, Handle]] = {}  #: pidfd -> what it is for
         self._exited: list[tuple[T, int]] = []
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="jobyard-waiter", daemon=True)
@@ -45,7 +49,8 @@ class ExitWaiter(Generic[T]):
         self._poke()
         if self._thread.ident is not None:
             self._thread.join(timeout)
-        self._selector.close()
+        with self._lock:
+            self._epoll.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
 
@@ -58,8 +63,10 @@ class ExitWaiter(Generic[T]):
             ).start()
             return
         with self._lock:
-            self._added.append((item, handle, fd))
-        self._poke()
+            if self._stopping:
+                return
+            self._watched[fd] = (item, handle)
+            self._epoll.register(fd, select.EPOLLIN)
 
     def _wait_in_thread(self, item: T, handle: Handle) -> None:
         code = handle.wait(None)
@@ -76,29 +83,31 @@ class ExitWaiter(Generic[T]):
 
     def _loop(self) -> None:
         while True:
-            ready = self._selector.select()
+            ready = self._epoll.poll()
             batch: list[tuple[T, int]] = []
             with self._lock:
                 if self._stopping:
                     return
-                for item, handle, fd in self._added:
-                    self._selector.register(fd, selectors.EVENT_READ, (item, handle))
-                self._added.clear()
                 batch.extend(self._exited)
                 self._exited.clear()
-            for key, _ in ready:
-                if key.data is None:
+                watched = [(fd, self._watched.get(fd)) for fd, _ in ready]
+            for fd, entry in watched:
+                if fd == self._wake_r:
                     try:
                         while os.read(self._wake_r, 4096):
                             pass
                     except BlockingIOError:
                         pass
                     continue
-                item, handle = key.data
+                if entry is None:
+                    continue
+                item, handle = entry
                 code = handle.wait(0)
                 if code is None:  # spurious wake-up
                     continue
-                self._selector.unregister(key.fd)
+                with self._lock:  # before its handle's cleanup closes (and frees) the fd
+                    self._epoll.unregister(fd)
+                    del self._watched[fd]
                 batch.append((item, code))
             if batch:
                 try:
