@@ -36,6 +36,10 @@ from jobyard.store.tracking import TrackingStore
 log = logging.getLogger("jobyard.dispatch")
 
 
+def _claim_on_disk() -> None:
+    """The claim's commit was synced: nothing to wait for."""
+
+
 @dataclass
 class Attempt:
     job: Job
@@ -64,6 +68,9 @@ class Attempt:
     shipped: int = 0  #: bytes of its log copied to the shared storage so far
     sealed: bool = False  #: its whole log is on the shared storage (no more shipping)
     ship_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: waits until the claim of this attempt is on disk (StoreUnavailable if it cannot
+    #: be): its process starts only then, while its setup overlaps the sync
+    claim_synced: Callable[[], None] = _claim_on_disk
 
 
 class Attempts:
@@ -187,6 +194,11 @@ class AttemptRunner:
         a.memory_limit_bytes = prepared.memory_limit_bytes
         a.log_limit = self.log_limit(job.tenant_id)
         a.scanner = LogScanner(prepared.launch.log_path)
+        try:
+            a.claim_synced()
+        except errors.StoreUnavailable as e:  # a power failure could undo the claim
+            self.say(a, f"jobyard: {e.message}")
+            return self._unstarted(a, ending.start_failed(e.message))
         try:
             handle = self.executor.start(prepared.launch)
         except errors.ExecutorError as e:
