@@ -217,6 +217,14 @@ class AttemptRunner:
             )
         return None
 
+    def _make_spare(self) -> None:
+        """Make the next job's directory ahead (best effort: without one, the next job
+        makes its own)."""
+        try:
+            self.workspace.make_spare()
+        except OSError as e:
+            log.info("the next job's directory could not be made ahead: %s", e)
+
     def failed_to_start(self, a: Attempt, error: Exception) -> AttemptEnd | None:
         """The end of an attempt whose setup raised an unexpected error (the node's
         disk refused the job's files, a bug): failed with the error, retried where the
@@ -291,6 +299,9 @@ class AttemptRunner:
         assert a.handle is not None
         ended_at = self.clock.now()
         a.exit_code = code
+        # the next job's directory, made now: made while this one started, it slowed
+        # that start (the journal's locks, the CPU), and a job that ends frees a slot
+        self._make_spare()
         self._quietly(a, "cleaning up its processes", a.handle.cleanup)
         try:
             self.scan(a)
