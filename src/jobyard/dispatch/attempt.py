@@ -36,6 +36,10 @@ from jobyard.store.tracking import TrackingStore
 log = logging.getLogger("jobyard.dispatch")
 
 
+def _claim_on_disk() -> None:
+    """The claim's commit was synced: nothing to wait for."""
+
+
 @dataclass
 class Attempt:
     job: Job
@@ -64,6 +68,9 @@ class Attempt:
     shipped: int = 0  #: bytes of its log copied to the shared storage so far
     sealed: bool = False  #: its whole log is on the shared storage (no more shipping)
     ship_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: waits until the claim of this attempt is on disk (StoreUnavailable if it cannot
+    #: be): its process starts only then, while its setup overlaps the sync
+    claim_synced: Callable[[], None] = _claim_on_disk
 
 
 class Attempts:
@@ -188,6 +195,11 @@ class AttemptRunner:
         a.log_limit = self.log_limit(job.tenant_id)
         a.scanner = LogScanner(prepared.launch.log_path)
         try:
+            a.claim_synced()
+        except errors.StoreUnavailable as e:  # a power failure could undo the claim
+            self.say(a, f"jobyard: {e.message}")
+            return self._unstarted(a, ending.start_failed(e.message))
+        try:
             handle = self.executor.start(prepared.launch)
         except errors.ExecutorError as e:
             return self._unstarted(a, ending.start_failed(e.message))
@@ -204,6 +216,14 @@ class AttemptRunner:
                 handle, 0.0 if a.stop_force else self.settings.stop_grace_s, a.stop_force
             )
         return None
+
+    def _make_spare(self) -> None:
+        """Make the next job's directory ahead (best effort: without one, the next job
+        makes its own)."""
+        try:
+            self.workspace.make_spare()
+        except OSError as e:
+            log.info("the next job's directory could not be made ahead: %s", e)
 
     def failed_to_start(self, a: Attempt, error: Exception) -> AttemptEnd | None:
         """The end of an attempt whose setup raised an unexpected error (the node's
@@ -279,6 +299,9 @@ class AttemptRunner:
         assert a.handle is not None
         ended_at = self.clock.now()
         a.exit_code = code
+        # the next job's directory, made now: made while this one started, it slowed
+        # that start (the journal's locks, the CPU), and a job that ends frees a slot
+        self._make_spare()
         self._quietly(a, "cleaning up its processes", a.handle.cleanup)
         try:
             self.scan(a)

@@ -232,7 +232,7 @@ class ClaimLoop:
         if again:
             self.ended(again)
         if step.claimed:
-            self._start_claimed(step.claimed, secrets, mono)
+            self._start_claimed(step.claimed, secrets, mono, step.synced)
         if self._queued and self.attempts.free_slots() > 0:
             self._wake.set()  # queued during the step, when no slot looked free
         if jobs_log.isEnabledFor(logging.INFO):
@@ -311,9 +311,13 @@ class ClaimLoop:
         return again
 
     # ---- starting ------------------------------------------------------------------------
-    def _start_claimed(self, claimed: list[Job], secrets: list[str], mono: float) -> None:
+    def _start_claimed(
+        self, claimed: list[Job], secrets: list[str], mono: float, synced: Callable[[], None]
+    ) -> None:
         for job, secret in zip(claimed, secrets, strict=False):
-            a = Attempt(job=job, token=job_token(job.id, secret), renewed_mono=mono)
+            a = Attempt(
+                job=job, token=job_token(job.id, secret), renewed_mono=mono, claim_synced=synced
+            )
             previous = self.attempts.get(job.id)
             if previous is not None:  # its lease was lost and the job retried: stop it now
                 self.runner.request_stop(previous, StopReason.LOST, force=True)

@@ -110,10 +110,20 @@ class Preparer:
         environment = self._environment(job)
         parameters = dict(spec.parameters)
         workdir = self.workspace.workdir(job.id)
-        if workdir.exists():  # a retry starts from a clean directory
-            _make_writable(workdir)
-            shutil.rmtree(workdir)
-        workdir.mkdir(parents=True)
+        input_dir, output_dir = workdir / "input", workdir / "output"
+        # the spare directory has input/ and output/: not for jobs that unpack files
+        # into the working directory before those are made (as a fresh one does)
+        unpacks = bool(
+            (version is not None and version.artifact_sha256)
+            or spec.packages
+            or (environment is not None and environment.files)
+        )
+        spare = not unpacks and self.workspace.take_spare(job.id)
+        if not spare:
+            if workdir.exists():  # a retry starts from a clean directory
+                _make_writable(workdir)
+                shutil.rmtree(workdir)
+            workdir.mkdir(parents=True)
         log_path = self.workspace.log_path(job.id, job.attempt)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         status_path = self.workspace.exit_status_path(job.id, job.attempt)
@@ -128,9 +138,9 @@ class Preparer:
                 target = workdir / safe_relpath(rel)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text)
-        input_dir, output_dir = workdir / "input", workdir / "output"
-        input_dir.mkdir()
-        output_dir.mkdir()
+        if not spare:
+            input_dir.mkdir()
+            output_dir.mkdir()
         self._inputs(job, input_dir, parameters, say, stage)
         if job.spec.inputs_sha256:
             self.blobs.fetch(job.spec.inputs_sha256, workdir / "inputs.jsonl")

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+#: the job directory made ahead for the next job (see :meth:`Workspace.take_spare`)
+SPARE = ".spare"
+
 
 class Workspace:
-    """``<data_dir>/jobs/<job id>/{work/, logs/attempt-N.log}``."""
+    """``<data_dir>/jobs/<job id>/{work/, logs/attempt-N.log}``, and ``jobs/.spare/``:
+    the next job's directory, made ahead."""
 
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "jobs"
+        self._spare_lock = threading.Lock()
 
     def job_dir(self, job_id: str) -> Path:
         if not job_id or "/" in job_id or job_id.startswith("."):
@@ -22,6 +29,31 @@ class Workspace:
 
     def workdir(self, job_id: str) -> Path:
         return self.job_dir(job_id) / "work"
+
+    def take_spare(self, job_id: str) -> bool:
+        """Make the job's directory, with empty ``work/input/``, ``work/output/`` and
+        ``logs/``, from the spare one :meth:`make_spare` made ahead: one rename instead
+        of five ``mkdir``s (≈ 0.2 ms each here) before the job starts. False when there
+        is none, or the job has a directory already (a retry): nothing was changed."""
+        try:
+            os.rename(self.root / SPARE, self.job_dir(job_id))
+        except OSError:
+            return False
+        return True
+
+    def make_spare(self) -> None:
+        """Make the spare job directory if there is none (aside, then renamed: a
+        half-made one is never taken). It is left for the next life of the node."""
+        spare = self.root / SPARE
+        with self._spare_lock:
+            if spare.exists():
+                return
+            aside = self.root / f"{SPARE}.new"
+            shutil.rmtree(aside, ignore_errors=True)
+            (aside / "work" / "input").mkdir(parents=True)
+            (aside / "work" / "output").mkdir()
+            (aside / "logs").mkdir()
+            aside.rename(spare)
 
     def log_path(self, job_id: str, attempt: int) -> Path:
         return self.job_dir(job_id) / "logs" / f"attempt-{attempt}.log"

@@ -8,7 +8,7 @@ the jobs that start (or end) together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -258,6 +258,10 @@ class ClaimRequest:
     default_max_running: int | None = None
 
 
+def _on_disk() -> None:
+    """A synced commit: nothing to wait for."""
+
+
 @dataclass(frozen=True)
 class Step:
     """What one dispatch transaction did, in the order of its inputs."""
@@ -265,6 +269,9 @@ class Step:
     running: list[Job | None]
     ended: list[EndResult]
     claimed: list[Job]
+    #: waits until the step's commit is on disk (StoreUnavailable if it cannot be):
+    #: call it before a claimed job's process starts (see :meth:`ClaimStore.step`)
+    synced: Callable[[], None] = _on_disk
 
 
 class ClaimStore:
@@ -332,9 +339,16 @@ class ClaimStore:
     ) -> Step:
         """In one transaction, in this order: mark the started attempts running, write
         the ends, claim queued jobs (see :meth:`mark_running`, :meth:`end_attempts`,
-        :meth:`claim`); the step's state events in one statement, in that order."""
+        :meth:`claim`); the step's state events in one statement, in that order.
+
+        A step that only claims commits without waiting for the disk, and its answer's
+        ``synced`` waits for the sync that runs meanwhile (SQLite; PostgreSQL's commits
+        are synced): a power failure before the sync can only put its jobs back in the
+        queue, as long as no process of theirs started. Running marks and ends (facts a
+        client may act on) are synced before the step returns."""
         if not starts and not ends and (claim is None or not claim.token_hashes):
             return Step([], [], [])
+        claim_only = not starts and not ends
         events: list[_Event] = []  # of the whole step, inserted by one statement
         attempts: list[dict[str, object]] = []
         deltas: Deltas = {}  # running slots per (tenant, node), for fair share
@@ -342,7 +356,7 @@ class ClaimStore:
         # an attempt that started and ended since the last step: its end is written by
         # its running mark's UPDATE (one statement instead of two; its events are the same)
         with_mark = {e.job.id: e for e in ends if _plain_end(e, now)}
-        with self.db.write() as conn:
+        with self.db.write_unsynced() if claim_only else self.db.write() as conn:
             if self._lock_in_order is not None and len(ids) > 1:
                 conn.execute(self._lock_in_order, {"ids": ids})
             running, written = self._mark_running(conn, starts, now, events, with_mark)
@@ -360,6 +374,8 @@ class ClaimStore:
             self.fair.applied(deltas, to_epoch(now))
         if any(e.ended is not None for e in ended):
             self.db.jobs_ended()
+        if claim_only and claimed:
+            return Step(running, ended, claimed, self.db.sync())
         return Step(running, ended, claimed)
 
     # ---- claims -----------------------------------------------------------------------
@@ -383,7 +399,9 @@ class ClaimStore:
             token_hashes=tuple(token_hashes),
             default_max_running=default_max_running,
         )
-        return self.step(now=now, claim=request).claimed
+        step = self.step(now=now, claim=request)
+        step.synced()
+        return step.claimed
 
     def claim_next(
         self,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,9 @@ class Database:
         self._ends_lock = threading.Lock()
         #: commits of this process that ended jobs so far (a hint for the notifier)
         self.ended_commits = 0
+        #: the thread that syncs the SQLite WAL after :meth:`write_unsynced` (made on use)
+        self._syncer: ThreadPoolExecutor | None = None
+        self._syncer_lock = threading.Lock()
 
     def jobs_ended(self) -> None:
         """Count a commit that ended jobs: called after the commit."""
@@ -81,6 +85,46 @@ class Database:
             conn = conn.execution_options(**{dialects.WRITE_OPTION: True})
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def write_unsynced(self) -> Iterator[sa.Connection]:
+        """:meth:`write` whose commit does not wait for the disk: on SQLite the
+        transaction runs with ``synchronous=NORMAL`` (its WAL frames are written, not
+        synced: a power failure may undo it, and with it nothing committed later, since
+        every later synced commit syncs the WAL up to its own end). Before anything acts
+        on it outside the database, wait for :meth:`sync`. PostgreSQL: :meth:`write`."""
+        if self._write_lock is None:
+            with self.write() as conn:
+                yield conn
+            return
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self._write_lock)
+            stack.enter_context(translate_errors())
+            conn = stack.enter_context(self.engine.connect())
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            raw.execute("PRAGMA synchronous=NORMAL")  # not in a transaction: here
+            try:
+                with conn.execution_options(**{dialects.WRITE_OPTION: True}).begin():
+                    yield conn
+            finally:
+                try:
+                    raw.execute("PRAGMA synchronous=FULL")
+                except Exception:  # never back in the pool unsynced
+                    conn.invalidate()
+
+    def sync(self) -> Callable[[], None]:
+        """Start syncing what :meth:`write_unsynced` committed (the SQLite WAL, on a
+        thread of its own, while the caller goes on); returns the wait for it, which
+        raises StoreUnavailable if the sync failed. PostgreSQL: nothing to wait for."""
+        path = self.file_path
+        if path is None:
+            return _nothing
+        with self._syncer_lock:
+            if self._syncer is None:
+                self._syncer = ThreadPoolExecutor(1, thread_name_prefix="jobyard-walsync")
+            done = self._syncer.submit(sync_wal, Path(f"{path}-wal"))
+        return lambda: _synced(done)
 
     def _group_write(self) -> contextlib.AbstractContextManager[sa.Connection]:
         """:meth:`write` on the group-commit thread's own connection (no pool checkout
@@ -153,6 +197,8 @@ class Database:
 
     def dispose(self) -> None:
         self.group.close()
+        if self._syncer is not None:
+            self._syncer.shutdown()
         for conn in self._group_conns:
             if conn is not None:
                 conn.close()
@@ -160,6 +206,32 @@ class Database:
         if self.loop_statements is not None:
             self.loop_statements.close()
         self.engine.dispose()
+
+
+def sync_wal(wal: Path) -> None:
+    """fdatasync the WAL file ``wal`` (what ``synchronous=FULL`` does at each commit).
+    A WAL gone was checkpointed into the database file, which SQLite synced."""
+    try:
+        fd = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _synced(done: Future[None]) -> None:
+    try:
+        done.result()
+    except OSError as e:
+        raise errors.StoreUnavailable(
+            f"the database's changes could not be written to disk ({e.strerror or e})"
+        ) from e
+
+
+def _nothing() -> None:
+    """Nothing to wait for."""
 
 
 @contextmanager
