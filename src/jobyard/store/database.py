@@ -57,7 +57,7 @@ class Database:
         self._ends_lock = threading.Lock()
         #: commits of this process that ended jobs so far (a hint for the notifier)
         self.ended_commits = 0
-        #: the thread that syncs the SQLite WAL after :meth:`write_unsynced` (made on use)
+        #: the thread that syncs the SQLite WAL after an unsynced :meth:`write` (made on use)
         self._syncer: ThreadPoolExecutor | None = None
         self._syncer_lock = threading.Lock()
 
@@ -75,46 +75,27 @@ class Database:
         return Path(name)
 
     @contextmanager
-    def write(self) -> Iterator[sa.Connection]:
-        """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
+    def write(self, *, synced: bool = True) -> Iterator[sa.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success.
+
+        ``synced=False``: the commit does not wait for the disk. On SQLite the
+        transaction runs with ``synchronous=NORMAL`` (its WAL frames are written, not
+        synced: a power failure may undo it, and with it nothing committed later, since
+        every later synced commit syncs the WAL up to its own end); before anything acts
+        on it outside the database, wait for :meth:`sync`. PostgreSQL: synced as always."""
         with contextlib.ExitStack() as stack:
             if self._write_lock is not None:
                 stack.enter_context(self._write_lock)
             stack.enter_context(translate_errors())
             conn = stack.enter_context(self.engine.connect())
+            if not synced and self._write_lock is not None:
+                stack.enter_context(_unsynced(conn))
             conn = conn.execution_options(**{dialects.WRITE_OPTION: True})
             with conn.begin():
                 yield conn
 
-    @contextmanager
-    def write_unsynced(self) -> Iterator[sa.Connection]:
-        """:meth:`write` whose commit does not wait for the disk: on SQLite the
-        transaction runs with ``synchronous=NORMAL`` (its WAL frames are written, not
-        synced: a power failure may undo it, and with it nothing committed later, since
-        every later synced commit syncs the WAL up to its own end). Before anything acts
-        on it outside the database, wait for :meth:`sync`. PostgreSQL: :meth:`write`."""
-        if self._write_lock is None:
-            with self.write() as conn:
-                yield conn
-            return
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(self._write_lock)
-            stack.enter_context(translate_errors())
-            conn = stack.enter_context(self.engine.connect())
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
-            raw.execute("PRAGMA synchronous=NORMAL")  # not in a transaction: here
-            try:
-                with conn.execution_options(**{dialects.WRITE_OPTION: True}).begin():
-                    yield conn
-            finally:
-                try:
-                    raw.execute("PRAGMA synchronous=FULL")
-                except Exception:  # never back in the pool unsynced
-                    conn.invalidate()
-
     def sync(self) -> Callable[[], None]:
-        """Start syncing what :meth:`write_unsynced` committed (the SQLite WAL, on a
+        """Start syncing what a :meth:`write` with ``synced=False`` committed (the SQLite WAL, on a
         thread of its own, while the caller goes on); returns the wait for it, which
         raises StoreUnavailable if the sync failed. PostgreSQL: nothing to wait for."""
         path = self.file_path
@@ -206,6 +187,23 @@ class Database:
         if self.loop_statements is not None:
             self.loop_statements.close()
         self.engine.dispose()
+
+
+@contextmanager
+def _unsynced(conn: sa.Connection) -> Iterator[None]:
+    """SQLite's ``synchronous=NORMAL`` on ``conn`` (set outside a transaction) until
+    the block ends, then ``FULL`` again; a connection that cannot be set back is never
+    returned to the pool."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("PRAGMA synchronous=NORMAL")
+    try:
+        yield
+    finally:
+        try:
+            raw.execute("PRAGMA synchronous=FULL")
+        except Exception:
+            conn.invalidate()
 
 
 def sync_wal(wal: Path) -> None:
