@@ -20,6 +20,7 @@ from jobyard import Client
 from jobyard.api.app import create_app
 from jobyard.clock import Clock
 from jobyard.domain.auth import Role
+from jobyard.one_write import OneWriteProtocol
 from jobyard.settings import Settings
 from jobyard.store.database import Database
 from jobyard.store.migrate import upgrade
@@ -169,7 +170,9 @@ class LiveServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", services.settings.port))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(services), log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            create_app(services), http=OneWriteProtocol, log_level="warning", lifespan="off"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True

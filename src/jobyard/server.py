@@ -16,6 +16,7 @@ import uvicorn
 
 from jobyard import errors, memory, serverlog
 from jobyard.api.app import create_app
+from jobyard.one_write import OneWriteProtocol
 from jobyard.sdk.config import (  # no httpx: lazy sdk
     read_credentials,
     user_config_dir,
@@ -123,6 +124,7 @@ def serve(settings: Settings) -> None:
             log_config=None,  # uvicorn's records go through serverlog's handler
             access_log=False,  # jobyard.access logs each request (with its time)
             timeout_graceful_shutdown=5,
+            http=OneWriteProtocol,  # an answer's head and body in one socket write
         )
         if settings.run_api
         else None

@@ -14,6 +14,7 @@ from sqlalchemy import exc
 
 from jobyard.store.database import Database
 from jobyard.store.migrate import upgrade
+from jobyard.store.prepared import driver_cursor
 from jobyard.store.tables import tenants
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -196,3 +197,43 @@ def test_a_lone_statement_commits_by_itself_on_postgresql(db: Database) -> None:
     assert seen == [False, False, False]  # together: one transaction, one commit
     assert db.group.transactions == before + 5  # lone, next, several, the blocker, the 3
     assert {"lone", "next", "several", "g0", "g1", "g2"} <= _ids(db)
+
+
+def _add_on_driver(tenant_id: str) -> Callable[[sa.Connection], str]:
+    """:func:`_add` through the driver's cursor, as the submit's prepared insert does."""
+    sql = "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)"
+
+    def work(conn: sa.Connection) -> str:
+        with driver_cursor(conn, sql, ()) as cursor:
+            cursor.execute(sql, (tenant_id, tenant_id, NOW.isoformat(sep=" ")))
+        return tenant_id
+
+    return work
+
+
+def test_the_loops_sqlite_transaction_on_the_driver_commits_and_rolls_back(
+    db: Database,
+) -> None:
+    """SQLite: a turn of driver-only pieces commits in the driver's own transaction
+    before any is answered; a failing piece rolls it back (nothing of the group stays
+    half-done) and the others commit alone; the connection then serves SQLAlchemy's own
+    transactions as before."""
+    if db.dialect != "sqlite":
+        pytest.skip("the loop commits inline on SQLite only")
+    import asyncio
+
+    async def turn(names: list[str]) -> list[str | BaseException]:
+        pieces = [db.group.run_async(_add_on_driver(n)) for n in names]
+        results = await asyncio.gather(*pieces, return_exceptions=True)
+        # answered only after the commit: another connection sees every stored row
+        assert {n for n, r in zip(names, results, strict=True) if r == n} <= _ids(db)
+        return results
+
+    before = db.group.transactions
+    assert asyncio.run(turn(["d1", "d2"])) == ["d1", "d2"]
+    assert db.group.transactions == before + 1
+    results = asyncio.run(turn(["d3", "d1", "d4"]))  # d1 again: fails alone
+    assert results[0] == "d3" and results[2] == "d4"
+    assert isinstance(results[1], exc.IntegrityError)
+    assert db.group.run(_add("d5")) == "d5"  # SQLAlchemy's transaction on the same connection
+    assert {"d1", "d2", "d3", "d4", "d5"} <= _ids(db)

@@ -25,6 +25,7 @@ import os
 import select
 import socket
 import ssl
+import struct
 import weakref
 import zlib
 from collections import deque
@@ -96,6 +97,27 @@ class _Conn:
             return True
 
 
+#: what a send or receive that timed out raises: Python's own timeout, or EAGAIN from
+#: the kernel's (``_kernel_timeouts``)
+_TIMEOUTS = (TimeoutError, BlockingIOError)
+
+
+def _timed_out(exc: OSError) -> str:
+    """The message of a timeout, the kernel's as Python's own (``timed out``)."""
+    return "timed out" if isinstance(exc, BlockingIOError) else str(exc)
+
+
+def _kernel_timeouts(sock: socket.socket, timeout: float) -> None:
+    """Make ``sock`` blocking with the kernel's send and receive timeouts: Python's own
+    timeout polls the socket before every ``send`` and ``recv`` (one more system call
+    each, three per request), the kernel's costs nothing until it expires."""
+    seconds, micro = divmod(max(1, round(timeout * 1e6)), 1_000_000)  # 0 would mean never
+    value = struct.pack("ll", seconds, micro)
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+
+
 class FastTransport:
     """Keep-alive HTTP/1.1 connections to one origin (host and port; TLS with ``ssl_context``)."""
 
@@ -129,6 +151,8 @@ class FastTransport:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl is not None:
                 sock = self._ssl.wrap_socket(sock, server_hostname=self._host)
+            elif self._timeout > 0:
+                _kernel_timeouts(sock, self._timeout)
         except TimeoutError as exc:
             sock.close()
             raise httpx.ConnectTimeout(str(exc)) from exc
@@ -208,8 +232,8 @@ class FastTransport:
         sock = conn.sock
         try:
             sock.sendall(data)
-        except TimeoutError as exc:
-            raise httpx.WriteTimeout(str(exc)) from exc
+        except _TIMEOUTS as exc:
+            raise httpx.WriteTimeout(_timed_out(exc)) from exc
         except OSError as exc:
             raise _Dropped(httpx.WriteError(str(exc))) from exc
         while True:
@@ -244,8 +268,8 @@ class FastTransport:
     def _recv(self, sock: socket.socket, size: int = _RECV) -> bytes:
         try:
             return sock.recv(min(max(size, _RECV), _MAX_RECV))
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc)) from exc
+        except _TIMEOUTS as exc:
+            raise httpx.ReadTimeout(_timed_out(exc)) from exc
         except OSError as exc:
             raise httpx.ReadError(str(exc)) from exc
 
@@ -260,8 +284,8 @@ class FastTransport:
                 raise httpx.RemoteProtocolError("the answer's header is too long")
             try:
                 chunk = conn.sock.recv(_RECV)
-            except TimeoutError as exc:
-                raise httpx.ReadTimeout(str(exc)) from exc
+            except _TIMEOUTS as exc:
+                raise httpx.ReadTimeout(_timed_out(exc)) from exc
             except OSError as exc:
                 if buf:
                     raise httpx.ReadError(str(exc)) from exc

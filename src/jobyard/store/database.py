@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from jobyard import errors
 from jobyard.store import dialects, tables
 from jobyard.store.group_commit import GroupCommit
+from jobyard.store.prepared import driver_cursor
 
 if TYPE_CHECKING:
     from jobyard.store.loop_statements import LoopStatements
@@ -126,35 +127,62 @@ class Database:
             if self._write_lock is not None:
                 stack.enter_context(self._write_lock)
             stack.enter_context(translate_errors())
-            conn = self._group_conns[slot]
-            if conn is None or conn.invalidated:
-                if conn is not None:
-                    conn.close()
-                options: dict[str, Any] = {dialects.WRITE_OPTION: True}
-                if slot == 1:
-                    options["isolation_level"] = "AUTOCOMMIT"
-                conn = self._group_conns[slot] = self.engine.connect().execution_options(**options)
+            conn = self._group_conn(slot)
             if slot == 1:
                 yield conn
                 return
             with conn.begin():
                 yield conn
 
+    def _group_conn(self, slot: int) -> sa.Connection:
+        """The held connection ``slot``, replaced if it broke."""
+        conn = self._group_conns[slot]
+        if conn is None or conn.invalidated:
+            if conn is not None:
+                conn.close()
+            options: dict[str, Any] = {dialects.WRITE_OPTION: True}
+            if slot == 1:
+                options["isolation_level"] = "AUTOCOMMIT"
+            conn = self._group_conns[slot] = self.engine.connect().execution_options(**options)
+        return conn
+
     def _group_write_now(self) -> contextlib.AbstractContextManager[sa.Connection] | None:
         """:meth:`_group_write` for a caller that must not wait (the event loop): only on
         SQLite with its write lock free now (a PostgreSQL commit is a network round trip,
         which must not block the loop: a submit's goes through :attr:`loop_statements`,
-        the rest stays on the writer thread)."""
+        the rest stays on the writer thread). The transaction is the driver's own
+        (``BEGIN IMMEDIATE`` and ``COMMIT`` on its connection: ≈ 5 µs against ≈ 24 µs
+        through SQLAlchemy's) for work that runs its statements on the driver's
+        cursor (``prepared.driver_cursor``); one that calls ``conn.execute`` joins it (SQLAlchemy's
+        transaction begins without a ``BEGIN``, and commits it)."""
         lock = self._write_lock
         if lock is None or not lock.acquire(blocking=False):
             return None
-        return self._group_write_locked(lock)
+        return self._driver_write_locked(lock)
 
     @contextmanager
-    def _group_write_locked(self, lock: threading.RLock) -> Iterator[sa.Connection]:
+    def _driver_write_locked(self, lock: threading.RLock) -> Iterator[sa.Connection]:
         try:
-            with self._group_write() as conn:
-                yield conn
+            with translate_errors():
+                conn = self._group_conn(0)
+                _driver_statement(conn, "BEGIN IMMEDIATE")
+                info = conn.info
+                info[dialects.DRIVER_TRANSACTION] = True
+                try:
+                    yield conn
+                    if conn.in_transaction():  # a piece used conn.execute: SQLAlchemy's
+                        conn.commit()  # transaction is this one (dialects' on_begin)
+                    else:
+                        _driver_statement(conn, "COMMIT")
+                except BaseException:
+                    with contextlib.suppress(Exception):  # none left if COMMIT failed
+                        if conn.in_transaction():
+                            conn.rollback()
+                        else:
+                            _driver_statement(conn, "ROLLBACK")
+                    raise
+                finally:
+                    info.pop(dialects.DRIVER_TRANSACTION, None)
         finally:
             lock.release()
 
@@ -187,6 +215,12 @@ class Database:
         if self.loop_statements is not None:
             self.loop_statements.close()
         self.engine.dispose()
+
+
+def _driver_statement(conn: sa.Connection, sql: str) -> None:
+    """``sql`` on the driver's connection under ``conn``; its errors as SQLAlchemy's."""
+    with driver_cursor(conn, sql, ()) as cursor:
+        cursor.execute(sql)
 
 
 @contextmanager

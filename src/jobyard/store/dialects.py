@@ -23,6 +23,8 @@ from sqlalchemy.sql.functions import FunctionElement
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 WRITE_OPTION = "jobyard_write"
+#: a connection's ``info`` key: a write transaction begun on the driver's connection
+DRIVER_TRANSACTION = "jobyard_driver_transaction"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -63,6 +65,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: sa.Connection) -> None:
+        if conn.info.get(DRIVER_TRANSACTION):
+            return  # inside the driver's own (Database._group_write_now): join it
         mode = "IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
 
