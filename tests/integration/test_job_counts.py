@@ -12,14 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
 from jobyard import Client
-from jobyard.domain.jobs import JobFilter
+from jobyard.domain.jobs import JobFilter, JobSpec
 from jobyard.domain.priorities import Priority
+from jobyard.domain.states import JobState
 from jobyard.store import migrate
 from jobyard.store.database import Database
-from jobyard.store.jobs import JobStore
-from jobyard.store.tables import jobs, tenants
+from jobyard.store.jobs import JobStore, NewJob, _insert_many
+from jobyard.store.tables import job_counts, jobs, tenants
 from tests.conftest import LiveServer
 
 LATER = datetime.now(UTC) + timedelta(days=365)
@@ -28,6 +30,22 @@ LATER = datetime.now(UTC) + timedelta(days=365)
 def _statuses(c: Client, **filters: str) -> dict[str, int]:
     """Counts by status of the listed jobs themselves (not of the summary)."""
     return dict(Counter(j.status for j in c.iter_jobs(limit=100, **filters)))
+
+
+def _plain_row(job_id: str, now: datetime) -> dict[str, object]:
+    """A queued job's row of tenant "t", for an INSERT of its own (not the store's)."""
+    return {
+        "id": job_id,
+        "tenant_id": "t",
+        "priority": "normal",
+        "parameters": {},
+        "metadata": {},
+        "env": {},
+        "state": "queued",
+        "sort_key": 0.0,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def test_summary_counts_follow_every_change(live: LiveServer) -> None:
@@ -128,18 +146,7 @@ def test_writers_do_not_wait_for_each_other_on_counters(db_url: str) -> None:
     now = datetime.now(UTC)
 
     def job(i: int) -> dict[str, object]:
-        return {
-            "id": f"job-{i}",
-            "tenant_id": "t",
-            "priority": "normal",
-            "parameters": {},
-            "metadata": {},
-            "env": {},
-            "state": "queued",
-            "sort_key": 0.0,
-            "created_at": now,
-            "updated_at": now,
-        }
+        return _plain_row(f"job-{i}", now)
 
     try:
         with db.write() as conn:
@@ -153,5 +160,131 @@ def test_writers_do_not_wait_for_each_other_on_counters(db_url: str) -> None:
                     second.execute(jobs.insert().values(job(2)))
                     second.execute(jobs.update().where(jobs.c.id == "job-0").values(state="failed"))
         assert JobStore(db).count_by_state("t", JobFilter()) == {"queued": 2, "failed": 1}
+    finally:
+        db.dispose()
+
+
+def _kept_counts(db: Database) -> dict[tuple[str, ...], int]:
+    """``job_counts`` summed over shards, without zeros."""
+    k = job_counts.c
+    key = (k.tenant_id, k.project_id, k.state, k.priority, k.job_type)
+    with db.read() as conn:
+        rows = conn.execute(sa.select(*key, sa.func.sum(k.n)).group_by(*key)).all()
+    return {tuple(r[:5]): int(r[5]) for r in rows if r[5]}
+
+
+def _counted_jobs(db: Database) -> dict[tuple[str, ...], int]:
+    """The same counts, of the jobs themselves."""
+    j = jobs.c
+    key = (j.tenant_id, j.project_id, j.state, j.priority, sa.func.coalesce(j.job_type, ""))
+    with db.read() as conn:
+        rows = conn.execute(sa.select(*key, sa.func.count()).group_by(*key)).all()
+    return {tuple(r[:5]): int(r[5]) for r in rows}
+
+
+def _assert_exact(db: Database) -> None:
+    assert _kept_counts(db) == _counted_jobs(db)
+
+
+def test_a_batch_counts_its_jobs_once_per_key(live: LiveServer) -> None:
+    """A batch's counts (SQLite: added by the store once per key) are exact, for every
+    key, with jobs skipped for their key or invalid left out; the jobs' later changes
+    are counted by the triggers, and single submits in between too."""
+    with live.client() as sup:
+        sup.create_project("team-a")
+        scoped = sup.create_key("team-a-bot", "member", project="team-a")["secret"]
+        sup.submit("true", scheduled_at=LATER, idempotency_key="taken")
+        later = LATER.isoformat()
+        batch = sup.submit_batch(
+            [
+                {"entrypoint": "true", "scheduled_at": later, "job_type": "etl"},
+                {"entrypoint": "true", "scheduled_at": later, "job_type": "etl"},
+                {"entrypoint": "true", "scheduled_at": later, "priority": "high"},
+                {"entrypoint": "true", "scheduled_at": later, "submission_id": "taken"},
+                {"entrypoint": "true", "scheduled_at": later, "submission_id": "k"},
+                {"entrypoint": "true", "scheduled_at": later, "submission_id": "k"},
+                {"entrypoint": "true", "priority": "urgent"},
+                {"entrypoint": "true", "job_type": "run"},
+                {"entrypoint": "false", "job_type": "run", "priority": "low"},
+            ]
+        )
+        assert (batch.created, batch.existing, batch.failed) == (6, 2, 1)
+        for item in batch.items[7:]:
+            assert item.id is not None
+            sup.wait(item.id, poll_interval=0.02)
+        sup.cancel(batch.items[0].id or "")
+    with live.client(scoped) as team:
+        team.submit_batch([{"entrypoint": "true", "scheduled_at": LATER.isoformat()}] * 3)
+        team.submit("true", scheduled_at=LATER)
+        assert team.list().summary.by_status == {"scheduled": 4}
+    with live.client() as sup:
+        expected = {"scheduled": 8, "cancelled": 1, "succeeded": 1, "failed": 1}  # both projects
+        assert _statuses(sup) == expected
+        assert sup.list(status="failed").summary.by_status == expected
+        assert sup.list(job_type="etl").summary.by_status == {"scheduled": 1, "cancelled": 1}
+    _assert_exact(live.services.db)
+
+
+def test_inserts_sharing_a_transaction_are_counted_once(db_url: str) -> None:
+    """In one transaction (a group commit), single inserts before and after a batch and
+    the batch's jobs are each counted once (not by both the store and a trigger)."""
+    db = Database(db_url)
+    try:
+        migrate.upgrade(db)
+        now = datetime.now(UTC)
+        with db.write() as conn:
+            conn.execute(tenants.insert().values(id="t", name="t", created_at=now))
+
+        def new(job_type: str | None, state: JobState = JobState.QUEUED) -> NewJob:
+            spec = JobSpec(entrypoint="true", job_type=job_type)
+            return NewJob("t", spec, state, 0.0, now, None, "submitted")
+
+        with db.write() as conn:
+            new("a").insert(conn)
+            _insert_many(conn, [new("a"), new(None), new("a", JobState.SCHEDULED)])
+            new("a").insert(conn)
+            new(None, JobState.SCHEDULED).insert(conn)
+        with pytest.raises(ZeroDivisionError), db.write() as conn:
+            _insert_many(conn, [new("b"), new("b")])
+            1 / 0  # noqa: B018  (rolled back: neither the jobs nor their counts stay)
+        assert _kept_counts(db) == {
+            ("t", "default", "queued", "normal", "a"): 3,
+            ("t", "default", "queued", "normal", ""): 1,
+            ("t", "default", "scheduled", "normal", "a"): 1,
+            ("t", "default", "scheduled", "normal", ""): 1,
+        }
+        _assert_exact(db)
+    finally:
+        db.dispose()
+
+
+def test_0013_down_gives_sqlite_its_insert_trigger_back(tmp_path: Path) -> None:
+    """After 0013 the store counts SQLite's inserts (a plain INSERT is not counted);
+    its downgrade restores 0006's trigger, which counts them again."""
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    now = datetime.now(UTC)
+
+    def plain_insert(job_id: str) -> None:
+        with db.write() as conn:
+            conn.execute(jobs.insert().values(_plain_row(job_id, now)))
+
+    try:
+        migrate.upgrade(db)
+        new = NewJob("t", JobSpec(entrypoint="true"), JobState.QUEUED, 0.0, now, None, "new")
+        with db.write() as conn:
+            conn.execute(tenants.insert().values(id="t", name="t", created_at=now))
+            new.insert(conn)
+        plain_insert("plain-1")
+        key = ("t", "default", "queued", "normal", "")
+        assert _kept_counts(db) == {key: 1}
+        cfg = migrate._config()
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0012")
+        plain_insert("plain-2")
+        assert _kept_counts(db) == {key: 2}
+        migrate.upgrade(db)
+        plain_insert("plain-3")
+        assert _kept_counts(db) == {key: 2}
     finally:
         db.dispose()

@@ -91,6 +91,7 @@ def test_sqlite_pragmas(tmp_path) -> None:
             assert conn.execute(sa.text("PRAGMA synchronous")).scalar() == 2  # FULL
             assert conn.execute(sa.text("PRAGMA busy_timeout")).scalar() == 5000
             assert conn.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
+            assert conn.execute(sa.text("PRAGMA temp_store")).scalar() == 2  # MEMORY
     finally:
         db.dispose()
 
