@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from alembic import command
 
 from jobyard import Client
 from jobyard.domain.jobs import JobFilter, JobSpec
@@ -187,8 +186,7 @@ def _assert_exact(db: Database) -> None:
 
 
 def test_a_batch_counts_its_jobs_once_per_key(live: LiveServer) -> None:
-    """A batch's counts (SQLite: added by the store once per key) are exact, for every
-    key, with jobs skipped for their key or invalid left out; the jobs' later changes
+    """A batch's counts are exact, for every key, with jobs skipped for their key or invalid left out; the jobs' later changes
     are counted by the triggers, and single submits in between too."""
     with live.client() as sup:
         sup.create_project("team-a")
@@ -227,7 +225,7 @@ def test_a_batch_counts_its_jobs_once_per_key(live: LiveServer) -> None:
 
 def test_inserts_sharing_a_transaction_are_counted_once(db_url: str) -> None:
     """In one transaction (a group commit), single inserts before and after a batch and
-    the batch's jobs are each counted once (not by both the store and a trigger)."""
+    the batch's jobs are each counted once."""
     db = Database(db_url)
     try:
         migrate.upgrade(db)
@@ -254,37 +252,5 @@ def test_inserts_sharing_a_transaction_are_counted_once(db_url: str) -> None:
             ("t", "default", "scheduled", "normal", ""): 1,
         }
         _assert_exact(db)
-    finally:
-        db.dispose()
-
-
-def test_0013_down_gives_sqlite_its_insert_trigger_back(tmp_path: Path) -> None:
-    """After 0013 the store counts SQLite's inserts (a plain INSERT is not counted);
-    its downgrade restores 0006's trigger, which counts them again."""
-    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
-    now = datetime.now(UTC)
-
-    def plain_insert(job_id: str) -> None:
-        with db.write() as conn:
-            conn.execute(jobs.insert().values(_plain_row(job_id, now)))
-
-    try:
-        migrate.upgrade(db)
-        new = NewJob("t", JobSpec(entrypoint="true"), JobState.QUEUED, 0.0, now, None, "new")
-        with db.write() as conn:
-            conn.execute(tenants.insert().values(id="t", name="t", created_at=now))
-            new.insert(conn)
-        plain_insert("plain-1")
-        key = ("t", "default", "queued", "normal", "")
-        assert _kept_counts(db) == {key: 1}
-        cfg = migrate._config()
-        with db.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0012")
-        plain_insert("plain-2")
-        assert _kept_counts(db) == {key: 2}
-        migrate.upgrade(db)
-        plain_insert("plain-3")
-        assert _kept_counts(db) == {key: 2}
     finally:
         db.dispose()

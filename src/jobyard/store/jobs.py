@@ -7,7 +7,6 @@ import base64
 import binascii
 import dataclasses
 import os
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,6 @@ from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec, ResourceUsage
 from jobyard.domain.retry import RetryPlan
 from jobyard.domain.states import JobState
 from jobyard.store import dialects, fencing, page_statements
-from jobyard.store.counts import CountKey, add_inserted, counted_by_store
 from jobyard.store.database import Database, translate_errors
 from jobyard.store.prepared import (
     PreparedInsert,
@@ -270,8 +268,6 @@ class NewJob:
             return self.job(seq)
         seq = prepared_insert(jobs, tuple(row), conn.dialect, "seq").execute(conn, row)
         prepared_insert(job_events, tuple(event), conn.dialect).execute(conn, event)
-        if counted_by_store(conn.dialect.name):
-            add_inserted(conn, [(_count_key(self), 1)])
         if queued:
             dialects.notify_queue(conn)
         return self.job(seq)
@@ -396,8 +392,6 @@ def _insert_many(conn: sa.Connection, batch: Sequence[NewJob]) -> list[Job | Non
         insert.execute_parameters(conn, insert_parameters(insert, fresh))
         events = prepared_insert(job_events, tuple(_NEW_EVENT), conn.dialect)
         events.execute_parameters(conn, insert_parameters(events, fresh, _NEW_EVENT))
-        if counted_by_store(conn.dialect.name):  # once per key, not per job
-            add_inserted(conn, Counter(map(_count_key, fresh)).items())
         ids = [n.id for n in fresh]
         if before is not None and _largest_seq(conn) == before + len(ids):
             seqs = dict(zip(ids, range(before + 1, before + len(ids) + 1), strict=True))
@@ -408,18 +402,6 @@ def _insert_many(conn: sa.Connection, batch: Sequence[NewJob]) -> list[Job | Non
         if any(n.state is JobState.QUEUED for n in fresh):
             dialects.notify_queue(conn)
     return [n.job(seqs[n.id]) if n.id in seqs else None for n in batch]
-
-
-def _count_key(new: NewJob) -> CountKey:
-    """The key of ``job_counts`` that counts ``new``."""
-    spec = new.spec
-    return (
-        new.tenant_id,
-        spec.project_id,
-        new.state.value,
-        spec.priority.value,
-        spec.job_type or "",
-    )
 
 
 def _largest_seq(conn: sa.Connection) -> int:

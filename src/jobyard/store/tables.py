@@ -234,9 +234,8 @@ jobs = sa.Table(
 
 #: jobs per tenant, project, state, priority and job type ('' for none), kept by
 #: database triggers on ``jobs`` (migration 0006) in the transaction of every insert,
-#: change and delete (SQLite's inserts: by the store, ``store/counts.py``, migration
-#: 0013); a count is the sum over ``shard`` (on PostgreSQL a writer adds to a row no
-#: other transaction holds, so writers never wait for each other; SQLite: 0)
+#: change and delete; a count is the sum over ``shard`` (on PostgreSQL a writer adds to
+#: a row no other transaction holds, so writers never wait for each other; SQLite: 0)
 job_counts = sa.Table(
     "job_counts",
     metadata,
