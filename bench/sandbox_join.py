@@ -3,8 +3,10 @@ print(time.time())"`` in jobyard's bubblewrap command, one start at a time with 
 between (an idle slot), from just before ``Popen`` to the job's own timestamp. The
 variants run interleaved: the interpreter alone, the sandbox without cgroups, with a
 shell in front that joins nothing, that writes its pid to the four groups'
-``cgroup.procs`` (jobyard before ``d16c94b``), and that writes ``0`` to their ``tasks``
-(jobyard now). Needs root, bubblewrap and the cgroup v1 controllers.
+``cgroup.procs`` (jobyard before ``d16c94b``), that writes ``0`` to their ``tasks``
+(jobyard now), and the same with ``setpriv`` given the job's uid and gid as numbers
+(jobyard before ``4b70a49``; now their names, found in ``/etc/passwd``). Needs root,
+bubblewrap and the cgroup v1 controllers.
 
     .venv/bin/python bench/sandbox_join.py [--runs 30] [--pause-ms 20]
 """
@@ -12,7 +14,9 @@ shell in front that joins nothing, that writes its pid to the four groups'
 from __future__ import annotations
 
 import argparse
+import grp
 import os
+import pwd
 import shutil
 import statistics
 import subprocess
@@ -27,12 +31,22 @@ from common import load_average, machine_line
 from jobyard.executors.base import LaunchSpec
 from jobyard.executors.cgroups import JobCgroup
 from jobyard.executors.sandbox import detect, unavailable
+from jobyard.executors.support import DEFAULT_USER
 
 STAMP = "import time; print(time.time())"
 
 
 def _shell(joins: str, args: list[str]) -> list[str]:
     return ["/bin/sh", "-c", f'{joins} && exec "$@"', "sh", *args]
+
+
+def _by_id(args: list[str]) -> list[str]:
+    """``args`` with setpriv's user and group given as numbers."""
+    user = pwd.getpwnam(DEFAULT_USER)
+    group = grp.getgrgid(user.pw_gid).gr_name
+    ids = {f"--reuid={user.pw_name}": f"--reuid={user.pw_uid}"}
+    ids[f"--regid={group}"] = f"--regid={user.pw_gid}"
+    return [ids.get(a, a) for a in args]
 
 
 def main() -> None:
@@ -73,6 +87,9 @@ def main() -> None:
             " && ".join(f"echo $$ > {f}" for f in g.procs_files()), bare
         ),
         "sh: 0 to tasks": lambda g: box.command(spec, job, status_fd=status_fd, group=g),
+        "same, setpriv by id": lambda g: _by_id(
+            box.command(spec, job, status_fd=status_fd, group=g)
+        ),
     }
     took: dict[str, list[float]] = {name: [] for name in variants}
     try:

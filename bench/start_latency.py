@@ -19,7 +19,15 @@ import subprocess
 import sys
 import time
 
-from common import describe_python, load_average, machine_line, percentile, running_server, spread
+from common import (
+    describe_python,
+    inode_line,
+    load_average,
+    machine_line,
+    percentile,
+    running_server,
+    spread,
+)
 from w3_submit import fresh_database
 
 import jobyard
@@ -76,6 +84,7 @@ def main() -> None:
     print(f"interpreter: {describe_python(args.python)}; 1 slot; {args.jobs} jobs per round")
     p50s, p95s = [], []
     for n in range(1, args.rounds + 1):
+        print(inode_line(), flush=True)
         before = interpreter_start_s(args.python, args.calibrate)
         total = job_latencies_s(args.python, args.jobs, args.database_url)
         after = interpreter_start_s(args.python, args.calibrate)
