@@ -298,9 +298,7 @@ class JobService:
             message=message,
         )
 
-    def _place(
-        self, eligible: datetime, priority: Priority, scheduled: bool
-    ) -> tuple[float, str]:
+    def _place(self, eligible: datetime, priority: Priority, scheduled: bool) -> tuple[float, str]:
         """The queue sort key and the first event's message of a job eligible at
         ``eligible`` (UTC). The last answer is kept: a batch's jobs share one time, or
         often one ``scheduled_at`` (≈ 1 µs a job of a batch)."""
