@@ -184,18 +184,21 @@ class JobService:
             except errors.JobyardError as e:
                 planned.append(BatchResult(error=e))
         fresh = [p[1] for p in planned if isinstance(p, tuple)]
-        stored = dict(zip((n.id for n in fresh), self.store.insert_many(fresh), strict=True))
-        lost = [n.spec.idempotency_key for n in fresh if stored[n.id] is None]
-        existing = self.store.find_by_idempotency_keys(
-            principal.tenant_id, [k for k in lost if k is not None]
-        )
+        inserted = self.store.insert_many(fresh)  # in fresh's order
+        lost = [
+            n.spec.idempotency_key
+            for n, job in zip(fresh, inserted, strict=True)
+            if job is None and n.spec.idempotency_key is not None
+        ]
+        existing = self.store.find_by_idempotency_keys(principal.tenant_id, lost) if lost else {}
         results: list[BatchResult] = []
+        stored = iter(inserted)
         for p in planned:
             if isinstance(p, BatchResult):
                 results.append(p)
                 continue
             request, new = p
-            job = stored[new.id]
+            job = next(stored)
             if job is not None:
                 results.append(BatchResult(job=job, created=True))
                 continue
@@ -207,7 +210,7 @@ class JobService:
                 results.append(BatchResult(job=job))
             except errors.JobyardError as e:
                 results.append(BatchResult(error=e))
-        if any(r.created and r.job and r.job.state is JobState.QUEUED for r in results):
+        if any(job is not None and job.state is JobState.QUEUED for job in inserted):
             self.wakeup.job_queued()
         return results
 
