@@ -211,3 +211,65 @@ def test_a_job_without_a_key_is_not_the_job_keyed_none(make_services: ServicesFa
     )
     assert results[0].job == first.job and not results[0].created
     assert results[1].error is None and results[1].created
+
+
+def test_a_batch_job_is_stored_as_a_single_submit_stores_it(
+    make_services: ServicesFactory,
+    serve,
+) -> None:
+    """Each job of a batch (times in other zones, equal or not, between the batch's
+    own time; priorities; ``retry_on`` default, chosen or empty) reads back, with its
+    first event, as the same body sent alone through ``POST /v1/jobs`` does, and the
+    queued ones are claimed by priority, then in the request's order."""
+    services = make_services(start=False)
+    live = serve(services)
+    bodies: list[dict[str, object]] = [
+        {"entrypoint": "true", "name": "a", "scheduled_at": LATER},
+        {"entrypoint": "true", "name": "b", "scheduled_at": "2099-01-01T02:00:00+02:00"},
+        {"entrypoint": "true", "name": "c", "scheduled_at": "2098-06-30T23:59:59.5-07:00"},
+        {"entrypoint": "true", "name": "d", "priority": "low", "retry_on": ["failed"]},
+        {"entrypoint": "true", "name": "e", "scheduled_at": LATER, "retry_on": []},
+        {"entrypoint": "true", "name": "f", "priority": "high", "max_attempts": 3},
+        {"entrypoint": "true", "name": "g", "retry_on": ["node_lost", "failed"]},
+        {"entrypoint": "true", "name": "h", "scheduled_at": "2098-06-30T23:59:59.5-07:00"},
+    ]
+    answer = _post(live, {"jobs": bodies})
+    assert answer.status_code == 200, answer.text
+    batch_ids = [item["id"] for item in answer.json()["items"]]
+    headers = {"Authorization": f"Bearer {live.admin_key}"}
+    with httpx.Client(base_url=live.url, headers=headers, timeout=30) as http:
+        single_ids = [http.post("/v1/jobs", json=b).json()["id"] for b in bodies]
+
+        def stored(job_id: str) -> tuple[dict[str, object], list[tuple[object, ...]]]:
+            job = http.get(f"/v1/jobs/{job_id}").json()
+            for name in ("id", "created_at", "updated_at", "queued_at", "queue_time_ms"):
+                job.pop(name)
+            for name in ("pending_reason", "queue_position", "estimated_start"):
+                job.pop(name, None)  # where it stands in the queue
+            events = http.get(f"/v1/jobs/{job_id}/events").json()["items"]
+            return job, [(e["kind"], e["to_state"], e["message"]) for e in events]
+
+        for batch_id, single_id in zip(batch_ids, single_ids, strict=True):
+            assert stored(batch_id) == stored(single_id)
+        jobs = {
+            b["name"]: http.get(f"/v1/jobs/{i}").json()
+            for b, i in zip(bodies, batch_ids, strict=True)
+        }
+    assert jobs["a"]["scheduled_at"] == jobs["b"]["scheduled_at"]
+    c_at = datetime.fromisoformat(jobs["c"]["scheduled_at"])
+    assert c_at == datetime(2098, 7, 1, 6, 59, 59, 500000, tzinfo=UTC)
+    assert jobs["d"]["retry_on"] == ["failed"] and jobs["e"]["retry_on"] == []
+    assert jobs["a"]["retry_on"] == ["failed", "timed_out", "node_lost"]
+    assert jobs["g"]["retry_on"] == ["node_lost", "failed"]
+    claims = ClaimStore(services.db)
+    claimed = []
+    while job := claims.claim_next(node_id="n1", now=services.clock.now(), lease_ttl_s=60):
+        claimed.append((job.spec.name, job.id in batch_ids))
+    assert claimed == [
+        ("f", True),
+        ("f", False),
+        ("g", True),
+        ("g", False),
+        ("d", True),
+        ("d", False),
+    ]

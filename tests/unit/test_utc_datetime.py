@@ -55,8 +55,8 @@ def test_refuses_what_the_chain_refuses(bad: Any) -> None:
 
 
 def test_the_kept_text_is_only_that_of_the_same_value() -> None:
-    """The last value's text is answered again for that value only, not for an equal
-    one in another zone (the same instant, the same text) nor after another value."""
+    """A kept text is answered again for that value or an equal one (in another zone:
+    the same instant, the same text), not for another value."""
     assert FAST is not None
     now = datetime(2026, 12, 7, 10, 0, 0, 123, tzinfo=UTC)
     assert FAST(now) == FAST(now) == "2026-12-07 10:00:00.000123"
@@ -68,3 +68,27 @@ def test_the_kept_text_is_only_that_of_the_same_value() -> None:
         "2026-12-07 10:00:00.000123",
         "2026-12-07 10:00:00.000124",
     ]
+
+
+@given(
+    st.lists(
+        st.datetimes(
+            min_value=datetime(2098, 1, 1),
+            max_value=datetime(2099, 1, 2),
+            timezones=st.one_of(st.just(UTC), OFFSETS),
+        ),
+        max_size=12,
+    )
+)
+def test_a_sequence_of_values_each_gets_its_own_text(values: list[datetime]) -> None:
+    """The last two texts are kept (a batch row's ``scheduled_at`` between its ``now``s):
+    any order of values, repeated or not, gives each value the chain's text."""
+    assert FAST is not None and CHAIN is not None
+    assert [FAST(v) for v in values] == [CHAIN(v) for v in values]
+
+
+def test_a_naive_value_after_the_same_aware_one_is_refused() -> None:
+    assert FAST is not None
+    FAST(datetime(2026, 1, 1, tzinfo=UTC))
+    with pytest.raises(ValueError, match="aware datetimes"):
+        FAST(datetime(2026, 1, 1))

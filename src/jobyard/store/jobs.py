@@ -329,8 +329,13 @@ def insert_parameters(
     """``insert``'s parameters of each job's row (``_NEW_ROW``) or first event
     (``_NEW_EVENT``), read from the jobs without their rows' dicts: what
     ``insert.parameters(n.row())`` gives, ≈ 1.5 µs less a job."""
-    read = insert.reader(row, _NEW_ROW_PRELUDE, _NEW_ROW_NAMES)
+    read = insert.reader(row, _NEW_ROW_PRELUDE, _NEW_ROW_NAMES, _COMMON)
     return [read(n) for n in batch]
+
+
+#: a new row's usual values whose JSON is worked out once: the default ``retry_on``
+#: (≈ 2 µs a job of a batch for the same 3 strings through ``json.dumps``)
+_COMMON = {"retry_on": _SPEC.encode["retry_on"](JobSpec().retry_on)}
 
 
 _NO_USAGE = ResourceUsage()

@@ -77,6 +77,7 @@ class PreparedInsert:
         read: Mapping[str, str] | None = None,
         prelude: str = "",
         names: Mapping[str, Any] | None = None,
+        common: Mapping[str, Any] | None = None,
     ) -> tuple[Any, Any]:
         """``values(row)``: ``row``'s values as the driver takes them, by column name;
         ``parameters(row)``: the same in placeholder order (positional paramstyles), else
@@ -84,7 +85,9 @@ class PreparedInsert:
         (as dataclasses compile ``__init__``): a column with a processor is written out
         as ``None``'s and ``{}``'s precomputed value or a call, one expression each.
         With ``read``, a column's value is not ``row[name]`` but the expression
-        ``read[name]`` (of ``row``, after the statements ``prelude``, with ``names``)."""
+        ``read[name]`` (of ``row``, after the statements ``prelude``, with ``names``);
+        a value equal to ``common[name]`` is given that value's processed one, worked
+        out once (for values whose equal values process alike: lists of strings)."""
         scope: dict[str, Any] = dict(names or {})
         exprs: dict[str, str] = {}
         reads = f"    {prelude}\n" if prelude else ""  # a processed value: read once
@@ -97,6 +100,10 @@ class PreparedInsert:
                 if name in self._empty:
                     scope[f"e{i}"] = self._empty[name]
                     expr = f"e{i} if type(v{i}) is dict and not v{i} else {expr}"
+                if common is not None and name in common:
+                    scope[f"k{i}"] = common[name]
+                    scope[f"c{i}"] = self.processors[name](common[name])
+                    expr = f"c{i} if v{i} == k{i} else {expr}"
                 if name in self._none:
                     scope[f"n{i}"] = self._none[name]
                     expr = f"n{i} if v{i} is None else {expr}"
@@ -110,17 +117,23 @@ class PreparedInsert:
         return scope["values"], scope.get("parameters", scope["values"])
 
     def reader(
-        self, read: Mapping[str, str], prelude: str, names: Mapping[str, Any]
+        self,
+        read: Mapping[str, str],
+        prelude: str,
+        names: Mapping[str, Any],
+        common: Mapping[str, Any] | None = None,
     ) -> Callable[[Any], Sequence[Any] | dict[str, Any]]:
         """:attr:`parameters` of an object rather than of a row dict: ``read[column]`` is
         the expression of the column's value (Python source over ``row``, the object,
-        after the statement ``prelude``; ``names`` are the names they use). Compiled
-        once per ``read`` (by identity): a row written as a dict and then read back
-        costs about what the parameters do."""
+        after the statement ``prelude``; ``names`` are the names they use; ``common``
+        as in :meth:`_compile`). Compiled once per ``read`` (by identity, with the
+        ``common`` of its first call): a row written as a dict and then read back costs
+        about what the parameters do."""
         key = id(read)
         found = self._readers.get(key)
         if found is None or found[0] is not read:
-            found = self._readers[key] = (read, self._compile(read, prelude, names)[1])
+            compiled = self._compile(read, prelude, names, common)[1]
+            found = self._readers[key] = (read, compiled)
         return found[1]
 
     def execute_parameters(self, conn: sa.Connection, params: list[Any]) -> None:

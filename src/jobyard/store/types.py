@@ -56,20 +56,26 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
 
 def _sqlite_text(value: Any) -> str | None:
     """An aware datetime as SQLite's naive UTC text (see ``UtcDateTime.bind_processor``).
-    The last value's text is kept: an insert writes one ``now`` several times (a job's
-    ``created_at``, ``updated_at``, its event's ``at``; a batch's jobs share it)."""
-    global _last
+    The texts of the last two values are kept: an insert writes one ``now`` several
+    times (a job's ``created_at``, ``updated_at``, its event's ``at``; a batch's jobs
+    share it) and a batch's jobs often one ``scheduled_at`` (equal values, each its own
+    object, written between the ``now``s). An equal aware datetime is the same instant:
+    the same UTC text."""
+    global _recent
     if value is None:
         return None
-    last = _last  # one tuple, read and replaced whole: safe between threads
-    if value is last[0]:
+    last, before = _recent  # one tuple, read and replaced whole: safe between threads
+    if value is last[0] or value == last[0]:
         return last[1]
+    if value is before[0] or value == before[0]:
+        return before[1]
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise ValueError(f"timestamps must be aware datetimes, got {value!r}")
     v = value if value.tzinfo is UTC else value.astimezone(UTC)
     text = _TEXT % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
-    _last = (value, text)  # the value is held here: its id is not reused meanwhile
+    _recent = ((value, text), last)
     return text
 
 
-_last: tuple[object, str] = (object(), "")
+_NOTHING: tuple[object, str] = (object(), "")
+_recent: tuple[tuple[object, str], tuple[object, str]] = (_NOTHING, _NOTHING)

@@ -160,15 +160,14 @@ class JobCreate(RunOptions):
         (``parameters``, ``metadata``, ``env``) are all set here, none is shared."""
         ep = self.entrypoint
         retry_on = self.retry_on
-        return _DEFAULT_SPEC.evolve(
-            **_to_spec(self),
-            entrypoint=ep if isinstance(ep, str) else None,
-            argv=tuple(ep) if isinstance(ep, list) else None,
-            idempotency_key=idempotency_key or self.submission_id,
-            retry_on=_DEFAULT_RETRY_ON
-            if retry_on == _ALL_OUTCOMES
-            else tuple(o.value for o in retry_on),
+        changes = _to_spec(self)
+        changes["entrypoint"] = ep if isinstance(ep, str) else None
+        changes["argv"] = tuple(ep) if isinstance(ep, list) else None
+        changes["idempotency_key"] = idempotency_key or self.submission_id
+        changes["retry_on"] = (
+            _DEFAULT_RETRY_ON if retry_on == _ALL_OUTCOMES else tuple(o.value for o in retry_on)
         )
+        return _DEFAULT_SPEC.evolve_with(changes)
 
 
 #: JobCreate's fields that JobSpec takes as they are
