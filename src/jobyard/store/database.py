@@ -96,9 +96,9 @@ class Database:
                 yield conn
 
     def sync(self) -> Callable[[], None]:
-        """Start syncing what a :meth:`write` with ``synced=False`` committed (the SQLite WAL, on a
-        thread of its own, while the caller goes on); returns the wait for it, which
-        raises StoreUnavailable if the sync failed. PostgreSQL: nothing to wait for."""
+        """Start syncing what a :meth:`write` with ``synced=False`` committed (the SQLite
+        WAL, on a thread of its own, while the caller goes on); returns the wait for it,
+        which raises StoreUnavailable if the sync failed. PostgreSQL: nothing to wait for."""
         path = self.file_path
         if path is None:
             return _nothing
@@ -152,9 +152,9 @@ class Database:
         which must not block the loop: a submit's goes through :attr:`loop_statements`,
         the rest stays on the writer thread). The transaction is the driver's own
         (``BEGIN IMMEDIATE`` and ``COMMIT`` on its connection: ≈ 5 µs against ≈ 24 µs
-        through SQLAlchemy's) for work that runs its statements on the driver's
-        cursor (``prepared.driver_cursor``); one that calls ``conn.execute`` joins it (SQLAlchemy's
-        transaction begins without a ``BEGIN``, and commits it)."""
+        through SQLAlchemy's) for work that runs its statements on the driver's cursor
+        (``prepared.driver_cursor``); one that calls ``conn.execute`` joins it
+        (SQLAlchemy's transaction begins without a ``BEGIN``, and commits it)."""
         lock = self._write_lock
         if lock is None or not lock.acquire(blocking=False):
             return None
