@@ -30,14 +30,11 @@ from jobyard.storage.logarchive import LogArchive
 from jobyard.storage.workspace import Workspace
 from jobyard.store.artifacts import ArtifactStore
 from jobyard.store.claims import AttemptEnd
+from jobyard.store.database import on_disk
 from jobyard.store.jobs import JobStore
 from jobyard.store.tracking import TrackingStore
 
 log = logging.getLogger("jobyard.dispatch")
-
-
-def _claim_on_disk() -> None:
-    """The claim's commit was synced: nothing to wait for."""
 
 
 @dataclass
@@ -70,7 +67,7 @@ class Attempt:
     ship_lock: threading.Lock = field(default_factory=threading.Lock)
     #: waits until the claim of this attempt is on disk (StoreUnavailable if it cannot
     #: be): its process starts only then, while its setup overlaps the sync
-    claim_synced: Callable[[], None] = _claim_on_disk
+    claim_synced: Callable[[], None] = on_disk
 
 
 class Attempts:

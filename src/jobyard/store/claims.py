@@ -22,7 +22,7 @@ from jobyard.domain.jobs import Job, ResourceUsage
 from jobyard.domain.states import JobState
 from jobyard.store import dialects
 from jobyard.store.admission import Admission, env_key, held_back, tenant_key
-from jobyard.store.database import Database
+from jobyard.store.database import Database, on_disk
 from jobyard.store.fairshare import DEFAULT_HALF_LIFE_S, Deltas, FairShareStore, Snapshot
 from jobyard.store.jobs import (
     _IS_ACTIVE,
@@ -258,10 +258,6 @@ class ClaimRequest:
     default_max_running: int | None = None
 
 
-def _on_disk() -> None:
-    """A synced commit: nothing to wait for."""
-
-
 @dataclass(frozen=True)
 class Step:
     """What one dispatch transaction did, in the order of its inputs."""
@@ -271,7 +267,7 @@ class Step:
     claimed: list[Job]
     #: waits until the step's commit is on disk (StoreUnavailable if it cannot be):
     #: call it before a claimed job's process starts (see :meth:`ClaimStore.step`)
-    synced: Callable[[], None] = _on_disk
+    synced: Callable[[], None] = on_disk
 
 
 class ClaimStore:

@@ -101,7 +101,7 @@ class Database:
         which raises StoreUnavailable if the sync failed. PostgreSQL: nothing to wait for."""
         path = self.file_path
         if path is None:
-            return _nothing
+            return on_disk
         with self._syncer_lock:
             if self._syncer is None:
                 self._syncer = ThreadPoolExecutor(1, thread_name_prefix="jobyard-walsync")
@@ -262,8 +262,8 @@ def _synced(done: Future[None]) -> None:
         ) from e
 
 
-def _nothing() -> None:
-    """Nothing to wait for."""
+def on_disk() -> None:
+    """The wait of a synced commit (PostgreSQL's, SQLite's ``FULL``): nothing to wait for."""
 
 
 @contextmanager
