@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import TERMINAL, JobState
@@ -124,6 +124,36 @@ def _changed(obj: _T, names: frozenset[str], changes: dict[str, Any]) -> _T:
 
 #: the names of JobSpec's fields
 SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(JobSpec))
+
+
+class PlainSpec(NamedTuple):
+    """A submitted job that names nothing to resolve (no model, environment, folders,
+    role bindings, batch inputs or notifications) and has no idempotency key: every
+    other :class:`Submitted` field, the rest of its spec a new :class:`JobSpec`'s. A
+    batch accepts such a job without building its ``JobSpec`` (≈ 8 µs of frozen objects
+    a job): its row is written from these fields (``scheduled_at`` aware)."""
+
+    entrypoint: str | None
+    argv: tuple[str, ...] | None
+    name: str | None
+    description: str | None
+    job_type: str | None
+    priority: Priority
+    parameters: dict[str, Any]
+    metadata: dict[str, str]
+    env: dict[str, str]
+    timeout_s: float | None
+    scheduled_at: datetime | None
+    continue_on_error: bool
+    max_attempts: int
+    retry_on: tuple[str, ...]
+    retry_backoff_s: float
+
+
+#: what a plain job leaves to the server or cannot have
+_NOT_PLAIN = {"idempotency_key", "notifications"}
+if set(PlainSpec._fields) != {f.name for f in dataclasses.fields(Submitted)} - _NOT_PLAIN:
+    raise RuntimeError("PlainSpec must have Submitted's fields but " + ", ".join(_NOT_PLAIN))
 
 
 @dataclass(frozen=True, kw_only=True)

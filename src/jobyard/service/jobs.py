@@ -8,13 +8,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from jobyard import errors
 from jobyard.clock import Clock, ensure_utc
 from jobyard.domain import priorities, states
 from jobyard.domain.auth import ROLE_RANK, Principal, Role
-from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec
+from jobyard.domain.jobs import DEFAULT_PROJECT_ID, Job, JobEvent, JobFilter, JobSpec, PlainSpec
 from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.service import submission
@@ -22,7 +22,7 @@ from jobyard.service.limits import Quotas, queued_quota_exceeded
 from jobyard.service.wakeup import Wakeup
 from jobyard.storage.blobs import BlobStore
 from jobyard.storage.logarchive import JobLogs
-from jobyard.store.jobs import JobStore, NewJob
+from jobyard.store.jobs import JobStore, NewBatch, NewJob, NewPlainJob, new_job_id
 
 if TYPE_CHECKING:  # the services of the get route's names (no import cycle)
     from jobyard.service.folders import FolderService
@@ -37,13 +37,25 @@ MAX_BATCH = 1000
 IMMEDIATE_LEAD = 4
 
 
-@dataclass(frozen=True, kw_only=True)
-class BatchResult:
-    """One job of a batch: the job (created or found by its idempotency key), or why not."""
+class Accepted(NamedTuple):
+    """A plain job a batch created (:class:`PlainSpec`): what its answer says of it."""
 
-    job: Job | None = None
+    id: str
+    state: JobState
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BatchResult:
+    """One job of a batch: the job (created or found by its idempotency key; a plain job
+    created: its id and state), or why not."""
+
+    job: Job | Accepted | None = None
     created: bool = False
     error: errors.JobyardError | None = None
+
+
+#: a job of a batch: to insert (with its request, or plain), or already answered
+_Planned = tuple[submission.JobRequest, NewJob] | NewPlainJob | BatchResult
 
 
 @dataclass(frozen=True)
@@ -136,14 +148,66 @@ class JobService:
     def submit_batch(
         self,
         principal: Principal,
-        requests: Sequence[submission.JobRequest | errors.JobyardError],
+        requests: Sequence[submission.JobRequest | PlainSpec | errors.JobyardError],
     ) -> list[BatchResult]:
         """Accept up to ``MAX_BATCH`` jobs in one transaction, each with its own outcome
         (a request that is already an error keeps it). Idempotency keys count per job:
         a key used before (or earlier in the batch) answers with that job when the
-        request is the same (see :meth:`_replayed`)."""
+        request is the same (see :meth:`_replayed`). A :class:`PlainSpec` is accepted
+        as a ``JobRequest`` of the same fields is, without building its ``JobSpec``."""
         if len(requests) > MAX_BATCH:
             raise errors.InvalidInput(f"jobs: at most {MAX_BATCH} per batch", field="jobs")
+        planned = self._plan(principal, requests)
+        fresh = [
+            p if isinstance(p, NewPlainJob) else p[1]
+            for p in planned
+            if not isinstance(p, BatchResult)
+        ]
+        seqs = self.store.insert_many(fresh)  # in fresh's order
+        lost = [
+            n.spec.idempotency_key
+            for n, seq in zip(fresh, seqs, strict=True)
+            if seq is None and isinstance(n, NewJob) and n.spec.idempotency_key is not None
+        ]
+        existing = self.store.find_by_idempotency_keys(principal.tenant_id, lost) if lost else {}
+        results: list[BatchResult] = []
+        stored = iter(seqs)
+        queued = False
+        for p in planned:
+            if isinstance(p, BatchResult):
+                results.append(p)
+                continue
+            seq = next(stored)
+            if seq is not None:
+                if isinstance(p, NewPlainJob):
+                    job: Job | Accepted = Accepted(p.id, p.state)
+                else:
+                    job = p[1].job(seq)
+                queued = queued or job.state is JobState.QUEUED
+                results.append(BatchResult(job=job, created=True))
+                continue
+            try:
+                if isinstance(p, NewPlainJob):  # no key: not found when read back by id
+                    raise _not_stored()
+                request, new = p
+                found = existing.get(str(new.spec.idempotency_key))
+                if found is None:
+                    raise _not_stored()
+                job = self._replayed(principal, request, new.request_hash, found)
+                results.append(BatchResult(job=job))
+            except errors.JobyardError as e:
+                results.append(BatchResult(error=e))
+        if queued:
+            self.wakeup.job_queued()
+        return results
+
+    def _plan(
+        self,
+        principal: Principal,
+        requests: Sequence[submission.JobRequest | PlainSpec | errors.JobyardError],
+    ) -> list[_Planned]:
+        """Each request of a batch as a job to insert, or its result (a job found by its
+        key, an error); the waiting-jobs quota counted over the batch."""
         keys = [
             r.spec.idempotency_key
             for r in requests
@@ -153,66 +217,65 @@ class JobService:
         quota = self.quotas.queued_room(principal.tenant_id)
         room = quota[0] if quota is not None else None
         now = self.clock.now()  # one time for the batch: its jobs queue in its order (seq)
-        planned: list[tuple[submission.JobRequest, NewJob] | BatchResult] = []
+        shared = NewBatch(
+            principal.tenant_id,
+            now,
+            principal.key_name,
+            principal.key_id,
+            principal.project_id or DEFAULT_PROJECT_ID,
+        )
+        planned: list[_Planned] = []
         for request in requests:
             if isinstance(request, errors.JobyardError):
                 planned.append(BatchResult(error=request))
                 continue
             try:
-                digest = self._digest(principal, request)
-                key = request.spec.idempotency_key
-                found = before.get(key) if key is not None else None
-                if found is not None:
-                    planned.append(
-                        BatchResult(job=self._replayed(principal, request, digest, found))
+                new: _Planned
+                if type(request) is PlainSpec:
+                    new = self._new_plain(request, shared)
+                else:
+                    assert isinstance(request, submission.JobRequest)
+                    digest = self._digest(principal, request)
+                    key = request.spec.idempotency_key
+                    found = before.get(key) if key is not None else None
+                    if found is not None:
+                        job = self._replayed(principal, request, digest, found)
+                        planned.append(BatchResult(job=job))
+                        continue
+                    spec = self._resolve(principal, self._notified(request))
+                    new = (
+                        request,
+                        self._new_job(
+                            principal,
+                            spec,
+                            immediate=False,
+                            request_hash=digest,
+                            check_quota=False,
+                            now=now,
+                        ),
                     )
-                    continue
-                spec = self._resolve(principal, self._notified(request))
-                new = self._new_job(
-                    principal,
-                    spec,
-                    immediate=False,
-                    request_hash=digest,
-                    check_quota=False,
-                    now=now,
-                )
                 if quota is not None and room is not None:
                     if room <= 0:
                         raise queued_quota_exceeded(quota[1])
                     room -= 1
-                planned.append((request, new))
+                planned.append(new)
             except errors.JobyardError as e:
                 planned.append(BatchResult(error=e))
-        fresh = [p[1] for p in planned if isinstance(p, tuple)]
-        inserted = self.store.insert_many(fresh)  # in fresh's order
-        lost = [
-            n.spec.idempotency_key
-            for n, job in zip(fresh, inserted, strict=True)
-            if job is None and n.spec.idempotency_key is not None
-        ]
-        existing = self.store.find_by_idempotency_keys(principal.tenant_id, lost) if lost else {}
-        results: list[BatchResult] = []
-        stored = iter(inserted)
-        for p in planned:
-            if isinstance(p, BatchResult):
-                results.append(p)
-                continue
-            request, new = p
-            job = next(stored)
-            if job is not None:
-                results.append(BatchResult(job=job, created=True))
-                continue
-            found = existing.get(str(new.spec.idempotency_key))
-            try:
-                if found is None:
-                    raise errors.StoreUnavailable("the job could not be stored; retry it")
-                job = self._replayed(principal, request, new.request_hash, found)
-                results.append(BatchResult(job=job))
-            except errors.JobyardError as e:
-                results.append(BatchResult(error=e))
-        if any(job is not None and job.state is JobState.QUEUED for job in inserted):
-            self.wakeup.job_queued()
-        return results
+        return planned
+
+    def _new_plain(self, spec: PlainSpec, shared: NewBatch) -> NewPlainJob:
+        """:meth:`_new_job` of a plain job of a batch (``shared``: the batch's caller and
+        time): the same checks, first state and queue place."""
+        _validate(spec)
+        scheduled_at = ensure_utc(spec.scheduled_at)
+        if scheduled_at is not spec.scheduled_at:
+            spec = spec._replace(scheduled_at=scheduled_at)
+        now = shared.now
+        scheduled = scheduled_at is not None and scheduled_at > now
+        state = JobState.SCHEDULED if scheduled else JobState.QUEUED
+        eligible = scheduled_at if scheduled and scheduled_at else now
+        sort_key, message = self._place(eligible, spec.priority, scheduled)
+        return NewPlainJob(new_job_id(), spec, state, sort_key, message, shared)
 
     def _store_inputs(self, spec: JobSpec, items: list[Any]) -> JobSpec:
         if len(items) > MAX_ITEMS:
@@ -582,12 +645,18 @@ class JobService:
         raise errors.StaleState(f"job {job_id} keeps changing; retry the cancel")
 
 
-def _validate(spec: JobSpec) -> None:
+def _not_stored() -> errors.JobyardError:
+    return errors.StoreUnavailable("the job could not be stored; retry it")
+
+
+def _validate(spec: JobSpec | PlainSpec) -> None:
+    """What a job's spec must be, whatever sent it (a plain job: without a model)."""
+    model_version_id = spec.model_version_id if isinstance(spec, JobSpec) else None
     if spec.entrypoint is not None and spec.argv is not None:
         raise errors.InvalidInput(
             "entrypoint: a command string or an argv list, not both", field="entrypoint"
         )
-    if spec.entrypoint is None and spec.argv is None and spec.model_version_id is None:
+    if spec.entrypoint is None and spec.argv is None and model_version_id is None:
         raise errors.InvalidInput(
             "entrypoint is required (a command string or an argv list) unless a model is given",
             field="entrypoint",

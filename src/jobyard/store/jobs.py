@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from operator import itemgetter
 from types import UnionType
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, NamedTuple, Union, get_args, get_origin, get_type_hints
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -21,7 +21,15 @@ from sqlalchemy.engine import Dialect
 
 from jobyard import errors
 from jobyard.domain import states
-from jobyard.domain.jobs import Job, JobEvent, JobFilter, JobSpec, ResourceUsage, Tracking
+from jobyard.domain.jobs import (
+    Job,
+    JobEvent,
+    JobFilter,
+    JobSpec,
+    PlainSpec,
+    ResourceUsage,
+    Tracking,
+)
 from jobyard.domain.retry import RetryPlan
 from jobyard.domain.states import JobState
 from jobyard.store import dialects, fencing, page_statements
@@ -338,6 +346,84 @@ def insert_parameters(
 _COMMON = {"retry_on": _SPEC.encode["retry_on"](JobSpec().retry_on)}
 
 
+class NewBatch(NamedTuple):
+    """What the plain jobs of one batch share: tenant, time, submitter and project."""
+
+    tenant_id: str
+    now: datetime
+    submitted_by: str | None
+    submitted_key_id: str | None
+    project_id: str
+
+
+class NewPlainJob(NamedTuple):
+    """A plain job of a batch about to be inserted: its row holds ``spec``'s fields, the
+    batch's and a new :class:`JobSpec`'s defaults for the rest (no ``JobSpec``, no
+    ``Job`` built: ≈ 0.3 µs against ≈ 4 for a :class:`NewJob` and its job)."""
+
+    id: str
+    spec: PlainSpec
+    state: JobState
+    sort_key: float
+    message: str
+    batch: NewBatch
+
+
+#: the spec columns a batch sets for all its plain jobs
+_BY_BATCH = ("submitted_by", "submitted_key_id", "project_id")
+_SPEC_DEFAULTS = JobSpec()
+#: a plain job's row, as ``_NEW_ROW`` (``s``: its PlainSpec, ``b``: its NewBatch): the
+#: same row a NewJob of the same fields writes (``_default_<name>``: a new spec's value)
+_PLAIN_ROW = {
+    **{
+        n: (f"_encode_{n}(s.{n})" if n in _SPEC.encode else f"s.{n}")
+        if n in PlainSpec._fields
+        else f"b.{n}"
+        if n in _BY_BATCH
+        else f"_default_{n}"
+        for n in _SPEC.names
+    },
+    "id": "row.id",
+    "tenant_id": "b.tenant_id",
+    "request_hash": "None",
+    "state": "row.state.value",
+    "sort_key": "row.sort_key",
+    "created_at": "b.now",
+    "updated_at": "b.now",
+    "queued_at": "b.now if row.state is _QUEUED else None",
+}
+_PLAIN_EVENT = {
+    "tenant_id": "b.tenant_id",
+    "job_id": "row.id",
+    "at": "b.now",
+    "kind": "'state'",
+    "from_state": "None",
+    "to_state": "row.state.value",
+    "message": "row.message",
+    "data": "{}",
+}
+_PLAIN_PRELUDE = "s = row.spec; b = row.batch"
+_PLAIN_NAMES = _NEW_ROW_NAMES | {
+    f"_default_{n}": _SPEC.encode[n](v) if n in _SPEC.encode else v
+    for n, v in ((n, getattr(_SPEC_DEFAULTS, n)) for n in _SPEC.names)
+}
+if tuple(_PLAIN_ROW) != tuple(_NEW_ROW) or tuple(_PLAIN_EVENT) != tuple(_NEW_EVENT):
+    raise RuntimeError("a plain job's row must have a NewJob's columns")
+
+
+def _batch_parameters(
+    insert: PreparedInsert,
+    batch: Sequence[NewJob | NewPlainJob],
+    row: Mapping[str, str],
+    plain_row: Mapping[str, str],
+) -> list[Any]:
+    """``insert``'s parameters of each job's row or first event (``row`` for a NewJob,
+    ``plain_row`` for a NewPlainJob), in ``batch``'s order."""
+    full = insert.reader(row, _NEW_ROW_PRELUDE, _NEW_ROW_NAMES, _COMMON)
+    plain = insert.reader(plain_row, _PLAIN_PRELUDE, _PLAIN_NAMES, _COMMON)
+    return [plain(n) if type(n) is NewPlainJob else full(n) for n in batch]
+
+
 _NO_USAGE = ResourceUsage()
 #: what every job is as inserted, but its own fields (``NewJob.job`` sets them all)
 _JUST_INSERTED = Job(
@@ -365,10 +451,11 @@ _JUST_INSERTED = Job(
 )
 
 
-def _insert_many(conn: sa.Connection, batch: Sequence[NewJob]) -> list[Job | None]:
-    """Insert ``batch`` (executemany); a job whose idempotency key is taken (by an earlier
-    job, or by one before it in the batch) is skipped and answered None."""
-    keyed = [n for n in batch if n.spec.idempotency_key is not None]
+def _insert_many(conn: sa.Connection, batch: Sequence[NewJob | NewPlainJob]) -> list[int | None]:
+    """Insert ``batch`` (executemany) in its order; each job's seq, or None for a job
+    whose idempotency key is taken (by an earlier job, or by one before it in the batch):
+    that job is skipped. (A plain job has no key.)"""
+    keyed = [n for n in batch if type(n) is NewJob and n.spec.idempotency_key is not None]
     taken: set[tuple[str, str]] = set()
     if keyed:
         for tenant in {n.tenant_id for n in keyed}:
@@ -378,10 +465,9 @@ def _insert_many(conn: sa.Connection, batch: Sequence[NewJob]) -> list[Job | Non
                     jobs.c.tenant_id == tenant, jobs.c.idempotency_key.in_(keys[i : i + 500])
                 )
                 taken.update((tenant, k) for (k,) in conn.execute(stmt))
-    fresh: list[NewJob] = []
+    fresh: list[NewJob | NewPlainJob] = []
     for n in batch:
-        key = n.spec.idempotency_key
-        if key is not None:
+        if type(n) is NewJob and (key := n.spec.idempotency_key) is not None:
             if (n.tenant_id, key) in taken:
                 continue
             taken.add((n.tenant_id, key))
@@ -394,19 +480,21 @@ def _insert_many(conn: sa.Connection, batch: Sequence[NewJob]) -> list[Job | Non
         sqlite = conn.dialect.name == "sqlite"
         before = _largest_seq(conn) if sqlite else None
         insert = prepared_insert(jobs, tuple(_NEW_ROW), conn.dialect)
-        insert.execute_parameters(conn, insert_parameters(insert, fresh))
+        insert.execute_parameters(conn, _batch_parameters(insert, fresh, _NEW_ROW, _PLAIN_ROW))
         events = prepared_insert(job_events, tuple(_NEW_EVENT), conn.dialect)
-        events.execute_parameters(conn, insert_parameters(events, fresh, _NEW_EVENT))
+        events.execute_parameters(conn, _batch_parameters(events, fresh, _NEW_EVENT, _PLAIN_EVENT))
+        if any(n.state is JobState.QUEUED for n in fresh):
+            dialects.notify_queue(conn)
         ids = [n.id for n in fresh]
         if before is not None and _largest_seq(conn) == before + len(ids):
+            if len(ids) == len(batch):  # none skipped: the seqs in the batch's order
+                return list(range(before + 1, before + len(ids) + 1))
             seqs = dict(zip(ids, range(before + 1, before + len(ids) + 1), strict=True))
         else:
             for i in range(0, len(ids), 500):
                 stmt = sa.select(jobs.c.id, jobs.c.seq).where(jobs.c.id.in_(ids[i : i + 500]))
                 seqs.update((job_id, seq) for job_id, seq in conn.execute(stmt))
-        if any(n.state is JobState.QUEUED for n in fresh):
-            dialects.notify_queue(conn)
-    return [n.job(seqs[n.id]) if n.id in seqs else None for n in batch]
+    return [seqs.get(n.id) for n in batch]
 
 
 def _largest_seq(conn: sa.Connection) -> int:
@@ -472,9 +560,10 @@ class JobStore:
                 raise
             return existing, False
 
-    def insert_many(self, batch: Sequence[NewJob]) -> list[Job | None]:
-        """Insert jobs in one transaction (one commit): each its job, or None where its
-        idempotency key was already used by the tenant (see :meth:`find_by_idempotency_key`)."""
+    def insert_many(self, batch: Sequence[NewJob | NewPlainJob]) -> list[int | None]:
+        """Insert jobs in one transaction (one commit), in their order: each its seq (a
+        NewJob's job is ``new.job(seq)``), or None where its idempotency key was already
+        used by the tenant (see :meth:`find_by_idempotency_key`)."""
         if not batch:
             return []
         return self.db.group.run(lambda conn: _insert_many(conn, batch))

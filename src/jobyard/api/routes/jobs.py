@@ -39,6 +39,7 @@ from jobyard.api.schemas.jobs import (
     RetryRequest,
     batch_json,
 )
+from jobyard.domain.jobs import PlainSpec
 from jobyard.service.submission import JobRequest
 
 #: a followed log goes out in pieces this big: a slow reader holds one piece, and pieces
@@ -98,10 +99,12 @@ async def submit_job(
 async def submit_batch(
     body: JobBatchIn, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
-    requests: list[JobRequest | errors.JobyardError] = []
+    requests: list[JobRequest | PlainSpec | errors.JobyardError] = []
     for i, raw in enumerate(body.jobs):
         try:
-            requests.append(JobCreate.model_validate(raw).to_request(None))
+            job = JobCreate.model_validate(raw)
+            plain = job.to_plain()
+            requests.append(plain if plain is not None else job.to_request(None))
         except ValidationError as e:
             message, problems = validation_problems(e.errors(), ("jobs", i))
             requests.append(errors.ValidationFailed(message, errors=problems))
