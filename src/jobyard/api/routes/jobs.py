@@ -38,6 +38,7 @@ from jobyard.api.schemas.jobs import (
     ReportIn,
     RetryRequest,
     batch_json,
+    plain_job,
 )
 from jobyard.domain.jobs import PlainSpec
 from jobyard.service.submission import JobRequest
@@ -101,6 +102,10 @@ async def submit_batch(
 ) -> Response:
     requests: list[JobRequest | PlainSpec | errors.JobyardError] = []
     for i, raw in enumerate(body.jobs):
+        simplest = plain_job(raw)  # the commonest jobs, without pydantic
+        if simplest is not None:
+            requests.append(simplest)
+            continue
         try:
             job = JobCreate.model_validate(raw)
             plain = job.to_plain()

@@ -9,12 +9,14 @@ same name are copied), so exposing a new field of the domain is one line here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from annotated_types import MaxLen
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import to_json
 
@@ -27,6 +29,9 @@ from jobyard.domain.tracking import eta
 from jobyard.service.insight import Insight
 from jobyard.service.jobs import BatchResult
 from jobyard.service.submission import JobRequest, RoleBinding
+
+#: the longest command string an entrypoint may be
+_MAX_ENTRYPOINT = 100_000
 
 
 class RetryOutcome(StrEnum):
@@ -125,8 +130,8 @@ class JobCreate(RunOptions):
         if isinstance(v, str):
             if not v.strip():
                 raise ValueError("must not be empty")
-            if len(v) > 100_000:
-                raise ValueError("must be at most 100000 characters")
+            if len(v) > _MAX_ENTRYPOINT:
+                raise ValueError(f"must be at most {_MAX_ENTRYPOINT} characters")
         elif not v or not v[0]:
             raise ValueError("argv must have at least a program name")
         return v
@@ -231,6 +236,95 @@ _NOT_PLAIN = {
 }
 if set(JobCreate.model_fields) != (set(PlainSpec._fields) - {"argv"}) | _NOT_PLAIN:
     raise RuntimeError("JobCreate.to_plain must know each field of JobCreate")
+
+
+def plain_job(raw: Any) -> PlainSpec | None:
+    """A batch's job as ``JobCreate.model_validate(raw).to_plain()`` gives it, without
+    pydantic (≈ 1 µs against ≈ 4), when ``raw`` is a plain job of the simplest kind: a
+    dict of ``entrypoint`` (a command or an argv of strings) and any of ``scheduled_at``
+    (RFC 3339 with a zone), ``priority``, ``name``, ``description`` and ``job_type``,
+    each a value ``JobCreate`` takes as it is. None for anything else (another field,
+    another type or form, an invalid value): ``JobCreate`` validates it, and words its
+    errors."""
+    if type(raw) is not dict or not _SIMPLE.issuperset(raw):
+        return None
+    ep = raw.get("entrypoint")
+    argv: tuple[str, ...] | None = None
+    if type(ep) is str:
+        if len(ep) > _MAX_ENTRYPOINT or not ep.strip():
+            return None
+    elif type(ep) is list and ep and all(type(a) is str for a in ep) and ep[0]:
+        argv, ep = tuple(ep), None
+    else:
+        return None
+    name = raw.get("priority", "normal")
+    priority = _PRIORITIES.get(name) if type(name) is str else None
+    if priority is None or not _short_texts(raw):
+        return None
+    at: datetime | None = None
+    text = raw.get("scheduled_at")
+    if text is not None:
+        if type(text) is not str or not _RFC3339.fullmatch(text):
+            return None
+        try:
+            at = datetime.fromisoformat(text)
+            if at.tzinfo is not UTC:
+                at = at.astimezone(UTC)
+        except (ValueError, OverflowError):
+            return None
+    d = _PLAIN_DEFAULT
+    return PlainSpec(
+        ep,
+        argv,
+        raw.get("name"),
+        raw.get("description"),
+        raw.get("job_type"),
+        priority,
+        {},
+        {},
+        {},
+        d.timeout_s,
+        at,
+        d.continue_on_error,
+        d.max_attempts,
+        d.retry_on,
+        d.retry_backoff_s,
+    )
+
+
+def _max_length(name: str) -> int:
+    """``JobCreate``'s ``max_length`` of the text field ``name``."""
+    for m in JobCreate.model_fields[name].metadata:
+        if isinstance(m, MaxLen):
+            return m.max_length
+    raise RuntimeError(f"JobCreate.{name} has no max_length")
+
+
+def _plain_default() -> PlainSpec:
+    """A plain job's fields that ``plain_job`` does not read: JobCreate's defaults."""
+    plain = JobCreate(entrypoint="true").to_plain()
+    if plain is None or plain.parameters or plain.metadata or plain.env:
+        raise RuntimeError("a plain job's defaults: empty parameters, metadata and env")
+    return plain
+
+
+_TEXTS = {n: _max_length(n) for n in ("name", "description", "job_type")}
+_SIMPLE = frozenset({"entrypoint", "scheduled_at", "priority", *_TEXTS})
+_PRIORITIES = {p.value: p for p in Priority}
+#: the forms of a time with a zone that ``datetime.fromisoformat`` and pydantic read alike
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})", re.ASCII
+)
+_PLAIN_DEFAULT = _plain_default()
+
+
+def _short_texts(raw: dict[str, Any]) -> bool:
+    """Whether ``raw``'s text fields are None or strings within their lengths."""
+    for name, longest in _TEXTS.items():
+        v = raw.get(name)
+        if v is not None and (type(v) is not str or len(v) > longest):
+            return False
+    return True
 
 
 class CancelRequest(Strict):
