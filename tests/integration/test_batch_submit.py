@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jobyard import errors
 from jobyard.api.schemas.jobs import BatchItemOut, JobBatchOut, JobCreate, batch_json
+from jobyard.clock import to_epoch
 from jobyard.domain.auth import Role
 from jobyard.domain.jobs import DEFAULT_TENANT_ID, JobSpec
 from jobyard.domain.states import JobState
@@ -19,6 +24,7 @@ from jobyard.service.jobs import BatchResult
 from jobyard.service.submission import JobRequest
 from jobyard.store.claims import ClaimStore
 from jobyard.store.jobs import NewJob
+from jobyard.store.tables import job_events, jobs
 from jobyard.wiring import Services
 from tests.conftest import LiveServer, ServicesFactory, wait_for
 
@@ -273,3 +279,99 @@ def test_a_batch_job_is_stored_as_a_single_submit_stores_it(
         ("d", True),
         ("d", False),
     ]
+
+
+_TIME = st.sampled_from(
+    [LATER, "2099-01-01T02:00:00+02:00", "2098-06-30T23:59:59.5-07:00", "2000-01-01T00:00:00Z"]
+)
+#: a job's body: plain ones of the simplest kind (read without pydantic), plain ones
+#: with more fields (read by JobCreate), keyed ones and invalid ones
+_BODIES = st.one_of(
+    st.fixed_dictionaries(
+        {"entrypoint": st.sampled_from(["true", " x ", "\u2003", ""])},
+        optional={
+            "scheduled_at": st.one_of(_TIME, st.just("2099-01-01")),
+            "priority": st.sampled_from(["low", "high", "critical", "urgent"]),
+            "name": st.sampled_from(["n", "", "x" * 201]),
+            "description": st.just("d"),
+            "job_type": st.just("etl"),
+        },
+    ),
+    st.fixed_dictionaries(
+        {"entrypoint": st.sampled_from([["echo", "hi"], ["", "x"], "true"])},
+        optional={
+            "scheduled_at": _TIME,
+            "env": st.sampled_from([{"A": "1"}, {"JOBYARD_X": "1"}, {"1A": "x"}]),
+            "parameters": st.just({"p": [1, {"q": None}]}),
+            "metadata": st.just({"m": "v"}),
+            "timeout_s": st.sampled_from([1, 2.5, 0]),
+            "max_attempts": st.integers(1, 3),
+            "retry_on": st.sampled_from([[], ["failed"], ["node_lost", "failed"]]),
+            "retry_backoff_s": st.just(1),
+            "continue_on_error": st.booleans(),
+            "submission_id": st.sampled_from(["k1", "k2"]),
+        },
+    ),
+)
+
+
+def test_each_way_to_accept_a_job_stores_the_same_row(
+    make_services: ServicesFactory, serve
+) -> None:
+    """Whichever way a batch takes for a job (plain fields without pydantic, plain after
+    ``JobCreate``, a ``JobSpec``), the job's answer, its row (every column but its id,
+    seq, times and key) and its first event are those of the same body sent alone
+    (under another key)."""
+    live = serve(make_services(start=False))
+    headers = {"Authorization": f"Bearer {live.admin_key}"}
+
+    @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(bodies=st.lists(_BODIES, min_size=1, max_size=12))
+    def check(bodies: list[dict[str, Any]]) -> None:
+        run = uuid.uuid4().hex
+        keyed = [
+            b | {"submission_id": f"{run}-{b['submission_id']}"} if "submission_id" in b else b
+            for b in bodies
+        ]
+        alone = [
+            b | {"submission_id": f"{run}-single-{i}"} if "submission_id" in b else b
+            for i, b in enumerate(bodies)
+        ]
+        with httpx.Client(base_url=live.url, headers=headers, timeout=30) as http:
+            answer = http.post("/v1/jobs/batch", json={"jobs": keyed})
+            assert answer.status_code == 200, answer.text
+            items = answer.json()["items"]
+            singles = [http.post("/v1/jobs", json=b) for b in alone]
+        seen: set[object] = set()
+        for body, item, single in zip(bodies, items, singles, strict=True):
+            key = body.get("submission_id")
+            if key is not None and key in seen:  # used earlier: that job or a conflict
+                continue
+            seen.add(key)
+            assert item["status_code"] == single.status_code
+            if item["error"] is not None:
+                assert item["error"]["code"] == single.json()["code"]
+            else:
+                assert _row(live, item["id"]) == _row(live, single.json()["id"])
+
+    check()
+
+
+def _row(live: LiveServer, job_id: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+    """A job's row without its id, seq and times (its sort key less its creation time),
+    and its events (at its creation time)."""
+    with live.services.db.read() as conn:
+        row = dict(conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().one())
+        events = conn.execute(
+            sa.select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.seq)
+        ).all()
+    created = row.pop("created_at")
+    assert row.pop("updated_at") == created
+    queued = row.pop("queued_at")
+    assert queued in (None, created)
+    row["queued"] = queued is not None
+    row["sort_key"] = round(row["sort_key"] - to_epoch(created), 3) if queued else row["sort_key"]
+    for name in ("id", "seq", "idempotency_key", "request_hash"):
+        row.pop(name)
+    assert all(e.at == created for e in events)
+    return row, [(e.kind, e.from_state, e.to_state, e.message, e.data) for e in events]
