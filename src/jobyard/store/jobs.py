@@ -32,6 +32,7 @@ from jobyard.store.prepared import (
     driver_cursor,
     prepared_insert,
     prepared_insert_with,
+    prepared_rows_with,
 )
 from jobyard.store.tables import (
     job_artifacts,
@@ -387,7 +388,9 @@ def _insert_many(conn: sa.Connection, batch: Sequence[NewJob]) -> list[Job | Non
             taken.add((n.tenant_id, key))
         fresh.append(n)
     seqs: dict[str, int] = {}
-    if fresh:
+    if fresh and dialects.inserts_with_cte(conn.dialect.name):
+        seqs = _insert_with_events(conn, fresh)
+    elif fresh:
         # a plain executemany (RETURNING would make SQLAlchemy insert row by row to keep
         # the order), then the sequence numbers: on SQLite from the largest before and
         # after, else (or if they do not tell) read back by id
@@ -407,6 +410,24 @@ def _insert_many(conn: sa.Connection, batch: Sequence[NewJob]) -> list[Job | Non
         if any(n.state is JobState.QUEUED for n in fresh):
             dialects.notify_queue(conn)
     return [n.job(seqs[n.id]) if n.id in seqs else None for n in batch]
+
+
+def _insert_with_events(conn: sa.Connection, fresh: Sequence[NewJob]) -> dict[str, int]:
+    """PostgreSQL: ``fresh`` and their first events inserted by one statement (a
+    data-modifying CTE over arrays, ``PreparedRowsWith``), notified when any is queued;
+    their seqs by id, as the statement returns them."""
+    rows = prepared_rows_with(
+        (jobs, tuple(_NEW_ROW), "id, seq"), (job_events, tuple(_NEW_EVENT)), conn.dialect
+    )
+    parents = insert_parameters(prepared_insert(jobs, tuple(_NEW_ROW), conn.dialect), fresh)
+    events = prepared_insert(job_events, tuple(_NEW_EVENT), conn.dialect)
+    children = insert_parameters(events, fresh, _NEW_EVENT)
+    found = rows.execute(
+        conn, [tuple(p.values()) for p in parents], [tuple(c.values()) for c in children]
+    )
+    if any(n.state is JobState.QUEUED for n in fresh):
+        dialects.notify_queue(conn)
+    return {job_id: seq for job_id, seq in found}
 
 
 def _largest_seq(conn: sa.Connection) -> int:
