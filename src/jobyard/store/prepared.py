@@ -295,7 +295,8 @@ class PreparedRowsWith:
     array parameter per column) instead of one statement per row: one executor start
     for all the rows, a statement-level trigger on the parent table runs once, and the
     statement's text does not grow with the rows (it is prepared like any other).
-    Answers each parent row's ``returning`` columns, in the rows' order."""
+    Answers each parent row's ``returning`` columns (match them by a key column: the
+    order of ``RETURNING`` is not promised)."""
 
     def __init__(self, parent: PreparedInsert, child: PreparedInsert, returning: str) -> None:
         width = len(parent.columns)
