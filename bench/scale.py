@@ -122,8 +122,8 @@ def without_count_triggers(db: Database) -> Iterator[None]:
     that changes one counter row many times walks all its versions each time."""
     with db.engine.begin() as conn:
         if db.dialect == "postgresql":
-            conn.exec_driver_sql("ALTER TABLE jobs DISABLE TRIGGER tr_jobs_count")
-            restore = ["ALTER TABLE jobs ENABLE TRIGGER tr_jobs_count"]
+            conn.exec_driver_sql("ALTER TABLE jobs DISABLE TRIGGER USER")
+            restore = ["ALTER TABLE jobs ENABLE TRIGGER USER"]
         else:
             found = conn.exec_driver_sql(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
@@ -344,8 +344,8 @@ def trigger_cost(db: Database, blocks: int = 10, block: int = 1000) -> None:
         if pg:
             ddl = [
                 (
-                    "ALTER TABLE jobs DISABLE TRIGGER tr_jobs_count",
-                    "ALTER TABLE jobs ENABLE TRIGGER tr_jobs_count",
+                    "ALTER TABLE jobs DISABLE TRIGGER USER",
+                    "ALTER TABLE jobs ENABLE TRIGGER USER",
                 )
             ]
         else:

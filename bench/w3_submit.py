@@ -20,12 +20,16 @@ submits to an ASGI app that answers at once with a job (``common.null_app``) ins
 With ``--database-url`` each round runs on a fresh database ``jobyard_bench`` (created on
 that PostgreSQL server with psycopg and dropped afterwards; the URL's own database name is
 ignored), or the one ``--bench-db`` names (two benchmarks on one server at a time).
+There the CPU of that database's backends is given per submit too (the
+``pg_stat_activity`` rows of the database, ``/proc/<pid>/stat``: a PostgreSQL on this
+machine only): in W3 they run one after the other with the server, on the same cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -64,6 +68,7 @@ class Round:
     latencies_ms: list[float]
     client_cpu_us: float  #: per submit, the mean over the clients
     server_cpu_us: float  #: per submit
+    backend_cpu_us: float | None = None  #: per submit, PostgreSQL's backends (local)
 
     def pct(self, p: float) -> float:
         return percentile(self.latencies_ms, p)
@@ -101,6 +106,36 @@ def fresh_database(url: str | None, name: str = BENCH_DB) -> Iterator[str | None
     finally:
         with psycopg.connect(**admin) as conn:  # type: ignore[arg-type]
             conn.execute(drop)
+
+
+def backend_cpu_s(url: str | None) -> float | None:
+    """The CPU seconds (user + system, ``/proc/<pid>/stat``) of the PostgreSQL backends
+    connected to ``url``'s database now (None on SQLite). Backends are processes of the
+    local server: this works only for a PostgreSQL on this machine."""
+    if url is None:
+        return None
+    parsed = make_url(url)
+    admin = psycopg.connect(
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        dbname="postgres",
+        autocommit=True,
+    )
+    with admin:
+        found = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (parsed.database,)
+        ).fetchall()
+    total = 0
+    for (pid,) in found:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile, or not on this machine
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def raw_submitter(server: Server) -> tuple[Callable[[], object], Callable[[], None]]:
@@ -143,17 +178,20 @@ def run_client(
 
 
 @contextmanager
-def bench_server(database_url: str | None, bench_db: str, null: bool) -> Iterator[Server]:
-    """``jobyard serve`` (on a fresh database), or the null server."""
+def bench_server(
+    database_url: str | None, bench_db: str, null: bool
+) -> Iterator[tuple[Server, str | None]]:
+    """``jobyard serve`` (on a fresh database, whose URL comes with it), or the null
+    server."""
     if null:
         with running_null_server() as server:
-            yield server
+            yield server, None
         return
     with (
         fresh_database(database_url, bench_db) as url,
         running_server(slots=1, database_url=url) as server,
     ):
-        yield server
+        yield server, url
 
 
 def one_round(
@@ -165,7 +203,7 @@ def one_round(
     bench_db: str = BENCH_DB,
 ) -> Round:
     ctx = mp.get_context("fork")
-    with bench_server(database_url, bench_db, null) as server:
+    with bench_server(database_url, bench_db, null) as (server, url):
         barrier = ctx.Barrier(clients + 1)
         pipes = [ctx.Pipe(duplex=False) for _ in range(clients)]
         procs = [
@@ -176,9 +214,9 @@ def one_round(
             p.start()
         served = psutil.Process(server.pid)
         barrier.wait(BARRIER_TIMEOUT_S)
-        cpu0 = served.cpu_times()
+        cpu0, backend0 = served.cpu_times(), backend_cpu_s(url)
         runs: list[ClientRun] = [recv.recv() for recv, _ in pipes]
-        cpu1 = served.cpu_times()
+        cpu1, backend1 = served.cpu_times(), backend_cpu_s(url)
         for p in procs:
             p.join()
     total = submits * clients
@@ -189,6 +227,11 @@ def one_round(
         latencies_ms=[ms for r in runs for ms in r.latencies_ms],
         client_cpu_us=sum(r.cpu_s for r in runs) / total * 1e6,
         server_cpu_us=server_cpu / total * 1e6,
+        backend_cpu_us=(
+            (backend1 - backend0) / total * 1e6
+            if backend0 is not None and backend1 is not None
+            else None
+        ),
     )
 
 
@@ -233,7 +276,8 @@ def main() -> None:
         print(
             f"round {n}: {r.rate:,.0f} submits/s; latency ms p50 {r.pct(50):.2f}, "
             f"p90 {r.pct(90):.2f}, p99 {r.pct(99):.2f}, max {max(r.latencies_ms):.2f}; "
-            f"CPU per submit: client {r.client_cpu_us:.0f} us, server {r.server_cpu_us:.0f} us",
+            f"CPU per submit: client {r.client_cpu_us:.0f} us, server {r.server_cpu_us:.0f} us"
+            + (f", PostgreSQL {r.backend_cpu_us:.0f} us" if r.backend_cpu_us is not None else ""),
             flush=True,
         )
     print(f"submits/s: {spread([r.rate for r in rounds]).fmt(0)}  (target {target})")
@@ -242,6 +286,9 @@ def main() -> None:
     print(f"max ms:    {spread([max(r.latencies_ms) for r in rounds]).fmt()}")
     print(f"client CPU us/submit: {spread([r.client_cpu_us for r in rounds]).fmt(0)}")
     print(f"server CPU us/submit: {spread([r.server_cpu_us for r in rounds]).fmt(0)}")
+    backend = [r.backend_cpu_us for r in rounds if r.backend_cpu_us is not None]
+    if backend:
+        print(f"PostgreSQL backends' CPU us/submit: {spread(backend).fmt(0)}")
     print(f"load average at the end: {load_average()}")
 
 

@@ -124,3 +124,43 @@ def test_a_lost_connection_is_replaced(db: Database) -> None:
     assert lost.value.connection_invalidated
     assert asyncio.run(statements.run(ADD, ("back", NOW))) == ("back",)
     assert "back" in _ids(db) and "lost" not in _ids(db)
+
+
+def test_a_statement_that_cannot_be_prepared_fails_with_its_own_error(db: Database) -> None:
+    statements = _statements(db)
+    with pytest.raises(exc.ProgrammingError) as bad:  # its own error, not "aborted"
+        asyncio.run(statements.run("SELECT nothing FROM nowhere", ()))
+    assert "nowhere" in str(bad.value)
+
+    async def turn() -> list[object]:
+        pieces = [statements.run(ADD, ("p1", NOW)), statements.run("SELEC 1", ())]
+        return await asyncio.gather(*pieces, return_exceptions=True)
+
+    first, second = asyncio.run(turn())
+    assert first == ("p1",) and isinstance(second, exc.ProgrammingError)
+
+    async def unadaptable() -> list[object]:
+        pieces = [statements.run(ADD, ("p3", NOW)), statements.run(ADD, (object(), NOW))]
+        return await asyncio.gather(*pieces, return_exceptions=True)
+
+    third, fourth = asyncio.run(unadaptable())  # nothing of the pair sent, then each alone
+    assert third == ("p3",) and isinstance(fourth, exc.ProgrammingError)
+    assert asyncio.run(statements.run(ADD, ("p2", NOW))) == ("p2",)
+    assert {"p1", "p2", "p3"} <= _ids(db)
+
+
+def test_parameters_of_other_types_and_many_statements_are_answered(db: Database) -> None:
+    """A statement whose parameters are adapted to other types (a small and a large int)
+    is prepared again for them; past the prepared statements kept, the unnamed one."""
+    statements = _statements(db)
+
+    async def turn() -> list[object]:
+        out: list[object] = [
+            await statements.run("SELECT $1 + 1", (n,)) for n in (1, 2**40, 2, 2**40 + 1)
+        ]
+        out += [await statements.run(f"SELECT {i} + $1", (i,)) for i in range(80)]
+        return out
+
+    answers = asyncio.run(turn())
+    assert answers[:4] == [(2,), (2**40 + 1,), (3,), (2**40 + 2,)]
+    assert answers[4:] == [(2 * i,) for i in range(80)]

@@ -142,3 +142,82 @@ def test_0009_gives_existing_environments_the_full_network(blank_db: Database) -
         names = conn.execute(sa.text("SELECT name FROM environments")).scalars().all()
     assert "network" not in columns and "max_concurrent_jobs" in columns
     assert names == ["py-small"]
+
+
+def _counts_are_exact(db: Database) -> dict[tuple[str, ...], int]:
+    """``job_counts`` summed over shards equals the jobs' own GROUP BY; those counts."""
+    with db.engine.connect() as conn:
+        kept = conn.execute(
+            sa.text(
+                "SELECT tenant_id, project_id, state, priority, job_type, SUM(n) FROM job_counts"
+                " GROUP BY 1, 2, 3, 4, 5 HAVING SUM(n) <> 0"
+            )
+        ).all()
+        counted = conn.execute(
+            sa.text(
+                "SELECT tenant_id, project_id, state, priority, COALESCE(job_type, ''), COUNT(*)"
+                " FROM jobs GROUP BY 1, 2, 3, 4, 5"
+            )
+        ).all()
+    found = {tuple(r[:5]): int(r[5]) for r in kept}
+    assert found == {tuple(r[:5]): int(r[5]) for r in counted}
+    return found
+
+
+def _insert_trigger(db: Database) -> list[tuple[str, str]]:
+    """PostgreSQL: the user triggers on ``jobs`` with their level (ROW or STATEMENT)."""
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT trigger_name, action_orientation FROM information_schema.triggers"
+                " WHERE event_object_table = 'jobs' AND event_manipulation = 'INSERT'"
+            )
+        ).all()
+    return sorted((str(name), str(level)) for name, level in rows)
+
+
+def test_0013_counts_inserts_per_statement_and_back(blank_db: Database) -> None:
+    """0013 (PostgreSQL: new jobs counted by a statement-level trigger) keeps the counts
+    exact across it, for batches, single inserts and changes; the downgrade puts the
+    row-level trigger back, exact again. SQLite: nothing changes."""
+    from jobyard.domain.jobs import JobSpec
+    from jobyard.domain.states import JobState
+    from jobyard.store.jobs import NewJob, _insert_many
+
+    now = datetime.now(UTC)
+
+    def new(job_type: str | None, state: JobState = JobState.QUEUED) -> NewJob:
+        return NewJob("t", JobSpec(entrypoint="true", job_type=job_type), state, 0.0, now, None, "")
+
+    def write_some() -> None:
+        with blank_db.write() as conn:
+            _insert_many(conn, [new("a"), new(None), new("a"), new("b", JobState.SCHEDULED)])
+            new("a").insert(conn)
+            conn.execute(sa.text("UPDATE jobs SET state = 'cancelled' WHERE job_type = 'b'"))
+
+    pg = blank_db.dialect == "postgresql"
+    migrate.upgrade(blank_db, "0012")
+    with blank_db.write() as conn:
+        conn.execute(tenants.insert().values(id="t", name="t", created_at=now))
+    write_some()
+    if pg:
+        assert _insert_trigger(blank_db) == [("tr_jobs_count", "ROW")]
+    migrate.upgrade(blank_db)
+    write_some()
+    if pg:
+        assert _insert_trigger(blank_db) == [("tr_jobs_count_insert", "STATEMENT")]
+    assert _counts_are_exact(blank_db) == {
+        ("t", "default", "queued", "normal", "a"): 6,
+        ("t", "default", "queued", "normal", ""): 2,
+        ("t", "default", "cancelled", "normal", "b"): 2,
+    }
+
+    cfg = migrate._config()
+    with blank_db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0012")
+    assert migrate.current_revision(blank_db) == "0012"
+    if pg:
+        assert _insert_trigger(blank_db) == [("tr_jobs_count", "ROW")]
+    write_some()
+    assert _counts_are_exact(blank_db)[("t", "default", "queued", "normal", "a")] == 9

@@ -40,6 +40,7 @@ from jobyard.store.prepared import (
     driver_cursor,
     prepared_insert,
     prepared_insert_with,
+    prepared_rows_with,
 )
 from jobyard.store.tables import (
     job_artifacts,
@@ -473,7 +474,9 @@ def _insert_many(conn: sa.Connection, batch: Sequence[NewJob | NewPlainJob]) -> 
             taken.add((n.tenant_id, key))
         fresh.append(n)
     seqs: dict[str, int] = {}
-    if fresh:
+    if fresh and dialects.inserts_with_cte(conn.dialect.name):
+        seqs = _insert_with_events(conn, fresh)
+    elif fresh:
         # a plain executemany (RETURNING would make SQLAlchemy insert row by row to keep
         # the order), then the sequence numbers: on SQLite from the largest before and
         # after, else (or if they do not tell) read back by id
@@ -495,6 +498,27 @@ def _insert_many(conn: sa.Connection, batch: Sequence[NewJob | NewPlainJob]) -> 
                 stmt = sa.select(jobs.c.id, jobs.c.seq).where(jobs.c.id.in_(ids[i : i + 500]))
                 seqs.update((job_id, seq) for job_id, seq in conn.execute(stmt))
     return [seqs.get(n.id) for n in batch]
+
+
+def _insert_with_events(
+    conn: sa.Connection, fresh: Sequence[NewJob | NewPlainJob]
+) -> dict[str, int]:
+    """PostgreSQL: ``fresh`` and their first events inserted by one statement (a
+    data-modifying CTE over arrays, ``PreparedRowsWith``), notified when any is queued;
+    their seqs by id, as the statement returns them."""
+    rows = prepared_rows_with(
+        (jobs, tuple(_NEW_ROW), "id, seq"), (job_events, tuple(_NEW_EVENT)), conn.dialect
+    )
+    insert = prepared_insert(jobs, tuple(_NEW_ROW), conn.dialect)
+    parents = _batch_parameters(insert, fresh, _NEW_ROW, _PLAIN_ROW)
+    events = prepared_insert(job_events, tuple(_NEW_EVENT), conn.dialect)
+    children = _batch_parameters(events, fresh, _NEW_EVENT, _PLAIN_EVENT)
+    found = rows.execute(
+        conn, [tuple(p.values()) for p in parents], [tuple(c.values()) for c in children]
+    )
+    if any(n.state is JobState.QUEUED for n in fresh):
+        dialects.notify_queue(conn)
+    return {job_id: seq for job_id, seq in found}
 
 
 def _largest_seq(conn: sa.Connection) -> int:

@@ -289,6 +289,66 @@ class PreparedInsertWith:
         return found[0]
 
 
+class PreparedRowsWith:
+    """Parent rows, each with one row that refers to it, inserted by one statement
+    (PostgreSQL: a data-modifying CTE of two ``INSERT … SELECT * FROM unnest(…)``, one
+    array parameter per column) instead of one statement per row: one executor start
+    for all the rows, a statement-level trigger on the parent table runs once, and the
+    statement's text does not grow with the rows (it is prepared like any other).
+    Answers each parent row's ``returning`` columns (match them by a key column: the
+    order of ``RETURNING`` is not promised)."""
+
+    def __init__(self, parent: PreparedInsert, child: PreparedInsert, returning: str) -> None:
+        width = len(parent.columns)
+        self.sql = (
+            f"WITH parent AS ({_unnest_insert(parent, 0)} RETURNING {returning}), "  # noqa: S608
+            f"child AS ({_unnest_insert(child, width)}) SELECT {returning} FROM parent"
+        )
+
+    def execute(
+        self,
+        conn: sa.Connection,
+        parents: Sequence[Sequence[Any]],
+        children: Sequence[Sequence[Any]],
+    ) -> list[tuple[Any, ...]]:
+        """Insert ``parents`` (each the parent's values in column order, as
+        :attr:`PreparedInsert.values` gives them) and ``children`` (one each, the same)
+        in ``conn``'s transaction; the rows ``returning`` names."""
+        if len(parents) != len(children):
+            raise ValueError("one child row per parent row")
+        if not parents:
+            return []
+        params = [list(column) for column in zip(*parents, strict=True)]
+        params.extend(list(column) for column in zip(*children, strict=True))
+        with raw_cursor(conn, self.sql, params) as cursor:
+            cursor.execute(self.sql, params)
+            found: list[tuple[Any, ...]] = cursor.fetchall()
+        return found
+
+
+def _unnest_insert(insert: PreparedInsert, first: int) -> str:
+    """``INSERT INTO table (columns) SELECT * FROM unnest($n::type[], …)`` of
+    ``insert``'s table and columns, the placeholders numbered from ``first`` + 1, each
+    array of the type its one-row placeholder is cast to (without a length, which an
+    explicit cast would truncate to: the column's own check refuses too long a value)."""
+    table, dialect = insert._table, insert._dialect
+    values = insert.sql.split(" VALUES ", 1)[1]
+    casts = dict(re.findall(r"%\((\w+)\)s(?:::([A-Z][A-Z ]*[A-Z]))?", values))
+    quote = dialect.identifier_preparer.quote
+    names, arrays = [], []
+    for i, name in enumerate(insert.columns):
+        cast = casts[name] or dialect.type_compiler_instance.process(
+            table.c[name].type.dialect_impl(dialect)
+        )
+        names.append(quote(name))
+        arrays.append(f"${first + i + 1}::{re.sub(r'[(].*', '', cast)}[]")
+    # identifiers and compiled type names only: no value is in the text
+    return (
+        f"INSERT INTO {quote(table.name)} ({', '.join(names)}) "  # noqa: S608
+        f"SELECT * FROM unnest({', '.join(arrays)})"
+    )
+
+
 def _numbered(sql: str, names: Sequence[str]) -> str:
     """``sql`` with each ``%(name)s`` replaced by ``$n``, n its place in ``names``."""
     place = {name: i for i, name in enumerate(names, 1)}
@@ -425,5 +485,26 @@ def prepared_insert_with(
             prepared_insert(parent[0], parent[1], dialect, parent[2]),
             prepared_insert(child[0], child[1], dialect),
             also,
+        )
+    return found
+
+
+_ROWS_CACHE: dict[tuple[Any, ...], PreparedRowsWith] = {}
+
+
+def prepared_rows_with(
+    parent: tuple[sa.Table, tuple[str, ...], str],
+    child: tuple[sa.Table, tuple[str, ...]],
+    dialect: Dialect,
+) -> PreparedRowsWith:
+    """The :class:`PreparedRowsWith` of ``parent`` (table, columns, the columns each
+    inserted row answers, as SQL) and ``child`` (table, columns), made on first use."""
+    key = (dialect.name, dialect.driver, parent[0].name, parent[1:], child[0].name, child[1])
+    found = _ROWS_CACHE.get(key)
+    if found is None:
+        found = _ROWS_CACHE[key] = PreparedRowsWith(
+            prepared_insert(parent[0], parent[1], dialect),
+            prepared_insert(child[0], child[1], dialect),
+            parent[2],
         )
     return found
