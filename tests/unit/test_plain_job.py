@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from jobyard.api.schemas.jobs import JobCreate, plain_job
 from jobyard.domain.jobs import PlainSpec
 
-OFFSETS = st.integers(-24 * 60, 24 * 60).map(lambda m: timezone(timedelta(minutes=m)))
+OFFSETS = st.integers(-24 * 60 + 1, 24 * 60 - 1).map(lambda m: timezone(timedelta(minutes=m)))
 
 
 def _time_text(at: datetime, timespec: str, form: int) -> str:
