@@ -55,6 +55,11 @@ class Workspace:
             (aside / "logs").mkdir()
             aside.rename(spare)
 
+    def spare_workdir(self) -> Path | None:
+        """The spare job directory's working directory, if there is a spare."""
+        work = self.root / SPARE / "work"
+        return work if work.is_dir() else None
+
     def log_path(self, job_id: str, attempt: int) -> Path:
         return self.job_dir(job_id) / "logs" / f"attempt-{attempt}.log"
 
