@@ -213,9 +213,8 @@ def test_nothing_of_a_parked_sandbox_outlives_the_executors_close(node: Node) ->
     assert parked is not None
     parked.started.result()
     assert parked.popen is not None and parked.group is not None
-    chain = wait_for(
-        lambda: len(procs.tree(parked.popen.pid)) >= 3 and procs.tree(parked.popen.pid)
-    )
+    pid = parked.popen.pid
+    chain = wait_for(lambda: len(procs.tree(pid)) >= 3 and procs.tree(pid))
     tree = node.executor.sandbox.cgroups
     assert tree is not None
     node.executor.close()

@@ -61,9 +61,6 @@ _KILL_DEADLINE_S = 5.0
 _TMP = "/tmp"  # noqa: S108 - a fresh tmpfs inside the sandbox
 _SHM = "/dev/shm"  # noqa: S108 - a fresh tmpfs inside the sandbox
 _PROBE_TIMEOUT_S = 10.0
-#: the FIFO through which a parked sandbox's root helper tells its job process that the
-#: job's directory is in place (in the sandbox's own root, removed before the job runs)
-_GO_FIFO = "/.jobyard-go"
 #: names a parked sandbox's shell can export; the shell's own ones it would not pass on
 #: as given: a job whose environment has another name starts cold
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -87,8 +84,8 @@ class Sandbox:
     ) -> None:
         self.bwrap = bwrap
         self.setpriv = setpriv
-        #: mount, mkfifo and rm, for parked sandboxes (None: this host parks none)
-        self.parking_tools: tuple[str, str, str] | None = None
+        #: ``mount``, for parked sandboxes (None: this host parks none)
+        self.parking_tools: str | None = None
         self.cgroups = cgroups
         self.pids_max = pids_max
         static: list[str] = []
@@ -155,6 +152,7 @@ class Sandbox:
         status_fd: int,
         work_fd: int,
         input_fd: int,
+        sync_fd: int,
         group: JobCgroup | None,
     ) -> list[str]:
         """The argument vector of a sandbox parked for the next attempt in ``parking``'s
@@ -162,13 +160,16 @@ class Sandbox:
         or ``/dev/shm`` will be, over it), its go message read from its standard input:
         see :meth:`go_message`."""
         assert self.parking_tools is not None
-        mount, mkfifo, rm = (shlex.quote(p) for p in self.parking_tools)
+        mount = shlex.quote(self.parking_tools)
         uid, gid = setpriv_ids(parking.user or DEFAULT_USER, by_name=self.host_etc)
         stage = _stage(parking.workdir)
         jobs = parking.workdir.parent.parent  # where the job's directory will be
-        # the root helper: one line (the job's working directory), then the move
+        # the root helper: reads one line (the job's working directory), moves the staged
+        # directory there, says how that went to the job's process (the pipe bwrap's
+        # PID 1 holds as its sync fd, reached through /proc by root alone), and exits
+        signal_pipe = f"/proc/1/fd/{sync_fd}"
         helper = (
-            f"IFS= read -r t <&4 || exit 1; exec 4<&-; "
+            f"IFS= read -r t <&4 || {{ echo 1; exit 1; }}; exec 4<&-; "
             f'{mount} -n --move -o X-mount.mkdir=0755 {stage} "$t"; echo $?'
         )
         # the job's process, as the job's user: waits for the move, then runs the
@@ -176,16 +177,18 @@ class Sandbox:
         job = 'IFS= read -r rc <&3 && [ "$rc" = 0 ] || exit 1; exec 3<&-; . /dev/stdin; exit 1'
         stub = "\n".join(
             [
-                f"{mkfifo} -m 0600 {_GO_FIFO} || exit 1",
-                "exec 4<&0",
-                f"( {{ {helper}; }} >{_GO_FIFO} & )",
-                f"exec 3<{_GO_FIFO} 4<&-",
-                f"{rm} {_GO_FIFO} || exit 1",
+                # the reading end first: a write with no reader would fail (EPIPE);
+                # an asynchronous list's standard input is /dev/null: fd 4 keeps it
+                f"exec 3<{signal_pipe} 4<&0",
+                f"( {{ exec 3<&-; {helper}; }} >{signal_pipe} & )",
+                "exec 4<&-",
                 "exec " + shlex.join([*self._setpriv(uid, gid), "/bin/sh", "-c", job]),
             ]
         )
         args = [
             *self._namespaces(network=True, status_fd=status_fd),
+            "--sync-fd",
+            str(sync_fd),
             *self._static,
             *_parents(jobs / "job", set(self._made)),
             "--bind-fd",
@@ -362,9 +365,8 @@ def detect(
     probe = _probe(sandbox)
     if probe:
         return None, SandboxSupport(False, probe, False, "jobs are not sandboxed")
-    mount, mkfifo, rm = (shutil.which(p) for p in ("mount", "mkfifo", "rm"))
-    if mount and mkfifo and rm:
-        sandbox.parking_tools = (mount, mkfifo, rm)
+    sandbox.parking_tools = shutil.which("mount")
+    if sandbox.parking_tools:
         why = _probe_parked(sandbox)
         if why:
             log.info("no sandboxes are parked ahead on this host: %s", why)
@@ -471,9 +473,12 @@ def _probe(sandbox: Sandbox) -> str:
 
 def _probe_parked(sandbox: Sandbox) -> str:
     """Park a sandbox and run ``true`` in it as a job; '' if it works, else what failed."""
+    import copy
     import tempfile
 
-    executor = SandboxedExecutor(sandbox)
+    bare = copy.copy(sandbox)
+    bare.cgroups = None  # the node's groups stay untouched until it starts
+    executor = SandboxedExecutor(bare)
     with tempfile.TemporaryDirectory(prefix="jobyard-probe-") as tmp:
         os.chmod(tmp, 0o755)  # noqa: S103 - the probe user must reach its directory
         jobs = Path(tmp) / "jobs"
@@ -773,12 +778,19 @@ class SandboxedExecutor:
         user = pwd.getpwnam(parking.user or DEFAULT_USER)
         work_fd, input_fd, status_fd = parked.setup_fds
         read_end, parked.go_fd = os.pipe()
+        signal_read, signal_write = os.pipe()  # bwrap's PID 1 keeps the write end
+        os.close(signal_read)
         try:
             # the job's process reads the rest of its script by path (/dev/stdin) as the
             # job's user; the pipe is reachable only through the descriptors of its holders
             os.fchown(read_end, user.pw_uid, -1)
             args = self.sandbox.parked_command(
-                parking, status_fd=status_fd, work_fd=work_fd, input_fd=input_fd, group=parked.group
+                parking,
+                status_fd=status_fd,
+                work_fd=work_fd,
+                input_fd=input_fd,
+                sync_fd=signal_write,
+                group=parked.group,
             )
             parked.popen = subprocess.Popen(  # noqa: S603 - our own fixed command
                 args,
@@ -788,11 +800,12 @@ class SandboxedExecutor:
                 stdout=parked.log_fd,
                 stderr=subprocess.STDOUT,
                 close_fds=True,
-                pass_fds=(work_fd, input_fd, status_fd),
+                pass_fds=(work_fd, input_fd, status_fd, signal_write),
                 start_new_session=True,
             )
         finally:
             os.close(read_end)
+            os.close(signal_write)
             parked.close_setup_fds()
         parked.root = psutil.Process(parked.popen.pid)
 
@@ -879,6 +892,7 @@ class SandboxedExecutor:
                     parked.group.kill_all()
                 popen.wait(_KILL_DEADLINE_S)
         if parked.group is not None and self.sandbox.cgroups is not None:
+            parked.group.kill_all()  # what bwrap's end left exiting, so the group is reused
             self.sandbox.cgroups.release(parked.group)
             parked.group = None
         if parked.log_fd >= 0:
