@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -51,6 +52,8 @@ print(json.dumps({
     "cgroup": open("/proc/self/cgroup").read(),
     "umask": os.umask(0),
     "input_writable": os.access("input", os.W_OK),
+    "listing": sorted(os.listdir(".")),
+    "input": sorted(os.listdir("input")),
     "output_writable": os.access("output", os.W_OK),
 }))
 """
@@ -228,3 +231,20 @@ def test_nothing_of_a_parked_sandbox_outlives_the_executors_close(node: Node) ->
         for p in psutil.process_iter(["cmdline"])
         if "/.jobyard-go" in " ".join(p.info["cmdline"] or [])
     ]
+
+
+def test_a_parked_sandbox_holds_its_directory_renamed_before_its_processes_start(
+    node: Node,
+) -> None:
+    gate = threading.Event()
+    node.executor._spawner.submit(gate.wait, 30)  # its processes start after the renames
+    node.executor.park(node.spare())
+    spec = node.spec("renamed", spare=True)  # takes the spare: renamed to jobs/renamed
+    node.workspace.make_spare()  # a new, empty spare at the old path
+    (node.workspace.root / ".spare" / "work" / "decoy").write_text("not this one")
+    gate.set()
+    handle, view = node.run(spec)
+    assert handle.parked
+    assert view["cwd"] == str(spec.workdir)
+    assert view["listing"] == ["input", "output"]  # its own directory, not the new spare
+    assert view["input"] == ["data.txt"]

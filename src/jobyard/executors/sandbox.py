@@ -156,9 +156,14 @@ class Sandbox:
         group: JobCgroup | None,
     ) -> list[str]:
         """The argument vector of a sandbox parked for the next attempt in ``parking``'s
-        directory (given as ``work_fd`` and ``input_fd``, bound where the job's ``/tmp``
-        or ``/dev/shm`` will be, over it), its go message read from its standard input:
-        see :meth:`go_message`."""
+        directory, bound where the job's ``/tmp`` or ``/dev/shm`` will be, over it; its go
+        message is read from its standard input (see :meth:`go_message`).
+
+        The directory and its ``input/`` are given as this process's descriptors
+        ``work_fd`` and ``input_fd``, by their ``/proc`` links, which bwrap's mount follows
+        to the directories themselves: the spare may be renamed to the job's name before
+        bwrap mounts it (``--bind-fd`` would resolve to the old path at once, and bind
+        whatever is there by then). They must stay open until the sandbox has ended."""
         assert self.parking_tools is not None
         mount = shlex.quote(self.parking_tools)
         uid, gid = setpriv_ids(parking.user or DEFAULT_USER, by_name=self.host_etc)
@@ -191,11 +196,11 @@ class Sandbox:
             str(sync_fd),
             *self._static,
             *_parents(jobs / "job", set(self._made)),
-            "--bind-fd",
-            str(work_fd),
+            "--bind",
+            f"/proc/{os.getpid()}/fd/{work_fd}",
             stage,
-            "--ro-bind-fd",
-            str(input_fd),
+            "--ro-bind",
+            f"/proc/{os.getpid()}/fd/{input_fd}",
             f"{stage}/input",
             "--chdir",
             "/",
@@ -542,6 +547,8 @@ class SandboxHandle(LocalHandle):
         self.group = group
         self._tree = tree
         self.parked = parked  #: started in a parked sandbox
+        #: descriptors its sandbox's mounts refer to, closed once its processes are gone
+        self.held_fds: list[int] = []
         #: held while this handle signals its group, and when it gives the group back:
         #: a group back in the pool may already hold the next attempt's processes
         self._group_lock = threading.Lock()
@@ -603,6 +610,9 @@ class SandboxHandle(LocalHandle):
                     self._given_back = True
                     self._tree.release(self.group)
         super().cleanup()
+        fds, self.held_fds = self.held_fds, []
+        for fd in fds:
+            os.close(fd)
 
     def _finished(self) -> bool:
         return self._popen.poll() is not None
@@ -674,10 +684,19 @@ class _Parked:
     root: psutil.Process | None = None
     group: JobCgroup | None = None
     started: Future[None] = field(default_factory=Future)
-    setup_fds: list[int] = field(default_factory=list)  #: its directories, its status file
+    #: the directory and its ``input/``, open while its processes may mount them
+    dir_fds: list[int] = field(default_factory=list)
+    setup_fds: list[int] = field(default_factory=list)  #: its status file, until it starts
 
     def close_setup_fds(self) -> None:
         fds, self.setup_fds = self.setup_fds, []
+        for fd in fds:
+            os.close(fd)
+
+    def close_dir_fds(self) -> None:
+        """Once its processes are gone (a descriptor number reused meanwhile would be
+        mounted in their place)."""
+        fds, self.dir_fds = self.dir_fds, []
         for fd in fds:
             os.close(fd)
 
@@ -755,7 +774,8 @@ class SandboxedExecutor:
             ident=_fd_ident(fds[0]),
             input_ident=_fd_ident(fds[1]),
             log_fd=fds[3],
-            setup_fds=fds[:3],
+            dir_fds=fds[:2],
+            setup_fds=fds[2:3],
         )
 
     def _run_parked(self, parked: _Parked) -> None:
@@ -776,7 +796,7 @@ class SandboxedExecutor:
             parked.group = tree.acquire()
             parked.group.limit(memory_bytes=None, pids_max=self.sandbox.pids_max, cpu_slots=0)
         user = pwd.getpwnam(parking.user or DEFAULT_USER)
-        work_fd, input_fd, status_fd = parked.setup_fds
+        work_fd, input_fd, status_fd = parked.dir_fds + parked.setup_fds
         read_end, parked.go_fd = os.pipe()
         signal_read, signal_write = os.pipe()  # bwrap's PID 1 keeps the write end
         os.close(signal_read)
@@ -800,7 +820,7 @@ class SandboxedExecutor:
                 stdout=parked.log_fd,
                 stderr=subprocess.STDOUT,
                 close_fds=True,
-                pass_fds=(work_fd, input_fd, status_fd, signal_write),
+                pass_fds=(status_fd, signal_write),
                 start_new_session=True,
             )
         finally:
@@ -870,9 +890,11 @@ class SandboxedExecutor:
         parked.go_fd = -1
         os.close(parked.log_fd)
         parked.log_fd = -1
-        return SandboxHandle(
+        handle = SandboxHandle(
             parked.popen, spec.log_path, parked.root, group, self.sandbox.cgroups, parked=True
         )
+        handle.held_fds, parked.dir_fds = parked.dir_fds, []
+        return handle
 
     def _discard(self, parked: _Parked) -> None:
         """End a parked sandbox (its standard input closed, it exits; killed if it does
@@ -895,6 +917,7 @@ class SandboxedExecutor:
             parked.group.kill_all()  # what bwrap's end left exiting, so the group is reused
             self.sandbox.cgroups.release(parked.group)
             parked.group = None
+        parked.close_dir_fds()
         if parked.log_fd >= 0:
             with contextlib.suppress(OSError):  # where the spare's rename took them
                 logs = Path(os.readlink(f"/proc/self/fd/{parked.log_fd}")).parent
