@@ -105,6 +105,7 @@ def _one(
                 log_path=logs / ".parked.log",
                 status_path=logs / ".parked.exit",
                 user=None,
+                renames=workspace.spare_renames,
             )
         )
         parked = executor._parked

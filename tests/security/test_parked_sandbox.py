@@ -75,6 +75,7 @@ class Node:
             log_path=logs / ".parked.log",
             status_path=logs / ".parked.exit",
             user=None,
+            renames=self.workspace.spare_renames,
         )
 
     def spec(self, job_id: str, *, spare: bool, **changes: object) -> LaunchSpec:
@@ -233,18 +234,40 @@ def test_nothing_of_a_parked_sandbox_outlives_the_executors_close(node: Node) ->
     ]
 
 
-def test_a_parked_sandbox_holds_its_directory_renamed_before_its_processes_start(
+def test_taking_the_spare_waits_until_its_parked_sandbox_has_mounted_it(
     node: Node,
 ) -> None:
+    """bwrap mounts by path: the spare is renamed to the job's name only once it is
+    mounted, so the sandbox holds the job's directory, not what is at the old path."""
     gate = threading.Event()
-    node.executor._spawner.submit(gate.wait, 30)  # its processes start after the renames
+    node.executor._spawner.submit(gate.wait, 30)  # the sandbox's processes wait for it
     node.executor.park(node.spare())
-    spec = node.spec("renamed", spare=True)  # takes the spare: renamed to jobs/renamed
+    specs: list[LaunchSpec] = []
+    taker = threading.Thread(target=lambda: specs.append(node.spec("renamed", spare=True)))
+    taker.start()  # waits for the mount
+    gate.set()
+    taker.join()
     node.workspace.make_spare()  # a new, empty spare at the old path
     (node.workspace.root / ".spare" / "work" / "decoy").write_text("not this one")
-    gate.set()
-    handle, view = node.run(spec)
+    handle, view = node.run(specs[0])
     assert handle.parked
-    assert view["cwd"] == str(spec.workdir)
+    assert view["cwd"] == str(specs[0].workdir)
     assert view["listing"] == ["input", "output"]  # its own directory, not the new spare
     assert view["input"] == ["data.txt"]
+
+
+def test_the_loaders_variables_of_a_job_reach_its_own_process_only(node: Node) -> None:
+    """A job's ``LD_PRELOAD`` (a library in its own directory, say) is loaded by the
+    job's process alone, never by the chain's processes that run as root."""
+    for job_id, spare in (("cold-ld", False), ("warm-ld", True)):
+        if spare:
+            node.executor.park(node.spare())
+        spec = node.spec(job_id, spare=spare)
+        env = {**spec.env, "LD_PRELOAD": "./no-such-library.so", "LD_LIBRARY_PATH": "lib"}
+        handle = node.executor.start(replace(spec, env=env, argv=("/usr/bin/printenv",)))
+        assert handle.wait(60) == 0
+        handle.cleanup()
+        assert handle.parked == spare
+        log = spec.log_path.read_text()
+        assert log.count("no-such-library.so") == 2, log  # the loader's warning, the variable
+        assert "LD_LIBRARY_PATH=lib" in log

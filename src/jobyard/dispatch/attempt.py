@@ -244,6 +244,7 @@ class AttemptRunner:
                     log_path=logs / ".parked.log",
                     status_path=logs / ".parked.exit",
                     user=self.preparer.run_as_user,
+                    renames=self.workspace.spare_renames,
                 )
             )
 

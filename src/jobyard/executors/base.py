@@ -63,6 +63,9 @@ class Parking:
     log_path: Path  #: a file beside the spare's logs for the process's output until then
     status_path: Path  #: the same for its exit status
     user: str | None  #: the user the node's jobs run as
+    #: held by the executor while it mounts the directory by its path (taking the spare
+    #: waits for it): from then on the mount holds the directory whatever its name
+    renames: threading.Lock
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -61,6 +62,7 @@ _KILL_DEADLINE_S = 5.0
 _TMP = "/tmp"  # noqa: S108 - a fresh tmpfs inside the sandbox
 _SHM = "/dev/shm"  # noqa: S108 - a fresh tmpfs inside the sandbox
 _PROBE_TIMEOUT_S = 10.0
+_PARK_DEADLINE_S = 10.0  #: how long a parked sandbox may take to mount the spare
 #: names a parked sandbox's shell can export; the shell's own ones it would not pass on
 #: as given: a job whose environment has another name starts cold
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -128,7 +130,7 @@ class Sandbox:
         ]
         if (work / "input").is_dir():
             args += ["--ro-bind", str(work / "input"), str(work / "input")]
-        args += ["--chdir", str(work), "--", *self._setpriv(uid, gid), *argv]
+        args += ["--chdir", str(work), "--", *self._setpriv(uid, gid), *_loader_env(spec, argv)]
         return _joined(args, group)
 
     def _namespaces(self, *, network: bool, status_fd: int) -> list[str]:
@@ -182,6 +184,8 @@ class Sandbox:
         job = 'IFS= read -r rc <&3 && [ "$rc" = 0 ] || exit 1; exec 3<&-; . /dev/stdin; exit 1'
         stub = "\n".join(
             [
+                # mounted (the server takes the spare's renames back), then its answer
+                f'echo mounted >{signal_pipe} && IFS= read -r ok && [ "$ok" = ok ] || exit 1',
                 # the reading end first: a write with no reader would fail (EPIPE);
                 # an asynchronous list's standard input is /dev/null: fd 4 keeps it
                 f"exec 3<{signal_pipe} 4<&0",
@@ -222,6 +226,46 @@ class Sandbox:
             "--bounding-set=-all",
             "--",
         ]
+
+
+#: variables that change how glibc's dynamic loader and libc behave, which glibc drops
+#: itself only for set-user-ID programs: a job's value must not reach the chain's
+#: processes that run as root (``sh`` on the host, ``bwrap``, ``setpriv``)
+_LOADER_NAMES = frozenset(
+    {
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TZDIR",
+    }
+)
+
+
+def _for_loader(name: str) -> bool:
+    return name.startswith(("LD_", "MALLOC_")) or name in _LOADER_NAMES
+
+
+def chain_env(spec: LaunchSpec) -> dict[str, str]:
+    """The environment of a cold start's chain: the job's, without the loader's
+    variables (:func:`_loader_env` gives those to the job after ``setpriv``)."""
+    return {name: value for name, value in spec.env.items() if not _for_loader(name)}
+
+
+def _loader_env(spec: LaunchSpec, argv: list[str]) -> list[str]:
+    """``argv`` behind ``env NAME=VALUE …`` for the job's loader variables, run as the
+    job's user after ``setpriv`` (``argv`` alone when it has none, the usual case)."""
+    pairs = [f"{name}={value}" for name, value in spec.env.items() if _for_loader(name)]
+    if not pairs:
+        return argv
+    shell = ["/bin/sh", "-c", 'exec "$@"', "sh"] if "=" in argv[0] else []  # not a NAME=VALUE
+    return ["/usr/bin/env", "--", *pairs, *shell, *argv]
 
 
 def go_message(spec: LaunchSpec, argv: list[str]) -> bytes | None:
@@ -492,15 +536,18 @@ def _probe_parked(sandbox: Sandbox) -> str:
         (spare / "logs").mkdir()
         user = pwd.getpwnam(DEFAULT_USER)
         os.chown(spare / "work", user.pw_uid, user.pw_gid)
+        renames = threading.Lock()
         executor.park(
             Parking(
                 workdir=spare / "work",
                 log_path=spare / "logs" / ".parked.log",
                 status_path=spare / "logs" / ".parked.exit",
                 user=None,
+                renames=renames,
             )
         )
-        os.rename(spare, jobs / "probe")
+        with renames:
+            os.rename(spare, jobs / "probe")
         spec = LaunchSpec(
             job_id="probe",
             attempt=1,
@@ -658,6 +705,23 @@ def _fd_ident(fd: int) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
+def _read_line(fd: int, timeout: float) -> bytes:
+    """One line from ``fd`` (without its newline; what came by ``timeout`` or the end)."""
+    import select
+
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 64)
+        if not chunk:
+            break
+        data += chunk
+    return data.rstrip(b"\n")
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -747,9 +811,12 @@ class SandboxedExecutor:
             self._parked = None
             if current is not None:
                 self._spawner.submit(self._discard, current)
+            if not parking.renames.acquire(blocking=False):
+                return  # the spare is being taken
             try:
                 parked = self._prepare_parked(parking)
             except OSError as e:
+                parking.renames.release()
                 log.info("no sandbox parked in %s: %s", parking.workdir, e)
                 return
             self._parked = parked
@@ -779,7 +846,8 @@ class SandboxedExecutor:
         )
 
     def _run_parked(self, parked: _Parked) -> None:
-        """Start the parked sandbox's processes (in the spawning thread)."""
+        """Start the parked sandbox's processes (in the spawning thread) and wait until
+        bwrap has mounted the spare (its stub says so); the spare may be renamed then."""
         try:
             self._popen_parked(parked)
         except Exception as e:
@@ -787,6 +855,8 @@ class SandboxedExecutor:
             parked.started.set_exception(e)
             self._discard(parked)
             return
+        finally:
+            parked.parking.renames.release()
         parked.started.set_result(None)
 
     def _popen_parked(self, parked: _Parked) -> None:
@@ -799,7 +869,6 @@ class SandboxedExecutor:
         work_fd, input_fd, status_fd = parked.dir_fds + parked.setup_fds
         read_end, parked.go_fd = os.pipe()
         signal_read, signal_write = os.pipe()  # bwrap's PID 1 keeps the write end
-        os.close(signal_read)
         try:
             # the job's process reads the rest of its script by path (/dev/stdin) as the
             # job's user; the pipe is reachable only through the descriptors of its holders
@@ -823,11 +892,20 @@ class SandboxedExecutor:
                 pass_fds=(status_fd, signal_write),
                 start_new_session=True,
             )
+            parked.root = psutil.Process(parked.popen.pid)
+            os.close(signal_write)
+            signal_write = -1
+            # the stub's first word, once bwrap has mounted everything: the only one this
+            # end reads (the job's process opens the pipe only after the stub read "ok")
+            if _read_line(signal_read, _PARK_DEADLINE_S) != b"mounted":
+                raise ExecutorError("the parked sandbox did not start")
+            _write_all(parked.go_fd, b"ok\n")
         finally:
             os.close(read_end)
-            os.close(signal_write)
+            os.close(signal_read)
+            if signal_write >= 0:
+                os.close(signal_write)
             parked.close_setup_fds()
-        parked.root = psutil.Process(parked.popen.pid)
 
     def _take_parked(self, spec: LaunchSpec) -> _Parked | None:
         """The parked sandbox if it holds ``spec``'s working directory (else it stays
@@ -993,7 +1071,7 @@ class SandboxedExecutor:
                 popen = subprocess.Popen(  # noqa: S603 - argv comes from the job spec
                     args,
                     cwd=spec.workdir,
-                    env=dict(spec.env),
+                    env=chain_env(spec),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
