@@ -23,7 +23,15 @@ from jobyard.dispatch.scanner import LogScanner
 from jobyard.domain import tracking
 from jobyard.domain.jobs import Job, ResourceUsage
 from jobyard.domain.states import JobState
-from jobyard.executors.base import Executor, ExecutorFailure, Handle, LaunchSpec, ReportsFailure
+from jobyard.executors.base import (
+    Executor,
+    ExecutorFailure,
+    Handle,
+    LaunchSpec,
+    Parking,
+    Parks,
+    ReportsFailure,
+)
 from jobyard.settings import Settings
 from jobyard.storage import logs
 from jobyard.storage.logarchive import LogArchive
@@ -221,6 +229,24 @@ class AttemptRunner:
             self.workspace.make_spare()
         except OSError as e:
             log.info("the next job's directory could not be made ahead: %s", e)
+
+    def park(self) -> None:
+        """A slot is idle: let the executor start the next job's process ahead in the
+        spare job directory (executors that can, when there is a spare)."""
+        if not isinstance(self.executor, Parks):
+            return
+        work = self.workspace.spare_workdir()
+        if work is not None:
+            logs = work.parent / "logs"
+            self.executor.park(
+                Parking(
+                    workdir=work,
+                    log_path=logs / ".parked.log",
+                    status_path=logs / ".parked.exit",
+                    user=self.preparer.run_as_user,
+                    renames=self.workspace.spare_renames,
+                )
+            )
 
     def failed_to_start(self, a: Attempt, error: Exception) -> AttemptEnd | None:
         """The end of an attempt whose setup raised an unexpected error (the node's

@@ -233,6 +233,8 @@ class ClaimLoop:
             self.ended(again)
         if step.claimed:
             self._start_claimed(step.claimed, secrets, mono, step.synced)
+        if claiming and len(step.claimed) < free:  # a slot stays idle: the next job's
+            self.runner.park()  # sandbox is started ahead (where the executor can)
         if self._queued and self.attempts.free_slots() > 0:
             self._wake.set()  # queued during the step, when no slot looked free
         if jobs_log.isEnabledFor(logging.INFO):

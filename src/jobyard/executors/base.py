@@ -54,6 +54,20 @@ class LaunchSpec:
     python_requirements: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, kw_only=True)
+class Parking:
+    """Where the next attempt will most likely run, for an executor that starts its
+    process ahead (:class:`Parks`): the spare job directory, made ahead."""
+
+    workdir: Path  #: the spare's working directory (renamed, with its job directory)
+    log_path: Path  #: a file beside the spare's logs for the process's output until then
+    status_path: Path  #: the same for its exit status
+    user: str | None  #: the user the node's jobs run as
+    #: held by the executor while it mounts the directory by its path (taking the spare
+    #: waits for it): from then on the mount holds the directory whatever its name
+    renames: threading.Lock
+
+
 @dataclass(frozen=True)
 class ExecutorFailure:
     """Why an attempt ended without an exit code of its own (its cluster was lost, its
@@ -121,6 +135,17 @@ class Gated(Protocol):
 
     def accepting(self) -> bool:
         """Whether attempts can start now (answers fast, from a recent check)."""
+
+
+@runtime_checkable
+class Parks(Protocol):
+    """An executor that can start the next attempt's process ahead, while a slot is idle
+    (optional): :meth:`Executor.start` then only lets it go on, when the attempt runs in
+    the parked directory, else discards it and starts as usual."""
+
+    def park(self, parking: Parking) -> None:
+        """Start a process for the next attempt in ``parking``'s directory, unless one is
+        parked there already (returns at once; the process starts in the background)."""
 
 
 class Executor(Protocol):

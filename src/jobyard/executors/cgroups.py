@@ -408,6 +408,8 @@ class CgroupTree:
         """Kill every process left in this node's groups (by a previous life of the node,
         owned by a job or not) and remove the groups; the number killed."""
         killed = 0
+        with self._lock:  # groups of the pool are among those removed
+            self._idle, self._busy = [], []
         names = {p.name for root in self.roots.values() if root.exists() for p in root.iterdir()}
         for name in sorted(n for n in names if (self.roots["pids"] / n).is_dir()):
             group = JobCgroup({c: root / name for c, root in self.roots.items()})

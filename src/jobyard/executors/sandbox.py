@@ -15,6 +15,14 @@ nothing running) → bwrap's PID 1 → the job, started through ``setpriv`` as t
 unprivileged user with no capabilities.
 bwrap records the exit status in the attempt's status file (``--json-status-fd``), so
 a node restarted after its job finished still knows the outcome.
+
+A *parked* sandbox is the same chain started ahead, while a slot is idle, in the spare
+job directory (see :class:`SandboxedExecutor`): its ``setpriv`` has run, and its job
+process waits, as the job's user, for the job's directory to be moved to the job's
+path by a root helper beside it and for the job's command. The next attempt that runs
+in that directory only lets it go on; any other attempt discards it and starts cold.
+docs/explanation/security.md gives the argument why a job started so sees and may do
+exactly what a job started cold sees and may do.
 """
 
 from __future__ import annotations
@@ -22,33 +30,45 @@ from __future__ import annotations
 import contextlib
 import functools
 import grp
+import logging
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
 
 from jobyard.domain.jobs import ResourceUsage
 from jobyard.errors import ExecutorError
-from jobyard.executors.base import LaunchSpec, thread_outlives_its_processes
+from jobyard.executors.base import LaunchSpec, Parking, thread_outlives_its_processes
 from jobyard.executors.cgroups import CgroupTree, JobCgroup
 from jobyard.executors.local import LocalHandle, kill_group_of, open_log
 from jobyard.executors.support import DEFAULT_USER, SandboxSupport
+
+log = logging.getLogger("jobyard.executors")
 
 _SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
 _KILL_DEADLINE_S = 5.0
 _TMP = "/tmp"  # noqa: S108 - a fresh tmpfs inside the sandbox
 _SHM = "/dev/shm"  # noqa: S108 - a fresh tmpfs inside the sandbox
 _PROBE_TIMEOUT_S = 10.0
+_PARK_DEADLINE_S = 10.0  #: how long a parked sandbox may take to mount the spare
+#: names a parked sandbox's shell can export; the shell's own ones it would not pass on
+#: as given: a job whose environment has another name starts cold
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SHELL_OWN = frozenset(
+    {"IFS", "LINENO", "PPID", "OPTIND", "OPTARG", "PS1", "PS2", "PS4", "ENV", "HISTSIZE"}
+)
 
 
 class Sandbox:
@@ -66,6 +86,8 @@ class Sandbox:
     ) -> None:
         self.bwrap = bwrap
         self.setpriv = setpriv
+        #: ``mount``, for parked sandboxes (None: this host parks none)
+        self.parking_tools: str | None = None
         self.cgroups = cgroups
         self.pids_max = pids_max
         static: list[str] = []
@@ -99,16 +121,7 @@ class Sandbox:
         uid, gid = setpriv_ids(spec.user or DEFAULT_USER, by_name=self.host_etc)
         work = spec.workdir
         args = [
-            self.bwrap,
-            "--die-with-parent",
-            "--new-session",
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--unshare-uts",
-            "--unshare-cgroup-try",
-            *(["--unshare-net"] if not spec.network else []),
-            "--json-status-fd",
-            str(status_fd),
+            *self._namespaces(network=spec.network, status_fd=status_fd),
             *self._static,
             *_parents(work, set(self._made)),
             "--bind",
@@ -117,8 +130,93 @@ class Sandbox:
         ]
         if (work / "input").is_dir():
             args += ["--ro-bind", str(work / "input"), str(work / "input")]
-        args += ["--chdir", str(work), "--"]
-        args += [
+        args += ["--chdir", str(work), "--", *self._setpriv(uid, gid), *_loader_env(spec, argv)]
+        return _joined(args, group)
+
+    def _namespaces(self, *, network: bool, status_fd: int) -> list[str]:
+        return [
+            self.bwrap,
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            *(["--unshare-net"] if not network else []),
+            "--json-status-fd",
+            str(status_fd),
+        ]
+
+    def parked_command(
+        self,
+        parking: Parking,
+        *,
+        status_fd: int,
+        work_fd: int,
+        input_fd: int,
+        sync_fd: int,
+        group: JobCgroup | None,
+    ) -> list[str]:
+        """The argument vector of a sandbox parked for the next attempt in ``parking``'s
+        directory, bound where the job's ``/tmp`` or ``/dev/shm`` will be, over it; its go
+        message is read from its standard input (see :meth:`go_message`).
+
+        The directory and its ``input/`` are given as this process's descriptors
+        ``work_fd`` and ``input_fd``, by their ``/proc`` links, which bwrap's mount follows
+        to the directories themselves: the spare may be renamed to the job's name before
+        bwrap mounts it (``--bind-fd`` would resolve to the old path at once, and bind
+        whatever is there by then). They must stay open until the sandbox has ended."""
+        assert self.parking_tools is not None
+        mount = shlex.quote(self.parking_tools)
+        uid, gid = setpriv_ids(parking.user or DEFAULT_USER, by_name=self.host_etc)
+        stage = _stage(parking.workdir)
+        jobs = parking.workdir.parent.parent  # where the job's directory will be
+        # the root helper: reads one line (the job's working directory), moves the staged
+        # directory there, says how that went to the job's process (the pipe bwrap's
+        # PID 1 holds as its sync fd, reached through /proc by root alone), and exits
+        signal_pipe = f"/proc/1/fd/{sync_fd}"
+        helper = (
+            f"IFS= read -r t <&4 || {{ echo 1; exit 1; }}; exec 4<&-; "
+            f'{mount} -n --move -o X-mount.mkdir=0755 {stage} "$t"; echo $?'
+        )
+        # the job's process, as the job's user: waits for the move, then runs the
+        # rest of its standard input (the job's directory, environment and command)
+        job = 'IFS= read -r rc <&3 && [ "$rc" = 0 ] || exit 1; exec 3<&-; . /dev/stdin; exit 1'
+        stub = "\n".join(
+            [
+                # mounted (the server takes the spare's renames back), then its answer
+                f'echo mounted >{signal_pipe} && IFS= read -r ok && [ "$ok" = ok ] || exit 1',
+                # the reading end first: a write with no reader would fail (EPIPE);
+                # an asynchronous list's standard input is /dev/null: fd 4 keeps it
+                f"exec 3<{signal_pipe} 4<&0",
+                f"( {{ exec 3<&-; {helper}; }} >{signal_pipe} & )",
+                "exec 4<&-",
+                "exec " + shlex.join([*self._setpriv(uid, gid), "/bin/sh", "-c", job]),
+            ]
+        )
+        args = [
+            *self._namespaces(network=True, status_fd=status_fd),
+            "--sync-fd",
+            str(sync_fd),
+            *self._static,
+            *_parents(jobs / "job", set(self._made)),
+            "--bind",
+            f"/proc/{os.getpid()}/fd/{work_fd}",
+            stage,
+            "--ro-bind",
+            f"/proc/{os.getpid()}/fd/{input_fd}",
+            f"{stage}/input",
+            "--chdir",
+            "/",
+            "--",
+            "/bin/sh",
+            "-c",
+            stub,
+        ]
+        return _joined(args, group)
+
+    def _setpriv(self, uid: str, gid: str) -> list[str]:
+        return [
             self.setpriv,
             f"--reuid={uid}",
             f"--regid={gid}",
@@ -127,12 +225,86 @@ class Sandbox:
             "--inh-caps=-all",
             "--bounding-set=-all",
             "--",
-            *argv,
         ]
-        if group is None:
-            return args
-        joins = " && ".join(f"echo 0 > {shlex.quote(str(f))}" for f in group.tasks_files())
-        return ["/bin/sh", "-c", f'{joins} && exec "$@"', "sh", *args]
+
+
+#: variables that change how glibc's dynamic loader and libc behave, which glibc drops
+#: itself only for set-user-ID programs: a job's value must not reach the chain's
+#: processes that run as root (``sh`` on the host, ``bwrap``, ``setpriv``)
+_LOADER_NAMES = frozenset(
+    {
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TZDIR",
+    }
+)
+
+
+def _for_loader(name: str) -> bool:
+    return name.startswith(("LD_", "MALLOC_")) or name in _LOADER_NAMES
+
+
+def chain_env(spec: LaunchSpec) -> dict[str, str]:
+    """The environment of a cold start's chain: the job's, without the loader's
+    variables (:func:`_loader_env` gives those to the job after ``setpriv``)."""
+    return {name: value for name, value in spec.env.items() if not _for_loader(name)}
+
+
+def _loader_env(spec: LaunchSpec, argv: list[str]) -> list[str]:
+    """``argv`` behind ``env NAME=VALUE …`` for the job's loader variables, run as the
+    job's user after ``setpriv`` (``argv`` alone when it has none, the usual case)."""
+    pairs = [f"{name}={value}" for name, value in spec.env.items() if _for_loader(name)]
+    if not pairs:
+        return argv
+    shell = ["/bin/sh", "-c", 'exec "$@"', "sh"] if "=" in argv[0] else []  # not a NAME=VALUE
+    return ["/usr/bin/env", "--", *pairs, *shell, *argv]
+
+
+def go_message(spec: LaunchSpec, argv: list[str]) -> bytes | None:
+    """What a parked sandbox reads to run ``argv`` for ``spec``: the job's working
+    directory on a line (the root helper's), then a script its job process runs as
+    the job's user: ``cd``, the job's environment exported (``PWD`` as bwrap sets it
+    in a cold start, no ``OLDPWD`` the job was not given), and ``exec`` of the
+    command with ``/dev/null`` as its standard input. None when the shell could not
+    give the job exactly that (a name it does not export as given, a newline in the
+    path)."""
+    work = str(spec.workdir)
+    if "\n" in work or any(not _NAME.fullmatch(name) or name in _SHELL_OWN for name in spec.env):
+        return None
+    q = shlex.quote
+    env = {name: value for name, value in spec.env.items() if name != "PWD"}
+    lines = [
+        work,
+        f"cd {q(work)} || exit 1",
+        *([] if "OLDPWD" in env else ["unset OLDPWD"]),
+        "export " + " ".join(q(f"{name}={value}") for name, value in [*env.items(), ("PWD", work)]),
+        f"exec {shlex.join(argv)} </dev/null",
+        "",
+    ]
+    return "\n".join(lines).encode()
+
+
+def _stage(workdir: Path) -> str:
+    """Where a parked sandbox keeps the job's directory until it goes: over its
+    ``/dev/shm`` (over ``/tmp`` when the job's directory lies in ``/dev/shm``); the
+    move uncovers the fresh tmpfs there."""
+    return _TMP if _under(workdir, [Path(_SHM)]) else _SHM
+
+
+def _joined(args: list[str], group: JobCgroup | None) -> list[str]:
+    """``args`` behind a shell that joins ``group`` first (``0`` to its ``tasks``)."""
+    if group is None:
+        return args
+    joins = " && ".join(f"echo 0 > {shlex.quote(str(f))}" for f in group.tasks_files())
+    return ["/bin/sh", "-c", f'{joins} && exec "$@"', "sh", *args]
 
 
 @functools.lru_cache(maxsize=16)
@@ -242,6 +414,12 @@ def detect(
     probe = _probe(sandbox)
     if probe:
         return None, SandboxSupport(False, probe, False, "jobs are not sandboxed")
+    sandbox.parking_tools = shutil.which("mount")
+    if sandbox.parking_tools:
+        why = _probe_parked(sandbox)
+        if why:
+            log.info("no sandboxes are parked ahead on this host: %s", why)
+            sandbox.parking_tools = None
     return sandbox, SandboxSupport(True, "", cgroups is not None, limits_reason)
 
 
@@ -342,6 +520,61 @@ def _probe(sandbox: Sandbox) -> str:
     return ""
 
 
+def _probe_parked(sandbox: Sandbox) -> str:
+    """Park a sandbox and run ``true`` in it as a job; '' if it works, else what failed."""
+    import copy
+    import tempfile
+
+    bare = copy.copy(sandbox)
+    bare.cgroups = None  # the node's groups stay untouched until it starts
+    executor = SandboxedExecutor(bare)
+    with tempfile.TemporaryDirectory(prefix="jobyard-probe-") as tmp:
+        os.chmod(tmp, 0o755)  # noqa: S103 - the probe user must reach its directory
+        jobs = Path(tmp) / "jobs"
+        spare = jobs / "spare"
+        (spare / "work" / "input").mkdir(parents=True)
+        (spare / "logs").mkdir()
+        user = pwd.getpwnam(DEFAULT_USER)
+        os.chown(spare / "work", user.pw_uid, user.pw_gid)
+        renames = threading.Lock()
+        executor.park(
+            Parking(
+                workdir=spare / "work",
+                log_path=spare / "logs" / ".parked.log",
+                status_path=spare / "logs" / ".parked.exit",
+                user=None,
+                renames=renames,
+            )
+        )
+        with renames:
+            os.rename(spare, jobs / "probe")
+        spec = LaunchSpec(
+            job_id="probe",
+            attempt=1,
+            entrypoint=None,
+            argv=("true",),
+            workdir=jobs / "probe" / "work",
+            log_path=jobs / "probe" / "logs" / "log",
+            env={"PATH": "/usr/bin:/bin"},
+        )
+        try:
+            handle = executor.start(spec)
+            code = handle.wait(_PROBE_TIMEOUT_S)
+            handle.cleanup()
+            output = spec.log_path.read_text(errors="replace").strip()
+        except (OSError, ExecutorError) as e:
+            return f"a parked sandbox could not run a job: {e}"
+        finally:
+            executor.close_parking()
+            executor._spawner.shutdown()
+        if not handle.parked:
+            return "the job did not start in the parked sandbox"
+        if code != 0:
+            last = output.splitlines()[-1] if output else f"exit code {code}"
+            return f"a parked sandbox could not run a job: {last}"
+    return ""
+
+
 class SandboxHandle(LocalHandle):
     """An attempt running in a sandbox. Its processes are those of its PID namespace:
     when the job's main process exits, bwrap's PID 1 exits and the kernel kills the
@@ -354,10 +587,15 @@ class SandboxHandle(LocalHandle):
         root: psutil.Process,
         group: JobCgroup | None,
         tree: CgroupTree | None,
+        *,
+        parked: bool = False,
     ) -> None:
         super().__init__(popen, log_path, root)
         self.group = group
         self._tree = tree
+        self.parked = parked  #: started in a parked sandbox
+        #: descriptors its sandbox's mounts refer to, closed once its processes are gone
+        self.held_fds: list[int] = []
         #: held while this handle signals its group, and when it gives the group back:
         #: a group back in the pool may already hold the next attempt's processes
         self._group_lock = threading.Lock()
@@ -419,6 +657,9 @@ class SandboxHandle(LocalHandle):
                     self._given_back = True
                     self._tree.release(self.group)
         super().cleanup()
+        fds, self.held_fds = self.held_fds, []
+        for fd in fds:
+            os.close(fd)
 
     def _finished(self) -> bool:
         return self._popen.poll() is not None
@@ -447,6 +688,46 @@ class SandboxHandle(LocalHandle):
         return self.group.pids_max
 
 
+def _ident(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _ident_or_none(path: Path) -> tuple[int, int] | None:
+    try:
+        return _ident(path)
+    except OSError:
+        return None
+
+
+def _fd_ident(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _read_line(fd: int, timeout: float) -> bytes:
+    """One line from ``fd`` (without its newline; what came by ``timeout`` or the end)."""
+    import select
+
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 64)
+        if not chunk:
+            break
+        data += chunk
+    return data.rstrip(b"\n")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _job_code(code: int) -> int:
     """bwrap exits with 128 + n when the job was killed by signal n (as shells do)."""
     if 128 < code < 128 + signal.NSIG:
@@ -454,16 +735,276 @@ def _job_code(code: int) -> int:
     return code
 
 
+@dataclass(eq=False)
+class _Parked:
+    """A sandbox parked in the spare job directory (see :meth:`SandboxedExecutor.park`)."""
+
+    parking: Parking
+    ident: tuple[int, int]  #: device and inode of the directory it holds
+    input_ident: tuple[int, int]  #: and of its ``input/``
+    log_fd: int  #: its output file (kept open to find it again after the spare's rename)
+    go_fd: int = -1  #: the write end of its standard input
+    popen: subprocess.Popen[bytes] | None = None
+    root: psutil.Process | None = None
+    group: JobCgroup | None = None
+    started: Future[None] = field(default_factory=Future)
+    #: the directory and its ``input/``, open while its processes may mount them
+    dir_fds: list[int] = field(default_factory=list)
+    setup_fds: list[int] = field(default_factory=list)  #: its status file, until it starts
+
+    def close_setup_fds(self) -> None:
+        fds, self.setup_fds = self.setup_fds, []
+        for fd in fds:
+            os.close(fd)
+
+    def close_dir_fds(self) -> None:
+        """Once its processes are gone (a descriptor number reused meanwhile would be
+        mounted in their place)."""
+        fds, self.dir_fds = self.dir_fds, []
+        for fd in fds:
+            os.close(fd)
+
+    def ready(self) -> bool:
+        """Started, and still waiting for its job."""
+        try:
+            self.started.result()
+        except Exception:  # it could not be started
+            return False
+        return self.popen is not None and self.popen.poll() is None
+
+
 class SandboxedExecutor:
     """Starts each attempt in a sandbox. A child's parent-death signal fires when the
     *thread* that forked it ends: processes are started from a thread that outlives
     them (the claim loop, see ``base.outlives_its_processes``) or from one long-lived
-    thread of the executor's own (for the others, e.g. a setup thread)."""
+    thread of the executor's own (for the others, e.g. a setup thread).
+
+    While a slot is idle the node may :meth:`park` a sandbox in the spare job directory:
+    the sandbox, its cgroups and the job's user are set up ahead, and the attempt that
+    then runs in that directory only lets it go on (:meth:`start`). One at most, used
+    once; discarded (and the attempt started cold) when the attempt does not match it."""
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
         self._spawner = ThreadPoolExecutor(1, thread_name_prefix="jobyard-spawn")
+        self._park_lock = threading.Lock()
+        self._parked: _Parked | None = None
+        self._closed = False
 
+    # ---- parked sandboxes ----------------------------------------------------------------
+    def park(self, parking: Parking) -> None:
+        """Park a sandbox in ``parking``'s directory unless one is parked there (one at
+        most: one parked elsewhere, in a directory since taken by another attempt, is
+        discarded). Started in the executor's spawning thread; returns at once."""
+        if self.sandbox.parking_tools is None:
+            return
+        with self._park_lock:
+            current = self._parked
+            if self._closed or (current is not None and not current.started.done()):
+                return
+            try:
+                ident = _ident(parking.workdir)
+            except OSError:
+                return
+            if current is not None and current.ident == ident and current.ready():
+                return
+            self._parked = None
+            if current is not None:
+                self._spawner.submit(self._discard, current)
+            if not parking.renames.acquire(blocking=False):
+                return  # the spare is being taken
+            try:
+                parked = self._prepare_parked(parking)
+            except OSError as e:
+                parking.renames.release()
+                log.info("no sandbox parked in %s: %s", parking.workdir, e)
+                return
+            self._parked = parked
+        self._spawner.submit(self._run_parked, parked)
+
+    def _prepare_parked(self, parking: Parking) -> _Parked:
+        """Its files, opened now: the spare may be renamed before its processes start."""
+        fds: list[int] = []
+        try:
+            fds.append(os.open(parking.workdir, os.O_PATH | os.O_DIRECTORY))
+            fds.append(os.open(parking.workdir / "input", os.O_PATH | os.O_DIRECTORY))
+            parking.status_path.unlink(missing_ok=True)  # a new inode no process holds
+            fds.append(os.open(parking.status_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+            fds.append(os.open(parking.log_path, flags, 0o600))
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return _Parked(
+            parking=parking,
+            ident=_fd_ident(fds[0]),
+            input_ident=_fd_ident(fds[1]),
+            log_fd=fds[3],
+            dir_fds=fds[:2],
+            setup_fds=fds[2:3],
+        )
+
+    def _run_parked(self, parked: _Parked) -> None:
+        """Start the parked sandbox's processes (in the spawning thread) and wait until
+        bwrap has mounted the spare (its stub says so); the spare may be renamed then."""
+        try:
+            self._popen_parked(parked)
+        except Exception as e:
+            log.info("no sandbox parked in %s: %s", parked.parking.workdir, e)
+            parked.started.set_exception(e)
+            self._discard(parked)
+            return
+        finally:
+            parked.parking.renames.release()
+        parked.started.set_result(None)
+
+    def _popen_parked(self, parked: _Parked) -> None:
+        parking = parked.parking
+        tree = self.sandbox.cgroups
+        if tree is not None:
+            parked.group = tree.acquire()
+            parked.group.limit(memory_bytes=None, pids_max=self.sandbox.pids_max, cpu_slots=0)
+        user = pwd.getpwnam(parking.user or DEFAULT_USER)
+        work_fd, input_fd, status_fd = parked.dir_fds + parked.setup_fds
+        read_end, parked.go_fd = os.pipe()
+        signal_read, signal_write = os.pipe()  # bwrap's PID 1 keeps the write end
+        try:
+            # the job's process reads the rest of its script by path (/dev/stdin) as the
+            # job's user; the pipe is reachable only through the descriptors of its holders
+            os.fchown(read_end, user.pw_uid, -1)
+            args = self.sandbox.parked_command(
+                parking,
+                status_fd=status_fd,
+                work_fd=work_fd,
+                input_fd=input_fd,
+                sync_fd=signal_write,
+                group=parked.group,
+            )
+            parked.popen = subprocess.Popen(  # noqa: S603 - our own fixed command
+                args,
+                cwd="/",
+                env={},
+                stdin=read_end,
+                stdout=parked.log_fd,
+                stderr=subprocess.STDOUT,
+                close_fds=True,
+                pass_fds=(status_fd, signal_write),
+                start_new_session=True,
+            )
+            parked.root = psutil.Process(parked.popen.pid)
+            os.close(signal_write)
+            signal_write = -1
+            # the stub's first word, once bwrap has mounted everything: the only one this
+            # end reads (the job's process opens the pipe only after the stub read "ok")
+            if _read_line(signal_read, _PARK_DEADLINE_S) != b"mounted":
+                raise ExecutorError("the parked sandbox did not start")
+            _write_all(parked.go_fd, b"ok\n")
+        finally:
+            os.close(read_end)
+            os.close(signal_read)
+            if signal_write >= 0:
+                os.close(signal_write)
+            parked.close_setup_fds()
+
+    def _take_parked(self, spec: LaunchSpec) -> _Parked | None:
+        """The parked sandbox if it holds ``spec``'s working directory (else it stays
+        parked for the attempt that takes the spare)."""
+        with self._park_lock:
+            parked = self._parked
+            if parked is None:
+                return None
+            try:
+                if _ident(spec.workdir) != parked.ident:
+                    return None
+            except OSError:
+                return None
+            self._parked = None
+        return parked
+
+    def _go(self, parked: _Parked, spec: LaunchSpec, argv: list[str]) -> SandboxHandle | None:
+        """Let the parked sandbox run ``argv`` for ``spec``; None when it does not match
+        the attempt (it is discarded: the attempt starts cold)."""
+        message = go_message(spec, argv)
+        status = spec.status_path or spec.log_path.with_suffix(".exit")
+        logs = spec.log_path.parent
+        matches = (
+            message is not None
+            and parked.ready()
+            and spec.network
+            and spec.user == parked.parking.user
+            and _ident_or_none(spec.workdir / "input") == parked.input_ident
+        )
+        if not matches:
+            self._spawner.submit(self._discard, parked)
+            return None
+        assert message is not None and parked.popen is not None and parked.root is not None
+        try:  # its output and status files become the attempt's (never over a log begun)
+            os.link(logs / parked.parking.log_path.name, spec.log_path)
+            os.unlink(logs / parked.parking.log_path.name)
+            os.replace(logs / parked.parking.status_path.name, status)
+        except OSError as e:
+            log.info("job %s: its parked sandbox is not used: %s", spec.job_id, e)
+            self._spawner.submit(self._discard, parked)
+            return None
+        group = parked.group
+        if group is not None:
+            try:
+                group.limit(
+                    memory_bytes=spec.memory_limit_bytes,
+                    pids_max=self.sandbox.pids_max,
+                    cpu_slots=spec.cpu_slots,
+                )
+            except OSError as e:
+                self._spawner.submit(self._discard, parked)
+                raise ExecutorError(f"cannot set the job's resource limits: {e}") from e
+        try:
+            _write_all(parked.go_fd, message)
+        except OSError as e:  # it ended meanwhile: start cold (after its output)
+            log.info("job %s: its parked sandbox ended before it went: %s", spec.job_id, e)
+            self._spawner.submit(self._discard, parked)
+            return None
+        os.close(parked.go_fd)
+        parked.go_fd = -1
+        os.close(parked.log_fd)
+        parked.log_fd = -1
+        handle = SandboxHandle(
+            parked.popen, spec.log_path, parked.root, group, self.sandbox.cgroups, parked=True
+        )
+        handle.held_fds, parked.dir_fds = parked.dir_fds, []
+        return handle
+
+    def _discard(self, parked: _Parked) -> None:
+        """End a parked sandbox (its standard input closed, it exits; killed if it does
+        not within the deadline), give its cgroups back, remove its files."""
+        parked.close_setup_fds()
+        if parked.go_fd >= 0:
+            os.close(parked.go_fd)
+            parked.go_fd = -1
+        popen = parked.popen
+        if popen is not None:
+            try:
+                popen.wait(_KILL_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(popen.pid, signal.SIGKILL)
+                if parked.group is not None:
+                    parked.group.kill_all()
+                popen.wait(_KILL_DEADLINE_S)
+        if parked.group is not None and self.sandbox.cgroups is not None:
+            parked.group.kill_all()  # what bwrap's end left exiting, so the group is reused
+            self.sandbox.cgroups.release(parked.group)
+            parked.group = None
+        parked.close_dir_fds()
+        if parked.log_fd >= 0:
+            with contextlib.suppress(OSError):  # where the spare's rename took them
+                logs = Path(os.readlink(f"/proc/self/fd/{parked.log_fd}")).parent
+                for path in (parked.parking.log_path, parked.parking.status_path):
+                    (logs / path.name).unlink(missing_ok=True)
+            os.close(parked.log_fd)
+            parked.log_fd = -1
+
+    # ---- starts --------------------------------------------------------------------------
     def start(self, spec: LaunchSpec) -> SandboxHandle:
         if spec.argv:
             argv = list(spec.argv)
@@ -472,6 +1013,11 @@ class SandboxedExecutor:
             argv = ["/bin/sh", "-c", spec.entrypoint]
         else:
             raise ExecutorError("the launch spec has neither argv nor entrypoint")
+        parked = self._take_parked(spec)
+        if parked is not None:
+            handle = self._go(parked, spec, argv)
+            if handle is not None:
+                return handle
         tree = self.sandbox.cgroups
         group = None
         if tree is not None:
@@ -525,7 +1071,7 @@ class SandboxedExecutor:
                 popen = subprocess.Popen(  # noqa: S603 - argv comes from the job spec
                     args,
                     cwd=spec.workdir,
-                    env=dict(spec.env),
+                    env=chain_env(spec),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -546,9 +1092,22 @@ class SandboxedExecutor:
         return kill_group_of(pid, create_time)
 
     def close(self) -> None:
-        """Remove this node's cgroups (those still in use stay for the next start)."""
+        """End the parked sandbox, if any; remove this node's cgroups (those still in use
+        stay for the next start)."""
+        self.close_parking()
         if self.sandbox.cgroups is not None:
             self.sandbox.cgroups.close()
+
+    def close_parking(self) -> None:
+        """Park no more; end the parked sandbox and wait for the discards under way."""
+        with self._park_lock:
+            self._closed = True
+            parked, self._parked = self._parked, None
+        if parked is not None:
+            with contextlib.suppress(Exception):
+                parked.started.result()
+            self._discard(parked)
+        self._spawner.submit(lambda: None).result()  # the discards queued before
 
     def sweep(self) -> int:
         """Kill what a previous life of this node left in its cgroups."""

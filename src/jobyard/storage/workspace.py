@@ -12,6 +12,8 @@ from typing import Any
 
 #: the job directory made ahead for the next job (see :meth:`Workspace.take_spare`)
 SPARE = ".spare"
+#: how long taking the spare waits for a parked sandbox to have mounted it
+_RENAME_WAIT_S = 5.0
 
 
 class Workspace:
@@ -21,6 +23,8 @@ class Workspace:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "jobs"
         self._spare_lock = threading.Lock()
+        #: held while a parked sandbox mounts the spare by its path (see ``Parking``)
+        self.spare_renames = threading.Lock()
 
     def job_dir(self, job_id: str) -> Path:
         if not job_id or "/" in job_id or job_id.startswith("."):
@@ -35,10 +39,14 @@ class Workspace:
         ``logs/``, from the spare one :meth:`make_spare` made ahead: one rename instead
         of five ``mkdir``s (≈ 0.2 ms each here) before the job starts. False when there
         is none, or the job has a directory already (a retry): nothing was changed."""
+        if not self.spare_renames.acquire(timeout=_RENAME_WAIT_S):
+            return False  # a parked sandbox is still mounting it: a directory of its own
         try:
             os.rename(self.root / SPARE, self.job_dir(job_id))
         except OSError:
             return False
+        finally:
+            self.spare_renames.release()
         return True
 
     def make_spare(self) -> None:
@@ -54,6 +62,11 @@ class Workspace:
             (aside / "work" / "output").mkdir()
             (aside / "logs").mkdir()
             aside.rename(spare)
+
+    def spare_workdir(self) -> Path | None:
+        """The spare job directory's working directory, if there is a spare."""
+        work = self.root / SPARE / "work"
+        return work if work.is_dir() else None
 
     def log_path(self, job_id: str, attempt: int) -> Path:
         return self.job_dir(job_id) / "logs" / f"attempt-{attempt}.log"
