@@ -63,3 +63,32 @@ def test_an_isolated_job_runs_as_nobody_in_its_directory_only(
     assert (work / "output.txt").read_text() == "made\n"
     assert (work / "output.txt").stat().st_uid == pwd.getpwnam("nobody").pw_uid
     assert env["HOME"] == str(work) and env["USER"] == "nobody"
+
+
+def test_an_isolated_jobs_loader_variables_reach_the_job_only(tmp_path: Path) -> None:
+    """As raywrap starts it (the chain's environment from ``chain_env``): a job's
+    ``LD_PRELOAD`` is loaded by the job's process alone, not by ``bwrap`` or ``setpriv``,
+    which run as root."""
+    require_sandbox()
+    work = tmp_path / "private" / "work"
+    work.mkdir(parents=True)
+    env = {"PATH": "/usr/bin:/bin", "LD_PRELOAD": "./no-such-library.so"}
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        args = sandbox.isolate(["/usr/bin/printenv"], work, env, network=False, status_fd=null)
+        done = subprocess.run(
+            args,
+            cwd=work,
+            env=sandbox.chain_env(env),
+            pass_fds=(null,),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(null)
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    # the variable, and the loader's warning of the job's two processes (isolate's
+    # ``env --default-signal=TERM`` and printenv), both run as nobody
+    assert output.count("no-such-library.so") == 3, output

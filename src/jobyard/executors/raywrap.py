@@ -203,7 +203,7 @@ def main() -> int:
         proc = subprocess.Popen(  # noqa: S603 - the job's own command
             args,
             cwd=work,
-            env=env,
+            env=sandbox.chain_env(env) if boxed else env,  # the loader's: the job's only
             stdin=subprocess.DEVNULL,
             pass_fds=(null,),
             start_new_session=True,

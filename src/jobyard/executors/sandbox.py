@@ -41,7 +41,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -252,10 +252,11 @@ def _for_loader(name: str) -> bool:
     return name.startswith(("LD_", "MALLOC_")) or name in _LOADER_NAMES
 
 
-def chain_env(spec: LaunchSpec) -> dict[str, str]:
-    """The environment of a cold start's chain: the job's, without the loader's
-    variables (:func:`_loader_env` gives those to the job after ``setpriv``)."""
-    return {name: value for name, value in spec.env.items() if not _for_loader(name)}
+def chain_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a cold start's chain for a job's ``env``: the job's, without
+    the loader's variables (:func:`_loader_env` gives those to the job after
+    ``setpriv``)."""
+    return {name: value for name, value in env.items() if not _for_loader(name)}
 
 
 def _loader_env(spec: LaunchSpec, argv: list[str]) -> list[str]:
@@ -1071,7 +1072,7 @@ class SandboxedExecutor:
                 popen = subprocess.Popen(  # noqa: S603 - argv comes from the job spec
                     args,
                     cwd=spec.workdir,
-                    env=chain_env(spec),
+                    env=chain_env(spec.env),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
