@@ -22,6 +22,7 @@ class Workspace:
 
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "jobs"
+        self._spare = os.path.join(self.root, SPARE)
         self._spare_lock = threading.Lock()
         #: held while a parked sandbox mounts the spare by its path (see ``Parking``)
         self.spare_renames = threading.Lock()
@@ -42,7 +43,7 @@ class Workspace:
         if not self.spare_renames.acquire(timeout=_RENAME_WAIT_S):
             return False  # a parked sandbox is still mounting it: a directory of its own
         try:
-            os.rename(self.root / SPARE, self.job_dir(job_id))
+            os.rename(self._spare, self.job_dir(job_id))
         except OSError:
             return False
         finally:
@@ -51,17 +52,24 @@ class Workspace:
 
     def make_spare(self) -> None:
         """Make the spare job directory if there is none (aside, then renamed: a
-        half-made one is never taken). It is left for the next life of the node."""
-        spare = self.root / SPARE
+        half-made one is never taken). It is left for the next life of the node. Plain
+        ``os`` calls on strings: pathlib's joins and ``mkdir(parents=True)``'s failed
+        first tries cost ≈ 50 µs of the server's CPU per job."""
+        spare = self._spare
         with self._spare_lock:
-            if spare.exists():
+            if os.path.exists(spare):
                 return
-            aside = self.root / f"{SPARE}.new"
-            shutil.rmtree(aside, ignore_errors=True)
-            (aside / "work" / "input").mkdir(parents=True)
-            (aside / "work" / "output").mkdir()
-            (aside / "logs").mkdir()
-            aside.rename(spare)
+            aside = f"{spare}.new"
+            try:
+                os.mkdir(aside)
+            except FileExistsError:  # half made by an earlier life of the node
+                shutil.rmtree(aside)
+                os.mkdir(aside)
+            except FileNotFoundError:  # no job directory was made yet
+                os.makedirs(aside)
+            for sub in ("/work", "/work/input", "/work/output", "/logs"):
+                os.mkdir(aside + sub)
+            os.rename(aside, spare)
 
     def spare_workdir(self) -> Path | None:
         """The spare job directory's working directory, if there is a spare."""
