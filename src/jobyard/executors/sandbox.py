@@ -951,11 +951,7 @@ class SandboxedExecutor:
         group = parked.group
         if group is not None:
             try:
-                group.limit(
-                    memory_bytes=spec.memory_limit_bytes,
-                    pids_max=self.sandbox.pids_max,
-                    cpu_slots=spec.cpu_slots,
-                )
+                self._limit(group, spec)
             except OSError as e:
                 self._spawner.submit(self._discard, parked)
                 raise ExecutorError(f"cannot set the job's resource limits: {e}") from e
@@ -1006,6 +1002,14 @@ class SandboxedExecutor:
             parked.log_fd = -1
 
     # ---- starts --------------------------------------------------------------------------
+    def _limit(self, group: JobCgroup, spec: LaunchSpec) -> None:
+        """Set ``spec``'s limits on ``group`` (OSError when the kernel refuses one)."""
+        group.limit(
+            memory_bytes=spec.memory_limit_bytes,
+            pids_max=self.sandbox.pids_max,
+            cpu_slots=spec.cpu_slots,
+        )
+
     def start(self, spec: LaunchSpec) -> SandboxHandle:
         if spec.argv:
             argv = list(spec.argv)
@@ -1024,11 +1028,7 @@ class SandboxedExecutor:
         if tree is not None:
             group = tree.acquire()
             try:
-                group.limit(
-                    memory_bytes=spec.memory_limit_bytes,
-                    pids_max=self.sandbox.pids_max,
-                    cpu_slots=spec.cpu_slots,
-                )
+                self._limit(group, spec)
             except OSError as e:
                 group.close()  # its limits are not known any more: not reused
                 raise ExecutorError(f"cannot set the job's resource limits: {e}") from e
