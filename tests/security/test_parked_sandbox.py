@@ -171,7 +171,7 @@ def test_a_job_started_in_a_parked_sandbox_sees_what_a_cold_started_job_sees(
 
 def test_a_parked_sandbox_that_does_not_match_its_job_is_discarded(node: Node) -> None:
     node.executor.park(node.spare())
-    parked = node.executor._parked
+    parked = node.executor._parker._parked
     assert parked is not None
     parked.started.result()
     assert parked.popen is not None
@@ -206,14 +206,14 @@ def test_a_parked_sandbox_waits_for_the_job_that_takes_its_directory_and_serves_
     assert not handle.parked
     node.executor.park(node.spare())
     node.executor.park(node.spare())  # one at most: the same one stays
-    first = node.executor._parked
+    first = node.executor._parker._parked
     node.executor.park(node.spare())
-    assert node.executor._parked is first
+    assert node.executor._parker._parked is first
 
 
 def test_nothing_of_a_parked_sandbox_outlives_the_executors_close(node: Node) -> None:
     node.executor.park(node.spare())
-    parked = node.executor._parked
+    parked = node.executor._parker._parked
     assert parked is not None
     parked.started.result()
     assert parked.popen is not None and parked.group is not None

@@ -1,0 +1,379 @@
+"""Parked sandboxes: the next job's sandbox started ahead while a slot is idle, in the
+spare job directory, and let go on by the attempt that runs there (see
+:class:`Parker`; the command is :meth:`Sandbox.parked_command`, the security argument
+in docs/explanation/security.md, "Parked sandboxes")."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pwd
+import re
+import select
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psutil
+
+from jobyard.errors import ExecutorError
+from jobyard.executors.base import LaunchSpec, Parking
+from jobyard.executors.cgroups import JobCgroup
+from jobyard.executors.support import DEFAULT_USER
+
+if TYPE_CHECKING:  # the sandbox builds the command (and imports this module)
+    from jobyard.executors.sandbox import Sandbox
+
+log = logging.getLogger("jobyard.executors")
+
+_KILL_DEADLINE_S = 5.0
+_PARK_DEADLINE_S = 10.0  #: how long a parked sandbox may take to mount the spare
+#: names a parked sandbox's shell can export; the shell's own ones it would not pass on
+#: as given: a job whose environment has another name starts cold
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SHELL_OWN = frozenset(
+    {"IFS", "LINENO", "PPID", "OPTIND", "OPTARG", "PS1", "PS2", "PS4", "ENV", "HISTSIZE"}
+)
+
+
+def go_message(spec: LaunchSpec, argv: list[str]) -> bytes | None:
+    """What a parked sandbox reads to run ``argv`` for ``spec``: the job's working
+    directory on a line (the root helper's), then a script its job process runs as
+    the job's user: ``cd``, the job's environment exported (``PWD`` as bwrap sets it
+    in a cold start, no ``OLDPWD`` the job was not given), and ``exec`` of the
+    command with ``/dev/null`` as its standard input. None when the shell could not
+    give the job exactly that (a name it does not export as given, a newline in the
+    path)."""
+    work = str(spec.workdir)
+    if "\n" in work or any(not _NAME.fullmatch(name) or name in _SHELL_OWN for name in spec.env):
+        return None
+    q = shlex.quote
+    env = {name: value for name, value in spec.env.items() if name != "PWD"}
+    lines = [
+        work,
+        f"cd {q(work)} || exit 1",
+        *([] if "OLDPWD" in env else ["unset OLDPWD"]),
+        "export " + " ".join(q(f"{name}={value}") for name, value in [*env.items(), ("PWD", work)]),
+        f"exec {shlex.join(argv)} </dev/null",
+        "",
+    ]
+    return "\n".join(lines).encode()
+
+
+@dataclass(eq=False)
+class Parked:
+    """A sandbox parked in the spare job directory (see :meth:`Parker.park`)."""
+
+    parking: Parking
+    ident: tuple[int, int]  #: device and inode of the directory it holds
+    input_ident: tuple[int, int]  #: and of its ``input/``
+    log_fd: int  #: its output file (kept open to find it again after the spare's rename)
+    go_fd: int = -1  #: the write end of its standard input
+    popen: subprocess.Popen[bytes] | None = None
+    root: psutil.Process | None = None
+    group: JobCgroup | None = None
+    started: Future[None] = field(default_factory=Future)
+    #: the directory and its ``input/``, open while its processes may mount them
+    dir_fds: list[int] = field(default_factory=list)
+    setup_fds: list[int] = field(default_factory=list)  #: its status file, until it starts
+
+    def close_setup_fds(self) -> None:
+        fds, self.setup_fds = self.setup_fds, []
+        for fd in fds:
+            os.close(fd)
+
+    def close_dir_fds(self) -> None:
+        """Once its processes are gone (a descriptor number reused meanwhile would be
+        mounted in their place)."""
+        fds, self.dir_fds = self.dir_fds, []
+        for fd in fds:
+            os.close(fd)
+
+    def ready(self) -> bool:
+        """Started, and still waiting for its job."""
+        try:
+            self.started.result()
+        except Exception:  # it could not be started
+            return False
+        return self.popen is not None and self.popen.poll() is None
+
+
+class Parker:
+    """One parked sandbox at most, for a :class:`SandboxedExecutor`: started in its
+    spawning thread (``spawner``), limited like a job (``limit``), used once; discarded
+    (and the attempt started cold) when the attempt does not match it."""
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        spawner: ThreadPoolExecutor,
+        limit: Callable[[JobCgroup, LaunchSpec], None],
+    ) -> None:
+        self._sandbox = sandbox
+        self._spawner = spawner
+        self._limit = limit
+        self._park_lock = threading.Lock()
+        self._parked: Parked | None = None
+        self._closed = False
+
+    def park(self, parking: Parking) -> None:
+        """Park a sandbox in ``parking``'s directory unless one is parked there (one at
+        most: one parked elsewhere, in a directory since taken by another attempt, is
+        discarded). Started in the executor's spawning thread; returns at once."""
+        if self._sandbox.parking_tools is None:
+            return
+        with self._park_lock:
+            current = self._parked
+            if self._closed or (current is not None and not current.started.done()):
+                return
+            try:
+                ident = _ident(parking.workdir)
+            except OSError:
+                return
+            if current is not None and current.ident == ident and current.ready():
+                return
+            self._parked = None
+            if current is not None:
+                self._spawner.submit(self.discard, current)
+            if not parking.renames.acquire(blocking=False):
+                return  # the spare is being taken
+            try:
+                parked = self._prepare_parked(parking)
+            except OSError as e:
+                parking.renames.release()
+                log.info("no sandbox parked in %s: %s", parking.workdir, e)
+                return
+            self._parked = parked
+        self._spawner.submit(self._run_parked, parked)
+
+    def _prepare_parked(self, parking: Parking) -> Parked:
+        """Its files, opened now: the spare may be renamed before its processes start."""
+        fds: list[int] = []
+        try:
+            fds.append(os.open(parking.workdir, os.O_PATH | os.O_DIRECTORY))
+            fds.append(os.open(parking.workdir / "input", os.O_PATH | os.O_DIRECTORY))
+            parking.status_path.unlink(missing_ok=True)  # a new inode no process holds
+            fds.append(os.open(parking.status_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+            fds.append(os.open(parking.log_path, flags, 0o600))
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return Parked(
+            parking=parking,
+            ident=_fd_ident(fds[0]),
+            input_ident=_fd_ident(fds[1]),
+            log_fd=fds[3],
+            dir_fds=fds[:2],
+            setup_fds=fds[2:3],
+        )
+
+    def _run_parked(self, parked: Parked) -> None:
+        """Start the parked sandbox's processes (in the spawning thread) and wait until
+        bwrap has mounted the spare (its stub says so); the spare may be renamed then."""
+        try:
+            self._popen_parked(parked)
+        except Exception as e:
+            log.info("no sandbox parked in %s: %s", parked.parking.workdir, e)
+            parked.started.set_exception(e)
+            self.discard(parked)
+            return
+        finally:
+            parked.parking.renames.release()
+        parked.started.set_result(None)
+
+    def _popen_parked(self, parked: Parked) -> None:
+        parking = parked.parking
+        tree = self._sandbox.cgroups
+        if tree is not None:
+            parked.group = tree.acquire()
+            parked.group.limit(memory_bytes=None, pids_max=self._sandbox.pids_max, cpu_slots=0)
+        user = pwd.getpwnam(parking.user or DEFAULT_USER)
+        work_fd, input_fd, status_fd = parked.dir_fds + parked.setup_fds
+        read_end, parked.go_fd = os.pipe()
+        signal_read, signal_write = os.pipe()  # bwrap's PID 1 keeps the write end
+        try:
+            # the job's process reads the rest of its script by path (/dev/stdin) as the
+            # job's user; the pipe is reachable only through the descriptors of its holders
+            os.fchown(read_end, user.pw_uid, -1)
+            args = self._sandbox.parked_command(
+                parking,
+                status_fd=status_fd,
+                work_fd=work_fd,
+                input_fd=input_fd,
+                sync_fd=signal_write,
+                group=parked.group,
+            )
+            parked.popen = subprocess.Popen(  # noqa: S603 - our own fixed command
+                args,
+                cwd="/",
+                env={},
+                stdin=read_end,
+                stdout=parked.log_fd,
+                stderr=subprocess.STDOUT,
+                close_fds=True,
+                pass_fds=(status_fd, signal_write),
+                start_new_session=True,
+            )
+            parked.root = psutil.Process(parked.popen.pid)
+            os.close(signal_write)
+            signal_write = -1
+            # the stub's first word, once bwrap has mounted everything: the only one this
+            # end reads (the job's process opens the pipe only after the stub read "ok")
+            if _read_line(signal_read, _PARK_DEADLINE_S) != b"mounted":
+                raise ExecutorError("the parked sandbox did not start")
+            _write_all(parked.go_fd, b"ok\n")
+        finally:
+            os.close(read_end)
+            os.close(signal_read)
+            if signal_write >= 0:
+                os.close(signal_write)
+            parked.close_setup_fds()
+
+    def take(self, spec: LaunchSpec) -> Parked | None:
+        """The parked sandbox if it holds ``spec``'s working directory (else it stays
+        parked for the attempt that takes the spare)."""
+        with self._park_lock:
+            parked = self._parked
+            if parked is None:
+                return None
+            try:
+                if _ident(spec.workdir) != parked.ident:
+                    return None
+            except OSError:
+                return None
+            self._parked = None
+        return parked
+
+    def go(self, parked: Parked, spec: LaunchSpec, argv: list[str]) -> Parked | None:
+        """Let the parked sandbox run ``argv`` for ``spec``: from then on its process, root,
+        group and directory descriptors are the attempt's. None when it does not match
+        the attempt (it is discarded: the attempt starts cold)."""
+        message = go_message(spec, argv)
+        status = spec.status_path or spec.log_path.with_suffix(".exit")
+        logs = spec.log_path.parent
+        matches = (
+            message is not None
+            and parked.ready()
+            and spec.network
+            and spec.user == parked.parking.user
+            and _ident_or_none(spec.workdir / "input") == parked.input_ident
+        )
+        if not matches:
+            self._spawner.submit(self.discard, parked)
+            return None
+        assert message is not None and parked.popen is not None and parked.root is not None
+        try:  # its output and status files become the attempt's (never over a log begun)
+            os.link(logs / parked.parking.log_path.name, spec.log_path)
+            os.unlink(logs / parked.parking.log_path.name)
+            os.replace(logs / parked.parking.status_path.name, status)
+        except OSError as e:
+            log.info("job %s: its parked sandbox is not used: %s", spec.job_id, e)
+            self._spawner.submit(self.discard, parked)
+            return None
+        group = parked.group
+        if group is not None:
+            try:
+                self._limit(group, spec)
+            except OSError as e:
+                self._spawner.submit(self.discard, parked)
+                raise ExecutorError(f"cannot set the job's resource limits: {e}") from e
+        try:
+            _write_all(parked.go_fd, message)
+        except OSError as e:  # it ended meanwhile: start cold (after its output)
+            log.info("job %s: its parked sandbox ended before it went: %s", spec.job_id, e)
+            self._spawner.submit(self.discard, parked)
+            return None
+        os.close(parked.go_fd)
+        parked.go_fd = -1
+        os.close(parked.log_fd)
+        parked.log_fd = -1
+        return parked
+
+    def discard(self, parked: Parked) -> None:
+        """End a parked sandbox (its standard input closed, it exits; killed if it does
+        not within the deadline), give its cgroups back, remove its files."""
+        parked.close_setup_fds()
+        if parked.go_fd >= 0:
+            os.close(parked.go_fd)
+            parked.go_fd = -1
+        popen = parked.popen
+        if popen is not None:
+            try:
+                popen.wait(_KILL_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(popen.pid, signal.SIGKILL)
+                if parked.group is not None:
+                    parked.group.kill_all()
+                popen.wait(_KILL_DEADLINE_S)
+        if parked.group is not None and self._sandbox.cgroups is not None:
+            parked.group.kill_all()  # what bwrap's end left exiting, so the group is reused
+            self._sandbox.cgroups.release(parked.group)
+            parked.group = None
+        parked.close_dir_fds()
+        if parked.log_fd >= 0:
+            with contextlib.suppress(OSError):  # where the spare's rename took them
+                logs = Path(os.readlink(f"/proc/self/fd/{parked.log_fd}")).parent
+                for path in (parked.parking.log_path, parked.parking.status_path):
+                    (logs / path.name).unlink(missing_ok=True)
+            os.close(parked.log_fd)
+            parked.log_fd = -1
+
+    def close(self) -> None:
+        """Park no more; end the parked sandbox and wait for the discards under way."""
+        with self._park_lock:
+            self._closed = True
+            parked, self._parked = self._parked, None
+        if parked is not None:
+            with contextlib.suppress(Exception):
+                parked.started.result()
+            self.discard(parked)
+        self._spawner.submit(lambda: None).result()  # the discards queued before
+
+
+def _ident(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _ident_or_none(path: Path) -> tuple[int, int] | None:
+    try:
+        return _ident(path)
+    except OSError:
+        return None
+
+
+def _fd_ident(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _read_line(fd: int, timeout: float) -> bytes:
+    """One line from ``fd`` (without its newline; what came by ``timeout`` or the end)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 64)
+        if not chunk:
+            break
+        data += chunk
+    return data.rstrip(b"\n")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
