@@ -108,7 +108,7 @@ def _one(
                 renames=workspace.spare_renames,
             )
         )
-        parked = executor._parked
+        parked = executor._parker._parked
         assert parked is not None
         parked.started.result()
         time.sleep(0.03)  # parked: waiting for its job
