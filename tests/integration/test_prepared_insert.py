@@ -17,7 +17,14 @@ from jobyard.domain.priorities import Priority
 from jobyard.domain.states import JobState
 from jobyard.store import tables
 from jobyard.store.database import Database
-from jobyard.store.jobs import _NEW_EVENT, NewJob, insert_parameters
+from jobyard.store.jobs import (
+    _NEW_EVENT,
+    _NEW_ROW,
+    _PLAIN_EVENT,
+    _PLAIN_ROW,
+    NewJob,
+    insert_parameters,
+)
 from jobyard.store.migrate import upgrade
 from jobyard.store.prepared import PreparedInsert, _numbered
 from jobyard.store.tables import job_events, jobs, tenants
@@ -117,11 +124,11 @@ def test_parameters_read_from_new_jobs_are_those_of_their_rows(dialect: Dialect)
         ),
     ]
     insert = PreparedInsert(jobs, tuple(batch[0].row()), dialect, returning=None)
-    got = [_by_name(insert, p) for p in insert_parameters(insert, batch)]
+    got = [_by_name(insert, p) for p in insert_parameters(insert, batch, _NEW_ROW, _PLAIN_ROW)]
     assert got == [_by_name(insert, insert.parameters(n.row())) for n in batch]
     assert got[0] != got[1]
     events = PreparedInsert(job_events, tuple(batch[0].event()), dialect, returning=None)
-    got = [_by_name(events, p) for p in insert_parameters(events, batch, _NEW_EVENT)]
+    got = [_by_name(events, p) for p in insert_parameters(events, batch, _NEW_EVENT, _PLAIN_EVENT)]
     assert got == [_by_name(events, events.parameters(n.event())) for n in batch]
     assert got[0]["to_state"] != got[1]["to_state"]
 
