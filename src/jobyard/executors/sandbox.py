@@ -8,12 +8,11 @@ own code, all read-only), a private ``/tmp`` and ``/dev``, and its own processes
 credentials, the database, the server's environment or its processes. ``network:
 none`` gives it a network namespace with only a loopback interface.
 
-The process chain is ``bwrap`` (the outer monitor, a child of the server, started in
-the attempt's cgroups: the server's thread that forks it joins them meanwhile, see
-:meth:`JobCgroup.spawn`;
-``--die-with-parent`` kills the sandbox when the server dies, so a dead node leaves
-nothing running) → bwrap's PID 1 → the job, started through ``setpriv`` as the
-unprivileged user with no capabilities.
+The process chain is ``bwrap`` (the outer monitor, a child of the server, in the
+attempt's cgroups from its fork on: the server's thread that forks it joins them
+meanwhile, see :meth:`JobCgroup.spawn`; ``--die-with-parent`` kills the sandbox when
+the server dies, so a dead node leaves nothing running) → bwrap's PID 1 → the job,
+started through ``setpriv`` as the unprivileged user with no capabilities.
 bwrap records the exit status in the attempt's status file (``--json-status-fd``), so
 a node restarted after its job finished still knows the outcome.
 
@@ -221,7 +220,8 @@ class Sandbox:
 
 #: variables that change how glibc's dynamic loader and libc behave, which glibc drops
 #: itself only for set-user-ID programs: a job's value must not reach the chain's
-#: processes that run as root (``sh`` on the host, ``bwrap``, ``setpriv``)
+#: processes that run as root (``bwrap``, ``setpriv``, and ``sh`` on the host where a
+#: shell joins the cgroups, see :meth:`JobCgroup.spawn`)
 _LOADER_NAMES = frozenset(
     {
         "GCONV_PATH",
