@@ -286,7 +286,7 @@ class JobCgroup:
         While the thread is in: the process lists the server's pid in the group's
         ``cgroup.procs`` (:meth:`pids` leaves it out: no kill of the group hits the
         server), the thread counts in ``pids.current`` (a ``pids.max`` of 1 fails the
-        fork: the start fails), its CPU in the job's (``cpu`` is joined last and left
+        fork: the start fails), its CPU counts as the job's (``cpu`` is joined last and left
         first; :meth:`limit` lifted any throttle), its memory is charged to its
         process's (v1 charges a page to the group of the ``mm``'s owner, the server's
         main thread) and only kernel objects it allocates meanwhile, such as the child's,
@@ -297,14 +297,15 @@ class JobCgroup:
         homes = self._homes
         joined: list[str] = []
         if homes is not None and threading.get_native_id() != os.getpid():
-            homes.tasks()  # where it goes back to, read before it moves the first time
             try:
+                homes.tasks()  # where it goes back to, read before it moves the first time
                 for c in _JOIN_ORDER:
                     _write(f"{self.dirs[c]}/tasks", "0")
                     joined.append(c)
             except OSError as e:
                 log.warning("a thread cannot join cgroup %s (%s): a shell joins", self.name, e)
-                self._leave(homes, joined)
+                if joined:
+                    self._leave(homes, joined)
                 joined = []
         try:
             return start(args if joined else self.shell_joined(args))
