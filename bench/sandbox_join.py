@@ -4,8 +4,10 @@ between (an idle slot), from just before ``Popen`` to the job's own timestamp. T
 variants run interleaved: the interpreter alone, the sandbox without cgroups, with a
 shell in front that joins nothing, that writes its pid to the four groups'
 ``cgroup.procs`` (jobyard before ``d16c94b``), that writes ``0`` to their ``tasks``
-(jobyard now), and the same with ``setpriv`` given the job's uid and gid as numbers
-(jobyard before ``4b70a49``; now their names, found in ``/etc/passwd``). Needs root,
+(jobyard before ``JobCgroup.spawn``), the same with ``setpriv`` given the job's uid and
+gid as numbers (jobyard before ``4b70a49``; now their names, found in ``/etc/passwd``),
+and no shell: the starting thread joins the groups around ``Popen`` (jobyard now; the
+starts run in a thread of their own, since the main thread never joins). Needs root,
 bubblewrap and the cgroup v1 controllers.
 
     .venv/bin/python bench/sandbox_join.py [--runs 30] [--pause-ms 20]
@@ -22,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,7 +81,7 @@ def main() -> None:
         cpu_slots=1,
     )
     status_fd = os.open(os.devnull, os.O_WRONLY)  # bubblewrap's JSON status goes nowhere
-    bare = box.command(spec, job, status_fd=status_fd, group=None)
+    bare = box.command(spec, job, status_fd=status_fd)
     variants: dict[str, Callable[[JobCgroup], list[str]]] = {
         "python alone": lambda _g: job,
         "sandbox, no cgroups": lambda _g: bare,
@@ -86,13 +89,16 @@ def main() -> None:
         "sh: its pid to cgroup.procs": lambda g: _shell(
             " && ".join(f"echo $$ > {f}" for f in g.procs_files()), bare
         ),
-        "sh: 0 to tasks": lambda g: box.command(spec, job, status_fd=status_fd, group=g),
-        "same, setpriv by id": lambda g: _by_id(
-            box.command(spec, job, status_fd=status_fd, group=g)
-        ),
+        "sh: 0 to tasks": lambda g: g.shell_joined(bare),
+        "same, setpriv by id": lambda g: _by_id(g.shell_joined(bare)),
+        "no shell: the thread joins": lambda _g: bare,
     }
     took: dict[str, list[float]] = {name: [] for name in variants}
-    try:
+
+    def start(argv: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, cwd=work, pass_fds=(status_fd,), stdout=subprocess.PIPE)
+
+    def runs() -> None:
         for _ in range(args.runs):
             for name, argv in variants.items():
                 group = tree.acquire()
@@ -100,16 +106,20 @@ def main() -> None:
                 try:
                     time.sleep(args.pause_ms / 1000)
                     before = time.time()
-                    out = subprocess.run(
-                        argv(group),
-                        cwd=work,
-                        pass_fds=(status_fd,),
-                        capture_output=True,
-                        check=True,
-                    )
-                    took[name].append((float(out.stdout.split()[0]) - before) * 1000)
+                    if name.startswith("no shell"):
+                        popen = group.spawn(argv(group), start)
+                    else:
+                        popen = start(argv(group))
+                    out, _ = popen.communicate()
+                    assert popen.returncode == 0, name
+                    took[name].append((float(out.split()[0]) - before) * 1000)
                 finally:
                     tree.release(group)
+
+    try:
+        runner = threading.Thread(target=runs)
+        runner.start()
+        runner.join()
     finally:
         tree.sweep()  # the last group may still hold bwrap's exiting processes
         tree.close()

@@ -46,7 +46,7 @@ def variants(status_fd: int) -> dict[str, list[str]]:
         status_path=work / "exit",
         cpu_slots=1,
     )
-    full = box.command(spec, job, status_fd=status_fd, group=None)
+    full = box.command(spec, job, status_fd=status_fd)
     return {
         "bare": job,
         "sandbox": full,

@@ -133,8 +133,16 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 
 def _same(view: dict[str, object], job_id: str) -> dict[str, object]:
-    """The view with the job's own id written as ``JOB`` (namespaces as kinds)."""
-    text = repr({k: v for k, v in view.items() if k not in ("ns", "cgroup")})
+    """The view with the job's own id written as ``JOB`` (namespaces as kinds), its
+    environment in name order (a cold start's is the server's order, a parked one's the
+    order its shell exports it in)."""
+    text = repr(
+        {
+            k: dict(sorted(v.items())) if k == "env" and isinstance(v, dict) else v
+            for k, v in view.items()
+            if k not in ("ns", "cgroup")
+        }
+    )
     return {"view": text.replace(job_id, "JOB")}
 
 

@@ -41,7 +41,7 @@ def _run(box: sandbox.Sandbox, work: Path, *, numeric: bool) -> tuple[list[str],
     )
     null = os.open(os.devnull, os.O_WRONLY)
     try:
-        args = box.command(spec, argv, status_fd=null, group=None)
+        args = box.command(spec, argv, status_fd=null)
         if numeric:  # what jobyard passed before: the ids
             ids = {f"--reuid={NOBODY.pw_name}": f"--reuid={NOBODY.pw_uid}"}
             ids[f"--regid={GROUP}"] = f"--regid={NOBODY.pw_gid}"

@@ -26,7 +26,7 @@ import psutil
 
 from jobyard.errors import ExecutorError
 from jobyard.executors.base import LaunchSpec, Parking
-from jobyard.executors.cgroups import JobCgroup
+from jobyard.executors.cgroups import JobCgroup, spawn_in
 from jobyard.executors.support import DEFAULT_USER
 
 if TYPE_CHECKING:  # the sandbox builds the command (and imports this module)
@@ -211,18 +211,21 @@ class Parker:
                 work_fd=work_fd,
                 input_fd=input_fd,
                 sync_fd=signal_write,
-                group=parked.group,
             )
-            parked.popen = subprocess.Popen(  # noqa: S603 - our own fixed command
+            parked.popen = spawn_in(
+                parked.group,
                 args,
-                cwd="/",
-                env={},
-                stdin=read_end,
-                stdout=parked.log_fd,
-                stderr=subprocess.STDOUT,
-                close_fds=True,
-                pass_fds=(status_fd, signal_write),
-                start_new_session=True,
+                lambda args: subprocess.Popen(  # noqa: S603 - our own fixed command
+                    args,
+                    cwd="/",
+                    env={},
+                    stdin=read_end,
+                    stdout=parked.log_fd,
+                    stderr=subprocess.STDOUT,
+                    close_fds=True,
+                    pass_fds=(status_fd, signal_write),
+                    start_new_session=True,
+                ),
             )
             parked.root = psutil.Process(parked.popen.pid)
             os.close(signal_write)

@@ -8,11 +8,11 @@ own code, all read-only), a private ``/tmp`` and ``/dev``, and its own processes
 credentials, the database, the server's environment or its processes. ``network:
 none`` gives it a network namespace with only a loopback interface.
 
-The process chain is ``sh`` (joins the attempt's cgroups, ``0`` written to their
-``tasks``, then ``exec``) → ``bwrap`` (the outer monitor, a child of the server:
-``--die-with-parent`` kills the sandbox when the server dies, so a dead node leaves
-nothing running) → bwrap's PID 1 → the job, started through ``setpriv`` as the
-unprivileged user with no capabilities.
+The process chain is ``bwrap`` (the outer monitor, a child of the server, in the
+attempt's cgroups from its fork on: the server's thread that forks it joins them
+meanwhile, see :meth:`JobCgroup.spawn`; ``--die-with-parent`` kills the sandbox when
+the server dies, so a dead node leaves nothing running) → bwrap's PID 1 → the job,
+started through ``setpriv`` as the unprivileged user with no capabilities.
 bwrap records the exit status in the attempt's status file (``--json-status-fd``), so
 a node restarted after its job finished still knows the outcome.
 
@@ -49,7 +49,7 @@ import psutil
 from jobyard.domain.jobs import ResourceUsage
 from jobyard.errors import ExecutorError
 from jobyard.executors.base import LaunchSpec, Parking, thread_outlives_its_processes
-from jobyard.executors.cgroups import CgroupTree, JobCgroup
+from jobyard.executors.cgroups import CgroupTree, JobCgroup, spawn_in
 from jobyard.executors.local import LocalHandle, kill_group_of, open_log
 from jobyard.executors.parking import Parker
 from jobyard.executors.support import DEFAULT_USER, SandboxSupport
@@ -106,10 +106,9 @@ class Sandbox:
         #: what a job sees, as path prefixes (for the check that its program is there)
         self.visible = tuple(f"{p}/" for p in mounted)
 
-    def command(
-        self, spec: LaunchSpec, argv: list[str], *, status_fd: int, group: JobCgroup | None
-    ) -> list[str]:
-        """The full argument vector that runs ``argv`` for ``spec`` in the sandbox."""
+    def command(self, spec: LaunchSpec, argv: list[str], *, status_fd: int) -> list[str]:
+        """The full argument vector that runs ``argv`` for ``spec`` in the sandbox (started
+        in the attempt's cgroups by :func:`spawn_in`)."""
         uid, gid = setpriv_ids(spec.user or DEFAULT_USER, by_name=self.host_etc)
         work = spec.workdir
         args = [
@@ -123,7 +122,7 @@ class Sandbox:
         if (work / "input").is_dir():
             args += ["--ro-bind", str(work / "input"), str(work / "input")]
         args += ["--chdir", str(work), "--", *self._setpriv(uid, gid), *_loader_env(spec, argv)]
-        return _joined(args, group)
+        return args
 
     def _namespaces(self, *, network: bool, status_fd: int) -> list[str]:
         return [
@@ -147,7 +146,6 @@ class Sandbox:
         work_fd: int,
         input_fd: int,
         sync_fd: int,
-        group: JobCgroup | None,
     ) -> list[str]:
         """The argument vector of a sandbox parked for the next attempt in ``parking``'s
         directory, bound where the job's ``/tmp`` or ``/dev/shm`` will be, over it; its go
@@ -205,7 +203,7 @@ class Sandbox:
             "-c",
             stub,
         ]
-        return _joined(args, group)
+        return args
 
     def _setpriv(self, uid: str, gid: str) -> list[str]:
         return [
@@ -222,7 +220,8 @@ class Sandbox:
 
 #: variables that change how glibc's dynamic loader and libc behave, which glibc drops
 #: itself only for set-user-ID programs: a job's value must not reach the chain's
-#: processes that run as root (``sh`` on the host, ``bwrap``, ``setpriv``)
+#: processes that run as root (``bwrap``, ``setpriv``, and ``sh`` on the host where a
+#: shell joins the cgroups, see :meth:`JobCgroup.spawn`)
 _LOADER_NAMES = frozenset(
     {
         "GCONV_PATH",
@@ -266,14 +265,6 @@ def _stage(workdir: Path) -> str:
     ``/dev/shm`` (over ``/tmp`` when the job's directory lies in ``/dev/shm``); the
     move uncovers the fresh tmpfs there."""
     return _TMP if _under(workdir, [Path(_SHM)]) else _SHM
-
-
-def _joined(args: list[str], group: JobCgroup | None) -> list[str]:
-    """``args`` behind a shell that joins ``group`` first (``0`` to its ``tasks``)."""
-    if group is None:
-        return args
-    joins = " && ".join(f"echo 0 > {shlex.quote(str(f))}" for f in group.tasks_files())
-    return ["/bin/sh", "-c", f'{joins} && exec "$@"', "sh", *args]
 
 
 @functools.lru_cache(maxsize=16)
@@ -443,7 +434,7 @@ def isolate(
     env["HOME"] = str(workdir)
     env["USER"] = env["LOGNAME"] = DEFAULT_USER
     job = ["env", "--default-signal=TERM", "--", *args]  # bwrap ignores TERM, the job not
-    return box.command(spec, job, status_fd=status_fd, group=None)
+    return box.command(spec, job, status_fd=status_fd)
 
 
 def _probe(sandbox: Sandbox) -> str:
@@ -468,7 +459,7 @@ def _probe(sandbox: Sandbox) -> str:
         )
         r, w = os.pipe()
         try:
-            args = sandbox.command(spec, ["true"], status_fd=w, group=None)
+            args = sandbox.command(spec, ["true"], status_fd=w)
             done = subprocess.run(  # noqa: S603 - our own fixed command
                 args,
                 capture_output=True,
@@ -757,18 +748,23 @@ class SandboxedExecutor:
             except OSError as exc:
                 raise ExecutorError(f"cannot create {status}: {exc}") from exc
             try:
-                args = self.sandbox.command(spec, argv, status_fd=status_fd, group=group)
-                popen = subprocess.Popen(  # noqa: S603 - argv comes from the job spec
-                    args,
-                    cwd=spec.workdir,
-                    env=chain_env(spec.env),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    close_fds=True,
-                    pass_fds=(status_fd,),
-                    start_new_session=True,
-                )
+                args = self.sandbox.command(spec, argv, status_fd=status_fd)
+                env = chain_env(spec.env)
+
+                def start(args: list[str]) -> subprocess.Popen[bytes]:
+                    return subprocess.Popen(  # noqa: S603 - argv comes from the job spec
+                        args,
+                        cwd=spec.workdir,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        close_fds=True,
+                        pass_fds=(status_fd,),
+                        start_new_session=True,
+                    )
+
+                popen = spawn_in(group, args, start)
             except (OSError, ValueError, KeyError) as exc:
                 message = f"jobyard: cannot start the job's sandbox: {exc}"
                 log.write(message.encode("utf-8", "replace") + b"\n")
