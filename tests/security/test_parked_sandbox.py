@@ -126,7 +126,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
     data = tmp_path / "data"
     box, support = sandbox.detect(node_id="parked", data_dir=data, pids_max=200)
     assert box is not None, support.reason
-    assert box.parking_tools is not None, "this host parks no sandboxes"
+    assert box.parks, "this host parks no sandboxes"
     executor = SandboxedExecutor(box)
     yield Node(executor, Workspace(data), data)
     executor.close()
