@@ -184,6 +184,7 @@ class Parker:
             fds.append(os.open(parking.status_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
             fds.append(os.open(parking.log_path, flags, 0o600))
+            fds.append(os.open(parking.status_path, os.O_RDONLY))  # bwrap's first words
         except OSError:
             for fd in fds:
                 os.close(fd)
@@ -194,12 +195,13 @@ class Parker:
             input_ident=_fd_ident(fds[1]),
             log_fd=fds[3],
             dir_fds=fds[:2],
-            setup_fds=fds[2:3],
+            setup_fds=[fds[2], fds[4]],
         )
 
     def _run_parked(self, parked: Parked) -> None:
         """Start the parked sandbox's processes (in the spawning thread) and wait until
-        bwrap has mounted the spare (its stub says so); the spare may be renamed then."""
+        bwrap has mounted the spare (its job process says so); the spare may be renamed
+        then."""
         try:
             self._popen_parked(parked)
         except Exception as e:
@@ -218,7 +220,7 @@ class Parker:
             parked.group = tree.acquire()
             parked.group.limit(memory_bytes=None, pids_max=self._sandbox.pids_max, cpu_slots=0)
         user = pwd.getpwnam(parking.user or DEFAULT_USER)
-        work_fd, input_fd, status_fd = parked.dir_fds + parked.setup_fds
+        work_fd, input_fd, status_fd, status_read = parked.dir_fds + parked.setup_fds
         read_end, parked.go_fd = os.pipe()
         signal_read, signal_write = os.pipe()  # the chain's standard output until it waits
         try:
@@ -250,7 +252,7 @@ class Parker:
             # process (the job's user, no capabilities) waits for its go message
             if _read_line(signal_read, _PARK_DEADLINE_S) != b"mounted":
                 raise ExecutorError("the parked sandbox did not start")
-            parked.ns_fds = _namespace_of(parked.popen.pid)
+            parked.ns_fds = _namespace_of(parked.popen.pid, os.pread(status_read, 4096, 0))
         finally:
             os.close(read_end)
             os.close(signal_read)
@@ -291,19 +293,21 @@ class Parker:
             self._spawner.submit(self.discard, parked)
             return None
         assert message is not None and parked.popen is not None and parked.root is not None
-        try:  # the staged directory to the job's path, in the sandbox
-            self._mover.move(parked.ns_fds, stage_path(parked.parking.workdir), str(spec.workdir))
+        try:  # the staged directory to the job's path, in the sandbox, meanwhile
+            moved = self._mover.move(
+                parked.ns_fds, stage_path(parked.parking.workdir), str(spec.workdir)
+            )
         except OSError as e:
             log.info("job %s: its parked sandbox is not used: %s", spec.job_id, e)
             self._spawner.submit(self.discard, parked)
             return None
-        parked.close_ns_fds()
         try:  # its output and status files become the attempt's (never over a log begun)
             os.link(logs / parked.parking.log_path.name, spec.log_path)
             os.unlink(logs / parked.parking.log_path.name)
             os.replace(logs / parked.parking.status_path.name, status)
         except OSError as e:
             log.info("job %s: its parked sandbox is not used: %s", spec.job_id, e)
+            _settle(moved)  # its namespace's descriptors are the mover's until then
             self._spawner.submit(self.discard, parked)
             return None
         group = parked.group
@@ -311,8 +315,16 @@ class Parker:
             try:
                 self._limit(group, spec)
             except OSError as e:
+                _settle(moved)
                 self._spawner.submit(self.discard, parked)
                 raise ExecutorError(f"cannot set the job's resource limits: {e}") from e
+        try:
+            moved.result()
+        except OSError as e:  # start cold (after its output)
+            log.info("job %s: its parked sandbox is not used: %s", spec.job_id, e)
+            self._spawner.submit(self.discard, parked)
+            return None
+        parked.close_ns_fds()
         try:
             _write_all(parked.go_fd, message)
         except OSError as e:  # it ended meanwhile: start cold (after its output)
@@ -386,12 +398,16 @@ class Mover:
         self._libc = ctypes.CDLL(None, use_errno=True)
         self._broken = False
 
-    def move(self, ns_fds: list[int], stage: str, target: str) -> None:
+    def move(self, ns_fds: list[int], stage: str, target: str) -> Future[None]:
         """Move ``stage`` to ``target`` in the namespace of ``ns_fds`` (its ``mnt`` and
-        root directory); OSError when it could not."""
+        root directory; they stay open until the move is over): the future fails with
+        OSError when it could not."""
         if self._broken or len(ns_fds) != 2:
             raise OSError("the parked sandbox's namespace cannot be entered")
-        self._thread.submit(self._move, ns_fds[0], ns_fds[1], stage, target).result()
+        try:
+            return self._thread.submit(self._move, ns_fds[0], ns_fds[1], stage, target)
+        except RuntimeError as e:  # closed
+            raise OSError(str(e)) from e
 
     def _move(self, ns_fd: int, root_fd: int, stage: str, target: str) -> None:
         libc = self._libc
@@ -446,26 +462,45 @@ def _make_dirs(path: str) -> None:
         os.chmod(directory, 0o755)  # noqa: S103 - as bwrap's --dir: the job's user enters
 
 
+def _settle(future: Future[None]) -> None:
+    with contextlib.suppress(Exception):
+        future.result()
+
+
 def _errno(what: str) -> OSError:
     code = ctypes.get_errno()
     return OSError(code, f"{what}: {os.strerror(code)}")
 
 
-def _namespace_of(pid: int) -> list[int]:
-    """The mount namespace and root directory of the sandbox whose outer bwrap is
-    ``pid`` (of its PID 1, its only child), opened."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    if len(children) != 1:
-        raise ExecutorError(f"the parked sandbox's bwrap has {len(children)} children")
-    fds = [
-        os.open(f"/proc/{children[0]}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC),
-        os.open(f"/proc/{children[0]}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC),
-    ]
-    # still its child: the descriptors are that process's, not a later one's by its PID
-    if Path(f"/proc/{pid}/task/{pid}/children").read_text().split() != children:
+def _namespace_of(pid: int, status: bytes) -> list[int]:
+    """The root directory and mount namespace, opened, of the sandbox whose outer bwrap
+    is ``pid`` (of its PID 1): by the PID and namespace bwrap wrote first to its status
+    file (``status``), else by ``pid``'s only child."""
+    first = status.split(b"\n", 1)[0]
+    child = re.search(rb'"child-pid": *([0-9]+)', first)
+    namespace = re.search(rb'"mnt-namespace": *([0-9]+)', first)
+    if child is not None:
+        pid1 = child[1].decode()
+    else:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if len(children) != 1:
+            raise ExecutorError(f"the parked sandbox's bwrap has {len(children)} children")
+        pid1 = children[0]
+    fds = [os.open(f"/proc/{pid1}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]
+    try:
+        fds.insert(0, os.open(f"/proc/{pid1}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
+        # that process's: a PID reused meanwhile would be in another namespace (PID 1
+        # lived from before the root was opened until the namespace was, if it is its)
+        if namespace is not None:
+            same = os.fstat(fds[0]).st_ino == int(namespace[1])
+        else:
+            same = Path(f"/proc/{pid}/task/{pid}/children").read_text().split() == [pid1]
+        if not same:
+            raise ExecutorError("the parked sandbox's PID 1 ended")
+    except BaseException:
         for fd in fds:
             os.close(fd)
-        raise ExecutorError("the parked sandbox's PID 1 ended")
+        raise
     return fds
 
 

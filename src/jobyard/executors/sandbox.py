@@ -19,7 +19,8 @@ a node restarted after its job finished still knows the outcome.
 A *parked* sandbox is the same chain started ahead, while a slot is idle, in the spare
 job directory (see :class:`SandboxedExecutor`): its ``setpriv`` has run, and its job
 process waits, as the job's user, for the job's directory to be moved to the job's
-path by a root helper beside it and for the job's command. The next attempt that runs
+path (by a thread of the server's own, in the sandbox's mount namespace) and for the
+job's command. The next attempt that runs
 in that directory only lets it go on; any other attempt discards it and starts cold.
 docs/explanation/security.md gives the argument why a job started so sees and may do
 exactly what a job started cold sees and may do.
