@@ -5,8 +5,10 @@ a pause between (an idle slot). Per start: from just before ``start()`` to the j
 own timestamp, beyond the interpreter's own start (measured alone the same way); and
 the CPU of the processes of one start, parking included (the node's cgroups'
 ``cpuacct.usage``: the chain once it joined its group, and the job; plus
-``RUSAGE_CHILDREN``: what ran before, bwrap's monitor keeps the rest), and of the
-calling thread (``start()``, a warm one's renames and message). Needs root, bubblewrap
+``RUSAGE_CHILDREN``: what ran before, bwrap's monitor keeps the rest), of the
+calling thread (``start()``, a warm one's renames and message), and of the whole
+server process from before the park to ``start()``'s return (its threads: the park's
+spawn, the move of the job's directory; the spare's rename and ``start()``). Needs root, bubblewrap
 and the cgroup v1 controllers.
 
     .venv/bin/python bench/parked_start.py [--runs 40] [--pause-ms 50]
@@ -57,12 +59,12 @@ def main() -> None:
     home.chmod(0o755)
     data = home / "data"
     box, support = detect(node_id="bench-parked", data_dir=data, pids_max=1024)
-    if box is None or box.parking_tools is None:
+    if box is None or not getattr(box, "parks", getattr(box, "parking_tools", None)):
         sys.exit(f"no parked sandboxes here: {support.reason or support.limits_reason}")
     executor = SandboxedExecutor(box)
     workspace = Workspace(data)
     job = (sys.executable, "-c", STAMP)
-    figures: dict[str, list[tuple[float, float, float]]] = {"cold": [], "parked": []}
+    figures: dict[str, list[tuple[float, float, float, float]]] = {"cold": [], "parked": []}
     alone: list[float] = []
     try:
         for n in range(args.runs):
@@ -81,10 +83,11 @@ def main() -> None:
         wall = statistics.median(r[0] for r in rows) - own
         chain = statistics.median(r[1] for r in rows)
         thread = statistics.median(r[2] for r in rows)
+        server = statistics.median(r[3] for r in rows)
         print(
             f"{kind:7s}: start() → the job's stamp beyond the interpreter p50"
             f" {wall * 1000:+.2f} ms; CPU of its processes {chain * 1000:.2f} ms,"
-            f" of start() {thread * 1000:.2f} ms"
+            f" of start() {thread * 1000:.2f} ms, of the server {server * 1000:.2f} ms"
         )
     print(f"load average at the end: {load_average()}")
 
@@ -92,11 +95,13 @@ def main() -> None:
 def _one(
     executor: SandboxedExecutor, workspace: Workspace, job: tuple[str, ...], job_id: str, kind: str
 ) -> tuple[float, float, float]:
-    """(seconds to the job's stamp, CPU of the processes, CPU of the calling thread)."""
+    """(seconds to the job's stamp, CPU of the processes, of the calling thread, of the
+    server's threads)."""
     workspace.make_spare()
     work = workspace.spare_workdir()
     assert work is not None
     cpu0 = _children_cpu() + _tree_cpu(executor)
+    server0 = time.process_time()
     if kind == "parked":
         logs = work.parent / "logs"
         executor.park(
@@ -130,12 +135,13 @@ def _one(
     before = time.time()
     handle = executor.start(spec)
     thread = time.thread_time() - thread0
+    server = time.process_time() - server0
     assert handle.parked == (kind == "parked"), kind
     code = handle.wait(60)
     handle.cleanup()
     assert code == 0, spec.log_path.read_text()
     stamp = float(spec.log_path.read_text().split()[0])
-    return stamp - before, _children_cpu() + _tree_cpu(executor) - cpu0, thread
+    return stamp - before, _children_cpu() + _tree_cpu(executor) - cpu0, thread, server
 
 
 if __name__ == "__main__":

@@ -284,7 +284,7 @@ def test_a_pids_limit_of_one_fails_the_start_with_the_thread_back_home(
 def test_a_parked_sandbox_starts_in_its_group_without_a_shell(
     executor: SandboxedExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if executor.sandbox.parking_tools is None:
+    if not executor.sandbox.parks:
         pytest.skip("this host parks no sandboxes")
     jobs = tmp_path / "jobs"
     spare = jobs / ".spare"

@@ -126,7 +126,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
     data = tmp_path / "data"
     box, support = sandbox.detect(node_id="parked", data_dir=data, pids_max=200)
     assert box is not None, support.reason
-    assert box.parking_tools is not None, "this host parks no sandboxes"
+    assert box.parks, "this host parks no sandboxes"
     executor = SandboxedExecutor(box)
     yield Node(executor, Workspace(data), data)
     executor.close()
@@ -279,3 +279,65 @@ def test_the_loaders_variables_of_a_job_reach_its_own_process_only(node: Node) -
         log = spec.log_path.read_text()
         assert log.count("no-such-library.so") == 2, log  # the loader's warning, the variable
         assert "LD_LIBRARY_PATH=lib" in log
+
+
+def test_a_parked_sandbox_runs_no_process_with_privileges_but_bwraps_own(node: Node) -> None:
+    """While it waits, a parked sandbox holds bwrap's two processes and the job's
+    process, already the job's user without capabilities: no root shell or helper."""
+    node.executor.park(node.spare())
+    parked = node.executor._parker._parked
+    assert parked is not None
+    parked.started.result()
+    assert parked.popen is not None
+    chain = procs.tree(parked.popen.pid)
+    bwraps = [p for p in chain if psutil.Process(p).name() == "bwrap"]
+    assert len(bwraps) == 2
+    others = [p for p in chain if p not in bwraps]
+    assert len(others) == 1
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{others[0]}/status").read_text().splitlines()
+    )
+    assert status["Uid"].split() == ["65534"] * 4 and status["Gid"].split() == ["65534"] * 4
+    assert status["NoNewPrivs"].strip() == "1"
+    for caps in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert status[caps].strip() == "0000000000000000"
+    handle, view = node.run(node.spec("after-it", spare=True))
+    assert handle.parked and view["ids"] == [65534, 65534, 65534, 65534, []]
+
+
+def test_a_parked_sandbox_whose_directory_cannot_be_moved_is_discarded(node: Node) -> None:
+    """The move to the job's path fails (a file where the job's directory would be, in
+    the sandbox): the parked sandbox ends, the job starts cold and runs."""
+    node.executor.park(node.spare())
+    parked = node.executor._parker._parked
+    assert parked is not None
+    parked.started.result()
+    assert parked.popen is not None
+    pid = parked.popen.pid
+    pid1 = procs.tree(pid)[1]
+    jobs = f"/proc/{pid1}/root{node.workspace.root}"
+    Path(jobs, "in-the-way").write_text("a file, not a directory")
+    handle, view = node.run(node.spec("in-the-way", spare=True))
+    assert not handle.parked
+    assert view["cwd"] == str(node.workspace.workdir("in-the-way"))
+    wait_for(lambda: procs.gone([pid]))
+    logs = node.workspace.job_dir("in-the-way") / "logs"
+    wait_for(lambda: sorted(p.name for p in logs.iterdir()) == ["attempt-1.exit", "attempt-1.log"])
+
+
+def test_no_thread_of_the_server_stays_in_a_parked_sandboxs_mount_namespace(
+    node: Node,
+) -> None:
+    """The move enters the sandbox's mount namespace from a thread of its own, which
+    returns to the server's namespace and root."""
+    for n in range(3):
+        node.executor.park(node.spare())
+        handle, _ = node.run(node.spec(f"warm-{n}", spare=True))
+        assert handle.parked
+    own = os.readlink("/proc/self/ns/mnt")
+    threads = list(Path("/proc/self/task").iterdir())
+    assert len(threads) > 1
+    for task in threads:
+        assert os.readlink(task / "ns" / "mnt") == own
+        assert os.readlink(task / "root") == "/"
+        assert os.stat(task / "root").st_ino == os.stat("/").st_ino

@@ -1,11 +1,13 @@
 """Parked sandboxes: the next job's sandbox started ahead while a slot is idle, in the
 spare job directory, and let go on by the attempt that runs there (see
-:class:`Parker`; the command is :meth:`Sandbox.parked_command`, the security argument
-in docs/explanation/security.md, "Parked sandboxes")."""
+:class:`Parker`; the command is :meth:`Sandbox.parked_command`, the move of the job's
+directory :class:`Mover`, the security argument in docs/explanation/security.md,
+"Parked sandboxes")."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import pwd
@@ -36,6 +38,11 @@ log = logging.getLogger("jobyard.executors")
 
 _KILL_DEADLINE_S = 5.0
 _PARK_DEADLINE_S = 10.0  #: how long a parked sandbox may take to mount the spare
+_TMP = "/tmp"  # noqa: S108 - a fresh tmpfs inside the sandbox
+_SHM = "/dev/shm"  # noqa: S108 - a fresh tmpfs inside the sandbox
+_CLONE_FS = 0x200
+_CLONE_NEWNS = 0x20000
+_MS_MOVE = 0x2000
 #: names a parked sandbox's shell can export; the shell's own ones it would not pass on
 #: as given: a job whose environment has another name starts cold
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -44,21 +51,26 @@ _SHELL_OWN = frozenset(
 )
 
 
+def stage_path(workdir: Path) -> str:
+    """Where a parked sandbox keeps the job's directory until it goes: over its
+    ``/dev/shm`` (over ``/tmp`` when the job's directory lies in ``/dev/shm``); the
+    move uncovers the fresh tmpfs there."""
+    return _TMP if workdir == Path(_SHM) or workdir.is_relative_to(_SHM) else _SHM
+
+
 def go_message(spec: LaunchSpec, argv: list[str]) -> bytes | None:
-    """What a parked sandbox reads to run ``argv`` for ``spec``: the job's working
-    directory on a line (the root helper's), then a script its job process runs as
-    the job's user: ``cd``, the job's environment exported (``PWD`` as bwrap sets it
-    in a cold start, no ``OLDPWD`` the job was not given), and ``exec`` of the
-    command with ``/dev/null`` as its standard input. None when the shell could not
-    give the job exactly that (a name it does not export as given, a newline in the
-    path)."""
+    """What a parked sandbox's job process reads, once its directory is at the job's
+    path, to run ``argv`` for ``spec``: a script it runs as the job's user: ``cd``, the
+    job's environment exported (``PWD`` as bwrap sets it in a cold start, no ``OLDPWD``
+    the job was not given), and ``exec`` of the command with ``/dev/null`` as its
+    standard input. None when the shell could not give the job exactly that (a name it
+    does not export as given, a newline in the path)."""
     work = str(spec.workdir)
     if "\n" in work or any(not _NAME.fullmatch(name) or name in _SHELL_OWN for name in spec.env):
         return None
     q = shlex.quote
     env = {name: value for name, value in spec.env.items() if name != "PWD"}
     lines = [
-        work,
         f"cd {q(work)} || exit 1",
         *([] if "OLDPWD" in env else ["unset OLDPWD"]),
         "export " + " ".join(q(f"{name}={value}") for name, value in [*env.items(), ("PWD", work)]),
@@ -83,10 +95,17 @@ class Parked:
     started: Future[None] = field(default_factory=Future)
     #: the directory and its ``input/``, open while its processes may mount them
     dir_fds: list[int] = field(default_factory=list)
+    #: its mount namespace and root directory (bwrap's PID 1's), until it goes
+    ns_fds: list[int] = field(default_factory=list)
     setup_fds: list[int] = field(default_factory=list)  #: its status file, until it starts
 
     def close_setup_fds(self) -> None:
         fds, self.setup_fds = self.setup_fds, []
+        for fd in fds:
+            os.close(fd)
+
+    def close_ns_fds(self) -> None:
+        fds, self.ns_fds = self.ns_fds, []
         for fd in fds:
             os.close(fd)
 
@@ -120,6 +139,7 @@ class Parker:
         self._sandbox = sandbox
         self._spawner = spawner
         self._limit = limit
+        self._mover = Mover()
         self._park_lock = threading.Lock()
         self._parked: Parked | None = None
         self._closed = False
@@ -128,7 +148,7 @@ class Parker:
         """Park a sandbox in ``parking``'s directory unless one is parked there (one at
         most: one parked elsewhere, in a directory since taken by another attempt, is
         discarded). Started in the executor's spawning thread; returns at once."""
-        if self._sandbox.parking_tools is None:
+        if not self._sandbox.parks:
             return
         with self._park_lock:
             current = self._parked
@@ -164,6 +184,7 @@ class Parker:
             fds.append(os.open(parking.status_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
             fds.append(os.open(parking.log_path, flags, 0o600))
+            fds.append(os.open(parking.status_path, os.O_RDONLY))  # bwrap's first words
         except OSError:
             for fd in fds:
                 os.close(fd)
@@ -174,12 +195,13 @@ class Parker:
             input_ident=_fd_ident(fds[1]),
             log_fd=fds[3],
             dir_fds=fds[:2],
-            setup_fds=fds[2:3],
+            setup_fds=[fds[2], fds[4]],
         )
 
     def _run_parked(self, parked: Parked) -> None:
         """Start the parked sandbox's processes (in the spawning thread) and wait until
-        bwrap has mounted the spare (its stub says so); the spare may be renamed then."""
+        bwrap has mounted the spare (its job process says so); the spare may be renamed
+        then."""
         try:
             self._popen_parked(parked)
         except Exception as e:
@@ -198,19 +220,18 @@ class Parker:
             parked.group = tree.acquire()
             parked.group.limit(memory_bytes=None, pids_max=self._sandbox.pids_max, cpu_slots=0)
         user = pwd.getpwnam(parking.user or DEFAULT_USER)
-        work_fd, input_fd, status_fd = parked.dir_fds + parked.setup_fds
+        work_fd, input_fd, status_fd, status_read = parked.dir_fds + parked.setup_fds
         read_end, parked.go_fd = os.pipe()
-        signal_read, signal_write = os.pipe()  # bwrap's PID 1 keeps the write end
+        signal_read, signal_write = os.pipe()  # the chain's standard output until it waits
         try:
-            # the job's process reads the rest of its script by path (/dev/stdin) as the
-            # job's user; the pipe is reachable only through the descriptors of its holders
+            # the job's process reads its go message by path (/dev/stdin) as the job's
+            # user; the pipe is reachable only through the descriptors of its holders
             os.fchown(read_end, user.pw_uid, -1)
             args = self._sandbox.parked_command(
                 parking,
                 status_fd=status_fd,
                 work_fd=work_fd,
                 input_fd=input_fd,
-                sync_fd=signal_write,
             )
             parked.popen = spawn_in(
                 parked.group,
@@ -220,21 +241,21 @@ class Parker:
                     cwd="/",
                     env={},
                     stdin=read_end,
-                    stdout=parked.log_fd,
-                    stderr=subprocess.STDOUT,
+                    stdout=signal_write,
+                    stderr=parked.log_fd,
                     close_fds=True,
-                    pass_fds=(status_fd, signal_write),
+                    pass_fds=(status_fd,),
                     start_new_session=True,
                 ),
             )
             parked.root = psutil.Process(parked.popen.pid)
             os.close(signal_write)
             signal_write = -1
-            # the stub's first word, once bwrap has mounted everything: the only one this
-            # end reads (the job's process opens the pipe only after the stub read "ok")
+            # the job's process's first word: bwrap has mounted everything, and the job's
+            # process (the job's user, no capabilities) waits for its go message
             if _read_line(signal_read, _PARK_DEADLINE_S) != b"mounted":
                 raise ExecutorError("the parked sandbox did not start")
-            _write_all(parked.go_fd, b"ok\n")
+            parked.ns_fds = _namespace_of(parked.popen.pid, os.pread(status_read, 4096, 0))
         finally:
             os.close(read_end)
             os.close(signal_read)
@@ -275,12 +296,21 @@ class Parker:
             self._spawner.submit(self.discard, parked)
             return None
         assert message is not None and parked.popen is not None and parked.root is not None
+        try:  # the staged directory to the job's path, in the sandbox, meanwhile
+            moved = self._mover.move(
+                parked.ns_fds, stage_path(parked.parking.workdir), str(spec.workdir)
+            )
+        except OSError as e:
+            log.info("job %s: its parked sandbox is not used: %s", spec.job_id, e)
+            self._spawner.submit(self.discard, parked)
+            return None
         try:  # its output and status files become the attempt's (never over a log begun)
             os.link(logs / parked.parking.log_path.name, spec.log_path)
             os.unlink(logs / parked.parking.log_path.name)
             os.replace(logs / parked.parking.status_path.name, status)
         except OSError as e:
             log.info("job %s: its parked sandbox is not used: %s", spec.job_id, e)
+            _settle(moved)  # its namespace's descriptors are the mover's until then
             self._spawner.submit(self.discard, parked)
             return None
         group = parked.group
@@ -288,8 +318,16 @@ class Parker:
             try:
                 self._limit(group, spec)
             except OSError as e:
+                _settle(moved)
                 self._spawner.submit(self.discard, parked)
                 raise ExecutorError(f"cannot set the job's resource limits: {e}") from e
+        try:
+            moved.result()
+        except OSError as e:  # start cold (after its output)
+            log.info("job %s: its parked sandbox is not used: %s", spec.job_id, e)
+            self._spawner.submit(self.discard, parked)
+            return None
+        parked.close_ns_fds()
         try:
             _write_all(parked.go_fd, message)
         except OSError as e:  # it ended meanwhile: start cold (after its output)
@@ -306,6 +344,7 @@ class Parker:
         """End a parked sandbox (its standard input closed, it exits; killed if it does
         not within the deadline), give its cgroups back, remove its files."""
         parked.close_setup_fds()
+        parked.close_ns_fds()
         if parked.go_fd >= 0:
             os.close(parked.go_fd)
             parked.go_fd = -1
@@ -342,6 +381,130 @@ class Parker:
                 parked.started.result()
             self.discard(parked)
         self._spawner.submit(lambda: None).result()  # the discards queued before
+        self._mover.close()
+
+
+class Mover:
+    """Moves a parked sandbox's staged directory to the job's path, in the sandbox's
+    mount namespace: from a thread of the server's own, which has unshared its
+    filesystem attributes (root, working directory) from the rest of the server, enters
+    the namespace, makes the path's missing directories (0755, as bwrap's ``--dir``),
+    moves the mount, and returns to the server's namespace, root and working directory.
+    ≈ 0.1 ms of the server's CPU instead of a ``mount --move`` run in the sandbox by a
+    root helper (≈ 2.5 ms of CPU: a shell, a fork, ``mount``'s exec). If it cannot
+    return, it moves nothing more (parked sandboxes are then discarded, jobs start cold).
+    """
+
+    def __init__(self) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="jobyard-mount")
+        self._home: list[int] = []  #: the thread's own namespace, root and working directory
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._broken = False
+
+    def move(self, ns_fds: list[int], stage: str, target: str) -> Future[None]:
+        """Move ``stage`` to ``target`` in the namespace of ``ns_fds`` (its ``mnt`` and
+        root directory; they stay open until the move is over): the future fails with
+        OSError when it could not."""
+        if self._broken or len(ns_fds) != 2:
+            raise OSError("the parked sandbox's namespace cannot be entered")
+        try:
+            return self._thread.submit(self._move, ns_fds[0], ns_fds[1], stage, target)
+        except RuntimeError as e:  # closed
+            raise OSError(str(e)) from e
+
+    def _move(self, ns_fd: int, root_fd: int, stage: str, target: str) -> None:
+        libc = self._libc
+        if not self._home:
+            if libc.unshare(_CLONE_FS) != 0:
+                self._broken = True
+                raise _errno("unshare")
+            self._home = [
+                os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC),
+                os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC),
+                os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC),
+            ]
+        if libc.setns(ns_fd, _CLONE_NEWNS) != 0:
+            raise _errno("setns")
+        try:
+            os.fchdir(root_fd)
+            os.chroot(".")
+            _make_dirs(target)
+            if libc.mount(stage.encode(), target.encode(), None, _MS_MOVE, None) != 0:
+                raise _errno(f"mount --move {stage} {target}")
+        finally:
+            self._return(libc)
+
+    def _return(self, libc: ctypes.CDLL) -> None:
+        ns, root, cwd = self._home
+        try:
+            if libc.setns(ns, _CLONE_NEWNS) != 0:
+                raise _errno("setns")
+            os.fchdir(root)
+            os.chroot(".")
+            os.fchdir(cwd)
+        except OSError:
+            self._broken = True
+            log.error("a thread could not leave a parked sandbox: no more are used")
+            raise
+
+    def close(self) -> None:
+        self._thread.shutdown()
+        home, self._home = self._home, []
+        for fd in home:
+            os.close(fd)
+
+
+def _make_dirs(path: str) -> None:
+    """``path``'s missing directories, 0755 (root's, in the sandbox's own tmpfs)."""
+    missing: list[str] = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        os.mkdir(directory, 0o755)
+        os.chmod(directory, 0o755)  # noqa: S103 - as bwrap's --dir: the job's user enters
+
+
+def _settle(future: Future[None]) -> None:
+    with contextlib.suppress(Exception):
+        future.result()
+
+
+def _errno(what: str) -> OSError:
+    code = ctypes.get_errno()
+    return OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def _namespace_of(pid: int, status: bytes) -> list[int]:
+    """The root directory and mount namespace, opened, of the sandbox whose outer bwrap
+    is ``pid`` (of its PID 1): by the PID and namespace bwrap wrote first to its status
+    file (``status``), else by ``pid``'s only child."""
+    first = status.split(b"\n", 1)[0]
+    child = re.search(rb'"child-pid": *([0-9]+)', first)
+    namespace = re.search(rb'"mnt-namespace": *([0-9]+)', first)
+    if child is not None:
+        pid1 = child[1].decode()
+    else:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if len(children) != 1:
+            raise ExecutorError(f"the parked sandbox's bwrap has {len(children)} children")
+        pid1 = children[0]
+    fds = [os.open(f"/proc/{pid1}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]
+    try:
+        fds.insert(0, os.open(f"/proc/{pid1}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
+        # that process's: a PID reused meanwhile would be in another namespace (PID 1
+        # lived from before the root was opened until the namespace was, if it is its)
+        if namespace is not None:
+            same = os.fstat(fds[0]).st_ino == int(namespace[1])
+        else:
+            same = Path(f"/proc/{pid}/task/{pid}/children").read_text().split() == [pid1]
+        if not same:
+            raise ExecutorError("the parked sandbox's PID 1 ended")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
 
 
 def _ident(path: Path) -> tuple[int, int]:

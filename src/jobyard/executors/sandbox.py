@@ -19,7 +19,8 @@ a node restarted after its job finished still knows the outcome.
 A *parked* sandbox is the same chain started ahead, while a slot is idle, in the spare
 job directory (see :class:`SandboxedExecutor`): its ``setpriv`` has run, and its job
 process waits, as the job's user, for the job's directory to be moved to the job's
-path by a root helper beside it and for the job's command. The next attempt that runs
+path (by a thread of the server's own, in the sandbox's mount namespace) and for the
+job's command. The next attempt that runs
 in that directory only lets it go on; any other attempt discards it and starts cold.
 docs/explanation/security.md gives the argument why a job started so sees and may do
 exactly what a job started cold sees and may do.
@@ -33,7 +34,6 @@ import grp
 import logging
 import os
 import pwd
-import shlex
 import shutil
 import signal
 import subprocess
@@ -51,7 +51,7 @@ from jobyard.errors import ExecutorError
 from jobyard.executors.base import LaunchSpec, Parking, thread_outlives_its_processes
 from jobyard.executors.cgroups import CgroupTree, JobCgroup, spawn_in
 from jobyard.executors.local import LocalHandle, kill_group_of, open_log
-from jobyard.executors.parking import Parker
+from jobyard.executors.parking import Parker, stage_path
 from jobyard.executors.support import DEFAULT_USER, SandboxSupport
 
 log = logging.getLogger("jobyard.executors")
@@ -78,8 +78,8 @@ class Sandbox:
     ) -> None:
         self.bwrap = bwrap
         self.setpriv = setpriv
-        #: ``mount``, for parked sandboxes (None: this host parks none)
-        self.parking_tools: str | None = None
+        #: whether this host parks sandboxes (its probe ran one)
+        self.parks = False
         self.cgroups = cgroups
         self.pids_max = pids_max
         static: list[str] = []
@@ -145,49 +145,27 @@ class Sandbox:
         status_fd: int,
         work_fd: int,
         input_fd: int,
-        sync_fd: int,
     ) -> list[str]:
         """The argument vector of a sandbox parked for the next attempt in ``parking``'s
-        directory, bound where the job's ``/tmp`` or ``/dev/shm`` will be, over it; its go
-        message is read from its standard input (see :func:`parking.go_message`).
+        directory, bound where the job's ``/tmp`` or ``/dev/shm`` will be, over it
+        (:func:`parking.stage_path`). Its job process, the job's user already, says
+        ``mounted`` on its standard output (then points it at its standard error, the
+        output file) and runs its go message, read from its standard input (see
+        :func:`parking.go_message`) once the server has moved the staged directory to
+        the job's path (:class:`parking.Mover`).
 
         The directory and its ``input/`` are given as this process's descriptors
         ``work_fd`` and ``input_fd``, by their ``/proc`` links, which bwrap's mount follows
         to the directories themselves: the spare may be renamed to the job's name before
         bwrap mounts it (``--bind-fd`` would resolve to the old path at once, and bind
         whatever is there by then). They must stay open until the sandbox has ended."""
-        assert self.parking_tools is not None
-        mount = shlex.quote(self.parking_tools)
+        assert self.parks
         uid, gid = setpriv_ids(parking.user or DEFAULT_USER, by_name=self.host_etc)
-        stage = _stage(parking.workdir)
+        stage = stage_path(parking.workdir)
         jobs = parking.workdir.parent.parent  # where the job's directory will be
-        # the root helper: reads one line (the job's working directory), moves the staged
-        # directory there, says how that went to the job's process (the pipe bwrap's
-        # PID 1 holds as its sync fd, reached through /proc by root alone), and exits
-        signal_pipe = f"/proc/1/fd/{sync_fd}"
-        helper = (
-            f"IFS= read -r t <&4 || {{ echo 1; exit 1; }}; exec 4<&-; "
-            f'{mount} -n --move -o X-mount.mkdir=0755 {stage} "$t"; echo $?'
-        )
-        # the job's process, as the job's user: waits for the move, then runs the
-        # rest of its standard input (the job's directory, environment and command)
-        job = 'IFS= read -r rc <&3 && [ "$rc" = 0 ] || exit 1; exec 3<&-; . /dev/stdin; exit 1'
-        stub = "\n".join(
-            [
-                # mounted (the server takes the spare's renames back), then its answer
-                f'echo mounted >{signal_pipe} && IFS= read -r ok && [ "$ok" = ok ] || exit 1',
-                # the reading end first: a write with no reader would fail (EPIPE);
-                # an asynchronous list's standard input is /dev/null: fd 4 keeps it
-                f"exec 3<{signal_pipe} 4<&0",
-                f"( {{ exec 3<&-; {helper}; }} >{signal_pipe} & )",
-                "exec 4<&-",
-                "exec " + shlex.join([*self._setpriv(uid, gid), "/bin/sh", "-c", job]),
-            ]
-        )
+        job = "echo mounted && exec >&2 && . /dev/stdin; exit 1"
         args = [
             *self._namespaces(network=True, status_fd=status_fd),
-            "--sync-fd",
-            str(sync_fd),
             *self._static,
             *_parents(jobs / "job", set(self._made)),
             "--bind",
@@ -199,9 +177,10 @@ class Sandbox:
             "--chdir",
             "/",
             "--",
+            *self._setpriv(uid, gid),
             "/bin/sh",
             "-c",
-            stub,
+            job,
         ]
         return args
 
@@ -258,13 +237,6 @@ def _loader_env(spec: LaunchSpec, argv: list[str]) -> list[str]:
         return argv
     shell = ["/bin/sh", "-c", 'exec "$@"', "sh"] if "=" in argv[0] else []  # not a NAME=VALUE
     return ["/usr/bin/env", "--", *pairs, *shell, *argv]
-
-
-def _stage(workdir: Path) -> str:
-    """Where a parked sandbox keeps the job's directory until it goes: over its
-    ``/dev/shm`` (over ``/tmp`` when the job's directory lies in ``/dev/shm``); the
-    move uncovers the fresh tmpfs there."""
-    return _TMP if _under(workdir, [Path(_SHM)]) else _SHM
 
 
 @functools.lru_cache(maxsize=16)
@@ -374,12 +346,11 @@ def detect(
     probe = _probe(sandbox)
     if probe:
         return None, SandboxSupport(False, probe, False, "jobs are not sandboxed")
-    sandbox.parking_tools = shutil.which("mount")
-    if sandbox.parking_tools:
-        why = _probe_parked(sandbox)
-        if why:
-            log.info("no sandboxes are parked ahead on this host: %s", why)
-            sandbox.parking_tools = None
+    sandbox.parks = True
+    why = _probe_parked(sandbox)
+    if why:
+        log.info("no sandboxes are parked ahead on this host: %s", why)
+        sandbox.parks = False
     return sandbox, SandboxSupport(True, "", cgroups is not None, limits_reason)
 
 
