@@ -133,6 +133,33 @@ def test_handle_reports_pid_and_create_time(start: Callable[..., LocalHandle]) -
     wait_for(lambda: proc.cmdline()[:1] == [sys.executable])  # exec may still be settling
 
 
+def test_start_does_not_read_the_process_until_asked(
+    start: Callable[..., LocalHandle], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading ``/proc/<pid>/stat`` right after ``Popen`` waits for the child's exec (the
+    claim loop would wait ≈ 2 ms per Python job): the start reads nothing of the
+    process; its create time is read when asked, or before its exit is reaped."""
+    read: list[int] = []
+    real = psutil.Process
+
+    def spy(pid: int) -> psutil.Process:
+        read.append(pid)
+        return real(pid)
+
+    monkeypatch.setattr(psutil, "Process", spy)
+    running = start(argv=python("import signal; signal.pause()"))
+    exited = start(argv=python("pass"))
+    assert read == []
+
+    assert running.create_time == real(running.pid).create_time()
+    assert read == [running.pid]
+    assert exited.wait(10) == 0  # reaped: /proc/<pid> is gone now
+    assert read == [running.pid, exited.pid]
+    assert exited.create_time > 0  # read before the reaping
+    assert abs(exited.create_time - running.create_time) < 60
+    assert read == [running.pid, exited.pid]  # once
+
+
 def test_argv_runs_without_a_shell(start: Callable[..., LocalHandle], tmp_path: Path) -> None:
     handle = start(
         argv=(*python("import sys; print(sys.argv[1:])"), "$HOME", "a b", "*"),

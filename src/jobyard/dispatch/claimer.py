@@ -1,8 +1,9 @@
 """The claim loop: the node's one writer of starts, ends and claims. Each step is one
-transaction that marks the attempts started since the last step running, writes the
-ends reported since then, and claims queued jobs for the slots that are free; then
-the claimed jobs are started. It is woken by submits and exits, by starts waiting
-for their running mark (``RUNNING_MARK_DELAY_S``), else every poll interval.
+transaction that marks attempts running (those that ended since, or started
+``RUNNING_MARK_DELAY_S`` ago), writes the ends reported since the last step, and claims
+queued jobs for the slots that are free; then the claimed jobs are started. It is woken
+by submits and exits, by starts waiting for their running mark, else every poll
+interval.
 Scheduled jobs are promoted when the earliest of them is due (one timer, read from
 the store).
 
@@ -36,8 +37,9 @@ log = logging.getLogger("jobyard.dispatch")
 #: one info line per job state change this node writes (``serverlog``)
 jobs_log = logging.getLogger("jobyard.jobs")
 
-#: how long a start may wait for a step to mark it running: the mark usually rides
-#: along with the next step (an exit's end, a claim) instead of a commit of its own
+#: how long a start waits for its running mark: the mark waits that long for the
+#: attempt's end (a short job's mark and end are then one UPDATE), then rides along
+#: with the next step (an exit's end, a claim) or a commit of its own
 RUNNING_MARK_DELAY_S = 0.05
 #: the first and the longest pause before a failed step is tried again
 RETRY_FIRST_S = 0.2
@@ -187,7 +189,8 @@ class ClaimLoop:
     def _step(self) -> None:
         """One transaction: running marks, ends, claims; then start what was claimed."""
         with self._lock:
-            ends, starts = list(self._ends), list(self._starts)
+            ends = list(self._ends)
+            starts = self._due_starts({id(a) for a, _ in ends})
         for a, end in ends:  # results first: readers of an ended job find them
             if end is not None and a.results_pending:
                 self.runner.collect_results(a)  # StoreUnavailable: the step waits
@@ -219,7 +222,11 @@ class ClaimLoop:
         )
         with self._lock:  # written: no longer pending
             del self._ends[: len(ends)]
-            del self._starts[: len(starts)]
+            if starts:
+                marked = {id(a) for a in starts}
+                self._starts = [a for a in self._starts if id(a) not in marked]
+                if self._starts:
+                    self._starts_at = min(a.started_mono for a in self._starts)
         self._after_running(starts, step.running)
         again = [
             (a, end)
@@ -239,6 +246,19 @@ class ClaimLoop:
             self._wake.set()  # queued during the step, when no slot looked free
         if jobs_log.isEnabledFor(logging.INFO):
             self._log_changes(step.claimed, step.running, step.ended)
+
+    def _due_starts(self, ended: set[int]) -> list[Attempt]:
+        """The starts this step marks running (under ``_lock``): those whose attempt
+        ended (the mark and the end are one UPDATE), and those that waited
+        ``RUNNING_MARK_DELAY_S`` for their end. A younger one waits on: a job of a few
+        milliseconds is marked with its end, one UPDATE and one read of its process
+        (``Started.create_time``) fewer, the read not while its exec still runs."""
+        mono = time.monotonic()
+        return [
+            a
+            for a in self._starts
+            if id(a) in ended or mono - a.started_mono >= RUNNING_MARK_DELAY_S
+        ]
 
     def _log_changes(
         self,
@@ -344,7 +364,7 @@ class ClaimLoop:
             return
         with self._lock:
             if not self._starts:
-                self._starts_at = time.monotonic()
+                self._starts_at = a.started_mono
             self._starts.append(a)
         self.watch(a, a.handle)  # its end is written after its running mark, by a step
 

@@ -69,12 +69,21 @@ def _primary_group(user: str | None) -> int | None:
 
 
 class LocalHandle:
-    """A job attempt running as a local subprocess (leader of its process group)."""
+    """A job attempt running as a local subprocess (leader of its process group).
 
-    def __init__(self, popen: subprocess.Popen[bytes], log_path: Path, root: psutil.Process):
+    Its process as psutil sees it (``root``, with its create time) is read on first use
+    when not given: right after ``Popen`` a read of ``/proc/<pid>/stat`` waits for the
+    kernel to finish the child's ``exec`` (its ``exec_update_lock``), ≈ 2 ms for a Python
+    job, which the claim loop would wait for at each start. It is read before the
+    process is reaped (then it is a zombie, whose ``/proc`` entry is still there)."""
+
+    def __init__(
+        self, popen: subprocess.Popen[bytes], log_path: Path, root: psutil.Process | None = None
+    ):
         self._popen = popen
-        self._root = root
-        self._create_time = root.create_time()
+        self._proc = root
+        self._create_time: float | None = None if root is None else root.create_time()
+        self._proc_lock = threading.Lock()
         self.log_path = log_path
         self._lock = threading.Lock()
         self._group_gone = False  # once True, the pgid may be reused: never signal it again
@@ -98,8 +107,36 @@ class LocalHandle:
 
     @property
     def create_time(self) -> float:
-        """psutil create time of the main process."""
+        """psutil create time of the main process (0.0 if it could not be read before
+        the process was reaped: never for a process this handle reaps itself)."""
+        if self._create_time is None:
+            self._identify()
+        assert self._create_time is not None
         return self._create_time
+
+    @property
+    def _root(self) -> psutil.Process:
+        """The main process as psutil sees it (psutil.NoSuchProcess if it could not be
+        read before it was reaped)."""
+        if self._proc is None:
+            self._identify()
+            if self._proc is None:
+                raise psutil.NoSuchProcess(self.pid)
+        return self._proc
+
+    def _identify(self) -> None:
+        """Read the main process's psutil identity once; before it is reaped (callers
+        that reap call this first)."""
+        if self._create_time is not None:
+            return
+        with self._proc_lock:
+            if self._create_time is not None:
+                return
+            try:
+                self._proc = psutil.Process(self._popen.pid)
+                self._create_time = self._proc.create_time()
+            except psutil.Error:
+                self._create_time = 0.0
 
     @property
     def kernel_limits(self) -> bool:
@@ -118,6 +155,7 @@ class LocalHandle:
 
     def wait(self, timeout: float | None) -> int | None:
         """The exit code once the main process exited, ``None`` if still running."""
+        self._identify()  # before the reaping below: then /proc/<pid> is gone
         try:
             return self._popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -151,6 +189,7 @@ class LocalHandle:
 
     def sample(self) -> ResourceUsage:
         """Resource use of the main process and its descendants (never raises)."""
+        self._identify()
         with self._lock:
             if self._popen.poll() is not None:
                 return self._last
@@ -215,6 +254,7 @@ class LocalHandle:
         """True once the main process is reaped and its group has no live member."""
         if self._group_gone:
             return True
+        self._identify()
         if self._popen.poll() is None or _group_alive(self.pid):
             return False
         self._group_gone = True
@@ -259,8 +299,7 @@ class LocalExecutor:
                 message = f"jobyard: cannot start {args[0]!r}: {exc}"
                 log.write(message.encode("utf-8", "replace") + b"\n")
                 raise ExecutorError(message, program=args[0]) from exc
-        # The child is not reaped yet, so its /proc entry exists even if it already exited.
-        return LocalHandle(popen, spec.log_path, psutil.Process(popen.pid))
+        return LocalHandle(popen, spec.log_path)  # its psutil identity read on first use
 
     def kill_orphan(self, pid: int, create_time: float) -> bool:
         """SIGKILL the group led by ``pid`` if that process has ``create_time``."""
