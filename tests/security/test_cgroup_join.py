@@ -6,6 +6,7 @@ cgroup v1 hierarchy."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -41,6 +42,16 @@ def _groups(path: str) -> dict[str, str]:
 
 def _of_thread(tid: int) -> dict[str, str]:
     return _groups(f"/proc/self/task/{tid}/cgroup")
+
+
+def _threads_now() -> dict[int, dict[str, str]]:
+    """The groups of each thread of this process now (a thread that ends meanwhile, such
+    as an earlier test's pool thread, is left out)."""
+    found: dict[int, dict[str, str]] = {}
+    for t in os.listdir("/proc/self/task"):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            found[int(t)] = _of_thread(int(t))
+    return found
 
 
 def _in(group: JobCgroup, groups: dict[str, str]) -> bool:
@@ -103,7 +114,7 @@ class _Spy:
 
         def popen(args: list[str], **kw: object) -> subprocess.Popen[bytes]:
             if threading.current_thread().name.startswith(prefix):
-                tasks = {int(t): _of_thread(int(t)) for t in os.listdir("/proc/self/task")}
+                tasks = _threads_now()
                 self.calls.append((threading.get_native_id(), list(args), tasks))
                 self.probed.append(probe())
             return real(args, **kw)  # type: ignore[call-overload,no-any-return]
