@@ -23,7 +23,7 @@ from jobyard.executors.cgroups import CgroupTree, JobCgroup
 from jobyard.executors.sandbox import Sandbox, SandboxedExecutor, detect
 from tests.conftest import wait_for
 from tests.support import procs
-from tests.support.sandbox import require_sandbox
+from tests.support.sandbox import job_spec, require_sandbox
 
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 T = TypeVar("T")
@@ -76,23 +76,6 @@ def executor(tmp_path: Path) -> Iterator[SandboxedExecutor]:
     ex.close()
 
 
-def _spec(root: Path, name: str, argv: list[str], **kw: int) -> LaunchSpec:
-    work = root / name / "work"
-    work.mkdir(parents=True)
-    os.chown(work, 65534, 65534)
-    return LaunchSpec(
-        job_id=name,
-        attempt=1,
-        entrypoint=None,
-        argv=tuple(argv),
-        workdir=work,
-        log_path=root / name / "log",
-        env={"PATH": "/usr/bin:/bin"},
-        status_path=root / name / "exit",
-        **kw,  # type: ignore[arg-type]
-    )
-
-
 def _tree(ex: SandboxedExecutor) -> CgroupTree:
     assert ex.sandbox.cgroups is not None
     return ex.sandbox.cgroups
@@ -133,7 +116,7 @@ def test_only_the_starting_thread_joins_the_jobs_groups_and_it_goes_back(
         return (g1.dirs["pids"] / "cgroup.procs").read_text(), g1.pids()
 
     spy = _Spy(monkeypatch, probe=procs)
-    job = executor.start(_spec(tmp_path, "j", ["/bin/sh", "-c", "cat /proc/self/cgroup"]))
+    job = executor.start(job_spec(tmp_path, "j", ["/bin/sh", "-c", "cat /proc/self/cgroup"]))
     group = job.group
     assert group is not None
     [(tid, args, tasks)] = spy.calls
@@ -166,7 +149,7 @@ def test_a_job_started_from_the_main_thread_has_a_shell_join_it(
     monkeypatch.setattr(
         "jobyard.executors.sandbox.thread_outlives_its_processes", lambda: True
     )  # no hand-off to the spawning thread
-    job = executor.start(_spec(tmp_path, "m", ["/bin/sh", "-c", "sleep 60"]))
+    job = executor.start(job_spec(tmp_path, "m", ["/bin/sh", "-c", "sleep 60"]))
     group = job.group
     assert group is not None
     [(tid, args, tasks)] = spy.calls
@@ -198,7 +181,7 @@ def test_a_join_that_fails_half_way_leaves_the_thread_home_and_a_shell_join(
     group = tree.acquire()
     group.limit(memory_bytes=None, pids_max=None, cpu_slots=1)
     group.dirs["cpu"].rmdir()  # the last of the four: the thread joined three by then
-    spec = _spec(tmp_path, "half", ["/bin/touch", "ran"])
+    spec = job_spec(tmp_path, "half", ["/bin/touch", "ran"])
     args = _box_args(executor.sandbox, spec, ["/bin/touch", "ran"])
     home = _of_thread(threading.get_native_id())
     seen: dict[str, object] = {}
@@ -229,7 +212,7 @@ def test_a_thread_refused_by_its_own_group_goes_to_the_root_or_strands_the_group
     tree = _tree(executor)
     homes = tree._homes
     assert homes is not None
-    spec = _spec(tmp_path, "back", ["/bin/true"])
+    spec = job_spec(tmp_path, "back", ["/bin/true"])
     args = _box_args(executor.sandbox, spec, ["/bin/true"])
     home = _of_thread(threading.get_native_id())
     real = homes.tasks()
@@ -280,7 +263,7 @@ def test_a_pids_limit_of_one_fails_the_start_with_the_thread_back_home(
     try:
         home = _of_thread(threading.get_native_id())
         with pytest.raises(ExecutorError, match="Resource temporarily unavailable"):
-            ex.start(_spec(tmp_path, "one", ["/bin/true"]))
+            ex.start(job_spec(tmp_path, "one", ["/bin/true"]))
         tid = ex._spawner.submit(threading.get_native_id).result()
         assert _of_thread(tid) == home
         group = _tree(ex).acquire()  # the same group, back in the pool, empty

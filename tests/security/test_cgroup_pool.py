@@ -13,11 +13,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from jobyard.executors.base import LaunchSpec
 from jobyard.executors.cgroups import CgroupTree
 from jobyard.executors.sandbox import SandboxedExecutor, SandboxHandle, detect
 from tests.conftest import wait_for
-from tests.support.sandbox import require_sandbox
+from tests.support.sandbox import job_spec, require_sandbox
 
 MB = 1024 * 1024
 PY = sys.executable
@@ -40,21 +39,7 @@ def executor(tmp_path: Path) -> Iterator[SandboxedExecutor]:
 def _start(
     ex: SandboxedExecutor, root: Path, name: str, argv: list[str], **kw: int
 ) -> SandboxHandle:
-    work = root / name / "work"
-    work.mkdir(parents=True)
-    os.chown(work, 65534, 65534)
-    spec = LaunchSpec(
-        job_id=name,
-        attempt=1,
-        entrypoint=None,
-        argv=tuple(argv),
-        workdir=work,
-        log_path=root / name / "log",
-        env={"PATH": "/usr/bin:/bin"},
-        status_path=root / name / "exit",
-        **kw,  # type: ignore[arg-type]
-    )
-    return ex.start(spec)
+    return ex.start(job_spec(root, name, argv, **kw))
 
 
 def _run(ex: SandboxedExecutor, root: Path, name: str, argv: list[str], **kw: int) -> SandboxHandle:
