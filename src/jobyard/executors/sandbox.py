@@ -509,13 +509,17 @@ def _probe_parked(sandbox: Sandbox) -> str:
 class SandboxHandle(LocalHandle):
     """An attempt running in a sandbox. Its processes are those of its PID namespace:
     when the job's main process exits, bwrap's PID 1 exits and the kernel kills the
-    rest, so nothing the job left behind (``setsid``, ``nohup``) survives it."""
+    rest, so nothing the job left behind (``setsid``, ``nohup``) survives it.
+
+    Its outer bwrap as psutil sees it (``root``) is read on first use when not given,
+    as :class:`LocalHandle`'s process is: right after ``Popen`` the read waits for the
+    child's ``exec`` to finish, on the claim loop's thread."""
 
     def __init__(
         self,
         popen: subprocess.Popen[bytes],
         log_path: Path,
-        root: psutil.Process,
+        root: psutil.Process | None,
         group: JobCgroup | None,
         tree: CgroupTree | None,
         *,
@@ -542,6 +546,7 @@ class SandboxHandle(LocalHandle):
 
     def stop(self, grace_s: float, *, force: bool = False) -> int:
         """SIGTERM every process of the job, ``grace_s`` to exit, then kill the sandbox."""
+        self._identify()  # before a reap below: then /proc/<pid> is gone
         if not force and self._popen.poll() is None:
             for sig in (signal.SIGTERM, signal.SIGCONT):
                 self._signal_job(sig)
@@ -593,6 +598,7 @@ class SandboxHandle(LocalHandle):
             os.close(fd)
 
     def _finished(self) -> bool:
+        self._identify()  # before the reap
         return self._popen.poll() is not None
 
     def sample(self) -> ResourceUsage:
@@ -742,8 +748,8 @@ class SandboxedExecutor:
                 raise ExecutorError(message, program=argv[0]) from exc
             finally:
                 os.close(status_fd)
-        root = psutil.Process(popen.pid)
-        return SandboxHandle(popen, spec.log_path, root, group, self.sandbox.cgroups)
+        # its psutil identity read on first use (see SandboxHandle)
+        return SandboxHandle(popen, spec.log_path, None, group, self.sandbox.cgroups)
 
     def kill_orphan(self, pid: int, create_time: float) -> bool:
         return kill_group_of(pid, create_time)
