@@ -314,10 +314,16 @@ class LocalExecutor:
 
 
 def open_log(spec: LaunchSpec) -> BinaryIO:
-    """The attempt's log, opened for appending (readable by the server only)."""
+    """The attempt's log, opened for appending (readable by the server only); its
+    directory made first if it is not there (the preparer made it: one ``mkdir`` and
+    ``stat`` fewer a start)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     try:
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            fd = os.open(spec.log_path, flags, 0o600)
+        except FileNotFoundError:
+            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(spec.log_path, flags, 0o600)
         return os.fdopen(fd, "ab")
     except OSError as exc:
         raise ExecutorError(f"cannot open log {spec.log_path}: {exc}") from exc
