@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from jobyard.executors.sandbox import SandboxedExecutor, detect
+from tests.support import procs
 from tests.support.sandbox import job_spec, require_sandbox
 
 
@@ -31,16 +32,11 @@ def executor(tmp_path: Path) -> Iterator[SandboxedExecutor]:
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The pids ``psutil.Process`` is asked for from now on."""
-    read: list[int] = []
-    real = psutil.Process
+    """The pids whose ``/proc/<pid>/stat`` is read from now on."""
+    return procs.spy_reads(monkeypatch)
 
-    def spy(pid: int) -> psutil.Process:
-        read.append(pid)
-        return real(pid)
 
-    monkeypatch.setattr(psutil, "Process", spy)
-    return read
+REAL = psutil.Process
 
 
 def test_a_start_reads_nothing_of_its_process_until_asked(
@@ -51,9 +47,8 @@ def test_a_start_reads_nothing_of_its_process_until_asked(
     assert reads == []
 
     try:
-        found = psutil.Process(running.pid).create_time()
-        assert running.create_time == found
-        assert reads == [running.pid, running.pid]  # the handle's read, then the test's
+        assert running.create_time == REAL(running.pid).create_time()  # psutil's
+        assert reads == [running.pid]
         assert exited.wait(10) == 0  # reaped: /proc/<pid> is gone now
         assert exited.create_time > 0  # read before the reaping
         assert abs(exited.create_time - running.create_time) < 60
@@ -73,6 +68,6 @@ def test_a_stop_reads_the_process_before_it_reaps_it(
     assert handle.stop(0, force=True) == -9
     handle.cleanup()
     with pytest.raises(psutil.NoSuchProcess):
-        psutil.Process(handle.pid)  # reaped
+        REAL(handle.pid)  # reaped
     assert handle.create_time > 0  # read before the reaping
-    assert reads.count(handle.pid) == 2  # the handle's once, and the test's
+    assert reads.count(handle.pid) == 1
