@@ -331,6 +331,8 @@ def test_a_step_after_its_connection_broke_runs_on_a_new_one(
     broke (closed under it, as by a restarted database server) is replaced after the
     step that found it broken."""
     services = make_services(start=False)
+    if services.db.dialect != "sqlite":
+        pytest.skip("PostgreSQL's steps take a pooled connection, pinged at checkout")
     job = services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0]
     claims = ClaimStore(services.db)
     with services.db.held_write() as conn:

@@ -107,28 +107,25 @@ class Database:
 
     @contextmanager
     def held_write(self, *, synced: bool = True) -> Iterator[sa.Connection]:
-        """:meth:`write` on a connection kept for the claim loop's steps (a pooled one
-        while another thread is in a transaction on it): no pool checkout, and on SQLite
+        """:meth:`write` on a connection kept for the claim loop's steps (SQLite; a
+        pooled one while another thread is in a transaction on it): no pool checkout,
         the driver's ``BEGIN IMMEDIATE`` and ``COMMIT`` (as :meth:`_group_write_now`),
         ``synchronous`` set only when it changes, and a page cache that stays valid while
         no other connection writes (a pooled connection's is dropped at each checkout
-        that follows another's commit). A connection that broke, or whose transaction
-        failed, is replaced at the next call."""
+        that follows another's commit). A connection whose transaction failed is
+        replaced at the next call. PostgreSQL: :meth:`write` (its pool pings a
+        connection at checkout: one idle for long, or from before a restart of the
+        server, is replaced without a failed step)."""
         held = self._held_lock
-        if not held.acquire(blocking=False):
+        lock = self._write_lock
+        if lock is None or not held.acquire(blocking=False):
             with self.write(synced=synced) as conn:
                 yield conn
             return
         try:
-            if self._write_lock is None:
-                with translate_errors():
-                    conn = self._group_conn(_LOOP_SLOT)
-                    with conn.begin():
-                        yield conn
-            else:
-                self._write_lock.acquire()
-                with self._driver_write_locked(self._write_lock, _LOOP_SLOT, synced) as conn:
-                    yield conn
+            lock.acquire()
+            with self._driver_write_locked(lock, _LOOP_SLOT, synced) as conn:
+                yield conn
         except BaseException:
             self._drop_conn(_LOOP_SLOT)  # its state is not known any more
             raise
