@@ -349,18 +349,19 @@ def test_a_thread_goes_home_through_descriptors_it_keeps_until_it_ends(
             tree.release(group)
         return homes.tasks(), where, list(opened)
 
+    def held_open() -> int:
+        """Descriptors of this process on its own groups' ``tasks`` files (other
+        threads that started jobs before, in earlier tests, may hold theirs)."""
+        found = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                found += os.readlink(f"/proc/self/fd/{fd}") in homes.tasks().values()
+        return found
+
+    before = held_open()
     home = _of_thread(threading.get_native_id())
     tasks, where, second = _in_thread(run)
     assert where == [home, home]  # back home after each start
     assert not set(tasks.values()) & set(second)  # the second start opened none of them
     monkeypatch.undo()
-
-    def held_open() -> list[str]:
-        found = []
-        for fd in os.listdir("/proc/self/fd"):
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/self/fd/{fd}") in tasks.values():
-                    found.append(fd)
-        return found
-
-    wait_for(lambda: held_open() == [])  # closed once the thread ended
+    wait_for(lambda: held_open() == before)  # the thread's closed once it ended
