@@ -7,6 +7,10 @@ import sys
 import uuid
 from datetime import timedelta
 
+import pytest
+import sqlalchemy as sa
+
+from jobyard import errors
 from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import JobSpec, ResourceUsage
 from jobyard.domain.states import JobState
@@ -318,3 +322,25 @@ def test_a_quota_set_between_claims_holds_at_the_next(make_services: ServicesFac
     assert [j.id for j in claims.step(now=services.clock.now(), claim=_request(2)).claimed] == [
         ids[1]
     ]
+
+
+def test_a_step_after_its_connection_broke_runs_on_a_new_one(
+    make_services: ServicesFactory,
+) -> None:
+    """The claim loop's steps run on a connection the database keeps for them; one that
+    broke (closed under it, as by a restarted database server) is replaced after the
+    step that found it broken."""
+    services = make_services(start=False)
+    if services.db.dialect != "sqlite":
+        pytest.skip("PostgreSQL's steps take a pooled connection, pinged at checkout")
+    job = services.jobs.submit(ADMIN, JobSpec(argv=(PY, "-c", "pass")))[0]
+    claims = ClaimStore(services.db)
+    with services.db.held_write() as conn:
+        raw = conn.connection.dbapi_connection
+    assert raw is not None
+    raw.close()
+
+    with pytest.raises((errors.StoreUnavailable, sa.exc.DBAPIError)):
+        claims.step(now=services.clock.now(), claim=_request(1))
+    step = claims.step(now=services.clock.now(), claim=_request(1))
+    assert [j.id for j in step.claimed] == [job.id]

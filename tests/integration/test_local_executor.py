@@ -18,6 +18,7 @@ import pytest
 from jobyard.errors import ExecutorError
 from jobyard.executors.base import LaunchSpec
 from jobyard.executors.local import LocalExecutor, LocalHandle
+from tests.support import procs
 
 PATH = os.pathsep.join(["/usr/local/bin", "/usr/bin", "/bin"])
 
@@ -138,26 +139,30 @@ def test_start_does_not_read_the_process_until_asked(
 ) -> None:
     """Reading ``/proc/<pid>/stat`` right after ``Popen`` waits for the child's exec (the
     claim loop would wait ≈ 2 ms per Python job): the start reads nothing of the
-    process; its create time is read when asked, or before its exit is reaped."""
-    read: list[int] = []
+    process; its create time (psutil's) is read when asked, or before its exit is
+    reaped, by one read of that file; psutil's view of it is made only when used."""
     real = psutil.Process
-
-    def spy(pid: int) -> psutil.Process:
-        read.append(pid)
-        return real(pid)
-
-    monkeypatch.setattr(psutil, "Process", spy)
+    made: list[int] = []
+    read = procs.spy_reads(monkeypatch, made)
     running = start(argv=python("import signal; signal.pause()"))
     exited = start(argv=python("pass"))
     assert read == []
 
     assert running.create_time == real(running.pid).create_time()
     assert read == [running.pid]
+    assert made == []  # one read of the file, no psutil view
     assert exited.wait(10) == 0  # reaped: /proc/<pid> is gone now
     assert read == [running.pid, exited.pid]
     assert exited.create_time > 0  # read before the reaping
     assert abs(exited.create_time - running.create_time) < 60
     assert read == [running.pid, exited.pid]  # once
+
+    assert made == []
+    assert running.sample().rss_bytes  # psutil's view, made now
+    assert made[:1] == [running.pid]
+    del made[:]
+    exited.sample()  # reaped: no psutil view of it is made
+    assert made == []
 
 
 def test_argv_runs_without_a_shell(start: Callable[..., LocalHandle], tmp_path: Path) -> None:

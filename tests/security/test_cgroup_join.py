@@ -315,3 +315,53 @@ def test_a_parked_sandbox_starts_in_its_group_without_a_shell(
         except (OSError, psutil.NoSuchProcess):
             continue
         assert _in(parked.group, groups), pid
+
+
+def test_a_thread_goes_home_through_descriptors_it_keeps_until_it_ends(
+    executor: SandboxedExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A starting thread opens its own groups' ``tasks`` files once and keeps them: its
+    later starts go home without opening them again; they are closed when it ends."""
+    tree = _tree(executor)
+    homes = tree._homes
+    assert homes is not None
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(path: str, flags: int, *args: int) -> int:
+        if threading.current_thread().name == "jobyard-test-join":
+            opened.append(str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", spy)
+
+    def run() -> tuple[dict[str, str], list[dict[str, str]], list[str]]:
+        where = []
+        for name in ("first", "second"):
+            spec = job_spec(tmp_path, name, ["/bin/true"])
+            group = tree.acquire()
+            group.limit(memory_bytes=None, pids_max=None, cpu_slots=0)
+            if name == "second":
+                del opened[:]
+            group.spawn(_box_args(executor.sandbox, spec, ["/bin/true"]), subprocess.Popen).wait(30)
+            where.append(_of_thread(threading.get_native_id()))
+            wait_for(lambda g=group: not g.pids())  # type: ignore[misc]
+            tree.release(group)
+        return homes.tasks(), where, list(opened)
+
+    def held_open() -> int:
+        """Descriptors of this process on its own groups' ``tasks`` files (other
+        threads that started jobs before, in earlier tests, may hold theirs)."""
+        found = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                found += os.readlink(f"/proc/self/fd/{fd}") in homes.tasks().values()
+        return found
+
+    before = held_open()
+    home = _of_thread(threading.get_native_id())
+    tasks, where, second = _in_thread(run)
+    assert where == [home, home]  # back home after each start
+    assert not set(tasks.values()) & set(second)  # the second start opened none of them
+    monkeypatch.undo()
+    wait_for(lambda: held_open() == before)  # the thread's closed once it ended

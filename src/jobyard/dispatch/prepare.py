@@ -4,6 +4,7 @@ line and its environment variables."""
 
 from __future__ import annotations
 
+import functools
 import os
 import pwd
 import shutil
@@ -13,7 +14,7 @@ import sysconfig
 import threading
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -187,6 +188,9 @@ class Preparer:
             env["VIRTUAL_ENV"] = str(Path(path_prefix).parent)
         entrypoint, argv = self._command(job, version, python)
         limit = environment.memory_limit_mb if environment else None
+        if self.run_as_user is not None:
+            env["HOME"] = str(workdir)
+            env["USER"] = env["LOGNAME"] = self.run_as_user
         launch = LaunchSpec(
             job_id=job.id,
             attempt=job.attempt,
@@ -200,11 +204,9 @@ class Preparer:
             memory_limit_bytes=limit * 1024 * 1024 if limit else None,
             cpu_slots=job.spec.slots,
             python_requirements=requirements,
+            user=self.run_as_user,
         )
         if self.run_as_user is not None:
-            launch = replace(launch, user=self.run_as_user)
-            env["HOME"] = str(workdir)
-            env["USER"] = env["LOGNAME"] = self.run_as_user
             _give_to(workdir, self.run_as_user)
         return Prepared(launch=launch, memory_limit_bytes=launch.memory_limit_bytes)
 
@@ -446,13 +448,29 @@ def write_pylib(root: Path) -> Path:
 
 
 def _give_to(workdir: Path, user: str) -> None:
-    """Make the working directory the run-as user's (the read-only inputs stay root's)."""
+    """Make the working directory the run-as user's (the read-only inputs stay root's):
+    each directory and file, not symbolic links, nor what they point to."""
+    uid, gid = _user_ids(user)
+    _chown_tree(str(workdir), uid, gid, skip="input")
+
+
+@functools.lru_cache(maxsize=16)
+def _user_ids(user: str) -> tuple[int, int]:
+    """``user``'s uid and primary gid (looked up once: ``getpwnam`` reads
+    ``/etc/passwd`` on every call, as ``sandbox.setpriv_ids`` notes)."""
     entry = pwd.getpwnam(user)
-    for dirpath, dirnames, filenames in os.walk(workdir):
-        if dirpath == str(workdir):
-            dirnames[:] = [d for d in dirnames if d != "input"]
-        os.chown(dirpath, entry.pw_uid, entry.pw_gid)
-        for name in filenames:
-            path = Path(dirpath) / name
-            if not path.is_symlink():
-                os.chown(path, entry.pw_uid, entry.pw_gid)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _chown_tree(path: str, uid: int, gid: int, skip: str = "") -> None:
+    """chown ``path`` (a directory) and what is in it, but the directory ``skip`` at its
+    top: by ``os.scandir``, whose entries know their type (``os.walk`` and pathlib's
+    ``is_symlink`` cost an ``lstat`` and a ``Path`` per file)."""
+    os.chown(path, uid, gid)
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name != skip:
+                    _chown_tree(entry.path, uid, gid)
+            elif not entry.is_symlink():
+                os.chown(entry.path, uid, gid)

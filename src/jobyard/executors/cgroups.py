@@ -170,6 +170,30 @@ class _ThreadHomes:
             self._local.tasks = home
         return home
 
+    def held(self) -> dict[str, int]:
+        """The calling thread's :meth:`tasks` files, opened once and kept open for the
+        thread's life: going home is then a write per controller, not an open, a write
+        and a close (≈ 10 µs less each). A file that cannot be opened is left out."""
+        fds: _Fds | None = getattr(self._local, "fds", None)
+        if fds is None:
+            fds = self._local.fds = _Fds()
+            for c, path in self.tasks().items():
+                with contextlib.suppress(OSError):  # then its path is written to
+                    fds.fds[c] = os.open(path, os.O_WRONLY)
+        return fds.fds
+
+
+class _Fds:
+    """Descriptors closed when the last reference goes (a thread's: when it ends)."""
+
+    def __init__(self) -> None:
+        self.fds: dict[str, int] = {}
+
+    def __del__(self) -> None:
+        for fd in self.fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
 
 @dataclass(frozen=True)
 class CgroupUsage:
@@ -298,7 +322,7 @@ class JobCgroup:
         joined: list[str] = []
         if homes is not None and threading.get_native_id() != os.getpid():
             try:
-                homes.tasks()  # where it goes back to, read before it moves the first time
+                homes.held()  # where it goes back to, opened before it moves the first time
                 for c in _JOIN_ORDER:
                     _write(f"{self.dirs[c]}/tasks", "0")
                     joined.append(c)
@@ -318,15 +342,21 @@ class JobCgroup:
         """The calling thread back in its own groups from those it ``joined``; where the
         kernel refuses that twice, in the hierarchy's root; where it refuses that too,
         the group is marked :attr:`stranded` (never reused) and the error logged."""
-        tasks = homes.tasks()
+        tasks, held = homes.tasks(), homes.held()
         left_in: list[str] = []
         for c in reversed(joined):
-            for target in (tasks[c], tasks[c], homes.root_tasks[c]):
+            fd = held.get(c)
+            first: int | str = tasks[c] if fd is None else fd
+            for target in (first, tasks[c], homes.root_tasks[c]):
                 try:
-                    _write(target, "0")
+                    if isinstance(target, int):
+                        os.pwrite(target, b"0", 0)
+                    else:
+                        _write(target, "0")
                     break
                 except OSError as e:
-                    log.error("a thread cannot move to cgroup %s: %s", target, e)
+                    where = tasks[c] if isinstance(target, int) else target
+                    log.error("a thread cannot move to cgroup %s: %s", where, e)
             else:
                 left_in.append(c)
         if left_in:

@@ -28,6 +28,22 @@ _KILL_DEADLINE_S = 5.0  #: how long SIGKILL may take before we give up
 _CREATE_TIME_TOLERANCE_S = 0.01
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def create_time_of(pid: int) -> float:
+    """``psutil.Process(pid).create_time()``, the same float (psutil's sum of the start
+    time in ``/proc/<pid>/stat`` and the boot time), from one read of that file: ≈ 30 µs
+    of CPU against ≈ 60 for a ``psutil.Process`` and its create time."""
+    fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+    try:
+        data = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    ticks = data[data.rindex(b")") + 2 :].split()[19]
+    return float(ticks) / _CLOCK_TICKS + psutil.boot_time()
+
+
 def _group_alive(pgid: int) -> bool:
     """True while a live (non-zombie) process is in process group ``pgid``."""
     try:
@@ -117,25 +133,34 @@ class LocalHandle:
     @property
     def _root(self) -> psutil.Process:
         """The main process as psutil sees it (psutil.NoSuchProcess if it could not be
-        read before it was reaped)."""
+        read before it was reaped): made on first use, while the process is not reaped
+        (its pid cannot name another process then) and has the create time read."""
         if self._proc is None:
             self._identify()
-            if self._proc is None:
-                raise psutil.NoSuchProcess(self.pid)
+            with self._proc_lock:
+                if self._proc is None:
+                    self._proc = self._psutil_process()
         return self._proc
 
+    def _psutil_process(self) -> psutil.Process:
+        if self._create_time == 0.0 or self._popen.returncode is not None:
+            raise psutil.NoSuchProcess(self.pid)
+        proc = psutil.Process(self._popen.pid)
+        if abs(proc.create_time() - (self._create_time or 0.0)) > _CREATE_TIME_TOLERANCE_S:
+            raise psutil.NoSuchProcess(self.pid)  # reaped meanwhile, its pid reused
+        return proc
+
     def _identify(self) -> None:
-        """Read the main process's psutil identity once; before it is reaped (callers
-        that reap call this first)."""
+        """Read the main process's create time once; before it is reaped (callers that
+        reap call this first)."""
         if self._create_time is not None:
             return
         with self._proc_lock:
             if self._create_time is not None:
                 return
             try:
-                self._proc = psutil.Process(self._popen.pid)
-                self._create_time = self._proc.create_time()
-            except psutil.Error:
+                self._create_time = create_time_of(self._popen.pid)
+            except (OSError, ValueError, IndexError):
                 self._create_time = 0.0
 
     @property
@@ -314,10 +339,16 @@ class LocalExecutor:
 
 
 def open_log(spec: LaunchSpec) -> BinaryIO:
-    """The attempt's log, opened for appending (readable by the server only)."""
+    """The attempt's log, opened for appending (readable by the server only); its
+    directory made first if it is not there (the preparer made it: one ``mkdir`` and
+    ``stat`` fewer a start)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     try:
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            fd = os.open(spec.log_path, flags, 0o600)
+        except FileNotFoundError:
+            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(spec.log_path, flags, 0o600)
         return os.fdopen(fd, "ab")
     except OSError as exc:
         raise ExecutorError(f"cannot open log {spec.log_path}: {exc}") from exc

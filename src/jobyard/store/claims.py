@@ -352,7 +352,7 @@ class ClaimStore:
         # an attempt that started and ended since the last step: its end is written by
         # its running mark's UPDATE (one statement instead of two; its events are the same)
         with_mark = {e.job.id: e for e in ends if _plain_end(e, now)}
-        with self.db.write(synced=not claim_only) as conn:
+        with self.db.held_write(synced=not claim_only) as conn:
             if self._lock_in_order is not None and len(ids) > 1:
                 conn.execute(self._lock_in_order, {"ids": ids})
             running, written = self._mark_running(conn, starts, now, events, with_mark)

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from jobyard.store.loop_statements import LoopStatements
 
 
+#: the held connection of :meth:`Database.held_write`
+_LOOP_SLOT = 2
+
+
 class Database:
     """Owns the engine; every statement runs inside :meth:`read` or :meth:`write`."""
 
@@ -43,7 +47,13 @@ class Database:
             self._group_write_now,
             self._group_statement if self.dialect == "postgresql" else None,
         )
-        self._group_conns: list[sa.Connection | None] = [None, None]
+        #: held connections: the group-commit thread's two (see :meth:`_held`) and the
+        #: claim loop's (:meth:`held_write`)
+        self._group_conns: list[sa.Connection | None] = [None, None, None]
+        #: taken by the one caller on the claim loop's held connection at a time
+        self._held_lock = threading.Lock()
+        #: SQLite: whether each held connection commits with ``synchronous=FULL`` now
+        self._full: dict[int, bool] = {}
         #: PostgreSQL: one-statement transactions from the event loop, on its own
         #: connection (no thread hand-off); None on SQLite
         self.loop_statements: LoopStatements | None = None
@@ -95,6 +105,48 @@ class Database:
             with conn.begin():
                 yield conn
 
+    @contextmanager
+    def held_write(self, *, synced: bool = True) -> Iterator[sa.Connection]:
+        """:meth:`write` on a connection kept for the claim loop's steps (SQLite; a
+        pooled one while another thread is in a transaction on it): no pool checkout,
+        the driver's ``BEGIN IMMEDIATE`` and ``COMMIT`` (as :meth:`_group_write_now`),
+        ``synchronous`` set only when it changes, and a page cache that stays valid while
+        no other connection writes (a pooled connection's is dropped at each checkout
+        that follows another's commit). A connection whose transaction failed is
+        replaced at the next call. PostgreSQL: :meth:`write` (its pool pings a
+        connection at checkout: one idle for long, or from before a restart of the
+        server, is replaced without a failed step)."""
+        held = self._held_lock
+        lock = self._write_lock
+        if lock is None or not held.acquire(blocking=False):
+            with self.write(synced=synced) as conn:
+                yield conn
+            return
+        try:
+            lock.acquire()
+            with self._driver_write_locked(lock, _LOOP_SLOT, synced) as conn:
+                yield conn
+        except BaseException:
+            self._drop_conn(_LOOP_SLOT)  # its state is not known any more
+            raise
+        finally:
+            held.release()
+
+    def _drop_conn(self, slot: int) -> None:
+        """Close the held connection ``slot`` for good (the next use makes another)."""
+        conn, self._group_conns[slot] = self._group_conns[slot], None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+                conn.close()
+
+    def _synchronous(self, conn: sa.Connection, slot: int, full: bool) -> None:
+        """SQLite's ``synchronous`` on the held connection ``slot``: ``FULL`` or
+        ``NORMAL`` (see :meth:`write`), set outside a transaction when it changes."""
+        if self._full.get(slot, True) is not full:  # a failure drops the connection
+            _driver_statement(conn, f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
+            self._full[slot] = full
+
     def sync(self) -> Callable[[], None]:
         """Start syncing what a :meth:`write` with ``synced=False`` committed (the SQLite
         WAL, on a thread of its own, while the caller goes on); returns the wait for it,
@@ -140,6 +192,7 @@ class Database:
         if conn is None or conn.invalidated:
             if conn is not None:
                 conn.close()
+            self._full.pop(slot, None)  # FULL, as dialects' on_connect sets it
             options: dict[str, Any] = {dialects.WRITE_OPTION: True}
             if slot == 1:
                 options["isolation_level"] = "AUTOCOMMIT"
@@ -158,13 +211,20 @@ class Database:
         lock = self._write_lock
         if lock is None or not lock.acquire(blocking=False):
             return None
-        return self._driver_write_locked(lock)
+        return self._driver_write_locked(lock, 0, None)
 
     @contextmanager
-    def _driver_write_locked(self, lock: threading.RLock) -> Iterator[sa.Connection]:
+    def _driver_write_locked(
+        self, lock: threading.RLock, slot: int, synced: bool | None
+    ) -> Iterator[sa.Connection]:
+        """The driver's write transaction on the held connection ``slot`` (SQLite),
+        under ``lock`` (taken by the caller, released here); ``synced``: whether it
+        commits with ``synchronous=FULL`` (None: the connection's setting as it is)."""
         try:
             with translate_errors():
-                conn = self._group_conn(0)
+                conn = self._group_conn(slot)
+                if synced is not None:
+                    self._synchronous(conn, slot, synced)
                 _driver_statement(conn, "BEGIN IMMEDIATE")
                 info = conn.info
                 info[dialects.DRIVER_TRANSACTION] = True
@@ -211,7 +271,7 @@ class Database:
         for conn in self._group_conns:
             if conn is not None:
                 conn.close()
-        self._group_conns = [None, None]
+        self._group_conns = [None, None, None]
         if self.loop_statements is not None:
             self.loop_statements.close()
         self.engine.dispose()

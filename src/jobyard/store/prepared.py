@@ -204,7 +204,10 @@ def _tuple_getter(positions: Sequence[int]) -> Callable[[Any], tuple[Any, ...]]:
 def driver_cursor(conn: sa.Connection, sql: str, params: Any) -> Iterator[Any]:
     """A cursor of the driver's connection under ``conn`` (inside its transaction); a
     driver error comes out as SQLAlchemy's (IntegrityError, OperationalError, …)."""
-    cursor = conn.connection.cursor()
+    try:
+        cursor = conn.connection.cursor()
+    except conn.dialect.loaded_dbapi.Error as e:  # a connection closed under it
+        raise _wrapped(conn, sql, params, None, e) from e
     try:
         yield cursor
     except conn.dialect.loaded_dbapi.Error as e:
@@ -391,9 +394,56 @@ class PreparedStatement:
         #: a text statement), as SQLAlchemy's own result set-up takes them
         self._types = {c.keyname: c.type for c in compiled._result_columns}
         self._results: list[tuple[int, Callable[[Any], Any]]] | None = None
+        #: the names of the parameters the statement gives values of its own
+        self._fixed: frozenset[str] = frozenset()
+        self._fast = self._compile_parameters(compiled)
+
+    def _compile_parameters(self, compiled: Any) -> Callable[[Mapping[str, object]], Any] | None:
+        """:meth:`parameters` as a function compiled once (as ``PreparedInsert``'s): each
+        value the caller gives through its processor, the statement's own values
+        processed once; None where a parameter's value is computed at each call or its
+        name is escaped (then SQLAlchemy's ``construct_params`` does it every call)."""
+        scope: dict[str, Any] = {}
+        lines, exprs = [], {}
+        fixed: set[str] = set()
+        for i, (bind, name) in enumerate(compiled.bind_names.items()):
+            if bind.callable is not None or name in compiled.escaped_bind_names:
+                return None
+            process = self._processors.get(name)
+            if not bind.required:  # a value of the statement's own: processed once
+                fixed.update((name, bind.key))  # a caller may give it by either
+                scope[f"c{i}"] = bind.value if process is None else process(bind.value)
+                exprs[name] = f"c{i}"
+                continue
+            if bind.key != name:
+                return None
+            lines.append(f"    v{i} = params[{name!r}]\n")
+            if process is not None:
+                scope[f"p{i}"] = process
+                lines.append(f"    v{i} = p{i}(v{i})\n")
+            exprs[name] = f"v{i}"
+        if self._order is not None:
+            out = "(" + "".join(f"{exprs[name]}, " for name in self._order) + ")"
+        else:
+            out = "{" + ", ".join(f"{name!r}: {exprs[name]}" for name in exprs) + "}"
+        source = "def fast(params):\n" + "".join(lines) + f"    return {out}\n"
+        exec(source, scope)  # noqa: S102 - parameter names as string literals only
+        self._fixed = frozenset(fixed)
+        fast: Callable[[Mapping[str, object]], Any] = scope["fast"]
+        return fast
 
     def parameters(self, params: Mapping[str, object]) -> Any:
         """The driver's parameters for ``params`` (defaults of the statement filled in)."""
+        fast = self._fast
+        if fast is not None and self._fixed.isdisjoint(params):
+            try:
+                return fast(params)
+            except KeyError:
+                pass  # a value is missing: SQLAlchemy's error below
+        return self.constructed_parameters(params)
+
+    def constructed_parameters(self, params: Mapping[str, object]) -> Any:
+        """:meth:`parameters` as SQLAlchemy makes them (``construct_params``)."""
         values = self._compiled.construct_params(dict(params))
         procs = self._processors
         done = {k: (procs[k](v) if k in procs else v) for k, v in values.items()}

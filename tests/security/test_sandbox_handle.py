@@ -1,0 +1,73 @@
+"""A sandboxed start reads nothing of its process (right after ``Popen`` a read of
+``/proc/<pid>/stat`` waits for the child's exec, on the claim loop's thread): the outer
+bwrap's create time is read when asked, and always before its exit is reaped, whether
+by a wait or by a stop. Real sandboxes, real processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from jobyard.executors.sandbox import SandboxedExecutor, detect
+from tests.support import procs
+from tests.support.sandbox import job_spec, require_sandbox
+
+
+@pytest.fixture
+def executor(tmp_path: Path) -> Iterator[SandboxedExecutor]:
+    require_sandbox()
+    os.chmod(tmp_path, 0o755)
+    box, support = detect(node_id="handle-test", data_dir=tmp_path / "data", pids_max=64)
+    if box is None:
+        pytest.skip(f"no sandbox here: {support.reason}")
+    ex = SandboxedExecutor(box)
+    yield ex
+    ex.sweep()
+    ex.close()
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids whose ``/proc/<pid>/stat`` is read from now on."""
+    return procs.spy_reads(monkeypatch)
+
+
+REAL = psutil.Process
+
+
+def test_a_start_reads_nothing_of_its_process_until_asked(
+    executor: SandboxedExecutor, tmp_path: Path, reads: list[int]
+) -> None:
+    running = executor.start(job_spec(tmp_path, "sleeps", ["/bin/sleep", "60"]))
+    exited = executor.start(job_spec(tmp_path, "exits", ["/bin/true"]))
+    assert reads == []
+
+    try:
+        assert running.create_time == REAL(running.pid).create_time()  # psutil's
+        assert reads == [running.pid]
+        assert exited.wait(10) == 0  # reaped: /proc/<pid> is gone now
+        assert exited.create_time > 0  # read before the reaping
+        assert abs(exited.create_time - running.create_time) < 60
+        assert reads.count(exited.pid) == 1
+    finally:
+        running.stop(0, force=True)
+        running.cleanup()
+        exited.cleanup()
+
+
+def test_a_stop_reads_the_process_before_it_reaps_it(
+    executor: SandboxedExecutor, tmp_path: Path, reads: list[int]
+) -> None:
+    handle = executor.start(job_spec(tmp_path, "stopped", ["/bin/sleep", "60"]))
+    assert reads == []
+
+    assert handle.stop(0, force=True) == -9
+    handle.cleanup()
+    with pytest.raises(psutil.NoSuchProcess):
+        REAL(handle.pid)  # reaped
+    assert handle.create_time > 0  # read before the reaping
+    assert reads.count(handle.pid) == 1
