@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from jobyard import errors
 from jobyard.clock import Clock
@@ -582,7 +582,7 @@ def _size_or_none(path: Path) -> int | None:
 _REPORTS_FAILURE: dict[type, bool] = {}
 
 
-def _reports_failure(handle: Handle) -> bool:
+def _reports_failure(handle: Handle) -> TypeGuard[ReportsFailure]:
     """``isinstance(handle, ReportsFailure)``, once per handle type (a runtime-checkable
     protocol's check costs ≈ 8 µs)."""
     kind = type(handle)
