@@ -4,11 +4,13 @@ thread, split into the submit phase and the run phase (until every job ended).
 
     .venv/bin/python bench/w1_threads.py [--jobs 200] [--poll-ms 100]
 
-Per-thread figures come from ``/proc/<pid>/task/*/{stat,status}`` (CPU in 10 ms clock
-ticks, so a thread that used little shows 0 or 10 ms); thread names from ``py-spy dump``
-when py-spy is beside this interpreter (Python 3.11 does not name its OS threads). The
-run phase includes the completion polls (``GET /v1/jobs?status=…&limit=1`` every
-``--poll-ms``), served by the event loop and the AnyIO worker thread.
+Per-thread figures come from ``/proc/<pid>/task/*/{stat,status}`` (user and system CPU
+in 10 ms clock ticks, so a thread that used little shows 0 or 10 ms) and ``schedstat``
+(its time on a CPU in ns: the ``µs/job`` column, both phases together); thread names
+from ``py-spy dump`` when py-spy is beside this interpreter (Python 3.11 does not name its
+OS threads). The run phase includes the completion polls (``GET
+/v1/jobs?status=…&limit=1`` every ``--poll-ms``), served by the event loop and the AnyIO
+worker thread.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from w1_throughput import job_path, wait_all_ended
 
 import jobyard
 
-Counters = dict[str, tuple[int, int, int]]  #: tid -> (user ticks, system ticks, switches)
+#: tid -> (user ticks, system ticks, switches, ns on a CPU)
+Counters = dict[str, tuple[int, int, int, int]]
 
 
 def snapshot(pid: int) -> Counters:
@@ -37,13 +40,14 @@ def snapshot(pid: int) -> Counters:
         try:
             stat = (task / "stat").read_text()
             status = (task / "status").read_text()
+            on_cpu = int((task / "schedstat").read_text().split()[0])
         except OSError:  # the thread ended meanwhile
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
         switches = sum(
             int(line.split()[1]) for line in status.splitlines() if "ctxt_switches" in line
         )
-        found[task.name] = (int(fields[11]), int(fields[12]), switches)
+        found[task.name] = (int(fields[11]), int(fields[12]), switches, on_cpu)
     return found
 
 
@@ -59,7 +63,7 @@ def thread_names(pid: int) -> dict[str, str]:
 
 
 def delta(before: Counters, after: Counters) -> Counters:
-    zero = (0, 0, 0)
+    zero = (0, 0, 0, 0)
     return {
         t: tuple(a - b for a, b in zip(v, before.get(t, zero), strict=True))  # type: ignore[misc]
         for t, v in after.items()
@@ -94,9 +98,9 @@ def main() -> None:
     submit, run = delta(s0, s1), delta(s1b, s2)
     print(f"submit phase {t1 - t0:.2f} s, run phase {t2 - t1:.2f} s")
     print(f"{'thread':26s} {'submit: user/sys ms':>20s} {'switches':>9s}   "
-          f"{'run: user/sys ms':>17s} {'switches':>9s}")  # fmt: skip
-    zero = (0, 0, 0)
-    totals = [0.0, 0.0, 0]
+          f"{'run: user/sys ms':>17s} {'switches':>9s} {'µs/job':>7s}")  # fmt: skip
+    zero = (0, 0, 0, 0)
+    totals = [0.0, 0.0, 0, 0]
     for tid in sorted(set(submit) | set(run), key=lambda t: -sum(run.get(t, zero)[:2])):
         a, b = submit.get(tid, zero), run.get(tid, zero)
         if not any(a) and not any(b):
@@ -104,14 +108,17 @@ def main() -> None:
         totals[0] += (a[0] + a[1]) * tick_ms
         totals[1] += (b[0] + b[1]) * tick_ms
         totals[2] += a[2] + b[2]
+        totals[3] += a[3] + b[3]
         print(
             f"{names.get(tid, tid):26s} {a[0] * tick_ms:9.0f}/{a[1] * tick_ms:<10.0f} {a[2]:9d}   "
-            f"{b[0] * tick_ms:7.0f}/{b[1] * tick_ms:<9.0f} {b[2]:9d}"
+            f"{b[0] * tick_ms:7.0f}/{b[1] * tick_ms:<9.0f} {b[2]:9d} "
+            f"{(a[3] + b[3]) / 1000 / args.jobs:7.0f}"
         )
     per_job = (totals[0] + totals[1]) / args.jobs
     print(
         f"server CPU: submit phase {totals[0]:.0f} ms, run phase {totals[1]:.0f} ms, "
-        f"{per_job:.2f} ms per job; {totals[2] / args.jobs:.1f} context switches per job"
+        f"{per_job:.2f} ms per job ({totals[3] / 1e6 / args.jobs:.2f} by schedstat); "
+        f"{totals[2] / args.jobs:.1f} context switches per job"
     )
     print(f"load average at the end: {load_average()}")
 

@@ -392,6 +392,24 @@ def test_an_unwanted_end_sends_nothing_but_is_marked(
     assert NotificationStore(services.db).jobs_to_notify() == []
 
 
+def test_a_job_to_notify_behind_a_batch_of_silent_ends_is_planned(
+    make_services: ServicesFactory, receiver: Receiver
+) -> None:
+    services = make_services(start=False, clock=ManualClock())
+    svc = make_service(services)
+    svc.plan_batch = 2  # a round looks at the first two unnotified ends
+    silent = [ended_job(services, None, JobState.CANCELLED) for _ in range(3)]
+    job = ended_job(services, {"webhooks": [{"url": f"{receiver.url}/hook"}]})
+    svc.tick()
+    assert [r.path for r in receiver.requests] == ["/hook"]
+    assert [d.status for d in log_of(services, job)] == ["delivered"]
+    marked = [services.jobs.get(ADMIN, j.id).notified_at is not None for j in silent]
+    assert marked == [True, True, False]  # the rest in the next rounds
+    svc.tick()
+    assert services.jobs.get(ADMIN, silent[2].id).notified_at is not None
+    assert len(receiver.requests) == 1
+
+
 def test_two_replicas_plan_and_send_each_notification_once(
     make_services: ServicesFactory, receiver: Receiver
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from jobyard import Client
 from jobyard.clock import ManualClock
+from jobyard.dispatch import supervisor
 from jobyard.sdk import errors as sdk_errors
 from tests.conftest import GATES, LiveServer, ServicesFactory, wait_for
 
@@ -98,6 +100,34 @@ def test_stdout_markers_from_a_shell_script(live: LiveServer, client: Client) ->
     assert data["items"] == {"total": 3, "pending": 1, "completed": 1, "failed": 1}
     assert data["input_bytes"] == len(b'{"n": 1}\n{"n": 2}\n{"n": 3}\n')
     assert "::jobyard::{not json" in client.logs(job.id)
+
+
+def test_a_young_attempt_is_scanned_at_its_first_look_or_its_exit(
+    live: LiveServer, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the supervisor's first look at an attempt comes FIRST_LOOK_S after its start: a
+    # stream of short jobs costs no ticks, and the exit's scan applies their markers
+    monkeypatch.setattr(supervisor, "FIRST_LOOK_S", 3600.0, raising=False)
+    gate = tmp_path / GATES / "go"
+    script = (
+        'echo \'::jobyard::{"type":"progress","percent":50,"stage":"young"}\'; echo printed;'
+        f"while [ ! -e {gate} ]; do sleep 0.02; done"
+    )
+    job = client.submit(script)
+    wait_for(lambda: "printed" in client.logs(job.id), timeout=30)
+    jobs = live.services.jobs.store
+
+    def lease() -> datetime:
+        found = jobs.get_unscoped(job.id)
+        assert found is not None and found.lease_expires_at is not None
+        return found.lease_expires_at
+
+    before = lease()
+    wait_for(lambda: lease() > before, timeout=30)  # a heartbeat round since the marker
+    assert (_job(live, job.id)["progress"] or {}).get("stage") != "young"  # not scanned
+    gate.touch()
+    assert client.wait(job.id, timeout=30).status == "succeeded"
+    assert _job(live, job.id)["progress"]["stage"] == "young"  # the exit's scan
 
 
 def test_items_from_inputs_jsonl_and_the_helper(live: LiveServer, client: Client) -> None:

@@ -5,6 +5,7 @@ scan, results, the end to write)."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -12,7 +13,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from jobyard import errors
 from jobyard.clock import Clock
@@ -326,12 +327,13 @@ class AttemptRunner:
         # that start (the journal's locks, the CPU), and a job that ends frees a slot
         self._make_spare()
         self._quietly(a, "cleaning up its processes", a.handle.cleanup)
+        launch = a.launch
+        log_end = None if launch is None else _size_or_none(launch.log_path)
         try:
-            self.scan(a)
+            self.scan(a, log_end)
         except errors.StoreUnavailable as e:
             log.warning("job %s: its last reports could not be recorded: %s", a.job.id, e)
-        if a.log_limit and a.launch is not None:
-            launch = a.launch
+        if a.log_limit and launch is not None and (log_end is None or log_end > a.log_limit):
             self._quietly(a, "capping its log", lambda: logs.cap(launch.log_path, a.log_limit))
         if a.stop_reason is StopReason.LOST:
             self.seal_log(a)
@@ -346,18 +348,20 @@ class AttemptRunner:
             notes.append("its output could not be written: the disk that holds its log is full")
         if notes:
             a.summary = "; ".join([a.summary, *notes] if a.summary else notes)
+        # one read of output/ for the results and the disk figure
+        files = [] if launch is None else outputs.regular_files(launch.workdir / "output")
         try:
-            self.collect_results(a)
+            self.collect_results(a, files)
         except errors.StoreUnavailable as e:
             log.warning("job %s: results wait for the database: %s", a.job.id, e)
             a.results_pending = True
         sealed = self.seal_log(a)
         usage = a.handle.sample()
-        if a.launch is not None:
-            usage = replace(usage, disk_bytes=outputs.tree_bytes(a.launch.workdir / "output"))
+        if launch is not None:
+            usage = replace(usage, disk_bytes=outputs.files_bytes(files))
             if sealed and not a.results_pending:
-                self._drop_workdir(a.job, a.launch.workdir)
-        failure = a.handle.failure() if isinstance(a.handle, ReportsFailure) else None
+                self._drop_workdir(a.job, launch.workdir)
+        failure = a.handle.failure() if _reports_failure(a.handle) else None
         return self.end_after_exit(a, code, ended_at=ended_at, usage=usage, failure=failure)
 
     def end_after_exit(
@@ -418,18 +422,21 @@ class AttemptRunner:
             ended_at=ended_at,
         )
 
-    def collect_results(self, a: Attempt) -> None:
+    def collect_results(self, a: Attempt, files: list[tuple[str, Path]] | None = None) -> None:
         """Record the attempt's results (see :meth:`collect_results_of`); nothing for
         an attempt that never started."""
         if a.launch is not None:
-            self.collect_results_of(a.job, a.launch.workdir / "output")
+            self.collect_results_of(a.job, a.launch.workdir / "output", files)
             a.results_pending = False
 
-    def collect_results_of(self, job: Job, output_dir: Path) -> None:
+    def collect_results_of(
+        self, job: Job, output_dir: Path, files: list[tuple[str, Path]] | None = None
+    ) -> None:
         """Record the output directory's files as results (also after a failure or a
         cancel: what was written is kept) and upload them to the output folder. Raises
         StoreUnavailable (to be retried); other failures are logged and said in the log:
-        results are best effort, the job's outcome stands."""
+        results are best effort, the job's outcome stands. ``files``: the directory's
+        ``outputs.regular_files``, when read already."""
         try:
             roles = self.preparer.output_roles(job)
             found = outputs.collect(
@@ -438,6 +445,7 @@ class AttemptRunner:
                 blobs=self.preparer.blobs,
                 roles=roles,
                 now=self.clock.now(),
+                files=files,
             )
             if found or job.attempt > 1:  # a retry replaces the previous attempt's results
                 self.artifacts.replace(job.tenant_id, job.id, found, epoch=job.lease_epoch)
@@ -519,15 +527,18 @@ class AttemptRunner:
         if a.log_limit:
             logs.cap(a.launch.log_path, a.log_limit)
 
-    def scan(self, a: Attempt) -> None:
+    def scan(self, a: Attempt, log_end: int | None = None) -> None:
         """Apply the marker lines the job printed since the last scan. The supervisor and
         the exit handling both scan; one at a time, so the last scan (before the job's
         end is written) waits for a running one to finish applying. The writes are
         fenced by the attempt's lease epoch: those of an attempt that no longer holds
-        its job are dropped (logged at info)."""
+        its job are dropped (logged at info). ``log_end``: the log's size, when known
+        (a log that did not grow beyond what was scanned is not opened)."""
         if a.scanner is None:
             return
         with a.scan_lock:
+            if log_end is not None and log_end <= a.scanner.offset:
+                return
             for marker in a.scanner.poll():
                 try:
                     self._apply_marker(a, marker)
@@ -556,6 +567,29 @@ class AttemptRunner:
             self.jobs.add_event(
                 a.job, now=self.clock.now(), kind=kind, message=a.summary, data=marker
             )
+
+
+def _size_or_none(path: Path) -> int | None:
+    """The file's size (0 if it is missing), None if it cannot be read."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+    except OSError:
+        return None
+
+
+_REPORTS_FAILURE: dict[type, bool] = {}
+
+
+def _reports_failure(handle: Handle) -> TypeGuard[ReportsFailure]:
+    """``isinstance(handle, ReportsFailure)``, once per handle type (a runtime-checkable
+    protocol's check costs ≈ 8 µs)."""
+    kind = type(handle)
+    known = _REPORTS_FAILURE.get(kind)
+    if known is None:
+        known = _REPORTS_FAILURE[kind] = isinstance(handle, ReportsFailure)
+    return known
 
 
 def _stop_quietly(handle: Handle, grace: float, force: bool) -> None:

@@ -3,8 +3,12 @@ scans the logs that grew; every sample interval samples the process trees (an
 attempt's first sample waits ``FIRST_SAMPLE_DELAY_S``, so a short job costs no
 sampling); every heartbeat renews the leases with the latest usage and picks up
 cancels made through other nodes; every reap interval fails the jobs of other nodes
-whose lease expired. With no running attempt it sleeps until the next heartbeat or
-reap; :meth:`Supervisor.attempt_started` wakes it for a new attempt's first tick.
+whose lease expired. An attempt is first looked at ``FIRST_LOOK_S`` after its start
+(a job that ends sooner has its log scanned at its exit, as every job does): while
+only younger attempts run, none with a timeout, it sleeps until the first of them
+comes due, the next heartbeat or reap, so a stream of short jobs costs no ticks. With
+no running attempt it sleeps until the next heartbeat or reap;
+:meth:`Supervisor.attempt_started` wakes it for a new attempt.
 
 A database outage is not a node loss: the jobs keep running while the leases cannot be
 renewed, up to ``outage_tolerance_s``; then the fence watch (``fencing.FenceWatch``, a
@@ -37,6 +41,7 @@ from jobyard.store.tracking import TrackingStore
 log = logging.getLogger("jobyard.dispatch")
 
 TICK_S = 0.05
+FIRST_LOOK_S = 0.1
 FIRST_SAMPLE_DELAY_S = 0.5
 
 
@@ -106,7 +111,8 @@ class Supervisor:
             running = [a for a in self.attempts.all() if a.handle is not None]
             self._idle = not running
             self._guarded(self._check_timeouts, running)
-            for a in running:  # a report the database refuses must not stop the heartbeat
+            looked = [a for a in running if mono - a.started_mono >= FIRST_LOOK_S]
+            for a in looked:  # a report the database refuses must not stop the heartbeat
                 self._guarded(self.runner.scan_if_grown, a)
             if mono >= next_sample:
                 next_sample = mono + self.settings.sample_interval_s
@@ -117,10 +123,11 @@ class Supervisor:
             if mono >= next_reap and self._may_reap(mono):
                 next_reap = mono + self.settings.reap_interval_s
                 self._guarded(self.reap_expired)
-            if running:  # timeouts, markers and samples: as before, every tick
-                delay = TICK_S
-            else:
-                delay = min(next_beat, self._reap_at(next_reap)) - time.monotonic()
+            if looked or any(a.deadline is not None for a in running):
+                delay = TICK_S  # timeouts, markers and samples: every tick
+            else:  # young attempts only (or none): until the first comes due
+                due = [a.started_mono + FIRST_LOOK_S for a in running]
+                delay = min(next_beat, self._reap_at(next_reap), *due) - time.monotonic()
             delay = max(delay, 0.0)
 
     def _reap_at(self, next_reap: float) -> float:

@@ -233,6 +233,9 @@ class JobCgroup:
         self._oom_kills = 0
         self._pids_hits = 0
         self._empty = False  #: :meth:`finish` found no process left
+        #: :meth:`finish` found processes (and killed them): the sandbox's last ones
+        #: are often still exiting then, and a read right after lists them again
+        self.stragglers = False
         self.pids_max: int | None = None
         #: a server's thread could not leave the group (never reused, see :meth:`spawn`)
         self.stranded = False
@@ -431,6 +434,7 @@ class JobCgroup:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self._empty = not left
+        self.stragglers = bool(left)
 
     def close(self) -> bool:
         """:meth:`finish`, then remove the groups; False when a group is still busy (its
@@ -536,7 +540,10 @@ class CgroupTree:
         to the pool, or is removed, or waits while its last processes exit."""
         group.finish()
         with self._lock:
-            self._give_back(group)
+            if group.stragglers:  # killed just now, still exiting: settled at an acquire
+                self._busy.append(group)
+            else:
+                self._give_back(group)
 
     def _give_back(self, group: JobCgroup) -> None:
         if group.reusable():

@@ -140,6 +140,8 @@ class NotificationService(Periodic):
     """Plans and sends notifications; :meth:`tick` does one round."""
 
     name = "notify"
+    #: ended jobs looked at per round for a notification spec (those without are marked)
+    plan_batch = 500
 
     def __init__(
         self,
@@ -196,10 +198,12 @@ class NotificationService(Periodic):
     def plan_ended(self) -> int:
         """Plan the deliveries of ended jobs not yet notified; returns the jobs planned."""
         now = self.clock.now()
-        self.store.mark_silent(now)
+        silent, some_to_notify = self.store.unnotified(self.plan_batch)
+        self.store.mark_silent(now, ids=silent)
         planned = 0
-        for job in self.store.jobs_to_notify():
-            planned += self.store.plan(job, self.deliveries_for(job), now)
+        if some_to_notify:  # else ended jobs without notifications only: no read
+            for job in self.store.jobs_to_notify():
+                planned += self.store.plan(job, self.deliveries_for(job), now)
         return planned
 
     def deliveries_for(self, job: Job) -> list[dict[str, Any]]:

@@ -62,6 +62,41 @@ def _unnotified_ended() -> list[sa.ColumnElement[bool]]:
     return [jobs.c.notified_at.is_(None), jobs.c.ended_at.is_not(None), jobs.c.state.in_(_TERMINAL)]
 
 
+# Built once: constructing these (and their cache keys) took most of a round's ≈ 5 ms
+#: the unnotified ended jobs and whether each has a notification spec
+_UNNOTIFIED = (
+    sa.select(jobs.c.id, _has_notifications())
+    .where(*_unnotified_ended())
+    .order_by(jobs.c.seq)
+    .limit(sa.bindparam("limit"))
+)
+_TO_NOTIFY = (
+    sa.select(jobs)
+    .where(*_unnotified_ended(), _has_notifications())
+    .order_by(jobs.c.seq)
+    .limit(sa.bindparam("limit"))
+)
+_SILENT = (
+    sa.select(jobs.c.id)
+    .where(*_unnotified_ended(), sa.not_(_has_notifications()))
+    .limit(sa.bindparam("limit"))
+)
+#: whether any delivery is due (``now``)
+_DUE_PROBE = (
+    sa.select(_nd.c.id)
+    .where(
+        _nd.c.status == PENDING,
+        _nd.c.next_attempt_at <= sa.bindparam("now", type_=_nd.c.next_attempt_at.type),
+    )
+    .limit(1)
+)
+_MARK = (
+    jobs.update()
+    .where(jobs.c.id.in_(sa.bindparam("ids", expanding=True)), *_unnotified_ended())
+    .values(notified_at=sa.bindparam("now", type_=jobs.c.notified_at.type))
+)
+
+
 class NotificationStore:
     """All SQL about notifications."""
 
@@ -75,33 +110,31 @@ class NotificationStore:
 
     def jobs_to_notify(self, limit: int = 100) -> list[Job]:
         """Ended jobs (all tenants) with a notification spec not yet planned."""
-        stmt = (
-            sa.select(jobs)
-            .where(*_unnotified_ended(), _has_notifications())
-            .order_by(jobs.c.seq)
-            .limit(limit)
-        )
         with self.db.read() as conn:
-            return [job_from_row(r) for r in conn.execute(stmt).mappings().all()]
+            rows = conn.execute(_TO_NOTIFY, {"limit": limit}).mappings().all()
+        return [job_from_row(r) for r in rows]
 
-    def mark_silent(self, now: datetime, limit: int = 500) -> int:
-        """Mark ended jobs without a notification spec as done, so the "not yet
-        notified" set (index ``ix_jobs_unnotified``) stays small."""
-        find = (
-            sa.select(jobs.c.id)
-            .where(*_unnotified_ended(), sa.not_(_has_notifications()))
-            .limit(limit)
-        )
+    def unnotified(self, limit: int = 500) -> tuple[list[str], bool]:
+        """The first ``limit`` ended jobs not yet notified (nor marked): the ids of those
+        without a notification spec, and whether any job may have one (one of these,
+        or one beyond them)."""
         with self.db.read() as conn:
-            ids = list(conn.execute(find).scalars())
+            rows = conn.execute(_UNNOTIFIED, {"limit": limit}).all()
+        return [r[0] for r in rows if not r[1]], len(rows) >= limit or any(r[1] for r in rows)
+
+    def mark_silent(self, now: datetime, limit: int = 500, ids: Sequence[str] | None = None) -> int:
+        """Mark ended jobs without a notification spec as done, so the "not yet
+        notified" set (index ``ix_jobs_unnotified``) stays small: the first ``limit``
+        of them, or those of ``ids`` (from :meth:`unnotified`)."""
+        if ids is None:
+            with self.db.read() as conn:
+                ids = list(conn.execute(_SILENT, {"limit": limit}).scalars())
         if not ids:
             return 0
-        with self.db.write() as conn:
-            result = conn.execute(
-                jobs.update()
-                .where(jobs.c.id.in_(ids), *_unnotified_ended())
-                .values(notified_at=now)
-            )
+        # unsynced (SQLite): a mark a power failure undoes is made again by a next round,
+        # and the write lock is not held through an fdatasync the claim loop waits for
+        with self.db.write(synced=False) as conn:
+            result = conn.execute(_MARK, {"ids": list(ids), "now": now})
         return int(result.rowcount)
 
     def plan(self, job: Job, deliveries: Sequence[Mapping[str, Any]], now: datetime) -> bool:
@@ -148,11 +181,10 @@ class NotificationStore:
         ``next_attempt_at`` to ``lease_until``: no other sender takes them meanwhile,
         and they come due again if this one dies. The returned ``next_attempt_at`` is the
         lease to pass to :meth:`record_attempt`."""
-        due = [_nd.c.status == PENDING, _nd.c.next_attempt_at <= now]
-        probe = sa.select(_nd.c.id).where(*due).limit(1)
         with self.db.read() as conn:
-            if conn.execute(probe).first() is None:
+            if conn.execute(_DUE_PROBE, {"now": now}).first() is None:
                 return []
+        due = [_nd.c.status == PENDING, _nd.c.next_attempt_at <= now]
         pick = sa.select(_nd.c.id).where(*due).order_by(_nd.c.next_attempt_at).limit(limit)
         with self.db.write() as conn:
             ids = list(conn.execute(dialects.lock_for_claim(pick, self.db.dialect)).scalars())
