@@ -177,3 +177,9 @@ def test_a_job_moved_to_another_hour_or_submitter_is_counted_there(live: LiveSer
         page = c.list(created_from=_at(400), created_to=_at(400), submitted_by="carol")
         assert page.summary.by_status == {"cancelled": 5}
         assert c.list(created_from=BASE, created_to=_at(59)).summary.by_status == {"scheduled": 7}
+
+
+def test_every_state_has_its_counter_column() -> None:
+    """A new state needs its column in ``job_hour_counts`` (a migration), or the hour
+    counts would leave its jobs out."""
+    assert HOUR_STATES == tuple(s.value for s in JobState)

@@ -700,15 +700,25 @@ class JobStore:
         built = page_statements.list_statement(tenant_id, flt, limit, before)
         if built is not None:
             return built
-        cond = self._where(tenant_id, flt, with_states=True, by_time=False)
+        low, high = flt.created_from, flt.created_to
+        timed = low is not None or high is not None
+        untimed = replace(flt, created_from=None, created_to=None) if timed else flt
+        cond = self._where(tenant_id, untimed, with_states=True)
         if before is not None:
             cond.append(jobs.c.seq < before)
-        if flt.created_from is not None or flt.created_to is not None:
+        if timed:
             # newest first from the highest seq the range can hold down to its lowest
             # (``hour_counts.seq_bounds``): as seq follows created_at, the range's own
-            # jobs come first, and nothing is sorted
+            # jobs come first, and nothing is sorted. The times only filter (an
+            # expression no index holds): PostgreSQL's generic plan would otherwise
+            # read the whole range from the created_at index and sort it
             lo, hi = hour_counts.seq_bounds(conn, tenant_id, flt)
             cond += [jobs.c.seq >= lo, jobs.c.seq <= hi]
+            created = sa.func.coalesce(jobs.c.created_at, jobs.c.created_at)
+            if low is not None:
+                cond.append(created >= low)
+            if high is not None:
+                cond.append(created <= high)
         return sa.select(jobs).where(*cond).order_by(jobs.c.seq.desc()).limit(limit + 1), {}
 
     def count_by_state(self, tenant_id: str, flt: JobFilter) -> dict[str, int]:
