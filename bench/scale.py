@@ -359,9 +359,10 @@ def explain(db: Database, stmt: sa.Executable, label: str) -> None:
 
 def trigger_cost(db: Database, blocks: int = 24, block: int = 1000) -> None:
     """What the count triggers add to the write path: the median time of one single-row
-    INSERT into jobs and one state UPDATE, inside a transaction (no commit in the
-    figure), in blocks cycling through: all triggers, all but ``job_hour_counts``' (when
-    the revision has them: their own cost), none. The counts are wrong afterwards: run
+    INSERT into jobs, one state UPDATE, and a row of a 1,000-row executemany (a batch),
+    inside a transaction (no commit in the figure), in blocks cycling through: all
+    triggers, all but ``job_hour_counts``' (when the revision has them: their own cost),
+    none. The counts are wrong afterwards: run
     it on a scratch database only."""
     pg = db.dialect == "postgresql"
     with db.engine.connect() as conn:
@@ -396,7 +397,9 @@ def trigger_cost(db: Database, blocks: int = 24, block: int = 1000) -> None:
     rng = random.Random(3)
     ins = jobs.insert()
     upd = jobs.update().where(jobs.c.id == sa.bindparam("b_id")).values(state="starting")
-    times: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in setups}
+    times: dict[str, tuple[list[float], list[float], list[float]]] = {
+        k: ([], [], []) for k in setups
+    }
     labels = list(setups)
     for b in range(blocks):
         label = labels[b % len(labels)]
@@ -412,10 +415,19 @@ def trigger_cost(db: Database, blocks: int = 24, block: int = 1000) -> None:
                 t0 = time.perf_counter()
                 conn.execute(upd, {"b_id": row["id"]})
                 times[label][1].append(time.perf_counter() - t0)
+        rows = job_rows(20_000_000 + b * block, block, rng)
+        with db.engine.begin() as conn:  # a batch's rows in one executemany
+            t0 = time.perf_counter()
+            conn.execute(ins, rows)
+            times[label][2].append((time.perf_counter() - t0) / block)
     for label in labels:
         ins_us = statistics.median(times[label][0]) * 1e6
         upd_us = statistics.median(times[label][1]) * 1e6
-        print(f"  {label:26}: INSERT {ins_us:.1f} µs, state UPDATE {upd_us:.1f} µs (medians)")
+        many_us = statistics.median(times[label][2]) * 1e6
+        print(
+            f"  {label:26}: INSERT {ins_us:.1f} µs, state UPDATE {upd_us:.1f} µs,"
+            f" a row of an executemany {many_us:.1f} µs (medians)"
+        )
 
 
 def job_filter(flt: dict[str, str]) -> Any:
