@@ -633,13 +633,10 @@ class JobStore:
             row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
         return job_from_row(row) if row else None
 
-    def _where(
-        self, tenant_id: str, flt: JobFilter, *, with_states: bool, by_time: bool = True
-    ) -> list[Any]:
-        """Conditions for the filter. ``by_time``: a range of creation times has both
-        ends (the open one far away), so that SQLite's planner, which does not see the
-        values, reads it from the created_at index; without, ``created_from`` alone is
-        one end, read in seq order (the newest jobs first, at once)."""
+    def _where(self, tenant_id: str, flt: JobFilter, *, with_states: bool) -> list[Any]:
+        """Conditions for the filter. A range of creation times has both ends (the open
+        one far away), so that SQLite's planner, which does not see the values, counts
+        it from the created_at index."""
         cond: list[Any] = [jobs.c.tenant_id == tenant_id]
         if flt.project_id is not None:
             cond.append(jobs.c.project_id == flt.project_id)
@@ -653,11 +650,9 @@ class JobStore:
             cond.append(jobs.c.job_type == flt.job_type)
         if flt.submitted_by is not None:
             cond.append(jobs.c.submitted_by == flt.submitted_by)
-        if flt.created_to is not None or (by_time and flt.created_from is not None):
+        if flt.created_from is not None or flt.created_to is not None:
             cond.append(jobs.c.created_at >= (flt.created_from or _EARLIEST))
             cond.append(jobs.c.created_at <= (flt.created_to or _LATEST))
-        elif flt.created_from is not None:
-            cond.append(jobs.c.created_at >= flt.created_from)
         if flt.name_contains:
             text = flt.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             cond.append(jobs.c.name.ilike(f"%{text}%", escape="\\"))
