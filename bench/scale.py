@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import random
 import shutil
@@ -142,8 +141,32 @@ def without_count_triggers(db: Database) -> Iterator[None]:
                 " COALESCE(job_type, ''), 0, COUNT(*) FROM jobs"
                 " GROUP BY tenant_id, project_id, state, priority, COALESCE(job_type, '')"
             )
+            refill_hour_counts(conn, db.dialect)
             for ddl in restore:
                 conn.exec_driver_sql(ddl)
+
+
+def refill_hour_counts(conn: sa.Connection, dialect: str) -> None:
+    """``job_hour_counts`` (migration 0014) recomputed as that migration fills it, if the
+    revision measured has it."""
+    if not sa.inspect(conn).has_table("job_hour_counts"):
+        return
+    states = [
+        "scheduled", "queued", "starting", "running", "cancelling",
+        "succeeded", "failed", "timed_out", "cancelled",
+    ]  # fmt: skip
+    if dialect == "postgresql":
+        hour = "date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+    else:
+        hour = "substr(created_at, 1, 13) || ':00:00.000000'"
+    cells = ", ".join(f"SUM(CASE WHEN state = '{s}' THEN 1 ELSE 0 END)" for s in states)
+    conn.exec_driver_sql("DELETE FROM job_hour_counts")
+    conn.exec_driver_sql(
+        "INSERT INTO job_hour_counts (tenant_id, hour, project_id, submitted_by, shard,"
+        f" min_seq, max_seq, {', '.join(states)}) SELECT tenant_id, {hour}, project_id,"
+        f" COALESCE(submitted_by, ''), 0, MIN(seq), MAX(seq), {cells} FROM jobs"
+        f" GROUP BY tenant_id, {hour}, project_id, COALESCE(submitted_by, '')"
+    )
 
 
 def fill(db: Database, start: int, end: int, rng: random.Random) -> float:
@@ -334,52 +357,77 @@ def explain(db: Database, stmt: sa.Executable, label: str) -> None:
         print("     " + (str(r[-1]) if db.dialect == "sqlite" else str(r[0])))
 
 
-def trigger_cost(db: Database, blocks: int = 10, block: int = 1000) -> None:
-    """What the ``job_counts`` triggers add to the write path: the median time of one
-    single-row INSERT into jobs and one state UPDATE, inside a transaction (no commit
-    in the figure), in blocks alternating with and without the triggers. The counts are
-    wrong afterwards: run it on a scratch database only."""
+def trigger_cost(db: Database, blocks: int = 24, block: int = 1000) -> None:
+    """What the count triggers add to the write path: the median time of one single-row
+    INSERT into jobs, one state UPDATE, and a row of a 1,000-row executemany (a batch),
+    inside a transaction (no commit in the figure), in blocks cycling through: all
+    triggers, all but ``job_hour_counts``' (when the revision has them: their own cost),
+    none. The counts are wrong afterwards: run
+    it on a scratch database only."""
     pg = db.dialect == "postgresql"
     with db.engine.connect() as conn:
         if pg:
-            ddl = [
-                (
-                    "ALTER TABLE jobs DISABLE TRIGGER USER",
-                    "ALTER TABLE jobs ENABLE TRIGGER USER",
-                )
-            ]
+            names = conn.exec_driver_sql(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'jobs'::regclass"
+                " AND NOT tgisinternal"
+            ).scalars()
+            sql = {str(n): "" for n in names}
         else:
             found = conn.exec_driver_sql(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
             )
-            ddl = [(f"DROP TRIGGER {name}", sql) for name, sql in found]
+            sql = {str(n): str(q) for n, q in found}
+    hour = {n for n in sql if n.startswith("tr_jobs_hour_count")}
+    setups = {"all triggers": set(sql), "without the hour counts'": set(sql) - hour}
+    if not hour:
+        del setups["without the hour counts'"]
+    setups["without triggers"] = set()
+    present = set(sql)
+
+    def use(conn: sa.Connection, wanted: set[str]) -> None:
+        for name in sorted(present - wanted):
+            conn.exec_driver_sql(
+                f"ALTER TABLE jobs DISABLE TRIGGER {name}" if pg else f"DROP TRIGGER {name}"
+            )
+        for name in sorted(wanted - present):
+            conn.exec_driver_sql(f"ALTER TABLE jobs ENABLE TRIGGER {name}" if pg else sql[name])
+        present.clear()
+        present.update(wanted)
+
     rng = random.Random(3)
     ins = jobs.insert()
     upd = jobs.update().where(jobs.c.id == sa.bindparam("b_id")).values(state="starting")
-    times: dict[bool, tuple[list[float], list[float]]] = {True: ([], []), False: ([], [])}
+    times: dict[str, tuple[list[float], list[float], list[float]]] = {
+        k: ([], [], []) for k in setups
+    }
+    labels = list(setups)
     for b in range(blocks):
-        with_triggers = b % 2 == 0
+        label = labels[b % len(labels)]
         with db.engine.begin() as conn:
-            for off, on in ddl:
-                if not with_triggers:
-                    conn.exec_driver_sql(off)
-                elif b > 0:
-                    conn.exec_driver_sql(on)
+            use(conn, setups[label])
         rows = job_rows(10_000_000 + b * block, block, rng)
         with db.engine.begin() as conn:
             for row in rows:
                 t0 = time.perf_counter()
                 conn.execute(ins, row)
-                times[with_triggers][0].append(time.perf_counter() - t0)
+                times[label][0].append(time.perf_counter() - t0)
             for row in rows:
                 t0 = time.perf_counter()
                 conn.execute(upd, {"b_id": row["id"]})
-                times[with_triggers][1].append(time.perf_counter() - t0)
-    for with_triggers in (True, False):
-        ins_us = statistics.median(times[with_triggers][0]) * 1e6
-        upd_us = statistics.median(times[with_triggers][1]) * 1e6
-        label = "with triggers   " if with_triggers else "without triggers"
-        print(f"  {label}: INSERT {ins_us:.1f} µs, state UPDATE {upd_us:.1f} µs (medians)")
+                times[label][1].append(time.perf_counter() - t0)
+        rows = job_rows(20_000_000 + b * block, block, rng)
+        with db.engine.begin() as conn:  # a batch's rows in one executemany
+            t0 = time.perf_counter()
+            conn.execute(ins, rows)
+            times[label][2].append((time.perf_counter() - t0) / block)
+    for label in labels:
+        ins_us = statistics.median(times[label][0]) * 1e6
+        upd_us = statistics.median(times[label][1]) * 1e6
+        many_us = statistics.median(times[label][2]) * 1e6
+        print(
+            f"  {label:26}: INSERT {ins_us:.1f} µs, state UPDATE {upd_us:.1f} µs,"
+            f" a row of an executemany {many_us:.1f} µs (medians)"
+        )
 
 
 def job_filter(flt: dict[str, str]) -> Any:
@@ -423,6 +471,8 @@ def time_store(db: Database, n: int) -> None:
 
 
 def explain_all(db: Database) -> None:
+    """The plans of the statements the store runs for a page and its counts (caught as
+    they run), and of the claim's."""
     from jobyard.domain.jobs import JobFilter
     from jobyard.domain.states import JobState
     from jobyard.store.jobs import JobStore
@@ -437,16 +487,26 @@ def explain_all(db: Database) -> None:
         for flt in LIST_FILTERS
         if {"submitted_by", "created_from", "created_to"} & flt.keys()
     ]
-    # the list's own choice of the created_at index (a keyword of later commits)
-    by_time = "by_time" in inspect.signature(store._where).parameters
+    caught: list[tuple[str, Any]] = []
+
+    def catch(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        if sql.lstrip().upper().startswith("SELECT"):
+            caught.append((sql, params))
+
     for label, flt in cases:
-        kw = {"by_time": flt.created_to is not None} if by_time else {}
-        cond = store._where(TENANT, flt, with_states=True, **kw)
-        stmt = sa.select(jobs.c.seq).where(*cond).order_by(jobs.c.seq.desc()).limit(51)
-        explain(db, stmt, f"list {label}")
-        cond = store._where(TENANT, flt, with_states=False)
-        count = sa.select(jobs.c.state, sa.func.count()).where(*cond).group_by(jobs.c.state)
-        explain(db, count, f"count {label}")
+        caught.clear()
+        sa.event.listen(db.engine, "before_cursor_execute", catch)
+        try:
+            store.page(TENANT, flt, limit=50, cursor=None)
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", catch)
+        prefix = "EXPLAIN QUERY PLAN " if db.dialect == "sqlite" else "EXPLAIN (ANALYZE, BUFFERS) "
+        for i, (sql, params) in enumerate(caught):
+            with db.engine.connect() as conn:
+                rows = conn.exec_driver_sql(prefix + sql, params).all()
+            print(f"  -- {label} [{i + 1}/{len(caught)}] {' '.join(sql.split())[:160]}")
+            for r in rows:
+                print("     " + (str(r[-1]) if db.dialect == "sqlite" else str(r[0])))
     claim = (
         sa.select(jobs.c.seq)
         .where(

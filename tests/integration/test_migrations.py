@@ -202,7 +202,7 @@ def test_0013_counts_inserts_per_statement_and_back(blank_db: Database) -> None:
     write_some()
     if pg:
         assert _insert_trigger(blank_db) == [("tr_jobs_count", "ROW")]
-    migrate.upgrade(blank_db)
+    migrate.upgrade(blank_db, "0013")
     write_some()
     if pg:
         assert _insert_trigger(blank_db) == [("tr_jobs_count_insert", "STATEMENT")]
@@ -221,3 +221,83 @@ def test_0013_counts_inserts_per_statement_and_back(blank_db: Database) -> None:
         assert _insert_trigger(blank_db) == [("tr_jobs_count", "ROW")]
     write_some()
     assert _counts_are_exact(blank_db)[("t", "default", "queued", "normal", "a")] == 9
+
+
+def test_0014_counts_existing_jobs_by_hour_and_back(blank_db: Database) -> None:
+    """0014 fills ``job_hour_counts`` from the jobs already there (per hour, project,
+    submitter and state, with their seqs' bounds); its triggers then keep it exact
+    through batches, single inserts, changes of state, moves and deletes; the store
+    answers a range's counts from it; the downgrade drops it and its triggers."""
+    from collections import Counter
+    from datetime import timedelta
+
+    from jobyard.domain.jobs import JobFilter, JobSpec
+    from jobyard.domain.states import JobState
+    from jobyard.store.jobs import JobStore, NewJob, _insert_many
+    from jobyard.store.tables import HOUR_STATES, jobs
+
+    base = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+    def new(minutes: int, by: str | None, state: JobState = JobState.QUEUED) -> NewJob:
+        spec = JobSpec(entrypoint="true", submitted_by=by)
+        return NewJob("t", spec, state, 0.0, base + timedelta(minutes=minutes), None, "")
+
+    def kept() -> dict[tuple[object, ...], int]:
+        cols = ", ".join(f"SUM({s})" for s in HOUR_STATES)
+        with blank_db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    f"SELECT tenant_id, project_id, submitted_by, MIN(min_seq), MAX(max_seq),"
+                    f" {cols} FROM job_hour_counts GROUP BY tenant_id, hour, project_id,"
+                    " submitted_by ORDER BY MIN(min_seq)"
+                )
+            ).all()
+        return {
+            (*r[:5], s): int(n) for r in rows for s, n in zip(HOUR_STATES, r[5:], strict=True) if n
+        }
+
+    migrate.upgrade(blank_db, "0013")
+    with blank_db.write() as conn:
+        conn.execute(tenants.insert().values(id="t", name="t", created_at=base))
+        _insert_many(conn, [new(0, "a"), new(1, "a"), new(59, None), new(60, "a")])
+        _insert_many(conn, [new(61, "b", JobState.SCHEDULED), new(5, "a")])
+    migrate.upgrade(blank_db)
+    assert kept() == {
+        ("t", "default", "a", 1, 6, "queued"): 3,  # 10:00–10:59, seqs 1, 2, 6
+        ("t", "default", "", 3, 3, "queued"): 1,
+        ("t", "default", "a", 4, 4, "queued"): 1,  # 11:00
+        ("t", "default", "b", 5, 5, "scheduled"): 1,
+    }
+    with blank_db.write() as conn:
+        _insert_many(conn, [new(120, "a"), new(121, "a"), new(2, None)])  # seqs 7–9
+        new(62, "b").insert(conn)  # seq 10
+        conn.execute(jobs.update().where(jobs.c.seq == 1).values(state="cancelled"))
+        conn.execute(jobs.update().where(jobs.c.seq == 5).values(submitted_by="a"))
+        conn.execute(jobs.delete().where(jobs.c.seq == 8))
+    assert kept() == {
+        ("t", "default", "a", 1, 6, "queued"): 2,
+        ("t", "default", "a", 1, 6, "cancelled"): 1,
+        ("t", "default", "", 3, 9, "queued"): 2,
+        ("t", "default", "a", 4, 5, "queued"): 1,
+        ("t", "default", "a", 4, 5, "scheduled"): 1,  # moved from "b"
+        ("t", "default", "b", 5, 10, "queued"): 1,
+        ("t", "default", "a", 7, 8, "queued"): 1,  # one of two deleted: bounds stay
+    }
+    store = JobStore(blank_db)
+    whole = JobFilter(created_from=base, created_to=base + timedelta(hours=2, minutes=30))
+    assert store.count_by_state("t", whole) == {"queued": 7, "cancelled": 1, "scheduled": 1}
+    with blank_db.engine.connect() as conn:
+        states = conn.execute(sa.text("SELECT state FROM jobs")).scalars().all()
+    assert dict(Counter(states)) == {"queued": 7, "cancelled": 1, "scheduled": 1}
+
+    cfg = migrate._config()
+    with blank_db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0013")
+    assert migrate.current_revision(blank_db) == "0013"
+    with blank_db.engine.connect() as conn:
+        assert not sa.inspect(conn).has_table("job_hour_counts")
+    with blank_db.write() as conn:
+        new(3, "a").insert(conn)  # no trigger left that writes to the dropped table
+        conn.execute(jobs.update().where(jobs.c.seq == 2).values(state="failed"))
+    assert _counts_are_exact(blank_db)[("t", "default", "queued", "normal", "")] == 7

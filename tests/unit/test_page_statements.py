@@ -39,6 +39,7 @@ def _compiled(statement: tuple[Any, dict[str, Any]], dialect: Dialect) -> tuple[
 
 def test_the_statements_built_once_are_the_ones_built_per_page() -> None:
     store = JobStore.__new__(JobStore)  # the statements need no database
+    conn = mock.Mock(spec=[])  # nor a connection (only a time range's page reads one)
     shapes = itertools.product(
         [None, "p1"],
         [frozenset(), frozenset({JobState.SUCCEEDED, JobState.FAILED})],
@@ -56,12 +57,12 @@ def test_the_statements_built_once_are_the_ones_built_per_page() -> None:
             submitted_by=submitted_by,
             project_id=project,
         )
-        once = [store._list_stmt("t", flt, 7, cursor), store._count_stmt("t", flt)]
+        once = [store._list_stmt(conn, "t", flt, 7, cursor), store._count_stmt("t", flt)]
         with (
             mock.patch.object(page_statements, "list_statement", return_value=None),
             mock.patch.object(page_statements, "count_statement", return_value=None),
         ):
-            per_page = [store._list_stmt("t", flt, 7, cursor), store._count_stmt("t", flt)]
+            per_page = [store._list_stmt(conn, "t", flt, 7, cursor), store._count_stmt("t", flt)]
         assert all(params == {} for _, params in per_page)
         for dialect in (sqlite.dialect(), psycopg.dialect()):
             for a, b in zip(once, per_page, strict=True):

@@ -32,7 +32,7 @@ from jobyard.domain.jobs import (
 )
 from jobyard.domain.retry import RetryPlan
 from jobyard.domain.states import JobState
-from jobyard.store import dialects, fencing, page_statements
+from jobyard.store import dialects, fencing, hour_counts, page_statements
 from jobyard.store.database import Database, translate_errors
 from jobyard.store.prepared import (
     PreparedInsert,
@@ -633,13 +633,10 @@ class JobStore:
             row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
         return job_from_row(row) if row else None
 
-    def _where(
-        self, tenant_id: str, flt: JobFilter, *, with_states: bool, by_time: bool = True
-    ) -> list[Any]:
-        """Conditions for the filter. ``by_time``: a range of creation times has both
-        ends (the open one far away), so that SQLite's planner, which does not see the
-        values, reads it from the created_at index; without, ``created_from`` alone is
-        one end, read in seq order (the newest jobs first, at once)."""
+    def _where(self, tenant_id: str, flt: JobFilter, *, with_states: bool) -> list[Any]:
+        """Conditions for the filter. A range of creation times has both ends (the open
+        one far away), so that SQLite's planner, which does not see the values, counts
+        it from the created_at index."""
         cond: list[Any] = [jobs.c.tenant_id == tenant_id]
         if flt.project_id is not None:
             cond.append(jobs.c.project_id == flt.project_id)
@@ -653,11 +650,9 @@ class JobStore:
             cond.append(jobs.c.job_type == flt.job_type)
         if flt.submitted_by is not None:
             cond.append(jobs.c.submitted_by == flt.submitted_by)
-        if flt.created_to is not None or (by_time and flt.created_from is not None):
+        if flt.created_from is not None or flt.created_to is not None:
             cond.append(jobs.c.created_at >= (flt.created_from or _EARLIEST))
             cond.append(jobs.c.created_at <= (flt.created_to or _LATEST))
-        elif flt.created_from is not None:
-            cond.append(jobs.c.created_at >= flt.created_from)
         if flt.name_contains:
             text = flt.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             cond.append(jobs.c.name.ilike(f"%{text}%", escape="\\"))
@@ -670,19 +665,18 @@ class JobStore:
     ) -> tuple[list[Job], str | None, dict[str, int]]:
         """:meth:`list_jobs` and :meth:`count_by_state` in one read transaction (one
         connection checkout; on SQLite one snapshot, so the counts agree with the page)."""
-        page = self._list_stmt(tenant_id, flt, limit, cursor)
-        count = self._count_stmt(tenant_id, flt)
         with self.db.read() as conn:
-            rows = conn.execute(*page).mappings().all()
-            counts = conn.execute(*count).all()
-        return (*self._page_of(rows, limit), {state: int(n) for state, n in counts if n})
+            rows = conn.execute(*self._list_stmt(conn, tenant_id, flt, limit, cursor))
+            found = rows.mappings().all()
+            counts = self._counts(conn, tenant_id, flt)
+        return (*self._page_of(found, limit), counts)
 
     def list_jobs(
         self, tenant_id: str, flt: JobFilter, *, limit: int, cursor: str | None
     ) -> tuple[list[Job], str | None]:
         """Newest first; a page of at most ``limit`` and the cursor of the next page."""
-        page = self._list_stmt(tenant_id, flt, limit, cursor)
         with self.db.read() as conn:
+            page = self._list_stmt(conn, tenant_id, flt, limit, cursor)
             rows = conn.execute(*page).mappings().all()
         return self._page_of(rows, limit)
 
@@ -693,7 +687,7 @@ class JobStore:
         return items, next_cursor
 
     def _list_stmt(
-        self, tenant_id: str, flt: JobFilter, limit: int, cursor: str | None
+        self, conn: sa.Connection, tenant_id: str, flt: JobFilter, limit: int, cursor: str | None
     ) -> page_statements.Statement:
         """The page's statement (``limit + 1`` rows, newest first) and its parameters:
         built once for the common filters, else here."""
@@ -701,26 +695,39 @@ class JobStore:
         built = page_statements.list_statement(tenant_id, flt, limit, before)
         if built is not None:
             return built
-        by_time = flt.created_to is not None
-        cond = self._where(tenant_id, flt, with_states=True, by_time=by_time)
+        low, high = flt.created_from, flt.created_to
+        timed = low is not None or high is not None
+        untimed = replace(flt, created_from=None, created_to=None) if timed else flt
+        cond = self._where(tenant_id, untimed, with_states=True)
         if before is not None:
             cond.append(jobs.c.seq < before)
-        newest = jobs.c.seq.desc()
-        if by_time:
-            # the page's seqs from the created_at index alone, sorted there, then the rows;
-            # sorted by an expression that no index yields, so that PostgreSQL does not
-            # walk the primary key from the newest job to an old range (which its
-            # estimate, blind to the seq/created_at correlation, thinks spread out)
-            by_seq = (jobs.c.seq + 0).desc()
-            page = sa.select(jobs.c.seq).where(*cond).order_by(by_seq).limit(limit + 1)
-            cond = [jobs.c.seq.in_(page.scalar_subquery())]
-        return sa.select(jobs).where(*cond).order_by(newest).limit(limit + 1), {}
+        if timed:
+            # newest first from the highest seq the range can hold down to its lowest
+            # (``hour_counts.seq_bounds``): as seq follows created_at, the range's own
+            # jobs come first, and nothing is sorted. The times only filter (an
+            # expression no index holds): PostgreSQL's generic plan would otherwise
+            # read the whole range from the created_at index and sort it
+            lo, hi = hour_counts.seq_bounds(conn, tenant_id, flt)
+            cond += [jobs.c.seq >= lo, jobs.c.seq <= hi]
+            created = sa.func.coalesce(jobs.c.created_at, jobs.c.created_at)
+            if low is not None:
+                cond.append(created >= low)
+            if high is not None:
+                cond.append(created <= high)
+        return sa.select(jobs).where(*cond).order_by(jobs.c.seq.desc()).limit(limit + 1), {}
 
     def count_by_state(self, tenant_id: str, flt: JobFilter) -> dict[str, int]:
         """Counts by state of the jobs matching the filter, ignoring its states."""
-        count = self._count_stmt(tenant_id, flt)
         with self.db.read() as conn:
-            counts = conn.execute(*count).all()
+            return self._counts(conn, tenant_id, flt)
+
+    def _counts(self, conn: sa.Connection, tenant_id: str, flt: JobFilter) -> dict[str, int]:
+        """:meth:`count_by_state` in ``conn``: a time range or a submitter from the hour
+        counts (``hour_counts``), else :meth:`_count_stmt`."""
+        by_hour = hour_counts.count_by_state(conn, tenant_id, flt)
+        if by_hour is not None:
+            return by_hour
+        counts = conn.execute(*self._count_stmt(tenant_id, flt)).all()
         return {state: int(n) for state, n in counts if n}
 
     def _count_stmt(self, tenant_id: str, flt: JobFilter) -> page_statements.Statement:

@@ -248,6 +248,36 @@ job_counts = sa.Table(
     sa.Column("n", sa.BigInteger, nullable=False),
 )
 
+#: jobs per tenant, hour of ``created_at`` (UTC), project and submitter ('' for none),
+#: one column per state, kept by triggers beside ``job_counts`` (migration 0014): a
+#: time range's or a submitter's counts sum whole hours; ``min_seq``/``max_seq`` bound
+#: the seqs ever counted in the row (a time range's page walks seq between them). Sharded
+#: on PostgreSQL as ``job_counts`` is
+HOUR_STATES = (
+    "scheduled",
+    "queued",
+    "starting",
+    "running",
+    "cancelling",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelled",
+)
+job_hour_counts = sa.Table(
+    "job_hour_counts",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("hour", UtcDateTime, primary_key=True),
+    sa.Column("project_id", sa.String(64), primary_key=True),
+    sa.Column("submitted_by", sa.String(200), primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("min_seq", sa.Integer, nullable=False),
+    sa.Column("max_seq", sa.Integer, nullable=False),
+    *(sa.Column(s, sa.BigInteger, nullable=False) for s in HOUR_STATES),
+    sa.Index("ix_job_hour_counts_tenant_id_submitted_by_hour", "tenant_id", "submitted_by", "hour"),
+)
+
 #: fair share (migration 0010): each tenant's decayed usage in slot-seconds, kept by
 #: each node for the slots it claimed and ended (one row per tenant and node, so nodes
 #: never wait for each other on it); a tenant's usage is the sum of its rows, see
