@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from jobyard.domain.states import JobState
 from jobyard.store.types import UtcDateTime
 
 NAMING_CONVENTION = {
@@ -253,17 +254,7 @@ job_counts = sa.Table(
 #: time range's or a submitter's counts sum whole hours; ``min_seq``/``max_seq`` bound
 #: the seqs ever counted in the row (a time range's page walks seq between them). Sharded
 #: on PostgreSQL as ``job_counts`` is
-HOUR_STATES = (
-    "scheduled",
-    "queued",
-    "starting",
-    "running",
-    "cancelling",
-    "succeeded",
-    "failed",
-    "timed_out",
-    "cancelled",
-)
+HOUR_STATES = tuple(s.value for s in JobState)
 job_hour_counts = sa.Table(
     "job_hour_counts",
     metadata,
