@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from jobyard.executors.sandbox import SandboxedExecutor, detect
+from tests.conftest import wait_for
 from tests.support import procs
 from tests.support.sandbox import job_spec, require_sandbox
 
@@ -71,3 +72,33 @@ def test_a_stop_reads_the_process_before_it_reaps_it(
         REAL(handle.pid)  # reaped
     assert handle.create_time > 0  # read before the reaping
     assert reads.count(handle.pid) == 1
+
+
+def test_a_sample_reads_the_attempts_cgroup_not_every_process_of_the_host(
+    executor: SandboxedExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandboxed attempt's sample takes its processes from its cgroup: psutil's walk of
+    the descendants, which reads every process on the host, is not called, and the job's
+    child (a shell's background process) is counted."""
+    script = "python3 -c 'b = b\"x\" * (64 << 20); import time; time.sleep(60)' & wait"
+    handle = executor.start(job_spec(tmp_path, "sampled", ["/bin/sh", "-c", script]))
+    big = 64 << 20
+
+    def python() -> psutil.Process | None:
+        found = [p for p in handle._processes() if p.name().startswith("python")]
+        return found[0] if found else None
+
+    def walk(*_args: object, **_kwargs: object) -> list[psutil.Process]:
+        raise AssertionError("sampled by walking the host's processes")
+
+    try:
+        assert handle.group is not None
+        monkeypatch.setattr(psutil.Process, "children", walk)
+        child = wait_for(lambda: (p := python()) is not None and p.memory_info().rss > big and p)
+        assert {handle.pid, child.pid} <= {p.pid for p in handle._processes()}
+        usage = handle.sample()
+        assert usage.rss_bytes is not None and usage.rss_bytes > big
+    finally:
+        monkeypatch.undo()
+        handle.stop(0, force=True)
+        handle.cleanup()

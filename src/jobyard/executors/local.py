@@ -212,6 +212,10 @@ class LocalHandle:
         if fd is not None:
             os.close(fd)
 
+    def _processes(self) -> list[psutil.Process]:
+        """The main process and its descendants now (psutil.Error once it is gone)."""
+        return [self._root, *self._root.children(recursive=True)]
+
     def sample(self) -> ResourceUsage:
         """Resource use of the main process and its descendants (never raises)."""
         self._identify()
@@ -219,7 +223,7 @@ class LocalHandle:
             if self._popen.poll() is not None:
                 return self._last
             try:
-                tree = [self._root, *self._root.children(recursive=True)]
+                tree = self._processes()
             except psutil.Error:
                 return self._last
             cpu_percent, rss, cpu_live = 0.0, 0, 0.0

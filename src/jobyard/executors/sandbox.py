@@ -619,6 +619,22 @@ class SandboxHandle(LocalHandle):
         self._identify()  # before the reap
         return self._popen.poll() is not None
 
+    def _processes(self) -> list[psutil.Process]:
+        """The processes of the attempt's cgroup (bwrap's and the job's): one read of
+        its ``cgroup.procs``, where psutil's walk of the descendants reads every process
+        of the host (≈ 4.8 ms a sample with a few hundred). Without a group, that walk."""
+        if self.group is None:
+            return super()._processes()
+        with self._group_lock:  # a group given back may hold the next attempt's
+            if self._given_back:
+                raise psutil.NoSuchProcess(self.pid)
+            pids = self.group.pids()
+        found = []
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):  # ended meanwhile
+                found.append(psutil.Process(pid))
+        return found
+
     def sample(self) -> ResourceUsage:
         usage = super().sample()
         if self.group is None:
