@@ -625,10 +625,16 @@ class SandboxHandle(LocalHandle):
         of the host (≈ 4.8 ms a sample with a few hundred). Without a group, that walk."""
         if self.group is None:
             return super()._processes()
-        with self._group_lock:  # a group given back may hold the next attempt's
+        # a group given back may hold the next attempt's processes; one being signalled,
+        # killed or given back (the lock held) keeps the last sample, without a wait
+        if not self._group_lock.acquire(blocking=False):
+            raise psutil.NoSuchProcess(self.pid)
+        try:
             if self._given_back:
                 raise psutil.NoSuchProcess(self.pid)
             pids = self.group.pids()
+        finally:
+            self._group_lock.release()
         found = []
         for pid in pids:
             with contextlib.suppress(psutil.Error):  # ended meanwhile
