@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from jobyard.errors import ExecutorError
+from jobyard.executors import local
 from jobyard.executors.base import LaunchSpec
 from jobyard.executors.local import LocalExecutor, LocalHandle
 from tests.support import procs
@@ -399,3 +400,28 @@ def test_kill_orphan_kills_a_matching_process_group(
 
 def test_kill_orphan_of_a_missing_process_returns_false(executor: LocalExecutor) -> None:
     assert executor.kill_orphan(2**31 - 1, 0.0) is False
+
+
+def test_the_boot_time_is_read_at_most_once_a_second(
+    start: Callable[..., LocalHandle], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A create time is psutil's (the boot time from ``/proc/stat`` plus the process's
+    start): the kernel builds all of ``/proc/stat`` for that line, so the boot time is
+    read once and used for a second, then read again."""
+    reads: list[float] = []
+    real_boot_time = psutil.boot_time
+
+    def counted() -> float:
+        reads.append(real_boot_time())
+        return reads[-1]
+
+    monkeypatch.setattr(psutil, "boot_time", counted)
+    monkeypatch.setattr(local, "_boot_time", (0.0, time.monotonic() - 5.0))  # stale
+    handles = [start(argv=python("import signal; signal.pause()")) for _ in range(3)]
+    for handle in handles:
+        assert handle.create_time == psutil.Process(handle.pid).create_time()
+    assert len(reads) == 1
+    value, at = local._boot_time
+    monkeypatch.setattr(local, "_boot_time", (value, at - local._BOOT_TIME_TTL_S))
+    assert local.boot_time() == real_boot_time()
+    assert len(reads) == 2

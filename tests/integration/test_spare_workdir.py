@@ -4,8 +4,12 @@ first attempt takes it by one rename: the same empty ``work/input``, ``work/outp
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
+
+import pytest
 
 from jobyard.domain.auth import Principal, Role
 from jobyard.domain.jobs import JobSpec
@@ -57,12 +61,41 @@ def test_the_next_job_takes_the_directory_made_ahead(make_services: ServicesFact
     services = make_services()
     assert services.dispatcher is not None
     ws = services.dispatcher.runner.workspace
-    _, first_log = _run(services, (PY, "-c", LOOK))
+    first, first_log = _run(services, (PY, "-c", LOOK))
     spare = wait_for(lambda: (ws.root / SPARE).exists() and ws.root / SPARE)  # made as it ended
     inode = spare.stat().st_ino
     second, second_log = _run(services, (PY, "-c", LOOK))
     assert ws.job_dir(second).stat().st_ino == inode  # the spare, renamed
+    for job_id in (first, second):  # the empty input/ read-only, made either way
+        assert (ws.workdir(job_id) / "input").stat().st_mode & 0o777 == 0o555
+        assert json.loads((ws.workdir(job_id) / "parameters.json").read_text()) == {}
     # what each job saw of its directory is the same, made either way
     seen = first_log.strip().splitlines()[-1]
     assert seen.startswith("['input', 'output', 'parameters.json'] [] []")
     assert second_log.strip().splitlines()[-1] == seen
+
+
+def test_parameters_of_a_fresh_directory_are_written_in_place(tmp_path: Path) -> None:
+    """In a directory just made (``fresh``) ``parameters.json`` is written as a new file,
+    without a temporary name; one already there is refused, not overwritten. Otherwise
+    it is replaced through a temporary name."""
+    ws = Workspace(tmp_path)
+    ws.workdir("a").mkdir(parents=True)
+    made: list[str] = []
+    real_open = os.open
+
+    def watch(path: str, flags: int, mode: int = 0o777) -> int:
+        made.append(os.path.basename(path))
+        return real_open(path, flags, mode)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "open", watch)
+        path = ws.write_parameters("a", {"x": 1}, fresh=True)
+    assert made == ["parameters.json"]
+    assert json.loads(path.read_text()) == {"x": 1}
+    with pytest.raises(FileExistsError):
+        ws.write_parameters("a", {"x": 2}, fresh=True)
+    assert json.loads(path.read_text()) == {"x": 1}
+    ws.write_parameters("a", {"x": 3})  # not fresh: replaced
+    assert json.loads(path.read_text()) == {"x": 3}
+    assert sorted(os.listdir(ws.workdir("a"))) == ["parameters.json"]
