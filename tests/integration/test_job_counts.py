@@ -256,6 +256,10 @@ def test_inserts_sharing_a_transaction_are_counted_once(db_url: str) -> None:
         db.dispose()
 
 
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _shards(db: Database, table: str) -> dict[int, int]:
     """Rows of ``table`` per shard."""
     with db.read() as conn:
@@ -286,6 +290,7 @@ def test_each_connection_counts_on_rows_of_its_own_folded_once_it_is_gone(
             a.execute(jobs.insert(), [_plain_row(f"job-{i}", now) for i in range(3)])
         with b.begin():
             b.execute(jobs.insert().values(_plain_row("job-3", now)))
+            b.execute(jobs.insert().values(_plain_row("job-old", now - timedelta(hours=3))))
             b.execute(jobs.update().where(jobs.c.id == "job-0").values(state="failed"))
         for table in ("job_counts", "job_hour_counts"):
             assert {pid_a, pid_b} <= set(_shards(db, table)), table
@@ -311,7 +316,13 @@ def test_each_connection_counts_on_rows_of_its_own_folded_once_it_is_gone(
         for table in ("job_counts", "job_hour_counts"):
             shards = _shards(db, table)
             assert gone not in shards and pid_b in shards and 0 in shards, (table, shards)
+        # b lives: its rows stay its own, but for hours more than an hour past, folded
+        with db.read() as conn:
+            hours = conn.execute(
+                sa.text(f"SELECT hour FROM job_hour_counts WHERE shard = {pid_b}")
+            ).scalars()
+            assert {_utc(h) for h in hours} == {now.replace(minute=0, second=0, microsecond=0)}
         _assert_exact(db)
-        assert JobStore(db).count_by_state("t", JobFilter()) == {"queued": 3, "failed": 1}
+        assert JobStore(db).count_by_state("t", JobFilter()) == {"queued": 4, "failed": 1}
         hour = JobFilter(created_from=now - timedelta(hours=2), created_to=now + timedelta(hours=2))
         assert JobStore(db).count_by_state("t", hour) == {"queued": 3, "failed": 1}

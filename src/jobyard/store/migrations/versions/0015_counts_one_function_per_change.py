@@ -22,8 +22,10 @@ other transaction can hold them (a backend runs one transaction at a time), so a
 backend inserts its row. Counts stay the sum over shards, exact whatever the rows. The
 rows of backends that are gone are folded into shard 0 by ``job_counts_fold()`` (the
 server's upkeep calls it): without it a key would keep one row per connection it ever
-had. The fold takes only rows nobody holds (``SKIP LOCKED``) and runs one at a time
-(an advisory lock), so it never waits for a writer nor two folds for each other.
+had. Hour rows more than an hour old are folded even while their backend lives, so that
+a time-range count reads about one row per past hour. The fold takes only rows nobody
+holds (``SKIP LOCKED``) and runs one at a time (an advisory lock), so it never waits for
+a writer nor two folds for each other.
 
 SQLite is unchanged (one writer, shard 0). The downgrade puts 0013's and 0014's
 triggers back (their functions stay in place at this revision, unused).
@@ -59,6 +61,13 @@ _H_COLUMNS = f"{', '.join(_H_KEY)}, shard, min_seq, max_seq, {', '.join(STATES)}
 _HOUR = "date_trunc('hour', {r}.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
 #: the advisory lock that lets one ``job_counts_fold()`` run at a time ('jcnt')
 _FOLD_LOCK = 0x6A636E74
+#: hour rows folded even while their backend lives: a time-range count sums a key's rows
+#: per hour, so past hours keep one row each instead of one per pooled connection that
+#: wrote them (a write to a past hour, a late state change, is rare: it may find its row
+#: folded and insert it again, or wait for the fold's short transaction)
+_SETTLED = (
+    "hour < date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '1 hour'"
+)
 #: the changes of a job that move it between counter rows
 _COUNTED = "state, priority, job_type, tenant_id, project_id, submitted_by, created_at"
 
@@ -193,14 +202,18 @@ $$
 """
 
 
-def _fold(table: str, key: tuple[str, ...], values: str, sums: str, conflict: str) -> str:
-    """plpgsql: the rows of ``table`` of backends gone (and not held) added into shard 0."""
+def _fold(
+    table: str, key: tuple[str, ...], values: str, sums: str, conflict: str, settled: str = ""
+) -> str:
+    """plpgsql: the rows of ``table`` of backends gone (and not held) added into shard 0;
+    ``settled``: a condition under which a live backend's row is folded too."""
     keys = ", ".join(key)
+    also = f" OR {settled}" if settled else ""
     return f"""
     WITH gone AS (
         DELETE FROM {table} WHERE ctid IN (
             SELECT ctid FROM {table}
-            WHERE shard <> 0 AND shard NOT IN (SELECT pid FROM pg_stat_activity)
+            WHERE shard <> 0 AND (shard NOT IN (SELECT pid FROM pg_stat_activity){also})
             FOR UPDATE SKIP LOCKED)
         RETURNING *)
     INSERT INTO {table} ({keys}, shard, {values})
@@ -231,6 +244,7 @@ BEGIN
             ]
             + [f"{s} = job_hour_counts.{s} + excluded.{s}" for s in STATES]
         ),
+        _SETTLED,
     )
 }
     RETURN folded;
