@@ -7,6 +7,7 @@ They are measurements, not tests: nothing here is imported by the test suite.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -179,13 +180,20 @@ NULL_JOB = json.dumps(
 ).encode()  # fmt: skip
 
 
+#: how long ``null_app`` waits before it answers (``BENCH_NULL_DELAY_US``; 0: at once)
+NULL_DELAY_S = int(os.environ.get("BENCH_NULL_DELAY_US", "0")) / 1e6
+
+
 async def null_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """An ASGI app that answers every request with ``NULL_JOB`` (``/healthz``: 200, else
-    201) at once: a server that costs almost nothing, to measure a client alone."""
+    201) at once, or after ``NULL_DELAY_S`` on the loop's timer: a server that costs almost
+    nothing, to measure a client alone (and how its CPU depends on how long it waits)."""
     if scope["type"] != "http":
         return
     while (await receive()).get("more_body"):
         pass
+    if NULL_DELAY_S:
+        await asyncio.sleep(NULL_DELAY_S)
     status = 200 if scope["path"] == "/healthz" else 201
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(NULL_JOB))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -193,8 +201,9 @@ async def null_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @contextmanager
-def running_null_server() -> Iterator[Server]:
-    """``null_app`` on uvicorn in a subprocess on a free port, like ``running_server``."""
+def running_null_server(delay_us: int = 0) -> Iterator[Server]:
+    """``null_app`` on uvicorn in a subprocess on a free port, like ``running_server``;
+    ``delay_us``: each answer that much later (``NULL_DELAY_S``)."""
     home = Path(tempfile.mkdtemp(prefix="jobyard-bench-null-"))
     log_path = home / "server.log"
     port = free_port()
@@ -202,7 +211,12 @@ def running_null_server() -> Iterator[Server]:
     cmd += ["--log-level", "warning", "--no-access-log", "--lifespan", "off"]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            cmd, cwd=Path(__file__).parent, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            cmd,
+            cwd=Path(__file__).parent,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "BENCH_NULL_DELAY_US": str(delay_us)},
         )
     try:
         url = f"http://127.0.0.1:{port}"

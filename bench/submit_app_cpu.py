@@ -6,8 +6,10 @@ or with ``--database-url`` a fresh PostgreSQL database, as ``w3_submit.py`` make
 A diagnostic for A/B comparisons on a loaded machine: the loop thread's CPU time
 (``time.thread_time``, user and system) over many short rounds, so that the minimum and
 the lower quartile are not much moved by the other processes), and the whole process's
-(``time.process_time``: the threads the submit hands work to too); ``--calls`` counts
-the Python function calls per submit instead (deterministic, cProfile).
+(``time.process_time``: the threads the submit hands work to too); on PostgreSQL also
+the CPU of the database's backends (``/proc/<pid>/schedstat``, ns: a PostgreSQL on this
+machine only); ``--calls`` counts the Python function calls per submit instead
+(deterministic, cProfile).
 
     .venv/bin/python bench/submit_app_cpu.py [--rounds 40] [--submits 200] [--calls]
     .venv/bin/python bench/submit_app_cpu.py --database-url postgresql+psycopg://…/x --bench-db w3pg
@@ -54,16 +56,52 @@ def main() -> None:
         if args.calls:
             print(f"Python calls per submit: {asyncio.run(_calls(submit, 500)):.0f}")
         else:
-            report(asyncio.run(_rounds(submit, args.rounds, args.submits)), args.submits)
+            rounds = asyncio.run(_rounds(submit, args.rounds, args.submits, url))
+            report(rounds, args.submits)
 
 
-def report(rounds: list[tuple[float, float]], submits: int) -> None:
-    """Each round's (loop thread, process) CPU per submit in µs."""
-    for i, what in enumerate(("loop thread", "process")):
-        print(
-            f"{what} CPU us per submit over {len(rounds)} x {submits}: "
-            + low_quartiles([r[i] for r in rounds])
-        )
+def report(rounds: list[tuple[float, ...]], submits: int) -> None:
+    """Each round's (loop thread, process[, PostgreSQL backends]) CPU per submit in µs."""
+    for i, what in enumerate(("loop thread", "process", "PostgreSQL backends'")):
+        if i < len(rounds[0]):
+            print(
+                f"{what} CPU us per submit over {len(rounds)} x {submits}: "
+                + low_quartiles([r[i] for r in rounds])
+            )
+
+
+def _backends(url: str | None) -> list[int]:
+    """The pids of the client backends connected to ``url``'s database (PostgreSQL)."""
+    if url is None:
+        return []
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    with psycopg.connect(
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        dbname="postgres",
+    ) as admin:
+        found = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+            " AND backend_type = 'client backend'",
+            (parsed.database,),
+        ).fetchall()
+    return [int(pid) for (pid,) in found]
+
+
+def _backend_ns(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            continue  # ended meanwhile
+    return total
 
 
 def _submitter(app: Any, authorization: bytes) -> Any:
@@ -83,16 +121,21 @@ def _submitter(app: Any, authorization: bytes) -> Any:
     return submit
 
 
-async def _rounds(submit: Any, rounds: int, submits: int) -> list[tuple[float, float]]:
+async def _rounds(
+    submit: Any, rounds: int, submits: int, url: str | None = None
+) -> list[tuple[float, ...]]:
     for _ in range(WARMUP):
         await submit()
-    out = []
+    pids = _backends(url)  # after the warm-up: the connections the submits use are open
+    out: list[tuple[float, ...]] = []
     for _ in range(rounds):
-        cpu, process = time.thread_time(), time.process_time()
+        cpu, process, backend = time.thread_time(), time.process_time(), _backend_ns(pids)
         for _ in range(submits):
             await submit()
         loop_us = (time.thread_time() - cpu) / submits * 1e6
-        out.append((loop_us, (time.process_time() - process) / submits * 1e6))
+        process_us = (time.process_time() - process) / submits * 1e6
+        backend_us = (_backend_ns(pids) - backend) / submits / 1e3
+        out.append((loop_us, process_us, backend_us) if pids else (loop_us, process_us))
     return out
 
 

@@ -8,6 +8,7 @@ Targets: one client >= 2,500 submits/s with p99 <= 1.5 ms; 8 clients >= 5,000/s.
     .venv/bin/python bench/w3_submit.py --clients 8          # 8 processes, one Client each
     .venv/bin/python bench/w3_submit.py --raw-httpx          # a bare httpx.Client instead
     .venv/bin/python bench/w3_submit.py --null-server        # the client alone (see below)
+    .venv/bin/python bench/w3_submit.py --null-server --null-delay-us 1500   # … answered later
     .venv/bin/python bench/w3_submit.py --database-url postgresql+psycopg://root@127.0.0.1:5432/x
 
 Each client runs in its own process, warms up with 50 submits, then all start together
@@ -15,7 +16,9 @@ Each client runs in its own process, warms up with 50 submits, then all start to
 last end. Client CPU is each client process's CPU time over its measured submits; server
 CPU is ``jobyard serve``'s (without children) over the same span. ``--null-server``
 submits to an ASGI app that answers at once with a job (``common.null_app``) instead of
-``jobyard serve``: what the client costs and allows by itself.
+``jobyard serve``: what the client costs and allows by itself; ``--null-delay-us N`` makes it
+answer N µs later (on its loop's timer), to see how the client's CPU per submit depends on
+how long it waits for each answer.
 
 With ``--database-url`` each round runs on a fresh database ``jobyard_bench`` (created on
 that PostgreSQL server with psycopg and dropped afterwards; the URL's own database name is
@@ -179,12 +182,12 @@ def run_client(
 
 @contextmanager
 def bench_server(
-    database_url: str | None, bench_db: str, null: bool
+    database_url: str | None, bench_db: str, null: bool, null_delay_us: int = 0
 ) -> Iterator[tuple[Server, str | None]]:
     """``jobyard serve`` (on a fresh database, whose URL comes with it), or the null
-    server."""
+    server (answering ``null_delay_us`` later)."""
     if null:
-        with running_null_server() as server:
+        with running_null_server(null_delay_us) as server:
             yield server, None
         return
     with (
@@ -201,9 +204,10 @@ def one_round(
     database_url: str | None,
     null: bool,
     bench_db: str = BENCH_DB,
+    null_delay_us: int = 0,
 ) -> Round:
     ctx = mp.get_context("fork")
-    with bench_server(database_url, bench_db, null) as (server, url):
+    with bench_server(database_url, bench_db, null, null_delay_us) as (server, url):
         barrier = ctx.Barrier(clients + 1)
         pipes = [ctx.Pipe(duplex=False) for _ in range(clients)]
         procs = [
@@ -250,11 +254,16 @@ def main() -> None:
     ap.add_argument(
         "--null-server", action="store_true", help="a server that answers at once (client alone)"
     )
+    ap.add_argument(
+        "--null-delay-us", type=int, default=0, help="the null server answers this much later"
+    )
     args = ap.parse_args()
     where = make_url(args.database_url).set(database=args.bench_db) if args.database_url else None
     store = where.render_as_string(hide_password=True) if where else "SQLite (default data dir)"
     if args.null_server:
         store = "the null server (common.null_app), not jobyard"
+        if args.null_delay_us:
+            store += f", answering {args.null_delay_us} us late"
     how = "a bare httpx.Client" if args.raw_httpx else "jobyard.Client.submit"
     target = ">= 2,500/s" if args.clients == 1 else ">= 5,000/s with 8 clients"
     print(machine_line())
@@ -271,6 +280,7 @@ def main() -> None:
             args.database_url,
             args.null_server,
             args.bench_db,
+            args.null_delay_us,
         )
         rounds.append(r)
         print(

@@ -21,7 +21,7 @@ from jobyard.store import migrate
 from jobyard.store.database import Database
 from jobyard.store.jobs import JobStore, NewJob, _insert_many
 from jobyard.store.tables import job_counts, jobs, tenants
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, ServicesFactory
 
 LATER = datetime.now(UTC) + timedelta(days=365)
 
@@ -254,3 +254,75 @@ def test_inserts_sharing_a_transaction_are_counted_once(db_url: str) -> None:
         _assert_exact(db)
     finally:
         db.dispose()
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _shards(db: Database, table: str) -> dict[int, int]:
+    """Rows of ``table`` per shard."""
+    with db.read() as conn:
+        rows = conn.execute(sa.text(f"SELECT shard, count(*) FROM {table} GROUP BY shard")).all()
+    return {int(s): int(n) for s, n in rows}
+
+
+def test_each_connection_counts_on_rows_of_its_own_folded_once_it_is_gone(
+    make_services: ServicesFactory,
+) -> None:
+    """PostgreSQL (migration 0015): each backend adds to counter rows of its own (shard =
+    its process id), in both count tables; the upkeep folds the rows of backends that are
+    gone into shard 0, skipping a row a transaction holds (it does not wait for it) until
+    a later fold, and the counts stay exact throughout."""
+    services = make_services(start=False)
+    db = services.db
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite keeps shard 0 only")
+    now = datetime.now(UTC)
+    with db.write() as conn:
+        conn.execute(tenants.insert().values(id="t", name="t", created_at=now))
+    with db.engine.connect() as a, db.engine.connect() as b:
+        pid_a = a.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        pid_b = b.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        a.commit()
+        b.commit()
+        with a.begin():
+            a.execute(jobs.insert(), [_plain_row(f"job-{i}", now) for i in range(3)])
+        with b.begin():
+            b.execute(jobs.insert().values(_plain_row("job-3", now)))
+            b.execute(jobs.insert().values(_plain_row("job-old", now - timedelta(hours=3))))
+            b.execute(jobs.update().where(jobs.c.id == "job-0").values(state="failed"))
+        for table in ("job_counts", "job_hour_counts"):
+            assert {pid_a, pid_b} <= set(_shards(db, table)), table
+        _assert_exact(db)
+        # a's connection is gone (its rows now of a pid no backend has)...
+        gone = 2_000_000_000  # above any pid (pid_max ≤ 2^22)
+        for table in ("job_counts", "job_hour_counts"):
+            a.execute(sa.text(f"UPDATE {table} SET shard = {gone} WHERE shard = {pid_a}"))
+        a.commit()
+        # ... and one of its hour rows is held by a transaction when the upkeep folds
+        with db.engine.connect() as holder, holder.begin():
+            holder.execute(
+                sa.text(f"SELECT 1 FROM job_hour_counts WHERE shard = {gone} FOR UPDATE")
+            )
+            with db.engine.connect() as other:
+                other.execute(sa.text("SET lock_timeout = '5s'"))
+                other.execute(sa.text("SELECT job_counts_fold()"))  # a wait would time out
+                other.commit()
+            assert gone not in _shards(db, "job_counts")
+            assert _shards(db, "job_hour_counts")[gone] == 1  # left for a later fold
+        _assert_exact(db)
+        services.upkeep.tick()
+        for table in ("job_counts", "job_hour_counts"):
+            shards = _shards(db, table)
+            assert gone not in shards and pid_b in shards and 0 in shards, (table, shards)
+        # b lives: its rows stay its own, but for hours more than an hour past, folded
+        with db.read() as conn:
+            hours = conn.execute(
+                sa.text(f"SELECT hour FROM job_hour_counts WHERE shard = {pid_b}")
+            ).scalars()
+            assert {_utc(h) for h in hours} == {now.replace(minute=0, second=0, microsecond=0)}
+        _assert_exact(db)
+        assert JobStore(db).count_by_state("t", JobFilter()) == {"queued": 4, "failed": 1}
+        hour = JobFilter(created_from=now - timedelta(hours=2), created_to=now + timedelta(hours=2))
+        assert JobStore(db).count_by_state("t", hour) == {"queued": 3, "failed": 1}

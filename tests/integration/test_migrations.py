@@ -301,3 +301,93 @@ def test_0014_counts_existing_jobs_by_hour_and_back(blank_db: Database) -> None:
         new(3, "a").insert(conn)  # no trigger left that writes to the dropped table
         conn.execute(jobs.update().where(jobs.c.seq == 2).values(state="failed"))
     assert _counts_are_exact(blank_db)[("t", "default", "queued", "normal", "")] == 7
+
+
+def _count_triggers(db: Database) -> list[tuple[str, str, str]]:
+    """(name, event, level) of the triggers on ``jobs`` (PostgreSQL)."""
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT trigger_name, event_manipulation, action_orientation"
+                " FROM information_schema.triggers WHERE event_object_table = 'jobs'"
+            )
+        ).all()
+    return sorted((str(n), str(e), str(level)) for n, e, level in rows)
+
+
+def test_0015_counts_with_one_function_per_change_and_back(blank_db: Database) -> None:
+    """0015 (PostgreSQL: one trigger function for inserts, one for changes and deletes,
+    each backend on counter rows of its own) keeps both count tables exact across it and
+    its downgrade, which puts 0013's and 0014's triggers back. SQLite: nothing changes."""
+    from jobyard.domain.jobs import JobSpec
+    from jobyard.domain.states import JobState
+    from jobyard.store.jobs import NewJob, _insert_many
+    from jobyard.store.tables import HOUR_STATES
+
+    now = datetime.now(UTC)
+
+    def new(job_type: str | None, state: JobState = JobState.QUEUED) -> NewJob:
+        spec = JobSpec(entrypoint="true", job_type=job_type, submitted_by=job_type)
+        return NewJob("t", spec, state, 0.0, now, None, "")
+
+    def write_some() -> None:
+        with blank_db.write() as conn:
+            _insert_many(conn, [new("a"), new(None), new("a"), new("b", JobState.SCHEDULED)])
+            new("a").insert(conn)
+            conn.execute(sa.text("UPDATE jobs SET state = 'cancelled' WHERE job_type = 'b'"))
+            conn.execute(sa.text("UPDATE jobs SET submitted_by = 'c' WHERE job_type IS NULL"))
+            conn.execute(sa.text("DELETE FROM jobs WHERE seq = (SELECT min(seq) FROM jobs)"))
+
+    def hours_are_exact() -> None:
+        cells = ", ".join(f"SUM({s})" for s in HOUR_STATES)
+        with blank_db.engine.connect() as conn:
+            kept = conn.execute(
+                sa.text(f"SELECT submitted_by, {cells} FROM job_hour_counts GROUP BY submitted_by")
+            ).all()
+            jobs_by = conn.execute(
+                sa.text(
+                    "SELECT COALESCE(submitted_by, ''), state, count(*) FROM jobs GROUP BY 1, 2"
+                )
+            ).all()
+        found = {
+            (r[0], s): int(n) for r in kept for s, n in zip(HOUR_STATES, r[1:], strict=True) if n
+        }
+        assert found == {(str(by), str(s)): int(n) for by, s, n in jobs_by}
+
+    pg = blank_db.dialect == "postgresql"
+    migrate.upgrade(blank_db, "0014")
+    with blank_db.write() as conn:
+        conn.execute(tenants.insert().values(id="t", name="t", created_at=now))
+    write_some()
+    migrate.upgrade(blank_db, "0015")
+    if pg:
+        assert _count_triggers(blank_db) == [
+            ("tr_jobs_counts", "DELETE", "ROW"),
+            ("tr_jobs_counts", "UPDATE", "ROW"),
+            ("tr_jobs_counts_insert", "INSERT", "STATEMENT"),
+        ]
+    write_some()
+    assert _counts_are_exact(blank_db) == {
+        ("t", "default", "queued", "normal", "a"): 5,  # seqs 1 and 2 deleted
+        ("t", "default", "queued", "normal", ""): 1,
+        ("t", "default", "cancelled", "normal", "b"): 2,
+    }
+    hours_are_exact()
+
+    cfg = migrate._config()
+    with blank_db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0014")
+    assert migrate.current_revision(blank_db) == "0014"
+    if pg:
+        assert [t[0] for t in _count_triggers(blank_db)] == [
+            "tr_jobs_count",
+            "tr_jobs_count",
+            "tr_jobs_count_insert",
+            "tr_jobs_hour_count",
+            "tr_jobs_hour_count",
+            "tr_jobs_hour_count_insert",
+        ]
+    write_some()
+    assert _counts_are_exact(blank_db)[("t", "default", "queued", "normal", "a")] == 7
+    hours_are_exact()

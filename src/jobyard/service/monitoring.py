@@ -26,8 +26,8 @@ class Overdue:
 
 
 class Upkeep(Periodic):
-    """Fires cron schedules, purges expired jobs and folds idle fair-share rows every
-    ``interval_s``."""
+    """Fires cron schedules, purges expired jobs, folds idle fair-share rows and the
+    counter rows of gone database connections every ``interval_s``."""
 
     name = "upkeep"
 
@@ -53,6 +53,7 @@ class Upkeep(Periodic):
         self.purge_expired()
         if self.fair_share is not None:
             self.fair_share.fold(to_epoch(self.clock.now()))
+        self.jobs.fold_count_shards()
 
     def purge_expired(self) -> int:
         """Delete the jobs, logs and results rows of models past their retention."""

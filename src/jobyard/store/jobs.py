@@ -716,6 +716,16 @@ class JobStore:
                 cond.append(created <= high)
         return sa.select(jobs).where(*cond).order_by(jobs.c.seq.desc()).limit(limit + 1), {}
 
+    def fold_count_shards(self) -> int:
+        """PostgreSQL: fold the counter rows (``job_counts``, ``job_hour_counts``) of
+        backends that are gone into shard 0 (migration 0015: each backend adds to rows of
+        its own, so a key would otherwise keep a row per connection it ever had); the
+        shard-0 rows written. The counts do not change. SQLite keeps shard 0 only: 0."""
+        if self.db.dialect != "postgresql":
+            return 0
+        with self.db.write() as conn:
+            return int(conn.execute(sa.text("SELECT job_counts_fold()")).scalar_one())
+
     def count_by_state(self, tenant_id: str, flt: JobFilter) -> dict[str, int]:
         """Counts by state of the jobs matching the filter, ignoring its states."""
         with self.db.read() as conn:

@@ -235,8 +235,9 @@ jobs = sa.Table(
 
 #: jobs per tenant, project, state, priority and job type ('' for none), kept by
 #: database triggers on ``jobs`` (migration 0006) in the transaction of every insert,
-#: change and delete; a count is the sum over ``shard`` (on PostgreSQL a writer adds to
-#: a row no other transaction holds, so writers never wait for each other; SQLite: 0)
+#: change and delete; a count is the sum over ``shard`` (on PostgreSQL each backend adds
+#: to rows of its own, shard = its pid (migration 0015), so writers never wait for each
+#: other; the upkeep folds the rows of gone backends into shard 0; SQLite: 0)
 job_counts = sa.Table(
     "job_counts",
     metadata,
