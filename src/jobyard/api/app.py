@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import zlib
 from typing import Any
 
 from fastapi import FastAPI
@@ -106,19 +105,18 @@ def create_app(services: Services) -> App:
 def _build_schema_apart(app: FastAPI) -> None:
     """The OpenAPI schema is built once, in a forked child (``memory.built_apart``): the
     ≈ 7.5 MB that building it leaves in the heap stay there. The server keeps the
-    schema as JSON text compressed (≈ 20 KB, against ≈ 0.23 MB as it is: the document
-    is asked for seldom) and answers ``/openapi.json`` with that text decompressed;
+    schema as JSON text (≈ 0.3 MB) and answers ``/openapi.json`` with it as it is;
     ``app.openapi()`` parses it for the few callers that want the objects
     (``bench/idle_rss.py``). Reading it from the child leaves free heap behind
     (≈ 0.5 MB), given back at once (``memory.give_back``: once per process)."""
     build = app.openapi
-    packed: list[bytes] = []
+    text: list[bytes] = []
 
     def schema_text() -> bytes:
-        if not packed:
-            packed.append(zlib.compress(memory.built_apart(build)))
+        if not text:
+            text.append(memory.built_apart(build))
             memory.give_back()
-        return zlib.decompress(packed[0])
+        return text[0]
 
     def openapi() -> dict[str, Any]:
         schema: dict[str, Any] = json.loads(schema_text())
