@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 import warnings
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -42,15 +43,16 @@ def give_back() -> None:
         trim(0)
 
 
-def built_apart(build: Callable[[], Any], timeout_s: float = 60.0) -> bytes:
-    """``build()``'s JSON-able result as JSON text, computed in a forked child so that
-    what building it leaves behind (caches, fragmented heap: ≈ 7.5 MB for the OpenAPI
-    schema) stays in the child. The child only computes and writes; it touches no file,
-    socket or lock of the parent's threads and leaves with ``os._exit``. Where there is
-    no ``fork`` (or the child fails or takes longer than ``timeout_s``), ``build()`` runs
-    here instead."""
+def built_apart(build: Callable[[], Any], timeout_s: float = 60.0, *, gzip: bool = False) -> bytes:
+    """``build()``'s JSON-able result as JSON text (``gzip``: that text gzipped, by the
+    child), computed in a forked child so that what building it leaves behind (caches,
+    fragmented heap: ≈ 7.5 MB for the OpenAPI schema) stays in the child. The child
+    only computes and writes; it touches no file, socket or lock of the parent's threads
+    and leaves with ``os._exit``. Where there is no ``fork`` (or the child fails or takes
+    longer than ``timeout_s``), ``build()`` runs here instead."""
+    encode = _gzipped_json if gzip else _json
     if not hasattr(os, "fork") or sys.platform != "linux":
-        return _json(build())
+        return encode(build())
     read_fd, write_fd = os.pipe()
     with warnings.catch_warnings():
         # Python 3.12+ warns of fork() in a process with threads; the child runs only
@@ -61,7 +63,7 @@ def built_apart(build: Callable[[], Any], timeout_s: float = 60.0) -> bytes:
         code = 1
         try:
             os.close(read_fd)
-            data = _json(build())
+            data = encode(build())
             with os.fdopen(write_fd, "wb") as out:
                 out.write(data)
             code = 0
@@ -83,12 +85,21 @@ def built_apart(build: Callable[[], Any], timeout_s: float = 60.0) -> bytes:
     if not complete:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        return _json(build())
+        return encode(build())
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        return _json(build())
+        return encode(build())
     return b"".join(chunks)
 
 
 def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+#: zlib's ``wbits`` of the gzip format
+GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
+def _gzipped_json(value: Any) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, GZIP_WBITS)
+    return packer.compress(_json(value)) + packer.flush()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -11,6 +13,7 @@ import httpx
 import pytest
 
 from jobyard import Client
+from jobyard.api.app import takes_gzip
 from tests.conftest import LiveServer, ServicesFactory
 
 PY = sys.executable
@@ -144,6 +147,31 @@ def test_auth_and_not_found(idle: LiveServer) -> None:
     assert httpx.get(idle.url + "/readyz").status_code == 200
     assert httpx.get(idle.url + "/openapi.json", timeout=30).json()["info"]["title"] == "jobyard"
     assert httpx.get(idle.url + "/docs").status_code == 200
+
+
+def test_the_openapi_document_gzipped_or_not_is_the_same(idle: LiveServer) -> None:
+    """``/openapi.json`` comes gzipped (as the server keeps it) to a client that takes
+    gzip, as text to one that does not; the same document either way."""
+    url = idle.url + "/openapi.json"
+
+    def raw(accept_encoding: str) -> tuple[httpx.Headers, bytes]:
+        """The answer's headers and its bytes as sent (not decoded)."""
+        headers = {"Accept-Encoding": accept_encoding}
+        with httpx.stream("GET", url, headers=headers, timeout=30) as r:
+            return r.headers, b"".join(r.iter_raw())
+
+    headers, text = raw("identity")
+    assert "content-encoding" not in headers and headers["vary"] == "Accept-Encoding"
+    assert json.loads(text)["info"]["title"] == "jobyard"
+    for taking in ("gzip", "br, gzip;q=0.5", "*", "deflate, x-gzip"):
+        headers, packed = raw(taking)
+        assert headers["content-encoding"] == "gzip", taking
+        assert gzip.decompress(packed) == text and len(packed) < len(text) / 5
+    for refusing in ("gzip;q=0", "deflate", "*;q=0", "*, gzip;q=0", ""):
+        headers, plain = raw(refusing)
+        assert "content-encoding" not in headers and plain == text, refusing
+    assert httpx.get(url, timeout=30).json() == json.loads(text)  # httpx takes gzip
+    assert takes_gzip("gzip;q=0.001") and not takes_gzip("gzip;q=0.0, *")
 
 
 def test_revoked_and_expired_keys(idle: LiveServer) -> None:

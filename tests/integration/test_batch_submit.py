@@ -150,6 +150,32 @@ def test_a_batch_shares_one_time_and_queues_in_its_order(
     assert claimed == [f"q{i}" for i in range(5)]
 
 
+def test_a_batchs_plain_jobs_get_random_ids_in_ascending_order(
+    make_services: ServicesFactory,
+    serve,
+) -> None:
+    """A batch's plain jobs take random (version 4) ids in ascending order, so their rows
+    go into the id indexes from left to right; the jobs keep the request's order (seq)
+    and each id is new."""
+    services = make_services(start=False)
+    live = serve(services)
+    sent = [{"entrypoint": "true", "name": f"j{i}", "scheduled_at": LATER} for i in range(60)]
+    sent[7] = {"entrypoint": " "}  # refused: it takes no id, the others keep their order
+    answers = [_post(live, {"jobs": sent}).json() for _ in range(2)]
+    for answer in answers:
+        ids = [item["id"] for item in answer["items"] if item["error"] is None]
+        assert len(ids) == 59 and ids == sorted(ids)
+        assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
+    first, second = ([i["id"] for i in a["items"] if i["id"]] for a in answers)
+    assert not set(first) & set(second)
+    assert not first[-1] < second[0]  # random, not ordered by time across batches
+    with services.db.read() as conn:
+        rows = conn.execute(
+            sa.select(jobs.c.name).where(jobs.c.id.in_(first)).order_by(jobs.c.seq)
+        ).all()
+    assert [name for (name,) in rows] == [f"j{i}" for i in range(60) if i != 7]
+
+
 def test_the_answer_is_the_models_json() -> None:
     """``batch_json`` writes what FastAPI wrote for the ``JobBatchOut`` it answered
     before: created, found and failed jobs, an error's details included."""

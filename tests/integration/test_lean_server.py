@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +94,12 @@ main()
 
 #: modules a server on SQLite without cron schedules has no use for, whatever it answered
 #: (``lean_imports``: pydantic's v1, uvicorn's command line and reloaders; fsspec until
-#: a file is stored or read)
+#: a file is stored or read; ``/metrics`` without prometheus_client's package, which
+#: imports HTTP and WSGI servers and ``urllib.request``)
 NOT_LOADED = (
     "sqlalchemy.dialects.postgresql", "psycopg", "alembic", "typer", "rich", "croniter",
     "pydantic.v1", "uvicorn.main", "click", "watchfiles", "multiprocessing", "fsspec",
+    "prometheus_client", "http.server", "wsgiref", "urllib.request",
 )  # fmt: skip
 
 
@@ -278,13 +281,16 @@ def _answers(url: str, server: subprocess.Popen[bytes]) -> bool:
 
 def test_the_app_serves_each_routers_own_routes(tmp_path: Path) -> None:
     """``app.include_router`` would build every route a second time on its first request
-    (≈ 2 MB for all of them): the app holds the routes its routers built."""
+    (≈ 2 MB for all of them): the app holds the routes its routers built (the
+    dashboard's once loaded)."""
+    from jobyard import web
     from jobyard.api import app as api_app
     from jobyard.web import admin, auth, catalog, jobs, submit
 
     services, _ = start_services(Settings.from_env(data_dir=tmp_path, slots=1))
     try:
         app = api_app.create_app(services)
+        web.load(app)
     finally:
         services.close()
     routers = [
@@ -325,3 +331,54 @@ def test_serve_reads_its_options_in_a_child(
     assert done.returncode == code, done.stderr
     assert says in done.stdout + done.stderr
     assert not (tmp_path / "jobyard.db").exists()  # no server started
+
+
+_DASHBOARD_AT_START = """
+import json, sys
+from pathlib import Path
+from jobyard import web
+from jobyard.api.app import create_app
+from jobyard.server import start_services
+from jobyard.settings import Settings
+services, _ = start_services(Settings.from_env(data_dir=Path(sys.argv[1]), slots=1))
+app = create_app(services)
+before = sorted(m for m in sys.modules if m.startswith("jobyard.web."))
+count = len(app.routes)
+web.load(app)
+web.load(app)  # once only
+from jobyard.web.base import PREFIX
+paths = [getattr(r, "path", "") for r in app.routes[count - 1 :]]
+print(json.dumps({"before": before, "added": len(app.routes) - count, "paths": paths,
+                  "prefix": PREFIX}))
+services.close()
+"""
+
+
+def test_the_dashboard_is_loaded_on_its_first_request(tmp_path: Path) -> None:
+    """The app starts without the dashboard's modules; its routes come in the stand-in's
+    place, once, all under its paths; a real server answers a first burst of requests to
+    its pages as before (a redirect, the sign-in page, a static file, a 404)."""
+    found = _run(_DASHBOARD_AT_START, str(tmp_path / "a"))
+    assert found["before"] == [] and found["prefix"] == "/ui"
+    assert found["added"] > 20 and all(p == "/" or p.startswith("/ui") for p in found["paths"])
+    port = _free_port()
+    server = _serve([str(Path(sys.executable).parent / "jobyard")], port, tmp_path / "b")
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def get(path: str) -> tuple[int, str]:
+            r = httpx.get(url + path, timeout=30, follow_redirects=False)
+            return r.status_code, r.headers.get("location", r.text[:2000])
+
+        paths = ["/ui/sign-in", "/", "/ui/static/app.css", "/ui/no-such-page", "/ui/jobs"] * 2
+        with ThreadPoolExecutor(len(paths)) as pool:  # the first requests, at once
+            answers = dict(zip(paths, pool.map(get, paths), strict=False))
+        assert answers["/ui/sign-in"][0] == 200 and "sign" in answers["/ui/sign-in"][1].lower()
+        assert answers["/"][0] in (302, 303, 307) and answers["/"][1].startswith("/ui")
+        assert answers["/ui/static/app.css"][0] == 200
+        assert answers["/ui/no-such-page"][0] == 404
+        assert answers["/ui/jobs"] == (303, "/ui/sign-in?next=/ui/jobs")
+        assert get("/ui/sign-in")[0] == 200 and get("/v1/jobs")[0] == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

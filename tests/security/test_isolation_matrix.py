@@ -47,6 +47,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from jobyard import web
 from jobyard.api import errors as api_errors
 from jobyard.api.app import create_app
 from jobyard.api.metrics import metrics_route
@@ -67,7 +68,9 @@ def _schema_app() -> FastAPI:
     stub = SimpleNamespace(
         settings=Settings(), db=None, clock=None, node_id="schema-only", status=None
     )
-    return create_app(stub)  # type: ignore[arg-type]
+    app = create_app(stub)  # type: ignore[arg-type]
+    web.load(app)  # the dashboard's routes too (loaded on its first request otherwise)
+    return app
 
 
 APP = _schema_app()

@@ -3,6 +3,7 @@ fails or hangs there is built here instead."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import time
@@ -48,3 +49,16 @@ def test_a_child_that_takes_too_long_is_killed_and_the_value_built_here() -> Non
         return {"pid": os.getpid()}
 
     assert json.loads(memory.built_apart(build, timeout_s=0.5)) == {"pid": parent}
+
+
+def test_gzip_the_child_sends_the_json_text_gzipped() -> None:
+    parent = os.getpid()
+
+    def build() -> dict[str, object]:
+        return {"pid": os.getpid(), "x": ["é", 1.5] * 3000}
+
+    packed = memory.built_apart(build, gzip=True)
+    text = gzip.decompress(packed)
+    assert json.loads(text)["pid"] != parent
+    assert text == memory.built_apart(lambda: json.loads(text))  # the same JSON text
+    assert len(packed) < len(text) / 10

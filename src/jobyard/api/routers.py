@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
+from starlette.routing import BaseRoute
 
 
 def add_routes(app: FastAPI, router: APIRouter) -> None:
@@ -17,9 +18,14 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     event handlers or nested routers: what ``include_router`` would build is what they
     hold. (Not carried over: ``app.dependency_overrides``, which jobyard does not use.)
     """
+    app.router.routes.extend(routes_of(router))
+
+
+def routes_of(router: APIRouter) -> list[BaseRoute]:
+    """``router``'s routes, to be put on an app as they are (see :func:`add_routes`)."""
     if router.on_startup or router.on_shutdown:
         raise ValueError("a router with event handlers needs app.include_router")
     for route in router.routes:
         if not isinstance(route, APIRoute | APIWebSocketRoute):
             raise TypeError(f"{route!r} is not a route of its own: use app.include_router")
-    app.router.routes.extend(router.routes)
+    return list(router.routes)

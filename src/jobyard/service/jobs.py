@@ -22,7 +22,7 @@ from jobyard.service.limits import Quotas, queued_quota_exceeded
 from jobyard.service.wakeup import Wakeup
 from jobyard.storage.blobs import BlobStore
 from jobyard.storage.logarchive import JobLogs
-from jobyard.store.jobs import JobStore, NewBatch, NewJob, NewPlainJob, new_job_id
+from jobyard.store.jobs import JobStore, NewBatch, NewJob, NewPlainJob, new_job_ids
 
 if TYPE_CHECKING:  # the services of the get route's names (no import cycle)
     from jobyard.service.folders import FolderService
@@ -225,6 +225,8 @@ class JobService:
             principal.project_id or DEFAULT_PROJECT_ID,
         )
         planned: list[_Planned] = []
+        # the plain jobs' ids in ascending order, taken in the batch's order (new_job_ids)
+        ids = iter(new_job_ids(sum(type(r) is PlainSpec for r in requests)))
         for request in requests:
             if isinstance(request, errors.JobyardError):
                 planned.append(BatchResult(error=request))
@@ -232,7 +234,7 @@ class JobService:
             try:
                 new: _Planned
                 if type(request) is PlainSpec:
-                    new = self._new_plain(request, shared)
+                    new = self._new_plain(request, shared, next(ids))
                 else:
                     assert isinstance(request, submission.JobRequest)
                     digest = self._digest(principal, request)
@@ -263,9 +265,9 @@ class JobService:
                 planned.append(BatchResult(error=e))
         return planned
 
-    def _new_plain(self, spec: PlainSpec, shared: NewBatch) -> NewPlainJob:
+    def _new_plain(self, spec: PlainSpec, shared: NewBatch, job_id: str) -> NewPlainJob:
         """:meth:`_new_job` of a plain job of a batch (``shared``: the batch's caller and
-        time): the same checks, first state and queue place."""
+        time) with the id ``job_id``: the same checks, first state and queue place."""
         _validate(spec)
         scheduled_at = ensure_utc(spec.scheduled_at)
         if scheduled_at is not spec.scheduled_at:
@@ -275,7 +277,7 @@ class JobService:
         state = JobState.SCHEDULED if scheduled else JobState.QUEUED
         eligible = scheduled_at if scheduled and scheduled_at else now
         sort_key, message = self._place(eligible, spec.priority, scheduled)
-        return NewPlainJob(new_job_id(), spec, state, sort_key, message, shared)
+        return NewPlainJob(job_id, spec, state, sort_key, message, shared)
 
     def _store_inputs(self, spec: JobSpec, items: list[Any]) -> JobSpec:
         if len(items) > MAX_ITEMS:
