@@ -94,12 +94,10 @@ main()
 
 #: modules a server on SQLite without cron schedules has no use for, whatever it answered
 #: (``lean_imports``: pydantic's v1, uvicorn's command line and reloaders; fsspec until
-#: a file is stored or read; ``/metrics`` without prometheus_client's package, which
-#: imports HTTP and WSGI servers and ``urllib.request``)
+#: a file is stored or read)
 NOT_LOADED = (
     "sqlalchemy.dialects.postgresql", "psycopg", "alembic", "typer", "rich", "croniter",
     "pydantic.v1", "uvicorn.main", "click", "watchfiles", "multiprocessing", "fsspec",
-    "prometheus_client", "http.server", "wsgiref", "urllib.request",
 )  # fmt: skip
 
 

@@ -1,9 +1,8 @@
 """``/metrics`` in the Prometheus text format (OpenMetrics when the scraper asks for it).
 
-Every scrape reads the database through the app's collector and writes its families
-with ``api/exposition.py`` (the server does not import ``prometheus_client``). The
-figures cover all tenants and are the same on every replica: scrape one replica, or
-aggregate with ``max``, never ``sum``.
+Every scrape reads the database through a custom collector registered in a registry of
+this app (never the process-wide default). The figures cover all tenants and are the
+same on every replica: scrape one replica, or aggregate with ``max``, never ``sum``.
 Durations are *gauge histograms* of a sliding window (jobs that ended / started in the
 last hour): use ``histogram_quantile`` on the buckets directly, not on ``rate()``.
 
@@ -14,21 +13,15 @@ scrape needs ``Authorization: Bearer <key>`` of an admin key of the default tena
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 
 from jobyard import errors
-from jobyard.api.exposition import (
-    CONTENT_TYPE_LATEST,
-    Family,
-    add_gauge,
-    add_histogram,
-    choose_encoder,
-    gauge,
-    gauge_histogram,
-)
 from jobyard.api.schemas.base import ErrorOut
 from jobyard.domain.auth import Role
 from jobyard.domain.jobs import DEFAULT_TENANT_ID
@@ -52,40 +45,41 @@ class JobyardCollector:
     def __init__(self, service: SystemStatusService) -> None:
         self.service = service
 
-    def collect(self) -> list[Family]:
+    def collect(self) -> Iterable[Metric]:
         m = self.service.metrics()
-        jobs = gauge("jobyard_jobs", "Jobs by status (all tenants)", labels=["status"])
+        jobs = GaugeMetricFamily("jobyard_jobs", "Jobs by status (all tenants)", labels=["status"])
         for state, n in sorted(m.jobs_by_state.items()):
-            add_gauge(jobs, [state], n)
-        queue = gauge(
+            jobs.add_metric([state], n)
+        queue = GaugeMetricFamily(
             "jobyard_queue_depth", "Queued jobs by priority (all tenants)", labels=["priority"]
         )
         for priority, n in m.queued_by_priority.items():
-            add_gauge(queue, [priority], n)
-        durations = gauge_histogram(
+            queue.add_metric([priority], n)
+        durations = GaugeHistogramMetricFamily(
             "jobyard_job_duration_seconds",
             "Running time of the jobs that ended in the last hour, by final status",
             labels=["status"],
         )
         for state, d in sorted(m.durations.items()):
-            add_histogram(durations, [state], _buckets(DURATION_BOUNDS_S, d), d.total)
-        latency = gauge_histogram(
+            durations.add_metric([state], _buckets(DURATION_BOUNDS_S, d), d.total)
+        latency = GaugeHistogramMetricFamily(
             "jobyard_dispatch_latency_seconds",
             "Queued → process started, of the jobs started in the last hour",
             buckets=_buckets(LATENCY_BOUNDS_S, m.dispatch_latency),
             gsum_value=m.dispatch_latency.total,
         )
-        nodes = gauge("jobyard_nodes", "Nodes by status", labels=["status"])
+        nodes = GaugeMetricFamily("jobyard_nodes", "Nodes by status", labels=["status"])
         for status, n in m.nodes_by_status.items():
-            add_gauge(nodes, [status], n)
-        total = gauge("jobyard_slots_total", "Slots of active nodes", m.slots_total)
-        used = gauge("jobyard_slots_used", "Slots taken by jobs", m.slots_used)
+            nodes.add_metric([status], n)
+        total = GaugeMetricFamily("jobyard_slots_total", "Slots of active nodes", m.slots_total)
+        used = GaugeMetricFamily("jobyard_slots_used", "Slots taken by jobs", m.slots_used)
         return [jobs, queue, durations, latency, nodes, total, used]
 
 
-def metrics_route(app: FastAPI, services: Services, *, public: bool = True) -> None:
-    """Add ``GET /metrics`` to ``app``."""
-    collector = JobyardCollector(services.status)
+def metrics_route(app: FastAPI, services: Services, *, public: bool = True) -> CollectorRegistry:
+    """Add ``GET /metrics`` to ``app``; returns the app's registry."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(JobyardCollector(services.status))
 
     responses: dict[int | str, dict[str, Any]] = {
         200: {"description": "Prometheus text format", "content": {CONTENT_TYPE_LATEST: {}}},
@@ -113,4 +107,6 @@ def metrics_route(app: FastAPI, services: Services, *, public: bool = True) -> N
             ):
                 raise errors.Forbidden("/metrics needs an admin key of the default tenant")
         encode, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encode(collector.collect()), media_type=content_type)
+        return Response(encode(registry), media_type=content_type)
+
+    return registry
