@@ -6,6 +6,8 @@ authenticated request to every router (``api/routes/*``, ``api/compat/*``, plus
 ``/openapi.json``, ``/metrics`` and ``/healthz``), lets it idle again and reads the
 memory once more (2: idle after one request of each router). The job the requests need
 is scheduled for 2099 and cancelled, so nothing runs. Target: <= 80 MB RSS after (2).
+Then it opens the dashboard's sign-in page (the dashboard's modules load on its first
+page) and reads it a third time (3).
 
     .venv/bin/python bench/idle_rss.py [--idle-s 5] [--slots 2]
 """
@@ -123,9 +125,17 @@ def main() -> None:
         requests = touch_every_router(server)
         time.sleep(args.idle_s)
         used = measure(server.pid)
+        with server.client() as client:  # the dashboard (web/), loaded on its first page
+            page = client.get("/ui/sign-in")
+        time.sleep(args.idle_s)
+        dashboard = measure(server.pid)
     print(f"{args.slots} slots, SQLite, {args.idle_s:g} s idle before each measurement")
     report("1. idle after start:", started)
     report(f"2. idle after one request of each router ({len(requests)} requests):", used)
+    report(
+        f"3. idle after the dashboard's first page too (GET /ui/sign-in: {page.status_code}):",
+        dashboard,
+    )
     failed = [f"{r} -> {code}" for r, code in requests if code >= 400]
     print("requests that failed: " + ("; ".join(failed) if failed else "none"))
 
