@@ -44,6 +44,7 @@ class Sample:
     commit_wall_us: float
     commit_cpu_us: float
     frames: int
+    handed: bool  #: the loop found the write lock taken: the writer thread committed
 
 
 class Commits:
@@ -75,6 +76,30 @@ class Commits:
             database_module._driver_statement = original
 
 
+class HandOffs:
+    """Counts the loop's turns committed by the writer thread (the write lock taken)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextmanager
+    def patched(self) -> Iterator[None]:
+        cls = database_module.Database
+        original = cls._group_write_now
+
+        def counted(db: Any) -> Any:
+            begin = original(db)
+            if begin is None:
+                self.count += 1
+            return begin
+
+        cls._group_write_now = counted  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            cls._group_write_now = original  # type: ignore[method-assign]
+
+
 class Collections:
     """The garbage collector's time, from ``gc.callbacks``."""
 
@@ -103,16 +128,16 @@ def _wal_state(shm: mmap.mmap) -> tuple[int, int]:
 
 
 async def _measure(submit: Any, shm: mmap.mmap, submits: int, gap_s: float) -> list[Sample]:
-    commits, collections = Commits(), Collections()
+    commits, collections, hand_offs = Commits(), Collections(), HandOffs()
     gc.callbacks.append(collections)
     out: list[Sample] = []
     try:
-        with commits.patched():
+        with commits.patched(), hand_offs.patched():
             for _ in range(submits):
                 if gap_s:
                     time.sleep(gap_s)  # the client's share of a round trip: the loop idles
                 before = _wal_state(shm)
-                c0, g0 = commits.wall_ns, collections.ns
+                c0, g0, h0 = commits.wall_ns, collections.ns, hand_offs.count
                 cc0 = commits.cpu_ns
                 w, c = time.perf_counter_ns(), time.thread_time_ns()
                 await submit()
@@ -128,6 +153,7 @@ async def _measure(submit: Any, shm: mmap.mmap, submits: int, gap_s: float) -> l
                         (commits.wall_ns - c0) / 1e3,
                         (commits.cpu_ns - cc0) / 1e3,
                         after[0],
+                        hand_offs.count > h0,
                     )
                 )
     finally:
@@ -152,9 +178,11 @@ def _causes(slow: list[Sample], commit_p99_us: float) -> str:
     ckpt = sum(s.checkpoint for s in slow)
     gcs = sum(s.gc_us > 0 for s in slow)
     fsync = sum(s.commit_wall_us > commit_p99_us and not s.checkpoint for s in slow)
+    handed = sum(s.handed for s in slow)
     return (
         f"{len(slow)} submits: {ckpt} with a checkpoint, {gcs} with a collection, "
-        f"{fsync} with a slow commit (> the commits' p99, no checkpoint)"
+        f"{fsync} with a slow commit (> the commits' p99, no checkpoint), "
+        f"{handed} committed by the writer thread"
     )
 
 
@@ -182,6 +210,11 @@ def report(samples: list[Sample]) -> None:
         f"collections in {len(gcs)} submits, "
         f"{sum(s.gc_us for s in gcs):,.0f} us in all"
         + (f", at most {max(s.gc_us for s in gcs):,.0f} us" if gcs else "")
+    )
+    handed = [s for s in samples if s.handed]
+    print(
+        f"committed by the writer thread (the write lock taken): {len(handed)} submits"
+        + (f", wall p50 {percentile([s.wall_us for s in handed], 50):,.0f} us" if handed else "")
     )
     commit_p99 = percentile([s.commit_wall_us for s in plain or samples], 99)
     for pct in (1.0, 0.1):
