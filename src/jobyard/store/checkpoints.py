@@ -88,11 +88,15 @@ class Checkpointer:
             shm = self._start()
             if shm is None:
                 return
-        mx = _MX_FRAME.unpack_from(shm, _MX_FRAME_AT)[0]
-        if mx >= self._frames and not self._wake.is_set():
+        try:
+            mx = _MX_FRAME.unpack_from(shm, _MX_FRAME_AT)[0]
+            if mx < self._frames or self._wake.is_set():
+                return
             if mx > _MX_FRAME.unpack_from(shm, _BACKFILL_AT)[0]:  # frames to copy back
                 self._idle.clear()
                 self._wake.set()
+        except ValueError:  # unmapped by close() meanwhile: the commit stands
+            return
 
     def _start(self) -> mmap.mmap | None:
         """Open the thread's connection (which keeps the WAL-index mapped: SQLite
@@ -110,7 +114,7 @@ class Checkpointer:
                     if os.fstat(f.fileno()).st_size < _HEADER_BYTES:
                         raise OSError("the WAL-index is not initialised")
                     shm = mmap.mmap(f.fileno(), _HEADER_BYTES, access=mmap.ACCESS_READ)
-            except (OSError, sqlite3.Error) as e:
+            except (OSError, ValueError, sqlite3.Error) as e:
                 log.warning("WAL checkpoints stay in the commits (%s)", e)
                 self._failed = True
                 if conn is not None:

@@ -249,7 +249,6 @@ class Database:
                         conn.commit()  # transaction is this one (dialects' on_begin)
                     else:
                         _driver_statement(conn, "COMMIT")
-                    self._committed()
                 except BaseException:
                     with contextlib.suppress(Exception):  # none left if COMMIT failed
                         if conn.in_transaction():
@@ -259,6 +258,7 @@ class Database:
                     raise
                 finally:
                     info.pop(dialects.DRIVER_TRANSACTION, None)
+                self._committed()
         finally:
             lock.release()
 
