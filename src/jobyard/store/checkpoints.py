@@ -46,6 +46,8 @@ BACKSTOP_FRAMES = 16000
 #: checkpoint rounds after a wake-up at most (each copies what writers appended during
 #: the one before)
 ROUNDS = 8
+#: the most frames the last round copies while the process's writers wait (≈ 1 MB)
+LOCKED_FRAMES = 256
 #: how long a later round waits for the process's write lock (the commit under way)
 LOCK_WAIT_S = 0.05
 #: WAL-index offsets (native byte order): the frames in the WAL, and those copied back
@@ -151,26 +153,30 @@ class Checkpointer:
         the last round runs under the process's write lock (its writers take it before
         they begin): at once if it is free and nothing was appended meanwhile, there is
         nothing left to do; else, once the commit under way ended, what was appended
-        during the first round is copied (a few frames and an fsync of the database
-        file, while this process's writers wait)."""
+        during the round before is copied (at most ``LOCKED_FRAMES`` frames and an fsync
+        of the database file, while this process's writers wait; more, as after a large
+        batch, are copied beside the writers in another round first)."""
         frames, copied = _passive(conn)
         lock = self._write_lock
         for _ in range(ROUNDS):
             if frames < 0:
                 return  # another checkpoint runs (the backstop's); or not in WAL mode
-            if lock is None or not (
-                lock.acquire(blocking=False) or lock.acquire(timeout=LOCK_WAIT_S)
-            ):
-                frames, copied = _passive(conn)
-                continue
-            try:
-                if copied < frames or self._frames_now() != frames:
-                    frames, copied = _passive(conn)
-            finally:
-                lock.release()
-            if copied >= frames >= 0:
-                self.completed += 1
-            return
+            if lock is None:
+                if copied >= frames:
+                    self.completed += 1
+                    return
+            elif lock.acquire(blocking=False) or lock.acquire(timeout=LOCK_WAIT_S):
+                try:
+                    left = self._frames_now() - copied
+                    if left <= LOCKED_FRAMES:
+                        if left > 0:
+                            frames, copied = _passive(conn)
+                        if copied >= frames >= 0:
+                            self.completed += 1
+                        return
+                finally:
+                    lock.release()
+            frames, copied = _passive(conn)
 
     def _frames_now(self) -> int:
         shm = self._shm
