@@ -31,12 +31,13 @@ machine only): in W3 they run one after the other with the server, on the same c
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Barrier
@@ -72,6 +73,7 @@ class Round:
     client_cpu_us: float  #: per submit, the mean over the clients
     server_cpu_us: float  #: per submit
     backend_cpu_us: float | None = None  #: per submit, PostgreSQL's backends (local)
+    per_client_ms: list[list[float]] = field(default_factory=list)  #: in submit order
 
     def pct(self, p: float) -> float:
         return percentile(self.latencies_ms, p)
@@ -229,6 +231,7 @@ def one_round(
     return Round(
         rate=total / elapsed,
         latencies_ms=[ms for r in runs for ms in r.latencies_ms],
+        per_client_ms=[r.latencies_ms for r in runs],
         client_cpu_us=sum(r.cpu_s for r in runs) / total * 1e6,
         server_cpu_us=server_cpu / total * 1e6,
         backend_cpu_us=(
@@ -257,6 +260,11 @@ def main() -> None:
     ap.add_argument(
         "--null-delay-us", type=int, default=0, help="the null server answers this much later"
     )
+    ap.add_argument(
+        "--latencies",
+        metavar="FILE",
+        help="write each round's per-submit latencies (ms, in order, per client) as JSON lines",
+    )
     args = ap.parse_args()
     where = make_url(args.database_url).set(database=args.bench_db) if args.database_url else None
     store = where.render_as_string(hide_password=True) if where else "SQLite (default data dir)"
@@ -283,6 +291,9 @@ def main() -> None:
             args.null_delay_us,
         )
         rounds.append(r)
+        if args.latencies:
+            with open(args.latencies, "a") as f:
+                f.write(json.dumps({"round": n, "latencies_ms": r.per_client_ms}) + "\n")
         print(
             f"round {n}: {r.rate:,.0f} submits/s; latency ms p50 {r.pct(50):.2f}, "
             f"p90 {r.pct(90):.2f}, p99 {r.pct(99):.2f}, max {max(r.latencies_ms):.2f}; "

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from jobyard import errors
 from jobyard.store import dialects, tables
+from jobyard.store.checkpoints import BACKSTOP_FRAMES, Checkpointer
 from jobyard.store.group_commit import GroupCommit
 from jobyard.store.prepared import driver_cursor
 
@@ -71,6 +72,12 @@ class Database:
         #: the thread that syncs the SQLite WAL after an unsynced :meth:`write` (made on use)
         self._syncer: ThreadPoolExecutor | None = None
         self._syncer_lock = threading.Lock()
+        #: SQLite: the WAL checkpoints, on a thread of their own instead of in a commit
+        self.checkpoints: Checkpointer | None = None
+        path = self.file_path
+        if path is not None:
+            self.checkpoints = Checkpointer(path, self._write_lock)
+            sa.event.listen(self.engine, "connect", _backstop_checkpoints)
 
     def jobs_ended(self) -> None:
         """Count a commit that ended jobs: called after the commit."""
@@ -104,6 +111,7 @@ class Database:
             conn = conn.execution_options(**{dialects.WRITE_OPTION: True})
             with conn.begin():
                 yield conn
+            self._committed()
 
     @contextmanager
     def held_write(self, *, synced: bool = True) -> Iterator[sa.Connection]:
@@ -131,6 +139,12 @@ class Database:
             raise
         finally:
             held.release()
+
+    def _committed(self) -> None:
+        """After a commit (SQLite: still under the write lock): the WAL's checkpoint
+        thread looks whether the WAL grew long."""
+        if self.checkpoints is not None:
+            self.checkpoints.committed()
 
     def _drop_conn(self, slot: int) -> None:
         """Close the held connection ``slot`` for good (the next use makes another)."""
@@ -185,6 +199,7 @@ class Database:
                 return
             with conn.begin():
                 yield conn
+            self._committed()
 
     def _group_conn(self, slot: int) -> sa.Connection:
         """The held connection ``slot``, replaced if it broke."""
@@ -243,6 +258,7 @@ class Database:
                     raise
                 finally:
                     info.pop(dialects.DRIVER_TRANSACTION, None)
+                self._committed()
         finally:
             lock.release()
 
@@ -266,6 +282,8 @@ class Database:
 
     def dispose(self) -> None:
         self.group.close()
+        if self.checkpoints is not None:
+            self.checkpoints.close()
         if self._syncer is not None:
             self._syncer.shutdown()
         for conn in self._group_conns:
@@ -275,6 +293,14 @@ class Database:
         if self.loop_statements is not None:
             self.loop_statements.close()
         self.engine.dispose()
+
+
+def _backstop_checkpoints(dbapi_conn: Any, _record: Any) -> None:
+    """A connection of a database with a :class:`Checkpointer`: SQLite's own
+    checkpoint in a commit only if the WAL grew ``BACKSTOP_FRAMES`` long."""
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_FRAMES}")
+    cursor.close()
 
 
 def _driver_statement(conn: sa.Connection, sql: str) -> None:
