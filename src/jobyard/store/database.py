@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from jobyard import errors
 from jobyard.store import dialects, tables
-from jobyard.store.checkpoints import BACKSTOP_FRAMES, Checkpointer
+from jobyard.store.checkpoints import Checkpointer
 from jobyard.store.group_commit import GroupCommit
 from jobyard.store.prepared import driver_cursor
 
@@ -77,7 +77,6 @@ class Database:
         path = self.file_path
         if path is not None:
             self.checkpoints = Checkpointer(path, self._write_lock)
-            sa.event.listen(self.engine, "connect", _backstop_checkpoints)
 
     def jobs_ended(self) -> None:
         """Count a commit that ended jobs: called after the commit."""
@@ -293,14 +292,6 @@ class Database:
         if self.loop_statements is not None:
             self.loop_statements.close()
         self.engine.dispose()
-
-
-def _backstop_checkpoints(dbapi_conn: Any, _record: Any) -> None:
-    """A connection of a database with a :class:`Checkpointer`: SQLite's own
-    checkpoint in a commit only if the WAL grew ``BACKSTOP_FRAMES`` long."""
-    cursor = dbapi_conn.cursor()
-    cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_FRAMES}")
-    cursor.close()
 
 
 def _driver_statement(conn: sa.Connection, sql: str) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from jobyard.store.checkpoints import BACKSTOP_FRAMES
 from jobyard.store.prepared import driver_cursor
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -70,6 +71,9 @@ def _configure_sqlite(engine: Engine) -> None:
         # changes; with temporary files it spilled to one, ≈ 13 page writes a row
         # (syscalls, no fsync): ≈ 10 µs of each such statement; in memory, a copy
         cur.execute("PRAGMA temp_store=MEMORY")
+        # the WAL is copied back by the database's checkpoint thread (``checkpoints``);
+        # a commit does it itself only if that thread fell this far behind
+        cur.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_FRAMES}")
         cur.close()
 
     @event.listens_for(engine, "begin")
