@@ -80,8 +80,14 @@ def test_a_sample_reads_the_attempts_cgroup_not_every_process_of_the_host(
     """A sandboxed attempt's sample takes its processes from its cgroup: psutil's walk of
     the descendants, which reads every process on the host, is not called, and the job's
     child (a shell's background process) is counted."""
-    script = "python3 -c 'b = b\"x\" * (64 << 20); import time; time.sleep(60)' & wait"
-    handle = executor.start(job_spec(tmp_path, "sampled", ["/bin/sh", "-c", script]))
+    # the child says when its 64 MiB are all written (its RSS passes 64 MiB before that:
+    # the interpreter's own pages count too)
+    script = (
+        'python3 -c \'b = b"x" * (64 << 20); open("ready", "w").close();'
+        " import time; time.sleep(60)' & wait"
+    )
+    spec = job_spec(tmp_path, "sampled", ["/bin/sh", "-c", script])
+    handle = executor.start(spec)
     big = 64 << 20
 
     def python() -> psutil.Process | None:
@@ -94,7 +100,9 @@ def test_a_sample_reads_the_attempts_cgroup_not_every_process_of_the_host(
     try:
         assert handle.group is not None
         monkeypatch.setattr(psutil.Process, "children", walk)
-        child = wait_for(lambda: (p := python()) is not None and p.memory_info().rss > big and p)
+        wait_for(lambda: (spec.workdir / "ready").exists())
+        child = python()
+        assert child is not None
         assert {handle.pid, child.pid} <= {p.pid for p in handle._processes()}
         usage = handle.sample()
         assert usage.rss_bytes is not None and usage.rss_bytes > big
