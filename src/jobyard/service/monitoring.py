@@ -27,7 +27,7 @@ class Overdue:
 
 class Upkeep(Periodic):
     """Fires cron schedules, purges expired jobs, folds idle fair-share rows and the
-    counter rows of gone database connections every ``interval_s``."""
+    counter rows of gone database connections (and of past hours) every ``interval_s``."""
 
     name = "upkeep"
 

@@ -728,9 +728,10 @@ class JobStore:
 
     def fold_count_shards(self) -> int:
         """PostgreSQL: fold the counter rows (``job_counts``, ``job_hour_counts``) of
-        backends that are gone into shard 0 (migration 0015: each backend adds to rows of
-        its own, so a key would otherwise keep a row per connection it ever had); the
-        shard-0 rows written. The counts do not change. SQLite keeps shard 0 only: 0."""
+        backends that are gone, and the hour rows more than an hour past, into shard 0
+        (migration 0015: each backend adds to rows of its own, so a key would otherwise
+        keep a row per connection it ever had); the shard-0 rows written. The counts do
+        not change. SQLite keeps shard 0 only: 0."""
         if self.db.dialect != "postgresql":
             return 0
         with self.db.write() as conn:
